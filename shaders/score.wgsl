@@ -1,0 +1,229 @@
+// gpuplace scoring kernel: scores every job of a tile against every rack of a tile and keeps each
+// job's best K candidates, so that only O(jobs × K) is read back.
+//
+// Keep in sync with src/score.rs, its CPU twin: the same structs in the same field order, the same
+// constants, and `check`, `terms`, `score` and `better` line for line. All arithmetic is u32; the
+// ranges that keep it from overflowing are documented (and enforced on input) in src/score.rs.
+
+const TERM_SCALE: u32 = 1000u;
+const MAX_WEIGHT: u32 = 1000u;
+const RECIP_SHIFT: u32 = 16u;
+const MAX_CANDIDATES: u32 = 16u;
+const NO_RACK: u32 = 0xFFFFFFFFu;
+
+const REJECT_GPUS: u32 = 1u;
+const REJECT_HBM: u32 = 2u;
+const REJECT_JURISDICTION: u32 = 4u;
+const REJECT_PROVIDER: u32 = 8u;
+const REJECT_LATENCY: u32 = 16u;
+const REJECT_POWER: u32 = 32u;
+const REJECT_ONLINE: u32 = 64u;
+
+// Jobs per workgroup; also the number of racks staged in workgroup memory at a time.
+const WG_SIZE: u32 = 64u;
+
+struct Job {
+    gpus: u32,
+    hbm_gb: u32,
+    region: u32,
+    latency_limit_ms: u32,
+    latency_ref_ms: u32,
+    inv_latency_ref_q16: u32,
+    jurisdiction_mask: u32,
+    provider_mask: u32,
+    ready_day: u32,
+    w_pack: u32,
+    w_spread: u32,
+    w_latency: u32,
+    w_energy: u32,
+    w_carbon: u32,
+    w_hbm: u32,
+    _pad: u32,
+}
+
+struct Rack {
+    free_gpus: u32,
+    gpus: u32,
+    hbm_gb: u32,
+    gpu_watts: u32,
+    site: u32,
+    cluster: u32,
+    inv_gpus_q16: u32,
+    inv_hbm_q16: u32,
+}
+
+struct Site {
+    power_free_w: u32,
+    jurisdiction_bit: u32,
+    provider_bit: u32,
+    energy_term: u32,
+    carbon_term: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+struct Cluster {
+    free_racks: u32,
+    online_day: u32,
+}
+
+struct Candidate {
+    score: u32,
+    rack: u32,
+}
+
+struct Params {
+    job_count: u32,
+    rack_offset: u32,
+    rack_count: u32,
+    region_count: u32,
+    k: u32,
+    accumulate: u32,
+    groups_per_row: u32,
+    _pad: u32,
+}
+
+struct Terms {
+    pack: u32,
+    spread: u32,
+    latency: u32,
+    energy: u32,
+    carbon: u32,
+    hbm: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> jobs: array<Job>;
+@group(0) @binding(2) var<storage, read> racks: array<Rack>;
+@group(0) @binding(3) var<storage, read> sites: array<Site>;
+@group(0) @binding(4) var<storage, read> clusters: array<Cluster>;
+@group(0) @binding(5) var<storage, read> latency: array<u32>;
+@group(0) @binding(6) var<storage, read_write> candidates: array<Candidate>;
+@group(0) @binding(7) var<storage, read_write> feasible_counts: array<u32>;
+
+// The racks of the current step, shared by the workgroup's jobs.
+var<workgroup> rack_tile: array<Rack, WG_SIZE>;
+
+fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, latency_ms: u32) -> u32 {
+    var reject = 0u;
+    // A job of at most one NVLink domain needs that many free GPUs in this rack; a larger one needs
+    // this rack fully free and enough fully free racks in its cluster (this rack is their anchor).
+    let fits_one_rack = rack.free_gpus >= job.gpus;
+    let fits_many_racks = rack.free_gpus == rack.gpus && cluster.free_racks * rack.gpus >= job.gpus;
+    let fits = select(fits_many_racks, fits_one_rack, job.gpus <= rack.gpus);
+    if (!fits) {
+        reject |= REJECT_GPUS;
+    }
+    if (rack.hbm_gb < job.hbm_gb) {
+        reject |= REJECT_HBM;
+    }
+    if ((site.jurisdiction_bit & job.jurisdiction_mask) == 0u) {
+        reject |= REJECT_JURISDICTION;
+    }
+    if ((site.provider_bit & job.provider_mask) == 0u) {
+        reject |= REJECT_PROVIDER;
+    }
+    if (latency_ms > job.latency_limit_ms) {
+        reject |= REJECT_LATENCY;
+    }
+    if (job.gpus * rack.gpu_watts > site.power_free_w) {
+        reject |= REJECT_POWER;
+    }
+    if (cluster.online_day > job.ready_day) {
+        reject |= REJECT_ONLINE;
+    }
+    return reject;
+}
+
+fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> Terms {
+    // GPUs of this rack the job takes: all of them for a job spanning racks (its anchor is fully free).
+    let placed = min(job.gpus, rack.free_gpus);
+    let used_after = rack.gpus - rack.free_gpus + placed;
+    let pack = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
+    let spread = TERM_SCALE - pack;
+    let latency_slack = job.latency_ref_ms - min(job.latency_ref_ms, latency_ms);
+    let latency = (latency_slack * job.inv_latency_ref_q16) >> RECIP_SHIFT;
+    let energy = site.energy_term;
+    let carbon = site.carbon_term;
+    let hbm_slack = rack.hbm_gb - min(job.hbm_gb, rack.hbm_gb);
+    let hbm = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
+    return Terms(pack, spread, latency, energy, carbon, hbm);
+}
+
+fn score(job: Job, rack: Rack, site: Site, latency_ms: u32) -> u32 {
+    let t = terms(job, rack, site, latency_ms);
+    return job.w_pack * t.pack
+        + job.w_spread * t.spread
+        + job.w_latency * t.latency
+        + job.w_energy * t.energy
+        + job.w_carbon * t.carbon
+        + job.w_hbm * t.hbm;
+}
+
+fn better(a: Candidate, b: Candidate) -> bool {
+    return a.score > b.score || (a.score == b.score && a.rack < b.rack);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    let job_index = (group.y * params.groups_per_row + group.x) * WG_SIZE + local;
+    let has_job = job_index < params.job_count;
+    // Inactive invocations still stage racks and reach every barrier; they read a valid job and
+    // write nothing. The host never dispatches with job_count == 0.
+    let job = jobs[min(job_index, params.job_count - 1u)];
+    let k = params.k;
+
+    var top: array<Candidate, MAX_CANDIDATES>;
+    var feasible = 0u;
+    for (var slot = 0u; slot < k; slot++) {
+        top[slot] = Candidate(0u, NO_RACK);
+    }
+    // A later rack tile continues the lists the earlier tiles left: insertion in rank order gives the
+    // same list whatever order the racks arrive in, so tiling is exact.
+    if (params.accumulate != 0u && has_job) {
+        for (var slot = 0u; slot < k; slot++) {
+            top[slot] = candidates[job_index * k + slot];
+        }
+        feasible = feasible_counts[job_index];
+    }
+
+    for (var base = 0u; base < params.rack_count; base += WG_SIZE) {
+        if (base + local < params.rack_count) {
+            rack_tile[local] = racks[base + local];
+        }
+        workgroupBarrier();
+        let staged = min(WG_SIZE, params.rack_count - base);
+        if (has_job) {
+            for (var i = 0u; i < staged; i++) {
+                let rack = rack_tile[i];
+                let site = sites[rack.site];
+                let cluster = clusters[rack.cluster];
+                let latency_ms = latency[rack.site * params.region_count + job.region];
+                if (check(job, rack, site, cluster, latency_ms) == 0u) {
+                    feasible += 1u;
+                    let candidate = Candidate(score(job, rack, site, latency_ms), params.rack_offset + base + i);
+                    if (better(candidate, top[k - 1u])) {
+                        var slot = k - 1u;
+                        loop {
+                            if (slot == 0u || !better(candidate, top[slot - 1u])) {
+                                break;
+                            }
+                            top[slot] = top[slot - 1u];
+                            slot -= 1u;
+                        }
+                        top[slot] = candidate;
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    if (has_job) {
+        for (var slot = 0u; slot < k; slot++) {
+            candidates[job_index * k + slot] = top[slot];
+        }
+        feasible_counts[job_index] = feasible;
+    }
+}

@@ -1,0 +1,426 @@
+//! Jobs: what is to be placed, read from JSON or CSV, validated against a fleet, and compiled into
+//! the kernel's [`JobGpu`] records.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::date::Day;
+use crate::error::{InputError, Result};
+use crate::fleet::{Fleet, MAX_LATENCY_MS};
+use crate::policy::Policy;
+use crate::score::{JobGpu, inv_q16};
+
+/// The most GPUs one job may ask for.
+pub const MAX_JOB_GPUS: u32 = 65_535;
+
+/// What kind of AI work a job is; each kind has its own policy weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Serving a model to users.
+    Inference,
+    /// Multi-step agents calling models and tools.
+    Agentic,
+    /// Image, audio or video models.
+    Multimodal,
+    /// Pre-training or fine-tuning.
+    Training,
+}
+
+impl JobKind {
+    /// Every kind, in report order.
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Inference,
+        JobKind::Agentic,
+        JobKind::Multimodal,
+        JobKind::Training,
+    ];
+
+    /// The kind's name as written in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Inference => "inference",
+            JobKind::Agentic => "agentic",
+            JobKind::Multimodal => "multimodal",
+            JobKind::Training => "training",
+        }
+    }
+
+    /// Parses a kind's name.
+    pub fn parse(text: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.name() == text)
+    }
+}
+
+/// A job, with exactly the file format's field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Unique id.
+    pub id: String,
+    /// Kind of work.
+    pub kind: JobKind,
+    /// GPUs, all or nothing; more than one rack's GPUs takes whole free racks of one cluster.
+    pub gpus: u32,
+    /// HBM needed per GPU, GB.
+    pub hbm_gb_per_gpu: u32,
+    /// Higher is placed first.
+    pub priority: i32,
+    /// Expected run time, hours (used for energy reports).
+    pub duration_h: f64,
+    /// Region where the job's users are.
+    pub region: String,
+    /// Latency bound from the site to `region`, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ms: Option<u32>,
+    /// Allowed jurisdictions (data residency); any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jurisdictions: Option<Vec<String>>,
+    /// Allowed providers; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<String>>,
+    /// Earliest start date, `YYYY-MM-DD`: the job may use capacity that is online by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+}
+
+/// A jobs JSON file: `{ "jobs": [ … ] }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsFile {
+    /// The jobs.
+    pub jobs: Vec<Job>,
+}
+
+/// The field names of the CSV format, in the order `generate` writes them.
+pub const CSV_FIELDS: [&str; 11] = [
+    "id",
+    "kind",
+    "gpus",
+    "hbm_gb_per_gpu",
+    "priority",
+    "duration_h",
+    "region",
+    "max_latency_ms",
+    "jurisdictions",
+    "providers",
+    "not_before",
+];
+
+/// Jobs together with where each came from, so that validation errors can name the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// The jobs, in input order.
+    pub jobs: Vec<Job>,
+    /// For each job, how errors name it (`line 12` for CSV, `record 3` for JSON).
+    pub records: Vec<String>,
+    /// The file name (or `<generated>` / `<api>`).
+    pub source_name: String,
+}
+
+impl Workload {
+    /// Wraps jobs built in Rust.
+    pub fn from_jobs(jobs: Vec<Job>, source_name: &str) -> Workload {
+        let records = (0..jobs.len()).map(|i| format!("record {i}")).collect();
+        Workload {
+            jobs,
+            records,
+            source_name: source_name.to_string(),
+        }
+    }
+
+    /// Reads a jobs file: CSV when its extension is `.csv`, JSON otherwise.
+    pub fn from_path(path: &std::path::Path) -> Result<Workload> {
+        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let name = path.display().to_string();
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            Workload::from_csv(&text, &name)
+        } else {
+            Workload::from_json(&text, &name)
+        }
+    }
+
+    /// Parses jobs JSON.
+    pub fn from_json(text: &str, source_name: &str) -> Result<Workload> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let file: JobsFile = serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|err| crate::error::json_error(source_name, err))?;
+        deserializer.end().map_err(|err| {
+            InputError::new(
+                source_name,
+                "document",
+                "(top level)",
+                format!("trailing data: {err}"),
+            )
+        })?;
+        Ok(Workload::from_jobs(file.jobs, source_name))
+    }
+
+    /// Parses jobs CSV: a header naming the fields (any order, the optional ones may be left out),
+    /// then one job per line; list fields are separated by `|`; an empty cell is an absent value.
+    pub fn from_csv(text: &str, source_name: &str) -> Result<Workload> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let header_error =
+            |message: String| InputError::new(source_name, "line 1", "(header)", message);
+        let headers = reader
+            .headers()
+            .map_err(|e| header_error(e.to_string()))?
+            .clone();
+        let mut column = [None; CSV_FIELDS.len()];
+        for (i, name) in headers.iter().enumerate() {
+            let field = CSV_FIELDS
+                .iter()
+                .position(|f| *f == name)
+                .ok_or_else(|| header_error(format!("unknown column `{name}`")))?;
+            if column[field].replace(i).is_some() {
+                return Err(header_error(format!("column `{name}` appears twice")).into());
+            }
+        }
+        for (field, name) in CSV_FIELDS.iter().enumerate().take(7) {
+            if column[field].is_none() {
+                return Err(header_error(format!("missing required column `{name}`")).into());
+            }
+        }
+        let mut jobs = Vec::new();
+        let mut records = Vec::new();
+        for row in reader.records() {
+            let row = row.map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                InputError::new(
+                    source_name,
+                    format!("line {line}"),
+                    "(row)",
+                    format!("malformed CSV: {e}"),
+                )
+            })?;
+            let line = row.position().map_or(0, |p| p.line());
+            let record = format!("line {line}");
+            let cell = |field: usize| column[field].and_then(|i| row.get(i)).unwrap_or("");
+            let err = |field: usize, message: String| {
+                InputError::new(source_name, &record, CSV_FIELDS[field], message)
+            };
+            let parse_u32 = |field: usize| -> std::result::Result<u32, InputError> {
+                cell(field).parse::<u32>().map_err(|_| {
+                    err(
+                        field,
+                        format!(
+                            "`{}` is not a whole number from 0 to {}",
+                            cell(field),
+                            u32::MAX
+                        ),
+                    )
+                })
+            };
+            let optional = |field: usize| Some(cell(field)).filter(|text| !text.is_empty());
+            let list = |field: usize| {
+                optional(field).map(|text| {
+                    text.split('|')
+                        .map(|s| s.trim().to_string())
+                        .collect::<Vec<_>>()
+                })
+            };
+            let kind_text = cell(1);
+            let job = Job {
+                id: cell(0).to_string(),
+                kind: JobKind::parse(kind_text).ok_or_else(|| err(1, format!("unknown kind `{kind_text}`: expected inference, agentic, multimodal or training")))?,
+                gpus: parse_u32(2)?,
+                hbm_gb_per_gpu: parse_u32(3)?,
+                priority: cell(4).parse::<i32>().map_err(|_| err(4, format!("`{}` is not a whole number", cell(4))))?,
+                duration_h: cell(5).parse::<f64>().map_err(|_| err(5, format!("`{}` is not a number", cell(5))))?,
+                region: cell(6).to_string(),
+                max_latency_ms: optional(7).map(|_| parse_u32(7)).transpose()?,
+                jurisdictions: list(8),
+                providers: list(9),
+                not_before: optional(10).map(str::to_string),
+            };
+            jobs.push(job);
+            records.push(record);
+        }
+        Ok(Workload {
+            jobs,
+            records,
+            source_name: source_name.to_string(),
+        })
+    }
+
+    /// Writes the jobs as JSON (`{"jobs": [...]}`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&JobsFile {
+            jobs: self.jobs.clone(),
+        })
+        .expect("jobs always serialize")
+    }
+
+    /// Writes the jobs as CSV with the header [`CSV_FIELDS`].
+    pub fn to_csv(&self) -> String {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(CSV_FIELDS).expect("writing to memory");
+        for job in &self.jobs {
+            let list = |values: &Option<Vec<String>>| {
+                values.as_ref().map_or(String::new(), |v| v.join("|"))
+            };
+            writer
+                .write_record([
+                    job.id.clone(),
+                    job.kind.name().to_string(),
+                    job.gpus.to_string(),
+                    job.hbm_gb_per_gpu.to_string(),
+                    job.priority.to_string(),
+                    job.duration_h.to_string(),
+                    job.region.clone(),
+                    job.max_latency_ms.map_or(String::new(), |v| v.to_string()),
+                    list(&job.jurisdictions),
+                    list(&job.providers),
+                    job.not_before.clone().unwrap_or_default(),
+                ])
+                .expect("writing to memory");
+        }
+        String::from_utf8(writer.into_inner().expect("writing to memory"))
+            .expect("CSV of UTF-8 strings")
+    }
+
+    /// Validates every job against the fleet and compiles it for the scorer. `at` is the placement
+    /// date. Errors name the file, the record and the field.
+    pub fn compile(
+        &self,
+        fleet: &Fleet,
+        policy: &Policy,
+        at: Day,
+    ) -> std::result::Result<Vec<JobGpu>, InputError> {
+        let src = self.source_name.as_str();
+        let mut ids = BTreeSet::new();
+        let mut compiled = Vec::with_capacity(self.jobs.len());
+        for (job, record) in self.jobs.iter().zip(&self.records) {
+            let record = if job.id.is_empty() {
+                record.clone()
+            } else {
+                format!("job `{}` ({record})", job.id)
+            };
+            let err = |field: &str, message: String| InputError::new(src, &record, field, message);
+            if job.id.is_empty() {
+                return Err(err("id", "must not be empty".into()));
+            }
+            if !ids.insert(job.id.as_str()) {
+                return Err(err("id", format!("duplicate job id `{}`", job.id)));
+            }
+            if job.gpus == 0 || job.gpus > MAX_JOB_GPUS {
+                return Err(err(
+                    "gpus",
+                    format!(
+                        "{} is out of range: must be between 1 and {MAX_JOB_GPUS}",
+                        job.gpus
+                    ),
+                ));
+            }
+            if job.hbm_gb_per_gpu > crate::fleet::MAX_HBM_GB {
+                return Err(err(
+                    "hbm_gb_per_gpu",
+                    format!(
+                        "{} is out of range: must be at most {}",
+                        job.hbm_gb_per_gpu,
+                        crate::fleet::MAX_HBM_GB
+                    ),
+                ));
+            }
+            if !job.duration_h.is_finite() || job.duration_h <= 0.0 || job.duration_h > 1_000_000.0
+            {
+                return Err(err(
+                    "duration_h",
+                    format!(
+                        "{} is out of range: must be more than 0 and at most 1000000 hours",
+                        job.duration_h
+                    ),
+                ));
+            }
+            let region = fleet.region_index(&job.region).ok_or_else(|| {
+                err(
+                    "region",
+                    format!(
+                        "unknown region `{}`: the fleet knows {}",
+                        job.region,
+                        fleet.regions.join(", ")
+                    ),
+                )
+            })?;
+            if let Some(bound) = job.max_latency_ms
+                && (bound == 0 || bound > MAX_LATENCY_MS)
+            {
+                return Err(err(
+                    "max_latency_ms",
+                    format!("{bound} is out of range: must be between 1 and {MAX_LATENCY_MS}"),
+                ));
+            }
+            let jurisdiction_mask =
+                tag_mask(&job.jurisdictions, &fleet.jurisdictions).map_err(|name| {
+                    err(
+                        "jurisdictions",
+                        format!(
+                            "unknown jurisdiction `{name}`: the fleet has {}",
+                            fleet.jurisdictions.join(", ")
+                        ),
+                    )
+                })?;
+            let provider_mask = tag_mask(&job.providers, &fleet.providers).map_err(|name| {
+                err(
+                    "providers",
+                    format!(
+                        "unknown provider `{name}`: the fleet has {}",
+                        fleet.providers.join(", ")
+                    ),
+                )
+            })?;
+            let not_before = match &job.not_before {
+                Some(text) => Some(Day::parse(text).map_err(|m| err("not_before", m))?),
+                None => None,
+            };
+            let weights = policy.weights(job.kind);
+            let latency_ref_ms = job.max_latency_ms.unwrap_or(policy.latency_ref_ms);
+            compiled.push(JobGpu {
+                gpus: job.gpus,
+                hbm_gb: job.hbm_gb_per_gpu,
+                region: region as u32,
+                latency_limit_ms: job.max_latency_ms.unwrap_or(MAX_LATENCY_MS),
+                latency_ref_ms,
+                inv_latency_ref_q16: inv_q16(latency_ref_ms),
+                jurisdiction_mask,
+                provider_mask,
+                ready_day: not_before.map_or(at, |d| d.max(at)).0,
+                w_pack: weights.pack,
+                w_spread: weights.spread,
+                w_latency: weights.latency,
+                w_energy: weights.energy,
+                w_carbon: weights.carbon,
+                w_hbm: weights.hbm,
+                _pad: 0,
+            });
+        }
+        Ok(compiled)
+    }
+}
+
+/// The bit set of `names` within `known`; all ones when `names` is absent. Err(name) for an unknown
+/// name. An empty list is allowed and matches nothing (the job is then reported unplaceable).
+fn tag_mask(names: &Option<Vec<String>>, known: &[String]) -> std::result::Result<u32, String> {
+    let Some(names) = names else {
+        return Ok(u32::MAX);
+    };
+    let mut mask = 0u32;
+    for name in names {
+        let index = known
+            .iter()
+            .position(|k| k == name)
+            .ok_or_else(|| name.clone())?;
+        mask |= 1 << index;
+    }
+    Ok(mask)
+}

@@ -1,0 +1,387 @@
+//! The `gpuplace` command: a thin layer over the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gpuplace::{BackendChoice, Day, Fleet, Policy, Scheduler, Workload, builtin, generate, report};
+
+#[derive(Parser)]
+#[command(
+    name = "gpuplace",
+    version,
+    about = "GPU-accelerated placement of AI jobs onto GB300 NVL72 fleets"
+)]
+#[command(after_help = "Examples:
+  gpuplace place                              # built-in fleet, 10000 generated jobs
+  gpuplace place --jobs jobs.csv --out placements.json
+  gpuplace explain --job training-0042
+  gpuplace fleet --json > fleet.json
+  gpuplace generate --count 1000 --seed 7 --out jobs.json")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Place jobs onto the fleet and print a summary.
+    #[command(after_help = "Examples:
+  gpuplace place
+  gpuplace place --count 100000 --seed 3 --backend cpu
+  gpuplace place --fleet fleet.json --jobs jobs.json --policy policy.json --at 2026-12-01 --out out.json")]
+    Place {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Write placements, unplaced jobs and totals to this JSON file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Show one job's best candidates with every score term, and why other racks were rejected.
+    #[command(after_help = "Examples:
+  gpuplace explain --job inference-0001
+  gpuplace explain --jobs jobs.json --job train-7 --json")]
+    Explain {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// The job's id.
+        #[arg(long, value_name = "ID")]
+        job: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the fleet: a summary table, or the fleet file with --json.
+    #[command(after_help = "Examples:
+  gpuplace fleet
+  gpuplace fleet --json > fleet.json
+  gpuplace fleet --fleet my-fleet.json")]
+    Fleet {
+        /// Fleet JSON file (default: the built-in fleet).
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
+        /// Print the fleet in the format --fleet reads.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a deterministic, realistic workload.
+    #[command(after_help = "Examples:
+  gpuplace generate --count 1000 --seed 7 --out jobs.json
+  gpuplace generate --count 50 --out jobs.csv")]
+    Generate {
+        /// Number of jobs.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Fleet whose regions, jurisdictions and providers to use (default: built-in).
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
+        /// Date `not_before` values are drawn after (default: the fleet's as_of, else today).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        at: Option<String>,
+        /// Output file: CSV if it ends in .csv, else JSON (default: JSON on stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct Inputs {
+    /// Fleet JSON file (default: the built-in fleet).
+    #[arg(long, value_name = "FILE")]
+    fleet: Option<PathBuf>,
+    /// Jobs file, JSON or CSV by extension (default: a generated workload).
+    #[arg(long, value_name = "FILE")]
+    jobs: Option<PathBuf>,
+    /// Policy JSON file (default: the built-in policy).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Jobs to generate when --jobs is not given.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Seed of the generated workload.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Placement date (default: the fleet's as_of, else today).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    at: Option<String>,
+    /// Scoring backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// The GPU when an adapter is found, else the CPU.
+    Auto,
+    /// The CPU on all cores.
+    Cpu,
+    /// The GPU (fails when there is no adapter).
+    Gpu,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the library's errors already name the file, record and field, and include
+            // their causes; wgpu's multi-line diagnostics are folded onto the line.
+            let message = error
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_fleet(path: &Option<PathBuf>) -> anyhow::Result<Fleet> {
+    Ok(match path {
+        Some(path) => Fleet::from_path(path)?,
+        None => builtin::default_fleet(),
+    })
+}
+
+fn parse_at(at: &Option<String>) -> anyhow::Result<Option<Day>> {
+    at.as_deref()
+        .map(|text| {
+            Day::parse(text)
+                .map_err(|m| gpuplace::InputError::new("command line", "--at", "at", m).into())
+        })
+        .transpose()
+}
+
+/// Loads everything `place` and `explain` need and opens the backend.
+fn prepare(inputs: &Inputs) -> anyhow::Result<(Scheduler, Workload, Option<Day>)> {
+    let fleet = load_fleet(&inputs.fleet)?;
+    let policy = match &inputs.policy {
+        Some(path) => Policy::from_path(path)?,
+        None => Policy::default(),
+    };
+    let at = parse_at(&inputs.at)?;
+    let workload = match &inputs.jobs {
+        Some(path) => Workload::from_path(path)?,
+        None => {
+            let base = at.or(fleet.as_of).unwrap_or_else(Day::today);
+            generate::generate(&fleet, inputs.count, inputs.seed, base)
+        }
+    };
+    let choice = match inputs.backend {
+        BackendArg::Auto => BackendChoice::Auto,
+        BackendArg::Cpu => BackendChoice::Cpu,
+        BackendArg::Gpu => BackendChoice::Gpu,
+    };
+    let scheduler = Scheduler::new(fleet, policy, choice)?;
+    for notice in scheduler.notices() {
+        eprintln!("{notice}");
+    }
+    Ok((scheduler, workload, at))
+}
+
+/// Writes `contents` to `path` atomically: a temporary file beside it, then a rename, so a failed
+/// run never leaves a partial file.
+fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .context("output path has no file name")?
+        .to_string_lossy();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = std::fs::File::create(&temp)
+        .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(source) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(gpuplace::Error::Io {
+            path: path.into(),
+            source,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Place { inputs, out } => {
+            let started = Instant::now();
+            let (mut scheduler, workload, at) = prepare(&inputs)?;
+            let placement = scheduler.place(&workload, at)?;
+            for notice in &placement.notices[scheduler.notices().len()..] {
+                eprintln!("{notice}");
+            }
+            let document = report::out_file(scheduler.fleet(), &workload, &placement);
+            if let Some(path) = &out {
+                let mut json = serde_json::to_vec_pretty(&document)?;
+                json.push(b'\n');
+                write_atomically(path, &json)?;
+            }
+            println!(
+                "{}",
+                report::summary_text(&document, &placement, started.elapsed())
+            );
+        }
+        Command::Explain { inputs, job, json } => {
+            let (mut scheduler, workload, at) = prepare(&inputs)?;
+            let explanation = scheduler.explain(&workload, at, &job)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&explanation)?);
+            } else {
+                print_explanation(&explanation);
+            }
+        }
+        Command::Fleet { fleet, json } => {
+            let fleet = load_fleet(&fleet)?;
+            if json {
+                println!("{}", fleet.to_json());
+            } else {
+                print_fleet(&fleet);
+            }
+        }
+        Command::Generate {
+            count,
+            seed,
+            fleet,
+            at,
+            out,
+        } => {
+            let fleet = load_fleet(&fleet)?;
+            let base = parse_at(&at)?.or(fleet.as_of).unwrap_or_else(Day::today);
+            let workload = generate::generate(&fleet, count, seed, base);
+            match out {
+                Some(path) => {
+                    let csv = path
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+                    let text = if csv {
+                        workload.to_csv()
+                    } else {
+                        workload.to_json() + "\n"
+                    };
+                    write_atomically(&path, text.as_bytes())?;
+                }
+                None => println!("{}", workload.to_json()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_fleet(fleet: &Fleet) {
+    println!(
+        "{:<22} {:<16} {:<4} {:>6} {:>8} {:>8} {:>9}  online",
+        "site", "provider", "jur", "racks", "GPUs", "MW", "$/MWh"
+    );
+    let mut total_racks = 0;
+    for site in &fleet.sites {
+        let racks: usize = site
+            .clusters
+            .clone()
+            .map(|c| fleet.clusters[c].racks.len())
+            .sum();
+        let gpus: u64 = site
+            .clusters
+            .clone()
+            .map(|c| {
+                fleet.clusters[c].racks.len() as u64
+                    * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpus)
+            })
+            .sum();
+        let phases: Vec<String> = site
+            .clusters
+            .clone()
+            .map(|c| {
+                format!(
+                    "{} {}×{}",
+                    fleet.clusters[c].online,
+                    fleet.clusters[c].racks.len(),
+                    fleet.rack_types[fleet.clusters[c].rack_type].name
+                )
+            })
+            .collect();
+        total_racks += racks;
+        println!(
+            "{:<22} {:<16} {:<4} {:>6} {:>8} {:>8.1} {:>9.1}  {}",
+            site.name,
+            site.provider,
+            site.jurisdiction,
+            racks,
+            gpus,
+            f64::from(site.power_w) / 1e6,
+            f64::from(site.price_milli_usd_per_mwh) / 1000.0,
+            phases.join(", ")
+        );
+    }
+    println!(
+        "{:<22} {:<16} {:<4} {:>6} {:>8}",
+        "total",
+        "",
+        "",
+        total_racks,
+        fleet.total_gpus()
+    );
+}
+
+fn print_explanation(e: &gpuplace::explain::Explanation) {
+    println!("job {}: {}", e.job, e.need);
+    println!(
+        "decided after {} jobs of higher rank; {} racks feasible then",
+        e.decided_before, e.feasible_racks
+    );
+    if !e.candidates.is_empty() {
+        println!(
+            "\n{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5}",
+            "#",
+            "site",
+            "cluster",
+            "rack",
+            "free",
+            "score",
+            "pack",
+            "spread",
+            "latency",
+            "energy",
+            "carbon",
+            "hbm"
+        );
+        for (i, c) in e.candidates.iter().enumerate() {
+            let t = &c.terms;
+            println!(
+                "{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5}",
+                i + 1,
+                c.site,
+                c.cluster,
+                c.rack,
+                c.free_gpus,
+                c.score,
+                t.pack,
+                t.spread,
+                t.latency,
+                t.energy,
+                t.carbon,
+                t.hbm
+            );
+        }
+        let w = e.candidates[0].weights;
+        println!(
+            "{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5}",
+            "", "weights", "", "", "", "", w[0], w[1], w[2], w[3], w[4], w[5]
+        );
+    }
+    println!("\nracks rejected per failed constraint (a rack may fail several):");
+    for (name, count) in &e.rejected {
+        println!("  {name:<13} {count}");
+    }
+    println!("\ndecision: {}", e.decision);
+}

@@ -1,0 +1,407 @@
+//! The placement engine: commits jobs in priority order with exact capacity accounting.
+//!
+//! # The guarantee
+//! Jobs are decided one at a time in the order *priority descending, then id ascending*. Each job
+//! is placed on the best-scoring rack (ties: lowest global rack index) among those feasible given
+//! the capacity left by every job decided before it, or left unplaced if none is feasible. So a job
+//! is never left unplaced because of capacity taken by a job of lower priority (or of equal
+//! priority and greater id): those are decided after it.
+//!
+//! [`place_reference`] is that definition written as plainly as possible: for each job, scan every
+//! rack. [`place_batched`] is the production path and gives *exactly* the same decisions (tests
+//! check this on many random fleets): it scores all pending jobs at once against a snapshot (on the
+//! CPU or the GPU), keeps each job's best K racks, and then walks the jobs in order, using the
+//! candidate lists while they are still valid and re-checking on the host only what changed since
+//! the snapshot:
+//!
+//! - capacity only shrinks as jobs commit, so a rack infeasible in the snapshot stays infeasible;
+//! - a rack whose free GPUs did not change keeps its snapshot score (site power and free racks
+//!   only affect feasibility, which is re-checked exactly against the current state);
+//! - racks whose free GPUs changed ("dirty") are re-scored on the host; racks of the same cluster
+//!   with the same free GPUs are interchangeable, so only the lowest-indexed one of each such class
+//!   is scored;
+//! - when every listed candidate is gone and the snapshot had more feasible racks than the list
+//!   holds, the job is scored against every rack on the host.
+//!
+//! A round ends (and the remaining jobs are re-scored against a fresh snapshot) when the dirty set
+//! or the host re-scans grow past their limits, which keeps host work per job small.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::cpu::ScoreOutput;
+use crate::fleet::{Fleet, FleetState};
+use crate::score::{Candidate, JobGpu, NO_RACK, REJECT_GPUS, REJECT_KINDS, REJECT_POWER, better};
+
+/// GPUs a placed job takes on one rack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RackShare {
+    /// Global rack index.
+    pub rack: u32,
+    /// GPUs taken on it.
+    pub gpus: u32,
+}
+
+/// How one job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Placed on these racks (one for a job of at most one NVLink domain) with this score.
+    Placed {
+        /// Racks and GPUs taken, anchor rack first, then by rack index.
+        racks: Vec<RackShare>,
+        /// The anchor rack's score.
+        score: u32,
+    },
+    /// Not placed; the reason in words.
+    Unplaced {
+        /// Why, for a person.
+        reason: String,
+    },
+}
+
+/// A job's decision; `job` indexes the workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Index of the job in the workload.
+    pub job: usize,
+    /// What happened to it.
+    pub outcome: Outcome,
+}
+
+/// Counters of the batched engine, for the curious and for benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStats {
+    /// Scoring passes (each over all jobs still pending).
+    pub rounds: u32,
+    /// Job × rack pairs scored by the backend.
+    pub scored_pairs: u64,
+    /// Jobs decided from their candidate list (plus dirty racks).
+    pub from_candidates: u64,
+    /// Jobs scored against every rack on the host because their list ran out.
+    pub host_rescans: u64,
+}
+
+/// Limits that end a round of the batched engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundLimits {
+    /// End the round once this many racks changed since the snapshot.
+    pub max_dirty_racks: usize,
+    /// End the round after this many host re-scans.
+    pub max_host_rescans: u64,
+}
+
+impl Default for RoundLimits {
+    fn default() -> Self {
+        RoundLimits {
+            max_dirty_racks: 2048,
+            max_host_rescans: 256,
+        }
+    }
+}
+
+/// The decision order: priority descending, then id ascending.
+pub fn decision_order(jobs: &[crate::jobs::Job]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by(|&a, &b| {
+        jobs[b]
+            .priority
+            .cmp(&jobs[a].priority)
+            .then_with(|| jobs[a].id.cmp(&jobs[b].id))
+    });
+    order
+}
+
+/// Capacity state plus what is needed to commit and explain: the fleet's topology.
+pub(crate) struct Ledger<'a> {
+    pub fleet: &'a Fleet,
+    pub state: FleetState,
+    /// Commits so far; keys the reason cache (reasons depend only on the job and the state).
+    commits: u64,
+    reasons: HashMap<(JobGpu, u64), String>,
+}
+
+impl<'a> Ledger<'a> {
+    pub fn new(fleet: &'a Fleet, state: FleetState) -> Self {
+        Ledger {
+            fleet,
+            state,
+            commits: 0,
+            reasons: HashMap::new(),
+        }
+    }
+
+    /// The best feasible rack for `job` in the current state, scanning every rack.
+    pub fn best_rack(&self, job: &JobGpu) -> Option<Candidate> {
+        let mut best: Option<Candidate> = None;
+        for rack in 0..self.state.racks.len() {
+            if self.state.check(job, rack) == 0 {
+                let candidate = Candidate {
+                    score: self.state.score(job, rack),
+                    rack: rack as u32,
+                };
+                if best.is_none_or(|b| better(candidate, b)) {
+                    best = Some(candidate);
+                }
+            }
+        }
+        best
+    }
+
+    /// Takes the job's GPUs and power, anchored at `anchor` (which must pass `check`).
+    pub fn commit(&mut self, job: &JobGpu, anchor: usize) -> Vec<RackShare> {
+        self.commits += 1;
+        let rack = self.state.racks[anchor];
+        let mut shares = Vec::new();
+        if job.gpus <= rack.gpus {
+            shares.push(RackShare {
+                rack: anchor as u32,
+                gpus: job.gpus,
+            });
+        } else {
+            // Whole free racks of the anchor's cluster: the anchor, then the lowest-indexed others.
+            let mut remaining = job.gpus;
+            let cluster_racks = self.fleet.clusters[rack.cluster as usize].racks.clone();
+            let others = cluster_racks.filter(|&r| {
+                r != anchor && self.state.racks[r].free_gpus == self.state.racks[r].gpus
+            });
+            for r in std::iter::once(anchor).chain(others) {
+                let take = remaining.min(self.state.racks[r].gpus);
+                shares.push(RackShare {
+                    rack: r as u32,
+                    gpus: take,
+                });
+                remaining -= take;
+                if remaining == 0 {
+                    break;
+                }
+            }
+            debug_assert_eq!(remaining, 0, "check() guaranteed enough free racks");
+        }
+        for share in &shares {
+            let r = &mut self.state.racks[share.rack as usize];
+            if r.free_gpus == r.gpus {
+                self.state.clusters[r.cluster as usize].free_racks -= 1;
+            }
+            r.free_gpus -= share.gpus;
+        }
+        self.state.sites[rack.site as usize].power_free_w -= job.gpus * rack.gpu_watts;
+        shares
+    }
+
+    /// Why `job` cannot be placed now, in words (cached per job shape and state).
+    pub fn reason(&mut self, job: &JobGpu) -> String {
+        let key = (*job, self.commits);
+        if let Some(reason) = self.reasons.get(&key) {
+            return reason.clone();
+        }
+        let reason = crate::explain::unplaced_reason(self.fleet, &self.state, job);
+        self.reasons.insert(key, reason.clone());
+        reason
+    }
+}
+
+/// The reference oracle: one job at a time, every rack scanned against the capacity left by all
+/// jobs before it. Simple and slow; the definition the batched engine must match.
+pub fn place_reference(
+    fleet: &Fleet,
+    jobs: &[JobGpu],
+    order: &[usize],
+    state: FleetState,
+) -> (Vec<Decision>, FleetState) {
+    let mut ledger = Ledger::new(fleet, state);
+    let mut decisions = Vec::with_capacity(order.len());
+    for &j in order {
+        let job = &jobs[j];
+        let outcome = match ledger.best_rack(job) {
+            Some(best) => Outcome::Placed {
+                racks: ledger.commit(job, best.rack as usize),
+                score: best.score,
+            },
+            None => Outcome::Unplaced {
+                reason: ledger.reason(job),
+            },
+        };
+        decisions.push(Decision { job: j, outcome });
+    }
+    (decisions, ledger.state)
+}
+
+/// Racks changed since the round's snapshot, grouped into classes of interchangeable racks.
+struct DirtyRacks {
+    is_dirty: Vec<bool>,
+    /// (cluster, free GPUs, rack): iteration finds each class's lowest rack first.
+    by_class: BTreeSet<(u32, u32, u32)>,
+    count: usize,
+}
+
+impl DirtyRacks {
+    fn new(racks: usize) -> Self {
+        DirtyRacks {
+            is_dirty: vec![false; racks],
+            by_class: BTreeSet::new(),
+            count: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        for &(_, _, rack) in &self.by_class {
+            self.is_dirty[rack as usize] = false;
+        }
+        self.by_class.clear();
+        self.count = 0;
+    }
+
+    /// Records that `rack` moved from `old_free` to `new_free` GPUs free.
+    fn update(&mut self, cluster: u32, rack: u32, old_free: u32, new_free: u32) {
+        if self.is_dirty[rack as usize] {
+            self.by_class.remove(&(cluster, old_free, rack));
+        } else {
+            self.is_dirty[rack as usize] = true;
+            self.count += 1;
+        }
+        self.by_class.insert((cluster, new_free, rack));
+    }
+
+    /// The lowest-indexed rack of each class with at least one free GPU.
+    fn representatives(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut cursor = self.by_class.iter().next().copied();
+        std::iter::from_fn(move || {
+            loop {
+                let (cluster, free, rack) = cursor?;
+                cursor = self
+                    .by_class
+                    .range((cluster, free + 1, 0)..)
+                    .next()
+                    .copied();
+                if free > 0 {
+                    return Some(rack);
+                }
+            }
+        })
+    }
+}
+
+/// Something that scores a batch of jobs against a snapshot: the CPU or the GPU backend.
+pub trait Scorer {
+    /// Scores `jobs` against `state`, keeping `k` candidates per job.
+    fn score(
+        &mut self,
+        jobs: &[JobGpu],
+        state: &FleetState,
+        k: usize,
+    ) -> Result<ScoreOutput, crate::gpu::GpuError>;
+}
+
+/// The production engine: batched scoring plus exact host commits (see the module docs).
+/// `on_round` is called after each scoring pass with (jobs decided so far, jobs in all).
+pub fn place_batched(
+    fleet: &Fleet,
+    jobs: &[JobGpu],
+    order: &[usize],
+    state: FleetState,
+    k: usize,
+    limits: RoundLimits,
+    scorer: &mut dyn Scorer,
+    on_round: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Decision>, FleetState, EngineStats), crate::gpu::GpuError> {
+    let mut ledger = Ledger::new(fleet, state);
+    let mut decisions = Vec::with_capacity(order.len());
+    let mut stats = EngineStats::default();
+    let mut dirty = DirtyRacks::new(ledger.state.racks.len());
+    let mut position = 0;
+    let mut batch: Vec<JobGpu> = Vec::new();
+    while position < order.len() {
+        batch.clear();
+        batch.extend(order[position..].iter().map(|&j| jobs[j]));
+        let scored = scorer.score(&batch, &ledger.state, k)?;
+        stats.rounds += 1;
+        stats.scored_pairs += batch.len() as u64 * ledger.state.racks.len() as u64;
+        dirty.clear();
+        let mut rescans = 0u64;
+        let round_start = position;
+        while position < order.len() {
+            let i = position - round_start;
+            let j = order[position];
+            let job = &jobs[j];
+            position += 1;
+            let best = if scored.feasible[i] == 0 {
+                // Infeasible against the snapshot means infeasible now: capacity only shrinks.
+                None
+            } else {
+                let listed = scored
+                    .candidates_of(i)
+                    .iter()
+                    .take_while(|c| c.rack != NO_RACK)
+                    .find(|c| {
+                        !dirty.is_dirty[c.rack as usize]
+                            && ledger.state.check(job, c.rack as usize) == 0
+                    })
+                    .copied();
+                if listed.is_none() && scored.feasible[i] as usize > k {
+                    // Clean racks beyond the list may be feasible: decide this job from scratch.
+                    rescans += 1;
+                    stats.host_rescans += 1;
+                    ledger.best_rack(job)
+                } else {
+                    stats.from_candidates += 1;
+                    let mut best = listed;
+                    for rack in dirty.representatives() {
+                        if ledger.state.check(job, rack as usize) == 0 {
+                            let candidate = Candidate {
+                                score: ledger.state.score(job, rack as usize),
+                                rack,
+                            };
+                            if best.is_none_or(|b| better(candidate, b)) {
+                                best = Some(candidate);
+                            }
+                        }
+                    }
+                    best
+                }
+            };
+            let outcome = match best {
+                Some(best) => {
+                    let shares = ledger.commit(job, best.rack as usize);
+                    for share in &shares {
+                        let rack = &ledger.state.racks[share.rack as usize];
+                        dirty.update(
+                            rack.cluster,
+                            share.rack,
+                            rack.free_gpus + share.gpus,
+                            rack.free_gpus,
+                        );
+                    }
+                    Outcome::Placed {
+                        racks: shares,
+                        score: best.score,
+                    }
+                }
+                None => Outcome::Unplaced {
+                    reason: ledger.reason(job),
+                },
+            };
+            decisions.push(Decision { job: j, outcome });
+            if dirty.count > limits.max_dirty_racks || rescans > limits.max_host_rescans {
+                break;
+            }
+        }
+        on_round(position, order.len());
+    }
+    Ok((decisions, ledger.state, stats))
+}
+
+/// Counts, over all racks, how many fail each constraint (a rack failing several counts in each).
+pub fn reject_counts(state: &FleetState, job: &JobGpu) -> [u64; REJECT_KINDS] {
+    let mut counts = [0u64; REJECT_KINDS];
+    for rack in 0..state.racks.len() {
+        let reject = state.check(job, rack);
+        for (bit, count) in counts.iter_mut().enumerate() {
+            if reject & (1 << bit) != 0 {
+                *count += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// Constraints that do not depend on occupancy: HBM, jurisdiction, provider, latency, online date.
+pub const STATIC_REJECTS: u32 = !(REJECT_GPUS | REJECT_POWER);
