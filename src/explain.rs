@@ -3,12 +3,16 @@
 use serde::Serialize;
 
 use crate::fleet::{Fleet, FleetState, MAX_LATENCY_MS};
-use crate::place::{STATIC_REJECTS, reject_counts};
-use crate::score::{JobGpu, REJECT_GPUS, REJECT_KINDS, REJECT_NAMES, Terms, terms};
+use crate::place::{ClassIndex, STATIC_REJECTS};
+use crate::score::{JobGpu, REJECT_KINDS, REJECT_NAMES, Terms, terms};
 
-/// Formats watts as megawatts for people.
+/// Formats watts for people: MW from 1 MW up, kW below.
 fn mw(watts: u64) -> String {
-    format!("{:.2} MW", watts as f64 / 1e6)
+    if watts >= 1_000_000 {
+        format!("{:.2} MW", watts as f64 / 1e6)
+    } else {
+        format!("{:.1} kW", watts as f64 / 1e3)
+    }
 }
 
 /// What the job asks for, in words: "64 GPUs in one NVLink domain with 200 GB HBM per GPU within
@@ -50,16 +54,32 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
 }
 
 /// Why `job` has no feasible rack in `state`, for a person. Names the closest thing to a fit.
-pub fn unplaced_reason(fleet: &Fleet, state: &FleetState, job: &JobGpu) -> String {
+///
+/// Works cluster by cluster: every constraint but GPU capacity is the same for all racks of a
+/// cluster, and `classes` gives each cluster's free-GPU counts without scanning its racks.
+pub(crate) fn unplaced_reason(
+    fleet: &Fleet,
+    state: &FleetState,
+    classes: &ClassIndex,
+    job: &JobGpu,
+) -> String {
     let need = describe_need(fleet, job);
-    // Racks that meet every constraint that does not depend on occupancy.
-    let eligible: Vec<usize> = (0..state.racks.len())
-        .filter(|&r| state.check(job, r) & STATIC_REJECTS == 0)
-        .collect();
+    let mut counts = [0u64; REJECT_KINDS];
+    let mut eligible = Vec::new();
+    for (c, cluster) in fleet.clusters.iter().enumerate() {
+        let reject = state.check(job, cluster.racks.start) & STATIC_REJECTS;
+        if reject == 0 {
+            eligible.push(c);
+        }
+        for (bit, count) in counts.iter_mut().enumerate() {
+            if reject & (1 << bit) != 0 {
+                *count += cluster.racks.len() as u64;
+            }
+        }
+    }
     if eligible.is_empty() {
-        let counts = reject_counts(state, job);
         let failing: Vec<String> = (0..REJECT_KINDS)
-            .filter(|&bit| (1u32 << bit) & STATIC_REJECTS != 0 && counts[bit] > 0)
+            .filter(|&bit| counts[bit] > 0)
             .map(|bit| format!("{} fail {}", counts[bit], REJECT_NAMES[bit]))
             .collect();
         return format!(
@@ -68,19 +88,29 @@ pub fn unplaced_reason(fleet: &Fleet, state: &FleetState, job: &JobGpu) -> Strin
             failing.join(", ")
         );
     }
-    // Racks with the GPUs but not the power: the site's power is what binds.
-    if let Some(&rack) = eligible
+    let rack_gpus = |c: usize| fleet.rack_types[fleet.clusters[c].rack_type].gpus;
+    let gpus_fit = |c: usize| {
+        if job.gpus <= rack_gpus(c) {
+            classes.max_free(c).is_some_and(|free| free >= job.gpus)
+        } else {
+            state.clusters[c].free_racks * rack_gpus(c) >= job.gpus
+        }
+    };
+    // Clusters with the GPUs but not the power: the site's power is what binds.
+    if let Some(c) = eligible
         .iter()
-        .filter(|&&r| state.check(job, r) & REJECT_GPUS == 0)
-        .max_by_key(|&&r| {
+        .copied()
+        .filter(|&c| gpus_fit(c))
+        .max_by_key(|&c| {
             (
-                state.sites[state.racks[r].site as usize].power_free_w,
-                std::cmp::Reverse(r),
+                state.sites[fleet.clusters[c].site].power_free_w,
+                std::cmp::Reverse(c),
             )
         })
     {
-        let site = state.racks[rack].site as usize;
-        let draw = u64::from(job.gpus) * u64::from(state.racks[rack].gpu_watts);
+        let site = fleet.clusters[c].site;
+        let draw = u64::from(job.gpus)
+            * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpu_watts);
         return format!(
             "{need}; GPUs are free but power is not: {} has {} of IT power left, the job draws {}",
             fleet.sites[site].name,
@@ -89,35 +119,34 @@ pub fn unplaced_reason(fleet: &Fleet, state: &FleetState, job: &JobGpu) -> Strin
         );
     }
     // Otherwise GPUs bind: name the eligible place closest to fitting.
-    let one_domain = eligible.iter().any(|&r| job.gpus <= state.racks[r].gpus);
-    if one_domain {
-        let &rack = eligible
-            .iter()
-            .filter(|&&r| job.gpus <= state.racks[r].gpus)
-            .max_by_key(|&&r| (state.racks[r].free_gpus, std::cmp::Reverse(r)))
-            .expect("one_domain");
-        let site = &fleet.sites[state.racks[rack].site as usize].name;
+    let within_one_domain: Vec<usize> = eligible
+        .iter()
+        .copied()
+        .filter(|&c| job.gpus <= rack_gpus(c))
+        .collect();
+    if let Some(c) = within_one_domain
+        .iter()
+        .copied()
+        .max_by_key(|&c| (classes.max_free(c).unwrap_or(0), std::cmp::Reverse(c)))
+    {
+        let site = &fleet.sites[fleet.clusters[c].site].name;
         format!(
             "{need}; closest feasible: {site} has at most {} free in a rack",
-            state.racks[rack].free_gpus
+            classes.max_free(c).unwrap_or(0)
         )
     } else {
-        let &rack = eligible
+        let c = eligible
             .iter()
-            .max_by_key(|&&r| {
-                (
-                    state.clusters[state.racks[r].cluster as usize].free_racks,
-                    std::cmp::Reverse(r),
-                )
-            })
+            .copied()
+            .max_by_key(|&c| (state.clusters[c].free_racks, std::cmp::Reverse(c)))
             .expect("eligible is not empty");
-        let cluster = &fleet.clusters[state.racks[rack].cluster as usize];
-        let needed = job.gpus.div_ceil(state.racks[rack].gpus);
+        let cluster = &fleet.clusters[c];
         format!(
-            "{need}; closest feasible: {}/{} has {} fully free racks, the job needs {needed}",
+            "{need}; closest feasible: {}/{} has {} fully free racks, the job needs {}",
             fleet.sites[cluster.site].name,
             cluster.name,
-            state.clusters[state.racks[rack].cluster as usize].free_racks
+            state.clusters[c].free_racks,
+            job.gpus.div_ceil(rack_gpus(c))
         )
     }
 }

@@ -18,13 +18,14 @@
 //! - a rack whose free GPUs did not change keeps its snapshot score (site power and free racks
 //!   only affect feasibility, which is re-checked exactly against the current state);
 //! - racks whose free GPUs changed ("dirty") are re-scored on the host; racks of the same cluster
-//!   with the same free GPUs are interchangeable, so only the lowest-indexed one of each such class
-//!   is scored;
+//!   with the same free GPUs are interchangeable, so only the lowest-indexed rack of each such
+//!   class is scored;
 //! - when every listed candidate is gone and the snapshot had more feasible racks than the list
-//!   holds, the job is scored against every rack on the host.
+//!   holds, the job is decided on the host from scratch, again one rack per class.
 //!
-//! A round ends (and the remaining jobs are re-scored against a fresh snapshot) when the dirty set
-//! or the host re-scans grow past their limits, which keeps host work per job small.
+//! Host work per job is thus bounded by the number of rack classes, not racks, and one scoring
+//! pass serves the whole batch. [`RoundLimits`] can end a round early (the remaining jobs are then
+//! re-scored against a fresh snapshot); tests use that to exercise many rounds.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -80,20 +81,19 @@ pub struct EngineStats {
     pub host_rescans: u64,
 }
 
-/// Limits that end a round of the batched engine.
+/// When the batched engine re-scores the pending jobs against a fresh snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoundLimits {
-    /// End the round once this many racks changed since the snapshot.
+    /// End the round once more than this many racks changed since the snapshot. Host work per job
+    /// is bounded by the number of rack *classes* (not racks), so the default never ends a round;
+    /// tests set small values to exercise many rounds.
     pub max_dirty_racks: usize,
-    /// End the round after this many host re-scans.
-    pub max_host_rescans: u64,
 }
 
 impl Default for RoundLimits {
     fn default() -> Self {
         RoundLimits {
-            max_dirty_racks: 2048,
-            max_host_rescans: 256,
+            max_dirty_racks: usize::MAX,
         }
     }
 }
@@ -114,6 +114,8 @@ pub fn decision_order(jobs: &[crate::jobs::Job]) -> Vec<usize> {
 pub(crate) struct Ledger<'a> {
     pub fleet: &'a Fleet,
     pub state: FleetState,
+    /// Every rack by class, kept in step with `state`.
+    pub classes: ClassIndex,
     /// Commits so far; keys the reason cache (reasons depend only on the job and the state).
     commits: u64,
     reasons: HashMap<(JobGpu, u64), String>,
@@ -121,9 +123,11 @@ pub(crate) struct Ledger<'a> {
 
 impl<'a> Ledger<'a> {
     pub fn new(fleet: &'a Fleet, state: FleetState) -> Self {
+        let classes = ClassIndex::all(&state, fleet);
         Ledger {
             fleet,
             state,
+            classes,
             commits: 0,
             reasons: HashMap::new(),
         }
@@ -182,6 +186,8 @@ impl<'a> Ledger<'a> {
                 self.state.clusters[r.cluster as usize].free_racks -= 1;
             }
             r.free_gpus -= share.gpus;
+            self.classes
+                .update(r.cluster, share.rack, r.free_gpus + share.gpus, r.free_gpus);
         }
         self.state.sites[rack.site as usize].power_free_w -= job.gpus * rack.gpu_watts;
         shares
@@ -193,7 +199,7 @@ impl<'a> Ledger<'a> {
         if let Some(reason) = self.reasons.get(&key) {
             return reason.clone();
         }
-        let reason = crate::explain::unplaced_reason(self.fleet, &self.state, job);
+        let reason = crate::explain::unplaced_reason(self.fleet, &self.state, &self.classes, job);
         self.reasons.insert(key, reason.clone());
         reason
     }
@@ -225,58 +231,118 @@ pub fn place_reference(
     (decisions, ledger.state)
 }
 
-/// Racks changed since the round's snapshot, grouped into classes of interchangeable racks.
-struct DirtyRacks {
-    is_dirty: Vec<bool>,
-    /// (cluster, free GPUs, rack): iteration finds each class's lowest rack first.
-    by_class: BTreeSet<(u32, u32, u32)>,
-    count: usize,
+/// A set of racks grouped into classes of interchangeable racks: racks of one cluster with the same
+/// free GPUs give identical `check` and `score` results for every job (same site, same rack type,
+/// same occupancy), so only the lowest-indexed rack of each class needs scoring, and ties between
+/// them go to that rack anyway.
+pub(crate) struct ClassIndex {
+    member: Vec<bool>,
+    /// `buckets[cluster][free]`: the member racks of the cluster with that many free GPUs.
+    buckets: Vec<Vec<BTreeSet<u32>>>,
+    /// Clusters with at least one member.
+    clusters: BTreeSet<u32>,
+    len: usize,
 }
 
-impl DirtyRacks {
-    fn new(racks: usize) -> Self {
-        DirtyRacks {
-            is_dirty: vec![false; racks],
-            by_class: BTreeSet::new(),
-            count: 0,
+impl ClassIndex {
+    fn new(state: &FleetState, fleet: &Fleet) -> Self {
+        let buckets = fleet
+            .clusters
+            .iter()
+            .map(|c| vec![BTreeSet::new(); fleet.rack_types[c.rack_type].gpus as usize + 1])
+            .collect();
+        ClassIndex {
+            member: vec![false; state.racks.len()],
+            buckets,
+            clusters: BTreeSet::new(),
+            len: 0,
         }
+    }
+
+    /// An index holding every rack.
+    pub(crate) fn all(state: &FleetState, fleet: &Fleet) -> Self {
+        let mut index = ClassIndex::new(state, fleet);
+        for (r, rack) in state.racks.iter().enumerate() {
+            index.set(rack.cluster, r as u32, None, rack.free_gpus);
+        }
+        index
+    }
+
+    /// Adds `rack` (if `old_free` is None) or moves it from `old_free` to `new_free`.
+    fn set(&mut self, cluster: u32, rack: u32, old_free: Option<u32>, new_free: u32) {
+        let buckets = &mut self.buckets[cluster as usize];
+        if let Some(old) = old_free {
+            buckets[old as usize].remove(&rack);
+        } else {
+            self.member[rack as usize] = true;
+            self.len += 1;
+            self.clusters.insert(cluster);
+        }
+        buckets[new_free as usize].insert(rack);
+    }
+
+    /// Records that a rack moved from `old_free` to `new_free`, adding it if it is not a member.
+    fn update(&mut self, cluster: u32, rack: u32, old_free: u32, new_free: u32) {
+        let old = self.member[rack as usize].then_some(old_free);
+        self.set(cluster, rack, old, new_free);
     }
 
     fn clear(&mut self) {
-        for &(_, _, rack) in &self.by_class {
-            self.is_dirty[rack as usize] = false;
+        for &cluster in &self.clusters {
+            for bucket in &mut self.buckets[cluster as usize] {
+                for &rack in bucket.iter() {
+                    self.member[rack as usize] = false;
+                }
+                bucket.clear();
+            }
         }
-        self.by_class.clear();
-        self.count = 0;
+        self.clusters.clear();
+        self.len = 0;
     }
 
-    /// Records that `rack` moved from `old_free` to `new_free` GPUs free.
-    fn update(&mut self, cluster: u32, rack: u32, old_free: u32, new_free: u32) {
-        if self.is_dirty[rack as usize] {
-            self.by_class.remove(&(cluster, old_free, rack));
-        } else {
-            self.is_dirty[rack as usize] = true;
-            self.count += 1;
-        }
-        self.by_class.insert((cluster, new_free, rack));
+    /// The largest free-GPU count among the cluster's member racks.
+    pub(crate) fn max_free(&self, cluster: usize) -> Option<u32> {
+        self.buckets[cluster]
+            .iter()
+            .rposition(|b| !b.is_empty())
+            .map(|f| f as u32)
     }
 
-    /// The lowest-indexed rack of each class with at least one free GPU.
-    fn representatives(&self) -> impl Iterator<Item = u32> + '_ {
-        let mut cursor = self.by_class.iter().next().copied();
-        std::iter::from_fn(move || {
-            loop {
-                let (cluster, free, rack) = cursor?;
-                cursor = self
-                    .by_class
-                    .range((cluster, free + 1, 0)..)
-                    .next()
-                    .copied();
-                if free > 0 {
-                    return Some(rack);
+    /// The best feasible member rack for `job` in `state` (ties: lowest index), scoring one rack per
+    /// class. A cluster whose first scored class fails anything but GPU capacity is skipped whole:
+    /// every other constraint is the same for all its racks.
+    pub(crate) fn best(&self, job: &JobGpu, state: &FleetState) -> Option<Candidate> {
+        let mut best: Option<Candidate> = None;
+        for &cluster in &self.clusters {
+            let buckets = &self.buckets[cluster as usize];
+            let rack_gpus = (buckets.len() - 1) as u32;
+            // A job within one NVLink domain needs a rack with at least job.gpus free; a larger job
+            // anchors on a fully free rack.
+            let min_free = if job.gpus <= rack_gpus {
+                job.gpus
+            } else {
+                rack_gpus
+            };
+            for bucket in &buckets[min_free as usize..] {
+                let Some(&rack) = bucket.first() else {
+                    continue;
+                };
+                let reject = state.check(job, rack as usize);
+                if reject & !REJECT_GPUS != 0 {
+                    break;
+                }
+                if reject == 0 {
+                    let candidate = Candidate {
+                        score: state.score(job, rack as usize),
+                        rack,
+                    };
+                    if best.is_none_or(|b| better(candidate, b)) {
+                        best = Some(candidate);
+                    }
                 }
             }
-        })
+        }
+        best
     }
 }
 
@@ -306,7 +372,8 @@ pub fn place_batched(
     let mut ledger = Ledger::new(fleet, state);
     let mut decisions = Vec::with_capacity(order.len());
     let mut stats = EngineStats::default();
-    let mut dirty = DirtyRacks::new(ledger.state.racks.len());
+    // Racks changed since the round's snapshot, and every rack (for re-scans), by class.
+    let mut dirty = ClassIndex::new(&ledger.state, fleet);
     let mut position = 0;
     let mut batch: Vec<JobGpu> = Vec::new();
     while position < order.len() {
@@ -316,7 +383,6 @@ pub fn place_batched(
         stats.rounds += 1;
         stats.scored_pairs += batch.len() as u64 * ledger.state.racks.len() as u64;
         dirty.clear();
-        let mut rescans = 0u64;
         let round_start = position;
         while position < order.len() {
             let i = position - round_start;
@@ -332,30 +398,20 @@ pub fn place_batched(
                     .iter()
                     .take_while(|c| c.rack != NO_RACK)
                     .find(|c| {
-                        !dirty.is_dirty[c.rack as usize]
+                        !dirty.member[c.rack as usize]
                             && ledger.state.check(job, c.rack as usize) == 0
                     })
                     .copied();
                 if listed.is_none() && scored.feasible[i] as usize > k {
                     // Clean racks beyond the list may be feasible: decide this job from scratch.
-                    rescans += 1;
                     stats.host_rescans += 1;
-                    ledger.best_rack(job)
+                    ledger.classes.best(job, &ledger.state)
                 } else {
                     stats.from_candidates += 1;
-                    let mut best = listed;
-                    for rack in dirty.representatives() {
-                        if ledger.state.check(job, rack as usize) == 0 {
-                            let candidate = Candidate {
-                                score: ledger.state.score(job, rack as usize),
-                                rack,
-                            };
-                            if best.is_none_or(|b| better(candidate, b)) {
-                                best = Some(candidate);
-                            }
-                        }
+                    match (listed, dirty.best(job, &ledger.state)) {
+                        (Some(a), Some(b)) => Some(if better(b, a) { b } else { a }),
+                        (a, b) => a.or(b),
                     }
-                    best
                 }
             };
             let outcome = match best {
@@ -363,12 +419,8 @@ pub fn place_batched(
                     let shares = ledger.commit(job, best.rack as usize);
                     for share in &shares {
                         let rack = &ledger.state.racks[share.rack as usize];
-                        dirty.update(
-                            rack.cluster,
-                            share.rack,
-                            rack.free_gpus + share.gpus,
-                            rack.free_gpus,
-                        );
+                        let old_free = rack.free_gpus + share.gpus;
+                        dirty.update(rack.cluster, share.rack, old_free, rack.free_gpus);
                     }
                     Outcome::Placed {
                         racks: shares,
@@ -380,7 +432,7 @@ pub fn place_batched(
                 },
             };
             decisions.push(Decision { job: j, outcome });
-            if dirty.count > limits.max_dirty_racks || rescans > limits.max_host_rescans {
+            if dirty.len > limits.max_dirty_racks {
                 break;
             }
         }

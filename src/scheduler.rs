@@ -319,6 +319,7 @@ impl Scheduler {
             &mut |_, _| {},
         )?;
         let job = &jobs[index];
+        let classes = crate::place::ClassIndex::all(&state, &self.fleet);
         let (candidates, feasible_racks) = explain_candidates(&self.fleet, &state, job, k);
         let counts = reject_counts(&state, job);
         let rejected = REJECT_NAMES
@@ -333,7 +334,7 @@ impl Scheduler {
             ),
             None => format!(
                 "unplaced: {}",
-                crate::explain::unplaced_reason(&self.fleet, &state, job)
+                crate::explain::unplaced_reason(&self.fleet, &state, &classes, job)
             ),
         };
         Ok(Explanation {
