@@ -75,3 +75,18 @@ pub fn score_job(job: &JobGpu, state: &FleetState, top: &mut [Candidate]) -> u32
     }
     feasible
 }
+
+/// The CPU backend as a [`crate::place::Scorer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuScorer;
+
+impl crate::place::Scorer for CpuScorer {
+    fn score(
+        &mut self,
+        jobs: &[JobGpu],
+        state: &FleetState,
+        k: usize,
+    ) -> Result<ScoreOutput, crate::gpu::GpuError> {
+        Ok(score_batch(jobs, state, k))
+    }
+}

@@ -43,3 +43,5 @@ pub use gpu::{GpuError, GpuScorer};
 pub use jobs::{Job, JobKind, Workload};
 pub use policy::{Policy, Weights};
 pub use scheduler::{Backend, BackendChoice, Placement, Scheduler};
+/// The wgpu version gpuplace is built with, for callers that open a [`GpuScorer`] with custom limits.
+pub use wgpu;

@@ -1,0 +1,230 @@
+//! Shared helpers of the integration tests: seeded random fleets and workloads, and the GPU scorer
+//! (or a printed reason to skip).
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+
+use std::collections::BTreeMap;
+
+use gpuplace::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
+use gpuplace::generate::SplitMix64;
+use gpuplace::{Day, Fleet, GpuScorer, Job, JobKind, Workload};
+
+/// The placement date used by the random problems.
+pub fn at() -> Day {
+    Day::parse("2026-06-01").unwrap()
+}
+
+/// A GPU scorer, or None (after printing why) when there is no adapter. With
+/// `GPUPLACE_REQUIRE_GPU=1` (set by `.ci/run`), a missing adapter fails the test instead.
+pub fn gpu_or_skip(test: &str) -> Option<GpuScorer> {
+    gpu_with_limits_or_skip(test, |limits| limits)
+}
+
+/// Like [`gpu_or_skip`] with limits derived from the adapter's.
+pub fn gpu_with_limits_or_skip(
+    test: &str,
+    choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits,
+) -> Option<GpuScorer> {
+    match GpuScorer::with_limits(choose) {
+        Ok(gpu) => Some(gpu),
+        Err(e) if std::env::var("GPUPLACE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("{test}: GPUPLACE_REQUIRE_GPU=1 but the GPU backend is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("{test}: skipping the GPU side: {e}");
+            None
+        }
+    }
+}
+
+/// Shape knobs of a random problem.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub max_sites: u64,
+    pub max_clusters: u64,
+    pub max_racks: u64,
+    pub jobs: usize,
+    /// Percent of racks that start partly or fully used.
+    pub occupancy_percent: u64,
+    /// When true every policy weight is zero, so every feasible pair ties at score 0.
+    pub all_ties: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            max_sites: 4,
+            max_clusters: 3,
+            max_racks: 12,
+            jobs: 60,
+            occupancy_percent: 30,
+            all_ties: false,
+        }
+    }
+}
+
+const RACK_SIZES: [u32; 4] = [1, 4, 8, 72];
+const JURISDICTIONS: [&str; 3] = ["US", "EU", "UK"];
+const PROVIDERS: [&str; 3] = ["IREN", "Nscale", "Azure"];
+
+/// A random valid fleet.
+pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
+    let region_count = rng.between(1, 4) as usize;
+    let regions: Vec<String> = (0..region_count).map(|i| format!("r{i}")).collect();
+    let mut rack_types = BTreeMap::new();
+    let type_count = rng.between(1, 3);
+    for t in 0..type_count {
+        let gpus = RACK_SIZES[rng.below(4) as usize];
+        rack_types.insert(
+            format!("t{t}"),
+            RackTypeFile {
+                gpu_model: format!("G{t}"),
+                gpus,
+                hbm_gb_per_gpu: rng.between(40, 300) as u32,
+                kw: f64::from(gpus) * rng.between(500, 2500) as f64 / 1000.0,
+            },
+        );
+    }
+    let sites = (0..rng.between(1, shape.max_sites))
+        .map(|s| {
+            let clusters = (0..rng.between(1, shape.max_clusters))
+                .map(|c| {
+                    let rack_type = format!("t{}", rng.below(type_count));
+                    let gpus = rack_types[&rack_type].gpus;
+                    let racks = rng.between(1, shape.max_racks) as u32;
+                    let used_gpus = (rng.percent(60)).then(|| {
+                        (0..racks)
+                            .map(|_| {
+                                if rng.percent(shape.occupancy_percent) {
+                                    rng.between(0, u64::from(gpus)) as u32
+                                } else {
+                                    0
+                                }
+                            })
+                            .collect()
+                    });
+                    ClusterFile {
+                        name: format!("c{c}"),
+                        rack_type,
+                        racks,
+                        online: rng
+                            .percent(20)
+                            .then(|| Day(at().0 + rng.between(0, 120) as u32 - 60).to_string()),
+                        used_gpus,
+                    }
+                })
+                .collect::<Vec<_>>();
+            SiteFile {
+                name: format!("site{s}"),
+                provider: PROVIDERS[rng.below(3) as usize].into(),
+                country: "XX".into(),
+                jurisdiction: JURISDICTIONS[rng.below(3) as usize].into(),
+                // Sometimes tight, so that power binds; always enough for the stated occupancy.
+                power_mw: if rng.percent(30) {
+                    rng.between(1, 40) as f64 / 10.0
+                } else {
+                    100.0
+                },
+                pue: 1.0 + rng.below(50) as f64 / 100.0,
+                price_usd_per_mwh: rng.between(10, 250) as f64,
+                carbon_g_per_kwh: rng.between(0, 900) as f64,
+                online: Day(at().0 + rng.between(0, 60) as u32 - 40).to_string(),
+                latency_ms: regions
+                    .iter()
+                    .map(|r| (r.clone(), rng.between(1, 200) as u32))
+                    .collect(),
+                clusters,
+            }
+        })
+        .collect::<Vec<_>>();
+    let mut file = FleetFile {
+        as_of: None,
+        regions,
+        rack_types,
+        sites,
+    };
+    // Drop stated occupancy that the site's power could not feed (the fleet would be rejected).
+    loop {
+        match Fleet::from_file(file.clone(), "<random>") {
+            Ok(fleet) => return fleet,
+            Err(e) if e.field.contains("used_gpus") => {
+                for site in &mut file.sites {
+                    site.power_mw = site.power_mw.max(100.0);
+                }
+            }
+            Err(e) => panic!("random fleet invalid: {e}"),
+        }
+    }
+}
+
+/// A random valid workload for `fleet`.
+pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Workload {
+    let largest = fleet.rack_types.iter().map(|t| t.gpus).max().unwrap();
+    let jobs = (0..jobs)
+        .map(|n| {
+            let kind = JobKind::ALL[rng.below(4) as usize];
+            let gpus = match rng.below(10) {
+                0 => largest * rng.between(1, 3) as u32 + rng.below(u64::from(largest)) as u32,
+                1 => largest,
+                _ => rng.between(1, u64::from(largest.min(16))) as u32,
+            };
+            let subset = |rng: &mut SplitMix64, all: &[String]| {
+                rng.percent(20).then(|| {
+                    all.iter()
+                        .filter(|_| rng.percent(50))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+            };
+            Job {
+                id: format!("job-{n:04}"),
+                kind,
+                gpus,
+                hbm_gb_per_gpu: rng.between(0, 300) as u32,
+                priority: rng.between(0, 5) as i32,
+                duration_h: rng.between(1, 100) as f64,
+                region: fleet.regions[rng.below(fleet.regions.len() as u64) as usize].clone(),
+                max_latency_ms: rng.percent(60).then(|| rng.between(1, 200) as u32),
+                jurisdictions: subset(rng, &fleet.jurisdictions),
+                providers: subset(rng, &fleet.providers),
+                not_before: rng
+                    .percent(15)
+                    .then(|| Day(at().0 + rng.between(0, 90) as u32).to_string()),
+            }
+        })
+        .collect();
+    Workload::from_jobs(jobs, "<random>")
+}
+
+/// A policy with random weights, or all zero (every feasible pair ties).
+pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
+    let mut weights = || {
+        let mut w = || {
+            if all_ties {
+                0
+            } else {
+                rng.between(0, 1000) as u32
+            }
+        };
+        gpuplace::Weights {
+            pack: w(),
+            spread: w(),
+            latency: w(),
+            energy: w(),
+            carbon: w(),
+            hbm: w(),
+        }
+    };
+    let (inference, agentic, multimodal, training) = (weights(), weights(), weights(), weights());
+    gpuplace::Policy {
+        inference,
+        agentic,
+        multimodal,
+        training,
+        latency_ref_ms: rng.between(1, 400) as u32,
+        candidates: rng.between(1, 16) as u32,
+    }
+}
