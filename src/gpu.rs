@@ -74,6 +74,13 @@ impl std::fmt::Display for AdapterSummary {
     }
 }
 
+/// The largest buffer the device lets one binding see, bytes.
+fn max_binding(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+}
+
 /// How big a tile may be on this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TilePlan {
@@ -88,8 +95,7 @@ pub struct TilePlan {
 impl TilePlan {
     /// The largest tiles `limits` allow for `k` candidates per job.
     pub fn for_limits(limits: &wgpu::Limits, k: usize) -> TilePlan {
-        let max_binding =
-            u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let max_binding = max_binding(limits);
         let per_job = (std::mem::size_of::<JobGpu>() as u64)
             .max((k * std::mem::size_of::<Candidate>()) as u64);
         let groups = u64::from(limits.max_compute_workgroups_per_dimension);
@@ -356,8 +362,7 @@ impl GpuScorer {
                 b.feasible.size(),
             ]
         });
-        let max_binding =
-            u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size);
+        let max_binding = max_binding(&self.limits);
         let size = |i: usize| match old {
             Some(old) if old[i] >= need[i] => old[i],
             Some(old) => need[i]
@@ -475,8 +480,7 @@ impl GpuScorer {
             return Ok(out);
         }
         let plan = TilePlan::for_limits(&self.limits, k);
-        let max_binding =
-            u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size);
+        let max_binding = max_binding(&self.limits);
         for (name, bytes) in [
             ("site", state.sites.len() * 32),
             ("cluster", state.clusters.len() * 8),

@@ -1,0 +1,119 @@
+//! The documented ranges of `src/score.rs` are enough: for any values inside them, `check` and
+//! `score` never overflow (tests build with overflow checks, so an overflow panics), every term is
+//! within 0..=1000 and the score within 0..=6,000,000.
+
+use gpuplace::fleet::{
+    MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS, MAX_RACK_GPUS,
+};
+use gpuplace::jobs::MAX_JOB_GPUS;
+use gpuplace::score::{
+    ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_SCALE, check, inv_q16, score, terms,
+};
+use proptest::prelude::*;
+
+prop_compose! {
+    fn job()(
+        gpus in 1..=MAX_JOB_GPUS,
+        hbm_gb in 0..=MAX_HBM_GB,
+        region in 0u32..4,
+        latency_limit_ms in 1..=MAX_LATENCY_MS,
+        latency_ref_ms in 1..=MAX_LATENCY_MS,
+        masks in any::<(u32, u32)>(),
+        ready_day in 0u32..3_000_000,
+        weights in proptest::array::uniform6(0..=MAX_WEIGHT),
+    ) -> JobGpu {
+        JobGpu {
+            gpus, hbm_gb, region, latency_limit_ms, latency_ref_ms,
+            inv_latency_ref_q16: inv_q16(latency_ref_ms),
+            jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day,
+            w_pack: weights[0], w_spread: weights[1], w_latency: weights[2],
+            w_energy: weights[3], w_carbon: weights[4], w_hbm: weights[5], _pad: 0,
+        }
+    }
+}
+
+prop_compose! {
+    fn rack()(gpus in 1..=MAX_RACK_GPUS, free_fraction in 0.0..=1.0f64, hbm_gb in 1..=MAX_HBM_GB, gpu_watts in 1..=MAX_GPU_WATTS) -> RackGpu {
+        let free_gpus = (f64::from(gpus) * free_fraction) as u32;
+        RackGpu { free_gpus, gpus, hbm_gb, gpu_watts, site: 0, cluster: 0, inv_gpus_q16: inv_q16(gpus), inv_hbm_q16: inv_q16(hbm_gb) }
+    }
+}
+
+prop_compose! {
+    fn site()(power_free_w in 0u32..=4_000_000_000, bits in (0u32..32, 0u32..32), energy_term in 0..=TERM_SCALE, carbon_term in 0..=TERM_SCALE) -> SiteGpu {
+        SiteGpu { power_free_w, jurisdiction_bit: 1 << bits.0, provider_bit: 1 << bits.1, energy_term, carbon_term, _pad0: 0, _pad1: 0, _pad2: 0 }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #[test]
+    fn no_overflow_and_terms_in_range(
+        job in job(),
+        rack in rack(),
+        site in site(),
+        free_racks in 0..=MAX_CLUSTER_RACKS,
+        online_day in 0u32..3_000_000,
+        latency_ms in 0..=MAX_LATENCY_MS,
+    ) {
+        let cluster = ClusterGpu { free_racks, online_day };
+        let _ = check(&job, &rack, &site, &cluster, latency_ms);
+        let t = terms(&job, &rack, &site, latency_ms);
+        for term in [t.pack, t.spread, t.latency, t.energy, t.carbon, t.hbm] {
+            prop_assert!(term <= TERM_SCALE);
+        }
+        prop_assert!(score(&job, &rack, &site, latency_ms) <= 6 * MAX_WEIGHT * TERM_SCALE);
+    }
+}
+
+#[test]
+fn extremes_do_not_overflow() {
+    let job = JobGpu {
+        gpus: MAX_JOB_GPUS,
+        hbm_gb: 0,
+        region: 0,
+        latency_limit_ms: MAX_LATENCY_MS,
+        latency_ref_ms: MAX_LATENCY_MS,
+        inv_latency_ref_q16: inv_q16(MAX_LATENCY_MS),
+        jurisdiction_mask: u32::MAX,
+        provider_mask: u32::MAX,
+        ready_day: 0,
+        w_pack: MAX_WEIGHT,
+        w_spread: MAX_WEIGHT,
+        w_latency: MAX_WEIGHT,
+        w_energy: MAX_WEIGHT,
+        w_carbon: MAX_WEIGHT,
+        w_hbm: MAX_WEIGHT,
+        _pad: 0,
+    };
+    let rack = RackGpu {
+        free_gpus: MAX_RACK_GPUS,
+        gpus: MAX_RACK_GPUS,
+        hbm_gb: MAX_HBM_GB,
+        gpu_watts: MAX_GPU_WATTS,
+        site: 0,
+        cluster: 0,
+        inv_gpus_q16: inv_q16(MAX_RACK_GPUS),
+        inv_hbm_q16: inv_q16(MAX_HBM_GB),
+    };
+    let site = SiteGpu {
+        power_free_w: 4_000_000_000,
+        jurisdiction_bit: 1,
+        provider_bit: 1,
+        energy_term: 1000,
+        carbon_term: 1000,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    let cluster = ClusterGpu {
+        free_racks: MAX_CLUSTER_RACKS,
+        online_day: 0,
+    };
+    assert_eq!(
+        check(&job, &rack, &site, &cluster, 0) & gpuplace::score::REJECT_POWER,
+        gpuplace::score::REJECT_POWER
+    );
+    let s = score(&job, &rack, &site, 0);
+    assert!(s <= 6_000_000, "{s}");
+}

@@ -1,0 +1,150 @@
+//! The WGSL kernel checked on any machine, GPU or not: naga parses and validates it, and its
+//! structs and constants are compared with their CPU twins in `src/score.rs` — sizes, field names
+//! and order, and values.
+
+use std::collections::BTreeMap;
+
+use gpuplace::gpu::SCORE_WGSL;
+use gpuplace::score;
+
+fn module() -> naga::Module {
+    naga::front::wgsl::parse_str(SCORE_WGSL).unwrap_or_else(|e| {
+        panic!(
+            "score.wgsl does not parse:\n{}",
+            e.emit_to_string(SCORE_WGSL)
+        )
+    })
+}
+
+#[test]
+fn shader_parses_and_validates() {
+    let module = module();
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("score.wgsl does not validate: {e:?}"));
+    assert!(
+        module
+            .entry_points
+            .iter()
+            .any(|e| e.name == "main" && e.stage == naga::ShaderStage::Compute)
+    );
+}
+
+/// Struct name → (size in bytes, member names in order), as naga lays them out.
+fn shader_structs(module: &naga::Module) -> BTreeMap<String, (u32, Vec<String>)> {
+    module
+        .types
+        .iter()
+        .filter_map(|(_, ty)| match &ty.inner {
+            naga::TypeInner::Struct { members, span } => Some((
+                ty.name.clone()?,
+                (
+                    *span,
+                    members
+                        .iter()
+                        .map(|m| m.name.clone().unwrap_or_default())
+                        .collect(),
+                ),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `pub` field names of `struct name` in src/score.rs, in order, read from the source text.
+fn rust_fields(name: &str) -> Vec<String> {
+    let source = include_str!("../src/score.rs");
+    let start = source
+        .find(&format!("pub struct {name} {{"))
+        .unwrap_or_else(|| panic!("no struct {name} in score.rs"));
+    let body = &source[start..start + source[start..].find("\n}").unwrap()];
+    body.lines()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("pub ")
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(field, _)| field.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn shared_structs_match_field_for_field() {
+    let structs = shader_structs(&module());
+    let twins: [(&str, &str, usize); 7] = [
+        ("Job", "JobGpu", size_of::<score::JobGpu>()),
+        ("Rack", "RackGpu", size_of::<score::RackGpu>()),
+        ("Site", "SiteGpu", size_of::<score::SiteGpu>()),
+        ("Cluster", "ClusterGpu", size_of::<score::ClusterGpu>()),
+        ("Candidate", "Candidate", size_of::<score::Candidate>()),
+        ("Params", "Params", size_of::<score::Params>()),
+        ("Terms", "Terms", size_of::<score::Terms>()),
+    ];
+    for (wgsl, rust, rust_size) in twins {
+        let (size, members) = structs
+            .get(wgsl)
+            .unwrap_or_else(|| panic!("no struct {wgsl} in score.wgsl"));
+        assert_eq!(
+            *size as usize, rust_size,
+            "struct {wgsl} is {size} bytes in WGSL, {rust_size} in Rust"
+        );
+        assert_eq!(
+            members,
+            &rust_fields(rust),
+            "struct {wgsl} and {rust} differ in field names or order"
+        );
+    }
+}
+
+#[test]
+fn shared_constants_have_the_same_values() {
+    let module = module();
+    let constants: BTreeMap<String, u32> = module
+        .constants
+        .iter()
+        .filter_map(|(_, c)| match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(value)) => Some((c.name.clone()?, value)),
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        ("TERM_SCALE", score::TERM_SCALE),
+        ("MAX_WEIGHT", score::MAX_WEIGHT),
+        ("RECIP_SHIFT", score::RECIP_SHIFT),
+        ("MAX_CANDIDATES", score::MAX_CANDIDATES),
+        ("NO_RACK", score::NO_RACK),
+        ("REJECT_GPUS", score::REJECT_GPUS),
+        ("REJECT_HBM", score::REJECT_HBM),
+        ("REJECT_JURISDICTION", score::REJECT_JURISDICTION),
+        ("REJECT_PROVIDER", score::REJECT_PROVIDER),
+        ("REJECT_LATENCY", score::REJECT_LATENCY),
+        ("REJECT_POWER", score::REJECT_POWER),
+        ("REJECT_ONLINE", score::REJECT_ONLINE),
+        ("WG_SIZE", gpuplace::gpu::WG_SIZE),
+    ];
+    for (name, value) in expected {
+        assert_eq!(constants.get(name), Some(&value), "constant {name}");
+    }
+}
+
+#[test]
+fn functions_appear_in_the_same_order_on_both_sides() {
+    // The twins read side by side: check, terms, score, better, in this order, in both files.
+    let order = |source: &str, prefix: &str| -> Vec<usize> {
+        ["check", "terms", "score", "better"]
+            .iter()
+            .map(|f| {
+                source
+                    .find(&format!("{prefix}{f}("))
+                    .unwrap_or_else(|| panic!("no fn {f}"))
+            })
+            .collect()
+    };
+    let wgsl = order(SCORE_WGSL, "fn ");
+    let rust = order(include_str!("../src/score.rs"), "pub fn ");
+    assert!(wgsl.windows(2).all(|w| w[0] < w[1]), "score.wgsl order");
+    assert!(rust.windows(2).all(|w| w[0] < w[1]), "score.rs order");
+}
