@@ -9,14 +9,7 @@ use std::collections::BTreeMap;
 use crate::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
 
 /// User regions of the built-in fleet.
-pub const REGIONS: [&str; 6] = [
-    "us-east",
-    "us-central",
-    "us-west",
-    "eu-west",
-    "eu-north",
-    "uk",
-];
+pub const REGIONS: [&str; 6] = ["us-east", "us-central", "us-west", "eu-west", "eu-north", "uk"];
 
 fn rack_types() -> BTreeMap<String, RackTypeFile> {
     let mut types = BTreeMap::new();
@@ -24,33 +17,15 @@ fn rack_types() -> BTreeMap<String, RackTypeFile> {
     // per GPU (NVIDIA product page). Rack power is reported at roughly 132–142 kW; 140 kW is used.
     types.insert(
         "gb300-nvl72".into(),
-        RackTypeFile {
-            gpu_model: "GB300".into(),
-            gpus: 72,
-            hbm_gb_per_gpu: 288,
-            kw: 140.0,
-        },
+        RackTypeFile { gpu_model: "GB300".into(), gpus: 72, hbm_gb_per_gpu: 288, kw: 140.0 },
     );
     // NVIDIA GB200 NVL72: 72 Blackwell GPUs, 186 GB HBM3e each (NVIDIA), about 120–132 kW per rack.
     types.insert(
         "gb200-nvl72".into(),
-        RackTypeFile {
-            gpu_model: "GB200".into(),
-            gpus: 72,
-            hbm_gb_per_gpu: 186,
-            kw: 132.0,
-        },
+        RackTypeFile { gpu_model: "GB200".into(), gpus: 72, hbm_gb_per_gpu: 186, kw: 132.0 },
     );
     // NVIDIA HGX H100 8-GPU node: one NVLink domain of 8 GPUs with 80 GB HBM3 each, about 10.2 kW.
-    types.insert(
-        "hgx-h100-8".into(),
-        RackTypeFile {
-            gpu_model: "H100".into(),
-            gpus: 8,
-            hbm_gb_per_gpu: 80,
-            kw: 10.2,
-        },
-    );
+    types.insert("hgx-h100-8".into(), RackTypeFile { gpu_model: "H100".into(), gpus: 8, hbm_gb_per_gpu: 80, kw: 10.2 });
     types
 }
 
@@ -70,10 +45,7 @@ fn gb300(name: &str, racks: u32, online: Option<&str>) -> ClusterFile {
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "a table row; the call sites read as a table"
-)]
+#[expect(clippy::too_many_arguments, reason = "a table row; the call sites read as a table")]
 fn site(
     name: &str,
     provider: &str,
@@ -141,10 +113,7 @@ pub fn default_fleet_file() -> FleetFile {
             380.0,
             "2026-07-01",
             [35, 15, 35, 120, 135, 110],
-            vec![
-                gb300("texas-a", 723, None),
-                gb300("texas-b", 722, Some("2026-10-01")),
-            ],
+            vec![gb300("texas-a", 723, None), gb300("texas-b", 722, Some("2026-10-01"))],
         ),
         // Nscale, Sines, Portugal (Start Campus): ~12,600 GB300 GPUs from Q1 2026 (Nscale, October
         // 2025) = 175 racks. ASSUMPTION: 20 MW of IT power in the first phase (so power, not racks, binds here), 70 USD/MWh, 120 gCO2/kWh, PUE 1.15.
@@ -210,12 +179,7 @@ pub fn default_fleet_file() -> FleetFile {
             vec![gb300("azure-1", 64, None)],
         ),
     ];
-    FleetFile {
-        as_of: None,
-        regions: REGIONS.iter().map(|r| r.to_string()).collect(),
-        rack_types: rack_types(),
-        sites,
-    }
+    FleetFile { as_of: None, regions: REGIONS.iter().map(|r| r.to_string()).collect(), rack_types: rack_types(), sites }
 }
 
 /// The built-in fleet, validated.

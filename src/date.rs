@@ -12,11 +12,7 @@ pub struct Day(pub u32);
 impl Day {
     /// Parses `YYYY-MM-DD`. Returns a message suitable for an [`crate::InputError`] on failure.
     pub fn parse(text: &str) -> Result<Day, String> {
-        let bad = || {
-            format!(
-                "`{text}` is not a date of the form YYYY-MM-DD between 1970-01-01 and 9999-12-31"
-            )
-        };
+        let bad = || format!("`{text}` is not a date of the form YYYY-MM-DD between 1970-01-01 and 9999-12-31");
         let bytes = text.as_bytes();
         if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
             return Err(bad());
@@ -29,8 +25,7 @@ impl Day {
             part.parse::<u32>().map_err(|_| bad())
         };
         let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-        if year < 1970 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month)
-        {
+        if year < 1970 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
             return Err(bad());
         }
         Ok(Day(days_from_civil(year, month, day)))
@@ -87,16 +82,11 @@ fn civil_from_days(days: u32) -> (u32, u32, u32) {
     let z = days + 719_468;
     let era = z / 146_097;
     let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
     let year = year_of_era + era * 400 + u32::from(month <= 2);
     (year, month, day)
 }

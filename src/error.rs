@@ -21,6 +21,9 @@ pub enum Error {
     /// The input is malformed or out of range.
     #[error("{0}")]
     Input(#[from] InputError),
+    /// Two backends gave different results (a bug; reported loudly, never averaged away).
+    #[error("backends disagree: {0}")]
+    Mismatch(String),
     /// The GPU backend could not be used (no adapter, device lost, out of memory, validation).
     #[error("GPU backend: {0}")]
     Gpu(#[from] crate::gpu::GpuError),
@@ -69,26 +72,14 @@ impl Error {
 
 /// Turns a `serde_path_to_error` failure of a JSON document into an [`InputError`] naming the record
 /// and the field. `record_of` maps the path's leading array index (if any) to a record name.
-pub(crate) fn json_error(
-    source_name: &str,
-    err: serde_path_to_error::Error<serde_json::Error>,
-) -> InputError {
+pub(crate) fn json_error(source_name: &str, err: serde_path_to_error::Error<serde_json::Error>) -> InputError {
     let path = err.path().to_string();
     let inner = err.into_inner();
     let (record, field) = split_json_path(&path);
     let message = if inner.is_syntax() || inner.is_eof() {
-        format!(
-            "malformed JSON at line {} column {}: {inner}",
-            inner.line(),
-            inner.column()
-        )
+        format!("malformed JSON at line {} column {}: {inner}", inner.line(), inner.column())
     } else {
-        format!(
-            "{} (line {} column {})",
-            strip_position(&inner.to_string()),
-            inner.line(),
-            inner.column()
-        )
+        format!("{} (line {} column {})", strip_position(&inner.to_string()), inner.line(), inner.column())
     };
     InputError::new(source_name, record, field, message)
 }

@@ -8,11 +8,7 @@ use crate::score::{JobGpu, REJECT_KINDS, REJECT_NAMES, Terms, terms};
 
 /// Formats watts for people: MW from 1 MW up, kW below.
 fn mw(watts: u64) -> String {
-    if watts >= 1_000_000 {
-        format!("{:.2} MW", watts as f64 / 1e6)
-    } else {
-        format!("{:.1} kW", watts as f64 / 1e3)
-    }
+    if watts >= 1_000_000 { format!("{:.2} MW", watts as f64 / 1e6) } else { format!("{:.1} kW", watts as f64 / 1e3) }
 }
 
 /// What the job asks for, in words: "64 GPUs in one NVLink domain with 200 GB HBM per GPU within
@@ -22,19 +18,13 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
     let mut need = if job.gpus <= largest_rack {
         format!("needs {} GPUs in one NVLink domain", job.gpus)
     } else {
-        format!(
-            "needs {} GPUs across whole free racks of one cluster",
-            job.gpus
-        )
+        format!("needs {} GPUs across whole free racks of one cluster", job.gpus)
     };
     if job.hbm_gb > 0 {
         need += &format!(" with {} GB HBM per GPU", job.hbm_gb);
     }
     if job.latency_limit_ms < MAX_LATENCY_MS {
-        need += &format!(
-            " within {} ms of {}",
-            job.latency_limit_ms, fleet.regions[job.region as usize]
-        );
+        need += &format!(" within {} ms of {}", job.latency_limit_ms, fleet.regions[job.region as usize]);
     }
     let names = |mask: u32, all: &[String]| {
         all.iter()
@@ -57,12 +47,7 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
 ///
 /// Works cluster by cluster: every constraint but GPU capacity is the same for all racks of a
 /// cluster, and `classes` gives each cluster's free-GPU counts without scanning its racks.
-pub(crate) fn unplaced_reason(
-    fleet: &Fleet,
-    state: &FleetState,
-    classes: &ClassIndex,
-    job: &JobGpu,
-) -> String {
+pub(crate) fn unplaced_reason(fleet: &Fleet, state: &FleetState, classes: &ClassIndex, job: &JobGpu) -> String {
     let need = describe_need(fleet, job);
     let mut counts = [0u64; REJECT_KINDS];
     let mut eligible = Vec::new();
@@ -82,11 +67,7 @@ pub(crate) fn unplaced_reason(
             .filter(|&bit| counts[bit] > 0)
             .map(|bit| format!("{} fail {}", counts[bit], REJECT_NAMES[bit]))
             .collect();
-        return format!(
-            "{need}; no rack of the fleet qualifies ({} racks: {})",
-            state.racks.len(),
-            failing.join(", ")
-        );
+        return format!("{need}; no rack of the fleet qualifies ({} racks: {})", state.racks.len(), failing.join(", "));
     }
     let rack_gpus = |c: usize| fleet.rack_types[fleet.clusters[c].rack_type].gpus;
     let gpus_fit = |c: usize| {
@@ -101,16 +82,10 @@ pub(crate) fn unplaced_reason(
         .iter()
         .copied()
         .filter(|&c| gpus_fit(c))
-        .max_by_key(|&c| {
-            (
-                state.sites[fleet.clusters[c].site].power_free_w,
-                std::cmp::Reverse(c),
-            )
-        })
+        .max_by_key(|&c| (state.sites[fleet.clusters[c].site].power_free_w, std::cmp::Reverse(c)))
     {
         let site = fleet.clusters[c].site;
-        let draw = u64::from(job.gpus)
-            * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpu_watts);
+        let draw = u64::from(job.gpus) * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpu_watts);
         return format!(
             "{need}; GPUs are free but power is not: {} has {} of IT power left, the job draws {}",
             fleet.sites[site].name,
@@ -119,21 +94,12 @@ pub(crate) fn unplaced_reason(
         );
     }
     // Otherwise GPUs bind: name the eligible place closest to fitting.
-    let within_one_domain: Vec<usize> = eligible
-        .iter()
-        .copied()
-        .filter(|&c| job.gpus <= rack_gpus(c))
-        .collect();
-    if let Some(c) = within_one_domain
-        .iter()
-        .copied()
-        .max_by_key(|&c| (classes.max_free(c).unwrap_or(0), std::cmp::Reverse(c)))
+    let within_one_domain: Vec<usize> = eligible.iter().copied().filter(|&c| job.gpus <= rack_gpus(c)).collect();
+    if let Some(c) =
+        within_one_domain.iter().copied().max_by_key(|&c| (classes.max_free(c).unwrap_or(0), std::cmp::Reverse(c)))
     {
         let site = &fleet.sites[fleet.clusters[c].site].name;
-        format!(
-            "{need}; closest feasible: {site} has at most {} free in a rack",
-            classes.max_free(c).unwrap_or(0)
-        )
+        format!("{need}; closest feasible: {site} has at most {} free in a rack", classes.max_free(c).unwrap_or(0))
     } else {
         let c = eligible
             .iter()
@@ -214,20 +180,8 @@ pub fn explain_candidates(
                 global_rack: c.rack,
                 free_gpus: rack.free_gpus,
                 score: c.score,
-                terms: terms(
-                    job,
-                    rack,
-                    &state.sites[rack.site as usize],
-                    state.latency_of(rack, job.region),
-                ),
-                weights: [
-                    job.w_pack,
-                    job.w_spread,
-                    job.w_latency,
-                    job.w_energy,
-                    job.w_carbon,
-                    job.w_hbm,
-                ],
+                terms: terms(job, rack, &state.sites[rack.site as usize], state.latency_of(rack, job.region)),
+                weights: [job.w_pack, job.w_spread, job.w_latency, job.w_energy, job.w_carbon, job.w_hbm],
             }
         })
         .collect();

@@ -230,10 +230,7 @@ fn number_in(
 impl Fleet {
     /// Reads and validates a fleet JSON file.
     pub fn from_path(path: &std::path::Path) -> Result<Fleet> {
-        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io { path: path.into(), source })?;
         Fleet::from_json(&text, &path.display().to_string())
     }
 
@@ -242,14 +239,9 @@ impl Fleet {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let file: FleetFile = serde_path_to_error::deserialize(&mut deserializer)
             .map_err(|err| crate::error::json_error(source_name, err))?;
-        deserializer.end().map_err(|err| {
-            InputError::new(
-                source_name,
-                "document",
-                "(top level)",
-                format!("trailing data: {err}"),
-            )
-        })?;
+        deserializer
+            .end()
+            .map_err(|err| InputError::new(source_name, "document", "(top level)", format!("trailing data: {err}")))?;
         Ok(Fleet::from_file(file, source_name)?)
     }
 
@@ -262,18 +254,11 @@ impl Fleet {
     pub fn from_file(file: FleetFile, source_name: &str) -> std::result::Result<Fleet, InputError> {
         let src = source_name;
         let as_of = match &file.as_of {
-            Some(text) => {
-                Some(Day::parse(text).map_err(|m| InputError::new(src, "document", "as_of", m))?)
-            }
+            Some(text) => Some(Day::parse(text).map_err(|m| InputError::new(src, "document", "as_of", m))?),
             None => None,
         };
         if file.regions.is_empty() {
-            return Err(InputError::new(
-                src,
-                "document",
-                "regions",
-                "the fleet names no region",
-            ));
+            return Err(InputError::new(src, "document", "regions", "the fleet names no region"));
         }
         let mut seen_regions = std::collections::BTreeSet::new();
         for (i, region) in file.regions.iter().enumerate() {
@@ -294,10 +279,7 @@ impl Fleet {
                     src,
                     &record,
                     "gpus",
-                    format!(
-                        "{} is out of range: must be between 1 and {MAX_RACK_GPUS}",
-                        rt.gpus
-                    ),
+                    format!("{} is out of range: must be between 1 and {MAX_RACK_GPUS}", rt.gpus),
                 ));
             }
             if rt.hbm_gb_per_gpu == 0 || rt.hbm_gb_per_gpu > MAX_HBM_GB {
@@ -305,10 +287,7 @@ impl Fleet {
                     src,
                     &record,
                     "hbm_gb_per_gpu",
-                    format!(
-                        "{} is out of range: must be between 1 and {MAX_HBM_GB}",
-                        rt.hbm_gb_per_gpu
-                    ),
+                    format!("{} is out of range: must be between 1 and {MAX_HBM_GB}", rt.hbm_gb_per_gpu),
                 ));
             }
             let kw = number_in(
@@ -332,12 +311,7 @@ impl Fleet {
             });
         }
         if file.sites.is_empty() {
-            return Err(InputError::new(
-                src,
-                "document",
-                "sites",
-                "the fleet has no site",
-            ));
+            return Err(InputError::new(src, "document", "sites", "the fleet has no site"));
         }
         let mut jurisdictions: Vec<String> = Vec::new();
         let mut providers: Vec<String> = Vec::new();
@@ -346,75 +320,34 @@ impl Fleet {
         let mut racks = Vec::new();
         let mut site_names = std::collections::BTreeSet::new();
         for (site_index, sf) in file.sites.iter().enumerate() {
-            let record = if sf.name.is_empty() {
-                format!("sites[{site_index}]")
-            } else {
-                format!("site `{}`", sf.name)
-            };
+            let record =
+                if sf.name.is_empty() { format!("sites[{site_index}]") } else { format!("site `{}`", sf.name) };
             if sf.name.is_empty() || !site_names.insert(sf.name.as_str()) {
-                return Err(InputError::new(
-                    src,
-                    &record,
-                    "name",
-                    "site names must be present and unique",
-                ));
+                return Err(InputError::new(src, &record, "name", "site names must be present and unique"));
             }
-            for (field, value) in [
-                ("provider", &sf.provider),
-                ("jurisdiction", &sf.jurisdiction),
-                ("country", &sf.country),
-            ] {
+            for (field, value) in
+                [("provider", &sf.provider), ("jurisdiction", &sf.jurisdiction), ("country", &sf.country)]
+            {
                 if value.is_empty() {
                     return Err(InputError::new(src, &record, field, "must not be empty"));
                 }
             }
-            let jurisdiction_index =
-                tag_index(&mut jurisdictions, &sf.jurisdiction).ok_or_else(|| {
-                    InputError::new(
-                        src,
-                        &record,
-                        "jurisdiction",
-                        format!("more than {MAX_DISTINCT_TAGS} distinct jurisdictions"),
-                    )
-                })?;
-            let provider_index = tag_index(&mut providers, &sf.provider).ok_or_else(|| {
+            let jurisdiction_index = tag_index(&mut jurisdictions, &sf.jurisdiction).ok_or_else(|| {
                 InputError::new(
                     src,
                     &record,
-                    "provider",
-                    format!("more than {MAX_DISTINCT_TAGS} distinct providers"),
+                    "jurisdiction",
+                    format!("more than {MAX_DISTINCT_TAGS} distinct jurisdictions"),
                 )
             })?;
-            let power_mw = number_in(
-                src,
-                &record,
-                "power_mw",
-                sf.power_mw,
-                0.0,
-                MAX_SITE_MW,
-                "MW",
-            )?;
+            let provider_index = tag_index(&mut providers, &sf.provider).ok_or_else(|| {
+                InputError::new(src, &record, "provider", format!("more than {MAX_DISTINCT_TAGS} distinct providers"))
+            })?;
+            let power_mw = number_in(src, &record, "power_mw", sf.power_mw, 0.0, MAX_SITE_MW, "MW")?;
             let pue = number_in(src, &record, "pue", sf.pue, 1.0, 5.0, "")?;
-            let price = number_in(
-                src,
-                &record,
-                "price_usd_per_mwh",
-                sf.price_usd_per_mwh,
-                0.0,
-                10_000.0,
-                "USD/MWh",
-            )?;
-            let carbon = number_in(
-                src,
-                &record,
-                "carbon_g_per_kwh",
-                sf.carbon_g_per_kwh,
-                0.0,
-                5_000.0,
-                "gCO2/kWh",
-            )?;
-            let online =
-                Day::parse(&sf.online).map_err(|m| InputError::new(src, &record, "online", m))?;
+            let price = number_in(src, &record, "price_usd_per_mwh", sf.price_usd_per_mwh, 0.0, 10_000.0, "USD/MWh")?;
+            let carbon = number_in(src, &record, "carbon_g_per_kwh", sf.carbon_g_per_kwh, 0.0, 5_000.0, "gCO2/kWh")?;
+            let online = Day::parse(&sf.online).map_err(|m| InputError::new(src, &record, "online", m))?;
             let mut latency_ms = Vec::with_capacity(file.regions.len());
             for region in &file.regions {
                 let value = *sf.latency_ms.get(region).ok_or_else(|| {
@@ -435,11 +368,7 @@ impl Fleet {
                 }
                 latency_ms.push(value);
             }
-            if let Some(unknown) = sf
-                .latency_ms
-                .keys()
-                .find(|r| !seen_regions.contains(r.as_str()))
-            {
+            if let Some(unknown) = sf.latency_ms.keys().find(|r| !seen_regions.contains(r.as_str())) {
                 return Err(InputError::new(
                     src,
                     &record,
@@ -448,12 +377,7 @@ impl Fleet {
                 ));
             }
             if sf.clusters.is_empty() {
-                return Err(InputError::new(
-                    src,
-                    &record,
-                    "clusters",
-                    "the site has no cluster",
-                ));
+                return Err(InputError::new(src, &record, "clusters", "the site has no cluster"));
             }
             let pue_milli = (pue * 1000.0).round() as u32;
             let price_milli = (price * 1000.0).round() as u32;
@@ -472,32 +396,21 @@ impl Fleet {
                         "cluster names must be present and unique within a site",
                     ));
                 }
-                let rack_type = rack_types
-                    .iter()
-                    .position(|rt| rt.name == cf.rack_type)
-                    .ok_or_else(|| {
-                        InputError::new(
-                            src,
-                            &record,
-                            field("rack_type"),
-                            format!("unknown rack type `{}`", cf.rack_type),
-                        )
-                    })?;
+                let rack_type = rack_types.iter().position(|rt| rt.name == cf.rack_type).ok_or_else(|| {
+                    InputError::new(src, &record, field("rack_type"), format!("unknown rack type `{}`", cf.rack_type))
+                })?;
                 if cf.racks == 0 || cf.racks > MAX_CLUSTER_RACKS {
                     return Err(InputError::new(
                         src,
                         &record,
                         field("racks"),
-                        format!(
-                            "{} is out of range: must be between 1 and {MAX_CLUSTER_RACKS}",
-                            cf.racks
-                        ),
+                        format!("{} is out of range: must be between 1 and {MAX_CLUSTER_RACKS}", cf.racks),
                     ));
                 }
                 let cluster_online = match &cf.online {
-                    Some(text) => Day::parse(text)
-                        .map_err(|m| InputError::new(src, &record, field("online"), m))?
-                        .max(online),
+                    Some(text) => {
+                        Day::parse(text).map_err(|m| InputError::new(src, &record, field("online"), m))?.max(online)
+                    }
                     None => online,
                 };
                 let rt = &rack_types[rack_type];
@@ -524,19 +437,10 @@ impl Fleet {
                 for index in 0..cf.racks {
                     let used_gpus = cf.used_gpus.as_ref().map_or(0, |used| used[index as usize]);
                     power_used_w += u64::from(used_gpus) * u64::from(rt.gpu_watts);
-                    racks.push(RackSlot {
-                        cluster: global_cluster,
-                        index_in_cluster: index,
-                        used_gpus,
-                    });
+                    racks.push(RackSlot { cluster: global_cluster, index_in_cluster: index, used_gpus });
                 }
                 if racks.len() > (u32::MAX / 2) as usize {
-                    return Err(InputError::new(
-                        src,
-                        &record,
-                        field("racks"),
-                        "the fleet has too many racks",
-                    ));
+                    return Err(InputError::new(src, &record, field("racks"), "the fleet has too many racks"));
                 }
                 clusters.push(Cluster {
                     name: cf.name.clone(),
@@ -557,8 +461,7 @@ impl Fleet {
                     ),
                 ));
             }
-            let energy_permille =
-                u64::from(price_milli) * u64::from(pue_milli) / 1000 / ENERGY_REF_USD_PER_MWH;
+            let energy_permille = u64::from(price_milli) * u64::from(pue_milli) / 1000 / ENERGY_REF_USD_PER_MWH;
             let carbon_permille = u64::from(carbon_g) * u64::from(pue_milli) / CARBON_REF_G_PER_KWH;
             sites.push(Site {
                 name: sf.name.clone(),
@@ -599,10 +502,7 @@ impl Fleet {
 
     /// Total GPUs in the fleet.
     pub fn total_gpus(&self) -> u64 {
-        self.clusters
-            .iter()
-            .map(|c| c.racks.len() as u64 * u64::from(self.rack_types[c.rack_type].gpus))
-            .sum()
+        self.clusters.iter().map(|c| c.racks.len() as u64 * u64::from(self.rack_types[c.rack_type].gpus)).sum()
     }
 
     /// The rack type of a global rack.
@@ -648,26 +548,12 @@ impl Fleet {
             .clusters
             .iter()
             .map(|cluster| ClusterGpu {
-                free_racks: cluster
-                    .racks
-                    .clone()
-                    .filter(|&r| racks[r].free_gpus == racks[r].gpus)
-                    .count() as u32,
+                free_racks: cluster.racks.clone().filter(|&r| racks[r].free_gpus == racks[r].gpus).count() as u32,
                 online_day: cluster.online.0,
             })
             .collect();
-        let latency = self
-            .sites
-            .iter()
-            .flat_map(|site| site.latency_ms.iter().copied())
-            .collect();
-        FleetState {
-            racks,
-            sites,
-            clusters,
-            latency,
-            region_count: self.regions.len() as u32,
-        }
+        let latency = self.sites.iter().flat_map(|site| site.latency_ms.iter().copied()).collect();
+        FleetState { racks, sites, clusters, latency, region_count: self.regions.len() as u32 }
     }
 }
 
@@ -723,11 +609,6 @@ impl FleetState {
     #[inline(always)]
     pub fn score(&self, job: &crate::score::JobGpu, rack_index: usize) -> u32 {
         let rack = &self.racks[rack_index];
-        crate::score::score(
-            job,
-            rack,
-            &self.sites[rack.site as usize],
-            self.latency_of(rack, job.region),
-        )
+        crate::score::score(job, rack, &self.sites[rack.site as usize], self.latency_of(rack, job.region))
     }
 }

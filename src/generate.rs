@@ -84,12 +84,7 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Workload 
             (i, weight)
         })
         .collect();
-    let kinds = [
-        (JobKind::Inference, 50),
-        (JobKind::Agentic, 20),
-        (JobKind::Multimodal, 15),
-        (JobKind::Training, 15),
-    ];
+    let kinds = [(JobKind::Inference, 50), (JobKind::Agentic, 20), (JobKind::Multimodal, 15), (JobKind::Training, 15)];
     let width = count.max(1).to_string().len();
     let mut jobs = Vec::with_capacity(count);
     for n in 0..count {
@@ -116,11 +111,7 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Workload 
                 rng.between(150, 288) as u32,
                 rng.between(40, 90) as i32,
                 rng.between(2, 48) as f64,
-                if rng.percent(60) {
-                    Some(*rng.weighted(&[(150u32, 50), (250, 50)]))
-                } else {
-                    None
-                },
+                if rng.percent(60) { Some(*rng.weighted(&[(150u32, 50), (250, 50)])) } else { None },
             ),
             JobKind::Training => (
                 *rng.weighted(&[
@@ -150,17 +141,12 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Workload 
             .filter(|_| rng.percent(25))
             .map(|j| vec![j.to_string()]);
         let providers = if rng.percent(5) {
-            Some(vec![
-                fleet.providers[rng.below(fleet.providers.len() as u64) as usize].clone(),
-            ])
+            Some(vec![fleet.providers[rng.below(fleet.providers.len() as u64) as usize].clone()])
         } else {
             None
         };
-        let not_before = if rng.percent(10) {
-            Some(Day(today.0 + rng.between(1, 365) as u32).to_string())
-        } else {
-            None
-        };
+        let not_before =
+            if rng.percent(10) { Some(Day(today.0 + rng.between(1, 365) as u32).to_string()) } else { None };
         jobs.push(Job {
             id: format!("{}-{:0width$}", kind.name(), n),
             kind,

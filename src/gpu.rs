@@ -76,9 +76,7 @@ impl std::fmt::Display for AdapterSummary {
 
 /// The largest buffer the device lets one binding see, bytes.
 fn max_binding(limits: &wgpu::Limits) -> u64 {
-    limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size)
+    limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
 }
 
 /// How big a tile may be on this device.
@@ -96,20 +94,12 @@ impl TilePlan {
     /// The largest tiles `limits` allow for `k` candidates per job.
     pub fn for_limits(limits: &wgpu::Limits, k: usize) -> TilePlan {
         let max_binding = max_binding(limits);
-        let per_job = (std::mem::size_of::<JobGpu>() as u64)
-            .max((k * std::mem::size_of::<Candidate>()) as u64);
+        let per_job = (std::mem::size_of::<JobGpu>() as u64).max((k * std::mem::size_of::<Candidate>()) as u64);
         let groups = u64::from(limits.max_compute_workgroups_per_dimension);
         let jobs_by_grid = groups * groups * u64::from(WG_SIZE);
-        let jobs_per_tile = (max_binding / per_job)
-            .min(jobs_by_grid)
-            .min(MAX_JOBS_PER_TILE as u64)
-            .max(1) as usize;
+        let jobs_per_tile = (max_binding / per_job).min(jobs_by_grid).min(MAX_JOBS_PER_TILE as u64).max(1) as usize;
         let racks_per_tile = (max_binding / std::mem::size_of::<RackGpu>() as u64).max(1) as usize;
-        TilePlan {
-            jobs_per_tile,
-            racks_per_tile,
-            max_groups_per_dim: limits.max_compute_workgroups_per_dimension,
-        }
+        TilePlan { jobs_per_tile, racks_per_tile, max_groups_per_dim: limits.max_compute_workgroups_per_dimension }
     }
 }
 
@@ -192,9 +182,7 @@ impl GpuScorer {
 
     /// Opens the preferred adapter with limits derived from the adapter's (tests lower them to force
     /// tiling).
-    pub fn with_limits(
-        choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits,
-    ) -> Result<GpuScorer, GpuError> {
+    pub fn with_limits(choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits) -> Result<GpuScorer, GpuError> {
         let adapter = find_adapter()?;
         let summary = summarize(&adapter.get_info());
         let limits = choose(adapter.limits());
@@ -206,10 +194,7 @@ impl GpuScorer {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| GpuError::RequestDevice {
-            adapter: summary.to_string(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| GpuError::RequestDevice { adapter: summary.to_string(), message: e.to_string() })?;
 
         let fault: Arc<Mutex<Option<GpuError>>> = Arc::new(Mutex::new(None));
         let on_error = Arc::clone(&fault);
@@ -222,10 +207,7 @@ impl GpuScorer {
         }));
         let on_lost = Arc::clone(&fault);
         device.set_device_lost_callback(move |reason, message| {
-            on_lost
-                .lock()
-                .expect("fault lock")
-                .get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {message}")));
+            on_lost.lock().expect("fault lock").get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {message}")));
         });
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -317,15 +299,7 @@ impl GpuScorer {
 
     /// Makes sure every buffer holds at least the given element counts, recreating the bind group if
     /// any buffer had to grow.
-    fn ensure_buffers(
-        &mut self,
-        jobs: usize,
-        racks: usize,
-        sites: usize,
-        clusters: usize,
-        latency: usize,
-        k: usize,
-    ) {
+    fn ensure_buffers(&mut self, jobs: usize, racks: usize, sites: usize, clusters: usize, latency: usize, k: usize) {
         let bytes = |count: usize, size: usize| ((count.max(1) * size) as u64).next_multiple_of(16);
         let need = [
             bytes(jobs, size_of::<JobGpu>()),
@@ -365,10 +339,7 @@ impl GpuScorer {
         let max_binding = max_binding(&self.limits);
         let size = |i: usize| match old {
             Some(old) if old[i] >= need[i] => old[i],
-            Some(old) => need[i]
-                .max(old[i] * 2)
-                .min(max_binding.max(need[i]) / 16 * 16)
-                .max(need[i]),
+            Some(old) => need[i].max(old[i] * 2).min(max_binding.max(need[i]) / 16 * 16).max(need[i]),
             None => need[i],
         };
         let storage = |label: &str, size: u64, extra: wgpu::BufferUsages| {
@@ -379,13 +350,11 @@ impl GpuScorer {
                 mapped_at_creation: false,
             })
         };
-        let params = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::bytes_of(&Params::zeroed()),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
+        let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::bytes_of(&Params::zeroed()),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        });
         let jobs = storage("jobs", size(0), wgpu::BufferUsages::empty());
         let racks = storage("racks", size(1), wgpu::BufferUsages::empty());
         let sites = storage("sites", size(2), wgpu::BufferUsages::empty());
@@ -403,66 +372,24 @@ impl GpuScorer {
             label: Some("score"),
             layout: &self.layout,
             entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: params.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: jobs.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: racks.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: sites.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 4,
-                    resource: clusters.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 5,
-                    resource: latency.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 6,
-                    resource: candidates.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 7,
-                    resource: feasible.as_entire_binding(),
-                },
+                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: jobs.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 2, resource: racks.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 3, resource: sites.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 4, resource: clusters.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 5, resource: latency.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 6, resource: candidates.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 7, resource: feasible.as_entire_binding() },
             ],
         });
-        self.buffers = Some(Buffers {
-            params,
-            jobs,
-            racks,
-            sites,
-            clusters,
-            latency,
-            candidates,
-            feasible,
-            readback,
-            bind_group,
-        });
+        self.buffers =
+            Some(Buffers { params, jobs, racks, sites, clusters, latency, candidates, feasible, readback, bind_group });
     }
 
     /// Scores `jobs` against `state` on the device, keeping `k` candidates per job: the GPU twin of
     /// [`crate::cpu::score_batch`], with identical output.
-    pub fn score_batch(
-        &mut self,
-        jobs: &[JobGpu],
-        state: &FleetState,
-        k: usize,
-    ) -> Result<ScoreOutput, GpuError> {
-        assert!(
-            (1..=MAX_CANDIDATES as usize).contains(&k),
-            "k must be 1..={MAX_CANDIDATES}"
-        );
+    pub fn score_batch(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, GpuError> {
+        assert!((1..=MAX_CANDIDATES as usize).contains(&k), "k must be 1..={MAX_CANDIDATES}");
         let pass = self.passes;
         self.passes += 1;
         if self.destroy_before_pass == Some(pass) {
@@ -471,11 +398,8 @@ impl GpuScorer {
         if let Some(fault) = self.take_fault() {
             return Err(fault);
         }
-        let mut out = ScoreOutput {
-            k,
-            candidates: vec![Candidate::NONE; jobs.len() * k],
-            feasible: vec![0; jobs.len()],
-        };
+        let mut out =
+            ScoreOutput { k, candidates: vec![Candidate::NONE; jobs.len() * k], feasible: vec![0; jobs.len()] };
         if jobs.is_empty() || state.racks.is_empty() {
             return Ok(out);
         }
@@ -504,15 +428,7 @@ impl GpuScorer {
             state.latency.len(),
             k,
         );
-        let result = self.run_tiles(
-            jobs,
-            state,
-            k,
-            plan,
-            jobs_per_tile,
-            racks_per_tile,
-            &mut out,
-        );
+        let result = self.run_tiles(jobs, state, k, plan, jobs_per_tile, racks_per_tile, &mut out);
         let validation = pollster::block_on(scope_validation.pop());
         let oom = pollster::block_on(scope_oom.pop());
         if let Some(fault) = self.take_fault() {
@@ -528,10 +444,7 @@ impl GpuScorer {
         Ok(out)
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one private step of score_batch, named for readability"
-    )]
+    #[expect(clippy::too_many_arguments, reason = "one private step of score_batch, named for readability")]
     fn run_tiles(
         &self,
         jobs: &[JobGpu],
@@ -543,32 +456,22 @@ impl GpuScorer {
         out: &mut ScoreOutput,
     ) -> Result<(), GpuError> {
         let buffers = self.buffers.as_ref().expect("ensure_buffers ran");
-        self.queue
-            .write_buffer(&buffers.sites, 0, bytemuck::cast_slice(&state.sites));
-        self.queue
-            .write_buffer(&buffers.clusters, 0, bytemuck::cast_slice(&state.clusters));
-        self.queue
-            .write_buffer(&buffers.latency, 0, bytemuck::cast_slice(&state.latency));
-        let rack_tiles: Vec<(usize, &[RackGpu])> = state
-            .racks
-            .chunks(racks_per_tile)
-            .enumerate()
-            .map(|(i, tile)| (i * racks_per_tile, tile))
-            .collect();
+        self.queue.write_buffer(&buffers.sites, 0, bytemuck::cast_slice(&state.sites));
+        self.queue.write_buffer(&buffers.clusters, 0, bytemuck::cast_slice(&state.clusters));
+        self.queue.write_buffer(&buffers.latency, 0, bytemuck::cast_slice(&state.latency));
+        let rack_tiles: Vec<(usize, &[RackGpu])> =
+            state.racks.chunks(racks_per_tile).enumerate().map(|(i, tile)| (i * racks_per_tile, tile)).collect();
         if rack_tiles.len() == 1 {
-            self.queue
-                .write_buffer(&buffers.racks, 0, bytemuck::cast_slice(rack_tiles[0].1));
+            self.queue.write_buffer(&buffers.racks, 0, bytemuck::cast_slice(rack_tiles[0].1));
         }
         for (tile_index, job_tile) in jobs.chunks(jobs_per_tile).enumerate() {
-            self.queue
-                .write_buffer(&buffers.jobs, 0, bytemuck::cast_slice(job_tile));
+            self.queue.write_buffer(&buffers.jobs, 0, bytemuck::cast_slice(job_tile));
             let groups = (job_tile.len() as u32).div_ceil(WG_SIZE);
             let groups_per_row = groups.min(plan.max_groups_per_dim);
             let rows = groups.div_ceil(groups_per_row);
             for (rack_tile_index, &(rack_offset, rack_tile)) in rack_tiles.iter().enumerate() {
                 if rack_tiles.len() > 1 {
-                    self.queue
-                        .write_buffer(&buffers.racks, 0, bytemuck::cast_slice(rack_tile));
+                    self.queue.write_buffer(&buffers.racks, 0, bytemuck::cast_slice(rack_tile));
                 }
                 let params = Params {
                     job_count: job_tile.len() as u32,
@@ -580,13 +483,9 @@ impl GpuScorer {
                     groups_per_row,
                     _pad: 0,
                 };
-                self.queue
-                    .write_buffer(&buffers.params, 0, bytemuck::bytes_of(&params));
+                self.queue.write_buffer(&buffers.params, 0, bytemuck::bytes_of(&params));
                 let mut encoder =
-                    self.device
-                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                            label: Some("score"),
-                        });
+                    self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("score") });
                 {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("score"),
@@ -599,13 +498,7 @@ impl GpuScorer {
                 if rack_tile_index + 1 == rack_tiles.len() {
                     let candidate_bytes = (job_tile.len() * k * size_of::<Candidate>()) as u64;
                     let feasible_bytes = (job_tile.len() * 4) as u64;
-                    encoder.copy_buffer_to_buffer(
-                        &buffers.candidates,
-                        0,
-                        &buffers.readback,
-                        0,
-                        candidate_bytes,
-                    );
+                    encoder.copy_buffer_to_buffer(&buffers.candidates, 0, &buffers.readback, 0, candidate_bytes);
                     encoder.copy_buffer_to_buffer(
                         &buffers.feasible,
                         0,
@@ -622,13 +515,7 @@ impl GpuScorer {
     }
 
     /// Maps the readback buffer and copies one job tile's results into `out`.
-    fn read_back(
-        &self,
-        job_count: usize,
-        k: usize,
-        first_job: usize,
-        out: &mut ScoreOutput,
-    ) -> Result<(), GpuError> {
+    fn read_back(&self, job_count: usize, k: usize, first_job: usize, out: &mut ScoreOutput) -> Result<(), GpuError> {
         let buffers = self.buffers.as_ref().expect("ensure_buffers ran");
         let candidate_bytes = (job_count * k * size_of::<Candidate>()) as u64;
         let total = candidate_bytes + (job_count * 4) as u64;
@@ -637,9 +524,7 @@ impl GpuScorer {
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = sender.send(result);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::DeviceLost(e.to_string()))?;
         if let Some(fault) = self.fault.lock().expect("fault lock").clone() {
             return Err(fault);
         }
@@ -647,20 +532,15 @@ impl GpuScorer {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(GpuError::DeviceLost(format!("mapping results failed: {e}"))),
             Err(_) => {
-                return Err(GpuError::DeviceLost(
-                    "mapping results never completed".into(),
-                ));
+                return Err(GpuError::DeviceLost("mapping results never completed".into()));
             }
         }
         {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| GpuError::Validation(e.to_string()))?;
+            let view = slice.get_mapped_range().map_err(|e| GpuError::Validation(e.to_string()))?;
             let (candidate_view, feasible_view) = view.split_at(candidate_bytes as usize);
             out.candidates[first_job * k..(first_job + job_count) * k]
                 .copy_from_slice(bytemuck::cast_slice(candidate_view));
-            out.feasible[first_job..first_job + job_count]
-                .copy_from_slice(bytemuck::cast_slice(feasible_view));
+            out.feasible[first_job..first_job + job_count].copy_from_slice(bytemuck::cast_slice(feasible_view));
         }
         buffers.readback.unmap();
         Ok(())
@@ -668,12 +548,7 @@ impl GpuScorer {
 }
 
 impl crate::place::Scorer for GpuScorer {
-    fn score(
-        &mut self,
-        jobs: &[JobGpu],
-        state: &FleetState,
-        k: usize,
-    ) -> Result<ScoreOutput, GpuError> {
+    fn score(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, GpuError> {
         self.score_batch(jobs, state, k)
     }
 }

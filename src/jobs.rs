@@ -30,12 +30,7 @@ pub enum JobKind {
 
 impl JobKind {
     /// Every kind, in report order.
-    pub const ALL: [JobKind; 4] = [
-        JobKind::Inference,
-        JobKind::Agentic,
-        JobKind::Multimodal,
-        JobKind::Training,
-    ];
+    pub const ALL: [JobKind; 4] = [JobKind::Inference, JobKind::Agentic, JobKind::Multimodal, JobKind::Training];
 
     /// The kind's name as written in files.
     pub fn name(self) -> &'static str {
@@ -123,24 +118,14 @@ impl Workload {
     /// Wraps jobs built in Rust.
     pub fn from_jobs(jobs: Vec<Job>, source_name: &str) -> Workload {
         let records = (0..jobs.len()).map(|i| format!("record {i}")).collect();
-        Workload {
-            jobs,
-            records,
-            source_name: source_name.to_string(),
-        }
+        Workload { jobs, records, source_name: source_name.to_string() }
     }
 
     /// Reads a jobs file: CSV when its extension is `.csv`, JSON otherwise.
     pub fn from_path(path: &std::path::Path) -> Result<Workload> {
-        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io { path: path.into(), source })?;
         let name = path.display().to_string();
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-        {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
             Workload::from_csv(&text, &name)
         } else {
             Workload::from_json(&text, &name)
@@ -152,30 +137,18 @@ impl Workload {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let file: JobsFile = serde_path_to_error::deserialize(&mut deserializer)
             .map_err(|err| crate::error::json_error(source_name, err))?;
-        deserializer.end().map_err(|err| {
-            InputError::new(
-                source_name,
-                "document",
-                "(top level)",
-                format!("trailing data: {err}"),
-            )
-        })?;
+        deserializer
+            .end()
+            .map_err(|err| InputError::new(source_name, "document", "(top level)", format!("trailing data: {err}")))?;
         Ok(Workload::from_jobs(file.jobs, source_name))
     }
 
     /// Parses jobs CSV: a header naming the fields (any order, the optional ones may be left out),
     /// then one job per line; list fields are separated by `|`; an empty cell is an absent value.
     pub fn from_csv(text: &str, source_name: &str) -> Result<Workload> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::All)
-            .from_reader(text.as_bytes());
-        let header_error =
-            |message: String| InputError::new(source_name, "line 1", "(header)", message);
-        let headers = reader
-            .headers()
-            .map_err(|e| header_error(e.to_string()))?
-            .clone();
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+        let header_error = |message: String| InputError::new(source_name, "line 1", "(header)", message);
+        let headers = reader.headers().map_err(|e| header_error(e.to_string()))?.clone();
         let mut column = [None; CSV_FIELDS.len()];
         for (i, name) in headers.iter().enumerate() {
             let field = CSV_FIELDS
@@ -196,43 +169,27 @@ impl Workload {
         for row in reader.records() {
             let row = row.map_err(|e| {
                 let line = e.position().map_or(0, |p| p.line());
-                InputError::new(
-                    source_name,
-                    format!("line {line}"),
-                    "(row)",
-                    format!("malformed CSV: {e}"),
-                )
+                InputError::new(source_name, format!("line {line}"), "(row)", format!("malformed CSV: {e}"))
             })?;
             let line = row.position().map_or(0, |p| p.line());
             let record = format!("line {line}");
             let cell = |field: usize| column[field].and_then(|i| row.get(i)).unwrap_or("");
-            let err = |field: usize, message: String| {
-                InputError::new(source_name, &record, CSV_FIELDS[field], message)
-            };
+            let err = |field: usize, message: String| InputError::new(source_name, &record, CSV_FIELDS[field], message);
             let parse_u32 = |field: usize| -> std::result::Result<u32, InputError> {
-                cell(field).parse::<u32>().map_err(|_| {
-                    err(
-                        field,
-                        format!(
-                            "`{}` is not a whole number from 0 to {}",
-                            cell(field),
-                            u32::MAX
-                        ),
-                    )
-                })
+                cell(field)
+                    .parse::<u32>()
+                    .map_err(|_| err(field, format!("`{}` is not a whole number from 0 to {}", cell(field), u32::MAX)))
             };
             let optional = |field: usize| Some(cell(field)).filter(|text| !text.is_empty());
             let list = |field: usize| {
-                optional(field).map(|text| {
-                    text.split('|')
-                        .map(|s| s.trim().to_string())
-                        .collect::<Vec<_>>()
-                })
+                optional(field).map(|text| text.split('|').map(|s| s.trim().to_string()).collect::<Vec<_>>())
             };
             let kind_text = cell(1);
             let job = Job {
                 id: cell(0).to_string(),
-                kind: JobKind::parse(kind_text).ok_or_else(|| err(1, format!("unknown kind `{kind_text}`: expected inference, agentic, multimodal or training")))?,
+                kind: JobKind::parse(kind_text).ok_or_else(|| {
+                    err(1, format!("unknown kind `{kind_text}`: expected inference, agentic, multimodal or training"))
+                })?,
                 gpus: parse_u32(2)?,
                 hbm_gb_per_gpu: parse_u32(3)?,
                 priority: cell(4).parse::<i32>().map_err(|_| err(4, format!("`{}` is not a whole number", cell(4))))?,
@@ -246,19 +203,12 @@ impl Workload {
             jobs.push(job);
             records.push(record);
         }
-        Ok(Workload {
-            jobs,
-            records,
-            source_name: source_name.to_string(),
-        })
+        Ok(Workload { jobs, records, source_name: source_name.to_string() })
     }
 
     /// Writes the jobs as JSON (`{"jobs": [...]}`).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&JobsFile {
-            jobs: self.jobs.clone(),
-        })
-        .expect("jobs always serialize")
+        serde_json::to_string_pretty(&JobsFile { jobs: self.jobs.clone() }).expect("jobs always serialize")
     }
 
     /// Writes the jobs as CSV with the header [`CSV_FIELDS`].
@@ -266,9 +216,7 @@ impl Workload {
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(CSV_FIELDS).expect("writing to memory");
         for job in &self.jobs {
-            let list = |values: &Option<Vec<String>>| {
-                values.as_ref().map_or(String::new(), |v| v.join("|"))
-            };
+            let list = |values: &Option<Vec<String>>| values.as_ref().map_or(String::new(), |v| v.join("|"));
             writer
                 .write_record([
                     job.id.clone(),
@@ -285,27 +233,17 @@ impl Workload {
                 ])
                 .expect("writing to memory");
         }
-        String::from_utf8(writer.into_inner().expect("writing to memory"))
-            .expect("CSV of UTF-8 strings")
+        String::from_utf8(writer.into_inner().expect("writing to memory")).expect("CSV of UTF-8 strings")
     }
 
     /// Validates every job against the fleet and compiles it for the scorer. `at` is the placement
     /// date. Errors name the file, the record and the field.
-    pub fn compile(
-        &self,
-        fleet: &Fleet,
-        policy: &Policy,
-        at: Day,
-    ) -> std::result::Result<Vec<JobGpu>, InputError> {
+    pub fn compile(&self, fleet: &Fleet, policy: &Policy, at: Day) -> std::result::Result<Vec<JobGpu>, InputError> {
         let src = self.source_name.as_str();
         let mut ids = BTreeSet::new();
         let mut compiled = Vec::with_capacity(self.jobs.len());
         for (job, record) in self.jobs.iter().zip(&self.records) {
-            let record = if job.id.is_empty() {
-                record.clone()
-            } else {
-                format!("job `{}` ({record})", job.id)
-            };
+            let record = if job.id.is_empty() { record.clone() } else { format!("job `{}` ({record})", job.id) };
             let err = |field: &str, message: String| InputError::new(src, &record, field, message);
             if job.id.is_empty() {
                 return Err(err("id", "must not be empty".into()));
@@ -314,43 +252,22 @@ impl Workload {
                 return Err(err("id", format!("duplicate job id `{}`", job.id)));
             }
             if job.gpus == 0 || job.gpus > MAX_JOB_GPUS {
-                return Err(err(
-                    "gpus",
-                    format!(
-                        "{} is out of range: must be between 1 and {MAX_JOB_GPUS}",
-                        job.gpus
-                    ),
-                ));
+                return Err(err("gpus", format!("{} is out of range: must be between 1 and {MAX_JOB_GPUS}", job.gpus)));
             }
             if job.hbm_gb_per_gpu > crate::fleet::MAX_HBM_GB {
                 return Err(err(
                     "hbm_gb_per_gpu",
-                    format!(
-                        "{} is out of range: must be at most {}",
-                        job.hbm_gb_per_gpu,
-                        crate::fleet::MAX_HBM_GB
-                    ),
+                    format!("{} is out of range: must be at most {}", job.hbm_gb_per_gpu, crate::fleet::MAX_HBM_GB),
                 ));
             }
-            if !job.duration_h.is_finite() || job.duration_h <= 0.0 || job.duration_h > 1_000_000.0
-            {
+            if !job.duration_h.is_finite() || job.duration_h <= 0.0 || job.duration_h > 1_000_000.0 {
                 return Err(err(
                     "duration_h",
-                    format!(
-                        "{} is out of range: must be more than 0 and at most 1000000 hours",
-                        job.duration_h
-                    ),
+                    format!("{} is out of range: must be more than 0 and at most 1000000 hours", job.duration_h),
                 ));
             }
             let region = fleet.region_index(&job.region).ok_or_else(|| {
-                err(
-                    "region",
-                    format!(
-                        "unknown region `{}`: the fleet knows {}",
-                        job.region,
-                        fleet.regions.join(", ")
-                    ),
-                )
+                err("region", format!("unknown region `{}`: the fleet knows {}", job.region, fleet.regions.join(", ")))
             })?;
             if let Some(bound) = job.max_latency_ms
                 && (bound == 0 || bound > MAX_LATENCY_MS)
@@ -360,24 +277,14 @@ impl Workload {
                     format!("{bound} is out of range: must be between 1 and {MAX_LATENCY_MS}"),
                 ));
             }
-            let jurisdiction_mask =
-                tag_mask(&job.jurisdictions, &fleet.jurisdictions).map_err(|name| {
-                    err(
-                        "jurisdictions",
-                        format!(
-                            "unknown jurisdiction `{name}`: the fleet has {}",
-                            fleet.jurisdictions.join(", ")
-                        ),
-                    )
-                })?;
-            let provider_mask = tag_mask(&job.providers, &fleet.providers).map_err(|name| {
+            let jurisdiction_mask = tag_mask(&job.jurisdictions, &fleet.jurisdictions).map_err(|name| {
                 err(
-                    "providers",
-                    format!(
-                        "unknown provider `{name}`: the fleet has {}",
-                        fleet.providers.join(", ")
-                    ),
+                    "jurisdictions",
+                    format!("unknown jurisdiction `{name}`: the fleet has {}", fleet.jurisdictions.join(", ")),
                 )
+            })?;
+            let provider_mask = tag_mask(&job.providers, &fleet.providers).map_err(|name| {
+                err("providers", format!("unknown provider `{name}`: the fleet has {}", fleet.providers.join(", ")))
             })?;
             let not_before = match &job.not_before {
                 Some(text) => Some(Day::parse(text).map_err(|m| err("not_before", m))?),
@@ -416,10 +323,7 @@ fn tag_mask(names: &Option<Vec<String>>, known: &[String]) -> std::result::Resul
     };
     let mut mask = 0u32;
     for name in names {
-        let index = known
-            .iter()
-            .position(|k| k == name)
-            .ok_or_else(|| name.clone())?;
+        let index = known.iter().position(|k| k == name).ok_or_else(|| name.clone())?;
         mask |= 1 << index;
     }
     Ok(mask)

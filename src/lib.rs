@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! # gpuplace
 //!
 //! GPU-accelerated placement of AI jobs (inference, agentic, multimodal, training) onto NVLink
@@ -21,6 +22,7 @@
 //! # Ok::<(), gpuplace::Error>(())
 //! ```
 
+pub mod bench;
 pub mod builtin;
 pub mod cpu;
 pub mod date;

@@ -10,11 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gpuplace::{BackendChoice, Day, Fleet, Policy, Scheduler, Workload, builtin, generate, report};
 
 #[derive(Parser)]
-#[command(
-    name = "gpuplace",
-    version,
-    about = "GPU-accelerated placement of AI jobs onto GB300 NVL72 fleets"
-)]
+#[command(name = "gpuplace", version, about = "GPU-accelerated placement of AI jobs onto GB300 NVL72 fleets")]
 #[command(after_help = "Examples:
   gpuplace place                              # built-in fleet, 10000 generated jobs
   gpuplace place --jobs jobs.csv --out placements.json
@@ -39,6 +35,46 @@ enum Command {
         /// Write placements, unplaced jobs and totals to this JSON file.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Print where the time went: generation or parsing, validation, scoring, commit, output.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Run every backend on the same generated problem, check they agree, and time them.
+    #[command(after_help = "Examples:
+  gpuplace bench
+  gpuplace bench --count 1000000 --racks 5000 --repeat 1 --json bench.json
+  gpuplace bench --count 10000 --racks 1000 --markdown >> BENCHMARKS.md")]
+    Bench {
+        /// Jobs.
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// Racks (the built-in fleet scaled to this many).
+        #[arg(long, default_value_t = 4000)]
+        racks: usize,
+        /// Workload seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Candidates kept per job (1..=16).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=16))]
+        k: u32,
+        /// Timed runs per measurement (the fastest is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Skip end-to-end placement timing.
+        #[arg(long)]
+        no_place: bool,
+        /// Skip the one-thread CPU measurement.
+        #[arg(long)]
+        no_single_thread: bool,
+        /// Skip the GPU backend even when an adapter is present.
+        #[arg(long)]
+        no_gpu: bool,
+        /// Write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Print the report as a Markdown section (for BENCHMARKS.md) instead of a table.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Show one job's best candidates with every score term, and why other racks were rejected.
     #[command(after_help = "Examples:
@@ -132,11 +168,7 @@ fn main() -> ExitCode {
         Err(error) => {
             // One line: the library's errors already name the file, record and field, and include
             // their causes; wgpu's multi-line diagnostics are folded onto the line.
-            let message = error
-                .to_string()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let message = error.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
@@ -152,10 +184,7 @@ fn load_fleet(path: &Option<PathBuf>) -> anyhow::Result<Fleet> {
 
 fn parse_at(at: &Option<String>) -> anyhow::Result<Option<Day>> {
     at.as_deref()
-        .map(|text| {
-            Day::parse(text)
-                .map_err(|m| gpuplace::InputError::new("command line", "--at", "at", m).into())
-        })
+        .map(|text| Day::parse(text).map_err(|m| gpuplace::InputError::new("command line", "--at", "at", m).into()))
         .transpose()
 }
 
@@ -189,48 +218,90 @@ fn prepare(inputs: &Inputs) -> anyhow::Result<(Scheduler, Workload, Option<Day>)
 /// Writes `contents` to `path` atomically: a temporary file beside it, then a rename, so a failed
 /// run never leaves a partial file.
 fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("output path has no file name")?
-        .to_string_lossy();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().context("output path has no file name")?.to_string_lossy();
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = std::fs::File::create(&temp)
         .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
         .and_then(|()| std::fs::rename(&temp, path));
     if let Err(source) = result {
         let _ = std::fs::remove_file(&temp);
-        return Err(gpuplace::Error::Io {
-            path: path.into(),
-            source,
-        }
-        .into());
+        return Err(gpuplace::Error::Io { path: path.into(), source }.into());
     }
     Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Place { inputs, out } => {
+        Command::Place { inputs, out, timings } => {
             let started = Instant::now();
             let (mut scheduler, workload, at) = prepare(&inputs)?;
-            let placement = scheduler.place(&workload, at)?;
+            let loaded = started.elapsed();
+            let bar = progress_bar(workload.jobs.len() as u64);
+            let placement = scheduler.place_with_progress(&workload, at, &mut |done, _| bar.update(done as u64))?;
+            bar.finish();
             for notice in &placement.notices[scheduler.notices().len()..] {
                 eprintln!("{notice}");
             }
+            let output_started = Instant::now();
             let document = report::out_file(scheduler.fleet(), &workload, &placement);
             if let Some(path) = &out {
                 let mut json = serde_json::to_vec_pretty(&document)?;
                 json.push(b'\n');
                 write_atomically(path, &json)?;
             }
-            println!(
-                "{}",
-                report::summary_text(&document, &placement, started.elapsed())
-            );
+            let output = output_started.elapsed();
+            println!("{}", report::summary_text(&document, &placement, started.elapsed()));
+            if timings {
+                let source = if inputs.jobs.is_some() {
+                    "load inputs (fleet, policy, jobs)"
+                } else {
+                    "load fleet and policy, generate jobs"
+                };
+                let t = &placement.timings;
+                println!("\ntimings:");
+                for (phase, time) in [
+                    (source, loaded),
+                    ("validate and compile jobs", t.compile),
+                    ("score (backend)", t.score),
+                    ("commit (host)", t.commit),
+                    ("report and --out", output),
+                ] {
+                    println!("  {phase:<38} {:>9.3} s", time.as_secs_f64());
+                }
+            }
+        }
+        Command::Bench { count, racks, seed, k, repeat, no_place, no_single_thread, no_gpu, json, markdown } => {
+            let config = gpuplace::bench::BenchConfig {
+                jobs: count,
+                racks,
+                seed,
+                k: k as usize,
+                repeat,
+                place: !no_place,
+                single_thread: !no_single_thread,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            let gpu = if no_gpu {
+                None
+            } else {
+                match gpuplace::GpuScorer::new() {
+                    Ok(gpu) => Some(gpu),
+                    Err(e) => {
+                        eprintln!("notice: benchmarking without the GPU backend ({e})");
+                        None
+                    }
+                }
+            };
+            let report = gpuplace::bench::run(&config, gpu, &mut |line| eprintln!("bench: {line}"))?;
+            if let Some(path) = &json {
+                write_atomically(path, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
+            }
+            if markdown {
+                print!("{}", gpuplace::bench::markdown(&report));
+            } else {
+                print!("{}", gpuplace::bench::table(&report));
+            }
         }
         Command::Explain { inputs, job, json } => {
             let (mut scheduler, workload, at) = prepare(&inputs)?;
@@ -249,26 +320,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print_fleet(&fleet);
             }
         }
-        Command::Generate {
-            count,
-            seed,
-            fleet,
-            at,
-            out,
-        } => {
+        Command::Generate { count, seed, fleet, at, out } => {
             let fleet = load_fleet(&fleet)?;
             let base = parse_at(&at)?.or(fleet.as_of).unwrap_or_else(Day::today);
             let workload = generate::generate(&fleet, count, seed, base);
             match out {
                 Some(path) => {
-                    let csv = path
-                        .extension()
-                        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-                    let text = if csv {
-                        workload.to_csv()
-                    } else {
-                        workload.to_json() + "\n"
-                    };
+                    let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+                    let text = if csv { workload.to_csv() } else { workload.to_json() + "\n" };
                     write_atomically(&path, text.as_bytes())?;
                 }
                 None => println!("{}", workload.to_json()),
@@ -278,6 +337,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A progress bar on stderr, drawn only when stderr is a terminal and the run has lasted a second.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    started: Instant,
+    terminal: bool,
+}
+
+impl Progress {
+    fn update(&self, done: u64) {
+        if self.terminal && self.bar.is_hidden() && self.started.elapsed().as_secs_f64() > 1.0 {
+            self.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        self.bar.set_position(done);
+    }
+
+    fn finish(&self) {
+        if !self.bar.is_hidden() {
+            self.bar.finish_and_clear();
+        }
+    }
+}
+
+fn progress_bar(total: u64) -> Progress {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::hidden());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} jobs decided, {elapsed}") {
+        bar.set_style(style);
+    }
+    Progress { bar, started: Instant::now(), terminal: std::io::stderr().is_terminal() }
+}
+
 fn print_fleet(fleet: &Fleet) {
     println!(
         "{:<22} {:<16} {:<4} {:>6} {:>8} {:>8} {:>9}  online",
@@ -285,17 +375,12 @@ fn print_fleet(fleet: &Fleet) {
     );
     let mut total_racks = 0;
     for site in &fleet.sites {
-        let racks: usize = site
-            .clusters
-            .clone()
-            .map(|c| fleet.clusters[c].racks.len())
-            .sum();
+        let racks: usize = site.clusters.clone().map(|c| fleet.clusters[c].racks.len()).sum();
         let gpus: u64 = site
             .clusters
             .clone()
             .map(|c| {
-                fleet.clusters[c].racks.len() as u64
-                    * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpus)
+                fleet.clusters[c].racks.len() as u64 * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpus)
             })
             .sum();
         let phases: Vec<String> = site
@@ -323,37 +408,16 @@ fn print_fleet(fleet: &Fleet) {
             phases.join(", ")
         );
     }
-    println!(
-        "{:<22} {:<16} {:<4} {:>6} {:>8}",
-        "total",
-        "",
-        "",
-        total_racks,
-        fleet.total_gpus()
-    );
+    println!("{:<22} {:<16} {:<4} {:>6} {:>8}", "total", "", "", total_racks, fleet.total_gpus());
 }
 
 fn print_explanation(e: &gpuplace::explain::Explanation) {
     println!("job {}: {}", e.job, e.need);
-    println!(
-        "decided after {} jobs of higher rank; {} racks feasible then",
-        e.decided_before, e.feasible_racks
-    );
+    println!("decided after {} jobs of higher rank; {} racks feasible then", e.decided_before, e.feasible_racks);
     if !e.candidates.is_empty() {
         println!(
             "\n{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5}",
-            "#",
-            "site",
-            "cluster",
-            "rack",
-            "free",
-            "score",
-            "pack",
-            "spread",
-            "latency",
-            "energy",
-            "carbon",
-            "hbm"
+            "#", "site", "cluster", "rack", "free", "score", "pack", "spread", "latency", "energy", "carbon", "hbm"
         );
         for (i, c) in e.candidates.iter().enumerate() {
             let t = &c.terms;

@@ -92,21 +92,14 @@ pub struct RoundLimits {
 
 impl Default for RoundLimits {
     fn default() -> Self {
-        RoundLimits {
-            max_dirty_racks: usize::MAX,
-        }
+        RoundLimits { max_dirty_racks: usize::MAX }
     }
 }
 
 /// The decision order: priority descending, then id ascending.
 pub fn decision_order(jobs: &[crate::jobs::Job]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by(|&a, &b| {
-        jobs[b]
-            .priority
-            .cmp(&jobs[a].priority)
-            .then_with(|| jobs[a].id.cmp(&jobs[b].id))
-    });
+    order.sort_by(|&a, &b| jobs[b].priority.cmp(&jobs[a].priority).then_with(|| jobs[a].id.cmp(&jobs[b].id)));
     order
 }
 
@@ -124,13 +117,7 @@ pub(crate) struct Ledger<'a> {
 impl<'a> Ledger<'a> {
     pub fn new(fleet: &'a Fleet, state: FleetState) -> Self {
         let classes = ClassIndex::all(&state, fleet);
-        Ledger {
-            fleet,
-            state,
-            classes,
-            commits: 0,
-            reasons: HashMap::new(),
-        }
+        Ledger { fleet, state, classes, commits: 0, reasons: HashMap::new() }
     }
 
     /// The best feasible rack for `job` in the current state, scanning every rack.
@@ -138,10 +125,7 @@ impl<'a> Ledger<'a> {
         let mut best: Option<Candidate> = None;
         for rack in 0..self.state.racks.len() {
             if self.state.check(job, rack) == 0 {
-                let candidate = Candidate {
-                    score: self.state.score(job, rack),
-                    rack: rack as u32,
-                };
+                let candidate = Candidate { score: self.state.score(job, rack), rack: rack as u32 };
                 if best.is_none_or(|b| better(candidate, b)) {
                     best = Some(candidate);
                 }
@@ -156,23 +140,16 @@ impl<'a> Ledger<'a> {
         let rack = self.state.racks[anchor];
         let mut shares = Vec::new();
         if job.gpus <= rack.gpus {
-            shares.push(RackShare {
-                rack: anchor as u32,
-                gpus: job.gpus,
-            });
+            shares.push(RackShare { rack: anchor as u32, gpus: job.gpus });
         } else {
             // Whole free racks of the anchor's cluster: the anchor, then the lowest-indexed others.
             let mut remaining = job.gpus;
             let cluster_racks = self.fleet.clusters[rack.cluster as usize].racks.clone();
-            let others = cluster_racks.filter(|&r| {
-                r != anchor && self.state.racks[r].free_gpus == self.state.racks[r].gpus
-            });
+            let others =
+                cluster_racks.filter(|&r| r != anchor && self.state.racks[r].free_gpus == self.state.racks[r].gpus);
             for r in std::iter::once(anchor).chain(others) {
                 let take = remaining.min(self.state.racks[r].gpus);
-                shares.push(RackShare {
-                    rack: r as u32,
-                    gpus: take,
-                });
+                shares.push(RackShare { rack: r as u32, gpus: take });
                 remaining -= take;
                 if remaining == 0 {
                     break;
@@ -186,8 +163,7 @@ impl<'a> Ledger<'a> {
                 self.state.clusters[r.cluster as usize].free_racks -= 1;
             }
             r.free_gpus -= share.gpus;
-            self.classes
-                .update(r.cluster, share.rack, r.free_gpus + share.gpus, r.free_gpus);
+            self.classes.update(r.cluster, share.rack, r.free_gpus + share.gpus, r.free_gpus);
         }
         self.state.sites[rack.site as usize].power_free_w -= job.gpus * rack.gpu_watts;
         shares
@@ -218,13 +194,8 @@ pub fn place_reference(
     for &j in order {
         let job = &jobs[j];
         let outcome = match ledger.best_rack(job) {
-            Some(best) => Outcome::Placed {
-                racks: ledger.commit(job, best.rack as usize),
-                score: best.score,
-            },
-            None => Outcome::Unplaced {
-                reason: ledger.reason(job),
-            },
+            Some(best) => Outcome::Placed { racks: ledger.commit(job, best.rack as usize), score: best.score },
+            None => Outcome::Unplaced { reason: ledger.reason(job) },
         };
         decisions.push(Decision { job: j, outcome });
     }
@@ -251,12 +222,7 @@ impl ClassIndex {
             .iter()
             .map(|c| vec![BTreeSet::new(); fleet.rack_types[c.rack_type].gpus as usize + 1])
             .collect();
-        ClassIndex {
-            member: vec![false; state.racks.len()],
-            buckets,
-            clusters: BTreeSet::new(),
-            len: 0,
-        }
+        ClassIndex { member: vec![false; state.racks.len()], buckets, clusters: BTreeSet::new(), len: 0 }
     }
 
     /// An index holding every rack.
@@ -302,10 +268,7 @@ impl ClassIndex {
 
     /// The largest free-GPU count among the cluster's member racks.
     pub(crate) fn max_free(&self, cluster: usize) -> Option<u32> {
-        self.buckets[cluster]
-            .iter()
-            .rposition(|b| !b.is_empty())
-            .map(|f| f as u32)
+        self.buckets[cluster].iter().rposition(|b| !b.is_empty()).map(|f| f as u32)
     }
 
     /// The best feasible member rack for `job` in `state` (ties: lowest index), scoring one rack per
@@ -318,11 +281,7 @@ impl ClassIndex {
             let rack_gpus = (buckets.len() - 1) as u32;
             // A job within one NVLink domain needs a rack with at least job.gpus free; a larger job
             // anchors on a fully free rack.
-            let min_free = if job.gpus <= rack_gpus {
-                job.gpus
-            } else {
-                rack_gpus
-            };
+            let min_free = if job.gpus <= rack_gpus { job.gpus } else { rack_gpus };
             for bucket in &buckets[min_free as usize..] {
                 let Some(&rack) = bucket.first() else {
                     continue;
@@ -332,10 +291,7 @@ impl ClassIndex {
                     break;
                 }
                 if reject == 0 {
-                    let candidate = Candidate {
-                        score: state.score(job, rack as usize),
-                        rack,
-                    };
+                    let candidate = Candidate { score: state.score(job, rack as usize), rack };
                     if best.is_none_or(|b| better(candidate, b)) {
                         best = Some(candidate);
                     }
@@ -349,20 +305,16 @@ impl ClassIndex {
 /// Something that scores a batch of jobs against a snapshot: the CPU or the GPU backend.
 pub trait Scorer {
     /// Scores `jobs` against `state`, keeping `k` candidates per job.
-    fn score(
-        &mut self,
-        jobs: &[JobGpu],
-        state: &FleetState,
-        k: usize,
-    ) -> Result<ScoreOutput, crate::gpu::GpuError>;
+    fn score(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, crate::gpu::GpuError>;
 }
 
+/// How often (in decided jobs) the engine reports progress.
+const PROGRESS_EVERY: usize = 8192;
+
 /// The production engine: batched scoring plus exact host commits (see the module docs).
-/// `on_round` is called after each scoring pass with (jobs decided so far, jobs in all).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the engine's inputs are independent; a struct would only rename them"
-)]
+/// `progress` is called with (jobs decided so far, jobs in all) after each scoring pass and every
+/// few thousand decisions.
+#[expect(clippy::too_many_arguments, reason = "the engine's inputs are independent; a struct would only rename them")]
 pub fn place_batched(
     fleet: &Fleet,
     jobs: &[JobGpu],
@@ -371,7 +323,7 @@ pub fn place_batched(
     k: usize,
     limits: RoundLimits,
     scorer: &mut dyn Scorer,
-    on_round: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<Decision>, FleetState, EngineStats), crate::gpu::GpuError> {
     let mut ledger = Ledger::new(fleet, state);
     let mut decisions = Vec::with_capacity(order.len());
@@ -401,10 +353,7 @@ pub fn place_batched(
                     .candidates_of(i)
                     .iter()
                     .take_while(|c| c.rack != NO_RACK)
-                    .find(|c| {
-                        !dirty.member[c.rack as usize]
-                            && ledger.state.check(job, c.rack as usize) == 0
-                    })
+                    .find(|c| !dirty.member[c.rack as usize] && ledger.state.check(job, c.rack as usize) == 0)
                     .copied();
                 if listed.is_none() && scored.feasible[i] as usize > k {
                     // Clean racks beyond the list may be feasible: decide this job from scratch.
@@ -426,21 +375,19 @@ pub fn place_batched(
                         let old_free = rack.free_gpus + share.gpus;
                         dirty.update(rack.cluster, share.rack, old_free, rack.free_gpus);
                     }
-                    Outcome::Placed {
-                        racks: shares,
-                        score: best.score,
-                    }
+                    Outcome::Placed { racks: shares, score: best.score }
                 }
-                None => Outcome::Unplaced {
-                    reason: ledger.reason(job),
-                },
+                None => Outcome::Unplaced { reason: ledger.reason(job) },
             };
             decisions.push(Decision { job: j, outcome });
+            if position % PROGRESS_EVERY == 0 {
+                progress(position, order.len());
+            }
             if dirty.len > limits.max_dirty_racks {
                 break;
             }
         }
-        on_round(position, order.len());
+        progress(position, order.len());
     }
     Ok((decisions, ledger.state, stats))
 }

@@ -67,38 +67,10 @@ impl Default for Policy {
     ///   latency is irrelevant (0).
     fn default() -> Self {
         Policy {
-            inference: Weights {
-                pack: 300,
-                spread: 0,
-                latency: 1000,
-                energy: 200,
-                carbon: 100,
-                hbm: 100,
-            },
-            agentic: Weights {
-                pack: 300,
-                spread: 0,
-                latency: 1000,
-                energy: 150,
-                carbon: 100,
-                hbm: 200,
-            },
-            multimodal: Weights {
-                pack: 300,
-                spread: 0,
-                latency: 500,
-                energy: 200,
-                carbon: 100,
-                hbm: 1000,
-            },
-            training: Weights {
-                pack: 800,
-                spread: 0,
-                latency: 0,
-                energy: 1000,
-                carbon: 600,
-                hbm: 200,
-            },
+            inference: Weights { pack: 300, spread: 0, latency: 1000, energy: 200, carbon: 100, hbm: 100 },
+            agentic: Weights { pack: 300, spread: 0, latency: 1000, energy: 150, carbon: 100, hbm: 200 },
+            multimodal: Weights { pack: 300, spread: 0, latency: 500, energy: 200, carbon: 100, hbm: 1000 },
+            training: Weights { pack: 800, spread: 0, latency: 0, energy: 1000, carbon: 600, hbm: 200 },
             latency_ref_ms: default_latency_ref_ms(),
             candidates: default_candidates(),
         }
@@ -118,10 +90,7 @@ impl Policy {
 
     /// Reads and validates a policy JSON file.
     pub fn from_path(path: &std::path::Path) -> Result<Policy> {
-        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io { path: path.into(), source })?;
         Policy::from_json(&text, &path.display().to_string())
     }
 
@@ -161,11 +130,7 @@ impl Policy {
                 source_name,
                 "policy",
                 "latency_ref_ms",
-                format!(
-                    "{} is out of range: must be 1..={}",
-                    self.latency_ref_ms,
-                    crate::fleet::MAX_LATENCY_MS
-                ),
+                format!("{} is out of range: must be 1..={}", self.latency_ref_ms, crate::fleet::MAX_LATENCY_MS),
             ));
         }
         if self.candidates == 0 || self.candidates > MAX_CANDIDATES {
@@ -173,10 +138,7 @@ impl Policy {
                 source_name,
                 "policy",
                 "candidates",
-                format!(
-                    "{} is out of range: must be 1..={MAX_CANDIDATES}",
-                    self.candidates
-                ),
+                format!("{} is out of range: must be 1..={MAX_CANDIDATES}", self.candidates),
             ));
         }
         Ok(())

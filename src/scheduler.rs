@@ -10,10 +10,7 @@ use crate::explain::{Explanation, describe_need, explain_candidates};
 use crate::fleet::{Fleet, FleetState};
 use crate::gpu::{GpuError, GpuScorer};
 use crate::jobs::Workload;
-use crate::place::{
-    Decision, EngineStats, Outcome, RoundLimits, Scorer, decision_order, place_batched,
-    reject_counts,
-};
+use crate::place::{Decision, EngineStats, Outcome, RoundLimits, Scorer, decision_order, place_batched, reject_counts};
 use crate::policy::Policy;
 use crate::score::{JobGpu, REJECT_NAMES};
 
@@ -45,10 +42,7 @@ impl Backend {
             BackendChoice::Gpu => Ok((Backend::Gpu(Box::new(GpuScorer::new()?)), None)),
             BackendChoice::Auto => match GpuScorer::new() {
                 Ok(gpu) => Ok((Backend::Gpu(Box::new(gpu)), None)),
-                Err(e) => Ok((
-                    Backend::Cpu,
-                    Some(format!("notice: using the CPU backend ({e})")),
-                )),
+                Err(e) => Ok((Backend::Cpu, Some(format!("notice: using the CPU backend ({e})")))),
             },
         }
     }
@@ -80,16 +74,14 @@ impl Backend {
 struct FallbackScorer<'a> {
     backend: &'a mut Backend,
     notices: &'a mut Vec<String>,
+    /// Time spent scoring, for `--timings`.
+    elapsed: Duration,
 }
 
 impl Scorer for FallbackScorer<'_> {
-    fn score(
-        &mut self,
-        jobs: &[JobGpu],
-        state: &FleetState,
-        k: usize,
-    ) -> std::result::Result<ScoreOutput, GpuError> {
-        match self.backend.score(jobs, state, k) {
+    fn score(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> std::result::Result<ScoreOutput, GpuError> {
+        let started = Instant::now();
+        let result = match self.backend.score(jobs, state, k) {
             Ok(out) => Ok(out),
             Err(e) => {
                 self.notices.push(format!(
@@ -98,7 +90,9 @@ impl Scorer for FallbackScorer<'_> {
                 *self.backend = Backend::Cpu;
                 self.backend.score(jobs, state, k)
             }
-        }
+        };
+        self.elapsed += started.elapsed();
+        result
     }
 }
 
@@ -107,8 +101,10 @@ impl Scorer for FallbackScorer<'_> {
 pub struct Timings {
     /// Validating and compiling the jobs.
     pub compile: Duration,
-    /// Scoring and committing.
-    pub place: Duration,
+    /// Scoring passes on the backend (including upload and readback on the GPU).
+    pub score: Duration,
+    /// Host work: ordering, walking candidate lists, re-checks, commits and reasons.
+    pub commit: Duration,
 }
 
 /// The result of placing a workload.
@@ -133,10 +129,7 @@ pub struct Placement {
 impl Placement {
     /// Jobs placed.
     pub fn placed_count(&self) -> usize {
-        self.decisions
-            .iter()
-            .filter(|d| matches!(d.outcome, Outcome::Placed { .. }))
-            .count()
+        self.decisions.iter().filter(|d| matches!(d.outcome, Outcome::Placed { .. })).count()
     }
 }
 
@@ -155,25 +148,13 @@ impl Scheduler {
     pub fn new(fleet: Fleet, policy: Policy, choice: BackendChoice) -> Result<Scheduler> {
         policy.validate("<policy>")?;
         let (backend, notice) = Backend::open(choice)?;
-        Ok(Scheduler {
-            fleet,
-            policy,
-            backend,
-            limits: RoundLimits::default(),
-            notices: notice.into_iter().collect(),
-        })
+        Ok(Scheduler { fleet, policy, backend, limits: RoundLimits::default(), notices: notice.into_iter().collect() })
     }
 
     /// A scheduler with a backend already opened (e.g. a [`GpuScorer`] with custom limits).
     pub fn with_backend(fleet: Fleet, policy: Policy, backend: Backend) -> Result<Scheduler> {
         policy.validate("<policy>")?;
-        Ok(Scheduler {
-            fleet,
-            policy,
-            backend,
-            limits: RoundLimits::default(),
-            notices: Vec::new(),
-        })
+        Ok(Scheduler { fleet, policy, backend, limits: RoundLimits::default(), notices: Vec::new() })
     }
 
     /// Changes when the batched engine starts a new scoring round (tests use small limits to make
@@ -236,10 +217,7 @@ impl Scheduler {
         let order = decision_order(&workload.jobs);
         let compiled = Instant::now();
         let mut notices = self.notices.clone();
-        let mut scorer = FallbackScorer {
-            backend: &mut self.backend,
-            notices: &mut notices,
-        };
+        let mut scorer = FallbackScorer { backend: &mut self.backend, notices: &mut notices, elapsed: Duration::ZERO };
         let k = self.policy.candidates as usize;
         let (decisions, state, stats) = place_batched(
             &self.fleet,
@@ -251,6 +229,7 @@ impl Scheduler {
             &mut scorer,
             progress,
         )?;
+        let score_time = scorer.elapsed;
         let placed = Instant::now();
         Ok(Placement {
             decisions,
@@ -261,7 +240,8 @@ impl Scheduler {
             notices,
             timings: Timings {
                 compile: compiled - started,
-                place: placed - compiled,
+                score: score_time,
+                commit: (placed - compiled).saturating_sub(score_time),
             },
         })
     }
@@ -276,37 +256,17 @@ impl Scheduler {
 
     /// Explains job `id`: its best candidates and rejections at the moment it is decided, i.e.
     /// after every job before it in decision order has been placed.
-    pub fn explain(
-        &mut self,
-        workload: &Workload,
-        at: Option<Day>,
-        id: &str,
-    ) -> Result<Explanation> {
+    pub fn explain(&mut self, workload: &Workload, at: Option<Day>, id: &str) -> Result<Explanation> {
         let at_day = self.placement_date(at);
         let jobs = self.compile(workload, at_day)?;
-        let index = workload
-            .jobs
-            .iter()
-            .position(|j| j.id == id)
-            .ok_or_else(|| {
-                crate::InputError::new(
-                    &workload.source_name,
-                    format!("job `{id}`"),
-                    "id",
-                    "no job has this id",
-                )
-            })?;
+        let index = workload.jobs.iter().position(|j| j.id == id).ok_or_else(|| {
+            crate::InputError::new(&workload.source_name, format!("job `{id}`"), "id", "no job has this id")
+        })?;
         let order = decision_order(&workload.jobs);
-        let rank = order
-            .iter()
-            .position(|&j| j == index)
-            .expect("every job is in the order");
+        let rank = order.iter().position(|&j| j == index).expect("every job is in the order");
         let before = &order[..rank];
         let mut notices = Vec::new();
-        let mut scorer = FallbackScorer {
-            backend: &mut self.backend,
-            notices: &mut notices,
-        };
+        let mut scorer = FallbackScorer { backend: &mut self.backend, notices: &mut notices, elapsed: Duration::ZERO };
         let k = self.policy.candidates as usize;
         let (_, state, _) = place_batched(
             &self.fleet,
@@ -322,20 +282,12 @@ impl Scheduler {
         let classes = crate::place::ClassIndex::all(&state, &self.fleet);
         let (candidates, feasible_racks) = explain_candidates(&self.fleet, &state, job, k);
         let counts = reject_counts(&state, job);
-        let rejected = REJECT_NAMES
-            .iter()
-            .zip(counts)
-            .map(|(name, count)| (name.to_string(), count))
-            .collect();
+        let rejected = REJECT_NAMES.iter().zip(counts).map(|(name, count)| (name.to_string(), count)).collect();
         let decision = match candidates.first() {
-            Some(best) => format!(
-                "placed on {}/{} rack {} with score {}",
-                best.site, best.cluster, best.rack, best.score
-            ),
-            None => format!(
-                "unplaced: {}",
-                crate::explain::unplaced_reason(&self.fleet, &state, &classes, job)
-            ),
+            Some(best) => {
+                format!("placed on {}/{} rack {} with score {}", best.site, best.cluster, best.rack, best.score)
+            }
+            None => format!("unplaced: {}", crate::explain::unplaced_reason(&self.fleet, &state, &classes, job)),
         };
         Ok(Explanation {
             job: id.to_string(),

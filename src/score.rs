@@ -196,10 +196,7 @@ const _: () = assert!(std::mem::size_of::<Params>() == 32);
 
 impl Candidate {
     /// An empty slot.
-    pub const NONE: Candidate = Candidate {
-        score: 0,
-        rack: NO_RACK,
-    };
+    pub const NONE: Candidate = Candidate { score: 0, rack: NO_RACK };
 }
 
 /// floor(1000·2¹⁶ / divisor), the reciprocal every term uses instead of a division. `divisor` ≥ 1.
@@ -210,23 +207,13 @@ pub fn inv_q16(divisor: u32) -> u32 {
 /// The feasibility test: 0 when the job can run on the rack now, else the OR of the `REJECT_*` bits
 /// of every constraint it fails. Keep in sync with `fn check` in the shader.
 #[inline(always)]
-pub fn check(
-    job: &JobGpu,
-    rack: &RackGpu,
-    site: &SiteGpu,
-    cluster: &ClusterGpu,
-    latency_ms: u32,
-) -> u32 {
+pub fn check(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, cluster: &ClusterGpu, latency_ms: u32) -> u32 {
     let mut reject = 0u32;
     // A job of at most one NVLink domain needs that many free GPUs in this rack; a larger one needs
     // this rack fully free and enough fully free racks in its cluster (this rack is their anchor).
     let fits_one_rack = rack.free_gpus >= job.gpus;
     let fits_many_racks = rack.free_gpus == rack.gpus && cluster.free_racks * rack.gpus >= job.gpus;
-    let fits = if job.gpus <= rack.gpus {
-        fits_one_rack
-    } else {
-        fits_many_racks
-    };
+    let fits = if job.gpus <= rack.gpus { fits_one_rack } else { fits_many_racks };
     if !fits {
         reject |= REJECT_GPUS;
     }
@@ -282,14 +269,7 @@ pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> T
     let carbon = site.carbon_term;
     let hbm_slack = rack.hbm_gb - job.hbm_gb.min(rack.hbm_gb);
     let hbm = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
-    Terms {
-        pack,
-        spread,
-        latency,
-        energy,
-        carbon,
-        hbm,
-    }
+    Terms { pack, spread, latency, energy, carbon, hbm }
 }
 
 /// The score of a pair that passed [`check`]: the job's weights times the terms. Keep in sync with
@@ -329,12 +309,5 @@ pub fn insert_candidate(top: &mut [Candidate], candidate: Candidate) {
 }
 
 /// Human names of the reject bits, in bit order.
-pub const REJECT_NAMES: [&str; REJECT_KINDS] = [
-    "gpus",
-    "hbm",
-    "jurisdiction",
-    "provider",
-    "latency",
-    "power",
-    "online",
-];
+pub const REJECT_NAMES: [&str; REJECT_KINDS] =
+    ["gpus", "hbm", "jurisdiction", "provider", "latency", "power", "online"];

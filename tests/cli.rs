@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn gpuplace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpuplace"))
-        .args(args)
-        .output()
-        .expect("run gpuplace")
+    Command::new(env!("CARGO_BIN_EXE_gpuplace")).args(args).output().expect("run gpuplace")
 }
 
 fn stdout(output: &Output) -> String {
@@ -40,16 +37,9 @@ fn place_without_arguments_prints_a_summary() {
     let output = gpuplace(&["place", "--count", "300", "--backend", "cpu"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    for needle in [
-        "placed",
-        "inference",
-        "training",
-        "iren-childress",
-        "MW drawn",
-        "USD/h",
-        "backend: cpu",
-        "wall time",
-    ] {
+    for needle in
+        ["placed", "inference", "training", "iren-childress", "MW drawn", "USD/h", "backend: cpu", "wall time"]
+    {
         assert!(text.contains(needle), "summary lacks {needle:?}:\n{text}");
     }
 }
@@ -59,45 +49,20 @@ fn out_file_has_the_documented_shape_and_is_deterministic() {
     let dir = temp_dir("out");
     let (a, b) = (path(&dir, "a.json"), path(&dir, "b.json"));
     for out in [&a, &b] {
-        let output = gpuplace(&[
-            "place",
-            "--count",
-            "2000",
-            "--seed",
-            "9",
-            "--at",
-            AT,
-            "--backend",
-            "cpu",
-            "--out",
-            out,
-        ]);
+        let output =
+            gpuplace(&["place", "--count", "2000", "--seed", "9", "--at", AT, "--backend", "cpu", "--out", out]);
         assert!(output.status.success(), "{}", stderr(&output));
     }
     let bytes = std::fs::read(&a).unwrap();
-    assert_eq!(
-        bytes,
-        std::fs::read(&b).unwrap(),
-        "two identical runs wrote different files"
-    );
+    assert_eq!(bytes, std::fs::read(&b).unwrap(), "two identical runs wrote different files");
     let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     let placement = &doc["placements"][0];
     for key in ["job", "site", "cluster", "racks", "score"] {
-        assert!(
-            !placement[key].is_null(),
-            "placement lacks {key}: {placement}"
-        );
+        assert!(!placement[key].is_null(), "placement lacks {key}: {placement}");
     }
     assert!(placement["racks"][0]["rack"].is_u64() && placement["racks"][0]["gpus"].is_u64());
-    assert!(
-        doc["unplaced"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|u| u["job"].is_string() && u["reason"].is_string())
-    );
-    let placed =
-        doc["placements"].as_array().unwrap().len() + doc["unplaced"].as_array().unwrap().len();
+    assert!(doc["unplaced"].as_array().unwrap().iter().all(|u| u["job"].is_string() && u["reason"].is_string()));
+    let placed = doc["placements"].as_array().unwrap().len() + doc["unplaced"].as_array().unwrap().len();
     assert_eq!(placed, 2000, "every job is placed or unplaced");
     assert_eq!(doc["summary"]["jobs"], 2000);
 }
@@ -110,31 +75,12 @@ fn gpu_and_cpu_backends_write_identical_files() {
     let dir = temp_dir("backends");
     let (cpu, gpu) = (path(&dir, "cpu.json"), path(&dir, "gpu.json"));
     let run = |backend: &str, out: &str| {
-        gpuplace(&[
-            "place",
-            "--count",
-            "3000",
-            "--at",
-            AT,
-            "--backend",
-            backend,
-            "--out",
-            out,
-        ])
+        gpuplace(&["place", "--count", "3000", "--at", AT, "--backend", backend, "--out", out])
     };
     let cpu_run = run("cpu", &cpu);
     let gpu_run = run("gpu", &gpu);
-    assert!(
-        cpu_run.status.success() && gpu_run.status.success(),
-        "{}{}",
-        stderr(&cpu_run),
-        stderr(&gpu_run)
-    );
-    assert!(
-        stdout(&gpu_run).contains("backend: gpu"),
-        "{}",
-        stdout(&gpu_run)
-    );
+    assert!(cpu_run.status.success() && gpu_run.status.success(), "{}{}", stderr(&cpu_run), stderr(&gpu_run));
+    assert!(stdout(&gpu_run).contains("backend: gpu"), "{}", stdout(&gpu_run));
     assert_eq!(std::fs::read(&cpu).unwrap(), std::fs::read(&gpu).unwrap());
 }
 
@@ -146,42 +92,13 @@ fn fleet_json_round_trips_through_place() {
     assert!(output.status.success());
     std::fs::write(&fleet_json, &output.stdout).unwrap();
     let table = stdout(&gpuplace(&["fleet", "--fleet", &fleet_json]));
-    assert!(
-        table.contains("nscale-narvik") && table.contains("total"),
-        "{table}"
-    );
+    assert!(table.contains("nscale-narvik") && table.contains("total"), "{table}");
     let (a, b) = (path(&dir, "builtin.json"), path(&dir, "file.json"));
+    assert!(gpuplace(&["place", "--count", "500", "--at", AT, "--backend", "cpu", "--out", &a]).status.success());
     assert!(
-        gpuplace(&[
-            "place",
-            "--count",
-            "500",
-            "--at",
-            AT,
-            "--backend",
-            "cpu",
-            "--out",
-            &a
-        ])
-        .status
-        .success()
-    );
-    assert!(
-        gpuplace(&[
-            "place",
-            "--count",
-            "500",
-            "--at",
-            AT,
-            "--backend",
-            "cpu",
-            "--fleet",
-            &fleet_json,
-            "--out",
-            &b
-        ])
-        .status
-        .success()
+        gpuplace(&["place", "--count", "500", "--at", AT, "--backend", "cpu", "--fleet", &fleet_json, "--out", &b])
+            .status
+            .success()
     );
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 }
@@ -191,75 +108,27 @@ fn generated_csv_and_json_place_identically() {
     let dir = temp_dir("generate");
     let (csv, json) = (path(&dir, "jobs.csv"), path(&dir, "jobs.json"));
     for out in [&csv, &json] {
-        let output = gpuplace(&[
-            "generate", "--count", "400", "--seed", "3", "--at", AT, "--out", out,
-        ]);
+        let output = gpuplace(&["generate", "--count", "400", "--seed", "3", "--at", AT, "--out", out]);
         assert!(output.status.success(), "{}", stderr(&output));
     }
     assert!(
-        std::fs::read_to_string(&csv)
-            .unwrap()
-            .starts_with("id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region")
+        std::fs::read_to_string(&csv).unwrap().starts_with("id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region")
     );
     let (a, b) = (path(&dir, "a.json"), path(&dir, "b.json"));
-    assert!(
-        gpuplace(&[
-            "place",
-            "--jobs",
-            &csv,
-            "--at",
-            AT,
-            "--backend",
-            "cpu",
-            "--out",
-            &a
-        ])
-        .status
-        .success()
-    );
-    assert!(
-        gpuplace(&[
-            "place",
-            "--jobs",
-            &json,
-            "--at",
-            AT,
-            "--backend",
-            "cpu",
-            "--out",
-            &b
-        ])
-        .status
-        .success()
-    );
+    assert!(gpuplace(&["place", "--jobs", &csv, "--at", AT, "--backend", "cpu", "--out", &a]).status.success());
+    assert!(gpuplace(&["place", "--jobs", &json, "--at", AT, "--backend", "cpu", "--out", &b]).status.success());
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 }
 
 #[test]
 fn explain_shows_terms_and_rejections() {
     let jobs: serde_json::Value =
-        serde_json::from_slice(&gpuplace(&["generate", "--count", "500", "--at", AT]).stdout)
-            .unwrap();
-    let training = jobs["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["kind"] == "training")
-        .unwrap()["id"]
+        serde_json::from_slice(&gpuplace(&["generate", "--count", "500", "--at", AT]).stdout).unwrap();
+    let training = jobs["jobs"].as_array().unwrap().iter().find(|j| j["kind"] == "training").unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let output = gpuplace(&[
-        "explain",
-        "--count",
-        "500",
-        "--at",
-        AT,
-        "--backend",
-        "cpu",
-        "--job",
-        &training,
-    ]);
+    let output = gpuplace(&["explain", "--count", "500", "--at", AT, "--backend", "cpu", "--job", &training]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     for needle in [
@@ -274,34 +143,19 @@ fn explain_shows_terms_and_rejections() {
     ] {
         assert!(text.contains(needle), "explain lacks {needle:?}:\n{text}");
     }
-    let output = gpuplace(&[
-        "explain",
-        "--count",
-        "5",
-        "--backend",
-        "cpu",
-        "--job",
-        "nope",
-    ]);
+    let output = gpuplace(&["explain", "--count", "5", "--backend", "cpu", "--job", "nope"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("nope"));
 }
 
 #[test]
 fn help_has_examples_everywhere() {
-    for args in [
-        &["--help"][..],
-        &["place", "--help"],
-        &["explain", "--help"],
-        &["fleet", "--help"],
-        &["generate", "--help"],
-    ] {
+    for args in
+        [&["--help"][..], &["place", "--help"], &["explain", "--help"], &["fleet", "--help"], &["generate", "--help"]]
+    {
         let output = gpuplace(args);
         assert!(output.status.success());
-        assert!(
-            stdout(&output).contains("Examples:"),
-            "{args:?} has no examples"
-        );
+        assert!(stdout(&output).contains("Examples:"), "{args:?} has no examples");
     }
 }
 
@@ -321,40 +175,17 @@ fn assert_bad_input(test: &str, files: &[(&str, &str)], args: &[&str], must_cont
         "--out".into(),
         out.clone(),
     ];
-    full.extend(
-        args.iter()
-            .map(|a| a.replace("{dir}", &dir.display().to_string())),
-    );
-    let output = Command::new(env!("CARGO_BIN_EXE_gpuplace"))
-        .args(&full)
-        .output()
-        .unwrap();
+    full.extend(args.iter().map(|a| a.replace("{dir}", &dir.display().to_string())));
+    let output = Command::new(env!("CARGO_BIN_EXE_gpuplace")).args(&full).output().unwrap();
     let err = stderr(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "{test}: exit code; stderr: {err}"
-    );
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{test}: not one line: {err}"
-    );
+    assert_eq!(output.status.code(), Some(2), "{test}: exit code; stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{test}: not one line: {err}");
     assert!(!err.contains("panicked"), "{test}: {err}");
     for needle in must_contain {
-        assert!(
-            err.contains(needle),
-            "{test}: error lacks {needle:?}: {err}"
-        );
+        assert!(err.contains(needle), "{test}: error lacks {needle:?}: {err}");
     }
-    assert!(
-        !Path::new(&out).exists(),
-        "{test}: a partial --out file was written"
-    );
-    assert!(
-        stdout(&output).is_empty(),
-        "{test}: printed output despite the error"
-    );
+    assert!(!Path::new(&out).exists(), "{test}: a partial --out file was written");
+    assert!(stdout(&output).is_empty(), "{test}: printed output despite the error");
 }
 
 const GOOD_JOB: &str = r#"{"id": "a", "kind": "inference", "gpus": 8, "hbm_gb_per_gpu": 100, "priority": 5, "duration_h": 2, "region": "us-east"}"#;
@@ -383,12 +214,7 @@ fn bad_jobs_are_reported_precisely() {
         ),
         (
             "negative-gpus",
-            jobs_json(&[
-                GOOD_JOB,
-                &GOOD_JOB
-                    .replace("\"gpus\": 8", "\"gpus\": -4")
-                    .replace("\"a\"", "\"b\""),
-            ]),
+            jobs_json(&[GOOD_JOB, &GOOD_JOB.replace("\"gpus\": 8", "\"gpus\": -4").replace("\"a\"", "\"b\"")]),
             vec!["jobs.json", "record 1", "`gpus`", "-4"],
         ),
         (
@@ -396,11 +222,7 @@ fn bad_jobs_are_reported_precisely() {
             jobs_json(&[&GOOD_JOB.replace("us-east", "mars")]),
             vec!["jobs.json", "job `a`", "`region`", "mars"],
         ),
-        (
-            "duplicate-id",
-            jobs_json(&[GOOD_JOB, GOOD_JOB]),
-            vec!["jobs.json", "job `a`", "`id`", "duplicate"],
-        ),
+        ("duplicate-id", jobs_json(&[GOOD_JOB, GOOD_JOB]), vec!["jobs.json", "job `a`", "`id`", "duplicate"]),
         (
             "unknown-field",
             jobs_json(&[&GOOD_JOB.replace("\"priority\"", "\"prio\"")]),
@@ -423,12 +245,7 @@ fn bad_jobs_are_reported_precisely() {
         ),
     ];
     for (test, contents, needles) in cases {
-        assert_bad_input(
-            test,
-            &[("jobs.json", &contents)],
-            &["--jobs", "{dir}/jobs.json"],
-            &needles,
-        );
+        assert_bad_input(test, &[("jobs.json", &contents)], &["--jobs", "{dir}/jobs.json"], &needles);
     }
 }
 
@@ -451,11 +268,7 @@ fn bad_csv_is_reported_by_line_and_field() {
             format!("{header}\na,serving,8,100,5,2,us-east,\n"),
             vec!["jobs.csv", "line 2", "`kind`", "serving"],
         ),
-        (
-            "csv-column",
-            "id,kind,gpus,hbm,priority,duration_h,region\n".to_string(),
-            vec!["jobs.csv", "line 1", "hbm"],
-        ),
+        ("csv-column", "id,kind,gpus,hbm,priority,duration_h,region\n".to_string(), vec!["jobs.csv", "line 1", "hbm"]),
         (
             "csv-list",
             format!("{header}\na,inference,8,100,5,2,us-east,US|XX\n"),
@@ -463,30 +276,20 @@ fn bad_csv_is_reported_by_line_and_field() {
         ),
     ];
     for (test, contents, needles) in cases {
-        assert_bad_input(
-            test,
-            &[("jobs.csv", &contents)],
-            &["--jobs", "{dir}/jobs.csv"],
-            &needles,
-        );
+        assert_bad_input(test, &[("jobs.csv", &contents)], &["--jobs", "{dir}/jobs.csv"], &needles);
     }
 }
 
 #[test]
 fn bad_fleets_are_reported_precisely() {
-    let fleet: serde_json::Value =
-        serde_json::from_slice(&gpuplace(&["fleet", "--json"]).stdout).unwrap();
+    let fleet: serde_json::Value = serde_json::from_slice(&gpuplace(&["fleet", "--json"]).stdout).unwrap();
     let variant = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut f = fleet.clone();
         edit(&mut f);
         f.to_string()
     };
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        (
-            "empty-fleet",
-            variant(&|f| f["sites"] = serde_json::json!([])),
-            vec!["fleet.json", "`sites`", "no site"],
-        ),
+        ("empty-fleet", variant(&|f| f["sites"] = serde_json::json!([])), vec!["fleet.json", "`sites`", "no site"]),
         (
             "zero-gpu-rack",
             variant(&|f| f["rack_types"]["gb300-nvl72"]["gpus"] = 0.into()),
@@ -500,20 +303,12 @@ fn bad_fleets_are_reported_precisely() {
                 used[5] = 73;
                 f["sites"][2]["clusters"][0]["used_gpus"] = serde_json::json!(used);
             }),
-            vec![
-                "fleet.json",
-                "site `nscale-sines`",
-                "`clusters[0].used_gpus[5]`",
-                "73",
-            ],
+            vec!["fleet.json", "site `nscale-sines`", "`clusters[0].used_gpus[5]`", "73"],
         ),
         (
             "missing-latency",
             variant(&|f| {
-                f["sites"][0]["latency_ms"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("uk");
+                f["sites"][0]["latency_ms"].as_object_mut().unwrap().remove("uk");
             }),
             vec!["site `iren-childress`", "`latency_ms.uk`"],
         ),
@@ -527,42 +322,23 @@ fn bad_fleets_are_reported_precisely() {
             variant(&|f| f["sites"][1]["power_mw"] = (-5.0).into()),
             vec!["site `nscale-texas`", "`power_mw`"],
         ),
-        (
-            "malformed-fleet",
-            "{\"regions\": [\"a\"], ".into(),
-            vec!["fleet.json", "malformed JSON"],
-        ),
+        ("malformed-fleet", "{\"regions\": [\"a\"], ".into(), vec!["fleet.json", "malformed JSON"]),
     ];
     for (test, contents, needles) in cases {
-        assert_bad_input(
-            test,
-            &[("fleet.json", &contents)],
-            &["--fleet", "{dir}/fleet.json"],
-            &needles,
-        );
+        assert_bad_input(test, &[("fleet.json", &contents)], &["--fleet", "{dir}/fleet.json"], &needles);
     }
 }
 
 #[test]
 fn other_bad_inputs() {
-    assert_bad_input(
-        "missing-file",
-        &[],
-        &["--jobs", "{dir}/nope.json"],
-        &["nope.json", "No such file"],
-    );
+    assert_bad_input("missing-file", &[], &["--jobs", "{dir}/nope.json"], &["nope.json", "No such file"]);
     assert_bad_input(
         "bad-policy",
         &[("policy.json", "{\"inference\": {}}")],
         &["--policy", "{dir}/policy.json"],
         &["policy.json", "inference"],
     );
-    assert_bad_input(
-        "bad-at",
-        &[],
-        &["--at", "2026-13-01"],
-        &["--at", "2026-13-01"],
-    );
+    assert_bad_input("bad-at", &[], &["--at", "2026-13-01"], &["--at", "2026-13-01"]);
     let weights = r#"{"pack": 0, "spread": 0, "latency": 0, "energy": 0, "carbon": 0, "hbm": 0}"#;
     let policy = format!(
         r#"{{"inference": {weights}, "agentic": {weights}, "multimodal": {weights}, "training": {}}}"#,
@@ -574,4 +350,25 @@ fn other_bad_inputs() {
         &["--policy", "{dir}/policy.json"],
         &["policy.json", "training", "`hbm`", "1001"],
     );
+}
+
+#[test]
+fn no_adapter_auto_falls_back_and_gpu_fails_cleanly() {
+    // Restricting wgpu to a backend this platform lacks leaves no adapter on any machine.
+    let backend = if cfg!(target_os = "macos") { "dx12" } else { "metal" };
+    let run = |choice: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gpuplace"))
+            .args(["place", "--count", "50", "--backend", choice])
+            .env("WGPU_BACKEND", backend)
+            .output()
+            .unwrap()
+    };
+    let auto = run("auto");
+    assert!(auto.status.success(), "{}", stderr(&auto));
+    assert!(stderr(&auto).contains("notice: using the CPU backend"), "{}", stderr(&auto));
+    assert!(stdout(&auto).contains("backend: cpu"));
+    let gpu = run("gpu");
+    assert_eq!(gpu.status.code(), Some(2));
+    assert!(stderr(&gpu).starts_with("error: GPU backend: no GPU adapter available"), "{}", stderr(&gpu));
+    assert_eq!(stderr(&gpu).trim_end().lines().count(), 1);
 }

@@ -5,9 +5,7 @@
 
 mod common;
 
-use common::{
-    Shape, at, gpu_or_skip, gpu_with_limits_or_skip, random_fleet, random_policy, random_workload,
-};
+use common::{Shape, at, gpu_or_skip, gpu_with_limits_or_skip, random_fleet, random_policy, random_workload};
 use gpuplace::cpu::{ScoreOutput, score_batch};
 use gpuplace::generate::SplitMix64;
 use gpuplace::place::RoundLimits;
@@ -17,11 +15,7 @@ use gpuplace::{Backend, FleetState, GpuScorer, Policy, Scheduler};
 /// The parity comparison used by every test here: Ok, or the first difference.
 fn compare(gpu: &ScoreOutput, cpu: &ScoreOutput) -> Result<(), String> {
     if gpu.feasible.len() != cpu.feasible.len() || gpu.candidates.len() != cpu.candidates.len() {
-        return Err(format!(
-            "sizes differ: {} vs {} jobs",
-            gpu.feasible.len(),
-            cpu.feasible.len()
-        ));
+        return Err(format!("sizes differ: {} vs {} jobs", gpu.feasible.len(), cpu.feasible.len()));
     }
     for job in 0..cpu.feasible.len() {
         if gpu.feasible[job] != cpu.feasible[job] {
@@ -46,31 +40,11 @@ fn random_problem(seed: u64) -> (Vec<JobGpu>, FleetState, usize) {
     let mut rng = SplitMix64::new(seed);
     let shapes = [
         Shape::default(),
-        Shape {
-            max_sites: 1,
-            max_clusters: 1,
-            max_racks: 1,
-            jobs: 7,
-            ..Shape::default()
-        },
-        Shape {
-            max_racks: 40,
-            jobs: 130,
-            ..Shape::default()
-        },
-        Shape {
-            occupancy_percent: 100,
-            ..Shape::default()
-        },
-        Shape {
-            occupancy_percent: 0,
-            ..Shape::default()
-        },
-        Shape {
-            all_ties: true,
-            jobs: 65,
-            ..Shape::default()
-        },
+        Shape { max_sites: 1, max_clusters: 1, max_racks: 1, jobs: 7, ..Shape::default() },
+        Shape { max_racks: 40, jobs: 130, ..Shape::default() },
+        Shape { occupancy_percent: 100, ..Shape::default() },
+        Shape { occupancy_percent: 0, ..Shape::default() },
+        Shape { all_ties: true, jobs: 65, ..Shape::default() },
     ];
     let shape = shapes[(seed % shapes.len() as u64) as usize];
     let jobs_count = match seed % 50 {
@@ -104,20 +78,13 @@ fn kernel_matches_cpu_on_600_random_problems() {
         let cpu = score_batch(&jobs, &state, k);
         let out = gpu.score_batch(&jobs, &state, k).unwrap();
         if let Err(difference) = compare(&out, &cpu) {
-            panic!(
-                "seed {seed} ({} jobs × {} racks, k={k}): {difference}",
-                jobs.len(),
-                state.racks.len()
-            );
+            panic!("seed {seed} ({} jobs × {} racks, k={k}): {difference}", jobs.len(), state.racks.len());
         }
         pairs += (jobs.len() * state.racks.len()) as u64;
         feasible += cpu.feasible.iter().map(|&f| u64::from(f)).sum::<u64>();
     }
     // The problems must exercise both outcomes, or parity would be trivial.
-    assert!(
-        feasible > 0 && feasible < pairs,
-        "{feasible} feasible of {pairs} pairs"
-    );
+    assert!(feasible > 0 && feasible < pairs, "{feasible} feasible of {pairs} pairs");
 }
 
 #[test]
@@ -133,10 +100,7 @@ fn kernel_matches_cpu_when_tiled_over_jobs_racks_and_grid() {
         return;
     };
     let plan = gpuplace::gpu::TilePlan::for_limits(gpu.limits(), 8);
-    assert!(
-        plan.jobs_per_tile <= 16 && plan.racks_per_tile == 32,
-        "{plan:?}"
-    );
+    assert!(plan.jobs_per_tile <= 16 && plan.racks_per_tile == 32, "{plan:?}");
     for seed in 0..60 {
         let (jobs, state, k) = random_problem(seed * 7 + 3);
         let cpu = score_batch(&jobs, &state, k);
@@ -153,20 +117,15 @@ fn kernel_matches_cpu_when_tiled_over_jobs_racks_and_grid() {
     compare(&gpu.score_batch(&jobs, &state, 8).unwrap(), &cpu).unwrap();
 
     // Two workgroups per dimension: 256-job tiles laid out on a 2 × 2 grid, the last one partial.
-    let Some(mut grid) =
-        gpu_with_limits_or_skip("kernel_matches_cpu_when_tiled (grid)", |mut limits| {
-            limits.max_storage_buffer_binding_size = 16384;
-            limits.max_buffer_size = 1 << 20;
-            limits.max_compute_workgroups_per_dimension = 2;
-            limits
-        })
-    else {
+    let Some(mut grid) = gpu_with_limits_or_skip("kernel_matches_cpu_when_tiled (grid)", |mut limits| {
+        limits.max_storage_buffer_binding_size = 16384;
+        limits.max_buffer_size = 1 << 20;
+        limits.max_compute_workgroups_per_dimension = 2;
+        limits
+    }) else {
         return;
     };
-    assert_eq!(
-        gpuplace::gpu::TilePlan::for_limits(grid.limits(), 8).jobs_per_tile,
-        256
-    );
+    assert_eq!(gpuplace::gpu::TilePlan::for_limits(grid.limits(), 8).jobs_per_tile, 256);
     compare(&grid.score_batch(&jobs, &state, 8).unwrap(), &cpu).unwrap();
 }
 
@@ -183,13 +142,7 @@ fn negative_control_an_altered_score_is_caught() {
     let state = fleet.initial_state();
     let out = gpu.score_batch(&jobs, &state, 8).unwrap();
     compare(&out, &score_batch(&jobs, &state, 8)).unwrap();
-    let altered: Vec<JobGpu> = jobs
-        .iter()
-        .map(|j| JobGpu {
-            w_energy: j.w_energy + 1,
-            ..*j
-        })
-        .collect();
+    let altered: Vec<JobGpu> = jobs.iter().map(|j| JobGpu { w_energy: j.w_energy + 1, ..*j }).collect();
     let difference = compare(&out, &score_batch(&altered, &state, 8));
     assert!(difference.is_err(), "an altered score went unnoticed");
     // And an altered feasibility (one more GPU needed) too.
@@ -205,31 +158,17 @@ fn gpu_and_cpu_placements_are_identical() {
     let mut gpu_backend = Some(Backend::Gpu(Box::new(gpu)));
     for seed in 0..40 {
         let mut rng = SplitMix64::new(5000 + seed);
-        let fleet = random_fleet(
-            &mut rng,
-            Shape {
-                max_racks: 30,
-                jobs: 200,
-                ..Shape::default()
-            },
-        );
+        let fleet = random_fleet(&mut rng, Shape { max_racks: 30, jobs: 200, ..Shape::default() });
         let workload = random_workload(&mut rng, &fleet, 200);
         let policy = random_policy(&mut rng, seed % 5 == 0);
-        let limits = RoundLimits {
-            max_dirty_racks: if seed % 2 == 0 { usize::MAX } else { 4 },
-        };
+        let limits = RoundLimits { max_dirty_racks: if seed % 2 == 0 { usize::MAX } else { 4 } };
         let mut cpu = Scheduler::with_backend(fleet.clone(), policy, Backend::Cpu).unwrap();
         cpu.set_round_limits(limits);
-        let mut on_gpu =
-            Scheduler::with_backend(fleet.clone(), policy, gpu_backend.take().unwrap()).unwrap();
+        let mut on_gpu = Scheduler::with_backend(fleet.clone(), policy, gpu_backend.take().unwrap()).unwrap();
         on_gpu.set_round_limits(limits);
         let expected = cpu.place(&workload, Some(at())).unwrap();
         let got = on_gpu.place(&workload, Some(at())).unwrap();
-        assert!(
-            got.backend.starts_with("gpu"),
-            "the GPU run fell back: {:?}",
-            got.notices
-        );
+        assert!(got.backend.starts_with("gpu"), "the GPU run fell back: {:?}", got.notices);
         assert_eq!(got.decisions, expected.decisions, "seed {seed}");
         assert_eq!(got.state, expected.state);
         gpu_backend = Some(std::mem::replace(on_gpu.backend_mut(), Backend::Cpu));
@@ -244,16 +183,10 @@ fn builtin_fleet_20k_jobs_place_identically() {
     let fleet = gpuplace::builtin::default_fleet();
     let workload = gpuplace::generate::generate(&fleet, 20_000, 42, at());
     let mut cpu = Scheduler::with_backend(fleet.clone(), Policy::default(), Backend::Cpu).unwrap();
-    let mut on_gpu = Scheduler::with_backend(
-        fleet.clone(),
-        Policy::default(),
-        Backend::Gpu(Box::new(gpu)),
-    )
-    .unwrap();
+    let mut on_gpu = Scheduler::with_backend(fleet.clone(), Policy::default(), Backend::Gpu(Box::new(gpu))).unwrap();
     let expected = cpu.place(&workload, Some(at())).unwrap();
     let got = on_gpu.place(&workload, Some(at())).unwrap();
-    let json =
-        |p| serde_json::to_string(&gpuplace::report::out_file(&fleet, &workload, p)).unwrap();
+    let json = |p| serde_json::to_string(&gpuplace::report::out_file(&fleet, &workload, p)).unwrap();
     assert_eq!(json(&got), json(&expected));
 }
 
@@ -265,45 +198,20 @@ fn device_loss_mid_run_falls_back_to_cpu_with_the_same_result() {
     // Destroy the device before the third scoring round: two rounds ran on the GPU.
     gpu.destroy_device_before_pass(2);
     let mut rng = SplitMix64::new(77);
-    let fleet = random_fleet(
-        &mut rng,
-        Shape {
-            max_racks: 30,
-            ..Shape::default()
-        },
-    );
+    let fleet = random_fleet(&mut rng, Shape { max_racks: 30, ..Shape::default() });
     let workload = random_workload(&mut rng, &fleet, 300);
     let limits = RoundLimits { max_dirty_racks: 2 };
-    let mut on_gpu = Scheduler::with_backend(
-        fleet.clone(),
-        Policy::default(),
-        Backend::Gpu(Box::new(gpu)),
-    )
-    .unwrap();
+    let mut on_gpu = Scheduler::with_backend(fleet.clone(), Policy::default(), Backend::Gpu(Box::new(gpu))).unwrap();
     on_gpu.set_round_limits(limits);
     let got = on_gpu.place(&workload, Some(at())).unwrap();
     let mut cpu = Scheduler::with_backend(fleet, Policy::default(), Backend::Cpu).unwrap();
     cpu.set_round_limits(limits);
     let expected = cpu.place(&workload, Some(at())).unwrap();
-    assert!(
-        got.stats.rounds > 3,
-        "too few rounds to lose the device mid-run: {:?}",
-        got.stats
-    );
-    assert!(
-        got.notices
-            .iter()
-            .any(|n| n.contains("GPU backend failed") && n.contains("CPU")),
-        "{:?}",
-        got.notices
-    );
+    assert!(got.stats.rounds > 3, "too few rounds to lose the device mid-run: {:?}", got.stats);
+    assert!(got.notices.iter().any(|n| n.contains("GPU backend failed") && n.contains("CPU")), "{:?}", got.notices);
     assert!(got.backend.starts_with("cpu"));
     assert_eq!(got.decisions, expected.decisions);
-    assert_eq!(
-        got.decisions.len(),
-        workload.jobs.len(),
-        "a job was lost or decided twice"
-    );
+    assert_eq!(got.decisions.len(), workload.jobs.len(), "a job was lost or decided twice");
 }
 
 #[test]
@@ -314,11 +222,26 @@ fn scorer_is_reused_and_grows_its_buffers() {
     // Small, then large, then small again, through one scorer.
     for seed in [10u64, 2, 10, 1] {
         let (jobs, state, k) = random_problem(seed);
-        compare(
-            &gpu.score_batch(&jobs, &state, k).unwrap(),
-            &score_batch(&jobs, &state, k),
-        )
-        .unwrap();
+        compare(&gpu.score_batch(&jobs, &state, k).unwrap(), &score_batch(&jobs, &state, k)).unwrap();
     }
     let _: &GpuScorer = &gpu;
+}
+
+#[test]
+fn fast_cpu_path_matches_the_plain_twin() {
+    // CPU only, so it runs everywhere: the vectorized column loop of `score_batch` against the plain
+    // per-rack loop `score_job` that reads like the kernel.
+    for seed in 0..300 {
+        let (jobs, state, k) = random_problem(seed);
+        let fast = score_batch(&jobs, &state, k);
+        let mut plain = ScoreOutput {
+            k,
+            candidates: vec![gpuplace::score::Candidate::NONE; jobs.len() * k],
+            feasible: vec![0; jobs.len()],
+        };
+        for (i, job) in jobs.iter().enumerate() {
+            plain.feasible[i] = gpuplace::cpu::score_job(job, &state, &mut plain.candidates[i * k..(i + 1) * k]);
+        }
+        compare(&fast, &plain).unwrap_or_else(|d| panic!("seed {seed}: {d}"));
+    }
 }

@@ -7,9 +7,7 @@ mod common;
 use common::{Shape, at, random_fleet, random_policy, random_workload};
 use gpuplace::cpu::CpuScorer;
 use gpuplace::generate::SplitMix64;
-use gpuplace::place::{
-    Decision, Outcome, RoundLimits, STATIC_REJECTS, decision_order, place_batched, place_reference,
-};
+use gpuplace::place::{Decision, Outcome, RoundLimits, STATIC_REJECTS, decision_order, place_batched, place_reference};
 use gpuplace::score::{Candidate, better, check, score};
 use gpuplace::{Fleet, Policy, Workload};
 
@@ -20,11 +18,7 @@ use gpuplace::{Fleet, Policy, Workload};
 pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[Decision]) {
     let jobs = workload.compile(fleet, policy, at()).unwrap();
     let order = decision_order(&workload.jobs);
-    assert_eq!(
-        decisions.iter().map(|d| d.job).collect::<Vec<_>>(),
-        order,
-        "jobs decided out of order"
-    );
+    assert_eq!(decisions.iter().map(|d| d.job).collect::<Vec<_>>(), order, "jobs decided out of order");
     let mut state = fleet.initial_state();
     for decision in decisions {
         let job = &jobs[decision.job];
@@ -35,10 +29,7 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
             let cluster = &state.clusters[rack.cluster as usize];
             let latency = state.latency[(rack.site * state.region_count + job.region) as usize];
             if check(job, rack, site, cluster, latency) == 0 {
-                let candidate = Candidate {
-                    score: score(job, rack, site, latency),
-                    rack: r as u32,
-                };
+                let candidate = Candidate { score: score(job, rack, site, latency), rack: r as u32 };
                 if best.is_none_or(|b| better(candidate, b)) {
                     best = Some(candidate);
                 }
@@ -46,63 +37,36 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
         }
         match &decision.outcome {
             Outcome::Unplaced { reason } => {
-                assert_eq!(
-                    best, None,
-                    "{id} left unplaced although a rack was feasible ({reason})"
-                );
+                assert_eq!(best, None, "{id} left unplaced although a rack was feasible ({reason})");
                 assert!(!reason.is_empty());
             }
             Outcome::Placed { racks, score } => {
-                let best =
-                    best.unwrap_or_else(|| panic!("{id} placed although no rack was feasible"));
-                assert_eq!(
-                    (racks[0].rack, *score),
-                    (best.rack, best.score),
-                    "{id} not on the best rack"
-                );
+                let best = best.unwrap_or_else(|| panic!("{id} placed although no rack was feasible"));
+                assert_eq!((racks[0].rack, *score), (best.rack, best.score), "{id} not on the best rack");
                 let anchor = state.racks[racks[0].rack as usize];
-                assert_eq!(
-                    racks.iter().map(|s| s.gpus).sum::<u32>(),
-                    job.gpus,
-                    "{id}: gang not whole"
-                );
+                assert_eq!(racks.iter().map(|s| s.gpus).sum::<u32>(), job.gpus, "{id}: gang not whole");
                 if job.gpus <= anchor.gpus {
                     assert_eq!(racks.len(), 1, "{id} split across NVLink domains");
                 } else {
-                    assert_eq!(
-                        racks.len() as u32,
-                        job.gpus.div_ceil(anchor.gpus),
-                        "{id}: wrong rack count"
-                    );
-                    assert!(
-                        racks[1..].windows(2).all(|w| w[0].rack < w[1].rack),
-                        "{id}: racks not in index order"
-                    );
+                    assert_eq!(racks.len() as u32, job.gpus.div_ceil(anchor.gpus), "{id}: wrong rack count");
+                    assert!(racks[1..].windows(2).all(|w| w[0].rack < w[1].rack), "{id}: racks not in index order");
                     for share in racks {
                         let rack = state.racks[share.rack as usize];
                         assert_eq!(rack.cluster, anchor.cluster, "{id} spans clusters");
-                        assert_eq!(
-                            rack.free_gpus, rack.gpus,
-                            "{id} took a rack that was not fully free"
-                        );
+                        assert_eq!(rack.free_gpus, rack.gpus, "{id} took a rack that was not fully free");
                     }
                 }
                 for share in racks {
                     let rack = &mut state.racks[share.rack as usize];
                     let site = &state.sites[rack.site as usize];
                     let cluster = &state.clusters[rack.cluster as usize];
-                    let latency =
-                        state.latency[(rack.site * state.region_count + job.region) as usize];
+                    let latency = state.latency[(rack.site * state.region_count + job.region) as usize];
                     assert_eq!(
                         check(job, rack, site, cluster, latency) & STATIC_REJECTS,
                         0,
                         "{id} breaks a constraint"
                     );
-                    assert!(
-                        rack.free_gpus >= share.gpus,
-                        "{id} overfills rack {}",
-                        share.rack
-                    );
+                    assert!(rack.free_gpus >= share.gpus, "{id} overfills rack {}", share.rack);
                     if rack.free_gpus == rack.gpus {
                         state.clusters[rack.cluster as usize].free_racks -= 1;
                     }
@@ -124,15 +88,9 @@ fn run_case(seed: u64, shape: Shape) {
     let policy = random_policy(&mut rng, shape.all_ties);
     let jobs = workload.compile(&fleet, &policy, at()).unwrap();
     let order = decision_order(&workload.jobs);
-    let (reference, reference_state) =
-        place_reference(&fleet, &jobs, &order, fleet.initial_state());
+    let (reference, reference_state) = place_reference(&fleet, &jobs, &order, fleet.initial_state());
     verify(&fleet, &workload, &policy, &reference);
-    for (k, max_dirty_racks) in [
-        (policy.candidates as usize, usize::MAX),
-        (1, usize::MAX),
-        (2, 0),
-        (16, 3),
-    ] {
+    for (k, max_dirty_racks) in [(policy.candidates as usize, usize::MAX), (1, usize::MAX), (2, 0), (16, 3)] {
         let (batched, state, _) = place_batched(
             &fleet,
             &jobs,
@@ -148,10 +106,7 @@ fn run_case(seed: u64, shape: Shape) {
             batched, reference,
             "seed {seed}: batched (k={k}, dirty limit {max_dirty_racks}) differs from the oracle"
         );
-        assert_eq!(
-            state, reference_state,
-            "seed {seed}: final capacity differs"
-        );
+        assert_eq!(state, reference_state, "seed {seed}: final capacity differs");
     }
 }
 
@@ -165,13 +120,7 @@ fn batched_engine_equals_oracle_on_random_problems() {
 #[test]
 fn batched_engine_equals_oracle_when_everything_ties() {
     for seed in 1000..1060 {
-        run_case(
-            seed,
-            Shape {
-                all_ties: true,
-                ..Shape::default()
-            },
-        );
+        run_case(seed, Shape { all_ties: true, ..Shape::default() });
     }
 }
 
@@ -181,14 +130,7 @@ fn batched_engine_equals_oracle_under_heavy_contention() {
     for seed in 2000..2060 {
         run_case(
             seed,
-            Shape {
-                max_sites: 2,
-                max_clusters: 2,
-                max_racks: 4,
-                jobs: 150,
-                occupancy_percent: 70,
-                all_ties: false,
-            },
+            Shape { max_sites: 2, max_clusters: 2, max_racks: 4, jobs: 150, occupancy_percent: 70, all_ties: false },
         );
     }
 }
@@ -213,33 +155,17 @@ fn batched_engine_equals_oracle_on_builtin_fleet() {
     )
     .unwrap();
     assert_eq!(batched, reference);
-    assert!(
-        stats.from_candidates > 0,
-        "the candidate lists were never used: {stats:?}"
-    );
+    assert!(stats.from_candidates > 0, "the candidate lists were never used: {stats:?}");
     verify(&fleet, &workload, &policy, &batched);
-    let placed = batched
-        .iter()
-        .filter(|d| matches!(d.outcome, Outcome::Placed { .. }))
-        .count();
-    assert!(
-        placed > 0 && placed < batched.len(),
-        "placed {placed} of {}: not a contended problem",
-        batched.len()
-    );
+    let placed = batched.iter().filter(|d| matches!(d.outcome, Outcome::Placed { .. })).count();
+    assert!(placed > 0 && placed < batched.len(), "placed {placed} of {}: not a contended problem", batched.len());
 }
 
 #[test]
 fn verify_catches_a_wrong_decision() {
     // Negative control for `verify`: swapping two placements' racks must be caught.
     let mut rng = SplitMix64::new(7);
-    let fleet = random_fleet(
-        &mut rng,
-        Shape {
-            max_racks: 20,
-            ..Shape::default()
-        },
-    );
+    let fleet = random_fleet(&mut rng, Shape { max_racks: 20, ..Shape::default() });
     let workload = random_workload(&mut rng, &fleet, 80);
     let policy = Policy::default();
     let jobs = workload.compile(&fleet, &policy, at()).unwrap();
@@ -256,8 +182,7 @@ fn verify_catches_a_wrong_decision() {
     let outcome_a = decisions[a].outcome.clone();
     decisions[a].outcome = decisions[b].outcome.clone();
     decisions[b].outcome = outcome_a;
-    let caught =
-        std::panic::catch_unwind(|| verify(&fleet, &workload, &policy, &decisions)).is_err();
+    let caught = std::panic::catch_unwind(|| verify(&fleet, &workload, &policy, &decisions)).is_err();
     assert!(caught, "verify accepted swapped placements");
 }
 
@@ -266,20 +191,12 @@ fn placement_is_deterministic_across_thread_counts() {
     let fleet = gpuplace::builtin::default_fleet();
     let workload = gpuplace::generate::generate(&fleet, 3000, 5, at());
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut scheduler = gpuplace::Scheduler::new(
-                fleet.clone(),
-                Policy::default(),
-                gpuplace::BackendChoice::Cpu,
-            )
-            .unwrap();
+            let mut scheduler =
+                gpuplace::Scheduler::new(fleet.clone(), Policy::default(), gpuplace::BackendChoice::Cpu).unwrap();
             let placement = scheduler.place(&workload, Some(at())).unwrap();
-            serde_json::to_string(&gpuplace::report::out_file(&fleet, &workload, &placement))
-                .unwrap()
+            serde_json::to_string(&gpuplace::report::out_file(&fleet, &workload, &placement)).unwrap()
         })
     };
     let one = run(1);
@@ -292,10 +209,7 @@ fn generator_is_deterministic_and_seed_sensitive() {
     let fleet = gpuplace::builtin::default_fleet();
     let a = gpuplace::generate::generate(&fleet, 500, 1, at());
     assert_eq!(a, gpuplace::generate::generate(&fleet, 500, 1, at()));
-    assert_ne!(
-        a.jobs,
-        gpuplace::generate::generate(&fleet, 500, 2, at()).jobs
-    );
+    assert_ne!(a.jobs, gpuplace::generate::generate(&fleet, 500, 2, at()).jobs);
     // Every generated workload is valid for the fleet it was made for.
     a.compile(&fleet, &Policy::default(), at()).unwrap();
     let kinds: std::collections::BTreeSet<_> = a.jobs.iter().map(|j| j.kind).collect();

@@ -2,13 +2,9 @@
 //! `score` never overflow (tests build with overflow checks, so an overflow panics), every term is
 //! within 0..=1000 and the score within 0..=6,000,000.
 
-use gpuplace::fleet::{
-    MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS, MAX_RACK_GPUS,
-};
+use gpuplace::fleet::{MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS, MAX_RACK_GPUS};
 use gpuplace::jobs::MAX_JOB_GPUS;
-use gpuplace::score::{
-    ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_SCALE, check, inv_q16, score, terms,
-};
+use gpuplace::score::{ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_SCALE, check, inv_q16, score, terms};
 use proptest::prelude::*;
 
 prop_compose! {
@@ -106,14 +102,8 @@ fn extremes_do_not_overflow() {
         _pad1: 0,
         _pad2: 0,
     };
-    let cluster = ClusterGpu {
-        free_racks: MAX_CLUSTER_RACKS,
-        online_day: 0,
-    };
-    assert_eq!(
-        check(&job, &rack, &site, &cluster, 0) & gpuplace::score::REJECT_POWER,
-        gpuplace::score::REJECT_POWER
-    );
+    let cluster = ClusterGpu { free_racks: MAX_CLUSTER_RACKS, online_day: 0 };
+    assert_eq!(check(&job, &rack, &site, &cluster, 0) & gpuplace::score::REJECT_POWER, gpuplace::score::REJECT_POWER);
     let s = score(&job, &rack, &site, 0);
     assert!(s <= 6_000_000, "{s}");
 }

@@ -8,29 +8,17 @@ use gpuplace::gpu::SCORE_WGSL;
 use gpuplace::score;
 
 fn module() -> naga::Module {
-    naga::front::wgsl::parse_str(SCORE_WGSL).unwrap_or_else(|e| {
-        panic!(
-            "score.wgsl does not parse:\n{}",
-            e.emit_to_string(SCORE_WGSL)
-        )
-    })
+    naga::front::wgsl::parse_str(SCORE_WGSL)
+        .unwrap_or_else(|e| panic!("score.wgsl does not parse:\n{}", e.emit_to_string(SCORE_WGSL)))
 }
 
 #[test]
 fn shader_parses_and_validates() {
     let module = module();
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("score.wgsl does not validate: {e:?}"));
-    assert!(
-        module
-            .entry_points
-            .iter()
-            .any(|e| e.name == "main" && e.stage == naga::ShaderStage::Compute)
-    );
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("score.wgsl does not validate: {e:?}"));
+    assert!(module.entry_points.iter().any(|e| e.name == "main" && e.stage == naga::ShaderStage::Compute));
 }
 
 /// Struct name → (size in bytes, member names in order), as naga lays them out.
@@ -39,16 +27,9 @@ fn shader_structs(module: &naga::Module) -> BTreeMap<String, (u32, Vec<String>)>
         .types
         .iter()
         .filter_map(|(_, ty)| match &ty.inner {
-            naga::TypeInner::Struct { members, span } => Some((
-                ty.name.clone()?,
-                (
-                    *span,
-                    members
-                        .iter()
-                        .map(|m| m.name.clone().unwrap_or_default())
-                        .collect(),
-                ),
-            )),
+            naga::TypeInner::Struct { members, span } => {
+                Some((ty.name.clone()?, (*span, members.iter().map(|m| m.name.clone().unwrap_or_default()).collect())))
+            }
             _ => None,
         })
         .collect()
@@ -57,9 +38,7 @@ fn shader_structs(module: &naga::Module) -> BTreeMap<String, (u32, Vec<String>)>
 /// The `pub` field names of `struct name` in src/score.rs, in order, read from the source text.
 fn rust_fields(name: &str) -> Vec<String> {
     let source = include_str!("../src/score.rs");
-    let start = source
-        .find(&format!("pub struct {name} {{"))
-        .unwrap_or_else(|| panic!("no struct {name} in score.rs"));
+    let start = source.find(&format!("pub struct {name} {{")).unwrap_or_else(|| panic!("no struct {name} in score.rs"));
     let body = &source[start..start + source[start..].find("\n}").unwrap()];
     body.lines()
         .filter_map(|line| {
@@ -84,18 +63,9 @@ fn shared_structs_match_field_for_field() {
         ("Terms", "Terms", size_of::<score::Terms>()),
     ];
     for (wgsl, rust, rust_size) in twins {
-        let (size, members) = structs
-            .get(wgsl)
-            .unwrap_or_else(|| panic!("no struct {wgsl} in score.wgsl"));
-        assert_eq!(
-            *size as usize, rust_size,
-            "struct {wgsl} is {size} bytes in WGSL, {rust_size} in Rust"
-        );
-        assert_eq!(
-            members,
-            &rust_fields(rust),
-            "struct {wgsl} and {rust} differ in field names or order"
-        );
+        let (size, members) = structs.get(wgsl).unwrap_or_else(|| panic!("no struct {wgsl} in score.wgsl"));
+        assert_eq!(*size as usize, rust_size, "struct {wgsl} is {size} bytes in WGSL, {rust_size} in Rust");
+        assert_eq!(members, &rust_fields(rust), "struct {wgsl} and {rust} differ in field names or order");
     }
 }
 
@@ -136,11 +106,7 @@ fn functions_appear_in_the_same_order_on_both_sides() {
     let order = |source: &str, prefix: &str| -> Vec<usize> {
         ["check", "terms", "score", "better"]
             .iter()
-            .map(|f| {
-                source
-                    .find(&format!("{prefix}{f}("))
-                    .unwrap_or_else(|| panic!("no fn {f}"))
-            })
+            .map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f}")))
             .collect()
     };
     let wgsl = order(SCORE_WGSL, "fn ");

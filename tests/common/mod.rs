@@ -1,10 +1,7 @@
 //! Shared helpers of the integration tests: seeded random fleets and workloads, and the GPU scorer
 //! (or a printed reason to skip).
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different subset of the helpers"
-)]
+#![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
 use std::collections::BTreeMap;
 
@@ -24,10 +21,7 @@ pub fn gpu_or_skip(test: &str) -> Option<GpuScorer> {
 }
 
 /// Like [`gpu_or_skip`] with limits derived from the adapter's.
-pub fn gpu_with_limits_or_skip(
-    test: &str,
-    choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits,
-) -> Option<GpuScorer> {
+pub fn gpu_with_limits_or_skip(test: &str, choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits) -> Option<GpuScorer> {
     match GpuScorer::with_limits(choose) {
         Ok(gpu) => Some(gpu),
         Err(e) if std::env::var("GPUPLACE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
@@ -55,14 +49,7 @@ pub struct Shape {
 
 impl Default for Shape {
     fn default() -> Self {
-        Shape {
-            max_sites: 4,
-            max_clusters: 3,
-            max_racks: 12,
-            jobs: 60,
-            occupancy_percent: 30,
-            all_ties: false,
-        }
+        Shape { max_sites: 4, max_clusters: 3, max_racks: 12, jobs: 60, occupancy_percent: 30, all_ties: false }
     }
 }
 
@@ -110,9 +97,7 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                         name: format!("c{c}"),
                         rack_type,
                         racks,
-                        online: rng
-                            .percent(20)
-                            .then(|| Day(at().0 + rng.between(0, 120) as u32 - 60).to_string()),
+                        online: rng.percent(20).then(|| Day(at().0 + rng.between(0, 120) as u32 - 60).to_string()),
                         used_gpus,
                     }
                 })
@@ -123,29 +108,17 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                 country: "XX".into(),
                 jurisdiction: JURISDICTIONS[rng.below(3) as usize].into(),
                 // Sometimes tight, so that power binds; always enough for the stated occupancy.
-                power_mw: if rng.percent(30) {
-                    rng.between(1, 40) as f64 / 10.0
-                } else {
-                    100.0
-                },
+                power_mw: if rng.percent(30) { rng.between(1, 40) as f64 / 10.0 } else { 100.0 },
                 pue: 1.0 + rng.below(50) as f64 / 100.0,
                 price_usd_per_mwh: rng.between(10, 250) as f64,
                 carbon_g_per_kwh: rng.between(0, 900) as f64,
                 online: Day(at().0 + rng.between(0, 60) as u32 - 40).to_string(),
-                latency_ms: regions
-                    .iter()
-                    .map(|r| (r.clone(), rng.between(1, 200) as u32))
-                    .collect(),
+                latency_ms: regions.iter().map(|r| (r.clone(), rng.between(1, 200) as u32)).collect(),
                 clusters,
             }
         })
         .collect::<Vec<_>>();
-    let mut file = FleetFile {
-        as_of: None,
-        regions,
-        rack_types,
-        sites,
-    };
+    let mut file = FleetFile { as_of: None, regions, rack_types, sites };
     // Drop stated occupancy that the site's power could not feed (the fleet would be rejected).
     loop {
         match Fleet::from_file(file.clone(), "<random>") {
@@ -172,12 +145,7 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
                 _ => rng.between(1, u64::from(largest.min(16))) as u32,
             };
             let subset = |rng: &mut SplitMix64, all: &[String]| {
-                rng.percent(20).then(|| {
-                    all.iter()
-                        .filter(|_| rng.percent(50))
-                        .cloned()
-                        .collect::<Vec<_>>()
-                })
+                rng.percent(20).then(|| all.iter().filter(|_| rng.percent(50)).cloned().collect::<Vec<_>>())
             };
             Job {
                 id: format!("job-{n:04}"),
@@ -190,9 +158,7 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
                 max_latency_ms: rng.percent(60).then(|| rng.between(1, 200) as u32),
                 jurisdictions: subset(rng, &fleet.jurisdictions),
                 providers: subset(rng, &fleet.providers),
-                not_before: rng
-                    .percent(15)
-                    .then(|| Day(at().0 + rng.between(0, 90) as u32).to_string()),
+                not_before: rng.percent(15).then(|| Day(at().0 + rng.between(0, 90) as u32).to_string()),
             }
         })
         .collect();
@@ -203,20 +169,9 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
 pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
     let mut weights = || {
         let mut w = || {
-            if all_ties {
-                0
-            } else {
-                rng.between(0, 1000) as u32
-            }
+            if all_ties { 0 } else { rng.between(0, 1000) as u32 }
         };
-        gpuplace::Weights {
-            pack: w(),
-            spread: w(),
-            latency: w(),
-            energy: w(),
-            carbon: w(),
-            hbm: w(),
-        }
+        gpuplace::Weights { pack: w(), spread: w(), latency: w(), energy: w(), carbon: w(), hbm: w() }
     };
     let (inference, agentic, multimodal, training) = (weights(), weights(), weights(), weights());
     gpuplace::Policy {
