@@ -19,7 +19,7 @@ const REJECT_LATENCY: u32 = 16u;
 const REJECT_POWER: u32 = 32u;
 const REJECT_ONLINE: u32 = 64u;
 
-// Jobs per workgroup; also the number of racks staged in workgroup memory at a time.
+// Jobs per workgroup (one invocation per job).
 const WG_SIZE: u32 = 64u;
 
 struct Job {
@@ -102,9 +102,6 @@ struct Terms {
 @group(0) @binding(6) var<storage, read_write> candidates: array<Candidate>;
 @group(0) @binding(7) var<storage, read_write> feasible_counts: array<u32>;
 
-// The racks of the current step, shared by the workgroup's jobs.
-var<workgroup> rack_tile: array<Rack, WG_SIZE>;
-
 fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, latency_ms: u32) -> u32 {
     var reject = 0u;
     // A job of at most one NVLink domain needs that many free GPUs in this rack; a larger one needs
@@ -168,10 +165,10 @@ fn better(a: Candidate, b: Candidate) -> bool {
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) local: u32) {
     let job_index = (group.y * params.groups_per_row + group.x) * WG_SIZE + local;
-    let has_job = job_index < params.job_count;
-    // Inactive invocations still stage racks and reach every barrier; they read a valid job and
-    // write nothing. The host never dispatches with job_count == 0.
-    let job = jobs[min(job_index, params.job_count - 1u)];
+    if (job_index >= params.job_count) {
+        return;
+    }
+    let job = jobs[job_index];
     let k = params.k;
 
     var top: array<Candidate, MAX_CANDIDATES>;
@@ -181,49 +178,43 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     }
     // A later rack tile continues the lists the earlier tiles left: insertion in rank order gives the
     // same list whatever order the racks arrive in, so tiling is exact.
-    if (params.accumulate != 0u && has_job) {
+    if (params.accumulate != 0u) {
         for (var slot = 0u; slot < k; slot++) {
             top[slot] = candidates[job_index * k + slot];
         }
         feasible = feasible_counts[job_index];
     }
 
-    for (var base = 0u; base < params.rack_count; base += WG_SIZE) {
-        if (base + local < params.rack_count) {
-            rack_tile[local] = racks[base + local];
-        }
-        workgroupBarrier();
-        let staged = min(WG_SIZE, params.rack_count - base);
-        if (has_job) {
-            for (var i = 0u; i < staged; i++) {
-                let rack = rack_tile[i];
-                let site = sites[rack.site];
-                let cluster = clusters[rack.cluster];
-                let latency_ms = latency[rack.site * params.region_count + job.region];
-                if (check(job, rack, site, cluster, latency_ms) == 0u) {
-                    feasible += 1u;
-                    let candidate = Candidate(score(job, rack, site, latency_ms), params.rack_offset + base + i);
-                    if (better(candidate, top[k - 1u])) {
-                        var slot = k - 1u;
-                        loop {
-                            if (slot == 0u || !better(candidate, top[slot - 1u])) {
-                                break;
-                            }
-                            top[slot] = top[slot - 1u];
-                            slot -= 1u;
-                        }
-                        top[slot] = candidate;
+    // Every invocation walks the racks in the same order, so each rack, site and cluster read is
+    // the same address across the workgroup (a broadcast). Staging racks in workgroup memory was
+    // measured slower on lavapipe (see BENCHMARKS.md).
+    // The list's last entry, kept in a register: most pairs compare against it and go no further.
+    var worst = top[k - 1u];
+    for (var r = 0u; r < params.rack_count; r++) {
+        let rack = racks[r];
+        let site = sites[rack.site];
+        let cluster = clusters[rack.cluster];
+        let latency_ms = latency[rack.site * params.region_count + job.region];
+        if (check(job, rack, site, cluster, latency_ms) == 0u) {
+            feasible += 1u;
+            let candidate = Candidate(score(job, rack, site, latency_ms), params.rack_offset + r);
+            if (better(candidate, worst)) {
+                var slot = k - 1u;
+                loop {
+                    if (slot == 0u || !better(candidate, top[slot - 1u])) {
+                        break;
                     }
+                    top[slot] = top[slot - 1u];
+                    slot -= 1u;
                 }
+                top[slot] = candidate;
+                worst = top[k - 1u];
             }
         }
-        workgroupBarrier();
     }
 
-    if (has_job) {
-        for (var slot = 0u; slot < k; slot++) {
-            candidates[job_index * k + slot] = top[slot];
-        }
-        feasible_counts[job_index] = feasible;
+    for (var slot = 0u; slot < k; slot++) {
+        candidates[job_index * k + slot] = top[slot];
     }
+    feasible_counts[job_index] = feasible;
 }
