@@ -181,13 +181,17 @@ pub fn run(config: &BenchConfig, mut gpu: Option<GpuScorer>, log: &mut dyn FnMut
         log("cpu-1t: scoring");
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool");
         let (score, output) = pool.install(|| fastest(config.repeat, || score_batch(&jobs, &state, k)));
-        log("cpu-1t: placing");
+        if config.place {
+            log("cpu-1t: placing");
+        }
         let place = pool.install(|| place_cpu(config))?;
         measured.push(Measured { backend: "cpu-1t".into(), adapter: "1 thread".into(), score, output, place });
     }
     log(&format!("cpu-{threads}t: scoring"));
     let (score, output) = fastest(config.repeat, || score_batch(&jobs, &state, k));
-    log(&format!("cpu-{threads}t: placing"));
+    if config.place {
+        log(&format!("cpu-{threads}t: placing"));
+    }
     let place = place_cpu(config)?;
     measured.push(Measured {
         backend: format!("cpu-{threads}t"),
@@ -213,8 +217,8 @@ pub fn run(config: &BenchConfig, mut gpu: Option<GpuScorer>, log: &mut dyn FnMut
         if let Some(e) = failure {
             return Err(e.into());
         }
-        log("gpu: placing");
         let place = if config.place {
+            log("gpu: placing");
             let mut result = Ok(Vec::new());
             let (time, ()) = fastest(config.repeat, || result = place_with(&fleet, &jobs, &order, k, gpu));
             Some((time, result?))
