@@ -153,12 +153,14 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Workload 
             gpus,
             hbm_gb_per_gpu: hbm,
             priority,
-            duration_h,
+            duration_h: Some(duration_h),
             region,
             max_latency_ms,
             jurisdictions,
             providers,
             not_before,
+            submit_s: None,
+            duration_s: None,
         });
     }
     Workload::from_jobs(jobs, "<generated>")

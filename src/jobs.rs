@@ -62,8 +62,9 @@ pub struct Job {
     pub hbm_gb_per_gpu: u32,
     /// Higher is placed first.
     pub priority: i32,
-    /// Expected run time, hours (used for energy reports).
-    pub duration_h: f64,
+    /// Expected run time, hours. Give this or `duration_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_h: Option<f64>,
     /// Region where the job's users are.
     pub region: String,
     /// Latency bound from the site to `region`, ms.
@@ -78,6 +79,20 @@ pub struct Job {
     /// Earliest start date, `YYYY-MM-DD`: the job may use capacity that is online by then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
+    /// Arrival time in seconds from the start of a trace (`gpuplace replay`); 0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_s: Option<u64>,
+    /// Run time in seconds. Give this or `duration_h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+}
+
+impl Job {
+    /// The run time in seconds: `duration_s`, else `duration_h` × 3600 rounded (validated jobs have
+    /// exactly one of them).
+    pub fn duration_seconds(&self) -> u64 {
+        self.duration_s.unwrap_or_else(|| (self.duration_h.unwrap_or(0.0) * 3600.0).round() as u64)
+    }
 }
 
 /// A jobs JSON file: `{ "jobs": [ … ] }`.
@@ -89,7 +104,7 @@ pub struct JobsFile {
 }
 
 /// The field names of the CSV format, in the order `generate` writes them.
-pub const CSV_FIELDS: [&str; 11] = [
+pub const CSV_FIELDS: [&str; 13] = [
     "id",
     "kind",
     "gpus",
@@ -101,7 +116,12 @@ pub const CSV_FIELDS: [&str; 11] = [
     "jurisdictions",
     "providers",
     "not_before",
+    "submit_s",
+    "duration_s",
 ];
+
+/// Columns a CSV jobs file must have (indices into [`CSV_FIELDS`]).
+const CSV_REQUIRED: [usize; 6] = [0, 1, 2, 3, 4, 6];
 
 /// Jobs together with where each came from, so that validation errors can name the record.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,9 +179,9 @@ impl Workload {
                 return Err(header_error(format!("column `{name}` appears twice")).into());
             }
         }
-        for (field, name) in CSV_FIELDS.iter().enumerate().take(7) {
+        for field in CSV_REQUIRED {
             if column[field].is_none() {
-                return Err(header_error(format!("missing required column `{name}`")).into());
+                return Err(header_error(format!("missing required column `{}`", CSV_FIELDS[field])).into());
             }
         }
         let mut jobs = Vec::new();
@@ -181,6 +201,9 @@ impl Workload {
                     .map_err(|_| err(field, format!("`{}` is not a whole number from 0 to {}", cell(field), u32::MAX)))
             };
             let optional = |field: usize| Some(cell(field)).filter(|text| !text.is_empty());
+            let parse_u64 = |field: usize| -> std::result::Result<u64, InputError> {
+                cell(field).parse::<u64>().map_err(|_| err(field, format!("`{}` is not a whole number", cell(field))))
+            };
             let list = |field: usize| {
                 optional(field).map(|text| text.split('|').map(|s| s.trim().to_string()).collect::<Vec<_>>())
             };
@@ -193,12 +216,16 @@ impl Workload {
                 gpus: parse_u32(2)?,
                 hbm_gb_per_gpu: parse_u32(3)?,
                 priority: cell(4).parse::<i32>().map_err(|_| err(4, format!("`{}` is not a whole number", cell(4))))?,
-                duration_h: cell(5).parse::<f64>().map_err(|_| err(5, format!("`{}` is not a number", cell(5))))?,
+                duration_h: optional(5)
+                    .map(|text| text.parse::<f64>().map_err(|_| err(5, format!("`{text}` is not a number"))))
+                    .transpose()?,
                 region: cell(6).to_string(),
                 max_latency_ms: optional(7).map(|_| parse_u32(7)).transpose()?,
                 jurisdictions: list(8),
                 providers: list(9),
                 not_before: optional(10).map(str::to_string),
+                submit_s: optional(11).map(|_| parse_u64(11)).transpose()?,
+                duration_s: optional(12).map(|_| parse_u64(12)).transpose()?,
             };
             jobs.push(job);
             records.push(record);
@@ -224,12 +251,14 @@ impl Workload {
                     job.gpus.to_string(),
                     job.hbm_gb_per_gpu.to_string(),
                     job.priority.to_string(),
-                    job.duration_h.to_string(),
+                    job.duration_h.map_or(String::new(), |v| v.to_string()),
                     job.region.clone(),
                     job.max_latency_ms.map_or(String::new(), |v| v.to_string()),
                     list(&job.jurisdictions),
                     list(&job.providers),
                     job.not_before.clone().unwrap_or_default(),
+                    job.submit_s.map_or(String::new(), |v| v.to_string()),
+                    job.duration_s.map_or(String::new(), |v| v.to_string()),
                 ])
                 .expect("writing to memory");
         }
@@ -260,11 +289,24 @@ impl Workload {
                     format!("{} is out of range: must be at most {}", job.hbm_gb_per_gpu, crate::fleet::MAX_HBM_GB),
                 ));
             }
-            if !job.duration_h.is_finite() || job.duration_h <= 0.0 || job.duration_h > 1_000_000.0 {
-                return Err(err(
-                    "duration_h",
-                    format!("{} is out of range: must be more than 0 and at most 1000000 hours", job.duration_h),
-                ));
+            match (job.duration_h, job.duration_s) {
+                (None, None) => return Err(err("duration_h", "missing: give duration_h or duration_s".into())),
+                (Some(_), Some(_)) => {
+                    return Err(err("duration_s", "give duration_h or duration_s, not both".into()));
+                }
+                (Some(hours), None) if !hours.is_finite() || hours <= 0.0 || hours > 1_000_000.0 => {
+                    return Err(err(
+                        "duration_h",
+                        format!("{hours} is out of range: must be more than 0 and at most 1000000 hours"),
+                    ));
+                }
+                (None, Some(seconds)) if seconds == 0 || seconds > 3_600_000_000 => {
+                    return Err(err(
+                        "duration_s",
+                        format!("{seconds} is out of range: must be between 1 and 3600000000 seconds"),
+                    ));
+                }
+                _ => {}
             }
             let region = fleet.region_index(&job.region).ok_or_else(|| {
                 err("region", format!("unknown region `{}`: the fleet knows {}", job.region, fleet.regions.join(", ")))

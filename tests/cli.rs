@@ -239,6 +239,16 @@ fn bad_jobs_are_reported_precisely() {
             vec!["job `a`", "`not_before`"],
         ),
         (
+            "no-duration",
+            jobs_json(&[&GOOD_JOB.replace(", \"duration_h\": 2", "")]),
+            vec!["job `a`", "`duration_h`", "missing"],
+        ),
+        (
+            "two-durations",
+            jobs_json(&[&GOOD_JOB.replace("}", ", \"duration_s\": 60}")]),
+            vec!["job `a`", "`duration_s`", "not both"],
+        ),
+        (
             "zero-latency",
             jobs_json(&[&GOOD_JOB.replace("}", ", \"max_latency_ms\": 0}")]),
             vec!["job `a`", "`max_latency_ms`"],

@@ -153,12 +153,14 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
                 gpus,
                 hbm_gb_per_gpu: rng.between(0, 300) as u32,
                 priority: rng.between(0, 5) as i32,
-                duration_h: rng.between(1, 100) as f64,
+                duration_h: Some(rng.between(1, 100) as f64),
                 region: fleet.regions[rng.below(fleet.regions.len() as u64) as usize].clone(),
                 max_latency_ms: rng.percent(60).then(|| rng.between(1, 200) as u32),
                 jurisdictions: subset(rng, &fleet.jurisdictions),
                 providers: subset(rng, &fleet.providers),
                 not_before: rng.percent(15).then(|| Day(at().0 + rng.between(0, 90) as u32).to_string()),
+                submit_s: None,
+                duration_s: None,
             }
         })
         .collect();
