@@ -4,7 +4,9 @@
 use rayon::prelude::*;
 
 use crate::fleet::FleetState;
-use crate::score::{Candidate, ClusterGpu, JobGpu, NO_RACK, RackGpu, SiteGpu, better, check, insert_candidate, score};
+use crate::score::{
+    Candidate, ClusterGpu, JobGpu, NO_RACK, REJECT_GPUS, RackGpu, SiteGpu, better, check, insert_candidate, score,
+};
 
 /// What a scoring pass returns for each job: its best `k` candidates (best first, empty slots are
 /// [`Candidate::NONE`]) and how many racks were feasible in all.
@@ -50,6 +52,16 @@ pub struct RackColumns {
     online_day: Vec<u32>,
     /// `latency[region][rack]`.
     latency: Vec<Vec<u32>>,
+    /// Maximal runs of consecutive racks of one cluster, with their largest free-GPU count.
+    runs: Vec<ClusterRun>,
+}
+
+/// Consecutive racks of one cluster.
+#[derive(Debug, Clone, Copy, Default)]
+struct ClusterRun {
+    start: usize,
+    end: usize,
+    max_free: u32,
 }
 
 impl RackColumns {
@@ -73,7 +85,38 @@ impl RackColumns {
             free_racks: column(&|r| cluster(r).free_racks),
             online_day: column(&|r| cluster(r).online_day),
             latency: (0..state.region_count).map(|region| column(&|r| state.latency_of(r, region))).collect(),
+            runs: cluster_runs(state),
         }
+    }
+
+    fn rack(&self, i: usize) -> RackGpu {
+        RackGpu {
+            free_gpus: self.free_gpus[i],
+            gpus: self.gpus[i],
+            hbm_gb: self.hbm_gb[i],
+            gpu_watts: self.gpu_watts[i],
+            site: 0,
+            cluster: 0,
+            inv_gpus_q16: self.inv_gpus_q16[i],
+            inv_hbm_q16: self.inv_hbm_q16[i],
+        }
+    }
+
+    fn site(&self, i: usize) -> SiteGpu {
+        SiteGpu {
+            power_free_w: self.power_free_w[i],
+            jurisdiction_bit: self.jurisdiction_bit[i],
+            provider_bit: self.provider_bit[i],
+            energy_term: self.energy_term[i],
+            carbon_term: self.carbon_term[i],
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        }
+    }
+
+    fn cluster(&self, i: usize) -> ClusterGpu {
+        ClusterGpu { free_racks: self.free_racks[i], online_day: self.online_day[i] }
     }
 
     /// Racks.
@@ -87,8 +130,37 @@ impl RackColumns {
     }
 }
 
-/// Scores `jobs` against every rack of `state` on all cores (or on the current rayon pool).
+/// Maximal runs of consecutive racks with the same cluster (a fleet's clusters are contiguous, so one
+/// run per cluster; a hand-built state may split them, which only makes more runs).
+fn cluster_runs(state: &FleetState) -> Vec<ClusterRun> {
+    let mut runs: Vec<ClusterRun> = Vec::new();
+    for (i, rack) in state.racks.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if state.racks[run.start].cluster == rack.cluster => {
+                run.end = i + 1;
+                run.max_free = run.max_free.max(rack.free_gpus);
+            }
+            _ => runs.push(ClusterRun { start: i, end: i + 1, max_free: rack.free_gpus }),
+        }
+    }
+    runs
+}
+
+/// Scores `jobs` against every rack of `state` on all cores (or on the current rayon pool): every
+/// pair is evaluated, as the kernel does. This is what scoring benchmarks time.
 pub fn score_batch(jobs: &[JobGpu], state: &FleetState, k: usize) -> ScoreOutput {
+    score_batch_with(jobs, state, k, false)
+}
+
+/// Like [`score_batch`], with the same output, but skips whole clusters that cannot host a job:
+/// those failing a constraint that is the same for all their racks (HBM, jurisdiction, provider,
+/// latency, power, online date) and those without the free GPUs (or fully free racks) it needs.
+/// The CPU backend of the placement engine uses this.
+pub fn score_batch_pruned(jobs: &[JobGpu], state: &FleetState, k: usize) -> ScoreOutput {
+    score_batch_with(jobs, state, k, true)
+}
+
+fn score_batch_with(jobs: &[JobGpu], state: &FleetState, k: usize, prune: bool) -> ScoreOutput {
     let columns = RackColumns::new(state);
     let mut out = ScoreOutput { k, candidates: vec![Candidate::NONE; jobs.len() * k], feasible: vec![0; jobs.len()] };
     out.candidates
@@ -97,44 +169,76 @@ pub fn score_batch(jobs: &[JobGpu], state: &FleetState, k: usize) -> ScoreOutput
         .zip(jobs.par_chunks(JOBS_PER_TASK))
         .for_each(|((top_chunk, feasible_chunk), job_chunk)| {
             for ((job, top), feasible) in job_chunk.iter().zip(top_chunk.chunks_mut(k)).zip(feasible_chunk.iter_mut()) {
-                *feasible = score_job_columns(job, &columns, top);
+                *feasible = score_job_columns(job, &columns, top, prune);
             }
         });
     out
 }
 
-/// Scores one job against every rack laid out by columns: fills `top` (length k, best first) and
-/// returns the number of feasible racks. Same result as [`score_job`], faster.
-pub fn score_job_columns(job: &JobGpu, columns: &RackColumns, top: &mut [Candidate]) -> u32 {
+/// Scores one job against the racks laid out by columns (all of them, or with `prune` only the
+/// clusters that can host it): fills `top` (length k, best first) and returns the number of
+/// feasible racks. Same result as [`score_job`], faster.
+pub fn score_job_columns(job: &JobGpu, columns: &RackColumns, top: &mut [Candidate], prune: bool) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { score_job_columns_avx2(job, columns, top) };
+        return unsafe { score_job_columns_avx2(job, columns, top, prune) };
     }
-    score_job_columns_portable(job, columns, top)
+    score_job_columns_portable(job, columns, top, prune)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn score_job_columns_avx2(job: &JobGpu, columns: &RackColumns, top: &mut [Candidate]) -> u32 {
-    score_job_columns_portable(job, columns, top)
+fn score_job_columns_avx2(job: &JobGpu, columns: &RackColumns, top: &mut [Candidate], prune: bool) -> u32 {
+    score_job_columns_portable(job, columns, top, prune)
 }
 
-/// The loop of [`score_job_columns`], compiled once per instruction set it is inlined into.
+#[inline(always)]
+fn score_job_columns_portable(job: &JobGpu, c: &RackColumns, top: &mut [Candidate], prune: bool) -> u32 {
+    top.fill(Candidate::NONE);
+    let mut keys = [0u32; BLOCK];
+    if !prune {
+        return score_range(job, c, 0..c.len(), top, &mut keys);
+    }
+    let mut feasible = 0;
+    for run in &c.runs {
+        let first = run.start;
+        // Every constraint but GPU capacity is the same for all racks of a cluster.
+        if check(job, &c.rack(first), &c.site(first), &c.cluster(first), c.latency[job.region as usize][first])
+            & !REJECT_GPUS
+            != 0
+        {
+            continue;
+        }
+        let gpus = c.gpus[first];
+        let has_room = if job.gpus <= gpus { run.max_free >= job.gpus } else { c.free_racks[first] * gpus >= job.gpus };
+        if has_room {
+            feasible += score_range(job, c, run.start..run.end, top, &mut keys);
+        }
+    }
+    feasible
+}
+
+/// Scores `job` against the racks in `racks` (ascending), continuing the list in `top`; returns
+/// the feasible racks among them. Compiled once per instruction set it is inlined into.
 ///
 /// Pass 1 (vectorized) computes a key per rack of a block: 0 when infeasible, else score + 1.
 /// Pass 2 inserts the keys that beat the list's last entry. Racks arrive in increasing index, so a
 /// later rack never wins a tie against a listed one: "beats the last entry" is just a larger score
 /// (or any feasible rack while the list has room), exactly the kernel's `better`.
 #[inline(always)]
-fn score_job_columns_portable(job: &JobGpu, c: &RackColumns, top: &mut [Candidate]) -> u32 {
-    top.fill(Candidate::NONE);
+fn score_range(
+    job: &JobGpu,
+    c: &RackColumns,
+    racks: std::ops::Range<usize>,
+    top: &mut [Candidate],
+    keys: &mut [u32; BLOCK],
+) -> u32 {
     let k = top.len();
     let latency = &c.latency[job.region as usize];
-    let mut keys = [0u32; BLOCK];
     let mut feasible = 0u32;
-    for block_start in (0..c.len()).step_by(BLOCK) {
-        let len = BLOCK.min(c.len() - block_start);
+    for block_start in racks.clone().step_by(BLOCK) {
+        let len = BLOCK.min(racks.end - block_start);
         let range = block_start..block_start + len;
         let (free_gpus, gpus, hbm_gb, gpu_watts) = (
             &c.free_gpus[range.clone()],
@@ -223,6 +327,6 @@ pub struct CpuScorer;
 
 impl crate::place::Scorer for CpuScorer {
     fn score(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, crate::gpu::GpuError> {
-        Ok(score_batch(jobs, state, k))
+        Ok(score_batch_pruned(jobs, state, k))
     }
 }

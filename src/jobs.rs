@@ -1,7 +1,7 @@
 //! Jobs: what is to be placed, read from JSON or CSV, validated against a fleet, and compiled into
 //! the kernel's [`JobGpu`] records.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -128,8 +128,9 @@ const CSV_REQUIRED: [usize; 6] = [0, 1, 2, 3, 4, 6];
 pub struct Workload {
     /// The jobs, in input order.
     pub jobs: Vec<Job>,
-    /// For each job, how errors name it (`line 12` for CSV, `record 3` for JSON).
-    pub records: Vec<String>,
+    /// For each job of a CSV file, its line number; empty for JSON and jobs built in Rust, which
+    /// errors name by position (`record 3`).
+    pub lines: Vec<u64>,
     /// The file name (or `<generated>` / `<api>`).
     pub source_name: String,
 }
@@ -137,8 +138,15 @@ pub struct Workload {
 impl Workload {
     /// Wraps jobs built in Rust.
     pub fn from_jobs(jobs: Vec<Job>, source_name: &str) -> Workload {
-        let records = (0..jobs.len()).map(|i| format!("record {i}")).collect();
-        Workload { jobs, records, source_name: source_name.to_string() }
+        Workload { jobs, lines: Vec::new(), source_name: source_name.to_string() }
+    }
+
+    /// How errors name job `i`: `line 12` for CSV, `record 3` otherwise.
+    pub fn record_name(&self, i: usize) -> String {
+        match self.lines.get(i) {
+            Some(line) => format!("line {line}"),
+            None => format!("record {i}"),
+        }
     }
 
     /// Reads a jobs file: CSV when its extension is `.csv`, JSON otherwise.
@@ -185,7 +193,7 @@ impl Workload {
             }
         }
         let mut jobs = Vec::new();
-        let mut records = Vec::new();
+        let mut lines = Vec::new();
         for row in reader.records() {
             let row = row.map_err(|e| {
                 let line = e.position().map_or(0, |p| p.line());
@@ -228,9 +236,9 @@ impl Workload {
                 duration_s: optional(12).map(|_| parse_u64(12)).transpose()?,
             };
             jobs.push(job);
-            records.push(record);
+            lines.push(line);
         }
-        Ok(Workload { jobs, records, source_name: source_name.to_string() })
+        Ok(Workload { jobs, lines, source_name: source_name.to_string() })
     }
 
     /// Writes the jobs as JSON (`{"jobs": [...]}`).
@@ -269,11 +277,15 @@ impl Workload {
     /// date. Errors name the file, the record and the field.
     pub fn compile(&self, fleet: &Fleet, policy: &Policy, at: Day) -> std::result::Result<Vec<JobGpu>, InputError> {
         let src = self.source_name.as_str();
-        let mut ids = BTreeSet::new();
+        let mut ids = HashSet::with_capacity(self.jobs.len());
         let mut compiled = Vec::with_capacity(self.jobs.len());
-        for (job, record) in self.jobs.iter().zip(&self.records) {
-            let record = if job.id.is_empty() { record.clone() } else { format!("job `{}` ({record})", job.id) };
-            let err = |field: &str, message: String| InputError::new(src, &record, field, message);
+        for (i, job) in self.jobs.iter().enumerate() {
+            // Built only on the error path: formatting a name per job would cost more than compiling it.
+            let err = |field: &str, message: String| {
+                let record = self.record_name(i);
+                let record = if job.id.is_empty() { record } else { format!("job `{}` ({record})", job.id) };
+                InputError::new(src, record, field, message)
+            };
             if job.id.is_empty() {
                 return Err(err("id", "must not be empty".into()));
             }

@@ -215,14 +215,18 @@ fn prepare(inputs: &Inputs) -> anyhow::Result<(Scheduler, Workload, Option<Day>)
     Ok((scheduler, workload, at))
 }
 
-/// Writes `contents` to `path` atomically: a temporary file beside it, then a rename, so a failed
-/// run never leaves a partial file.
-fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Writes to `path` atomically: `write` fills a temporary file beside it, which is renamed over
+/// `path` only when everything succeeded, so a failed run never leaves a partial file.
+fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().context("output path has no file name")?.to_string_lossy();
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = std::fs::File::create(&temp)
-        .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
+        .and_then(|file| {
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            write(&mut writer)?;
+            writer.into_inner().map_err(|e| e.into_error())?.sync_all()
+        })
         .and_then(|()| std::fs::rename(&temp, path));
     if let Err(source) = result {
         let _ = std::fs::remove_file(&temp);
@@ -246,9 +250,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let output_started = Instant::now();
             let document = report::out_file(scheduler.fleet(), &workload, &placement);
             if let Some(path) = &out {
-                let mut json = serde_json::to_vec_pretty(&document)?;
-                json.push(b'\n');
-                write_atomically(path, &json)?;
+                write_atomically(path, |w| {
+                    serde_json::to_writer_pretty(&mut *w, &document)?;
+                    w.write_all(b"\n")
+                })?;
             }
             let output = output_started.elapsed();
             println!("{}", report::summary_text(&document, &placement, started.elapsed()));
@@ -295,7 +300,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = gpuplace::bench::run(&config, gpu, &mut |line| eprintln!("bench: {line}"))?;
             if let Some(path) = &json {
-                write_atomically(path, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
+                write_atomically(path, |w| {
+                    serde_json::to_writer_pretty(&mut *w, &report)?;
+                    w.write_all(b"\n")
+                })?;
             }
             if markdown {
                 print!("{}", gpuplace::bench::markdown(&report));
@@ -328,7 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => {
                     let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
                     let text = if csv { workload.to_csv() } else { workload.to_json() + "\n" };
-                    write_atomically(&path, text.as_bytes())?;
+                    write_atomically(&path, |w| w.write_all(text.as_bytes()))?;
                 }
                 None => println!("{}", workload.to_json()),
             }

@@ -28,6 +28,7 @@
 //! re-scored against a fresh snapshot); tests use that to exercise many rounds.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::cpu::ScoreOutput;
 use crate::fleet::{Fleet, FleetState};
@@ -54,8 +55,8 @@ pub enum Outcome {
     },
     /// Not placed; the reason in words.
     Unplaced {
-        /// Why, for a person.
-        reason: String,
+        /// Why, for a person (shared: jobs of one shape in one state share one reason).
+        reason: Arc<str>,
     },
 }
 
@@ -85,21 +86,26 @@ pub struct EngineStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoundLimits {
     /// End the round once more than this many racks changed since the snapshot. Host work per job
-    /// is bounded by the number of rack *classes* (not racks), so the default never ends a round;
-    /// tests set small values to exercise many rounds.
+    /// is bounded by the number of rack *classes* (not racks), so the default never ends a round
+    /// for this reason; tests set small values to exercise many rounds.
     pub max_dirty_racks: usize,
+    /// Jobs scored per round. Each job is still scored once, but later rounds see a fresher
+    /// snapshot: fewer stale candidate lists, more jobs found infeasible outright, and (on the CPU)
+    /// more clusters skipped as full. It also bounds the memory of one scoring pass.
+    pub max_jobs_per_round: usize,
 }
 
 impl Default for RoundLimits {
     fn default() -> Self {
-        RoundLimits { max_dirty_racks: usize::MAX }
+        RoundLimits { max_dirty_racks: usize::MAX, max_jobs_per_round: 65_536 }
     }
 }
 
 /// The decision order: priority descending, then id ascending.
 pub fn decision_order(jobs: &[crate::jobs::Job]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by(|&a, &b| jobs[b].priority.cmp(&jobs[a].priority).then_with(|| jobs[a].id.cmp(&jobs[b].id)));
+    // Ids are unique, so no two jobs compare equal and an unstable sort gives the one order.
+    order.sort_unstable_by(|&a, &b| jobs[b].priority.cmp(&jobs[a].priority).then_with(|| jobs[a].id.cmp(&jobs[b].id)));
     order
 }
 
@@ -111,7 +117,7 @@ pub(crate) struct Ledger<'a> {
     pub classes: ClassIndex,
     /// Commits so far; keys the reason cache (reasons depend only on the job and the state).
     commits: u64,
-    reasons: HashMap<(JobGpu, u64), String>,
+    reasons: HashMap<(JobGpu, u64), Arc<str>>,
 }
 
 impl<'a> Ledger<'a> {
@@ -170,13 +176,13 @@ impl<'a> Ledger<'a> {
     }
 
     /// Why `job` cannot be placed now, in words (cached per job shape and state).
-    pub fn reason(&mut self, job: &JobGpu) -> String {
+    pub fn reason(&mut self, job: &JobGpu) -> Arc<str> {
         let key = (*job, self.commits);
         if let Some(reason) = self.reasons.get(&key) {
-            return reason.clone();
+            return Arc::clone(reason);
         }
-        let reason = crate::explain::unplaced_reason(self.fleet, &self.state, &self.classes, job);
-        self.reasons.insert(key, reason.clone());
+        let reason: Arc<str> = crate::explain::unplaced_reason(self.fleet, &self.state, &self.classes, job).into();
+        self.reasons.insert(key, Arc::clone(&reason));
         reason
     }
 }
@@ -334,13 +340,14 @@ pub fn place_batched(
     let mut batch: Vec<JobGpu> = Vec::new();
     while position < order.len() {
         batch.clear();
-        batch.extend(order[position..].iter().map(|&j| jobs[j]));
+        let round_end = order.len().min(position.saturating_add(limits.max_jobs_per_round.max(1)));
+        batch.extend(order[position..round_end].iter().map(|&j| jobs[j]));
         let scored = scorer.score(&batch, &ledger.state, k)?;
         stats.rounds += 1;
         stats.scored_pairs += batch.len() as u64 * ledger.state.racks.len() as u64;
         dirty.clear();
         let round_start = position;
-        while position < order.len() {
+        while position < round_end {
             let i = position - round_start;
             let j = order[position];
             let job = &jobs[j];

@@ -139,7 +139,7 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
                 carbon += watts * u128::from(site.pue_milli) * u128::from(site.carbon_g_per_kwh);
             }
             Outcome::Unplaced { reason } => {
-                unplaced.push(UnplacedRecord { job: job.id.clone(), reason: reason.clone() });
+                unplaced.push(UnplacedRecord { job: job.id.clone(), reason: reason.to_string() });
                 kind.unplaced += 1;
             }
         }

@@ -63,7 +63,7 @@ impl Backend {
         k: usize,
     ) -> std::result::Result<ScoreOutput, GpuError> {
         match self {
-            Backend::Cpu => Ok(crate::cpu::score_batch(jobs, state, k)),
+            Backend::Cpu => Ok(crate::cpu::score_batch_pruned(jobs, state, k)),
             Backend::Gpu(gpu) => gpu.score_batch(jobs, state, k),
         }
     }

@@ -161,7 +161,10 @@ fn gpu_and_cpu_placements_are_identical() {
         let fleet = random_fleet(&mut rng, Shape { max_racks: 30, jobs: 200, ..Shape::default() });
         let workload = random_workload(&mut rng, &fleet, 200);
         let policy = random_policy(&mut rng, seed % 5 == 0);
-        let limits = RoundLimits { max_dirty_racks: if seed % 2 == 0 { usize::MAX } else { 4 } };
+        let limits = RoundLimits {
+            max_dirty_racks: if seed % 2 == 0 { usize::MAX } else { 4 },
+            max_jobs_per_round: if seed % 3 == 0 { 7 } else { 65_536 },
+        };
         let mut cpu = Scheduler::with_backend(fleet.clone(), policy, Backend::Cpu).unwrap();
         cpu.set_round_limits(limits);
         let mut on_gpu = Scheduler::with_backend(fleet.clone(), policy, gpu_backend.take().unwrap()).unwrap();
@@ -200,7 +203,7 @@ fn device_loss_mid_run_falls_back_to_cpu_with_the_same_result() {
     let mut rng = SplitMix64::new(77);
     let fleet = random_fleet(&mut rng, Shape { max_racks: 30, ..Shape::default() });
     let workload = random_workload(&mut rng, &fleet, 300);
-    let limits = RoundLimits { max_dirty_racks: 2 };
+    let limits = RoundLimits { max_dirty_racks: 2, max_jobs_per_round: 65_536 };
     let mut on_gpu = Scheduler::with_backend(fleet.clone(), Policy::default(), Backend::Gpu(Box::new(gpu))).unwrap();
     on_gpu.set_round_limits(limits);
     let got = on_gpu.place(&workload, Some(at())).unwrap();
@@ -243,5 +246,7 @@ fn fast_cpu_path_matches_the_plain_twin() {
             plain.feasible[i] = gpuplace::cpu::score_job(job, &state, &mut plain.candidates[i * k..(i + 1) * k]);
         }
         compare(&fast, &plain).unwrap_or_else(|d| panic!("seed {seed}: {d}"));
+        let pruned = gpuplace::cpu::score_batch_pruned(&jobs, &state, k);
+        compare(&pruned, &plain).unwrap_or_else(|d| panic!("seed {seed}, pruned: {d}"));
     }
 }

@@ -90,21 +90,27 @@ fn run_case(seed: u64, shape: Shape) {
     let order = decision_order(&workload.jobs);
     let (reference, reference_state) = place_reference(&fleet, &jobs, &order, fleet.initial_state());
     verify(&fleet, &workload, &policy, &reference);
-    for (k, max_dirty_racks) in [(policy.candidates as usize, usize::MAX), (1, usize::MAX), (2, 0), (16, 3)] {
+    for (k, max_dirty_racks, max_jobs_per_round) in [
+        (policy.candidates as usize, usize::MAX, 65_536),
+        (1, usize::MAX, 5),
+        (2, 0, 65_536),
+        (16, 3, 1),
+        (8, usize::MAX, 17),
+    ] {
         let (batched, state, _) = place_batched(
             &fleet,
             &jobs,
             &order,
             fleet.initial_state(),
             k,
-            RoundLimits { max_dirty_racks },
+            RoundLimits { max_dirty_racks, max_jobs_per_round },
             &mut CpuScorer,
             &mut |_, _| {},
         )
         .unwrap();
         assert_eq!(
             batched, reference,
-            "seed {seed}: batched (k={k}, dirty limit {max_dirty_racks}) differs from the oracle"
+            "seed {seed}: batched (k={k}, dirty limit {max_dirty_racks}, round {max_jobs_per_round}) differs from the oracle"
         );
         assert_eq!(state, reference_state, "seed {seed}: final capacity differs");
     }
