@@ -7,6 +7,7 @@
 
 const TERM_SCALE: u32 = 1000u;
 const MAX_WEIGHT: u32 = 1000u;
+const RANDOM_CLUSTER_STRIDE: u32 = 0x9E3779B1u;
 const RECIP_SHIFT: u32 = 16u;
 const MAX_CANDIDATES: u32 = 16u;
 const NO_RACK: u32 = 0xFFFFFFFFu;
@@ -38,7 +39,11 @@ struct Job {
     w_energy: u32,
     w_carbon: u32,
     w_hbm: u32,
-    _pad: u32,
+    w_random: u32,
+    random_salt: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 struct Rack {
@@ -91,6 +96,7 @@ struct Terms {
     energy: u32,
     carbon: u32,
     hbm: u32,
+    random: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -133,6 +139,16 @@ fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, latency_ms: u32) ->
     return reject;
 }
 
+fn mix(x: u32) -> u32 {
+    var h = x;
+    h ^= h >> 16u;
+    h *= 0x7FEB352Du;
+    h ^= h >> 15u;
+    h *= 0x846CA68Bu;
+    h ^= h >> 16u;
+    return h;
+}
+
 fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> Terms {
     // GPUs of this rack the job takes: all of them for a job spanning racks (its anchor is fully free).
     let placed = min(job.gpus, rack.free_gpus);
@@ -145,7 +161,9 @@ fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> Terms {
     let carbon = site.carbon_term;
     let hbm_slack = rack.hbm_gb - min(job.hbm_gb, rack.hbm_gb);
     let hbm = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
-    return Terms(pack, spread, latency, energy, carbon, hbm);
+    let draw = mix(job.random_salt ^ mix(rack.cluster * RANDOM_CLUSTER_STRIDE + rack.free_gpus));
+    let random = ((draw >> 16u) * (TERM_SCALE + 1u)) >> 16u;
+    return Terms(pack, spread, latency, energy, carbon, hbm, random);
 }
 
 fn score(job: Job, rack: Rack, site: Site, latency_ms: u32) -> u32 {
@@ -155,7 +173,8 @@ fn score(job: Job, rack: Rack, site: Site, latency_ms: u32) -> u32 {
         + job.w_latency * t.latency
         + job.w_energy * t.energy
         + job.w_carbon * t.carbon
-        + job.w_hbm * t.hbm;
+        + job.w_hbm * t.hbm
+        + job.w_random * t.random;
 }
 
 fn better(a: Candidate, b: Candidate) -> bool {

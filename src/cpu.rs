@@ -43,6 +43,7 @@ pub struct RackColumns {
     gpu_watts: Vec<u32>,
     inv_gpus_q16: Vec<u32>,
     inv_hbm_q16: Vec<u32>,
+    cluster: Vec<u32>,
     power_free_w: Vec<u32>,
     jurisdiction_bit: Vec<u32>,
     provider_bit: Vec<u32>,
@@ -77,6 +78,7 @@ impl RackColumns {
             gpu_watts: column(&|r| r.gpu_watts),
             inv_gpus_q16: column(&|r| r.inv_gpus_q16),
             inv_hbm_q16: column(&|r| r.inv_hbm_q16),
+            cluster: column(&|r| r.cluster),
             power_free_w: column(&|r| site(r).power_free_w),
             jurisdiction_bit: column(&|r| site(r).jurisdiction_bit),
             provider_bit: column(&|r| site(r).provider_bit),
@@ -96,7 +98,7 @@ impl RackColumns {
             hbm_gb: self.hbm_gb[i],
             gpu_watts: self.gpu_watts[i],
             site: 0,
-            cluster: 0,
+            cluster: self.cluster[i],
             inv_gpus_q16: self.inv_gpus_q16[i],
             inv_hbm_q16: self.inv_hbm_q16[i],
         }
@@ -246,7 +248,8 @@ fn score_range(
             &c.hbm_gb[range.clone()],
             &c.gpu_watts[range.clone()],
         );
-        let (inv_gpus_q16, inv_hbm_q16) = (&c.inv_gpus_q16[range.clone()], &c.inv_hbm_q16[range.clone()]);
+        let (inv_gpus_q16, inv_hbm_q16, cluster_index) =
+            (&c.inv_gpus_q16[range.clone()], &c.inv_hbm_q16[range.clone()], &c.cluster[range.clone()]);
         let (power_free_w, jurisdiction_bit, provider_bit) =
             (&c.power_free_w[range.clone()], &c.jurisdiction_bit[range.clone()], &c.provider_bit[range.clone()]);
         let (energy_term, carbon_term) = (&c.energy_term[range.clone()], &c.carbon_term[range.clone()]);
@@ -262,7 +265,7 @@ fn score_range(
                 hbm_gb: hbm_gb[i],
                 gpu_watts: gpu_watts[i],
                 site: 0,
-                cluster: 0,
+                cluster: cluster_index[i],
                 inv_gpus_q16: inv_gpus_q16[i],
                 inv_hbm_q16: inv_hbm_q16[i],
             };

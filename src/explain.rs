@@ -135,7 +135,7 @@ pub struct ExplainedCandidate {
     /// The terms (each 0..=1000).
     pub terms: Terms,
     /// The job's weights, in the same order.
-    pub weights: [u32; 6],
+    pub weights: [u32; 7],
 }
 
 /// A job's situation at the moment it is decided.
@@ -181,7 +181,7 @@ pub fn explain_candidates(
                 free_gpus: rack.free_gpus,
                 score: c.score,
                 terms: terms(job, rack, &state.sites[rack.site as usize], state.latency_of(rack, job.region)),
-                weights: [job.w_pack, job.w_spread, job.w_latency, job.w_energy, job.w_carbon, job.w_hbm],
+                weights: [job.w_pack, job.w_spread, job.w_latency, job.w_energy, job.w_carbon, job.w_hbm, job.w_random],
             }
         })
         .collect();

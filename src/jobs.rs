@@ -362,11 +362,25 @@ impl Workload {
                 w_energy: weights.energy,
                 w_carbon: weights.carbon,
                 w_hbm: weights.hbm,
-                _pad: 0,
+                w_random: weights.random,
+                random_salt: random_salt(policy.seed, &job.id),
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
             });
         }
         Ok(compiled)
     }
+}
+
+/// The per-job seed of the random term: FNV-1a of the job id, mixed with the policy's seed, so a
+/// job draws the same values whatever else is in the workload.
+fn random_salt(seed: u64, id: &str) -> u32 {
+    let mut hash: u32 = 0x811C_9DC5;
+    for byte in id.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    crate::score::mix(hash ^ crate::score::mix(seed as u32 ^ crate::score::mix((seed >> 32) as u32)))
 }
 
 /// The bit set of `names` within `known`; all ones when `names` is absent. Err(name) for an unknown

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gpuplace::policy::Preset;
 use gpuplace::{BackendChoice, Day, Fleet, Policy, Scheduler, Workload, builtin, generate, report};
 
 #[derive(Parser)]
@@ -135,8 +136,14 @@ struct Inputs {
     #[arg(long, value_name = "FILE")]
     jobs: Option<PathBuf>,
     /// Policy JSON file (default: the built-in policy).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "policy_preset")]
     policy: Option<PathBuf>,
+    /// A built-in policy: default, first-fit, best-fit, spread or random.
+    #[arg(long, value_name = "NAME", value_parser = preset_parser())]
+    policy_preset: Option<String>,
+    /// Seed of the random term (the `random` preset).
+    #[arg(long, default_value_t = 1)]
+    policy_seed: u64,
     /// Jobs to generate when --jobs is not given.
     #[arg(long, default_value_t = 10_000)]
     count: usize,
@@ -162,6 +169,13 @@ enum BackendArg {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix filters, end quietly when the reader of our output goes away (`| head`)
+    // instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,6 +187,10 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn preset_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name))
 }
 
 fn load_fleet(path: &Option<PathBuf>) -> anyhow::Result<Fleet> {
@@ -191,9 +209,10 @@ fn parse_at(at: &Option<String>) -> anyhow::Result<Option<Day>> {
 /// Loads everything `place` and `explain` need and opens the backend.
 fn prepare(inputs: &Inputs) -> anyhow::Result<(Scheduler, Workload, Option<Day>)> {
     let fleet = load_fleet(&inputs.fleet)?;
-    let policy = match &inputs.policy {
-        Some(path) => Policy::from_path(path)?,
-        None => Policy::default(),
+    let policy = match (&inputs.policy, &inputs.policy_preset) {
+        (Some(path), _) => Policy::from_path(path)?,
+        (None, Some(name)) => Preset::parse(name).expect("clap checked the name").policy(inputs.policy_seed),
+        (None, None) => Policy::default(),
     };
     let at = parse_at(&inputs.at)?;
     let workload = match &inputs.jobs {
@@ -424,13 +443,25 @@ fn print_explanation(e: &gpuplace::explain::Explanation) {
     println!("decided after {} jobs of higher rank; {} racks feasible then", e.decided_before, e.feasible_racks);
     if !e.candidates.is_empty() {
         println!(
-            "\n{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5}",
-            "#", "site", "cluster", "rack", "free", "score", "pack", "spread", "latency", "energy", "carbon", "hbm"
+            "\n{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5} {:>6}",
+            "#",
+            "site",
+            "cluster",
+            "rack",
+            "free",
+            "score",
+            "pack",
+            "spread",
+            "latency",
+            "energy",
+            "carbon",
+            "hbm",
+            "random"
         );
         for (i, c) in e.candidates.iter().enumerate() {
             let t = &c.terms;
             println!(
-                "{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5}",
+                "{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5} {:>6}",
                 i + 1,
                 c.site,
                 c.cluster,
@@ -442,13 +473,14 @@ fn print_explanation(e: &gpuplace::explain::Explanation) {
                 t.latency,
                 t.energy,
                 t.carbon,
-                t.hbm
+                t.hbm,
+                t.random
             );
         }
         let w = e.candidates[0].weights;
         println!(
-            "{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5}",
-            "", "weights", "", "", "", "", w[0], w[1], w[2], w[3], w[4], w[5]
+            "{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}   {:>5} {:>6} {:>7} {:>6} {:>6} {:>5} {:>6}",
+            "", "weights", "", "", "", "", w[0], w[1], w[2], w[3], w[4], w[5], w[6]
         );
     }
     println!("\nracks rejected per failed constraint (a rack may fail several):");

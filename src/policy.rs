@@ -22,6 +22,9 @@ pub struct Weights {
     pub carbon: u32,
     /// HBM per GPU above the job's need.
     pub hbm: u32,
+    /// A seeded random draw per job and rack class (the `random` baseline); 0 when absent.
+    #[serde(default)]
+    pub random: u32,
 }
 
 /// A policy: weights per job kind, the latency reference for jobs without a bound, and the length of
@@ -43,6 +46,64 @@ pub struct Policy {
     /// Candidates kept per job by the scoring pass (1..=16).
     #[serde(default = "default_candidates")]
     pub candidates: u32,
+    /// Seed of the random term (only matters when a `random` weight is non-zero).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// The built-in policies: the default multi-objective one and the baselines people use today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Preset {
+    /// [`Policy::default`]: per-kind weights of latency, energy, carbon, packing and HBM.
+    Default,
+    /// The first feasible rack in fleet order: every weight 0, so every feasible rack ties and the
+    /// lowest index wins.
+    FirstFit,
+    /// The tightest rack: packing only.
+    BestFit,
+    /// The emptiest rack (kube-scheduler's LeastAllocated): spread only.
+    Spread,
+    /// A seeded random rack class: the random term only (ties within a class: lowest index).
+    Random,
+}
+
+impl Preset {
+    /// Every preset, in report order.
+    pub const ALL: [Preset; 5] = [Preset::Default, Preset::FirstFit, Preset::BestFit, Preset::Spread, Preset::Random];
+
+    /// The preset's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Default => "default",
+            Preset::FirstFit => "first-fit",
+            Preset::BestFit => "best-fit",
+            Preset::Spread => "spread",
+            Preset::Random => "random",
+        }
+    }
+
+    /// Parses a preset's name.
+    pub fn parse(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The policy, with `seed` for the random term.
+    pub fn policy(self, seed: u64) -> Policy {
+        let only = |f: &dyn Fn(&mut Weights)| {
+            let mut w = Weights { pack: 0, spread: 0, latency: 0, energy: 0, carbon: 0, hbm: 0, random: 0 };
+            f(&mut w);
+            w
+        };
+        let same =
+            |w: Weights| Policy { inference: w, agentic: w, multimodal: w, training: w, seed, ..Policy::default() };
+        match self {
+            Preset::Default => Policy { seed, ..Policy::default() },
+            Preset::FirstFit => same(only(&|_| {})),
+            Preset::BestFit => same(only(&|w| w.pack = MAX_WEIGHT)),
+            Preset::Spread => same(only(&|w| w.spread = MAX_WEIGHT)),
+            Preset::Random => same(only(&|w| w.random = MAX_WEIGHT)),
+        }
+    }
 }
 
 fn default_latency_ref_ms() -> u32 {
@@ -67,12 +128,13 @@ impl Default for Policy {
     ///   latency is irrelevant (0).
     fn default() -> Self {
         Policy {
-            inference: Weights { pack: 300, spread: 0, latency: 1000, energy: 200, carbon: 100, hbm: 100 },
-            agentic: Weights { pack: 300, spread: 0, latency: 1000, energy: 150, carbon: 100, hbm: 200 },
-            multimodal: Weights { pack: 300, spread: 0, latency: 500, energy: 200, carbon: 100, hbm: 1000 },
-            training: Weights { pack: 800, spread: 0, latency: 0, energy: 1000, carbon: 600, hbm: 200 },
+            inference: Weights { pack: 300, spread: 0, latency: 1000, energy: 200, carbon: 100, hbm: 100, random: 0 },
+            agentic: Weights { pack: 300, spread: 0, latency: 1000, energy: 150, carbon: 100, hbm: 200, random: 0 },
+            multimodal: Weights { pack: 300, spread: 0, latency: 500, energy: 200, carbon: 100, hbm: 1000, random: 0 },
+            training: Weights { pack: 800, spread: 0, latency: 0, energy: 1000, carbon: 600, hbm: 200, random: 0 },
             latency_ref_ms: default_latency_ref_ms(),
             candidates: default_candidates(),
+            seed: 0,
         }
     }
 }
@@ -114,6 +176,7 @@ impl Policy {
                 ("energy", w.energy),
                 ("carbon", w.carbon),
                 ("hbm", w.hbm),
+                ("random", w.random),
             ] {
                 if value > MAX_WEIGHT {
                     return Err(InputError::new(

@@ -25,7 +25,8 @@
 //! | `x * inv_*_q16` for 0 ≤ x ≤ d | ≤ d · floor(65 536 000 / d) ≤ 65 536 000 | (x ≤ d by construction) |
 //! | every term | 0 ..= 1000 ([`TERM_SCALE`]) | (shift by 16 of the line above) |
 //! | every weight | 0 ..= 1000 ([`MAX_WEIGHT`]) | policy |
-//! | score = Σ of 6 weight·term | ≤ 6 000 000 < 2³² | (sum) |
+//! | random term: `((mix(..) >> 16) · 1001) >> 16` | ≤ 65 535 · 1001 < 2³², so ≤ 1000 | (hash is wrapping by design) |
+//! | score = Σ of 7 weight·term | ≤ 7 000 000 < 2³² | (sum) |
 //! | day numbers | 0 ..= 2 932 896 (9999-12-31) | dates |
 //!
 //! Division never happens per pair: every divisor (a rack's GPUs, a rack's HBM, a job's latency
@@ -38,6 +39,8 @@ use bytemuck::{Pod, Zeroable};
 pub const TERM_SCALE: u32 = 1000;
 /// The largest weight a policy may give a term.
 pub const MAX_WEIGHT: u32 = 1000;
+/// Spreads cluster indices apart before hashing the random term's class (the golden ratio in 32 bits).
+pub const RANDOM_CLUSTER_STRIDE: u32 = 0x9E37_79B1;
 /// Fixed-point shift of the reciprocals: `inv_q16(d) = floor(TERM_SCALE << 16 / d)`.
 pub const RECIP_SHIFT: u32 = 16;
 /// The largest candidate list per job the kernel keeps (its private arrays have this size).
@@ -97,8 +100,16 @@ pub struct JobGpu {
     pub w_carbon: u32,
     /// Weight of the HBM-headroom term.
     pub w_hbm: u32,
-    /// Explicit padding to 64 bytes.
-    pub _pad: u32,
+    /// Weight of the seeded random term (the `random` baseline policy).
+    pub w_random: u32,
+    /// Per-job seed of the random term.
+    pub random_salt: u32,
+    /// Explicit padding to 80 bytes.
+    pub _pad0: u32,
+    /// Explicit padding.
+    pub _pad1: u32,
+    /// Explicit padding.
+    pub _pad2: u32,
 }
 
 /// A rack (one NVLink domain) as the kernel reads it. Keep in sync with `struct Rack` in the shader.
@@ -187,7 +198,7 @@ pub struct Params {
     pub _pad: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<JobGpu>() == 64);
+const _: () = assert!(std::mem::size_of::<JobGpu>() == 80);
 const _: () = assert!(std::mem::size_of::<RackGpu>() == 32);
 const _: () = assert!(std::mem::size_of::<SiteGpu>() == 32);
 const _: () = assert!(std::mem::size_of::<ClusterGpu>() == 8);
@@ -253,6 +264,22 @@ pub struct Terms {
     pub carbon: u32,
     /// HBM per GPU left over above the job's need.
     pub hbm: u32,
+    /// A seeded pseudo-random draw per job and rack class (cluster, free GPUs): racks that are
+    /// interchangeable draw the same value, so ties still go to the lowest index.
+    pub random: u32,
+}
+
+/// Chris Wellons' "lowbias32" integer hash: the random term's mixer. Keep in sync with `fn mix`
+/// in the shader.
+#[inline(always)]
+pub fn mix(x: u32) -> u32 {
+    let mut h = x;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7FEB_352D);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846C_A68B);
+    h ^= h >> 16;
+    h
 }
 
 /// The terms of a pair that passed [`check`]. Keep in sync with `fn terms` in the shader.
@@ -269,7 +296,10 @@ pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> T
     let carbon = site.carbon_term;
     let hbm_slack = rack.hbm_gb - job.hbm_gb.min(rack.hbm_gb);
     let hbm = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
-    Terms { pack, spread, latency, energy, carbon, hbm }
+    let draw =
+        mix(job.random_salt ^ mix(rack.cluster.wrapping_mul(RANDOM_CLUSTER_STRIDE).wrapping_add(rack.free_gpus)));
+    let random = ((draw >> 16) * (TERM_SCALE + 1)) >> 16;
+    Terms { pack, spread, latency, energy, carbon, hbm, random }
 }
 
 /// The score of a pair that passed [`check`]: the job's weights times the terms. Keep in sync with
@@ -283,6 +313,7 @@ pub fn score(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> u
         + job.w_energy * t.energy
         + job.w_carbon * t.carbon
         + job.w_hbm * t.hbm
+        + job.w_random * t.random
 }
 
 /// True when candidate `a` ranks before `b`: higher score, then lower rack index. Keep in sync with

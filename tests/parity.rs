@@ -118,7 +118,7 @@ fn kernel_matches_cpu_when_tiled_over_jobs_racks_and_grid() {
 
     // Two workgroups per dimension: 256-job tiles laid out on a 2 × 2 grid, the last one partial.
     let Some(mut grid) = gpu_with_limits_or_skip("kernel_matches_cpu_when_tiled (grid)", |mut limits| {
-        limits.max_storage_buffer_binding_size = 16384;
+        limits.max_storage_buffer_binding_size = 256 * size_of::<JobGpu>() as u64;
         limits.max_buffer_size = 1 << 20;
         limits.max_compute_workgroups_per_dimension = 2;
         limits

@@ -16,22 +16,24 @@ prop_compose! {
         latency_ref_ms in 1..=MAX_LATENCY_MS,
         masks in any::<(u32, u32)>(),
         ready_day in 0u32..3_000_000,
-        weights in proptest::array::uniform6(0..=MAX_WEIGHT),
+        weights in proptest::array::uniform7(0..=MAX_WEIGHT),
+        random_salt in any::<u32>(),
     ) -> JobGpu {
         JobGpu {
             gpus, hbm_gb, region, latency_limit_ms, latency_ref_ms,
             inv_latency_ref_q16: inv_q16(latency_ref_ms),
             jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day,
             w_pack: weights[0], w_spread: weights[1], w_latency: weights[2],
-            w_energy: weights[3], w_carbon: weights[4], w_hbm: weights[5], _pad: 0,
+            w_energy: weights[3], w_carbon: weights[4], w_hbm: weights[5],
+            w_random: weights[6], random_salt, _pad0: 0, _pad1: 0, _pad2: 0,
         }
     }
 }
 
 prop_compose! {
-    fn rack()(gpus in 1..=MAX_RACK_GPUS, free_fraction in 0.0..=1.0f64, hbm_gb in 1..=MAX_HBM_GB, gpu_watts in 1..=MAX_GPU_WATTS) -> RackGpu {
+    fn rack()(cluster in any::<u32>(), gpus in 1..=MAX_RACK_GPUS, free_fraction in 0.0..=1.0f64, hbm_gb in 1..=MAX_HBM_GB, gpu_watts in 1..=MAX_GPU_WATTS) -> RackGpu {
         let free_gpus = (f64::from(gpus) * free_fraction) as u32;
-        RackGpu { free_gpus, gpus, hbm_gb, gpu_watts, site: 0, cluster: 0, inv_gpus_q16: inv_q16(gpus), inv_hbm_q16: inv_q16(hbm_gb) }
+        RackGpu { free_gpus, gpus, hbm_gb, gpu_watts, site: 0, cluster, inv_gpus_q16: inv_q16(gpus), inv_hbm_q16: inv_q16(hbm_gb) }
     }
 }
 
@@ -55,10 +57,10 @@ proptest! {
         let cluster = ClusterGpu { free_racks, online_day };
         let _ = check(&job, &rack, &site, &cluster, latency_ms);
         let t = terms(&job, &rack, &site, latency_ms);
-        for term in [t.pack, t.spread, t.latency, t.energy, t.carbon, t.hbm] {
+        for term in [t.pack, t.spread, t.latency, t.energy, t.carbon, t.hbm, t.random] {
             prop_assert!(term <= TERM_SCALE);
         }
-        prop_assert!(score(&job, &rack, &site, latency_ms) <= 6 * MAX_WEIGHT * TERM_SCALE);
+        prop_assert!(score(&job, &rack, &site, latency_ms) <= 7 * MAX_WEIGHT * TERM_SCALE);
     }
 }
 
@@ -80,7 +82,11 @@ fn extremes_do_not_overflow() {
         w_energy: MAX_WEIGHT,
         w_carbon: MAX_WEIGHT,
         w_hbm: MAX_WEIGHT,
-        _pad: 0,
+        w_random: MAX_WEIGHT,
+        random_salt: u32::MAX,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     };
     let rack = RackGpu {
         free_gpus: MAX_RACK_GPUS,
@@ -105,5 +111,5 @@ fn extremes_do_not_overflow() {
     let cluster = ClusterGpu { free_racks: MAX_CLUSTER_RACKS, online_day: 0 };
     assert_eq!(check(&job, &rack, &site, &cluster, 0) & gpuplace::score::REJECT_POWER, gpuplace::score::REJECT_POWER);
     let s = score(&job, &rack, &site, 0);
-    assert!(s <= 6_000_000, "{s}");
+    assert!(s <= 7_000_000, "{s}");
 }

@@ -84,6 +84,7 @@ fn shared_constants_have_the_same_values() {
         ("TERM_SCALE", score::TERM_SCALE),
         ("MAX_WEIGHT", score::MAX_WEIGHT),
         ("RECIP_SHIFT", score::RECIP_SHIFT),
+        ("RANDOM_CLUSTER_STRIDE", score::RANDOM_CLUSTER_STRIDE),
         ("MAX_CANDIDATES", score::MAX_CANDIDATES),
         ("NO_RACK", score::NO_RACK),
         ("REJECT_GPUS", score::REJECT_GPUS),

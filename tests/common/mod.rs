@@ -173,7 +173,7 @@ pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
         let mut w = || {
             if all_ties { 0 } else { rng.between(0, 1000) as u32 }
         };
-        gpuplace::Weights { pack: w(), spread: w(), latency: w(), energy: w(), carbon: w(), hbm: w() }
+        gpuplace::Weights { pack: w(), spread: w(), latency: w(), energy: w(), carbon: w(), hbm: w(), random: w() }
     };
     let (inference, agentic, multimodal, training) = (weights(), weights(), weights(), weights());
     gpuplace::Policy {
@@ -183,5 +183,6 @@ pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
         training,
         latency_ref_ms: rng.between(1, 400) as u32,
         candidates: rng.between(1, 16) as u32,
+        seed: rng.next_u64(),
     }
 }
