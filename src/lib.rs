@@ -24,6 +24,7 @@
 
 pub mod bench;
 pub mod builtin;
+pub mod compare;
 pub mod cpu;
 pub mod date;
 pub mod error;
@@ -31,9 +32,12 @@ pub mod explain;
 pub mod fleet;
 pub mod generate;
 pub mod gpu;
+pub mod import;
 pub mod jobs;
 pub mod place;
+pub mod plot;
 pub mod policy;
+pub mod replay;
 pub mod report;
 pub mod scheduler;
 pub mod score;

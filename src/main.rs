@@ -40,6 +40,43 @@ enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// Replay jobs over time: arrivals, completions, waiting, per-interval batch placement.
+    #[command(after_help = "Examples:
+  gpuplace replay --count 20000 --span-h 48
+  gpuplace import alibaba ../shared/traces/alibaba-gpu-v2023/openb_pod_list_default.csv \\
+      --nodes ../shared/traces/alibaba-gpu-v2023/openb_node_list_gpu_node.csv --fleet-out openb-fleet.json --out openb-jobs.json
+  gpuplace replay --fleet openb-fleet.json --jobs openb-jobs.json --interval 600 --json replay.json --plot replay.svg")]
+    Replay {
+        #[command(flatten)]
+        inputs: Inputs,
+        #[command(flatten)]
+        replay: ReplayArgs,
+        /// Write every metric as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Draw GPU utilization per site and queueing delay per kind to this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
+    /// Run every policy preset (default, first-fit, best-fit, spread, random) on the same input.
+    #[command(after_help = "Examples:
+  gpuplace compare --count 20000
+  gpuplace compare --fleet openb-fleet.json --jobs openb-jobs.json --replay --interval 600")]
+    Compare {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Replay over time instead of one batch.
+        #[arg(long)]
+        replay: bool,
+        #[command(flatten)]
+        replay_args: ReplayArgs,
+        /// Write the rows as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Convert a public workload trace into gpuplace jobs (and, for Alibaba, a fleet).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Run every backend on the same generated problem, check they agree, and time them.
     #[command(after_help = "Examples:
   gpuplace bench
@@ -128,6 +165,89 @@ enum Command {
 }
 
 #[derive(Args)]
+struct ReplayArgs {
+    /// Scheduling interval, seconds of trace time.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
+    /// Reject a job that waited longer than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    max_wait: Option<u64>,
+    /// For generated workloads (no --jobs): spread arrivals evenly over this many hours.
+    #[arg(long, default_value_t = 24.0)]
+    span_h: f64,
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Alibaba GPU trace v2023 ("openb"): pods → jobs, nodes → a fleet.
+    #[command(after_help = "Examples:
+  gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv --fleet-out fleet.json --out jobs.json")]
+    Alibaba {
+        /// The pod list CSV.
+        pods: PathBuf,
+        /// The node list CSV, to build a fleet from.
+        #[arg(long, value_name = "FILE")]
+        nodes: Option<PathBuf>,
+        /// Where to write the fleet built from --nodes.
+        #[arg(long, value_name = "FILE", requires = "nodes")]
+        fleet_out: Option<PathBuf>,
+        /// Region to give every job (the imported fleet's is `openb`).
+        #[arg(long, default_value = gpuplace::import::ALIBABA_REGION)]
+        region: String,
+        /// Jobs output (JSON; default stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Fail on the first malformed row instead of skipping and counting it.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Azure LLM inference trace 2023: requests → serving deployments on GB300 racks.
+    #[command(after_help = "Examples:
+  gpuplace import azure AzureLLMInferenceTrace_conv.csv --scale 1000 --out conv-jobs.json
+  gpuplace import azure AzureLLMInferenceTrace_code.csv --replica-gpus 4 --region eu-west")]
+    Azure {
+        /// The trace CSV (TIMESTAMP, ContextTokens, GeneratedTokens).
+        trace: PathBuf,
+        /// Job kind (default: agentic for a file named *code*, else inference).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Aggregation window, seconds.
+        #[arg(long, default_value_t = 300)]
+        window_s: u64,
+        /// Prompt tokens one GPU prefills per second (assumption).
+        #[arg(long, default_value_t = 10_000.0)]
+        prefill_tokens_per_gpu_s: f64,
+        /// Tokens one GPU generates per second (assumption).
+        #[arg(long, default_value_t = 500.0)]
+        decode_tokens_per_gpu_s: f64,
+        /// GPUs per model replica.
+        #[arg(long, default_value_t = 8)]
+        replica_gpus: u32,
+        /// Target busy fraction of the GPUs.
+        #[arg(long, default_value_t = 0.6)]
+        utilization: f64,
+        /// Multiply the request volume.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Users' region.
+        #[arg(long, default_value = "us-east")]
+        region: String,
+        /// Latency bound, ms.
+        #[arg(long, default_value_t = 100)]
+        max_latency_ms: u32,
+        /// HBM per GPU the model needs, GB.
+        #[arg(long, default_value_t = 200)]
+        hbm_gb: u32,
+        /// Jobs output (JSON; default stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Fail on the first malformed row instead of skipping and counting it.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+#[derive(Args)]
 struct Inputs {
     /// Fleet JSON file (default: the built-in fleet).
     #[arg(long, value_name = "FILE")]
@@ -206,6 +326,167 @@ fn parse_at(at: &Option<String>) -> anyhow::Result<Option<Day>> {
         .transpose()
 }
 
+fn backend_choice(arg: BackendArg) -> BackendChoice {
+    match arg {
+        BackendArg::Auto => BackendChoice::Auto,
+        BackendArg::Cpu => BackendChoice::Cpu,
+        BackendArg::Gpu => BackendChoice::Gpu,
+    }
+}
+
+/// Like [`prepare`]; a generated workload gets arrivals spread evenly over `--span-h`.
+fn prepare_replay(inputs: &Inputs, args: &ReplayArgs) -> anyhow::Result<(Scheduler, Workload, Option<Day>)> {
+    let (scheduler, mut workload, at) = prepare(inputs)?;
+    if inputs.jobs.is_none() {
+        let span_s = (args.span_h.max(0.0) * 3600.0) as u64;
+        let count = workload.jobs.len().max(1) as u64;
+        for (i, job) in workload.jobs.iter_mut().enumerate() {
+            job.submit_s = Some(i as u64 * span_s / count);
+        }
+    }
+    Ok((scheduler, workload, at))
+}
+
+fn replay_config(scheduler: &Scheduler, at: Option<Day>, args: &ReplayArgs) -> gpuplace::replay::ReplayConfig {
+    gpuplace::replay::ReplayConfig {
+        interval_s: args.interval,
+        max_wait_s: args.max_wait,
+        start: scheduler.placement_date(at),
+    }
+}
+
+fn run_import(command: ImportCommand) -> anyhow::Result<()> {
+    let read =
+        |path: &Path| std::fs::read_to_string(path).map_err(|source| gpuplace::Error::Io { path: path.into(), source });
+    let write_jobs = |workload: &Workload, out: &Option<PathBuf>| -> anyhow::Result<()> {
+        match out {
+            Some(path) => write_atomically(path, |w| w.write_all((workload.to_json() + "\n").as_bytes())),
+            None => {
+                println!("{}", workload.to_json());
+                Ok(())
+            }
+        }
+    };
+    match command {
+        ImportCommand::Alibaba { pods, nodes, fleet_out, region, out, strict } => {
+            let (workload, report) =
+                gpuplace::import::alibaba_pods(&read(&pods)?, &pods.display().to_string(), &region, strict)?;
+            eprintln!("{}: {}", pods.display(), report.summary().replace('\n', "\n  "));
+            if let Some(nodes) = nodes {
+                let (fleet, report) =
+                    gpuplace::import::alibaba_nodes(&read(&nodes)?, &nodes.display().to_string(), strict)?;
+                eprintln!("{}: {}", nodes.display(), report.summary().replace('\n', "\n  "));
+                // Validate before writing, so a fleet that gpuplace would refuse is never written.
+                let validated = Fleet::from_file(fleet, &nodes.display().to_string())?;
+                if let Some(path) = &fleet_out {
+                    write_atomically(path, |w| w.write_all((validated.to_json() + "\n").as_bytes()))?;
+                }
+            }
+            write_jobs(&workload, &out)?;
+        }
+        ImportCommand::Azure {
+            trace,
+            kind,
+            window_s,
+            prefill_tokens_per_gpu_s,
+            decode_tokens_per_gpu_s,
+            replica_gpus,
+            utilization,
+            scale,
+            region,
+            max_latency_ms,
+            hbm_gb,
+            out,
+            strict,
+        } => {
+            let name = trace.display().to_string();
+            let kind = match kind.as_deref() {
+                Some(text) => gpuplace::JobKind::parse(text).ok_or_else(|| {
+                    gpuplace::InputError::new("command line", "--kind", "kind", format!("unknown kind `{text}`"))
+                })?,
+                None if name.to_lowercase().contains("code") => gpuplace::JobKind::Agentic,
+                None => gpuplace::JobKind::Inference,
+            };
+            let positive = |value: f64, field: &str| -> anyhow::Result<()> {
+                if value.is_finite() && value > 0.0 {
+                    Ok(())
+                } else {
+                    Err(gpuplace::InputError::new(
+                        "command line",
+                        format!("--{field}"),
+                        field,
+                        format!("{value} must be more than 0"),
+                    )
+                    .into())
+                }
+            };
+            positive(prefill_tokens_per_gpu_s, "prefill-tokens-per-gpu-s")?;
+            positive(decode_tokens_per_gpu_s, "decode-tokens-per-gpu-s")?;
+            positive(utilization, "utilization")?;
+            positive(scale, "scale")?;
+            positive(f64::from(replica_gpus), "replica-gpus")?;
+            positive(window_s as f64, "window-s")?;
+            let options = gpuplace::import::AzureOptions {
+                window_s,
+                prefill_tokens_per_gpu_s,
+                decode_tokens_per_gpu_s,
+                replica_gpus,
+                utilization,
+                scale,
+                region,
+                max_latency_ms,
+                hbm_gb_per_gpu: hbm_gb,
+            };
+            let (workload, report) = gpuplace::import::azure(&read(&trace)?, &name, kind, &options, strict)?;
+            eprintln!("{name}: {}", report.summary().replace('\n', "\n  "));
+            write_jobs(&workload, &out)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_replay(report: &gpuplace::replay::ReplayReport, backend: &str, wall: std::time::Duration) {
+    println!("{} intervals of {} s replayed", report.intervals, report.interval_s);
+    println!(
+        "\n{:<12} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10}",
+        "kind", "jobs", "placed", "rejected", "p50 (s)", "p95 (s)", "p99 (s)"
+    );
+    for k in &report.kinds {
+        println!(
+            "{:<12} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10}",
+            k.kind.name(),
+            k.jobs,
+            k.placed,
+            k.rejected,
+            k.delay_p50_s,
+            k.delay_p95_s,
+            k.delay_p99_s
+        );
+    }
+    let peak = |site: usize| report.timeline.iter().map(|s| s.gpus_used[site]).max().unwrap_or(0);
+    let peak_mw = |site: usize| report.timeline.iter().map(|s| s.it_mw[site]).fold(0.0, f64::max);
+    println!("\n{:<22} {:>9} {:>14} {:>12}", "site", "GPUs", "peak GPUs used", "peak MW");
+    for (i, site) in report.sites.iter().enumerate() {
+        println!("{:<22} {:>9} {:>14} {:>12.2}", site, report.site_gpus[i], peak(i), peak_mw(i));
+    }
+    println!(
+        "\nGPUs placed {}; stranded GPUs mean {:.1}, max {}; energy {:.0} USD, {:.0} kg CO2; latency violations {}",
+        report.gpus_placed,
+        report.stranded_gpus_mean,
+        report.stranded_gpus_max,
+        report.energy_usd,
+        report.carbon_kg,
+        report.latency_violations
+    );
+    println!(
+        "scheduling per interval p50 {:.3} ms, p99 {:.3} ms, total {:.3} s; backend: {backend}; wall time {:.3} s",
+        report.scheduling_ms_p50,
+        report.scheduling_ms_p99,
+        report.scheduling_s_total,
+        wall.as_secs_f64()
+    );
+}
+
 /// Loads everything `place` and `explain` need and opens the backend.
 fn prepare(inputs: &Inputs) -> anyhow::Result<(Scheduler, Workload, Option<Day>)> {
     let fleet = load_fleet(&inputs.fleet)?;
@@ -222,11 +503,7 @@ fn prepare(inputs: &Inputs) -> anyhow::Result<(Scheduler, Workload, Option<Day>)
             generate::generate(&fleet, inputs.count, inputs.seed, base)
         }
     };
-    let choice = match inputs.backend {
-        BackendArg::Auto => BackendChoice::Auto,
-        BackendArg::Cpu => BackendChoice::Cpu,
-        BackendArg::Gpu => BackendChoice::Gpu,
-    };
+    let choice = backend_choice(inputs.backend);
     let scheduler = Scheduler::new(fleet, policy, choice)?;
     for notice in scheduler.notices() {
         eprintln!("{notice}");
@@ -295,6 +572,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Replay { inputs, replay, json, plot } => {
+            let started = Instant::now();
+            let (mut scheduler, workload, at) = prepare_replay(&inputs, &replay)?;
+            let config = replay_config(&scheduler, at, &replay);
+            let bar = progress_bar(workload.jobs.iter().filter_map(|j| j.submit_s).max().unwrap_or(0));
+            let (report, notices) = scheduler.replay(&workload, config, &mut |t, _| bar.update(t))?;
+            bar.finish();
+            for notice in &notices[scheduler.notices().len()..] {
+                eprintln!("{notice}");
+            }
+            if let Some(path) = &json {
+                write_atomically(path, |w| {
+                    serde_json::to_writer_pretty(&mut *w, &report)?;
+                    w.write_all(b"\n")
+                })?;
+            }
+            if let Some(path) = &plot {
+                gpuplace::plot::replay_svg(&report, &workload, |j| workload.jobs[j].submit_s.unwrap_or(0), path)?;
+            }
+            print_replay(&report, &scheduler.backend().describe(), started.elapsed());
+        }
+        Command::Compare { inputs, replay, replay_args, json } => {
+            let (scheduler, workload, at) = prepare_replay(&inputs, &replay_args)?;
+            let config = replay.then(|| replay_config(&scheduler, at, &replay_args));
+            let at = scheduler.placement_date(at);
+            let choice = backend_choice(inputs.backend);
+            let rows =
+                gpuplace::compare::compare(scheduler.fleet(), &workload, at, config, inputs.policy_seed, &mut || {
+                    Ok(gpuplace::Backend::open(choice)?.0)
+                })?;
+            if let Some(path) = &json {
+                write_atomically(path, |w| {
+                    serde_json::to_writer_pretty(&mut *w, &rows)?;
+                    w.write_all(b"\n")
+                })?;
+            }
+            println!(
+                "{} jobs, {}, backend {}\n",
+                workload.jobs.len(),
+                if replay { "replay" } else { "batch" },
+                scheduler.backend().describe()
+            );
+            print!("{}", gpuplace::compare::markdown(&rows, replay));
+        }
+        Command::Import(command) => run_import(command)?,
         Command::Bench { count, racks, seed, k, repeat, no_place, no_single_thread, no_gpu, json, markdown } => {
             let config = gpuplace::bench::BenchConfig {
                 jobs: count,

@@ -415,3 +415,18 @@ pub fn reject_counts(state: &FleetState, job: &JobGpu) -> [u64; REJECT_KINDS] {
 
 /// Constraints that do not depend on occupancy: HBM, jurisdiction, provider, latency, online date.
 pub const STATIC_REJECTS: u32 = !(REJECT_GPUS | REJECT_POWER);
+
+/// Gives back what a placed job took: its GPUs on each rack (a rack fully free again counts as a
+/// free rack of its cluster) and its power at the site. The inverse of a commit.
+pub fn release(state: &mut FleetState, job_gpus: u32, shares: &[RackShare]) {
+    let anchor = state.racks[shares[0].rack as usize];
+    for share in shares {
+        let rack = &mut state.racks[share.rack as usize];
+        rack.free_gpus += share.gpus;
+        debug_assert!(rack.free_gpus <= rack.gpus, "released more GPUs than the rack has");
+        if rack.free_gpus == rack.gpus {
+            state.clusters[rack.cluster as usize].free_racks += 1;
+        }
+    }
+    state.sites[anchor.site as usize].power_free_w += job_gpus * anchor.gpu_watts;
+}

@@ -300,3 +300,29 @@ impl Scheduler {
         })
     }
 }
+
+impl Scheduler {
+    /// Replays `workload` over time (see [`crate::replay`]); `progress(t, last_arrival)` reports
+    /// trace time.
+    pub fn replay(
+        &mut self,
+        workload: &Workload,
+        config: crate::replay::ReplayConfig,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(crate::replay::ReplayReport, Vec<String>)> {
+        let jobs = self.compile(workload, config.start)?;
+        let mut notices = self.notices.clone();
+        let mut scorer = FallbackScorer { backend: &mut self.backend, notices: &mut notices, elapsed: Duration::ZERO };
+        let report = crate::replay::replay(
+            &self.fleet,
+            workload,
+            &self.policy,
+            &jobs,
+            config,
+            &mut scorer,
+            progress,
+            &mut |_, _, _| {},
+        )?;
+        Ok((report, notices))
+    }
+}

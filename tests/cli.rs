@@ -150,9 +150,18 @@ fn explain_shows_terms_and_rejections() {
 
 #[test]
 fn help_has_examples_everywhere() {
-    for args in
-        [&["--help"][..], &["place", "--help"], &["explain", "--help"], &["fleet", "--help"], &["generate", "--help"]]
-    {
+    for args in [
+        &["--help"][..],
+        &["place", "--help"],
+        &["explain", "--help"],
+        &["fleet", "--help"],
+        &["generate", "--help"],
+        &["replay", "--help"],
+        &["compare", "--help"],
+        &["bench", "--help"],
+        &["import", "alibaba", "--help"],
+        &["import", "azure", "--help"],
+    ] {
         let output = gpuplace(args);
         assert!(output.status.success());
         assert!(stdout(&output).contains("Examples:"), "{args:?} has no examples");
@@ -381,4 +390,85 @@ fn no_adapter_auto_falls_back_and_gpu_fails_cleanly() {
     assert_eq!(gpu.status.code(), Some(2));
     assert!(stderr(&gpu).starts_with("error: GPU backend: no GPU adapter available"), "{}", stderr(&gpu));
     assert_eq!(stderr(&gpu).trim_end().lines().count(), 1);
+}
+
+#[test]
+fn replay_writes_metrics_and_a_plot() {
+    let dir = temp_dir("replay");
+    let (json, svg) = (path(&dir, "replay.json"), path(&dir, "replay.svg"));
+    let output = gpuplace(&[
+        "replay",
+        "--count",
+        "400",
+        "--span-h",
+        "2",
+        "--at",
+        AT,
+        "--backend",
+        "cpu",
+        "--json",
+        &json,
+        "--plot",
+        &svg,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for needle in [
+        "intervals of 60 s replayed",
+        "p95 (s)",
+        "peak GPUs used",
+        "stranded GPUs",
+        "latency violations 0",
+        "scheduling per interval",
+    ] {
+        assert!(text.contains(needle), "replay summary lacks {needle:?}:\n{text}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(report["timeline"].as_array().unwrap().len() > 10);
+    assert_eq!(report["kinds"].as_array().unwrap().iter().map(|k| k["jobs"].as_u64().unwrap()).sum::<u64>(), 400);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("GPU utilization per site") && plot.contains("Queueing delay"));
+}
+
+#[test]
+fn compare_runs_every_preset() {
+    let output = gpuplace(&["compare", "--count", "600", "--at", AT, "--backend", "cpu"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for preset in ["| default |", "| first-fit |", "| best-fit |", "| spread |", "| random |"] {
+        let row = text.lines().find(|l| l.starts_with(preset)).unwrap_or_else(|| panic!("no row {preset}:\n{text}"));
+        // Latency violations must be 0 for every policy: the constraint is hard.
+        assert_eq!(row.split('|').nth(7).map(str::trim), Some("0"), "{row}");
+    }
+    let replay = gpuplace(&["compare", "--count", "300", "--span-h", "1", "--at", AT, "--backend", "cpu", "--replay"]);
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    assert!(stdout(&replay).contains("p95 delay"));
+}
+
+#[test]
+fn import_azure_fixture_and_reject_malformed_in_strict_mode() {
+    let dir = temp_dir("import");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/azure_conv_sample.csv");
+    let out = path(&dir, "jobs.json");
+    let output =
+        gpuplace(&["import", "azure", fixture.to_str().unwrap(), "--window-s", "60", "--scale", "100", "--out", &out]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("40 rows read"), "{}", stderr(&output));
+    let placed = gpuplace(&["place", "--jobs", &out, "--at", AT, "--backend", "cpu"]);
+    assert!(placed.status.success(), "{}", stderr(&placed));
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:47.0,abc,1\n",
+    )
+    .unwrap();
+    let strict_out = path(&dir, "strict.json");
+    let strict = gpuplace(&["import", "azure", bad.to_str().unwrap(), "--strict", "--out", &strict_out]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(stderr(&strict).contains("line 3") && stderr(&strict).contains("ContextTokens"), "{}", stderr(&strict));
+    assert!(!Path::new(&strict_out).exists());
+    let lenient = gpuplace(&["import", "azure", bad.to_str().unwrap(), "--out", &strict_out]);
+    assert!(lenient.status.success());
+    assert!(stderr(&lenient).contains("1 malformed rows skipped (line 3"), "{}", stderr(&lenient));
 }

@@ -1,0 +1,222 @@
+//! Replay over time: invariants at every interval, determinism, max-wait, backend parity, and the
+//! trace importers on small fixtures (the Alibaba trace is read from ../shared when present).
+
+mod common;
+
+use common::{Shape, at, random_fleet, random_policy, random_workload};
+use gpuplace::cpu::CpuScorer;
+use gpuplace::generate::SplitMix64;
+use gpuplace::import::{AzureOptions, alibaba_nodes, alibaba_pods, azure};
+use gpuplace::place::Scorer;
+use gpuplace::replay::{JobFate, ReplayConfig, ReplayReport, replay};
+use gpuplace::{Fleet, JobKind, Policy, Workload};
+
+/// A random fleet and a workload with arrivals and durations in seconds.
+fn problem(seed: u64) -> (Fleet, Workload, Policy) {
+    let mut rng = SplitMix64::new(seed);
+    let fleet = random_fleet(&mut rng, Shape { max_racks: 10, ..Shape::default() });
+    let mut workload = random_workload(&mut rng, &fleet, 120);
+    for job in &mut workload.jobs {
+        job.submit_s = Some(rng.below(4 * 3600));
+        job.duration_h = None;
+        job.duration_s = Some(rng.between(1, 3 * 3600));
+    }
+    let policy = random_policy(&mut rng, false);
+    (fleet, workload, policy)
+}
+
+/// Replays with checks after every interval: the fleet's state equals the initial occupancy plus
+/// exactly the jobs running then (placed, started, not yet ended); no job starts before it
+/// arrives; power and GPUs never exceed capacity.
+fn checked_replay(
+    fleet: &Fleet,
+    workload: &Workload,
+    policy: &Policy,
+    config: ReplayConfig,
+    scorer: &mut dyn Scorer,
+) -> ReplayReport {
+    let jobs = workload.compile(fleet, policy, config.start).unwrap();
+    let initial = fleet.initial_state();
+    let mut intervals = 0;
+    let report = replay(fleet, workload, policy, &jobs, config, scorer, &mut |_, _| {}, &mut |t, state, fates| {
+        intervals += 1;
+        let mut free: Vec<u32> = initial.racks.iter().map(|r| r.free_gpus).collect();
+        let mut power: Vec<u32> = initial.sites.iter().map(|s| s.power_free_w).collect();
+        for (j, fate) in fates.iter().enumerate() {
+            if let Some(JobFate::Placed { start_s, end_s, racks }) = fate {
+                assert!(*start_s >= workload.jobs[j].submit_s.unwrap(), "job {j} started before it arrived");
+                assert!(*start_s <= t);
+                if *end_s > t {
+                    for share in racks {
+                        free[share.rack as usize] =
+                            free[share.rack as usize].checked_sub(share.gpus).expect("rack over capacity");
+                    }
+                    let anchor = &initial.racks[racks[0].rack as usize];
+                    power[anchor.site as usize] = power[anchor.site as usize]
+                        .checked_sub(jobs[j].gpus * anchor.gpu_watts)
+                        .expect("site over power");
+                }
+            }
+        }
+        assert_eq!(
+            state.racks.iter().map(|r| r.free_gpus).collect::<Vec<_>>(),
+            free,
+            "at t={t}: GPUs not exactly those of running jobs"
+        );
+        assert_eq!(
+            state.sites.iter().map(|s| s.power_free_w).collect::<Vec<_>>(),
+            power,
+            "at t={t}: power not exactly that of running jobs"
+        );
+    })
+    .unwrap();
+    assert_eq!(intervals, report.intervals);
+    report
+}
+
+#[test]
+fn replay_invariants_hold_at_every_interval() {
+    for seed in 0..40 {
+        let (fleet, workload, policy) = problem(seed);
+        let config = ReplayConfig { interval_s: [60, 300, 7][seed as usize % 3], max_wait_s: None, start: at() };
+        let report = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
+        // Every job accounted for: placed or rejected, never both, never lost.
+        assert_eq!(report.fates.len(), workload.jobs.len());
+        let placed: usize = report.kinds.iter().map(|k| k.placed).sum();
+        let rejected: usize = report.kinds.iter().map(|k| k.rejected).sum();
+        assert_eq!(placed + rejected, workload.jobs.len());
+        assert_eq!(report.latency_violations, 0);
+        for (job, fate) in workload.jobs.iter().zip(&report.fates) {
+            if let JobFate::Placed { start_s, end_s, .. } = fate {
+                assert_eq!(end_s - start_s, job.duration_s.unwrap());
+                assert_eq!(start_s % config.interval_s, 0, "starts on an interval boundary");
+            }
+        }
+    }
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let (fleet, workload, policy) = problem(99);
+    let config = ReplayConfig { interval_s: 60, max_wait_s: Some(1800), start: at() };
+    let a = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
+    let b = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
+    assert_eq!(a.fates, b.fates);
+    assert_eq!(a.timeline, b.timeline);
+    assert_eq!(a.kinds, b.kinds);
+}
+
+#[test]
+fn max_wait_rejects_jobs_that_waited_too_long() {
+    let mut saw_rejection = false;
+    for seed in 200..230 {
+        let (fleet, workload, policy) = problem(seed);
+        let config = ReplayConfig { interval_s: 60, max_wait_s: Some(600), start: at() };
+        let report = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
+        for (job, fate) in workload.jobs.iter().zip(&report.fates) {
+            match fate {
+                JobFate::Placed { start_s, .. } => assert!(start_s - job.submit_s.unwrap() <= 600 + 60),
+                JobFate::Rejected { at_s, reason } => {
+                    saw_rejection = true;
+                    assert!(
+                        reason.contains("waited more than 600 s") || reason.starts_with("can never be placed"),
+                        "{reason}"
+                    );
+                    if reason.contains("waited") {
+                        assert!(at_s - job.submit_s.unwrap() > 600);
+                    }
+                }
+            }
+        }
+    }
+    assert!(saw_rejection, "no problem exercised max-wait");
+}
+
+#[test]
+fn replay_on_gpu_equals_replay_on_cpu() {
+    let Some(mut gpu) = common::gpu_or_skip("replay_on_gpu_equals_replay_on_cpu") else { return };
+    for seed in 300..306 {
+        let (fleet, workload, policy) = problem(seed);
+        let config = ReplayConfig { interval_s: 120, max_wait_s: None, start: at() };
+        let cpu = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
+        let on_gpu = checked_replay(&fleet, &workload, &policy, config, &mut gpu);
+        assert_eq!(on_gpu.fates, cpu.fates, "seed {seed}");
+    }
+}
+
+#[test]
+fn azure_importer_maps_windows_to_replicas() {
+    let text = include_str!("fixtures/azure_conv_sample.csv");
+    let options = AzureOptions { window_s: 60, scale: 500.0, ..AzureOptions::default() };
+    let (workload, report) = azure(text, "azure_conv_sample.csv", JobKind::Inference, &options, false).unwrap();
+    assert_eq!(report.rows, 40);
+    assert!(report.malformed.is_empty());
+    assert!(!workload.jobs.is_empty());
+    // The mapping by hand for the first window: GPU-seconds → busy GPUs → GPUs → replicas.
+    let mut lines = text.lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>());
+    let first = lines.next().unwrap();
+    let start: f64 = first[0][11..].split(':').map(|p| p.parse::<f64>().unwrap()).fold(0.0, |acc, x| acc * 60.0 + x);
+    let (mut prompt, mut generated) = (first[1].parse::<f64>().unwrap(), first[2].parse::<f64>().unwrap());
+    for fields in lines {
+        let t: f64 = fields[0][11..].split(':').map(|p| p.parse::<f64>().unwrap()).fold(0.0, |acc, x| acc * 60.0 + x);
+        if t - start < 60.0 {
+            prompt += fields[1].parse::<f64>().unwrap();
+            generated += fields[2].parse::<f64>().unwrap();
+        }
+    }
+    let busy = (prompt / 10_000.0 + generated / 500.0) * 500.0 / 60.0;
+    let replicas = ((busy / 0.6).ceil() / 8.0).ceil() as usize;
+    let first_window = workload.jobs.iter().filter(|j| j.submit_s == Some(0)).count();
+    assert_eq!(first_window, replicas);
+    assert!(workload.jobs.iter().all(|j| j.gpus == 8 && j.duration_s == Some(60) && j.kind == JobKind::Inference));
+    // The jobs place on the built-in fleet.
+    workload.compile(&gpuplace::builtin::default_fleet(), &Policy::default(), at()).unwrap();
+}
+
+#[test]
+fn importers_count_malformed_rows_and_strict_rejects_them() {
+    let azure_text = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\nnot-a-time,1,1\n2023-11-16 18:15:50.9951690,x,109\n2023-11-16 18:15:51.2224670,879\n";
+    let (workload, report) = azure(azure_text, "t.csv", JobKind::Agentic, &AzureOptions::default(), false).unwrap();
+    assert_eq!(report.rows, 4);
+    assert_eq!(report.malformed.iter().map(|(line, _)| *line).collect::<Vec<_>>(), vec![3, 4, 5]);
+    assert_eq!(workload.jobs.len(), 1);
+    let err = azure(azure_text, "t.csv", JobKind::Agentic, &AzureOptions::default(), true).unwrap_err();
+    assert_eq!((err.record.as_str(), err.field.as_str()), ("line 3", "TIMESTAMP"));
+
+    let pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
+                p0,1000,1024,1,1000,,LS,Running,0,100,0\n\
+                p1,1000,1024,0,0,,BE,Running,5,50,5\n\
+                p2,1000,1024,2,1000,,BE,Running,10,5,10\n\
+                p3,1000,1024,1,300,,Burstable,Running,20\n\
+                p4,1000,1024,8,1000,,BE,Running,30,3600,30\n";
+    let (workload, report) = alibaba_pods(pods, "pods.csv", "openb", false).unwrap();
+    assert_eq!(workload.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec!["p0", "p4"]);
+    assert_eq!(report.skipped.get("pods with 0 GPUs"), Some(&1));
+    assert_eq!(report.malformed.iter().map(|(line, _)| *line).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(workload.jobs[1].kind, JobKind::Training);
+    assert_eq!((workload.jobs[1].submit_s, workload.jobs[1].duration_s), (Some(30), Some(3570)));
+    assert!(alibaba_pods(pods, "pods.csv", "openb", true).is_err());
+}
+
+#[test]
+fn alibaba_trace_imports_and_replays_when_present() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces/alibaba-gpu-v2023");
+    let (Ok(pods), Ok(nodes)) = (
+        std::fs::read_to_string(dir.join("openb_pod_list_default.csv")),
+        std::fs::read_to_string(dir.join("openb_node_list_gpu_node.csv")),
+    ) else {
+        eprintln!("alibaba_trace_imports_and_replays_when_present: skipped, {} is absent", dir.display());
+        return;
+    };
+    let (workload, report) = alibaba_pods(&pods, "pods", gpuplace::import::ALIBABA_REGION, true).unwrap();
+    assert_eq!(report.rows, 8152);
+    assert_eq!(report.skipped.get("pods with 0 GPUs"), Some(&1088));
+    assert_eq!(workload.jobs.len(), 8152 - 1088);
+    let (fleet_file, _) = alibaba_nodes(&nodes, "nodes", true).unwrap();
+    let fleet = Fleet::from_file(fleet_file, "nodes").unwrap();
+    assert_eq!(fleet.racks.len(), 1213);
+    let config =
+        ReplayConfig { interval_s: 3600, max_wait_s: None, start: gpuplace::Day::parse("2023-01-01").unwrap() };
+    let report = checked_replay(&fleet, &workload, &Policy::default(), config, &mut CpuScorer);
+    assert_eq!(report.kinds.iter().map(|k| k.placed + k.rejected).sum::<usize>(), workload.jobs.len());
+}
