@@ -206,9 +206,10 @@ enum ImportCommand {
   gpuplace import azure AzureLLMInferenceTrace_conv.csv --scale 1000 --out conv-jobs.json
   gpuplace import azure AzureLLMInferenceTrace_code.csv --replica-gpus 4 --region eu-west")]
     Azure {
-        /// The trace CSV (TIMESTAMP, ContextTokens, GeneratedTokens).
-        trace: PathBuf,
-        /// Job kind (default: agentic for a file named *code*, else inference).
+        /// Trace CSV files (TIMESTAMP, ContextTokens, GeneratedTokens); their jobs are concatenated.
+        #[arg(required = true)]
+        traces: Vec<PathBuf>,
+        /// Job kind (default per file: agentic for a file named *code*, else inference).
         #[arg(long, value_name = "KIND")]
         kind: Option<String>,
         /// Aggregation window, seconds.
@@ -385,7 +386,7 @@ fn run_import(command: ImportCommand) -> anyhow::Result<()> {
             write_jobs(&workload, &out)?;
         }
         ImportCommand::Azure {
-            trace,
+            traces,
             kind,
             window_s,
             prefill_tokens_per_gpu_s,
@@ -399,14 +400,6 @@ fn run_import(command: ImportCommand) -> anyhow::Result<()> {
             out,
             strict,
         } => {
-            let name = trace.display().to_string();
-            let kind = match kind.as_deref() {
-                Some(text) => gpuplace::JobKind::parse(text).ok_or_else(|| {
-                    gpuplace::InputError::new("command line", "--kind", "kind", format!("unknown kind `{text}`"))
-                })?,
-                None if name.to_lowercase().contains("code") => gpuplace::JobKind::Agentic,
-                None => gpuplace::JobKind::Inference,
-            };
             let positive = |value: f64, field: &str| -> anyhow::Result<()> {
                 if value.is_finite() && value > 0.0 {
                     Ok(())
@@ -437,9 +430,21 @@ fn run_import(command: ImportCommand) -> anyhow::Result<()> {
                 max_latency_ms,
                 hbm_gb_per_gpu: hbm_gb,
             };
-            let (workload, report) = gpuplace::import::azure(&read(&trace)?, &name, kind, &options, strict)?;
-            eprintln!("{name}: {}", report.summary().replace('\n', "\n  "));
-            write_jobs(&workload, &out)?;
+            let mut jobs = Vec::new();
+            for trace in &traces {
+                let name = trace.display().to_string();
+                let kind = match kind.as_deref() {
+                    Some(text) => gpuplace::JobKind::parse(text).ok_or_else(|| {
+                        gpuplace::InputError::new("command line", "--kind", "kind", format!("unknown kind `{text}`"))
+                    })?,
+                    None if name.to_lowercase().contains("code") => gpuplace::JobKind::Agentic,
+                    None => gpuplace::JobKind::Inference,
+                };
+                let (workload, report) = gpuplace::import::azure(&read(trace)?, &name, kind, &options, strict)?;
+                eprintln!("{name}: {}", report.summary().replace('\n', "\n  "));
+                jobs.extend(workload.jobs);
+            }
+            write_jobs(&Workload::from_jobs(jobs, "<azure>"), &out)?;
         }
     }
     Ok(())
