@@ -70,6 +70,21 @@ impl Error {
     }
 }
 
+/// Reads a whole input file, naming it in the error.
+pub(crate) fn read_input(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })
+}
+
+/// Parses one JSON document (and nothing after it) into `T`; errors name the record and field.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str, source_name: &str) -> Result<T, InputError> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| json_error(source_name, err))?;
+    deserializer
+        .end()
+        .map_err(|err| InputError::new(source_name, "document", "(top level)", format!("trailing data: {err}")))?;
+    Ok(value)
+}
+
 /// Turns a `serde_path_to_error` failure of a JSON document into an [`InputError`] naming the record
 /// and the field. `record_of` maps the path's leading array index (if any) to a record name.
 pub(crate) fn json_error(source_name: &str, err: serde_path_to_error::Error<serde_json::Error>) -> InputError {

@@ -230,18 +230,13 @@ fn number_in(
 impl Fleet {
     /// Reads and validates a fleet JSON file.
     pub fn from_path(path: &std::path::Path) -> Result<Fleet> {
-        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io { path: path.into(), source })?;
+        let text = crate::error::read_input(path)?;
         Fleet::from_json(&text, &path.display().to_string())
     }
 
     /// Parses and validates fleet JSON; `source_name` names it in errors.
     pub fn from_json(text: &str, source_name: &str) -> Result<Fleet> {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let file: FleetFile = serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|err| crate::error::json_error(source_name, err))?;
-        deserializer
-            .end()
-            .map_err(|err| InputError::new(source_name, "document", "(top level)", format!("trailing data: {err}")))?;
+        let file: FleetFile = crate::error::parse_json(text, source_name)?;
         Ok(Fleet::from_file(file, source_name)?)
     }
 

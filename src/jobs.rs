@@ -151,7 +151,7 @@ impl Workload {
 
     /// Reads a jobs file: CSV when its extension is `.csv`, JSON otherwise.
     pub fn from_path(path: &std::path::Path) -> Result<Workload> {
-        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io { path: path.into(), source })?;
+        let text = crate::error::read_input(path)?;
         let name = path.display().to_string();
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
             Workload::from_csv(&text, &name)
@@ -162,12 +162,7 @@ impl Workload {
 
     /// Parses jobs JSON.
     pub fn from_json(text: &str, source_name: &str) -> Result<Workload> {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let file: JobsFile = serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|err| crate::error::json_error(source_name, err))?;
-        deserializer
-            .end()
-            .map_err(|err| InputError::new(source_name, "document", "(top level)", format!("trailing data: {err}")))?;
+        let file: JobsFile = crate::error::parse_json(text, source_name)?;
         Ok(Workload::from_jobs(file.jobs, source_name))
     }
 

@@ -152,15 +152,13 @@ impl Policy {
 
     /// Reads and validates a policy JSON file.
     pub fn from_path(path: &std::path::Path) -> Result<Policy> {
-        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io { path: path.into(), source })?;
+        let text = crate::error::read_input(path)?;
         Policy::from_json(&text, &path.display().to_string())
     }
 
     /// Parses and validates policy JSON.
     pub fn from_json(text: &str, source_name: &str) -> Result<Policy> {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let policy: Policy = serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|err| crate::error::json_error(source_name, err))?;
+        let policy: Policy = crate::error::parse_json(text, source_name)?;
         policy.validate(source_name)?;
         Ok(policy)
     }
