@@ -177,7 +177,22 @@ impl<'a> Ledger<'a> {
 
     /// Why `job` cannot be placed now, in words (cached per job shape and state).
     pub fn reason(&mut self, job: &JobGpu) -> Arc<str> {
-        let key = (*job, self.commits);
+        // Reasons depend only on what the job needs, not on how it scores: leave the weights, the
+        // latency reference and the per-job random salt out of the key, or no two jobs would share one.
+        let need = JobGpu {
+            latency_ref_ms: 0,
+            inv_latency_ref_q16: 0,
+            w_pack: 0,
+            w_spread: 0,
+            w_latency: 0,
+            w_energy: 0,
+            w_carbon: 0,
+            w_hbm: 0,
+            w_random: 0,
+            random_salt: 0,
+            ..*job
+        };
+        let key = (need, self.commits);
         if let Some(reason) = self.reasons.get(&key) {
             return Arc::clone(reason);
         }
