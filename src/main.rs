@@ -516,6 +516,14 @@ fn prepare(inputs: &Inputs) -> anyhow::Result<(Scheduler, Workload, Option<Day>)
     Ok((scheduler, workload, at))
 }
 
+/// Writes `value` as pretty JSON (and a final newline) to `path`, atomically.
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    write_atomically(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, value)?;
+        w.write_all(b"\n")
+    })
+}
+
 /// Writes to `path` atomically: `write` fills a temporary file beside it, which is renamed over
 /// `path` only when everything succeeded, so a failed run never leaves a partial file.
 fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> anyhow::Result<()> {
@@ -551,10 +559,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let output_started = Instant::now();
             let document = report::out_file(scheduler.fleet(), &workload, &placement);
             if let Some(path) = &out {
-                write_atomically(path, |w| {
-                    serde_json::to_writer_pretty(&mut *w, &document)?;
-                    w.write_all(b"\n")
-                })?;
+                write_json(path, &document)?;
             }
             let output = output_started.elapsed();
             println!("{}", report::summary_text(&document, &placement, started.elapsed()));
@@ -588,10 +593,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("{notice}");
             }
             if let Some(path) = &json {
-                write_atomically(path, |w| {
-                    serde_json::to_writer_pretty(&mut *w, &report)?;
-                    w.write_all(b"\n")
-                })?;
+                write_json(path, &report)?;
             }
             if let Some(path) = &plot {
                 gpuplace::plot::replay_svg(&report, &workload, |j| workload.jobs[j].submit_s.unwrap_or(0), path)?;
@@ -608,10 +610,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(gpuplace::Backend::open(choice)?.0)
                 })?;
             if let Some(path) = &json {
-                write_atomically(path, |w| {
-                    serde_json::to_writer_pretty(&mut *w, &rows)?;
-                    w.write_all(b"\n")
-                })?;
+                write_json(path, &rows)?;
             }
             println!(
                 "{} jobs, {}, backend {}\n",
@@ -646,10 +645,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = gpuplace::bench::run(&config, gpu, &mut |line| eprintln!("bench: {line}"))?;
             if let Some(path) = &json {
-                write_atomically(path, |w| {
-                    serde_json::to_writer_pretty(&mut *w, &report)?;
-                    w.write_all(b"\n")
-                })?;
+                write_json(path, &report)?;
             }
             if markdown {
                 print!("{}", gpuplace::bench::markdown(&report));
