@@ -161,8 +161,12 @@ fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> Terms {
     let carbon = site.carbon_term;
     let hbm_slack = rack.hbm_gb - min(job.hbm_gb, rack.hbm_gb);
     let hbm = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
-    let draw = mix(job.random_salt ^ mix(rack.cluster * RANDOM_CLUSTER_STRIDE + rack.free_gpus));
-    let random = ((draw >> 16u) * (TERM_SCALE + 1u)) >> 16u;
+    // The draw is skipped when its weight is 0 (every policy but `random`): a quarter of the work.
+    var random = 0u;
+    if (job.w_random != 0u) {
+        let draw = mix(job.random_salt ^ mix(rack.cluster * RANDOM_CLUSTER_STRIDE + rack.free_gpus));
+        random = ((draw >> 16u) * (TERM_SCALE + 1u)) >> 16u;
+    }
     return Terms(pack, spread, latency, energy, carbon, hbm, random);
 }
 

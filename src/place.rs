@@ -80,6 +80,8 @@ pub struct EngineStats {
     pub from_candidates: u64,
     /// Jobs scored against every rack on the host because their list ran out.
     pub host_rescans: u64,
+    /// Unplaced reasons worded (the rest came from the cache: same needs, same state).
+    pub reasons_worded: u64,
 }
 
 /// When the batched engine re-scores the pending jobs against a fresh snapshot.
@@ -118,12 +120,14 @@ pub(crate) struct Ledger<'a> {
     /// Commits so far; keys the reason cache (reasons depend only on the job and the state).
     commits: u64,
     reasons: HashMap<(JobGpu, u64), Arc<str>>,
+    /// Reasons computed rather than found in the cache.
+    pub reasons_worded: u64,
 }
 
 impl<'a> Ledger<'a> {
     pub fn new(fleet: &'a Fleet, state: FleetState) -> Self {
         let classes = ClassIndex::all(&state, fleet);
-        Ledger { fleet, state, classes, commits: 0, reasons: HashMap::new() }
+        Ledger { fleet, state, classes, commits: 0, reasons: HashMap::new(), reasons_worded: 0 }
     }
 
     /// The best feasible rack for `job` in the current state, scanning every rack.
@@ -196,6 +200,7 @@ impl<'a> Ledger<'a> {
         if let Some(reason) = self.reasons.get(&key) {
             return Arc::clone(reason);
         }
+        self.reasons_worded += 1;
         let reason: Arc<str> = crate::explain::unplaced_reason(self.fleet, &self.state, &self.classes, job).into();
         self.reasons.insert(key, Arc::clone(&reason));
         reason
@@ -411,6 +416,7 @@ pub fn place_batched(
         }
         progress(position, order.len());
     }
+    stats.reasons_worded = ledger.reasons_worded;
     Ok((decisions, ledger.state, stats))
 }
 

@@ -296,9 +296,13 @@ pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> T
     let carbon = site.carbon_term;
     let hbm_slack = rack.hbm_gb - job.hbm_gb.min(rack.hbm_gb);
     let hbm = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
-    let draw =
-        mix(job.random_salt ^ mix(rack.cluster.wrapping_mul(RANDOM_CLUSTER_STRIDE).wrapping_add(rack.free_gpus)));
-    let random = ((draw >> 16) * (TERM_SCALE + 1)) >> 16;
+    // The draw is skipped when its weight is 0 (every policy but `random`): a quarter of the work.
+    let mut random = 0;
+    if job.w_random != 0 {
+        let draw =
+            mix(job.random_salt ^ mix(rack.cluster.wrapping_mul(RANDOM_CLUSTER_STRIDE).wrapping_add(rack.free_gpus)));
+        random = ((draw >> 16) * (TERM_SCALE + 1)) >> 16;
+    }
     Terms { pack, spread, latency, energy, carbon, hbm, random }
 }
 
