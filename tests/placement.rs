@@ -81,6 +81,16 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
     }
 }
 
+/// The batched engine on the CPU with K = 8 and the default round limits.
+fn place_with_defaults(
+    fleet: &Fleet,
+    jobs: &[gpuplace::score::JobGpu],
+    order: &[usize],
+) -> (Vec<Decision>, gpuplace::FleetState, gpuplace::place::EngineStats) {
+    place_batched(fleet, jobs, order, fleet.initial_state(), 8, RoundLimits::default(), &mut CpuScorer, &mut |_, _| {})
+        .unwrap()
+}
+
 fn run_case(seed: u64, shape: Shape) {
     let mut rng = SplitMix64::new(seed);
     let fleet = random_fleet(&mut rng, shape);
@@ -149,17 +159,7 @@ fn batched_engine_equals_oracle_on_builtin_fleet() {
     let jobs = workload.compile(&fleet, &policy, at()).unwrap();
     let order = decision_order(&workload.jobs);
     let (reference, _) = place_reference(&fleet, &jobs, &order, fleet.initial_state());
-    let (batched, _, stats) = place_batched(
-        &fleet,
-        &jobs,
-        &order,
-        fleet.initial_state(),
-        8,
-        RoundLimits::default(),
-        &mut CpuScorer,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let (batched, _, stats) = place_with_defaults(&fleet, &jobs, &order);
     assert_eq!(batched, reference);
     assert!(stats.from_candidates > 0, "the candidate lists were never used: {stats:?}");
 
@@ -241,17 +241,7 @@ fn jobs_with_the_same_needs_share_one_worded_reason() {
     }
     let jobs = workload.compile(&fleet, &gpuplace::policy::Preset::Random.policy(9), at()).unwrap();
     let order = decision_order(&workload.jobs);
-    let (decisions, _, stats) = place_batched(
-        &fleet,
-        &jobs,
-        &order,
-        fleet.initial_state(),
-        8,
-        RoundLimits::default(),
-        &mut CpuScorer,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let (decisions, _, stats) = place_with_defaults(&fleet, &jobs, &order);
     assert!(decisions.iter().all(|d| matches!(d.outcome, Outcome::Unplaced { .. })));
     assert_eq!(stats.reasons_worded, 2, "one reason per distinct need");
 }
