@@ -222,15 +222,16 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
             feasible += 1u;
             let candidate = Candidate(score(job, rack, site, latency_ms), params.rack_offset + r);
             if (better(candidate, worst)) {
-                var slot = k - 1u;
-                loop {
-                    if (slot == 0u || !better(candidate, top[slot - 1u])) {
-                        break;
+                // Carry the candidate down the list (see insert_candidate in src/score.rs for why
+                // not a backward shift).
+                var carried = candidate;
+                for (var slot = 0u; slot < k; slot++) {
+                    let listed = top[slot];
+                    if (better(carried, listed)) {
+                        top[slot] = carried;
+                        carried = listed;
                     }
-                    top[slot] = top[slot - 1u];
-                    slot -= 1u;
                 }
-                top[slot] = candidate;
                 worst = top[k - 1u];
             }
         }

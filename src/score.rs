@@ -329,18 +329,20 @@ pub fn better(a: Candidate, b: Candidate) -> bool {
 
 /// Inserts `candidate` into the sorted list `top` (best first, length k) if it ranks within it.
 /// Keep in sync with the insertion loop in the shader's `main`.
+///
+/// The candidate is carried down the list: wherever it ranks before the listed entry, the two swap
+/// and the displaced entry is carried on; the last one falls off the end. Every step reads and
+/// writes the same slot. The backward-shifting loop used before (`top[slot] = top[slot - 1]`) was
+/// miscompiled by Mesa's GLSL compiler (llvmpipe through wgpu's GL backend), which silently dropped
+/// list entries.
 #[inline(always)]
 pub fn insert_candidate(top: &mut [Candidate], candidate: Candidate) {
-    let k = top.len();
-    if k == 0 || !better(candidate, top[k - 1]) {
-        return;
+    let mut carried = candidate;
+    for listed in top.iter_mut() {
+        if better(carried, *listed) {
+            std::mem::swap(&mut carried, listed);
+        }
     }
-    let mut slot = k - 1;
-    while slot > 0 && better(candidate, top[slot - 1]) {
-        top[slot] = top[slot - 1];
-        slot -= 1;
-    }
-    top[slot] = candidate;
 }
 
 /// Human names of the reject bits, in bit order.
