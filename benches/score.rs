@@ -7,11 +7,16 @@
 
 use std::hint::black_box;
 
+use std::sync::Arc;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gpuplace::cpu::{CpuScorer, score_batch};
-use gpuplace::place::{RoundLimits, decision_order, place_batched};
-use gpuplace::score::JobGpu;
-use gpuplace::{Day, Fleet, FleetState, GpuScorer, Policy};
+use gpuplace::engine::place::{decision_order, place_batched};
+use gpuplace::engine::{Backend, Ledger};
+use gpuplace::gpu::GpuScorer;
+use gpuplace::kernel::cpu::score_batch;
+use gpuplace::kernel::score::JobGpu;
+use gpuplace::kernel::state::FleetState;
+use gpuplace::{Day, Fleet, Policy};
 
 /// Above this many pairs a software adapter is skipped.
 const SOFTWARE_ADAPTER_MAX_PAIRS: usize = 50_000_000;
@@ -21,8 +26,8 @@ fn at() -> Day {
 }
 
 fn problem(jobs: usize, racks: usize) -> (Fleet, Vec<JobGpu>, Vec<usize>, FleetState) {
-    let fleet = gpuplace::bench::bench_fleet(racks);
-    let workload = gpuplace::generate::generate(&fleet, jobs, 42, at());
+    let fleet = gpuplace::sim::bench::bench_fleet(racks).unwrap();
+    let workload = gpuplace::generate::generate(&fleet, jobs, 42, at()).unwrap();
     let compiled = workload.compile(&fleet, &Policy::default(), at()).unwrap();
     let order = decision_order(&workload.jobs);
     let state = fleet.initial_state();
@@ -30,7 +35,7 @@ fn problem(jobs: usize, racks: usize) -> (Fleet, Vec<JobGpu>, Vec<usize>, FleetS
 }
 
 fn gpu() -> Option<GpuScorer> {
-    match GpuScorer::new() {
+    match GpuScorer::open() {
         Ok(gpu) => {
             eprintln!("GPU backend: {}", gpu.adapter());
             Some(gpu)
@@ -43,7 +48,7 @@ fn gpu() -> Option<GpuScorer> {
 }
 
 fn software(gpu: &GpuScorer) -> bool {
-    gpu.adapter().device_type == "Cpu"
+    gpu.adapter().software
 }
 
 fn label(jobs: usize, racks: usize) -> String {
@@ -90,33 +95,27 @@ fn scoring(c: &mut Criterion) {
 }
 
 fn placement(c: &mut Criterion) {
-    let mut gpu = gpu();
+    let mut gpu = gpu().map(|scorer| Backend::gpu(scorer).without_fallback());
     let mut group = c.benchmark_group("place");
     group.sample_size(10);
-    let fleet = gpuplace::builtin::default_fleet();
+    let fleet = Arc::new(gpuplace::builtin::default_fleet());
     for jobs in [10_000, 100_000] {
-        let workload = gpuplace::generate::generate(&fleet, jobs, 42, at());
+        let workload = gpuplace::generate::generate(&fleet, jobs, 42, at()).unwrap();
         let compiled = workload.compile(&fleet, &Policy::default(), at()).unwrap();
         let order = decision_order(&workload.jobs);
-        let run = |scorer: &mut dyn gpuplace::place::Scorer| {
-            place_batched(
-                &fleet,
-                &compiled,
-                &order,
-                fleet.initial_state(),
-                8,
-                RoundLimits::default(),
-                scorer,
-                &mut |_, _| {},
-            )
-            .unwrap()
-            .0
+        let run = |backend: &mut Backend| {
+            let mut ledger = Ledger::new(Arc::clone(&fleet));
+            place_batched(&mut ledger, &compiled, &order, backend, 8, &mut |_, _| {}).unwrap().0
         };
         let name = format!("{}k", jobs / 1000);
-        let expected = run(&mut CpuScorer);
-        group.bench_function(BenchmarkId::new("cpu-all", &name), |b| b.iter(|| run(&mut CpuScorer)));
+        let mut cpu = Backend::cpu();
+        let expected = run(&mut cpu);
+        group.bench_function(BenchmarkId::new("cpu-all", &name), |b| b.iter(|| run(&mut cpu)));
         match gpu.as_mut() {
-            Some(gpu) if software(gpu) && jobs * fleet.racks.len() > SOFTWARE_ADAPTER_MAX_PAIRS => {
+            Some(gpu)
+                if gpu.adapter().is_some_and(|a| a.software)
+                    && jobs * fleet.racks.len() > SOFTWARE_ADAPTER_MAX_PAIRS =>
+            {
                 eprintln!("place/gpu/{name} skipped: software adapter, one sample would take minutes");
             }
             Some(gpu) => {

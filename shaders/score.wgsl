@@ -1,9 +1,10 @@
 // gpuplace scoring kernel: scores every job of a tile against every rack of a tile and keeps each
 // job's best K candidates, so that only O(jobs × K) is read back.
 //
-// Keep in sync with src/score.rs, its CPU twin: the same structs in the same field order, the same
-// constants, and `check`, `terms`, `score` and `better` line for line. All arithmetic is u32; the
-// ranges that keep it from overflowing are documented (and enforced on input) in src/score.rs.
+// Keep in sync with its CPU twin: src/kernel/shape.rs (`fits`, `gpus_on_anchor`: the shape rule)
+// and src/kernel/score.rs (everything else). The same structs in the same field order, the same
+// constants, and the functions line for line. All arithmetic is u32; the ranges that keep it from
+// overflowing are documented in src/kernel/score.rs and enforced on input.
 
 const TERM_SCALE: u32 = 1000u;
 const MAX_WEIGHT: u32 = 1000u;
@@ -11,6 +12,15 @@ const RANDOM_CLUSTER_STRIDE: u32 = 0x9E3779B1u;
 const RECIP_SHIFT: u32 = 16u;
 const MAX_CANDIDATES: u32 = 16u;
 const NO_RACK: u32 = 0xFFFFFFFFu;
+
+const TERM_PACK: u32 = 0u;
+const TERM_SPREAD: u32 = 1u;
+const TERM_LATENCY: u32 = 2u;
+const TERM_ENERGY: u32 = 3u;
+const TERM_CARBON: u32 = 4u;
+const TERM_HBM: u32 = 5u;
+const TERM_RANDOM: u32 = 6u;
+const TERM_COUNT: u32 = 7u;
 
 const REJECT_GPUS: u32 = 1u;
 const REJECT_HBM: u32 = 2u;
@@ -33,17 +43,8 @@ struct Job {
     jurisdiction_mask: u32,
     provider_mask: u32,
     ready_day: u32,
-    w_pack: u32,
-    w_spread: u32,
-    w_latency: u32,
-    w_energy: u32,
-    w_carbon: u32,
-    w_hbm: u32,
-    w_random: u32,
     random_salt: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    weights: array<u32, TERM_COUNT>,
 }
 
 struct Rack {
@@ -63,9 +64,6 @@ struct Site {
     provider_bit: u32,
     energy_term: u32,
     carbon_term: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 struct Cluster {
@@ -89,16 +87,6 @@ struct Params {
     _pad: u32,
 }
 
-struct Terms {
-    pack: u32,
-    spread: u32,
-    latency: u32,
-    energy: u32,
-    carbon: u32,
-    hbm: u32,
-    random: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> jobs: array<Job>;
 @group(0) @binding(2) var<storage, read> racks: array<Rack>;
@@ -108,14 +96,22 @@ struct Terms {
 @group(0) @binding(6) var<storage, read_write> candidates: array<Candidate>;
 @group(0) @binding(7) var<storage, read_write> feasible_counts: array<u32>;
 
+// The shape rule (twin of src/kernel/shape.rs): a job of at most one NVLink domain needs that many
+// free GPUs in this rack; a larger one needs this rack fully free and enough fully free racks in
+// its cluster (this rack is their anchor).
+fn fits(job_gpus: u32, free_gpus: u32, rack_gpus: u32, free_racks: u32) -> bool {
+    let fits_one_rack = free_gpus >= job_gpus;
+    let fits_many_racks = free_gpus == rack_gpus && free_racks * rack_gpus >= job_gpus;
+    return select(fits_many_racks, fits_one_rack, job_gpus <= rack_gpus);
+}
+
+fn gpus_on_anchor(job_gpus: u32, free_gpus: u32) -> u32 {
+    return min(job_gpus, free_gpus);
+}
+
 fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, latency_ms: u32) -> u32 {
     var reject = 0u;
-    // A job of at most one NVLink domain needs that many free GPUs in this rack; a larger one needs
-    // this rack fully free and enough fully free racks in its cluster (this rack is their anchor).
-    let fits_one_rack = rack.free_gpus >= job.gpus;
-    let fits_many_racks = rack.free_gpus == rack.gpus && cluster.free_racks * rack.gpus >= job.gpus;
-    let fits = select(fits_many_racks, fits_one_rack, job.gpus <= rack.gpus);
-    if (!fits) {
+    if (!fits(job.gpus, rack.free_gpus, rack.gpus, cluster.free_racks)) {
         reject |= REJECT_GPUS;
     }
     if (rack.hbm_gb < job.hbm_gb) {
@@ -149,36 +145,33 @@ fn mix(x: u32) -> u32 {
     return h;
 }
 
-fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> Terms {
-    // GPUs of this rack the job takes: all of them for a job spanning racks (its anchor is fully free).
-    let placed = min(job.gpus, rack.free_gpus);
-    let used_after = rack.gpus - rack.free_gpus + placed;
-    let pack = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
-    let spread = TERM_SCALE - pack;
+fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> array<u32, TERM_COUNT> {
+    var t: array<u32, TERM_COUNT>;
+    let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, rack.free_gpus);
+    t[TERM_PACK] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
+    t[TERM_SPREAD] = TERM_SCALE - t[TERM_PACK];
     let latency_slack = job.latency_ref_ms - min(job.latency_ref_ms, latency_ms);
-    let latency = (latency_slack * job.inv_latency_ref_q16) >> RECIP_SHIFT;
-    let energy = site.energy_term;
-    let carbon = site.carbon_term;
+    t[TERM_LATENCY] = (latency_slack * job.inv_latency_ref_q16) >> RECIP_SHIFT;
+    t[TERM_ENERGY] = site.energy_term;
+    t[TERM_CARBON] = site.carbon_term;
     let hbm_slack = rack.hbm_gb - min(job.hbm_gb, rack.hbm_gb);
-    let hbm = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
+    t[TERM_HBM] = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
     // The draw is skipped when its weight is 0 (every policy but `random`): a quarter of the work.
-    var random = 0u;
-    if (job.w_random != 0u) {
-        let draw = mix(job.random_salt ^ mix(rack.cluster * RANDOM_CLUSTER_STRIDE + rack.free_gpus));
-        random = ((draw >> 16u) * (TERM_SCALE + 1u)) >> 16u;
+    if (job.weights[TERM_RANDOM] != 0u) {
+        let rack_class = rack.cluster * RANDOM_CLUSTER_STRIDE + rack.free_gpus;
+        let draw = mix(job.random_salt ^ mix(rack_class));
+        t[TERM_RANDOM] = ((draw >> 16u) * (TERM_SCALE + 1u)) >> 16u;
     }
-    return Terms(pack, spread, latency, energy, carbon, hbm, random);
+    return t;
 }
 
 fn score(job: Job, rack: Rack, site: Site, latency_ms: u32) -> u32 {
     let t = terms(job, rack, site, latency_ms);
-    return job.w_pack * t.pack
-        + job.w_spread * t.spread
-        + job.w_latency * t.latency
-        + job.w_energy * t.energy
-        + job.w_carbon * t.carbon
-        + job.w_hbm * t.hbm
-        + job.w_random * t.random;
+    var total = 0u;
+    for (var term = 0u; term < TERM_COUNT; term++) {
+        total += job.weights[term] * t[term];
+    }
+    return total;
 }
 
 fn better(a: Candidate, b: Candidate) -> bool {
@@ -222,8 +215,8 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
             feasible += 1u;
             let candidate = Candidate(score(job, rack, site, latency_ms), params.rack_offset + r);
             if (better(candidate, worst)) {
-                // Carry the candidate down the list (see insert_candidate in src/score.rs for why
-                // not a backward shift).
+                // insert_candidate in src/kernel/score.rs: carry the candidate down the list (it
+                // says why not a backward shift).
                 var carried = candidate;
                 for (var slot = 0u; slot < k; slot++) {
                     let listed = top[slot];

@@ -6,15 +6,19 @@
 //! jurisdiction and latency.
 //!
 //! A WGSL compute kernel (`shaders/score.wgsl`, run through wgpu on any Vulkan, Metal, DX12 or GL
-//! adapter) scores every job against every rack and keeps each job's best candidates; a CPU twin
-//! ([`score`], [`cpu`]) computes bit-identical results and is the reference and the fallback. The
-//! placement engine ([`place`]) commits jobs in priority order with exact capacity accounting.
+//! adapter; feature `gpu`, on by default) scores every job against every rack and keeps each job's
+//! best candidates; a CPU twin ([`kernel::score`], [`kernel::cpu`]) computes bit-identical results
+//! and is the reference and the fallback. The engine ([`engine`]) commits jobs in priority order on
+//! a live capacity ledger with exact accounting.
+//!
+//! Modules, each importing only those listed before it (see `ARCHITECTURE.md`): [`error`],
+//! [`kernel`], [`model`], `gpu`, [`engine`], [`report`], [`sim`].
 //!
 //! ```no_run
-//! use gpuplace::{BackendChoice, Policy, Scheduler, builtin, generate, report};
+//! use gpuplace::{BackendChoice, Day, Policy, Scheduler, builtin, generate, report};
 //!
 //! let fleet = builtin::default_fleet();
-//! let workload = generate::generate(&fleet, 1000, 42, gpuplace::Day::parse("2026-11-26").unwrap());
+//! let workload = generate::generate(&fleet, 1000, 42, Day::parse("2026-11-26").unwrap())?;
 //! let mut scheduler = Scheduler::new(fleet, Policy::default(), BackendChoice::Auto)?;
 //! let placement = scheduler.place(&workload, None)?;
 //! let out = report::out_file(scheduler.fleet(), &workload, &placement);
@@ -22,32 +26,24 @@
 //! # Ok::<(), gpuplace::Error>(())
 //! ```
 
-pub mod bench;
-pub mod builtin;
-pub mod compare;
-pub mod cpu;
-pub mod date;
+pub mod engine;
 pub mod error;
-pub mod explain;
-pub mod fleet;
-pub mod generate;
+#[cfg(feature = "gpu")]
 pub mod gpu;
-pub mod import;
-pub mod jobs;
-pub mod place;
-pub mod plot;
-pub mod policy;
-pub mod replay;
+pub mod kernel;
+pub mod model;
 pub mod report;
-pub mod scheduler;
-pub mod score;
+pub mod sim;
 
-pub use date::Day;
-pub use error::{Error, InputError, Result};
-pub use fleet::{Fleet, FleetFile, FleetState};
-pub use gpu::{GpuError, GpuScorer};
-pub use jobs::{Job, JobKind, Workload};
-pub use policy::{Policy, Weights};
-pub use scheduler::{Backend, BackendChoice, Placement, Scheduler};
-/// The wgpu version gpuplace is built with, for callers that open a [`GpuScorer`] with custom limits.
+pub use engine::{Backend, BackendChoice, Placement, Scheduler};
+pub use error::{Error, InputError, Result, ScoreError};
+pub use model::date::Day;
+pub use model::fleet::Fleet;
+pub use model::jobs::{Job, JobKind, Workload};
+pub use model::policy::{Policy, Weights};
+pub use model::{builtin, date};
+pub use sim::{generate, import, replay};
+/// The wgpu version gpuplace is built with, for callers that open a [`gpu::GpuScorer`] with custom
+/// limits.
+#[cfg(feature = "gpu")]
 pub use wgpu;

@@ -1,20 +1,24 @@
-//! The placement engine against its definition: on many seeded random fleets and workloads, the
-//! batched engine equals the one-job-at-a-time oracle, and an independent replay confirms every
-//! decision (capacity, constraints, optimality, the priority guarantee).
+//! The placement engine against its definition, on every backend (the CPU and every adapter wgpu
+//! finds): on many seeded random fleets and workloads the batched engine equals the
+//! one-job-at-a-time oracle, and an independent replay confirms every decision (capacity,
+//! constraints, optimality, the priority guarantee). Also: the ledger's commit and release are
+//! exact inverses, the scheduler places incrementally on live capacity, explain agrees with the
+//! decisions, and the engine's cross-check against the reference rule stops a broken engine.
 
 mod common;
 
-use common::{Shape, at, random_fleet, random_policy, random_workload};
-use gpuplace::cpu::CpuScorer;
-use gpuplace::generate::SplitMix64;
-use gpuplace::place::{Decision, Outcome, RoundLimits, STATIC_REJECTS, decision_order, place_batched, place_reference};
-use gpuplace::score::{Candidate, better, check, score};
-use gpuplace::{Fleet, Policy, Workload};
+use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_workload};
+use gpuplace::engine::place::{Decision, Outcome, decision_order};
+use gpuplace::engine::{Allocation, Ledger};
+use gpuplace::kernel::score::{Candidate, STATIC_REJECTS, better, check, score};
+use gpuplace::sim::generate::SplitMix64;
+use gpuplace::{Backend, Fleet, Policy, Scheduler, Workload};
+use proptest::prelude::*;
 
 /// Replays `decisions` on a fresh copy of the fleet with its own arithmetic and checks each one:
 /// decision order, the chosen rack is the best feasible one (ties: lowest index), unplaced jobs had
-/// no feasible rack, gangs all-or-nothing, multi-rack jobs on fully free racks of one cluster, and
-/// no rack or site ever over capacity.
+/// no feasible rack, gangs all-or-nothing, multi-rack jobs on fully free racks of one cluster, the
+/// allocation's site and power, and no rack or site ever over capacity.
 pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[Decision]) {
     let jobs = workload.compile(fleet, policy, at()).unwrap();
     let order = decision_order(&workload.jobs);
@@ -40,11 +44,14 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
                 assert_eq!(best, None, "{id} left unplaced although a rack was feasible ({reason})");
                 assert!(!reason.is_empty());
             }
-            Outcome::Placed { racks, score } => {
+            Outcome::Placed { allocation, score } => {
                 let best = best.unwrap_or_else(|| panic!("{id} placed although no rack was feasible"));
+                let racks = &allocation.racks;
                 assert_eq!((racks[0].rack, *score), (best.rack, best.score), "{id} not on the best rack");
                 let anchor = state.racks[racks[0].rack as usize];
-                assert_eq!(racks.iter().map(|s| s.gpus).sum::<u32>(), job.gpus, "{id}: gang not whole");
+                assert_eq!(allocation.gpus(), job.gpus, "{id}: gang not whole");
+                assert_eq!(allocation.site, anchor.site, "{id}: allocation names another site");
+                assert_eq!(allocation.power_w, job.gpus * anchor.gpu_watts, "{id}: power not the job's draw");
                 if job.gpus <= anchor.gpus {
                     assert_eq!(racks.len(), 1, "{id} split across NVLink domains");
                 } else {
@@ -72,112 +79,119 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
                     }
                     rack.free_gpus -= share.gpus;
                 }
-                let draw = job.gpus * anchor.gpu_watts;
                 let site = &mut state.sites[anchor.site as usize];
-                assert!(site.power_free_w >= draw, "{id} overdraws site power");
-                site.power_free_w -= draw;
+                assert!(site.power_free_w >= allocation.power_w, "{id} overdraws site power");
+                site.power_free_w -= allocation.power_w;
             }
         }
     }
 }
 
-/// The batched engine on the CPU with K = 8 and the default round limits.
-fn place_with_defaults(
-    fleet: &Fleet,
-    jobs: &[gpuplace::score::JobGpu],
-    order: &[usize],
-) -> (Vec<Decision>, gpuplace::FleetState, gpuplace::place::EngineStats) {
-    place_batched(fleet, jobs, order, fleet.initial_state(), 8, RoundLimits::default(), &mut CpuScorer, &mut |_, _| {})
-        .unwrap()
-}
+/// Engine settings exercised per case: (K, most changed racks per round, most jobs per round).
+const SETTINGS: [(Option<u32>, usize, usize); 5] = [
+    (None, usize::MAX, 65_536),
+    (Some(1), usize::MAX, 5),
+    (Some(2), 0, 65_536),
+    (Some(16), 3, 1),
+    (Some(8), usize::MAX, 17),
+];
 
-fn run_case(seed: u64, shape: Shape) {
+/// One random problem on one backend: the oracle, verified, then the batched engine under every
+/// setting, equal to it, with the same final capacity and a consistent ledger. Returns the backend.
+fn run_case(seed: u64, shape: Shape, backend_name: &str, backend: Backend) -> Backend {
     let mut rng = SplitMix64::new(seed);
     let fleet = random_fleet(&mut rng, shape);
     let workload = random_workload(&mut rng, &fleet, shape.jobs);
     let policy = random_policy(&mut rng, shape.all_ties);
-    let jobs = workload.compile(&fleet, &policy, at()).unwrap();
-    let order = decision_order(&workload.jobs);
-    let (reference, reference_state) = place_reference(&fleet, &jobs, &order, fleet.initial_state());
+    let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, backend).unwrap();
+    let reference = scheduler.place_reference(&workload, Some(at())).unwrap();
     verify(&fleet, &workload, &policy, &reference);
-    for (k, max_dirty_racks, max_jobs_per_round) in [
-        (policy.candidates as usize, usize::MAX, 65_536),
-        (1, usize::MAX, 5),
-        (2, 0, 65_536),
-        (16, 3, 1),
-        (8, usize::MAX, 17),
-    ] {
-        let (batched, state, _) = place_batched(
-            &fleet,
-            &jobs,
-            &order,
-            fleet.initial_state(),
-            k,
-            RoundLimits { max_dirty_racks, max_jobs_per_round },
-            &mut CpuScorer,
-            &mut |_, _| {},
-        )
-        .unwrap();
-        assert_eq!(
-            batched, reference,
-            "seed {seed}: batched (k={k}, dirty limit {max_dirty_racks}, round {max_jobs_per_round}) differs from the oracle"
-        );
-        assert_eq!(state, reference_state, "seed {seed}: final capacity differs");
+    let mut reference_ledger = Ledger::new(std::sync::Arc::new(fleet.clone()));
+    for decision in &reference {
+        if let Outcome::Placed { allocation, .. } = &decision.outcome {
+            reference_ledger.apply(allocation);
+        }
     }
+    for (k, max_dirty_racks, max_jobs_per_round) in SETTINGS {
+        let setting = format!(
+            "seed {seed} on {backend_name} (k={k:?}, dirty limit {max_dirty_racks}, round {max_jobs_per_round})"
+        );
+        scheduler.reset();
+        scheduler.set_policy(Policy { candidates: k.unwrap_or(policy.candidates), ..policy }).unwrap();
+        scheduler.set_round_limits(max_dirty_racks, max_jobs_per_round);
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        assert_eq!(placement.decisions, reference, "{setting}: batched differs from the oracle");
+        assert_eq!(&placement.state, reference_ledger.state(), "{setting}: final capacity differs");
+        scheduler.ledger().check_consistency().unwrap_or_else(|e| panic!("{setting}: {e}"));
+        assert!(scheduler.backend().notices().is_empty(), "{setting}: {:?}", scheduler.backend().notices());
+    }
+    scheduler.into_backend()
+}
+
+fn run_cases(test: &str, seeds: std::ops::Range<u64>, shape: Shape) {
+    on_every_backend(test, |name, mut backend| {
+        for seed in seeds.clone() {
+            backend = run_case(seed, shape, name, backend);
+        }
+        if name != "cpu" {
+            assert!(backend.is_gpu(), "{name}: fell back to the CPU");
+        }
+    });
 }
 
 #[test]
 fn batched_engine_equals_oracle_on_random_problems() {
-    for seed in 0..150 {
-        run_case(seed, Shape::default());
-    }
+    run_cases("batched_engine_equals_oracle_on_random_problems", 0..150, Shape::default());
 }
 
 #[test]
 fn batched_engine_equals_oracle_when_everything_ties() {
-    for seed in 1000..1060 {
-        run_case(seed, Shape { all_ties: true, ..Shape::default() });
-    }
+    run_cases(
+        "batched_engine_equals_oracle_when_everything_ties",
+        1000..1060,
+        Shape { all_ties: true, ..Shape::default() },
+    );
 }
 
 #[test]
 fn batched_engine_equals_oracle_under_heavy_contention() {
     // Few racks, many jobs, much occupancy: most jobs end unplaced, candidate lists run dry.
-    for seed in 2000..2060 {
-        run_case(
-            seed,
-            Shape { max_sites: 2, max_clusters: 2, max_racks: 4, jobs: 150, occupancy_percent: 70, all_ties: false },
-        );
-    }
+    let shape =
+        Shape { max_sites: 2, max_clusters: 2, max_racks: 4, jobs: 150, occupancy_percent: 70, all_ties: false };
+    run_cases("batched_engine_equals_oracle_under_heavy_contention", 2000..2060, shape);
 }
 
 #[test]
 fn batched_engine_equals_oracle_on_builtin_fleet() {
     let fleet = gpuplace::builtin::default_fleet();
-    let workload = gpuplace::generate::generate(&fleet, 6000, 11, at());
+    let workload = gpuplace::generate::generate(&fleet, 6000, 11, at()).unwrap();
     let policy = Policy::default();
-    let jobs = workload.compile(&fleet, &policy, at()).unwrap();
-    let order = decision_order(&workload.jobs);
-    let (reference, _) = place_reference(&fleet, &jobs, &order, fleet.initial_state());
-    let (batched, _, stats) = place_with_defaults(&fleet, &jobs, &order);
-    assert_eq!(batched, reference);
-    assert!(stats.from_candidates > 0, "the candidate lists were never used: {stats:?}");
-
-    verify(&fleet, &workload, &policy, &batched);
-    let placed = batched.iter().filter(|d| matches!(d.outcome, Outcome::Placed { .. })).count();
-    assert!(placed > 0 && placed < batched.len(), "placed {placed} of {}: not a contended problem", batched.len());
+    let reference = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu())
+        .unwrap()
+        .place_reference(&workload, Some(at()))
+        .unwrap();
+    verify(&fleet, &workload, &policy, &reference);
+    let placed = reference.iter().filter(|d| matches!(d.outcome, Outcome::Placed { .. })).count();
+    assert!(placed > 0 && placed < reference.len(), "placed {placed} of {}: not a contended problem", reference.len());
+    on_every_backend("batched_engine_equals_oracle_on_builtin_fleet", |name, backend| {
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, backend).unwrap();
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        assert_eq!(placement.decisions, reference, "{name}");
+        assert!(placement.stats.from_candidates > 0, "{name}: the candidate lists were never used");
+    });
 }
 
 #[test]
 fn verify_catches_a_wrong_decision() {
-    // Negative control for `verify`: swapping two placements' racks must be caught.
+    // Negative control for `verify`: swapping two placements' allocations must be caught.
     let mut rng = SplitMix64::new(7);
     let fleet = random_fleet(&mut rng, Shape { max_racks: 20, ..Shape::default() });
     let workload = random_workload(&mut rng, &fleet, 80);
     let policy = Policy::default();
-    let jobs = workload.compile(&fleet, &policy, at()).unwrap();
-    let order = decision_order(&workload.jobs);
-    let (mut decisions, _) = place_reference(&fleet, &jobs, &order, fleet.initial_state());
+    let mut decisions = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu())
+        .unwrap()
+        .place_reference(&workload, Some(at()))
+        .unwrap();
     let placed: Vec<usize> = decisions
         .iter()
         .enumerate()
@@ -194,14 +208,44 @@ fn verify_catches_a_wrong_decision() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the engine's cross-check runs in debug builds only")]
+fn the_cross_check_stops_a_broken_engine() {
+    // The engine's own check against the reference rule (debug builds, so every test run) must
+    // catch an engine that ignores racks changed since its snapshot: one of its invariants, broken.
+    on_every_backend("the_cross_check_stops_a_broken_engine", |name, backend| {
+        let mut rng = SplitMix64::new(2001);
+        let fleet = random_fleet(
+            &mut rng,
+            Shape { max_sites: 2, max_clusters: 2, max_racks: 4, jobs: 150, occupancy_percent: 70, all_ties: false },
+        );
+        let workload = random_workload(&mut rng, &fleet, 150);
+        let mut scheduler = Scheduler::with_backend(fleet, Policy::default(), backend).unwrap();
+        let healthy = scheduler.place(&workload, Some(at()));
+        assert!(healthy.is_ok(), "{name}");
+        scheduler.reset();
+        scheduler.break_engine();
+        let broken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scheduler.place(&workload, Some(at()))));
+        let message = broken.err().map(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        });
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains("diverged from the reference rule")),
+            "{name}: a broken engine went unnoticed ({message:?})"
+        );
+    });
+}
+
+#[test]
 fn placement_is_deterministic_across_thread_counts() {
     let fleet = gpuplace::builtin::default_fleet();
-    let workload = gpuplace::generate::generate(&fleet, 3000, 5, at());
+    let workload = gpuplace::generate::generate(&fleet, 3000, 5, at()).unwrap();
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut scheduler =
-                gpuplace::Scheduler::new(fleet.clone(), Policy::default(), gpuplace::BackendChoice::Cpu).unwrap();
+            let mut scheduler = Scheduler::with_backend(fleet.clone(), Policy::default(), Backend::cpu()).unwrap();
             let placement = scheduler.place(&workload, Some(at())).unwrap();
             serde_json::to_string(&gpuplace::report::out_file(&fleet, &workload, &placement)).unwrap()
         })
@@ -214,9 +258,9 @@ fn placement_is_deterministic_across_thread_counts() {
 #[test]
 fn generator_is_deterministic_and_seed_sensitive() {
     let fleet = gpuplace::builtin::default_fleet();
-    let a = gpuplace::generate::generate(&fleet, 500, 1, at());
-    assert_eq!(a, gpuplace::generate::generate(&fleet, 500, 1, at()));
-    assert_ne!(a.jobs, gpuplace::generate::generate(&fleet, 500, 2, at()).jobs);
+    let a = gpuplace::generate::generate(&fleet, 500, 1, at()).unwrap();
+    assert_eq!(a, gpuplace::generate::generate(&fleet, 500, 1, at()).unwrap());
+    assert_ne!(a.jobs, gpuplace::generate::generate(&fleet, 500, 2, at()).unwrap().jobs);
     // Every generated workload is valid for the fleet it was made for.
     a.compile(&fleet, &Policy::default(), at()).unwrap();
     let kinds: std::collections::BTreeSet<_> = a.jobs.iter().map(|j| j.kind).collect();
@@ -228,7 +272,7 @@ fn jobs_with_the_same_needs_share_one_worded_reason() {
     // Jobs of equal needs in an unchanged state must reuse one worded reason, whatever their kind,
     // weights or random salt; wording each anew once made 1M-job runs 3× slower.
     let fleet = gpuplace::builtin::default_fleet();
-    let mut workload = gpuplace::generate::generate(&fleet, 300, 3, at());
+    let mut workload = gpuplace::generate::generate(&fleet, 300, 3, at()).unwrap();
     for (i, job) in workload.jobs.iter_mut().enumerate() {
         // No rack has this much HBM: every job is unplaced and nothing is ever committed.
         job.hbm_gb_per_gpu = 60_000;
@@ -239,9 +283,117 @@ fn jobs_with_the_same_needs_share_one_worded_reason() {
         job.providers = None;
         job.not_before = None;
     }
-    let jobs = workload.compile(&fleet, &gpuplace::policy::Preset::Random.policy(9), at()).unwrap();
-    let order = decision_order(&workload.jobs);
-    let (decisions, _, stats) = place_with_defaults(&fleet, &jobs, &order);
-    assert!(decisions.iter().all(|d| matches!(d.outcome, Outcome::Unplaced { .. })));
-    assert_eq!(stats.reasons_worded, 2, "one reason per distinct need");
+    let policy = gpuplace::model::policy::Preset::Random.policy(9);
+    let mut scheduler = Scheduler::with_backend(fleet, policy, Backend::cpu()).unwrap();
+    let placement = scheduler.place(&workload, Some(at())).unwrap();
+    assert!(placement.decisions.iter().all(|d| matches!(d.outcome, Outcome::Unplaced { .. })));
+    assert_eq!(placement.stats.reasons_worded, 2, "one reason per distinct need");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Any sequence of commits, then their releases in any order, restores the ledger exactly;
+    /// its bookkeeping is consistent after every step.
+    #[test]
+    fn commit_and_release_are_exact_inverses(seed in any::<u64>(), order_seed in any::<u64>()) {
+        let mut rng = SplitMix64::new(seed);
+        let fleet = std::sync::Arc::new(random_fleet(&mut rng, Shape { max_racks: 10, occupancy_percent: 40, ..Shape::default() }));
+        let workload = random_workload(&mut rng, &fleet, 60);
+        let jobs = workload.compile(&fleet, &Policy::default(), at()).unwrap();
+        let initial = Ledger::new(std::sync::Arc::clone(&fleet));
+        let mut ledger = initial.clone();
+        let mut held: Vec<Allocation> = Vec::new();
+        for job in &jobs {
+            if let Some(best) = ledger.best_rack(job) {
+                held.push(ledger.commit(job, best.rack));
+                prop_assert_eq!(ledger.check_consistency(), Ok(()));
+            }
+        }
+        let mut order_rng = SplitMix64::new(order_seed);
+        while !held.is_empty() {
+            let allocation = held.swap_remove(order_rng.below(held.len() as u64) as usize);
+            ledger.release(&allocation);
+            prop_assert_eq!(ledger.check_consistency(), Ok(()));
+        }
+        prop_assert_eq!(ledger.state(), initial.state());
+    }
+}
+
+#[test]
+fn the_scheduler_places_on_what_is_left_and_releases_exactly() {
+    on_every_backend("the_scheduler_places_on_what_is_left_and_releases_exactly", |name, backend| {
+        let fleet = gpuplace::builtin::default_fleet();
+        let first = gpuplace::generate::generate(&fleet, 3000, 21, at()).unwrap();
+        let mut second = gpuplace::generate::generate(&fleet, 3000, 22, at()).unwrap();
+        for job in &mut second.jobs {
+            job.id = format!("second-{}", job.id);
+        }
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), Policy::default(), backend).unwrap();
+        let initial = scheduler.ledger().state().clone();
+        let a = scheduler.place(&first, Some(at())).unwrap();
+        assert_eq!(&a.before, &initial, "{name}");
+        // Release every other placed job, then place the second batch on what is left: exactly
+        // what the oracle decides from that state.
+        let placed: Vec<&str> = a
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.outcome, Outcome::Placed { .. }))
+            .map(|d| first.jobs[d.job].id.as_str())
+            .collect();
+        for id in placed.iter().step_by(2) {
+            scheduler.release(id).unwrap();
+        }
+        assert!(scheduler.release(placed[0]).is_err(), "{name}: released twice");
+        let expected = scheduler.place_reference(&second, Some(at())).unwrap();
+        let b = scheduler.place(&second, Some(at())).unwrap();
+        assert_eq!(b.decisions, expected, "{name}: the second batch differs from the oracle on the live state");
+        // Placing a job that is still placed is refused.
+        assert!(scheduler.place(&first, Some(at())).is_err(), "{name}: a running job was placed twice");
+        // Releasing everything restores the fleet exactly.
+        for id in placed.iter().skip(1).step_by(2) {
+            scheduler.release(id).unwrap();
+        }
+        for d in &b.decisions {
+            if matches!(d.outcome, Outcome::Placed { .. }) {
+                scheduler.release(&second.jobs[d.job].id).unwrap();
+            }
+        }
+        assert_eq!(scheduler.running(), 0);
+        assert_eq!(scheduler.ledger().state(), &initial, "{name}");
+        scheduler.ledger().check_consistency().unwrap();
+    });
+}
+
+#[test]
+fn explain_agrees_with_the_decisions_without_placing_again() {
+    let fleet = gpuplace::builtin::default_fleet();
+    let workload = gpuplace::generate::generate(&fleet, 2000, 31, at()).unwrap();
+    let mut scheduler = Scheduler::with_backend(fleet.clone(), Policy::default(), Backend::cpu()).unwrap();
+    let placement = scheduler.place(&workload, Some(at())).unwrap();
+    let after = scheduler.ledger().state().clone();
+    let (mut placed, mut unplaced) = (0, 0);
+    for (rank, decision) in placement.decisions.iter().enumerate().step_by(37) {
+        let id = &workload.jobs[decision.job].id;
+        let e = scheduler.explain(&workload, &placement, id).unwrap();
+        assert_eq!(e.decided_before, rank, "{id}");
+        match &decision.outcome {
+            Outcome::Placed { allocation, score } => {
+                placed += 1;
+                let best = &e.candidates[0];
+                assert_eq!(
+                    (best.global_rack, best.score),
+                    (allocation.anchor(), *score),
+                    "{id}: best candidate is not the decision"
+                );
+                assert!(e.decision.starts_with("placed on"), "{}", e.decision);
+            }
+            Outcome::Unplaced { reason } => {
+                unplaced += 1;
+                assert_eq!(e.feasible_racks, 0, "{id}");
+                assert_eq!(e.decision, format!("unplaced: {reason}"));
+            }
+        }
+    }
+    assert!(placed > 0 && unplaced > 0, "explained {placed} placed and {unplaced} unplaced jobs");
+    assert_eq!(scheduler.ledger().state(), &after, "explain changed the live capacity");
 }

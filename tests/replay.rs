@@ -3,13 +3,11 @@
 
 mod common;
 
-use common::{Shape, at, random_fleet, random_policy, random_workload};
-use gpuplace::cpu::CpuScorer;
-use gpuplace::generate::SplitMix64;
+use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_workload};
 use gpuplace::import::{AzureOptions, alibaba_nodes, alibaba_pods, azure};
-use gpuplace::place::Scorer;
 use gpuplace::replay::{JobFate, ReplayConfig, ReplayReport, replay};
-use gpuplace::{Fleet, JobKind, Policy, Workload};
+use gpuplace::sim::generate::SplitMix64;
+use gpuplace::{Backend, Fleet, JobKind, Policy, Scheduler, Workload};
 
 /// A random fleet and a workload with arrivals and durations in seconds.
 fn problem(seed: u64) -> (Fleet, Workload, Policy) {
@@ -27,31 +25,35 @@ fn problem(seed: u64) -> (Fleet, Workload, Policy) {
 
 /// Replays with checks after every interval: the fleet's state equals the initial occupancy plus
 /// exactly the jobs running then (placed, started, not yet ended); no job starts before it
-/// arrives; power and GPUs never exceed capacity.
+/// arrives; power and GPUs never exceed capacity; the ledger's bookkeeping is consistent. Returns
+/// the report and the backend.
 fn checked_replay(
     fleet: &Fleet,
     workload: &Workload,
     policy: &Policy,
     config: ReplayConfig,
-    scorer: &mut dyn Scorer,
-) -> ReplayReport {
+    backend: Backend,
+) -> (ReplayReport, Backend) {
     let jobs = workload.compile(fleet, policy, config.start).unwrap();
     let initial = fleet.initial_state();
+    let mut scheduler = Scheduler::with_backend(fleet.clone(), *policy, backend).unwrap();
     let mut intervals = 0;
-    let report = replay(fleet, workload, policy, &jobs, config, scorer, &mut |_, _| {}, &mut |t, state, fates| {
+    let report = replay(&mut scheduler, workload, config, &mut |_, _| {}, &mut |t, scheduler, fates| {
         intervals += 1;
+        let state = scheduler.ledger().state();
+        scheduler.ledger().check_consistency().unwrap_or_else(|e| panic!("at t={t}: {e}"));
         let mut free: Vec<u32> = initial.racks.iter().map(|r| r.free_gpus).collect();
         let mut power: Vec<u32> = initial.sites.iter().map(|s| s.power_free_w).collect();
         for (j, fate) in fates.iter().enumerate() {
-            if let Some(JobFate::Placed { start_s, end_s, racks }) = fate {
+            if let Some(JobFate::Placed { start_s, end_s, allocation }) = fate {
                 assert!(*start_s >= workload.jobs[j].submit_s.unwrap(), "job {j} started before it arrived");
                 assert!(*start_s <= t);
                 if *end_s > t {
-                    for share in racks {
+                    for share in &allocation.racks {
                         free[share.rack as usize] =
                             free[share.rack as usize].checked_sub(share.gpus).expect("rack over capacity");
                     }
-                    let anchor = &initial.racks[racks[0].rack as usize];
+                    let anchor = &initial.racks[allocation.racks[0].rack as usize];
                     power[anchor.site as usize] = power[anchor.site as usize]
                         .checked_sub(jobs[j].gpus * anchor.gpu_watts)
                         .expect("site over power");
@@ -71,76 +73,97 @@ fn checked_replay(
     })
     .unwrap();
     assert_eq!(intervals, report.intervals);
-    report
+    // Every job placed has been released again by the end.
+    assert_eq!(scheduler.running(), 0);
+    assert_eq!(scheduler.ledger().state(), &initial);
+    (report, scheduler.into_backend())
 }
 
 #[test]
 fn replay_invariants_hold_at_every_interval() {
-    for seed in 0..40 {
-        let (fleet, workload, policy) = problem(seed);
-        let config = ReplayConfig { interval_s: [60, 300, 7][seed as usize % 3], max_wait_s: None, start: at() };
-        let report = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
-        // Every job accounted for: placed or rejected, never both, never lost.
-        assert_eq!(report.fates.len(), workload.jobs.len());
-        let placed: usize = report.kinds.iter().map(|k| k.placed).sum();
-        let rejected: usize = report.kinds.iter().map(|k| k.rejected).sum();
-        assert_eq!(placed + rejected, workload.jobs.len());
-        assert_eq!(report.latency_violations, 0);
-        for (job, fate) in workload.jobs.iter().zip(&report.fates) {
-            if let JobFate::Placed { start_s, end_s, .. } = fate {
-                assert_eq!(end_s - start_s, job.duration_s.unwrap());
-                assert_eq!(start_s % config.interval_s, 0, "starts on an interval boundary");
+    on_every_backend("replay_invariants_hold_at_every_interval", |name, mut backend| {
+        for seed in 0..40 {
+            let (fleet, workload, policy) = problem(seed);
+            let config = ReplayConfig { interval_s: [60, 300, 7][seed as usize % 3], max_wait_s: None, start: at() };
+            let (report, returned) = checked_replay(&fleet, &workload, &policy, config, backend);
+            backend = returned;
+            // Every job accounted for: placed or rejected, never both, never lost.
+            assert_eq!(report.fates.len(), workload.jobs.len());
+            let placed: usize = report.kinds.iter().map(|k| k.placed).sum();
+            let rejected: usize = report.kinds.iter().map(|k| k.rejected).sum();
+            assert_eq!(placed + rejected, workload.jobs.len(), "{name}");
+            assert_eq!(report.latency_violations, 0);
+            for (job, fate) in workload.jobs.iter().zip(&report.fates) {
+                if let JobFate::Placed { start_s, end_s, .. } = fate {
+                    assert_eq!(end_s - start_s, job.duration_s.unwrap());
+                    assert_eq!(start_s % config.interval_s, 0, "starts on an interval boundary");
+                }
             }
         }
-    }
+    });
 }
 
 #[test]
-fn replay_is_deterministic() {
+fn replay_is_deterministic_and_the_same_on_every_backend() {
     let (fleet, workload, policy) = problem(99);
     let config = ReplayConfig { interval_s: 60, max_wait_s: Some(1800), start: at() };
-    let a = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
-    let b = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
-    assert_eq!(a.fates, b.fates);
-    assert_eq!(a.timeline, b.timeline);
-    assert_eq!(a.kinds, b.kinds);
+    let (a, _) = checked_replay(&fleet, &workload, &policy, config, Backend::cpu());
+    on_every_backend("replay_is_deterministic_and_the_same_on_every_backend", |name, backend| {
+        let (b, _) = checked_replay(&fleet, &workload, &policy, config, backend);
+        assert_eq!(a.fates, b.fates, "{name}");
+        assert_eq!(a.timeline, b.timeline, "{name}");
+        assert_eq!(a.kinds, b.kinds, "{name}");
+    });
 }
 
 #[test]
 fn max_wait_rejects_jobs_that_waited_too_long() {
-    let mut saw_rejection = false;
-    for seed in 200..230 {
-        let (fleet, workload, policy) = problem(seed);
-        let config = ReplayConfig { interval_s: 60, max_wait_s: Some(600), start: at() };
-        let report = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
-        for (job, fate) in workload.jobs.iter().zip(&report.fates) {
-            match fate {
-                JobFate::Placed { start_s, .. } => assert!(start_s - job.submit_s.unwrap() <= 600 + 60),
-                JobFate::Rejected { at_s, reason } => {
-                    saw_rejection = true;
-                    assert!(
-                        reason.contains("waited more than 600 s") || reason.starts_with("can never be placed"),
-                        "{reason}"
-                    );
-                    if reason.contains("waited") {
-                        assert!(at_s - job.submit_s.unwrap() > 600);
+    on_every_backend("max_wait_rejects_jobs_that_waited_too_long", |name, mut backend| {
+        let mut saw_rejection = false;
+        for seed in 200..230 {
+            let (fleet, workload, policy) = problem(seed);
+            let config = ReplayConfig { interval_s: 60, max_wait_s: Some(600), start: at() };
+            let (report, returned) = checked_replay(&fleet, &workload, &policy, config, backend);
+            backend = returned;
+            for (job, fate) in workload.jobs.iter().zip(&report.fates) {
+                match fate {
+                    JobFate::Placed { start_s, .. } => assert!(start_s - job.submit_s.unwrap() <= 600 + 60),
+                    JobFate::Rejected { at_s, reason } => {
+                        saw_rejection = true;
+                        assert!(
+                            reason.contains("waited more than 600 s") || reason.starts_with("can never be placed"),
+                            "{name}: {reason}"
+                        );
+                        if reason.contains("waited") {
+                            assert!(at_s - job.submit_s.unwrap() > 600);
+                        }
                     }
                 }
             }
         }
-    }
-    assert!(saw_rejection, "no problem exercised max-wait");
+        assert!(saw_rejection, "{name}: no problem exercised max-wait");
+    });
 }
 
 #[test]
-fn replay_on_gpu_equals_replay_on_cpu() {
-    let Some(mut gpu) = common::gpu_or_skip("replay_on_gpu_equals_replay_on_cpu") else { return };
-    for seed in 300..306 {
-        let (fleet, workload, policy) = problem(seed);
-        let config = ReplayConfig { interval_s: 120, max_wait_s: None, start: at() };
-        let cpu = checked_replay(&fleet, &workload, &policy, config, &mut CpuScorer);
-        let on_gpu = checked_replay(&fleet, &workload, &policy, config, &mut gpu);
-        assert_eq!(on_gpu.fates, cpu.fates, "seed {seed}");
+fn extreme_times_end_quickly() {
+    // Arrivals, intervals and waits at the top of their ranges: no overflow, no endless loop.
+    let (fleet, mut workload, policy) = problem(5);
+    let last = gpuplace::model::jobs::MAX_TRACE_S;
+    workload.jobs[0].submit_s = Some(last);
+    workload.jobs[0].gpus = 60_000; // never fits: waits until max-wait or forever
+    for (interval_s, max_wait_s) in [(1, Some(last)), (last, None), (last, Some(last)), (7, Some(0))] {
+        let config = ReplayConfig { interval_s, max_wait_s, start: gpuplace::Day::MAX };
+        let (report, _) = checked_replay(&fleet, &workload, &policy, config, Backend::cpu());
+        assert_eq!(report.fates.len(), workload.jobs.len());
+        assert!(matches!(report.fates[0], JobFate::Rejected { .. }));
+    }
+    for bad in [
+        ReplayConfig { interval_s: 0, max_wait_s: None, start: at() },
+        ReplayConfig { interval_s: last + 1, max_wait_s: None, start: at() },
+        ReplayConfig { interval_s: 60, max_wait_s: Some(last + 1), start: at() },
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
     }
 }
 
@@ -217,6 +240,6 @@ fn alibaba_trace_imports_and_replays_when_present() {
     assert_eq!(fleet.racks.len(), 1213);
     let config =
         ReplayConfig { interval_s: 3600, max_wait_s: None, start: gpuplace::Day::parse("2023-01-01").unwrap() };
-    let report = checked_replay(&fleet, &workload, &Policy::default(), config, &mut CpuScorer);
+    let (report, _) = checked_replay(&fleet, &workload, &Policy::default(), config, Backend::cpu());
     assert_eq!(report.kinds.iter().map(|k| k.placed + k.rejected).sum::<usize>(), workload.jobs.len());
 }

@@ -1,10 +1,13 @@
-//! The documented ranges of `src/score.rs` are enough: for any values inside them, `check` and
-//! `score` never overflow (tests build with overflow checks, so an overflow panics), every term is
-//! within 0..=1000 and the score within 0..=6,000,000.
+//! The documented ranges of `src/kernel/score.rs` are enough: for any values inside them, `check`
+//! and `score` never overflow (tests build with overflow checks, so an overflow panics), every term
+//! is within 0..=1000 and the score within 0..=7,000,000 (7 terms of at most 1000 × 1000).
 
-use gpuplace::fleet::{MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS, MAX_RACK_GPUS};
-use gpuplace::jobs::MAX_JOB_GPUS;
-use gpuplace::score::{ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_SCALE, check, inv_q16, score, terms};
+use gpuplace::kernel::limits::{
+    MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_RACK_GPUS, MAX_SITE_POWER_W,
+};
+use gpuplace::kernel::score::{
+    ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16, score, terms,
+};
 use proptest::prelude::*;
 
 prop_compose! {
@@ -16,16 +19,13 @@ prop_compose! {
         latency_ref_ms in 1..=MAX_LATENCY_MS,
         masks in any::<(u32, u32)>(),
         ready_day in 0u32..3_000_000,
-        weights in proptest::array::uniform7(0..=MAX_WEIGHT),
+        weights in proptest::array::uniform::<_, TERM_COUNT>(0..=MAX_WEIGHT),
         random_salt in any::<u32>(),
     ) -> JobGpu {
         JobGpu {
             gpus, hbm_gb, region, latency_limit_ms, latency_ref_ms,
             inv_latency_ref_q16: inv_q16(latency_ref_ms),
-            jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day,
-            w_pack: weights[0], w_spread: weights[1], w_latency: weights[2],
-            w_energy: weights[3], w_carbon: weights[4], w_hbm: weights[5],
-            w_random: weights[6], random_salt, _pad0: 0, _pad1: 0, _pad2: 0,
+            jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, weights,
         }
     }
 }
@@ -38,8 +38,8 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn site()(power_free_w in 0u32..=4_000_000_000, bits in (0u32..32, 0u32..32), energy_term in 0..=TERM_SCALE, carbon_term in 0..=TERM_SCALE) -> SiteGpu {
-        SiteGpu { power_free_w, jurisdiction_bit: 1 << bits.0, provider_bit: 1 << bits.1, energy_term, carbon_term, _pad0: 0, _pad1: 0, _pad2: 0 }
+    fn site()(power_free_w in 0u32..=MAX_SITE_POWER_W, bits in (0u32..32, 0u32..32), energy_term in 0..=TERM_SCALE, carbon_term in 0..=TERM_SCALE) -> SiteGpu {
+        SiteGpu { power_free_w, jurisdiction_bit: 1 << bits.0, provider_bit: 1 << bits.1, energy_term, carbon_term }
     }
 }
 
@@ -56,11 +56,10 @@ proptest! {
     ) {
         let cluster = ClusterGpu { free_racks, online_day };
         let _ = check(&job, &rack, &site, &cluster, latency_ms);
-        let t = terms(&job, &rack, &site, latency_ms);
-        for term in [t.pack, t.spread, t.latency, t.energy, t.carbon, t.hbm, t.random] {
+        for term in terms(&job, &rack, &site, latency_ms) {
             prop_assert!(term <= TERM_SCALE);
         }
-        prop_assert!(score(&job, &rack, &site, latency_ms) <= 7 * MAX_WEIGHT * TERM_SCALE);
+        prop_assert!(score(&job, &rack, &site, latency_ms) <= TERM_COUNT as u32 * MAX_WEIGHT * TERM_SCALE);
     }
 }
 
@@ -76,17 +75,8 @@ fn extremes_do_not_overflow() {
         jurisdiction_mask: u32::MAX,
         provider_mask: u32::MAX,
         ready_day: 0,
-        w_pack: MAX_WEIGHT,
-        w_spread: MAX_WEIGHT,
-        w_latency: MAX_WEIGHT,
-        w_energy: MAX_WEIGHT,
-        w_carbon: MAX_WEIGHT,
-        w_hbm: MAX_WEIGHT,
-        w_random: MAX_WEIGHT,
         random_salt: u32::MAX,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
+        weights: [MAX_WEIGHT; TERM_COUNT],
     };
     let rack = RackGpu {
         free_gpus: MAX_RACK_GPUS,
@@ -99,17 +89,17 @@ fn extremes_do_not_overflow() {
         inv_hbm_q16: inv_q16(MAX_HBM_GB),
     };
     let site = SiteGpu {
-        power_free_w: 4_000_000_000,
+        power_free_w: MAX_SITE_POWER_W,
         jurisdiction_bit: 1,
         provider_bit: 1,
         energy_term: 1000,
         carbon_term: 1000,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
     };
     let cluster = ClusterGpu { free_racks: MAX_CLUSTER_RACKS, online_day: 0 };
-    assert_eq!(check(&job, &rack, &site, &cluster, 0) & gpuplace::score::REJECT_POWER, gpuplace::score::REJECT_POWER);
+    assert_eq!(
+        check(&job, &rack, &site, &cluster, 0) & gpuplace::kernel::score::REJECT_POWER,
+        gpuplace::kernel::score::REJECT_POWER
+    );
     let s = score(&job, &rack, &site, 0);
     assert!(s <= 7_000_000, "{s}");
 }

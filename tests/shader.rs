@@ -1,11 +1,15 @@
 //! The WGSL kernel checked on any machine, GPU or not: naga parses and validates it, and its
-//! structs and constants are compared with their CPU twins in `src/score.rs` — sizes, field names
-//! and order, and values.
+//! structs, constants and functions are compared with their CPU twins in `src/kernel/score.rs` and
+//! `src/kernel/shape.rs`: sizes, field names and order, values, and the order of the functions.
 
 use std::collections::BTreeMap;
 
-use gpuplace::gpu::SCORE_WGSL;
-use gpuplace::score;
+use gpuplace::kernel::score;
+
+/// The kernel's source, as the library compiles it in.
+const SCORE_WGSL: &str = include_str!("../shaders/score.wgsl");
+const SCORE_RS: &str = include_str!("../src/kernel/score.rs");
+const SHAPE_RS: &str = include_str!("../src/kernel/shape.rs");
 
 fn module() -> naga::Module {
     naga::front::wgsl::parse_str(SCORE_WGSL)
@@ -35,9 +39,9 @@ fn shader_structs(module: &naga::Module) -> BTreeMap<String, (u32, Vec<String>)>
         .collect()
 }
 
-/// The `pub` field names of `struct name` in src/score.rs, in order, read from the source text.
+/// The `pub` field names of `struct name` in src/kernel/score.rs, in order, read from the source text.
 fn rust_fields(name: &str) -> Vec<String> {
-    let source = include_str!("../src/score.rs");
+    let source = SCORE_RS;
     let start = source.find(&format!("pub struct {name} {{")).unwrap_or_else(|| panic!("no struct {name} in score.rs"));
     let body = &source[start..start + source[start..].find("\n}").unwrap()];
     body.lines()
@@ -53,14 +57,13 @@ fn rust_fields(name: &str) -> Vec<String> {
 #[test]
 fn shared_structs_match_field_for_field() {
     let structs = shader_structs(&module());
-    let twins: [(&str, &str, usize); 7] = [
+    let twins: [(&str, &str, usize); 6] = [
         ("Job", "JobGpu", size_of::<score::JobGpu>()),
         ("Rack", "RackGpu", size_of::<score::RackGpu>()),
         ("Site", "SiteGpu", size_of::<score::SiteGpu>()),
         ("Cluster", "ClusterGpu", size_of::<score::ClusterGpu>()),
         ("Candidate", "Candidate", size_of::<score::Candidate>()),
         ("Params", "Params", size_of::<score::Params>()),
-        ("Terms", "Terms", size_of::<score::Terms>()),
     ];
     for (wgsl, rust, rust_size) in twins {
         let (size, members) = structs.get(wgsl).unwrap_or_else(|| panic!("no struct {wgsl} in score.wgsl"));
@@ -94,24 +97,42 @@ fn shared_constants_have_the_same_values() {
         ("REJECT_LATENCY", score::REJECT_LATENCY),
         ("REJECT_POWER", score::REJECT_POWER),
         ("REJECT_ONLINE", score::REJECT_ONLINE),
-        ("WG_SIZE", gpuplace::gpu::WG_SIZE),
+        ("TERM_PACK", score::TERM_PACK),
+        ("TERM_SPREAD", score::TERM_SPREAD),
+        ("TERM_LATENCY", score::TERM_LATENCY),
+        ("TERM_ENERGY", score::TERM_ENERGY),
+        ("TERM_CARBON", score::TERM_CARBON),
+        ("TERM_HBM", score::TERM_HBM),
+        ("TERM_RANDOM", score::TERM_RANDOM),
+        ("TERM_COUNT", score::TERM_COUNT as u32),
     ];
     for (name, value) in expected {
         assert_eq!(constants.get(name), Some(&value), "constant {name}");
     }
+    // Every term has its index constant, in order, on both sides.
+    for term in score::Term::ALL {
+        let name = format!("TERM_{}", term.name().to_uppercase());
+        assert_eq!(constants.get(&name), Some(&(term.index() as u32)), "{name}");
+    }
+    #[cfg(feature = "gpu")]
+    assert_eq!(constants.get("WG_SIZE"), Some(&gpuplace::gpu::WG_SIZE));
+    #[cfg(feature = "gpu")]
+    assert_eq!(gpuplace::gpu::SCORE_WGSL, SCORE_WGSL);
 }
 
 #[test]
 fn functions_appear_in_the_same_order_on_both_sides() {
-    // The twins read side by side: check, terms, score, better, in this order, in both files.
-    let order = |source: &str, prefix: &str| -> Vec<usize> {
-        ["check", "terms", "score", "better"]
-            .iter()
-            .map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f}")))
-            .collect()
+    // The twins read side by side: the shape rule (fits, gpus_on_anchor) first, then check,
+    // terms, score, better, in this order, in the shader and in shape.rs then score.rs.
+    let order = |source: &str, prefix: &str, names: &[&str]| -> Vec<usize> {
+        names.iter().map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f}"))).collect()
     };
-    let wgsl = order(SCORE_WGSL, "fn ");
-    let rust = order(include_str!("../src/score.rs"), "pub fn ");
+    let shape = ["fits", "gpus_on_anchor"];
+    let scoring = ["check", "terms", "score", "better"];
+    let wgsl = order(SCORE_WGSL, "fn ", &[&shape[..], &scoring[..]].concat());
     assert!(wgsl.windows(2).all(|w| w[0] < w[1]), "score.wgsl order");
+    let rust_shape = order(SHAPE_RS, "pub fn ", &shape);
+    assert!(rust_shape.windows(2).all(|w| w[0] < w[1]), "shape.rs order");
+    let rust = order(SCORE_RS, "pub fn ", &scoring);
     assert!(rust.windows(2).all(|w| w[0] < w[1]), "score.rs order");
 }

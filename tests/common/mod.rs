@@ -1,36 +1,97 @@
-//! Shared helpers of the integration tests: seeded random fleets and workloads, and the GPU scorer
-//! (or a printed reason to skip).
+//! Shared helpers of the integration tests: every backend to run a test body on, and seeded
+//! random fleets, workloads and policies.
 
 #![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
 use std::collections::BTreeMap;
 
-use gpuplace::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
-use gpuplace::generate::SplitMix64;
-use gpuplace::{Day, Fleet, GpuScorer, Job, JobKind, Workload};
+#[cfg(feature = "gpu")]
+use gpuplace::gpu::{GpuScorer, adapters};
+use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
+use gpuplace::sim::generate::SplitMix64;
+use gpuplace::{Backend, Day, Fleet, Job, JobKind, Workload};
 
 /// The placement date used by the random problems.
 pub fn at() -> Day {
     Day::parse("2026-06-01").unwrap()
 }
 
-/// A GPU scorer, or None (after printing why) when there is no adapter. With
-/// `GPUPLACE_REQUIRE_GPU=1` (set by `.ci/run`), a missing adapter fails the test instead.
-pub fn gpu_or_skip(test: &str) -> Option<GpuScorer> {
-    gpu_with_limits_or_skip(test, |limits| limits)
+/// True when `GPUPLACE_REQUIRE_GPU=1` (set by `.ci/run`): a missing or failing adapter is then a
+/// test failure instead of a skip.
+fn gpu_required() -> bool {
+    std::env::var("GPUPLACE_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
 
-/// Like [`gpu_or_skip`] with limits derived from the adapter's.
-pub fn gpu_with_limits_or_skip(test: &str, choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits) -> Option<GpuScorer> {
+/// One scorer per adapter wgpu finds, with the adapter's description. Without any, the test says
+/// it skips its GPU side (or fails, with `GPUPLACE_REQUIRE_GPU=1`). `GPUPLACE_REQUIRE_ADAPTERS`
+/// (e.g. `Vulkan,Gl`, set by `.ci/run`) names graphics APIs that must be among them.
+#[cfg(feature = "gpu")]
+pub fn gpu_scorers(test: &str) -> Vec<(String, GpuScorer)> {
+    let found = adapters();
+    if let Ok(required) = std::env::var("GPUPLACE_REQUIRE_ADAPTERS") {
+        for api in required.split(',').filter(|a| !a.is_empty()) {
+            assert!(
+                found.iter().any(|a| a.backend.eq_ignore_ascii_case(api)),
+                "{test}: GPUPLACE_REQUIRE_ADAPTERS names {api}, but wgpu found only {found:?}"
+            );
+        }
+    }
+    let mut scorers = Vec::new();
+    for (index, adapter) in found.iter().enumerate() {
+        match GpuScorer::open_adapter(index) {
+            Ok(scorer) => scorers.push((format!("gpu {adapter}"), scorer)),
+            Err(e) if gpu_required() => panic!("{test}: GPUPLACE_REQUIRE_GPU=1 but {adapter} cannot be used: {e}"),
+            Err(e) => eprintln!("{test}: skipping {adapter}: {e}"),
+        }
+    }
+    if scorers.is_empty() {
+        assert!(!gpu_required(), "{test}: GPUPLACE_REQUIRE_GPU=1 but wgpu found no usable adapter");
+        eprintln!("{test}: no GPU adapter; the GPU side is skipped");
+    }
+    scorers
+}
+
+/// The first GPU scorer, for tests about the GPU backend itself.
+#[cfg(feature = "gpu")]
+pub fn gpu_or_skip(test: &str) -> Option<GpuScorer> {
+    gpu_scorers(test).into_iter().next().map(|(_, scorer)| scorer)
+}
+
+/// A scorer with a device of its own and limits derived from the adapter's, or None (after
+/// printing why).
+#[cfg(feature = "gpu")]
+pub fn gpu_with_limits_or_skip(
+    test: &str,
+    choose: impl FnOnce(gpuplace::wgpu::Limits) -> gpuplace::wgpu::Limits,
+) -> Option<GpuScorer> {
     match GpuScorer::with_limits(choose) {
         Ok(gpu) => Some(gpu),
-        Err(e) if std::env::var("GPUPLACE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("{test}: GPUPLACE_REQUIRE_GPU=1 but the GPU backend is unavailable: {e}")
-        }
+        Err(e) if gpu_required() => panic!("{test}: GPUPLACE_REQUIRE_GPU=1 but the GPU backend is unavailable: {e}"),
         Err(e) => {
             eprintln!("{test}: skipping the GPU side: {e}");
             None
         }
+    }
+}
+
+/// Every backend a test body runs on: the CPU, then one GPU backend per adapter wgpu finds (the
+/// same adapters as [`gpu_scorers`]), each with a name for failure messages.
+pub fn backends(test: &str) -> Vec<(String, Backend)> {
+    let cpu = std::iter::once(("cpu".to_string(), Backend::cpu()));
+    #[cfg(feature = "gpu")]
+    let gpus = gpu_scorers(test).into_iter().map(|(name, scorer)| (name, Backend::gpu(scorer)));
+    #[cfg(not(feature = "gpu"))]
+    let gpus = {
+        eprintln!("{test}: built without the `gpu` feature; the GPU side is skipped");
+        std::iter::empty()
+    };
+    cpu.chain(gpus).collect()
+}
+
+/// Runs `body` once on every backend ([`backends`]), with the backend's name.
+pub fn on_every_backend(test: &str, mut body: impl FnMut(&str, Backend)) {
+    for (name, backend) in backends(test) {
+        body(&name, backend);
     }
 }
 
@@ -144,8 +205,11 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
                 1 => largest,
                 _ => rng.between(1, u64::from(largest.min(16))) as u32,
             };
+            // A fifth of the jobs allow a random non-empty subset (an empty list is refused).
             let subset = |rng: &mut SplitMix64, all: &[String]| {
-                rng.percent(20).then(|| all.iter().filter(|_| rng.percent(50)).cloned().collect::<Vec<_>>())
+                rng.percent(20)
+                    .then(|| all.iter().filter(|_| rng.percent(50)).cloned().collect::<Vec<_>>())
+                    .filter(|list| !list.is_empty())
             };
             Job {
                 id: format!("job-{n:04}"),
@@ -173,7 +237,7 @@ pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
         let mut w = || {
             if all_ties { 0 } else { rng.between(0, 1000) as u32 }
         };
-        gpuplace::Weights { pack: w(), spread: w(), latency: w(), energy: w(), carbon: w(), hbm: w(), random: w() }
+        gpuplace::model::policy::PerTerm(std::array::from_fn(|_| w()))
     };
     let (inference, agentic, multimodal, training) = (weights(), weights(), weights(), weights());
     gpuplace::Policy {

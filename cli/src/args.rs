@@ -1,0 +1,297 @@
+//! The command line: every command, flag and example. Parsing only; `commands/` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gpuplace::model::policy::Preset;
+
+#[derive(Parser)]
+#[command(name = "gpuplace", version, about = "GPU-accelerated placement of AI jobs onto GB300 NVL72 fleets")]
+#[command(after_help = "Examples:
+  gpuplace place                              # built-in fleet, 10000 generated jobs
+  gpuplace place --jobs jobs.csv --out placements.json
+  gpuplace explain --job training-0042
+  gpuplace fleet --json > fleet.json
+  gpuplace generate --count 1000 --seed 7 --out jobs.json")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Place jobs onto the fleet and print a summary.
+    #[command(after_help = "Examples:
+  gpuplace place
+  gpuplace place --count 100000 --seed 3 --backend cpu
+  gpuplace place --fleet fleet.json --jobs jobs.json --policy policy.json --at 2026-12-01 --out out.json")]
+    Place {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Write placements, unplaced jobs and totals to this JSON file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print where the time went: generation or parsing, validation, scoring, commit, output.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Replay jobs over time: arrivals, completions, waiting, per-interval batch placement.
+    #[command(after_help = "Examples:
+  gpuplace replay --count 20000 --span-h 48
+  gpuplace import alibaba ../shared/traces/alibaba-gpu-v2023/openb_pod_list_default.csv \\
+      --nodes ../shared/traces/alibaba-gpu-v2023/openb_node_list_gpu_node.csv --fleet-out openb-fleet.json --out openb-jobs.json
+  gpuplace replay --fleet openb-fleet.json --jobs openb-jobs.json --interval 600 --json replay.json --plot replay.svg")]
+    Replay {
+        #[command(flatten)]
+        inputs: Inputs,
+        #[command(flatten)]
+        replay: ReplayArgs,
+        /// Write every metric as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Draw GPU utilization per site and queueing delay per kind to this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
+    /// Run every policy preset (default, first-fit, best-fit, spread, random) on the same input.
+    #[command(after_help = "Examples:
+  gpuplace compare --count 20000
+  gpuplace compare --fleet openb-fleet.json --jobs openb-jobs.json --replay --interval 600")]
+    Compare {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Replay over time instead of one batch.
+        #[arg(long)]
+        replay: bool,
+        #[command(flatten)]
+        replay_args: ReplayArgs,
+        /// Write the rows as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Convert a public workload trace into gpuplace jobs (and, for Alibaba, a fleet).
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Run every backend on the same generated problem, check they agree, and time them.
+    #[command(after_help = "Examples:
+  gpuplace bench
+  gpuplace bench --count 1000000 --racks 5000 --repeat 1 --json bench.json
+  gpuplace bench --count 10000 --racks 1000 --markdown >> BENCHMARKS.md")]
+    Bench {
+        /// Jobs.
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// Racks (the built-in fleet scaled to this many).
+        #[arg(long, default_value_t = 4000)]
+        racks: usize,
+        /// Workload seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Candidates kept per job (1..=16).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=16))]
+        k: u32,
+        /// Timed runs per measurement (the fastest is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Skip end-to-end placement timing.
+        #[arg(long)]
+        no_place: bool,
+        /// Skip the one-thread CPU measurement.
+        #[arg(long)]
+        no_single_thread: bool,
+        /// Skip the GPU backend even when an adapter is present.
+        #[arg(long)]
+        no_gpu: bool,
+        /// Write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Print the report as a Markdown section (for BENCHMARKS.md) instead of a table.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Show one job's best candidates with every score term, and why other racks were rejected.
+    #[command(after_help = "Examples:
+  gpuplace explain --job inference-0001
+  gpuplace explain --jobs jobs.json --job train-7 --json")]
+    Explain {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// The job's id.
+        #[arg(long, value_name = "ID")]
+        job: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the fleet: a summary table, or the fleet file with --json.
+    #[command(after_help = "Examples:
+  gpuplace fleet
+  gpuplace fleet --json > fleet.json
+  gpuplace fleet --fleet my-fleet.json")]
+    Fleet {
+        /// Fleet JSON file (default: the built-in fleet).
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
+        /// Print the fleet in the format --fleet reads.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a deterministic, realistic workload.
+    #[command(after_help = "Examples:
+  gpuplace generate --count 1000 --seed 7 --out jobs.json
+  gpuplace generate --count 50 --out jobs.csv")]
+    Generate {
+        /// Number of jobs.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Fleet whose regions, jurisdictions and providers to use (default: built-in).
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
+        /// Date `not_before` values are drawn after (default: the fleet's as_of, else today).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        at: Option<String>,
+        /// Output file: CSV if it ends in .csv, else JSON (default: JSON on stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// Scheduling interval, seconds of trace time.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Reject a job that waited longer than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_wait: Option<u64>,
+    /// For generated workloads (no --jobs): spread arrivals evenly over this many hours.
+    #[arg(long, default_value_t = 24.0)]
+    pub span_h: f64,
+}
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Alibaba GPU trace v2023 ("openb"): pods → jobs, nodes → a fleet.
+    #[command(after_help = "Examples:
+  gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv --fleet-out fleet.json --out jobs.json")]
+    Alibaba {
+        /// The pod list CSV.
+        pods: PathBuf,
+        /// The node list CSV, to build a fleet from.
+        #[arg(long, value_name = "FILE")]
+        nodes: Option<PathBuf>,
+        /// Where to write the fleet built from --nodes.
+        #[arg(long, value_name = "FILE", requires = "nodes")]
+        fleet_out: Option<PathBuf>,
+        /// Region to give every job (the imported fleet's is `openb`).
+        #[arg(long, default_value = gpuplace::import::ALIBABA_REGION)]
+        region: String,
+        /// Jobs output (JSON; default stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Fail on the first malformed row instead of skipping and counting it.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Azure LLM inference trace 2023: requests → serving deployments on GB300 racks.
+    #[command(after_help = "Examples:
+  gpuplace import azure AzureLLMInferenceTrace_conv.csv --scale 1000 --out conv-jobs.json
+  gpuplace import azure AzureLLMInferenceTrace_code.csv --replica-gpus 4 --region eu-west")]
+    Azure {
+        /// Trace CSV files (TIMESTAMP, ContextTokens, GeneratedTokens); their jobs are concatenated.
+        #[arg(required = true)]
+        traces: Vec<PathBuf>,
+        /// Job kind (default per file: agentic for a file named *code*, else inference).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Aggregation window, seconds.
+        #[arg(long, default_value_t = 300)]
+        window_s: u64,
+        /// Prompt tokens one GPU prefills per second (assumption).
+        #[arg(long, default_value_t = 10_000.0)]
+        prefill_tokens_per_gpu_s: f64,
+        /// Tokens one GPU generates per second (assumption).
+        #[arg(long, default_value_t = 500.0)]
+        decode_tokens_per_gpu_s: f64,
+        /// GPUs per model replica.
+        #[arg(long, default_value_t = 8)]
+        replica_gpus: u32,
+        /// Target busy fraction of the GPUs.
+        #[arg(long, default_value_t = 0.6)]
+        utilization: f64,
+        /// Multiply the request volume.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Users' region.
+        #[arg(long, default_value = "us-east")]
+        region: String,
+        /// Latency bound, ms.
+        #[arg(long, default_value_t = 100)]
+        max_latency_ms: u32,
+        /// HBM per GPU the model needs, GB.
+        #[arg(long, default_value_t = 200)]
+        hbm_gb: u32,
+        /// Jobs output (JSON; default stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Fail on the first malformed row instead of skipping and counting it.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct Inputs {
+    /// Fleet JSON file (default: the built-in fleet).
+    #[arg(long, value_name = "FILE")]
+    pub fleet: Option<PathBuf>,
+    /// Jobs file, JSON or CSV by extension (default: a generated workload).
+    #[arg(long, value_name = "FILE")]
+    pub jobs: Option<PathBuf>,
+    /// Policy JSON file (default: the built-in policy).
+    #[arg(long, value_name = "FILE", conflicts_with = "policy_preset")]
+    pub policy: Option<PathBuf>,
+    /// A built-in policy: default, first-fit, best-fit, spread or random.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name)))]
+    pub policy_preset: Option<String>,
+    /// Seed of the random term (the `random` preset).
+    #[arg(long, default_value_t = 1)]
+    pub policy_seed: u64,
+    /// Jobs to generate when --jobs is not given.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: usize,
+    /// Seed of the generated workload.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Placement date (default: the fleet's as_of, else today).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub at: Option<String>,
+    /// Scoring backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    /// A hardware GPU when one is found and passes its self-check, else the CPU (with a notice).
+    Auto,
+    /// The CPU on all cores.
+    Cpu,
+    /// The best GPU adapter, even a software one (fails when there is none or it fails its
+    /// self-check).
+    Gpu,
+}
+
+impl BackendArg {
+    /// The library's choice.
+    pub fn choice(self) -> gpuplace::BackendChoice {
+        match self {
+            BackendArg::Auto => gpuplace::BackendChoice::Auto,
+            BackendArg::Cpu => gpuplace::BackendChoice::Cpu,
+            BackendArg::Gpu => gpuplace::BackendChoice::Gpu,
+        }
+    }
+}

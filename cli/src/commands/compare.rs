@@ -1,0 +1,30 @@
+//! `gpuplace compare`: every policy preset on one input, through one backend.
+
+use std::path::Path;
+
+use gpuplace::sim::compare::compare;
+
+use crate::args::{Inputs, ReplayArgs};
+use crate::commands::input_paths;
+use crate::commands::replay::prepare_replay;
+use crate::output::{Outputs, json_content, print};
+use crate::render;
+
+pub fn run(inputs: &Inputs, replay: bool, replay_args: &ReplayArgs, json: Option<&Path>) -> anyhow::Result<()> {
+    let mut outputs = Outputs::new(input_paths(inputs));
+    let json_id = json.map(|path| outputs.plan(path)).transpose()?;
+    let (mut prepared, config) = prepare_replay(inputs, replay_args)?;
+    let at = prepared.scheduler.placement_date(prepared.at);
+    let rows = compare(&mut prepared.scheduler, &prepared.workload, at, replay.then_some(config), inputs.policy_seed)?;
+    let text = format!(
+        "{} jobs, {}, backend {}\n\n{}",
+        prepared.workload.jobs.len(),
+        if replay { "replay" } else { "batch" },
+        prepared.scheduler.backend().describe(),
+        render::compare(&rows, replay)
+    );
+    if let Some(id) = json_id {
+        outputs.write(vec![(id, json_content(rows))])?;
+    }
+    print(&text)
+}

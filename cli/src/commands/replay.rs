@@ -1,0 +1,54 @@
+//! `gpuplace replay`.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use gpuplace::generate::spread_arrivals;
+use gpuplace::replay::{ReplayConfig, replay};
+
+use crate::args::{Inputs, ReplayArgs};
+use crate::commands::{Prepared, input_paths, prepare, print_new_notices};
+use crate::output::{Outputs, json_content, print};
+use crate::progress::Progress;
+use crate::render;
+
+/// Like [`prepare`]; a generated workload gets arrivals spread evenly over `--span-h`.
+pub fn prepare_replay(inputs: &Inputs, args: &ReplayArgs) -> anyhow::Result<(Prepared, ReplayConfig)> {
+    let mut prepared = prepare(inputs)?;
+    if inputs.jobs.is_none() {
+        spread_arrivals(&mut prepared.workload, args.span_h)?;
+    }
+    let config = ReplayConfig {
+        interval_s: args.interval,
+        max_wait_s: args.max_wait,
+        start: prepared.scheduler.placement_date(prepared.at),
+    };
+    config.validate()?;
+    Ok((prepared, config))
+}
+
+pub fn run(inputs: &Inputs, args: &ReplayArgs, json: Option<&Path>, plot: Option<&Path>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut outputs = Outputs::new(input_paths(inputs));
+    let json_id = json.map(|path| outputs.plan(path)).transpose()?;
+    let plot_id = plot.map(|path| outputs.plan(path)).transpose()?;
+    let (mut prepared, config) = prepare_replay(inputs, args)?;
+    let notices_before = prepared.scheduler.notices().len();
+    let bar = Progress::new(prepared.workload.jobs.iter().map(|j| j.submit_seconds()).max().unwrap_or(0), "s of trace");
+    let report =
+        replay(&mut prepared.scheduler, &prepared.workload, config, &mut |t, _| bar.update(t), &mut |_, _, _| {})?;
+    bar.finish();
+    print_new_notices(&prepared.scheduler.notices()[notices_before..]);
+    let mut files = Vec::new();
+    if let Some(id) = plot_id {
+        let svg = crate::plot::replay_svg(&report, &prepared.workload)?;
+        files.push((id, Box::new(move |w: &mut dyn Write| w.write_all(svg.as_bytes())) as crate::output::Content));
+    }
+    let text = render::replay(&report, &prepared.scheduler.backend().describe(), started.elapsed());
+    if let Some(id) = json_id {
+        files.push((id, json_content(report)));
+    }
+    outputs.write(files)?;
+    print(&text)
+}

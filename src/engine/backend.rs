@@ -1,0 +1,180 @@
+//! The scoring backend: the CPU, or the GPU with the CPU as its fallback. The engine scores through
+//! this one type and sees only [`ScoreError`], never a GPU type.
+
+use crate::error::ScoreError;
+#[cfg(feature = "gpu")]
+use crate::gpu::{AdapterSummary, GpuScorer};
+use crate::kernel::cpu::{ScoreOutput, score_batch_pruned};
+use crate::kernel::score::JobGpu;
+use crate::kernel::state::FleetState;
+
+/// Which backend to score with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The GPU when a hardware adapter is found and passes its self-check, else the CPU (with a
+    /// notice saying why). A software adapter (lavapipe, llvmpipe, WARP) is not used: it runs the
+    /// kernel on the CPU's cores about 50× slower than the CPU backend.
+    #[default]
+    Auto,
+    /// The CPU on all cores.
+    Cpu,
+    /// The best adapter found, software or not; an error when there is none or it fails its
+    /// self-check.
+    Gpu,
+}
+
+enum Kind {
+    Cpu,
+    #[cfg(feature = "gpu")]
+    Gpu(Box<GpuScorer>),
+}
+
+/// A scoring backend. Both kinds return identical results; a GPU that fails mid-run (device lost,
+/// out of memory) hands over to the CPU for good, with a notice, unless fallback was turned off.
+pub struct Backend {
+    kind: Kind,
+    fallback: bool,
+    notices: Vec<String>,
+    /// Time spent in [`Backend::score`], for `--timings`.
+    elapsed: std::time::Duration,
+}
+
+impl Backend {
+    /// The CPU backend.
+    pub fn cpu() -> Backend {
+        Backend { kind: Kind::Cpu, fallback: true, notices: Vec::new(), elapsed: std::time::Duration::ZERO }
+    }
+
+    /// The GPU backend on `scorer`, falling back to the CPU if the device fails.
+    #[cfg(feature = "gpu")]
+    pub fn gpu(scorer: GpuScorer) -> Backend {
+        Backend {
+            kind: Kind::Gpu(Box::new(scorer)),
+            fallback: true,
+            notices: Vec::new(),
+            elapsed: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Opens the chosen backend. With [`BackendChoice::Auto`] the reason for using the CPU, if it
+    /// is used, is in [`Backend::notices`].
+    pub fn open(choice: BackendChoice) -> Result<Backend, ScoreError> {
+        match choice {
+            BackendChoice::Cpu => Ok(Backend::cpu()),
+            BackendChoice::Gpu => Backend::open_gpu(),
+            BackendChoice::Auto => Ok(Backend::open_auto()),
+        }
+    }
+
+    #[cfg(feature = "gpu")]
+    fn open_gpu() -> Result<Backend, ScoreError> {
+        Ok(Backend::gpu(GpuScorer::open()?))
+    }
+
+    #[cfg(not(feature = "gpu"))]
+    fn open_gpu() -> Result<Backend, ScoreError> {
+        Err(ScoreError::NoAdapter("gpuplace was built without the `gpu` feature".into()))
+    }
+
+    #[cfg(feature = "gpu")]
+    fn open_auto() -> Backend {
+        let with_notice = |notice: String| {
+            let mut backend = Backend::cpu();
+            backend.notices.push(format!("notice: using the CPU backend: {notice}"));
+            backend
+        };
+        match crate::gpu::adapters().first() {
+            None => {
+                return with_notice(
+                    "no GPU adapter found (--backend gpu fails, WGPU_BACKEND restricts the search)".into(),
+                );
+            }
+            Some(best) if best.software => {
+                return with_notice(format!(
+                    "the only GPU adapter is a software device, {best}, which runs the kernel on the CPU about 50× \
+                     slower than the CPU backend (--backend gpu uses it anyway)"
+                ));
+            }
+            Some(_) => {}
+        }
+        match GpuScorer::open() {
+            Ok(scorer) => Backend::gpu(scorer),
+            Err(e) => with_notice(e.to_string()),
+        }
+    }
+
+    #[cfg(not(feature = "gpu"))]
+    fn open_auto() -> Backend {
+        let mut backend = Backend::cpu();
+        backend.notices.push("notice: using the CPU backend: gpuplace was built without the `gpu` feature".into());
+        backend
+    }
+
+    /// The same backend, but a GPU failure is returned as an error instead of handing over to the
+    /// CPU (benchmarks must not time the CPU under the GPU's name).
+    pub fn without_fallback(mut self) -> Backend {
+        self.fallback = false;
+        self
+    }
+
+    /// True while scoring on a GPU.
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self.kind, Kind::Cpu)
+    }
+
+    /// The adapter, while scoring on a GPU.
+    #[cfg(feature = "gpu")]
+    pub fn adapter(&self) -> Option<&AdapterSummary> {
+        match &self.kind {
+            Kind::Gpu(gpu) => Some(gpu.adapter()),
+            Kind::Cpu => None,
+        }
+    }
+
+    /// `cpu (N threads)` or `gpu: adapter (backend, type, driver)`.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+            #[cfg(feature = "gpu")]
+            Kind::Gpu(gpu) => format!("gpu: {}", gpu.adapter()),
+        }
+    }
+
+    /// Things the user should know: why the CPU is used, or that the GPU failed mid-run.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    /// Time spent scoring so far.
+    pub fn scoring_time(&self) -> std::time::Duration {
+        self.elapsed
+    }
+
+    /// Scores `jobs` against `state`, keeping `k` (1..=16) candidates per job. On the CPU, clusters
+    /// that cannot host a job are skipped, with the same result as scoring every rack.
+    pub fn score(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, ScoreError> {
+        let started = std::time::Instant::now();
+        let result = self.score_now(jobs, state, k);
+        self.elapsed += started.elapsed();
+        result
+    }
+
+    fn score_now(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, ScoreError> {
+        match &mut self.kind {
+            Kind::Cpu => Ok(score_batch_pruned(jobs, state, k)),
+            #[cfg(feature = "gpu")]
+            Kind::Gpu(gpu) => match gpu.score_batch(jobs, state, k) {
+                Ok(out) => Ok(out),
+                Err(e) if self.fallback => {
+                    // Both backends score identically, so the placement goes on unchanged.
+                    self.notices.push(format!(
+                        "notice: GPU backend failed ({e}); continuing on the CPU backend from the last committed job"
+                    ));
+                    self.kind = Kind::Cpu;
+                    Ok(score_batch_pruned(jobs, state, k))
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The placement engine: the live capacity ledger, the scoring backend, the reference rule and the
+//! batched engine, the words of `explain`, and the [`Scheduler`] in front of them.
+//!
+//! # The guarantee
+//! Jobs are decided one at a time in the order *priority descending, then id ascending*. Each job
+//! is placed on the best-scoring rack (ties: lowest global rack index) among those feasible given
+//! the capacity left by every job decided before it, or left unplaced if none is feasible. So a job
+//! is never left unplaced because of capacity taken by a job of lower priority (or of equal
+//! priority and greater id): those are decided after it. Where a job's GPUs go is the shape rule
+//! of [`crate::kernel::shape`].
+//!
+//! [`place::place_reference`] is that definition written as plainly as possible: for each job,
+//! scan every rack ([`Ledger::best_rack`]). [`place::place_batched`] is the production path and
+//! gives *exactly* the same decisions: it scores the pending jobs at once against a snapshot (on
+//! the CPU or the GPU), keeps each job's best K racks, and then walks the jobs in order, using the
+//! candidate lists while they are still valid and re-checking on the host only what changed since
+//! the snapshot.
+//!
+//! # The invariants the batched engine rests on
+//! 1. Within a round capacity only shrinks (jobs commit, nothing is released), so a rack infeasible
+//!    in the snapshot stays infeasible.
+//! 2. Of the state that changes, a score reads only the rack's free GPUs (site power and free racks
+//!    only affect feasibility, which is re-checked exactly against the current state), so a rack
+//!    whose free GPUs did not change keeps its snapshot score.
+//! 3. Every constraint but GPU capacity is the same for all racks of a cluster, so a cluster that
+//!    fails one of them can be skipped whole.
+//! 4. Racks of a cluster with equal free GPUs are interchangeable (same score for every job), so
+//!    only the lowest-indexed rack of each class ([`classes`]) needs scoring.
+//!
+//! Racks whose free GPUs changed ("dirty") are re-scored on the host, one per class; when every
+//! listed candidate is gone and the snapshot had more feasible racks than the list holds, the job
+//! is decided on the host from scratch, again one rack per class. These invariants are checked,
+//! not trusted: in debug builds (every test) each decision of the batched engine is compared with
+//! the reference rule on the same state, and a difference stops the run with a panic naming the
+//! job. A change of the model that breaks one of them (preemption releases within a round; per-rack
+//! attributes; trays) fails every test that places a job.
+
+mod backend;
+mod classes;
+pub mod explain;
+mod ledger;
+pub mod place;
+mod scheduler;
+
+pub use backend::{Backend, BackendChoice};
+pub use ledger::{Allocation, Ledger};
+pub use scheduler::{Compiled, Placement, Scheduler, Timings};

@@ -1,0 +1,239 @@
+//! Placement: the reference oracle and the batched engine, both committing on a [`Ledger`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::engine::backend::Backend;
+use crate::engine::classes::ClassIndex;
+use crate::engine::explain::unplaced_reason;
+use crate::engine::ledger::{Allocation, Ledger};
+use crate::error::ScoreError;
+use crate::kernel::score::{JobGpu, NO_RACK, TERM_COUNT, better};
+
+/// How one job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Placed, holding `allocation`, scored `score` on its anchor rack.
+    Placed {
+        /// What it holds.
+        allocation: Allocation,
+        /// The anchor rack's score.
+        score: u32,
+    },
+    /// Not placed; the reason in words.
+    Unplaced {
+        /// Why, for a person (shared: jobs of one need in one state share one reason).
+        reason: Arc<str>,
+    },
+}
+
+/// A job's decision; `job` indexes the workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Index of the job in the workload.
+    pub job: usize,
+    /// What happened to it.
+    pub outcome: Outcome,
+}
+
+/// Counters of the batched engine, for the curious and for benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStats {
+    /// Scoring passes (each over the jobs of one round).
+    pub rounds: u32,
+    /// Job × rack pairs scored by the backend.
+    pub scored_pairs: u64,
+    /// Jobs decided from their candidate list (plus changed racks).
+    pub from_candidates: u64,
+    /// Jobs decided on the host from scratch because their list ran out.
+    pub host_rescans: u64,
+    /// Unplaced reasons worded (the rest came from the cache: same needs, same state).
+    pub reasons_worded: u64,
+}
+
+/// When the batched engine re-scores the pending jobs against a fresh snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RoundLimits {
+    /// End the round once more than this many racks changed since the snapshot. Host work per job
+    /// is bounded by the number of rack *classes* (not racks), so the default never ends a round
+    /// for this reason; tests set small values to exercise many rounds.
+    pub max_dirty_racks: usize,
+    /// Jobs scored per round. Each job is still scored once, but later rounds see a fresher
+    /// snapshot: fewer stale candidate lists, more jobs found infeasible outright, and (on the CPU)
+    /// more clusters skipped as full. It also bounds the memory of one scoring pass.
+    pub max_jobs_per_round: usize,
+    /// Test hook: ignore the racks that changed since the snapshot, which breaks the engine (the
+    /// negative control of its cross-check against the reference rule).
+    pub ignore_changed_racks: bool,
+}
+
+impl Default for RoundLimits {
+    fn default() -> Self {
+        RoundLimits { max_dirty_racks: usize::MAX, max_jobs_per_round: 65_536, ignore_changed_racks: false }
+    }
+}
+
+/// The decision order: priority descending, then id ascending.
+pub fn decision_order(jobs: &[crate::model::jobs::Job]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    // Ids are unique, so no two jobs compare equal and an unstable sort gives the one order.
+    order.sort_unstable_by(|&a, &b| jobs[b].priority.cmp(&jobs[a].priority).then_with(|| jobs[a].id.cmp(&jobs[b].id)));
+    order
+}
+
+/// The position of job `index` in [`decision_order`], without sorting.
+pub(crate) fn decision_rank(jobs: &[crate::model::jobs::Job], index: usize) -> usize {
+    let target = &jobs[index];
+    jobs.iter().filter(|j| j.priority > target.priority || (j.priority == target.priority && j.id < target.id)).count()
+}
+
+/// Unplaced reasons, worded once per (need, ledger version): jobs of one need in one state share one.
+#[derive(Default)]
+struct Reasons {
+    cache: HashMap<(JobGpu, u64), Arc<str>>,
+    worded: u64,
+}
+
+impl Reasons {
+    fn reason(&mut self, ledger: &Ledger, job: &JobGpu) -> Arc<str> {
+        // Reasons depend only on what the job needs, not on how it scores: leave the weights, the
+        // latency reference and the per-job random salt out of the key, or no two jobs would share one.
+        let need =
+            JobGpu { latency_ref_ms: 0, inv_latency_ref_q16: 0, random_salt: 0, weights: [0; TERM_COUNT], ..*job };
+        let key = (need, ledger.version());
+        if let Some(reason) = self.cache.get(&key) {
+            return Arc::clone(reason);
+        }
+        self.worded += 1;
+        let reason: Arc<str> = unplaced_reason(ledger, job).into();
+        self.cache.insert(key, Arc::clone(&reason));
+        reason
+    }
+}
+
+/// The reference oracle: one job at a time, every rack scanned against the capacity left by all
+/// jobs before it, committed on `ledger`. Simple and slow; the definition the batched engine must
+/// match.
+pub fn place_reference(ledger: &mut Ledger, jobs: &[JobGpu], order: &[usize]) -> Vec<Decision> {
+    let mut reasons = Reasons::default();
+    order
+        .iter()
+        .map(|&j| {
+            let job = &jobs[j];
+            let outcome = match ledger.best_rack(job) {
+                Some(best) => Outcome::Placed { allocation: ledger.commit(job, best.rack), score: best.score },
+                None => Outcome::Unplaced { reason: reasons.reason(ledger, job) },
+            };
+            Decision { job: j, outcome }
+        })
+        .collect()
+}
+
+/// How often (in decided jobs) the engine reports progress.
+const PROGRESS_EVERY: usize = 8192;
+
+/// The production engine: batched scoring plus exact host commits on `ledger` (see
+/// [`crate::engine`]). Decides `jobs[order[..]]` in that order with `k` (1..=16) candidates per job
+/// and returns exactly what [`place_reference`] would. `progress` is called with (jobs decided so
+/// far, jobs in all) after each scoring pass and every few thousand decisions.
+pub fn place_batched(
+    ledger: &mut Ledger,
+    jobs: &[JobGpu],
+    order: &[usize],
+    backend: &mut Backend,
+    k: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Decision>, EngineStats), ScoreError> {
+    place_batched_with(ledger, jobs, order, backend, k, RoundLimits::default(), progress)
+}
+
+/// [`place_batched`] with explicit round limits (tests use small ones to make many rounds).
+pub(crate) fn place_batched_with(
+    ledger: &mut Ledger,
+    jobs: &[JobGpu],
+    order: &[usize],
+    backend: &mut Backend,
+    k: usize,
+    limits: RoundLimits,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Decision>, EngineStats), ScoreError> {
+    // In debug builds (every test) each decision is checked against the reference rule on the same
+    // state: the batched shortcuts rest on invariants (see the module docs) that a change to the
+    // model could break silently.
+    let cross_check = cfg!(debug_assertions);
+    let mut decisions = Vec::with_capacity(order.len());
+    let mut stats = EngineStats::default();
+    let mut reasons = Reasons::default();
+    // Racks changed since the round's snapshot, by class.
+    let mut dirty = ClassIndex::new(ledger.fleet());
+    let mut position = 0;
+    let mut batch: Vec<JobGpu> = Vec::new();
+    while position < order.len() {
+        batch.clear();
+        let round_end = order.len().min(position.saturating_add(limits.max_jobs_per_round.max(1)));
+        batch.extend(order[position..round_end].iter().map(|&j| jobs[j]));
+        let scored = backend.score(&batch, ledger.state(), k)?;
+        stats.rounds += 1;
+        stats.scored_pairs += batch.len() as u64 * ledger.state().racks.len() as u64;
+        dirty.clear();
+        let round_start = position;
+        while position < round_end {
+            let i = position - round_start;
+            let j = order[position];
+            let job = &jobs[j];
+            position += 1;
+            let best = if scored.feasible[i] == 0 {
+                // Infeasible against the snapshot means infeasible now: capacity only shrinks.
+                None
+            } else {
+                let listed = scored
+                    .candidates_of(i)
+                    .iter()
+                    .take_while(|c| c.rack != NO_RACK)
+                    .find(|c| !dirty.contains(c.rack) && ledger.state().check(job, c.rack as usize) == 0)
+                    .copied();
+                if listed.is_none() && scored.feasible[i] as usize > k {
+                    // Clean racks beyond the list may be feasible: decide this job from scratch.
+                    stats.host_rescans += 1;
+                    ledger.classes().best(job, ledger.state())
+                } else {
+                    stats.from_candidates += 1;
+                    let changed = if limits.ignore_changed_racks { None } else { dirty.best(job, ledger.state()) };
+                    match (listed, changed) {
+                        (Some(a), Some(b)) => Some(if better(b, a) { b } else { a }),
+                        (a, b) => a.or(b),
+                    }
+                }
+            };
+            if cross_check {
+                let expected = ledger.best_rack(job);
+                assert_eq!(
+                    best, expected,
+                    "the batched engine diverged from the reference rule on job {j} (best feasible rack, \
+                     ties to the lowest index): one of its invariants no longer holds"
+                );
+            }
+            let outcome = match best {
+                Some(best) => {
+                    let allocation = ledger.commit(job, best.rack);
+                    for share in &allocation.racks {
+                        let rack = &ledger.state().racks[share.rack as usize];
+                        dirty.update(rack.cluster, share.rack, rack.free_gpus + share.gpus, rack.free_gpus);
+                    }
+                    Outcome::Placed { allocation, score: best.score }
+                }
+                None => Outcome::Unplaced { reason: reasons.reason(ledger, job) },
+            };
+            decisions.push(Decision { job: j, outcome });
+            if position % PROGRESS_EVERY == 0 {
+                progress(position, order.len());
+            }
+            if dirty.len() > limits.max_dirty_racks {
+                break;
+            }
+        }
+        progress(position, order.len());
+    }
+    stats.reasons_worded = reasons.worded;
+    Ok((decisions, stats))
+}

@@ -1,0 +1,291 @@
+//! The library's front door: a [`Scheduler`] holds a fleet, a policy, a scoring backend and the
+//! fleet's live capacity (a [`Ledger`]), and places jobs on what is left.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::engine::backend::{Backend, BackendChoice};
+use crate::engine::explain::Explanation;
+use crate::engine::ledger::{Allocation, Ledger};
+use crate::engine::place::{Decision, EngineStats, Outcome, RoundLimits, decision_order, place_batched_with};
+use crate::error::{InputError, Result};
+use crate::kernel::score::JobGpu;
+use crate::kernel::state::FleetState;
+use crate::model::date::Day;
+use crate::model::fleet::Fleet;
+use crate::model::jobs::Workload;
+use crate::model::policy::Policy;
+
+/// Time spent in each phase of a placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timings {
+    /// Validating and compiling the jobs.
+    pub compile: Duration,
+    /// Scoring passes on the backend (including upload and readback on the GPU).
+    pub score: Duration,
+    /// Host work: ordering, walking candidate lists, re-checks, commits and reasons.
+    pub commit: Duration,
+}
+
+/// The result of placing a workload with [`Scheduler::place`].
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// One decision per job, in decision order (priority descending, then id).
+    pub decisions: Vec<Decision>,
+    /// The fleet's capacity before the first decision (what [`Scheduler::explain`] starts from).
+    pub before: FleetState,
+    /// The fleet's capacity after the last decision.
+    pub state: FleetState,
+    /// The placement date used.
+    pub at: Day,
+    /// The policy used.
+    pub policy: Policy,
+    /// Engine counters.
+    pub stats: EngineStats,
+    /// The backend that finished the run.
+    pub backend: String,
+    /// Things the user should know that happened during this placement (a GPU failing over).
+    pub notices: Vec<String>,
+    /// Time per phase.
+    pub timings: Timings,
+}
+
+impl Placement {
+    /// Jobs placed.
+    pub fn placed_count(&self) -> usize {
+        self.decisions.iter().filter(|d| matches!(d.outcome, Outcome::Placed { .. })).count()
+    }
+}
+
+/// A workload validated against a scheduler's fleet and compiled for the scorer at a placement
+/// date ([`Scheduler::compile`]); [`Scheduler::place_compiled`] places any subset of it. The
+/// records are public so that a caller can move a job's ready day (replay does, as time passes).
+#[derive(Debug, Clone)]
+pub struct Compiled<'w> {
+    /// The workload.
+    pub workload: &'w Workload,
+    /// One record per job, in workload order.
+    pub jobs: Vec<JobGpu>,
+    /// The placement date the records were compiled for.
+    pub at: Day,
+    /// Each job's position in the decision order.
+    rank: Vec<u32>,
+}
+
+/// Places workloads on a fleet under a policy with a backend, keeping the fleet's live capacity:
+/// each [`Scheduler::place`] places on what earlier placements left, [`Scheduler::release`] gives a
+/// job's capacity back, and [`Scheduler::reset`] returns to the fleet file's occupancy.
+pub struct Scheduler {
+    fleet: Arc<Fleet>,
+    policy: Policy,
+    backend: Backend,
+    ledger: Ledger,
+    /// What each placed job holds, by id, until it is released.
+    running: HashMap<String, Allocation>,
+    limits: RoundLimits,
+}
+
+impl Scheduler {
+    /// A scheduler with the chosen backend, at the fleet file's occupancy. With
+    /// [`BackendChoice::Auto`] and no usable adapter the CPU is used and [`Scheduler::notices`] says
+    /// why.
+    pub fn new(fleet: Fleet, policy: Policy, choice: BackendChoice) -> Result<Scheduler> {
+        policy.validate("<policy>")?;
+        Scheduler::with_backend(fleet, policy, Backend::open(choice)?)
+    }
+
+    /// A scheduler with a backend already opened (e.g. a GPU scorer with custom limits).
+    pub fn with_backend(fleet: Fleet, policy: Policy, backend: Backend) -> Result<Scheduler> {
+        policy.validate("<policy>")?;
+        let fleet = Arc::new(fleet);
+        let ledger = Ledger::new(Arc::clone(&fleet));
+        Ok(Scheduler { fleet, policy, backend, ledger, running: HashMap::new(), limits: RoundLimits::default() })
+    }
+
+    /// The fleet.
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Places later jobs under `policy` (the live capacity is kept).
+    pub fn set_policy(&mut self, policy: Policy) -> Result<()> {
+        policy.validate("<policy>")?;
+        self.policy = policy;
+        Ok(())
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The backend, to reuse (its device) for another fleet.
+    pub fn into_backend(self) -> Backend {
+        self.backend
+    }
+
+    /// Notices from opening the backend, and of GPU failures since.
+    pub fn notices(&self) -> &[String] {
+        self.backend.notices()
+    }
+
+    /// The fleet's live capacity.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Jobs placed and not released.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// What job `id` holds, if it is placed and not released.
+    pub fn allocation(&self, id: &str) -> Option<&Allocation> {
+        self.running.get(id)
+    }
+
+    /// Back to the fleet file's occupancy, with no job placed.
+    pub fn reset(&mut self) {
+        self.ledger = Ledger::new(Arc::clone(&self.fleet));
+        self.running.clear();
+    }
+
+    /// Gives back what job `id` holds. An input error if no placed job has this id.
+    pub fn release(&mut self, id: &str) -> Result<()> {
+        let allocation = self.running.remove(id).ok_or_else(|| {
+            InputError::new("<api>", format!("job `{id}`"), "id", "no placed job has this id (or it was released)")
+        })?;
+        self.ledger.release(&allocation);
+        Ok(())
+    }
+
+    /// The placement date: `at`, else the fleet's `as_of`, else today.
+    pub fn placement_date(&self, at: Option<Day>) -> Day {
+        at.or(self.fleet.as_of).unwrap_or_else(Day::today)
+    }
+
+    /// Validates `workload` against the fleet and compiles it for placement on `at`.
+    pub fn compile<'w>(&self, workload: &'w Workload, at: Day) -> Result<Compiled<'w>> {
+        let jobs = workload.compile(&self.fleet, &self.policy, at)?;
+        let mut rank = vec![0u32; jobs.len()];
+        for (position, &j) in decision_order(&workload.jobs).iter().enumerate() {
+            rank[j] = position as u32;
+        }
+        Ok(Compiled { workload, jobs, at, rank })
+    }
+
+    /// Places the jobs `subset` (indices into the workload, in any order) of `compiled` on the live
+    /// capacity, deciding them in decision order (see [`crate::engine`] for the guarantee). Placed
+    /// jobs hold their capacity until [`Scheduler::release`]d. An input error, before anything is
+    /// placed, if one of them is already placed.
+    pub fn place_compiled(
+        &mut self,
+        compiled: &Compiled,
+        subset: &[usize],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Vec<Decision>, EngineStats)> {
+        let workload = compiled.workload;
+        if !self.running.is_empty()
+            && let Some(&j) = subset.iter().find(|&&j| self.running.contains_key(&workload.jobs[j].id))
+        {
+            return Err(InputError::new(
+                &workload.source_name,
+                format!("job `{}`", workload.jobs[j].id),
+                "id",
+                "a job with this id is already placed; release it first",
+            )
+            .into());
+        }
+        let mut order = subset.to_vec();
+        order.sort_unstable_by_key(|&j| compiled.rank[j]);
+        let k = self.policy.candidates as usize;
+        let (decisions, stats) =
+            place_batched_with(&mut self.ledger, &compiled.jobs, &order, &mut self.backend, k, self.limits, progress)?;
+        for decision in &decisions {
+            if let Outcome::Placed { allocation, .. } = &decision.outcome {
+                self.running.insert(workload.jobs[decision.job].id.clone(), allocation.clone());
+            }
+        }
+        Ok((decisions, stats))
+    }
+
+    /// Places every job of `workload` on the live capacity on the date `at` (default: the fleet's
+    /// `as_of`, else today). See [`crate::engine`] for the guarantee.
+    pub fn place(&mut self, workload: &Workload, at: Option<Day>) -> Result<Placement> {
+        self.place_with_progress(workload, at, &mut |_, _| {})
+    }
+
+    /// [`Scheduler::place`], calling `progress(decided, total)` as jobs are decided.
+    pub fn place_with_progress(
+        &mut self,
+        workload: &Workload,
+        at: Option<Day>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Placement> {
+        let at = self.placement_date(at);
+        let started = Instant::now();
+        let compiled = self.compile(workload, at)?;
+        let compiled_at = Instant::now();
+        let notices_before = self.backend.notices().len();
+        let scoring_before = self.backend.scoring_time();
+        let before = self.ledger.state().clone();
+        let all: Vec<usize> = (0..workload.jobs.len()).collect();
+        let (decisions, stats) = self.place_compiled(&compiled, &all, progress)?;
+        let score = self.backend.scoring_time() - scoring_before;
+        let placed_at = Instant::now();
+        Ok(Placement {
+            decisions,
+            before,
+            state: self.ledger.state().clone(),
+            at,
+            policy: self.policy,
+            stats,
+            backend: self.backend.describe(),
+            notices: self.backend.notices()[notices_before..].to_vec(),
+            timings: Timings {
+                compile: compiled_at - started,
+                score,
+                commit: (placed_at - compiled_at).saturating_sub(score),
+            },
+        })
+    }
+
+    /// The reference oracle on the same inputs, from the live capacity, without changing it (slow;
+    /// for tests and for checking a result).
+    pub fn place_reference(&self, workload: &Workload, at: Option<Day>) -> Result<Vec<Decision>> {
+        let compiled = self.compile(workload, self.placement_date(at))?;
+        let mut order: Vec<usize> = (0..workload.jobs.len()).collect();
+        order.sort_unstable_by_key(|&j| compiled.rank[j]);
+        let mut ledger = self.ledger.clone();
+        Ok(crate::engine::place::place_reference(&mut ledger, &compiled.jobs, &order))
+    }
+
+    /// Explains job `id` of `workload` as `placement` (made by [`Scheduler::place`] on that
+    /// workload) decided it: its best candidates and rejections at that moment. Nothing is placed
+    /// again; see [`crate::engine::explain::explain`].
+    pub fn explain(&self, workload: &Workload, placement: &Placement, id: &str) -> Result<Explanation> {
+        crate::engine::explain::explain(&self.fleet, &placement.policy, workload, placement, id)
+    }
+
+    /// Test hook: scoring rounds of at most `max_jobs_per_round` jobs, ending early once more than
+    /// `max_dirty_racks` racks changed, to exercise many rounds on small problems.
+    #[cfg(feature = "test-hooks")]
+    pub fn set_round_limits(&mut self, max_dirty_racks: usize, max_jobs_per_round: usize) {
+        self.limits.max_dirty_racks = max_dirty_racks;
+        self.limits.max_jobs_per_round = max_jobs_per_round;
+    }
+
+    /// Test hook: make the batched engine ignore racks changed since its snapshot. It then decides
+    /// wrongly under contention, and its cross-check against the reference rule (debug builds)
+    /// must stop it.
+    #[cfg(feature = "test-hooks")]
+    pub fn break_engine(&mut self) {
+        self.limits.ignore_changed_racks = true;
+    }
+}

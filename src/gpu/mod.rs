@@ -1,0 +1,619 @@
+//! The GPU backend: `shaders/score.wgsl` on any wgpu adapter (Vulkan, Metal, DX12, GL).
+//!
+//! One device per adapter per process: the first [`GpuScorer`] opened on an adapter creates its
+//! device and pipeline and checks them against the CPU on a small known problem (an adapter that
+//! disagrees is refused with [`ScoreError::SelfCheck`]); later scorers share them. Each scorer owns
+//! its buffers, which grow when a larger batch arrives and never shrink. Batches larger than the
+//! device allows in one binding or one dispatch are tiled over jobs and over racks; rack tiles
+//! after the first continue the candidate lists left by earlier tiles, which is exact (see the
+//! shader).
+
+mod selfcheck;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::error::ScoreError;
+use crate::kernel::cpu::ScoreOutput;
+use crate::kernel::score::{Candidate, ClusterGpu, JobGpu, MAX_CANDIDATES, Params, RackGpu, SiteGpu};
+use crate::kernel::state::FleetState;
+
+/// The kernel's source, compiled into the binary.
+pub const SCORE_WGSL: &str = include_str!("../../shaders/score.wgsl");
+/// Must equal `WG_SIZE` in the shader.
+pub const WG_SIZE: u32 = 64;
+/// The most jobs scored per dispatch regardless of limits, to bound device memory (64 MiB of jobs
+/// and candidates at K = 8).
+pub const MAX_JOBS_PER_TILE: usize = 1 << 19;
+
+/// An adapter, for summaries, benchmarks and the choice of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AdapterSummary {
+    /// Adapter name (e.g. `NVIDIA H100 80GB HBM3`, `llvmpipe (LLVM 15.0.7, 256 bits)`).
+    pub name: String,
+    /// Graphics API backend (Vulkan, Metal, Dx12, Gl).
+    pub backend: String,
+    /// Device type (DiscreteGpu, IntegratedGpu, Cpu, …).
+    pub device_type: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// A software device (device type Cpu: lavapipe, llvmpipe, WARP), which runs the kernel on the
+    /// CPU's cores far slower than the CPU backend does.
+    pub software: bool,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {}", self.driver)?;
+        }
+        write!(f, ")")
+    }
+}
+
+fn summarize(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    let driver = [info.driver.as_str(), info.driver_info.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver,
+        software: info.device_type == wgpu::DeviceType::Cpu,
+    }
+}
+
+/// The largest buffer the device lets one binding see, bytes.
+fn max_binding(limits: &wgpu::Limits) -> u64 {
+    limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
+}
+
+/// How big a tile may be on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TilePlan {
+    /// Jobs per dispatch.
+    pub jobs_per_tile: usize,
+    /// Racks per dispatch.
+    pub racks_per_tile: usize,
+    /// Workgroups in one dimension of the dispatch grid.
+    pub max_groups_per_dim: u32,
+}
+
+impl TilePlan {
+    /// The largest tiles `limits` allow for `k` candidates per job.
+    pub fn for_limits(limits: &wgpu::Limits, k: usize) -> TilePlan {
+        let max_binding = max_binding(limits);
+        let per_job = (size_of::<JobGpu>() as u64).max((k * size_of::<Candidate>()) as u64);
+        let groups = u64::from(limits.max_compute_workgroups_per_dimension);
+        let jobs_by_grid = groups * groups * u64::from(WG_SIZE);
+        let jobs_per_tile = (max_binding / per_job).min(jobs_by_grid).min(MAX_JOBS_PER_TILE as u64).max(1) as usize;
+        let racks_per_tile = (max_binding / size_of::<RackGpu>() as u64).max(1) as usize;
+        TilePlan { jobs_per_tile, racks_per_tile, max_groups_per_dim: limits.max_compute_workgroups_per_dimension }
+    }
+}
+
+/// The outcome of opening an adapter's shared device: kept, so that an adapter that failed is
+/// not retried by every scorer.
+type Opened = Result<Arc<Device>, ScoreError>;
+
+/// Every adapter wgpu finds (restricted by `WGPU_BACKEND`, e.g. `vulkan` or `gl`), best first:
+/// hardware before software, then discrete before integrated before virtual, then Vulkan, Metal
+/// and DX12 before GL.
+struct Registry {
+    adapters: Vec<(wgpu::Adapter, AdapterSummary)>,
+    /// The shared device of each adapter, opened (and self-checked) on first use.
+    devices: Mutex<Vec<Option<Opened>>>,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        descriptor.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let instance = wgpu::Instance::new(descriptor);
+        let mut adapters: Vec<(wgpu::Adapter, AdapterSummary)> =
+            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+                .into_iter()
+                .map(|adapter| {
+                    let summary = summarize(&adapter.get_info());
+                    (adapter, summary)
+                })
+                .collect();
+        let rank = |adapter: &wgpu::Adapter| {
+            let info = adapter.get_info();
+            let kind = match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => 0,
+                wgpu::DeviceType::IntegratedGpu => 1,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Other => 3,
+                wgpu::DeviceType::Cpu => 4,
+            };
+            (kind, info.backend == wgpu::Backend::Gl)
+        };
+        // A stable sort keeps wgpu's order among equals.
+        adapters.sort_by_key(|(adapter, _)| rank(adapter));
+        let devices = Mutex::new(vec![None; adapters.len()]);
+        Registry { adapters, devices }
+    })
+}
+
+/// Every adapter wgpu finds, best first (see [`GpuScorer::open`] for the order).
+pub fn adapters() -> Vec<AdapterSummary> {
+    registry().adapters.iter().map(|(_, summary)| summary.clone()).collect()
+}
+
+/// A device with the kernel's pipeline, shared by every scorer on its adapter.
+struct Device {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    limits: wgpu::Limits,
+    adapter: AdapterSummary,
+    /// The first error wgpu reported outside an error scope, or the device's loss. Sticky: once a
+    /// device has faulted, every scorer on it fails over to the CPU.
+    fault: Arc<Mutex<Option<ScoreError>>>,
+}
+
+impl Device {
+    /// Opens a device on `adapter` with limits derived from the adapter's, builds the pipeline and
+    /// runs the self-check.
+    fn open(
+        adapter: &wgpu::Adapter,
+        summary: &AdapterSummary,
+        choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits,
+    ) -> Result<Arc<Device>, ScoreError> {
+        let limits = choose(adapter.limits());
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpuplace"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| ScoreError::RequestDevice { adapter: summary.to_string(), message: e.to_string() })?;
+
+        let fault: Arc<Mutex<Option<ScoreError>>> = Arc::new(Mutex::new(None));
+        let on_error = Arc::clone(&fault);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            let fault = match &error {
+                wgpu::Error::OutOfMemory { .. } => ScoreError::OutOfMemory(error.to_string()),
+                _ => ScoreError::Validation(error.to_string()),
+            };
+            on_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(fault);
+        }));
+        let on_lost = Arc::clone(&fault);
+        device.set_device_lost_callback(move |reason, message| {
+            on_lost
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(ScoreError::DeviceLost(format!("{reason:?}: {message}")));
+        });
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("score.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(SCORE_WGSL.into()),
+        });
+        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("score"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+                storage(1, true),
+                storage(2, true),
+                storage(3, true),
+                storage(4, true),
+                storage(5, true),
+                storage(6, false),
+                storage(7, false),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("score"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("score"),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(ScoreError::Validation(error.to_string()));
+        }
+        let device = Arc::new(Device { device, queue, pipeline, layout, limits, adapter: summary.clone(), fault });
+        selfcheck::run(&mut GpuScorer::on(Arc::clone(&device)))?;
+        Ok(device)
+    }
+
+    fn fault(&self) -> Option<ScoreError> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Device buffers, grown on demand.
+struct Buffers {
+    params: wgpu::Buffer,
+    jobs: wgpu::Buffer,
+    racks: wgpu::Buffer,
+    sites: wgpu::Buffer,
+    clusters: wgpu::Buffer,
+    latency: wgpu::Buffer,
+    candidates: wgpu::Buffer,
+    feasible: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+/// The GPU scorer: a shared device and pipeline, and buffers of its own.
+pub struct GpuScorer {
+    context: Arc<Device>,
+    buffers: Option<Buffers>,
+    passes: u64,
+    /// Test hook: destroy the device before the n-th scoring pass (0-based).
+    #[cfg(feature = "test-hooks")]
+    destroy_before_pass: Option<u64>,
+}
+
+impl GpuScorer {
+    fn on(context: Arc<Device>) -> GpuScorer {
+        GpuScorer {
+            context,
+            buffers: None,
+            passes: 0,
+            #[cfg(feature = "test-hooks")]
+            destroy_before_pass: None,
+        }
+    }
+
+    /// A scorer on the best adapter wgpu finds (see [`adapters`]), which may be a software device.
+    pub fn open() -> Result<GpuScorer, ScoreError> {
+        if registry().adapters.is_empty() {
+            let restricted = std::env::var("WGPU_BACKEND").map(|b| format!(" (WGPU_BACKEND={b})")).unwrap_or_default();
+            return Err(ScoreError::NoAdapter(format!("wgpu found no adapter{restricted}")));
+        }
+        GpuScorer::open_adapter(0)
+    }
+
+    /// A scorer on adapter `index` of [`adapters`]. The adapter's device is opened and
+    /// self-checked on first use and shared with every later scorer on it.
+    pub fn open_adapter(index: usize) -> Result<GpuScorer, ScoreError> {
+        let registry = registry();
+        let (adapter, summary) = registry
+            .adapters
+            .get(index)
+            .ok_or_else(|| ScoreError::NoAdapter(format!("there is no adapter number {index}")))?;
+        let mut devices = registry.devices.lock().unwrap_or_else(|e| e.into_inner());
+        let device = devices[index].get_or_insert_with(|| Device::open(adapter, summary, |limits| limits)).clone()?;
+        if let Some(fault) = device.fault() {
+            return Err(fault);
+        }
+        Ok(GpuScorer::on(device))
+    }
+
+    /// A scorer on a device of its own on the best adapter, opened with limits derived from the
+    /// adapter's (tests lower them to force tiling), and self-checked.
+    pub fn with_limits(choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits) -> Result<GpuScorer, ScoreError> {
+        GpuScorer::on_adapter_with_limits(0, choose)
+    }
+
+    /// Like [`GpuScorer::with_limits`], on adapter `index` of [`adapters`].
+    pub fn on_adapter_with_limits(
+        index: usize,
+        choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits,
+    ) -> Result<GpuScorer, ScoreError> {
+        let (adapter, summary) = registry()
+            .adapters
+            .get(index)
+            .ok_or_else(|| ScoreError::NoAdapter(format!("wgpu found no adapter number {index}")))?;
+        Ok(GpuScorer::on(Device::open(adapter, summary, choose)?))
+    }
+
+    /// The adapter in use.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.context.adapter
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.context.limits
+    }
+
+    /// Test hook: destroy the device just before scoring pass `pass` (0-based), to exercise the
+    /// fallback to the CPU on a real device loss. Use it on a scorer with a device of its own
+    /// ([`GpuScorer::with_limits`]): a shared device is lost for every scorer on it.
+    #[cfg(feature = "test-hooks")]
+    pub fn destroy_device_before_pass(&mut self, pass: u64) {
+        self.destroy_before_pass = Some(pass);
+    }
+
+    /// Test hook: the self-check, with the CPU's expectation computed from jobs altered by
+    /// `alter`. It must fail for any alteration that changes a result (its negative control).
+    #[cfg(feature = "test-hooks")]
+    pub fn self_check_against_altered_cpu(&mut self, alter: fn(&mut JobGpu)) -> Result<(), ScoreError> {
+        selfcheck::run_altered(self, alter)
+    }
+
+    /// Makes sure every buffer holds at least the given element counts, recreating the bind group if
+    /// any buffer had to grow.
+    fn ensure_buffers(&mut self, jobs: usize, racks: usize, sites: usize, clusters: usize, latency: usize, k: usize) {
+        let bytes = |count: usize, size: usize| ((count.max(1) * size) as u64).next_multiple_of(16);
+        let need = [
+            bytes(jobs, size_of::<JobGpu>()),
+            bytes(racks, size_of::<RackGpu>()),
+            bytes(sites, size_of::<SiteGpu>()),
+            bytes(clusters, size_of::<ClusterGpu>()),
+            bytes(latency, 4),
+            bytes(jobs * k, size_of::<Candidate>()),
+            bytes(jobs, 4),
+        ];
+        if let Some(b) = &self.buffers {
+            let have = [
+                b.jobs.size(),
+                b.racks.size(),
+                b.sites.size(),
+                b.clusters.size(),
+                b.latency.size(),
+                b.candidates.size(),
+                b.feasible.size(),
+            ];
+            if have.iter().zip(&need).all(|(h, n)| h >= n) {
+                return;
+            }
+        }
+        // Grow to at least twice the old size so that slowly growing batches do not reallocate each time.
+        let old = self.buffers.as_ref().map(|b| {
+            [
+                b.jobs.size(),
+                b.racks.size(),
+                b.sites.size(),
+                b.clusters.size(),
+                b.latency.size(),
+                b.candidates.size(),
+                b.feasible.size(),
+            ]
+        });
+        let max_binding = max_binding(&self.context.limits);
+        let size = |i: usize| match old {
+            Some(old) if old[i] >= need[i] => old[i],
+            Some(old) => need[i].max(old[i] * 2).min(max_binding.max(need[i]) / 16 * 16).max(need[i]),
+            None => need[i],
+        };
+        let storage = |label: &str, size: u64, extra: wgpu::BufferUsages| {
+            self.context.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
+                mapped_at_creation: false,
+            })
+        };
+        // Written before every dispatch; created unmapped, which a lost device also allows.
+        let params = self.context.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: size_of::<Params>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let jobs = storage("jobs", size(0), wgpu::BufferUsages::empty());
+        let racks = storage("racks", size(1), wgpu::BufferUsages::empty());
+        let sites = storage("sites", size(2), wgpu::BufferUsages::empty());
+        let clusters = storage("clusters", size(3), wgpu::BufferUsages::empty());
+        let latency = storage("latency", size(4), wgpu::BufferUsages::empty());
+        let candidates = storage("candidates", size(5), wgpu::BufferUsages::COPY_SRC);
+        let feasible = storage("feasible", size(6), wgpu::BufferUsages::COPY_SRC);
+        let readback = self.context.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: candidates.size() + feasible.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bind_group = self.context.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("score"),
+            layout: &self.context.layout,
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: jobs.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 2, resource: racks.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 3, resource: sites.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 4, resource: clusters.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 5, resource: latency.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 6, resource: candidates.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 7, resource: feasible.as_entire_binding() },
+            ],
+        });
+        self.buffers =
+            Some(Buffers { params, jobs, racks, sites, clusters, latency, candidates, feasible, readback, bind_group });
+    }
+
+    /// Scores `jobs` against `state` on the device, keeping `k` candidates per job: the GPU twin of
+    /// [`crate::kernel::cpu::score_batch`], with identical output.
+    pub fn score_batch(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, ScoreError> {
+        assert!((1..=MAX_CANDIDATES as usize).contains(&k), "k must be 1..={MAX_CANDIDATES}");
+        #[cfg(feature = "test-hooks")]
+        if self.destroy_before_pass == Some(self.passes) {
+            self.context.device.destroy();
+        }
+        self.passes += 1;
+        if let Some(fault) = self.context.fault() {
+            return Err(fault);
+        }
+        let mut out =
+            ScoreOutput { k, candidates: vec![Candidate::NONE; jobs.len() * k], feasible: vec![0; jobs.len()] };
+        if jobs.is_empty() || state.racks.is_empty() {
+            return Ok(out);
+        }
+        let plan = TilePlan::for_limits(&self.context.limits, k);
+        let max_binding = max_binding(&self.context.limits);
+        for (name, bytes) in [
+            ("site", state.sites.len() * size_of::<SiteGpu>()),
+            ("cluster", state.clusters.len() * 8),
+            ("latency", state.latency.len() * 4),
+        ] {
+            if bytes as u64 > max_binding {
+                return Err(ScoreError::TooLarge(format!(
+                    "the fleet's {name} table ({bytes} bytes) exceeds the device's largest binding ({max_binding} bytes)"
+                )));
+            }
+        }
+        let jobs_per_tile = plan.jobs_per_tile.min(jobs.len());
+        let racks_per_tile = plan.racks_per_tile.min(state.racks.len());
+        let scope_oom = self.context.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let scope_validation = self.context.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        self.ensure_buffers(
+            jobs_per_tile,
+            racks_per_tile,
+            state.sites.len(),
+            state.clusters.len(),
+            state.latency.len(),
+            k,
+        );
+        let result = self.run_tiles(jobs, state, k, plan, jobs_per_tile, racks_per_tile, &mut out);
+        let validation = pollster::block_on(scope_validation.pop());
+        let oom = pollster::block_on(scope_oom.pop());
+        if let Some(fault) = self.context.fault() {
+            return Err(fault);
+        }
+        if let Some(error) = oom {
+            return Err(ScoreError::OutOfMemory(error.to_string()));
+        }
+        if let Some(error) = validation {
+            return Err(ScoreError::Validation(error.to_string()));
+        }
+        result?;
+        Ok(out)
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one private step of score_batch, named for readability")]
+    fn run_tiles(
+        &self,
+        jobs: &[JobGpu],
+        state: &FleetState,
+        k: usize,
+        plan: TilePlan,
+        jobs_per_tile: usize,
+        racks_per_tile: usize,
+        out: &mut ScoreOutput,
+    ) -> Result<(), ScoreError> {
+        let buffers = self.buffers.as_ref().expect("ensure_buffers ran");
+        self.context.queue.write_buffer(&buffers.sites, 0, bytemuck::cast_slice(&state.sites));
+        self.context.queue.write_buffer(&buffers.clusters, 0, bytemuck::cast_slice(&state.clusters));
+        self.context.queue.write_buffer(&buffers.latency, 0, bytemuck::cast_slice(&state.latency));
+        let rack_tiles: Vec<(usize, &[RackGpu])> =
+            state.racks.chunks(racks_per_tile).enumerate().map(|(i, tile)| (i * racks_per_tile, tile)).collect();
+        if rack_tiles.len() == 1 {
+            self.context.queue.write_buffer(&buffers.racks, 0, bytemuck::cast_slice(rack_tiles[0].1));
+        }
+        for (tile_index, job_tile) in jobs.chunks(jobs_per_tile).enumerate() {
+            self.context.queue.write_buffer(&buffers.jobs, 0, bytemuck::cast_slice(job_tile));
+            let groups = (job_tile.len() as u32).div_ceil(WG_SIZE);
+            let groups_per_row = groups.min(plan.max_groups_per_dim);
+            let rows = groups.div_ceil(groups_per_row);
+            for (rack_tile_index, &(rack_offset, rack_tile)) in rack_tiles.iter().enumerate() {
+                if rack_tiles.len() > 1 {
+                    self.context.queue.write_buffer(&buffers.racks, 0, bytemuck::cast_slice(rack_tile));
+                }
+                let params = Params {
+                    job_count: job_tile.len() as u32,
+                    rack_offset: rack_offset as u32,
+                    rack_count: rack_tile.len() as u32,
+                    region_count: state.region_count,
+                    k: k as u32,
+                    accumulate: u32::from(rack_tile_index > 0),
+                    groups_per_row,
+                    _pad: 0,
+                };
+                self.context.queue.write_buffer(&buffers.params, 0, bytemuck::bytes_of(&params));
+                let mut encoder = self
+                    .context
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("score") });
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("score"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(&self.context.pipeline);
+                    pass.set_bind_group(0, &buffers.bind_group, &[]);
+                    pass.dispatch_workgroups(groups_per_row, rows, 1);
+                }
+                if rack_tile_index + 1 == rack_tiles.len() {
+                    let candidate_bytes = (job_tile.len() * k * size_of::<Candidate>()) as u64;
+                    let feasible_bytes = (job_tile.len() * 4) as u64;
+                    encoder.copy_buffer_to_buffer(&buffers.candidates, 0, &buffers.readback, 0, candidate_bytes);
+                    encoder.copy_buffer_to_buffer(
+                        &buffers.feasible,
+                        0,
+                        &buffers.readback,
+                        candidate_bytes,
+                        feasible_bytes,
+                    );
+                }
+                self.context.queue.submit([encoder.finish()]);
+            }
+            self.read_back(job_tile.len(), k, tile_index * jobs_per_tile, out)?;
+        }
+        Ok(())
+    }
+
+    /// Maps the readback buffer and copies one job tile's results into `out`.
+    fn read_back(&self, job_count: usize, k: usize, first_job: usize, out: &mut ScoreOutput) -> Result<(), ScoreError> {
+        let buffers = self.buffers.as_ref().expect("ensure_buffers ran");
+        let candidate_bytes = (job_count * k * size_of::<Candidate>()) as u64;
+        let total = candidate_bytes + (job_count * 4) as u64;
+        let slice = buffers.readback.slice(0..total);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        self.context
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
+        if let Some(fault) = self.context.fault() {
+            return Err(fault);
+        }
+        match receiver.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ScoreError::DeviceLost(format!("mapping results failed: {e}"))),
+            Err(_) => {
+                return Err(ScoreError::DeviceLost("mapping results never completed".into()));
+            }
+        }
+        {
+            let view = slice.get_mapped_range().map_err(|e| ScoreError::Validation(e.to_string()))?;
+            let (candidate_view, feasible_view) = view.split_at(candidate_bytes as usize);
+            out.candidates[first_job * k..(first_job + job_count) * k]
+                .copy_from_slice(bytemuck::cast_slice(candidate_view));
+            out.feasible[first_job..first_job + job_count].copy_from_slice(bytemuck::cast_slice(feasible_view));
+        }
+        buffers.readback.unmap();
+        Ok(())
+    }
+}

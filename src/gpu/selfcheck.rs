@@ -1,0 +1,150 @@
+//! The self-check every device passes before it is used: a small fixed problem scored on the
+//! device and on the CPU, which must agree bit for bit. An adapter whose compiler mistranslates the
+//! kernel (as Mesa's GLSL compiler once did with the candidate insertion) is refused instead of
+//! giving placements that differ from the CPU's.
+//!
+//! The problem is built from the kernel's records directly, with a hash of the record's index for
+//! every value, and covers what the kernel does: every constraint failing and passing, jobs of one
+//! rack and of many, ties (equal scores on interchangeable racks), the random term, lists longer and
+//! shorter than the feasible racks, and several rack tiles' worth of candidates per job.
+
+use crate::error::ScoreError;
+use crate::gpu::GpuScorer;
+use crate::kernel::cpu::{ScoreOutput, score_batch};
+use crate::kernel::limits::MAX_LATENCY_MS;
+use crate::kernel::score::{
+    ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM, TERM_SCALE, inv_q16, mix,
+};
+use crate::kernel::state::FleetState;
+
+const SITES: u32 = 5;
+const CLUSTERS: u32 = 12;
+const RACKS: u32 = 160;
+const JOBS: u32 = 700;
+const REGIONS: u32 = 3;
+
+/// A value from a hash of (stream, index), in `0..n`.
+fn draw(stream: u32, index: u32, n: u32) -> u32 {
+    mix(mix(stream.wrapping_mul(0x9E37_79B1) ^ index)) % n
+}
+
+/// The fixed problem.
+fn problem() -> (Vec<JobGpu>, FleetState) {
+    let sizes = [8u32, 72, 4, 72];
+    let clusters: Vec<ClusterGpu> =
+        (0..CLUSTERS).map(|c| ClusterGpu { free_racks: 0, online_day: 20_000 + draw(1, c, 40) }).collect();
+    let sites: Vec<SiteGpu> = (0..SITES)
+        .map(|s| SiteGpu {
+            // Some sites have power for only a few jobs, so power binds.
+            power_free_w: if s % 2 == 0 { 1_000_000_000 } else { draw(2, s, 300_000) },
+            jurisdiction_bit: 1 << (s % 3),
+            provider_bit: 1 << (s % 2),
+            energy_term: draw(3, s, TERM_SCALE + 1),
+            carbon_term: draw(4, s, TERM_SCALE + 1),
+        })
+        .collect();
+    let racks: Vec<RackGpu> = (0..RACKS)
+        .map(|r| {
+            let cluster = r * CLUSTERS / RACKS;
+            let gpus = sizes[(cluster % 4) as usize];
+            let hbm = [80u32, 186, 288][(cluster % 3) as usize];
+            // Many racks of a cluster share one occupancy, so scores tie.
+            let used = if draw(5, r, 3) == 0 { draw(6, r, gpus + 1) } else { 0 };
+            RackGpu {
+                free_gpus: gpus - used,
+                gpus,
+                hbm_gb: hbm,
+                gpu_watts: 1000 + 900 * (cluster % 2),
+                site: cluster % SITES,
+                cluster,
+                inv_gpus_q16: inv_q16(gpus),
+                inv_hbm_q16: inv_q16(hbm),
+            }
+        })
+        .collect();
+    let mut clusters = clusters;
+    for rack in &racks {
+        if rack.free_gpus == rack.gpus {
+            clusters[rack.cluster as usize].free_racks += 1;
+        }
+    }
+    let latency = (0..SITES * REGIONS).map(|i| draw(7, i, 250)).collect();
+    let jobs = (0..JOBS)
+        .map(|j| {
+            let gpus = match draw(8, j, 10) {
+                0 => 72 + draw(9, j, 200),
+                1 => 72,
+                _ => 1 + draw(10, j, 16),
+            };
+            let latency_ref_ms = 1 + draw(11, j, 300);
+            let mut weights = [0u32; TERM_COUNT];
+            // A fifth of the jobs have every weight 0 (every feasible rack ties); the others random
+            // weights, the random term included half the time.
+            if draw(12, j, 5) != 0 {
+                for (t, w) in weights.iter_mut().enumerate() {
+                    *w = draw(13 + t as u32, j, MAX_WEIGHT + 1);
+                }
+                if draw(21, j, 2) == 0 {
+                    weights[TERM_RANDOM as usize] = 0;
+                }
+            }
+            JobGpu {
+                gpus,
+                hbm_gb: draw(14, j, 300),
+                region: draw(15, j, REGIONS),
+                latency_limit_ms: if draw(16, j, 2) == 0 { MAX_LATENCY_MS } else { 1 + draw(17, j, 250) },
+                latency_ref_ms,
+                inv_latency_ref_q16: inv_q16(latency_ref_ms),
+                jurisdiction_mask: if draw(18, j, 4) == 0 { 1 + draw(19, j, 7) } else { u32::MAX },
+                provider_mask: if draw(20, j, 5) == 0 { 1 } else { u32::MAX },
+                ready_day: 20_000 + draw(22, j, 40),
+                random_salt: mix(j),
+                weights,
+            }
+        })
+        .collect();
+    (jobs, FleetState { racks, sites, clusters, latency, region_count: REGIONS })
+}
+
+/// The first difference between the device's and the CPU's results, if any.
+fn first_difference(device: &ScoreOutput, cpu: &ScoreOutput) -> Option<String> {
+    (0..cpu.feasible.len()).find_map(|job| {
+        if device.feasible[job] != cpu.feasible[job] || device.candidates_of(job) != cpu.candidates_of(job) {
+            Some(format!(
+                "job {job}: {} feasible racks and candidates {:?} on the device, {} and {:?} on the CPU",
+                device.feasible[job],
+                device.candidates_of(job),
+                cpu.feasible[job],
+                cpu.candidates_of(job)
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+/// Scores the problem on the device with a full and a short list, and compares with the CPU's
+/// results for the jobs as altered by `alter`.
+fn compare(scorer: &mut GpuScorer, alter: fn(&mut JobGpu)) -> Result<(), ScoreError> {
+    let (jobs, state) = problem();
+    let mut expected_jobs = jobs.clone();
+    expected_jobs.iter_mut().for_each(alter);
+    for k in [MAX_CANDIDATES as usize, 3] {
+        let device = scorer.score_batch(&jobs, &state, k)?;
+        if let Some(difference) = first_difference(&device, &score_batch(&expected_jobs, &state, k)) {
+            return Err(ScoreError::SelfCheck { adapter: scorer.adapter().to_string(), message: difference });
+        }
+    }
+    Ok(())
+}
+
+/// The self-check: the device must score the problem exactly as the CPU does.
+pub(super) fn run(scorer: &mut GpuScorer) -> Result<(), ScoreError> {
+    compare(scorer, |_| {})
+}
+
+/// The self-check against a CPU expectation computed from altered jobs (its negative control).
+#[cfg(feature = "test-hooks")]
+pub(super) fn run_altered(scorer: &mut GpuScorer, alter: fn(&mut JobGpu)) -> Result<(), ScoreError> {
+    compare(scorer, alter)
+}

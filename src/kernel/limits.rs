@@ -1,0 +1,28 @@
+//! The ranges the kernel needs to be exact, in the units of its records. The model enforces every
+//! one of them when it reads input (see `docs/FORMATS.md`); the table in [`crate::kernel::score`]
+//! shows why they keep every intermediate inside a `u32`.
+
+/// The most GPUs in one NVLink domain (rack).
+pub const MAX_RACK_GPUS: u32 = 1024;
+/// The most HBM per GPU, GB.
+pub const MAX_HBM_GB: u32 = 65_535;
+/// The most IT power per GPU, W (so that a job's GPUs × W/GPU fits in a `u32`).
+pub const MAX_GPU_WATTS: u32 = 65_535;
+/// The most IT power of one site, W (4,000 MW).
+pub const MAX_SITE_POWER_W: u32 = 4_000_000_000;
+/// The most racks in one cluster (so that free racks × rack GPUs fits in a `u32`).
+pub const MAX_CLUSTER_RACKS: u32 = 1_000_000;
+/// The most racks in a fleet: rack indices stay far below [`crate::kernel::score::NO_RACK`], and a
+/// fleet file of a few hundred bytes cannot make gpuplace allocate gigabytes.
+pub const MAX_FLEET_RACKS: u32 = 1_000_000;
+/// The largest latency, latency bound and latency reference, ms.
+pub const MAX_LATENCY_MS: u32 = 60_000;
+/// Jurisdictions and providers are bit sets in a `u32`.
+pub const MAX_DISTINCT_TAGS: usize = 32;
+/// The most GPUs one job may ask for.
+pub const MAX_JOB_GPUS: u32 = 65_535;
+/// The most regions of a fleet (rows of the latency table; the CPU scorer keeps a column of rack
+/// latencies per region).
+pub const MAX_REGIONS: usize = 64;
+/// The largest day number: 9999-12-31.
+pub const MAX_DAY: u32 = 2_932_896;

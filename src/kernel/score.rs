@@ -1,0 +1,385 @@
+//! The scoring function: the CPU twin of `shaders/score.wgsl`.
+//!
+//! Keep in sync with `shaders/score.wgsl`: the structs below are the shader's structs, field for field
+//! and in the same order; the constants have the same names and values; [`check`], [`terms`],
+//! [`score`] and [`better`] read line for line like the shader's functions of the same names, and the
+//! shader's `fits` and `gpus_on_anchor` are the twins of [`crate::kernel::shape`]. The test
+//! `tests/shader.rs` parses the shader with naga and compares struct sizes, field names, constants
+//! and function order with this file; the parity tests run both.
+//!
+//! # Terms
+//! A feasible pair's score is `Σ weights[t] × terms[t]` over the [`Term`]s. Adding a term is its
+//! computation in [`terms`] and in the shader's `terms`, plus one entry in [`Term`] (with its
+//! `TERM_*` index on both sides) and its default weights in the policy.
+//!
+//! # Exactness
+//! Every decision is made in `u32` arithmetic. The ranges below are enforced when inputs are
+//! validated (the limits are in [`crate::kernel::limits`]), and every intermediate is bounded by
+//! them, so nothing overflows on either side:
+//!
+//! | value | range | why it fits |
+//! |---|---|---|
+//! | rack `gpus` (GPUs per NVLink domain) | 1 ..= 1024 | `MAX_RACK_GPUS` |
+//! | rack `hbm_gb` / job `hbm_gb` | 1 ..= 65 535 / 0 ..= 65 535 | `MAX_HBM_GB` |
+//! | rack `gpu_watts` = ceil(rack W / GPUs) | 1 ..= 65 535 | `MAX_GPU_WATTS` |
+//! | job `gpus` | 1 ..= 65 535 | `MAX_JOB_GPUS` |
+//! | `job.gpus * rack.gpu_watts` | ≤ 65 535² = 4 294 836 225 < 2³² | (product of the two) |
+//! | site `power_free_w` | 0 ..= 4 000 000 000 (4 000 MW) | `MAX_SITE_POWER_W` |
+//! | cluster `free_racks` | 0 ..= 1 000 000 | `MAX_CLUSTER_RACKS` |
+//! | `free_racks * rack.gpus` | ≤ 1 024 000 000 | (product) |
+//! | latencies, latency limits and `latency_ref_ms` | 0 ..= 60 000 ms (limits ≥ 1) | `MAX_LATENCY_MS` |
+//! | `inv_*_q16` = floor(1000·2¹⁶ / d) for d ≥ 1 | ≤ 65 536 000 | built by [`inv_q16`] |
+//! | `x * inv_*_q16` for 0 ≤ x ≤ d | ≤ d · floor(65 536 000 / d) ≤ 65 536 000 | (x ≤ d by construction) |
+//! | every term | 0 ..= 1000 ([`TERM_SCALE`]) | (shift by 16 of the line above) |
+//! | every weight | 0 ..= 1000 ([`MAX_WEIGHT`]) | policy |
+//! | random term: `((mix(..) >> 16) · 1001) >> 16` | ≤ 65 535 · 1001 < 2³², so ≤ 1000 | (hash is wrapping by design) |
+//! | score = Σ over the [`TERM_COUNT`] = 7 terms of weight·term | ≤ 7 000 000 < 2³² | (sum) |
+//! | day numbers | 0 ..= 2 932 896 (9999-12-31) | `MAX_DAY` |
+//!
+//! Division never happens per pair: every divisor (a rack's GPUs, a rack's HBM, a job's latency
+//! reference) is replaced by a reciprocal computed once per rack or job, and the *definition* of each
+//! term is the product with that reciprocal, so the shader and the CPU compute the same integer.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::kernel::shape::{fits, gpus_on_anchor};
+
+/// Terms are fractions expressed in thousandths (permille).
+pub const TERM_SCALE: u32 = 1000;
+/// The largest weight a policy may give a term.
+pub const MAX_WEIGHT: u32 = 1000;
+/// Spreads cluster indices apart before hashing the random term's class (the golden ratio in 32 bits).
+pub const RANDOM_CLUSTER_STRIDE: u32 = 0x9E37_79B1;
+/// Fixed-point shift of the reciprocals: `inv_q16(d) = floor(TERM_SCALE << 16 / d)`.
+pub const RECIP_SHIFT: u32 = 16;
+/// The largest candidate list per job the kernel keeps (its private arrays have this size).
+pub const MAX_CANDIDATES: u32 = 16;
+/// Marks an empty candidate slot (no rack).
+pub const NO_RACK: u32 = 0xFFFF_FFFF;
+
+/// Index of the packing (best-fit) term.
+pub const TERM_PACK: u32 = 0;
+/// Index of the spread (least-allocated) term.
+pub const TERM_SPREAD: u32 = 1;
+/// Index of the latency-headroom term.
+pub const TERM_LATENCY: u32 = 2;
+/// Index of the energy-price term.
+pub const TERM_ENERGY: u32 = 3;
+/// Index of the carbon term.
+pub const TERM_CARBON: u32 = 4;
+/// Index of the HBM-headroom term.
+pub const TERM_HBM: u32 = 5;
+/// Index of the seeded random term.
+pub const TERM_RANDOM: u32 = 6;
+/// Number of score terms.
+pub const TERM_COUNT: usize = 7;
+
+/// Reject bit: not enough free GPUs (see [`crate::kernel::shape`]).
+pub const REJECT_GPUS: u32 = 1;
+/// Reject bit: the rack's HBM per GPU is below the job's need.
+pub const REJECT_HBM: u32 = 2;
+/// Reject bit: the site's jurisdiction is not in the job's allowed list.
+pub const REJECT_JURISDICTION: u32 = 4;
+/// Reject bit: the site's provider is not in the job's allowed list.
+pub const REJECT_PROVIDER: u32 = 8;
+/// Reject bit: the site is further than the job's latency bound from the job's region.
+pub const REJECT_LATENCY: u32 = 16;
+/// Reject bit: the site lacks the IT power the job would draw.
+pub const REJECT_POWER: u32 = 32;
+/// Reject bit: the rack's cluster is not online by the job's ready date.
+pub const REJECT_ONLINE: u32 = 64;
+/// Number of reject bits (constraints), in the order above.
+pub const REJECT_KINDS: usize = 7;
+/// Human names of the reject bits, in bit order.
+pub const REJECT_NAMES: [&str; REJECT_KINDS] =
+    ["gpus", "hbm", "jurisdiction", "provider", "latency", "power", "online"];
+/// Constraints that do not depend on occupancy: HBM, jurisdiction, provider, latency, online date.
+/// They are the same for every rack of a cluster.
+pub const STATIC_REJECTS: u32 = !(REJECT_GPUS | REJECT_POWER);
+
+/// A score term. Its value is a `u32` in 0..=[`TERM_SCALE`]; a policy weighs it 0..=[`MAX_WEIGHT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Term {
+    /// Fraction of the rack in use after placement: best fit keeps whole NVLink domains free.
+    Pack,
+    /// Fraction of the rack still free after placement (least-allocated): 1000 − pack.
+    Spread,
+    /// Latency headroom below the job's bound (or the policy's reference latency).
+    Latency,
+    /// Cheapness of the site's energy (price × PUE).
+    Energy,
+    /// Cleanliness of the site's energy (grid carbon × PUE).
+    Carbon,
+    /// HBM per GPU left over above the job's need.
+    Hbm,
+    /// A seeded pseudo-random draw per job and rack class (cluster, free GPUs): racks that are
+    /// interchangeable draw the same value, so ties still go to the lowest index.
+    Random,
+}
+
+impl Term {
+    /// Every term, in index order.
+    pub const ALL: [Term; TERM_COUNT] =
+        [Term::Pack, Term::Spread, Term::Latency, Term::Energy, Term::Carbon, Term::Hbm, Term::Random];
+
+    /// Its index in weight and term arrays (the `TERM_*` constant).
+    pub const fn index(self) -> usize {
+        (match self {
+            Term::Pack => TERM_PACK,
+            Term::Spread => TERM_SPREAD,
+            Term::Latency => TERM_LATENCY,
+            Term::Energy => TERM_ENERGY,
+            Term::Carbon => TERM_CARBON,
+            Term::Hbm => TERM_HBM,
+            Term::Random => TERM_RANDOM,
+        }) as usize
+    }
+
+    /// Its name in policy files and explanations.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Term::Pack => "pack",
+            Term::Spread => "spread",
+            Term::Latency => "latency",
+            Term::Energy => "energy",
+            Term::Carbon => "carbon",
+            Term::Hbm => "hbm",
+            Term::Random => "random",
+        }
+    }
+
+    /// The term of a name.
+    pub fn parse(name: &str) -> Option<Term> {
+        Term::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// A job as the kernel reads it. Keep in sync with `struct Job` in `shaders/score.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct JobGpu {
+    /// GPUs the job needs (gang: all or nothing).
+    pub gpus: u32,
+    /// HBM per GPU the job needs, GB.
+    pub hbm_gb: u32,
+    /// Index of the job's user region in the fleet's region list.
+    pub region: u32,
+    /// Feasibility bound on latency to the region, ms (60 000 when the job states none).
+    pub latency_limit_ms: u32,
+    /// Latency at which the latency-headroom term reaches 0, ms (the bound, or the policy's reference).
+    pub latency_ref_ms: u32,
+    /// floor(1000·2¹⁶ / latency_ref_ms).
+    pub inv_latency_ref_q16: u32,
+    /// Bit set of allowed jurisdictions (all ones when unrestricted).
+    pub jurisdiction_mask: u32,
+    /// Bit set of allowed providers (all ones when unrestricted).
+    pub provider_mask: u32,
+    /// The job may run on capacity online by this day: max(placement date, not_before).
+    pub ready_day: u32,
+    /// Per-job seed of the random term.
+    pub random_salt: u32,
+    /// Weight of each term, indexed by `TERM_*`.
+    pub weights: [u32; TERM_COUNT],
+}
+
+/// A rack (one NVLink domain) as the kernel reads it. Keep in sync with `struct Rack` in the shader.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct RackGpu {
+    /// GPUs not yet in use.
+    pub free_gpus: u32,
+    /// GPUs in the NVLink domain.
+    pub gpus: u32,
+    /// HBM per GPU, GB.
+    pub hbm_gb: u32,
+    /// IT power per GPU, W: ceil(rack W / GPUs).
+    pub gpu_watts: u32,
+    /// Index of the rack's site.
+    pub site: u32,
+    /// Global index of the rack's cluster.
+    pub cluster: u32,
+    /// floor(1000·2¹⁶ / gpus).
+    pub inv_gpus_q16: u32,
+    /// floor(1000·2¹⁶ / hbm_gb).
+    pub inv_hbm_q16: u32,
+}
+
+/// A site as the kernel reads it. Keep in sync with `struct Site` in the shader.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct SiteGpu {
+    /// IT power not yet drawn, W.
+    pub power_free_w: u32,
+    /// One bit: the site's jurisdiction.
+    pub jurisdiction_bit: u32,
+    /// One bit: the site's provider.
+    pub provider_bit: u32,
+    /// Energy-price term of the site, 0..=1000 (cheaper is higher); computed once per fleet.
+    pub energy_term: u32,
+    /// Carbon term of the site, 0..=1000 (cleaner is higher); computed once per fleet.
+    pub carbon_term: u32,
+}
+
+/// A cluster as the kernel reads it. Keep in sync with `struct Cluster` in the shader.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct ClusterGpu {
+    /// Racks of the cluster with every GPU free.
+    pub free_racks: u32,
+    /// Day the cluster's capacity comes online.
+    pub online_day: u32,
+}
+
+/// One entry of a job's candidate list. Keep in sync with `struct Candidate` in the shader.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct Candidate {
+    /// The score (higher is better).
+    pub score: u32,
+    /// Global rack index, or [`NO_RACK`].
+    pub rack: u32,
+}
+
+/// Parameters of one dispatch. Keep in sync with `struct Params` in the shader.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct Params {
+    /// Jobs in this dispatch.
+    pub job_count: u32,
+    /// First global rack index of this rack tile.
+    pub rack_offset: u32,
+    /// Racks in this tile.
+    pub rack_count: u32,
+    /// Regions in the latency table (its row length).
+    pub region_count: u32,
+    /// Candidates kept per job (1 ..= MAX_CANDIDATES).
+    pub k: u32,
+    /// 0 for the first rack tile (start from empty lists), 1 to merge into the lists already there.
+    pub accumulate: u32,
+    /// Workgroups per row of the 2-D dispatch grid (jobs are laid out row by row).
+    pub groups_per_row: u32,
+    /// Explicit padding to 32 bytes (a uniform buffer's size is a multiple of 16).
+    pub _pad: u32,
+}
+
+// Storage-buffer records are arrays of 4-byte scalars (WGSL aligns them to 4); the uniform `Params`
+// is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's layout.
+const _: () = assert!(size_of::<JobGpu>() == (10 + TERM_COUNT) * 4);
+const _: () = assert!(size_of::<RackGpu>() == 32);
+const _: () = assert!(size_of::<SiteGpu>() == 20);
+const _: () = assert!(size_of::<ClusterGpu>() == 8);
+const _: () = assert!(size_of::<Candidate>() == 8);
+const _: () = assert!(size_of::<Params>() == 32);
+
+impl Candidate {
+    /// An empty slot.
+    pub const NONE: Candidate = Candidate { score: 0, rack: NO_RACK };
+}
+
+/// floor(1000·2¹⁶ / divisor), the reciprocal every term uses instead of a division. `divisor` ≥ 1.
+pub fn inv_q16(divisor: u32) -> u32 {
+    (TERM_SCALE << RECIP_SHIFT) / divisor
+}
+
+/// The feasibility test: 0 when the job can run on the rack now, else the OR of the `REJECT_*` bits
+/// of every constraint it fails. Keep in sync with `fn check` in the shader.
+#[inline(always)]
+pub fn check(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, cluster: &ClusterGpu, latency_ms: u32) -> u32 {
+    let mut reject = 0u32;
+    if !fits(job.gpus, rack.free_gpus, rack.gpus, cluster.free_racks) {
+        reject |= REJECT_GPUS;
+    }
+    if rack.hbm_gb < job.hbm_gb {
+        reject |= REJECT_HBM;
+    }
+    if (site.jurisdiction_bit & job.jurisdiction_mask) == 0 {
+        reject |= REJECT_JURISDICTION;
+    }
+    if (site.provider_bit & job.provider_mask) == 0 {
+        reject |= REJECT_PROVIDER;
+    }
+    if latency_ms > job.latency_limit_ms {
+        reject |= REJECT_LATENCY;
+    }
+    if job.gpus * rack.gpu_watts > site.power_free_w {
+        reject |= REJECT_POWER;
+    }
+    if cluster.online_day > job.ready_day {
+        reject |= REJECT_ONLINE;
+    }
+    reject
+}
+
+/// Chris Wellons' "lowbias32" integer hash: the random term's mixer. Keep in sync with `fn mix`
+/// in the shader.
+#[inline(always)]
+pub fn mix(x: u32) -> u32 {
+    let mut h = x;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7FEB_352D);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846C_A68B);
+    h ^= h >> 16;
+    h
+}
+
+/// The terms of a pair that passed [`check`], each 0..=1000, indexed by `TERM_*`. Keep in sync
+/// with `fn terms` in the shader.
+#[inline(always)]
+pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
+    let mut t = [0u32; TERM_COUNT];
+    let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, rack.free_gpus);
+    t[TERM_PACK as usize] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
+    t[TERM_SPREAD as usize] = TERM_SCALE - t[TERM_PACK as usize];
+    let latency_slack = job.latency_ref_ms - job.latency_ref_ms.min(latency_ms);
+    t[TERM_LATENCY as usize] = (latency_slack * job.inv_latency_ref_q16) >> RECIP_SHIFT;
+    t[TERM_ENERGY as usize] = site.energy_term;
+    t[TERM_CARBON as usize] = site.carbon_term;
+    let hbm_slack = rack.hbm_gb - job.hbm_gb.min(rack.hbm_gb);
+    t[TERM_HBM as usize] = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
+    // The draw is skipped when its weight is 0 (every policy but `random`): a quarter of the work.
+    if job.weights[TERM_RANDOM as usize] != 0 {
+        let rack_class = rack.cluster.wrapping_mul(RANDOM_CLUSTER_STRIDE).wrapping_add(rack.free_gpus);
+        let draw = mix(job.random_salt ^ mix(rack_class));
+        t[TERM_RANDOM as usize] = ((draw >> 16) * (TERM_SCALE + 1)) >> 16;
+    }
+    t
+}
+
+/// The score of a pair that passed [`check`]: the job's weights times the terms. Keep in sync with
+/// `fn score` in the shader.
+#[inline(always)]
+pub fn score(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> u32 {
+    let t = terms(job, rack, site, latency_ms);
+    let mut total = 0u32;
+    #[expect(clippy::needless_range_loop, reason = "reads line for line like the shader's loop")]
+    for term in 0..TERM_COUNT {
+        total += job.weights[term] * t[term];
+    }
+    total
+}
+
+/// True when candidate `a` ranks before `b`: higher score, then lower rack index. Keep in sync with
+/// `fn better` in the shader.
+#[inline(always)]
+pub fn better(a: Candidate, b: Candidate) -> bool {
+    a.score > b.score || (a.score == b.score && a.rack < b.rack)
+}
+
+/// Inserts `candidate` into the sorted list `top` (best first, length k) if it ranks within it.
+/// Keep in sync with the insertion loop in the shader's `main`.
+///
+/// The candidate is carried down the list: wherever it ranks before the listed entry, the two swap
+/// and the displaced entry is carried on; the last one falls off the end. Every step reads and
+/// writes the same slot. The backward-shifting loop used before (`top[slot] = top[slot - 1]`) was
+/// miscompiled by Mesa's GLSL compiler (llvmpipe through wgpu's GL backend), which silently dropped
+/// list entries.
+#[inline(always)]
+pub fn insert_candidate(top: &mut [Candidate], candidate: Candidate) {
+    let mut carried = candidate;
+    for listed in top.iter_mut() {
+        if better(carried, *listed) {
+            std::mem::swap(&mut carried, listed);
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The built-in default fleet: GB300 NVL72 capacity of IREN, Nscale and Microsoft Azure as publicly
+//! reported by late 2025. Every figure below carries its source; every value that is not published
+//! (prices, carbon, latencies, power envelopes, rack counts derived from GPU counts, exact dates) is
+//! marked ASSUMPTION and chosen to be plausible, not authoritative. Replace it with `--fleet FILE`
+//! for real use; `gpuplace fleet --json` prints this fleet in that format as a starting point.
+
+use std::collections::BTreeMap;
+
+use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
+
+/// User regions of the built-in fleet.
+pub const REGIONS: [&str; 6] = ["us-east", "us-central", "us-west", "eu-west", "eu-north", "uk"];
+
+fn rack_types() -> BTreeMap<String, RackTypeFile> {
+    let mut types = BTreeMap::new();
+    // NVIDIA GB300 NVL72: 72 Blackwell Ultra GPUs and 36 Grace CPUs in one NVLink domain, 288 GB HBM3e
+    // per GPU (NVIDIA product page). Rack power is reported at roughly 132–142 kW; 140 kW is used.
+    types.insert(
+        "gb300-nvl72".into(),
+        RackTypeFile { gpu_model: "GB300".into(), gpus: 72, hbm_gb_per_gpu: 288, kw: 140.0 },
+    );
+    // NVIDIA GB200 NVL72: 72 Blackwell GPUs, 186 GB HBM3e each (NVIDIA), about 120–132 kW per rack.
+    types.insert(
+        "gb200-nvl72".into(),
+        RackTypeFile { gpu_model: "GB200".into(), gpus: 72, hbm_gb_per_gpu: 186, kw: 132.0 },
+    );
+    // NVIDIA HGX H100 8-GPU node: one NVLink domain of 8 GPUs with 80 GB HBM3 each, about 10.2 kW.
+    types.insert("hgx-h100-8".into(), RackTypeFile { gpu_model: "H100".into(), gpus: 8, hbm_gb_per_gpu: 80, kw: 10.2 });
+    types
+}
+
+/// Latency (ms) from a site to each of [`REGIONS`], in order. ASSUMPTION: typical round-trip times
+/// between the named places over public backbones, not measurements.
+fn latency(values: [u32; 6]) -> BTreeMap<String, u32> {
+    REGIONS.iter().map(|r| r.to_string()).zip(values).collect()
+}
+
+fn gb300(name: &str, racks: u32, online: Option<&str>) -> ClusterFile {
+    ClusterFile {
+        name: name.into(),
+        rack_type: "gb300-nvl72".into(),
+        racks,
+        online: online.map(str::to_string),
+        used_gpus: None,
+    }
+}
+
+#[expect(clippy::too_many_arguments, reason = "a table row; the call sites read as a table")]
+fn site(
+    name: &str,
+    provider: &str,
+    country: &str,
+    jurisdiction: &str,
+    power_mw: f64,
+    pue: f64,
+    price_usd_per_mwh: f64,
+    carbon_g_per_kwh: f64,
+    online: &str,
+    latency_ms: [u32; 6],
+    clusters: Vec<ClusterFile>,
+) -> SiteFile {
+    SiteFile {
+        name: name.into(),
+        provider: provider.into(),
+        country: country.into(),
+        jurisdiction: jurisdiction.into(),
+        power_mw,
+        pue,
+        price_usd_per_mwh,
+        carbon_g_per_kwh,
+        online: online.into(),
+        latency_ms: latency(latency_ms),
+        clusters,
+    }
+}
+
+/// The built-in fleet as a file (what `gpuplace fleet --json` prints).
+pub fn default_fleet_file() -> FleetFile {
+    let sites = vec![
+        // IREN, Childress, Texas: a 750 MW campus; IREN's five-year, $9.7B contract with Microsoft
+        // (announced November 2025) is served from GB300 NVL72 deployed there in phases through 2026.
+        // ASSUMPTION: 200 MW of IT power for the contract, ~1,000 racks (72,000 GPUs) in four phases of
+        // 250 racks online from March to December 2026; ERCOT price 40 USD/MWh, 380 gCO2/kWh, PUE 1.2.
+        site(
+            "iren-childress",
+            "IREN",
+            "US",
+            "US",
+            200.0,
+            1.2,
+            40.0,
+            380.0,
+            "2026-03-01",
+            [35, 15, 35, 120, 135, 110],
+            vec![
+                gb300("childress-p1", 250, None),
+                gb300("childress-p2", 250, Some("2026-06-01")),
+                gb300("childress-p3", 250, Some("2026-09-01")),
+                gb300("childress-p4", 250, Some("2026-12-01")),
+            ],
+        ),
+        // Nscale for Microsoft, Texas: ~104,000 GB300 GPUs on a 240 MW campus from Q3 2026 (Nscale,
+        // October 2025). 104,000 / 72 = 1,444.4, so 1,445 racks. ASSUMPTION: the campus's 240 MW all
+        // available to IT; ERCOT price 42 USD/MWh, 380 gCO2/kWh, PUE 1.2.
+        site(
+            "nscale-texas",
+            "Nscale",
+            "US",
+            "US",
+            240.0,
+            1.2,
+            42.0,
+            380.0,
+            "2026-07-01",
+            [35, 15, 35, 120, 135, 110],
+            vec![gb300("texas-a", 723, None), gb300("texas-b", 722, Some("2026-10-01"))],
+        ),
+        // Nscale, Sines, Portugal (Start Campus): ~12,600 GB300 GPUs from Q1 2026 (Nscale, October
+        // 2025) = 175 racks. ASSUMPTION: 20 MW of IT power in the first phase (so power, not racks, binds here), 70 USD/MWh, 120 gCO2/kWh, PUE 1.15.
+        site(
+            "nscale-sines",
+            "Nscale",
+            "PT",
+            "EU",
+            20.0,
+            1.15,
+            70.0,
+            120.0,
+            "2026-01-01",
+            [95, 120, 150, 25, 55, 30],
+            vec![gb300("sines-1", 175, None)],
+        ),
+        // Nscale, Loughton, UK: ~23,000 GB300 GPUs from 2027 on a 50 MW site scalable to 90 MW
+        // (Nscale, September–October 2025). 23,000 / 72 = 319.4, so 320 racks. ASSUMPTION: online
+        // 2027-01-01, 110 USD/MWh, 150 gCO2/kWh, PUE 1.25.
+        site(
+            "nscale-loughton",
+            "Nscale",
+            "GB",
+            "UK",
+            50.0,
+            1.25,
+            110.0,
+            150.0,
+            "2027-01-01",
+            [75, 100, 135, 15, 30, 3],
+            vec![gb300("loughton-1", 320, None)],
+        ),
+        // Nscale, Narvik, Norway (with Aker, "Stargate Norway"): ~52,000 GB300 GPUs for Microsoft
+        // (Nscale, October 2025). 52,000 / 72 = 722.2, so 723 racks. ASSUMPTION: 230 MW initial
+        // phase, online 2026-10-01, hydro power at 30 USD/MWh and 20 gCO2/kWh, PUE 1.1.
+        site(
+            "nscale-narvik",
+            "Nscale",
+            "NO",
+            "NO",
+            230.0,
+            1.1,
+            30.0,
+            20.0,
+            "2026-10-01",
+            [105, 130, 160, 45, 15, 35],
+            vec![gb300("narvik-1", 723, None)],
+        ),
+        // Microsoft Azure: the first production GB300 NVL72 cluster, "more than 4,600" Blackwell
+        // Ultra GPUs (Microsoft, 9 October 2025): 64 racks = 4,608 GPUs. ASSUMPTION: a US-east
+        // location, 10 MW of IT power, 60 USD/MWh, 350 gCO2/kWh, PUE 1.18.
+        site(
+            "azure-gb300-cluster",
+            "Microsoft Azure",
+            "US",
+            "US",
+            10.0,
+            1.18,
+            60.0,
+            350.0,
+            "2025-10-09",
+            [5, 30, 65, 85, 110, 80],
+            vec![gb300("azure-1", 64, None)],
+        ),
+    ];
+    FleetFile { as_of: None, regions: REGIONS.iter().map(|r| r.to_string()).collect(), rack_types: rack_types(), sites }
+}
+
+/// The built-in fleet, validated.
+pub fn default_fleet() -> Fleet {
+    Fleet::from_file(default_fleet_file(), "<built-in>").expect("the built-in fleet is valid")
+}

@@ -1,0 +1,592 @@
+//! The fleet: sites → clusters → racks, where a rack is one NVLink domain.
+//!
+//! [`FleetFile`] is the file format (what `--fleet` reads and `gpuplace fleet --json` writes);
+//! [`Fleet`] is the validated model with every value converted to the integer units the scorer uses.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{InputError, Result};
+use crate::kernel::limits::{
+    MAX_CLUSTER_RACKS, MAX_DISTINCT_TAGS, MAX_FLEET_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS, MAX_RACK_GPUS,
+    MAX_REGIONS, MAX_SITE_POWER_W,
+};
+use crate::kernel::score::{ClusterGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
+use crate::kernel::state::FleetState;
+use crate::model::date::Day;
+use crate::model::json::{check_name, unique_map};
+
+/// The most IT power of one site, MW (so that watts fit in a `u32`).
+pub const MAX_SITE_MW: f64 = MAX_SITE_POWER_W as f64 / 1e6;
+/// Price at which the energy term reaches 0: 200 USD per MWh of IT energy (price × PUE).
+pub const ENERGY_REF_USD_PER_MWH: u64 = 200;
+/// Carbon intensity at which the carbon term reaches 0: 800 gCO2 per kWh of IT energy (grid × PUE).
+pub const CARBON_REF_G_PER_KWH: u64 = 800;
+
+/// A fleet file: regions, rack types and sites. Field names are the file format's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    /// The date the fleet's occupancy describes; the default placement date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    /// User regions; every site gives a latency to each.
+    pub regions: Vec<String>,
+    /// Rack types by name.
+    #[serde(deserialize_with = "unique_map")]
+    pub rack_types: BTreeMap<String, RackTypeFile>,
+    /// Sites.
+    pub sites: Vec<SiteFile>,
+}
+
+/// A rack type: one NVLink domain's hardware.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RackTypeFile {
+    /// GPU model, e.g. `GB300`.
+    pub gpu_model: String,
+    /// GPUs in the NVLink domain (72 for an NVL72 rack, 8 for an HGX node).
+    pub gpus: u32,
+    /// HBM per GPU, GB.
+    pub hbm_gb_per_gpu: u32,
+    /// IT power of the whole rack at load, kW.
+    pub kw: f64,
+}
+
+/// A site: one campus with one power envelope, price, carbon intensity and jurisdiction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    /// Unique name.
+    pub name: String,
+    /// Operator (IREN, Nscale, Microsoft Azure, …).
+    pub provider: String,
+    /// ISO country code.
+    pub country: String,
+    /// Data-residency jurisdiction (US, EU, UK, NO, …).
+    pub jurisdiction: String,
+    /// IT power available to racks, MW.
+    pub power_mw: f64,
+    /// Power usage effectiveness (facility power / IT power), ≥ 1.
+    pub pue: f64,
+    /// Electricity price, USD/MWh.
+    pub price_usd_per_mwh: f64,
+    /// Grid carbon intensity, gCO2/kWh.
+    pub carbon_g_per_kwh: f64,
+    /// Date the site's capacity comes online (clusters may override it).
+    pub online: String,
+    /// Network latency from the site to each region, ms.
+    #[serde(deserialize_with = "unique_map")]
+    pub latency_ms: BTreeMap<String, u32>,
+    /// Clusters of identical racks.
+    pub clusters: Vec<ClusterFile>,
+}
+
+/// A cluster: racks of one type at one site, one deployment phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// Name, unique within its site.
+    pub name: String,
+    /// Key into `rack_types`.
+    pub rack_type: String,
+    /// Number of racks (NVLink domains).
+    pub racks: u32,
+    /// Date this cluster comes online, when later than its site's (phased deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<String>,
+    /// GPUs already in use, one entry per rack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_gpus: Option<Vec<u32>>,
+}
+
+/// A validated rack type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RackType {
+    /// Name (the key in the file).
+    pub name: String,
+    /// GPU model.
+    pub gpu_model: String,
+    /// GPUs per NVLink domain.
+    pub gpus: u32,
+    /// HBM per GPU, GB.
+    pub hbm_gb: u32,
+    /// IT power per GPU, W, rounded up so that power is never under-counted.
+    pub gpu_watts: u32,
+}
+
+/// A validated site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    /// Unique name.
+    pub name: String,
+    /// Operator.
+    pub provider: String,
+    /// Index of the provider in [`Fleet::providers`].
+    pub provider_index: usize,
+    /// Country code.
+    pub country: String,
+    /// Jurisdiction.
+    pub jurisdiction: String,
+    /// Index of the jurisdiction in [`Fleet::jurisdictions`].
+    pub jurisdiction_index: usize,
+    /// IT power available, W.
+    pub power_w: u32,
+    /// IT power drawn by the occupancy stated in the fleet file, W.
+    pub power_used_w: u32,
+    /// PUE in thousandths.
+    pub pue_milli: u32,
+    /// Electricity price in thousandths of a USD per MWh.
+    pub price_milli_usd_per_mwh: u32,
+    /// Grid carbon intensity, gCO2/kWh (rounded).
+    pub carbon_g_per_kwh: u32,
+    /// Date the site comes online.
+    pub online: Day,
+    /// Latency to each region (indexed like [`Fleet::regions`]), ms.
+    pub latency_ms: Vec<u32>,
+    /// Energy term (0..=1000): 1000 − min(1000, price × PUE / 200 USD/MWh · 1000).
+    pub energy_term: u32,
+    /// Carbon term (0..=1000): 1000 − min(1000, carbon × PUE / 800 g/kWh · 1000).
+    pub carbon_term: u32,
+    /// Global indices of its clusters.
+    pub clusters: std::ops::Range<usize>,
+}
+
+/// A validated cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    /// Name within its site.
+    pub name: String,
+    /// Index of its site.
+    pub site: usize,
+    /// Index of its rack type in [`Fleet::rack_types`].
+    pub rack_type: usize,
+    /// Date it comes online: the later of its own and its site's.
+    pub online: Day,
+    /// Global indices of its racks.
+    pub racks: std::ops::Range<usize>,
+}
+
+/// A validated fleet, with global rack indices: racks are numbered site by site, cluster by cluster,
+/// in file order. Ties between equal scores go to the lowest global index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    /// The file it came from (kept for export).
+    pub file: FleetFile,
+    /// Default placement date.
+    pub as_of: Option<Day>,
+    /// Region names.
+    pub regions: Vec<String>,
+    /// Distinct jurisdictions, in order of first appearance (bit i of a mask is entry i).
+    pub jurisdictions: Vec<String>,
+    /// Distinct providers, in order of first appearance.
+    pub providers: Vec<String>,
+    /// Rack types, by name order.
+    pub rack_types: Vec<RackType>,
+    /// Sites.
+    pub sites: Vec<Site>,
+    /// Clusters, global.
+    pub clusters: Vec<Cluster>,
+    /// For each global rack: its cluster and its GPUs in use.
+    pub racks: Vec<RackSlot>,
+}
+
+/// A rack's place and initial occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RackSlot {
+    /// Global cluster index.
+    pub cluster: u32,
+    /// Index within the cluster (what `--out` calls `rack`).
+    pub index_in_cluster: u32,
+    /// GPUs in use at the start.
+    pub used_gpus: u32,
+}
+
+fn number_in(
+    source: &str,
+    record: &str,
+    field: &str,
+    value: f64,
+    low: f64,
+    high: f64,
+    unit: &str,
+) -> std::result::Result<f64, InputError> {
+    if !value.is_finite() || value < low || value > high {
+        return Err(InputError::new(
+            source,
+            record,
+            field,
+            format!("{value} is out of range: must be between {low} and {high} {unit}"),
+        ));
+    }
+    Ok(value)
+}
+
+impl Fleet {
+    /// Reads and validates a fleet JSON file.
+    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Fleet> {
+        let path = path.as_ref();
+        let text = crate::model::json::read_input(path)?;
+        Fleet::from_json(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates fleet JSON; `source_name` names it in errors.
+    pub fn from_json(text: &str, source_name: &str) -> Result<Fleet> {
+        let file: FleetFile = crate::model::json::parse_object(
+            text,
+            source_name,
+            "a fleet: a JSON object with `regions`, `rack_types` and `sites`",
+        )?;
+        Ok(Fleet::from_file(file, source_name)?)
+    }
+
+    /// The fleet file, as `fleet --json` writes it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.file).expect("a fleet file always serializes")
+    }
+
+    /// Validates a fleet file; `source_name` names it in errors.
+    pub fn from_file(file: FleetFile, source_name: &str) -> std::result::Result<Fleet, InputError> {
+        let src = source_name;
+        let as_of = match &file.as_of {
+            Some(text) => Some(Day::parse(text).map_err(|m| InputError::new(src, "document", "as_of", m))?),
+            None => None,
+        };
+        if file.regions.is_empty() {
+            return Err(InputError::new(src, "document", "regions", "the fleet names no region"));
+        }
+        if file.regions.len() > MAX_REGIONS {
+            return Err(InputError::new(
+                src,
+                "document",
+                "regions",
+                format!("{} regions: at most {MAX_REGIONS} are supported", file.regions.len()),
+            ));
+        }
+        let mut seen_regions = std::collections::BTreeSet::new();
+        for (i, region) in file.regions.iter().enumerate() {
+            check_name(region, true).map_err(|m| InputError::new(src, format!("regions[{i}]"), "regions", m))?;
+            if !seen_regions.insert(region.as_str()) {
+                return Err(InputError::new(
+                    src,
+                    format!("regions[{i}]"),
+                    "regions",
+                    format!("region `{region}` is repeated"),
+                ));
+            }
+        }
+        let mut rack_types = Vec::new();
+        for (name, rt) in &file.rack_types {
+            let record = format!("rack type `{}`", name.escape_debug());
+            check_name(name, false).map_err(|m| InputError::new(src, &record, "(name)", m))?;
+            check_name(&rt.gpu_model, false).map_err(|m| InputError::new(src, &record, "gpu_model", m))?;
+            if rt.gpus == 0 || rt.gpus > MAX_RACK_GPUS {
+                return Err(InputError::new(
+                    src,
+                    &record,
+                    "gpus",
+                    format!("{} is out of range: must be between 1 and {MAX_RACK_GPUS}", rt.gpus),
+                ));
+            }
+            if rt.hbm_gb_per_gpu == 0 || rt.hbm_gb_per_gpu > MAX_HBM_GB {
+                return Err(InputError::new(
+                    src,
+                    &record,
+                    "hbm_gb_per_gpu",
+                    format!("{} is out of range: must be between 1 and {MAX_HBM_GB}", rt.hbm_gb_per_gpu),
+                ));
+            }
+            let kw = number_in(
+                src,
+                &record,
+                "kw",
+                rt.kw,
+                0.001,
+                f64::from(MAX_GPU_WATTS) * f64::from(rt.gpus) / 1000.0,
+                "kW",
+            )?;
+            // Watts per GPU, rounded up so that a job's drawn power is never under-counted.
+            let rack_watts = (kw * 1000.0).round() as u64;
+            let gpu_watts = rack_watts.div_ceil(u64::from(rt.gpus)).max(1) as u32;
+            rack_types.push(RackType {
+                name: name.clone(),
+                gpu_model: rt.gpu_model.clone(),
+                gpus: rt.gpus,
+                hbm_gb: rt.hbm_gb_per_gpu,
+                gpu_watts,
+            });
+        }
+        if file.sites.is_empty() {
+            return Err(InputError::new(src, "document", "sites", "the fleet has no site"));
+        }
+        // Count the racks before allocating anything per rack: a small file may declare millions.
+        let mut total_racks = 0u64;
+        for (site_index, sf) in file.sites.iter().enumerate() {
+            for (ci, cf) in sf.clusters.iter().enumerate() {
+                total_racks += u64::from(cf.racks);
+                if total_racks > u64::from(MAX_FLEET_RACKS) {
+                    return Err(InputError::new(
+                        src,
+                        format!("sites[{site_index}]"),
+                        format!("clusters[{ci}].racks"),
+                        format!("the fleet's racks exceed {MAX_FLEET_RACKS} here, the most gpuplace accepts"),
+                    ));
+                }
+            }
+        }
+        let mut jurisdictions: Vec<String> = Vec::new();
+        let mut providers: Vec<String> = Vec::new();
+        let mut sites = Vec::new();
+        let mut clusters = Vec::new();
+        let mut racks = Vec::with_capacity(total_racks as usize);
+        let mut site_names = std::collections::BTreeSet::new();
+        for (site_index, sf) in file.sites.iter().enumerate() {
+            let record = if check_name(&sf.name, false).is_err() {
+                format!("sites[{site_index}]")
+            } else {
+                format!("site `{}`", sf.name)
+            };
+            check_name(&sf.name, false).map_err(|m| InputError::new(src, &record, "name", m))?;
+            if !site_names.insert(sf.name.as_str()) {
+                return Err(InputError::new(src, &record, "name", "site names must be unique"));
+            }
+            // Providers and jurisdictions appear in the `|`-separated lists of CSV jobs files.
+            for (field, value, in_list) in [
+                ("provider", &sf.provider, true),
+                ("jurisdiction", &sf.jurisdiction, true),
+                ("country", &sf.country, false),
+            ] {
+                check_name(value, in_list).map_err(|m| InputError::new(src, &record, field, m))?;
+            }
+            let jurisdiction_index = tag_index(&mut jurisdictions, &sf.jurisdiction).ok_or_else(|| {
+                InputError::new(
+                    src,
+                    &record,
+                    "jurisdiction",
+                    format!("more than {MAX_DISTINCT_TAGS} distinct jurisdictions"),
+                )
+            })?;
+            let provider_index = tag_index(&mut providers, &sf.provider).ok_or_else(|| {
+                InputError::new(src, &record, "provider", format!("more than {MAX_DISTINCT_TAGS} distinct providers"))
+            })?;
+            let power_mw = number_in(src, &record, "power_mw", sf.power_mw, 0.0, MAX_SITE_MW, "MW")?;
+            let pue = number_in(src, &record, "pue", sf.pue, 1.0, 5.0, "")?;
+            let price = number_in(src, &record, "price_usd_per_mwh", sf.price_usd_per_mwh, 0.0, 10_000.0, "USD/MWh")?;
+            let carbon = number_in(src, &record, "carbon_g_per_kwh", sf.carbon_g_per_kwh, 0.0, 5_000.0, "gCO2/kWh")?;
+            let online = Day::parse(&sf.online).map_err(|m| InputError::new(src, &record, "online", m))?;
+            let mut latency_ms = Vec::with_capacity(file.regions.len());
+            for region in &file.regions {
+                let value = *sf.latency_ms.get(region).ok_or_else(|| {
+                    InputError::new(
+                        src,
+                        &record,
+                        format!("latency_ms.{region}"),
+                        "missing: every site needs a latency to every region",
+                    )
+                })?;
+                if value > MAX_LATENCY_MS {
+                    return Err(InputError::new(
+                        src,
+                        &record,
+                        format!("latency_ms.{region}"),
+                        format!("{value} is out of range: must be at most {MAX_LATENCY_MS} ms"),
+                    ));
+                }
+                latency_ms.push(value);
+            }
+            if let Some(unknown) = sf.latency_ms.keys().find(|r| !seen_regions.contains(r.as_str())) {
+                return Err(InputError::new(
+                    src,
+                    &record,
+                    format!("latency_ms.{unknown}"),
+                    format!("`{unknown}` is not one of the fleet's regions"),
+                ));
+            }
+            if sf.clusters.is_empty() {
+                return Err(InputError::new(src, &record, "clusters", "the site has no cluster"));
+            }
+            let pue_milli = (pue * 1000.0).round() as u32;
+            let price_milli = (price * 1000.0).round() as u32;
+            let carbon_g = carbon.round() as u32;
+            let power_w = (power_mw * 1_000_000.0).round() as u32;
+            let cluster_start = clusters.len();
+            let mut power_used_w: u64 = 0;
+            let mut cluster_names = std::collections::BTreeSet::new();
+            for (ci, cf) in sf.clusters.iter().enumerate() {
+                let field = |name: &str| format!("clusters[{ci}].{name}");
+                check_name(&cf.name, false).map_err(|m| InputError::new(src, &record, field("name"), m))?;
+                if !cluster_names.insert(cf.name.as_str()) {
+                    return Err(InputError::new(
+                        src,
+                        &record,
+                        field("name"),
+                        "cluster names must be unique within a site",
+                    ));
+                }
+                let rack_type = rack_types.iter().position(|rt| rt.name == cf.rack_type).ok_or_else(|| {
+                    InputError::new(src, &record, field("rack_type"), format!("unknown rack type `{}`", cf.rack_type))
+                })?;
+                if cf.racks == 0 || cf.racks > MAX_CLUSTER_RACKS {
+                    return Err(InputError::new(
+                        src,
+                        &record,
+                        field("racks"),
+                        format!("{} is out of range: must be between 1 and {MAX_CLUSTER_RACKS}", cf.racks),
+                    ));
+                }
+                let cluster_online = match &cf.online {
+                    Some(text) => {
+                        Day::parse(text).map_err(|m| InputError::new(src, &record, field("online"), m))?.max(online)
+                    }
+                    None => online,
+                };
+                let rt = &rack_types[rack_type];
+                let rack_start = racks.len();
+                if let Some(used) = &cf.used_gpus {
+                    if used.len() != cf.racks as usize {
+                        return Err(InputError::new(
+                            src,
+                            &record,
+                            field("used_gpus"),
+                            format!("has {} entries for {} racks", used.len(), cf.racks),
+                        ));
+                    }
+                    if let Some((i, u)) = used.iter().enumerate().find(|(_, u)| **u > rt.gpus) {
+                        return Err(InputError::new(
+                            src,
+                            &record,
+                            format!("clusters[{ci}].used_gpus[{i}]"),
+                            format!("{u} GPUs in use exceeds the rack's {} GPUs", rt.gpus),
+                        ));
+                    }
+                }
+                let global_cluster = clusters.len() as u32;
+                for index in 0..cf.racks {
+                    let used_gpus = cf.used_gpus.as_ref().map_or(0, |used| used[index as usize]);
+                    power_used_w += u64::from(used_gpus) * u64::from(rt.gpu_watts);
+                    racks.push(RackSlot { cluster: global_cluster, index_in_cluster: index, used_gpus });
+                }
+                clusters.push(Cluster {
+                    name: cf.name.clone(),
+                    site: site_index,
+                    rack_type,
+                    online: cluster_online,
+                    racks: rack_start..racks.len(),
+                });
+            }
+            if power_used_w > u64::from(power_w) {
+                return Err(InputError::new(
+                    src,
+                    &record,
+                    "clusters[].used_gpus",
+                    format!(
+                        "the GPUs in use draw {:.3} MW, more than power_mw ({power_mw})",
+                        power_used_w as f64 / 1e6
+                    ),
+                ));
+            }
+            let energy_permille = u64::from(price_milli) * u64::from(pue_milli) / 1000 / ENERGY_REF_USD_PER_MWH;
+            let carbon_permille = u64::from(carbon_g) * u64::from(pue_milli) / CARBON_REF_G_PER_KWH;
+            sites.push(Site {
+                name: sf.name.clone(),
+                provider: sf.provider.clone(),
+                provider_index,
+                country: sf.country.clone(),
+                jurisdiction: sf.jurisdiction.clone(),
+                jurisdiction_index,
+                power_w,
+                power_used_w: power_used_w as u32,
+                pue_milli,
+                price_milli_usd_per_mwh: price_milli,
+                carbon_g_per_kwh: carbon_g,
+                online,
+                latency_ms,
+                energy_term: TERM_SCALE - energy_permille.min(u64::from(TERM_SCALE)) as u32,
+                carbon_term: TERM_SCALE - carbon_permille.min(u64::from(TERM_SCALE)) as u32,
+                clusters: cluster_start..clusters.len(),
+            });
+        }
+        Ok(Fleet {
+            as_of,
+            regions: file.regions.clone(),
+            jurisdictions,
+            providers,
+            rack_types,
+            sites,
+            clusters,
+            racks,
+            file,
+        })
+    }
+
+    /// Index of a region by name.
+    pub fn region_index(&self, name: &str) -> Option<usize> {
+        self.regions.iter().position(|r| r == name)
+    }
+
+    /// Total GPUs in the fleet.
+    pub fn total_gpus(&self) -> u64 {
+        self.clusters.iter().map(|c| c.racks.len() as u64 * u64::from(self.rack_types[c.rack_type].gpus)).sum()
+    }
+
+    /// The rack type of a global rack.
+    pub fn rack_type_of(&self, rack: usize) -> &RackType {
+        &self.rack_types[self.clusters[self.racks[rack].cluster as usize].rack_type]
+    }
+
+    /// The scorer's view of the fleet at its initial occupancy.
+    pub fn initial_state(&self) -> FleetState {
+        let racks = self
+            .racks
+            .iter()
+            .map(|slot| {
+                let cluster = &self.clusters[slot.cluster as usize];
+                let rt = &self.rack_types[cluster.rack_type];
+                RackGpu {
+                    free_gpus: rt.gpus - slot.used_gpus,
+                    gpus: rt.gpus,
+                    hbm_gb: rt.hbm_gb,
+                    gpu_watts: rt.gpu_watts,
+                    site: cluster.site as u32,
+                    cluster: slot.cluster,
+                    inv_gpus_q16: inv_q16(rt.gpus),
+                    inv_hbm_q16: inv_q16(rt.hbm_gb),
+                }
+            })
+            .collect::<Vec<_>>();
+        let sites = self
+            .sites
+            .iter()
+            .map(|site| SiteGpu {
+                power_free_w: site.power_w - site.power_used_w,
+                jurisdiction_bit: 1 << site.jurisdiction_index,
+                provider_bit: 1 << site.provider_index,
+                energy_term: site.energy_term,
+                carbon_term: site.carbon_term,
+            })
+            .collect();
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|cluster| ClusterGpu {
+                free_racks: cluster.racks.clone().filter(|&r| racks[r].free_gpus == racks[r].gpus).count() as u32,
+                online_day: cluster.online.0,
+            })
+            .collect();
+        let latency = self.sites.iter().flat_map(|site| site.latency_ms.iter().copied()).collect();
+        FleetState { racks, sites, clusters, latency, region_count: self.regions.len() as u32 }
+    }
+}
+
+/// Index of `tag` in `tags`, appending it if new; None past [`MAX_DISTINCT_TAGS`].
+fn tag_index(tags: &mut Vec<String>, tag: &str) -> Option<usize> {
+    if let Some(i) = tags.iter().position(|t| t == tag) {
+        return Some(i);
+    }
+    if tags.len() == MAX_DISTINCT_TAGS {
+        return None;
+    }
+    tags.push(tag.to_string());
+    Some(tags.len() - 1)
+}

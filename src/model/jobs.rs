@@ -1,0 +1,540 @@
+//! Jobs: what is to be placed, read from JSON or CSV, validated against a fleet, and compiled into
+//! the kernel's [`JobGpu`] records.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{InputError, Result};
+use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS};
+use crate::kernel::score::{JobGpu, inv_q16, mix};
+use crate::model::date::Day;
+use crate::model::fleet::Fleet;
+use crate::model::json::check_name;
+use crate::model::policy::Policy;
+
+/// The most jobs in one workload (a file, a generated or an imported workload), checked before
+/// anything is allocated per job.
+pub const MAX_JOBS: usize = 10_000_000;
+/// The latest arrival time, seconds from the start of a trace (100 years of 365.25 days): with
+/// durations, intervals and waits bounded alike, no sum of times can overflow.
+pub const MAX_TRACE_S: u64 = 3_155_760_000;
+/// The longest run time, seconds (`duration_s`; `duration_h` up to the same in hours).
+pub const MAX_DURATION_S: u64 = 3_600_000_000;
+
+/// What kind of AI work a job is; each kind has its own policy weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Serving a model to users.
+    Inference,
+    /// Multi-step agents calling models and tools.
+    Agentic,
+    /// Image, audio or video models.
+    Multimodal,
+    /// Pre-training or fine-tuning.
+    Training,
+}
+
+impl JobKind {
+    /// Every kind, in report order.
+    pub const ALL: [JobKind; 4] = [JobKind::Inference, JobKind::Agentic, JobKind::Multimodal, JobKind::Training];
+
+    /// The kind's name as written in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Inference => "inference",
+            JobKind::Agentic => "agentic",
+            JobKind::Multimodal => "multimodal",
+            JobKind::Training => "training",
+        }
+    }
+
+    /// Parses a kind's name.
+    pub fn parse(text: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.name() == text)
+    }
+}
+
+/// A job, with exactly the file format's field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Unique id.
+    pub id: String,
+    /// Kind of work.
+    pub kind: JobKind,
+    /// GPUs, all or nothing; more than one rack's GPUs takes whole free racks of one cluster.
+    pub gpus: u32,
+    /// HBM needed per GPU, GB.
+    pub hbm_gb_per_gpu: u32,
+    /// Higher is placed first.
+    pub priority: i32,
+    /// Expected run time, hours. Give this or `duration_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_h: Option<f64>,
+    /// Region where the job's users are.
+    pub region: String,
+    /// Latency bound from the site to `region`, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ms: Option<u32>,
+    /// Allowed jurisdictions (data residency); any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jurisdictions: Option<Vec<String>>,
+    /// Allowed providers; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<String>>,
+    /// Earliest start date, `YYYY-MM-DD`: the job may use capacity that is online by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// Arrival time in seconds from the start of a trace (`gpuplace replay`); 0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_s: Option<u64>,
+    /// Run time in seconds. Give this or `duration_h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+}
+
+impl Job {
+    /// The run time in seconds: `duration_s`, else `duration_h` × 3600 rounded (validated jobs have
+    /// exactly one of them).
+    pub fn duration_seconds(&self) -> u64 {
+        self.duration_s.unwrap_or_else(|| (self.duration_h.unwrap_or(0.0) * 3600.0).round() as u64)
+    }
+
+    /// The arrival time, seconds (0 when absent).
+    pub fn submit_seconds(&self) -> u64 {
+        self.submit_s.unwrap_or(0)
+    }
+
+    /// Checks every value that does not depend on a fleet; returns the field and what is wrong.
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        check_name(&self.id, false).map_err(|m| ("id", m))?;
+        if self.gpus == 0 || self.gpus > MAX_JOB_GPUS {
+            return Err(("gpus", format!("{} is out of range: must be between 1 and {MAX_JOB_GPUS}", self.gpus)));
+        }
+        if self.hbm_gb_per_gpu > MAX_HBM_GB {
+            return Err((
+                "hbm_gb_per_gpu",
+                format!("{} is out of range: must be at most {MAX_HBM_GB}", self.hbm_gb_per_gpu),
+            ));
+        }
+        let max_hours = MAX_DURATION_S / 3600;
+        match (self.duration_h, self.duration_s) {
+            (None, None) => return Err(("duration_h", "missing: give duration_h or duration_s".into())),
+            (Some(_), Some(_)) => return Err(("duration_s", "give duration_h or duration_s, not both".into())),
+            (Some(hours), None) if !hours.is_finite() || hours <= 0.0 || hours > max_hours as f64 => {
+                return Err((
+                    "duration_h",
+                    format!("{hours} is out of range: must be more than 0 and at most {max_hours} hours"),
+                ));
+            }
+            (None, Some(seconds)) if seconds == 0 || seconds > MAX_DURATION_S => {
+                return Err((
+                    "duration_s",
+                    format!("{seconds} is out of range: must be between 1 and {MAX_DURATION_S} seconds"),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(bound) = self.max_latency_ms
+            && (bound == 0 || bound > MAX_LATENCY_MS)
+        {
+            return Err(("max_latency_ms", format!("{bound} is out of range: must be between 1 and {MAX_LATENCY_MS}")));
+        }
+        check_name(&self.region, true).map_err(|m| ("region", m))?;
+        for (field, list) in [("jurisdictions", &self.jurisdictions), ("providers", &self.providers)] {
+            if let Some(list) = list {
+                if list.is_empty() {
+                    return Err((field, "an empty list allows nothing: leave the field out to allow any".into()));
+                }
+                for name in list {
+                    check_name(name, true).map_err(|m| (field, m))?;
+                }
+            }
+        }
+        if let Some(text) = &self.not_before {
+            Day::parse(text).map_err(|m| ("not_before", m))?;
+        }
+        if let Some(submit) = self.submit_s
+            && submit > MAX_TRACE_S
+        {
+            return Err(("submit_s", format!("{submit} is out of range: must be at most {MAX_TRACE_S} seconds")));
+        }
+        Ok(())
+    }
+}
+
+/// A jobs JSON file in its object form, `{ "jobs": [ … ] }`; a bare array of jobs is read too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsFile {
+    /// The jobs.
+    pub jobs: Vec<Job>,
+}
+
+/// The field names of the CSV format, in the order `generate` writes them.
+pub const CSV_FIELDS: [&str; 13] = [
+    "id",
+    "kind",
+    "gpus",
+    "hbm_gb_per_gpu",
+    "priority",
+    "duration_h",
+    "region",
+    "max_latency_ms",
+    "jurisdictions",
+    "providers",
+    "not_before",
+    "submit_s",
+    "duration_s",
+];
+
+/// Columns a CSV jobs file must have (indices into [`CSV_FIELDS`]).
+const CSV_REQUIRED: [usize; 6] = [0, 1, 2, 3, 4, 6];
+
+/// Jobs together with where each came from, so that validation errors can name the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// The jobs, in input order.
+    pub jobs: Vec<Job>,
+    /// For each job of a CSV file, its line number; empty for JSON and jobs built in Rust, which
+    /// errors name by position (`record 3`).
+    pub lines: Vec<u64>,
+    /// The file name (or `<generated>` / `<api>`).
+    pub source_name: String,
+}
+
+/// Counts lines as a person does, whatever ends them (`\n`, `\r\n` or a lone `\r`), so that the
+/// CSV reader's byte offsets become the line numbers an editor shows.
+pub(crate) struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        LineCounter { bytes: text.as_bytes(), offset: 0, line: 1 }
+    }
+
+    /// The line of byte offset `at` (offsets must not decrease between calls).
+    pub(crate) fn line_at(&mut self, at: u64) -> u64 {
+        let at = (at as usize).min(self.bytes.len());
+        // A line ends at its `\r` or at a `\n` not preceded by `\r`: the CSV reader may place a
+        // record after the `\r` of a `\r\n`.
+        while self.offset < at {
+            match self.bytes[self.offset] {
+                b'\r' => self.line += 1,
+                b'\n' if self.offset == 0 || self.bytes[self.offset - 1] != b'\r' => self.line += 1,
+                _ => {}
+            }
+            self.offset += 1;
+        }
+        self.line
+    }
+}
+
+/// The line number of a CSV position, counted in `text` (see [`LineCounter`]).
+pub(crate) fn csv_line(text: &str, position: Option<&csv::Position>) -> u64 {
+    LineCounter::new(text).line_at(position.map_or(0, |p| p.byte()))
+}
+
+impl Workload {
+    /// Wraps jobs built in Rust.
+    pub fn from_jobs(jobs: Vec<Job>, source_name: &str) -> Workload {
+        Workload { jobs, lines: Vec::new(), source_name: source_name.to_string() }
+    }
+
+    /// How errors name job `i`: `line 12` for CSV, `record 3` otherwise.
+    pub fn record_name(&self, i: usize) -> String {
+        match self.lines.get(i) {
+            Some(line) => format!("line {line}"),
+            None => format!("record {i}"),
+        }
+    }
+
+    /// Reads a jobs file: CSV when its extension is `.csv`, JSON otherwise.
+    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Workload> {
+        let path = path.as_ref();
+        let text = crate::model::json::read_input(path)?;
+        let name = path.display().to_string();
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            Workload::from_csv(&text, &name)
+        } else {
+            Workload::from_json(&text, &name)
+        }
+    }
+
+    /// Parses jobs JSON: an array of jobs, or an object `{"jobs": [...]}`.
+    pub fn from_json(text: &str, source_name: &str) -> Result<Workload> {
+        let jobs: Vec<Job> = match crate::model::json::first_char(text) {
+            Some('[') => crate::model::json::parse_json(text, source_name)?,
+            Some('{') => crate::model::json::parse_json::<JobsFile>(text, source_name)?.jobs,
+            other => {
+                let found = if other.is_none() { "an empty file" } else { "something else" };
+                return Err(InputError::new(
+                    source_name,
+                    "document",
+                    "(top level)",
+                    format!("expected an array of jobs or an object {{\"jobs\": [...]}}, found {found}"),
+                )
+                .into());
+            }
+        };
+        let workload = Workload::from_jobs(jobs, source_name);
+        workload.check_size()?;
+        Ok(workload)
+    }
+
+    /// Parses jobs CSV: a header naming the fields (any order, the optional ones may be left out),
+    /// then one job per line; list fields are separated by `|`; an empty cell is an absent value.
+    pub fn from_csv(text: &str, source_name: &str) -> Result<Workload> {
+        let text = crate::model::json::without_bom(text);
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+        let header_error = |message: String| InputError::new(source_name, "line 1", "(header)", message);
+        let headers = reader.headers().map_err(|e| header_error(e.to_string()))?.clone();
+        let mut column = [None; CSV_FIELDS.len()];
+        for (i, name) in headers.iter().enumerate() {
+            let field = CSV_FIELDS
+                .iter()
+                .position(|f| *f == name)
+                .ok_or_else(|| header_error(format!("unknown column `{}`", name.escape_debug())))?;
+            if column[field].replace(i).is_some() {
+                return Err(header_error(format!("column `{name}` appears twice")).into());
+            }
+        }
+        for field in CSV_REQUIRED {
+            if column[field].is_none() {
+                return Err(header_error(format!("missing required column `{}`", CSV_FIELDS[field])).into());
+            }
+        }
+        let mut lines_of = LineCounter::new(text);
+        let mut jobs = Vec::new();
+        let mut lines = Vec::new();
+        for row in reader.records() {
+            let row = row.map_err(|e| {
+                let line = LineCounter::new(text).line_at(e.position().map_or(0, |p| p.byte()));
+                InputError::new(source_name, format!("line {line}"), "(row)", format!("malformed CSV: {e}"))
+            })?;
+            let line = lines_of.line_at(row.position().map_or(0, |p| p.byte()));
+            if jobs.len() == MAX_JOBS {
+                return Err(InputError::new(
+                    source_name,
+                    format!("line {line}"),
+                    "(row)",
+                    format!("more than {MAX_JOBS} jobs, the most gpuplace accepts in one workload"),
+                )
+                .into());
+            }
+            let record = format!("line {line}");
+            let cell = |field: usize| column[field].and_then(|i| row.get(i)).unwrap_or("");
+            let err = |field: usize, message: String| InputError::new(source_name, &record, CSV_FIELDS[field], message);
+            let parse_u32 = |field: usize| -> std::result::Result<u32, InputError> {
+                cell(field).parse::<u32>().map_err(|_| {
+                    err(field, format!("`{}` is not a whole number from 0 to {}", cell(field).escape_debug(), u32::MAX))
+                })
+            };
+            let optional = |field: usize| Some(cell(field)).filter(|text| !text.is_empty());
+            let parse_u64 = |field: usize| -> std::result::Result<u64, InputError> {
+                cell(field)
+                    .parse::<u64>()
+                    .map_err(|_| err(field, format!("`{}` is not a whole number", cell(field).escape_debug())))
+            };
+            let list = |field: usize| {
+                optional(field).map(|text| text.split('|').map(|s| s.trim().to_string()).collect::<Vec<_>>())
+            };
+            let kind_text = cell(1);
+            let job = Job {
+                id: cell(0).to_string(),
+                kind: JobKind::parse(kind_text).ok_or_else(|| {
+                    err(
+                        1,
+                        format!(
+                            "unknown kind `{}`: expected inference, agentic, multimodal or training",
+                            kind_text.escape_debug()
+                        ),
+                    )
+                })?,
+                gpus: parse_u32(2)?,
+                hbm_gb_per_gpu: parse_u32(3)?,
+                priority: cell(4)
+                    .parse::<i32>()
+                    .map_err(|_| err(4, format!("`{}` is not a whole number", cell(4).escape_debug())))?,
+                duration_h: optional(5)
+                    .map(|text| {
+                        text.parse::<f64>().map_err(|_| err(5, format!("`{}` is not a number", text.escape_debug())))
+                    })
+                    .transpose()?,
+                region: cell(6).to_string(),
+                max_latency_ms: optional(7).map(|_| parse_u32(7)).transpose()?,
+                jurisdictions: list(8),
+                providers: list(9),
+                not_before: optional(10).map(str::to_string),
+                submit_s: optional(11).map(|_| parse_u64(11)).transpose()?,
+                duration_s: optional(12).map(|_| parse_u64(12)).transpose()?,
+            };
+            jobs.push(job);
+            lines.push(line);
+        }
+        Ok(Workload { jobs, lines, source_name: source_name.to_string() })
+    }
+
+    /// The jobs as JSON (`{"jobs": [...]}`), after checking that they load back ([`Workload::validate`]).
+    pub fn to_json(&self) -> std::result::Result<String, InputError> {
+        self.validate()?;
+        Ok(serde_json::to_string_pretty(&JobsFile { jobs: self.jobs.clone() }).expect("jobs always serialize"))
+    }
+
+    /// The jobs as CSV with the header [`CSV_FIELDS`], after checking that they load back
+    /// ([`Workload::validate`]; a `|` inside a list item could not be told from the separator).
+    pub fn to_csv(&self) -> std::result::Result<String, InputError> {
+        self.validate()?;
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(CSV_FIELDS).expect("writing to memory");
+        for job in &self.jobs {
+            let list = |values: &Option<Vec<String>>| values.as_ref().map_or(String::new(), |v| v.join("|"));
+            writer
+                .write_record([
+                    job.id.clone(),
+                    job.kind.name().to_string(),
+                    job.gpus.to_string(),
+                    job.hbm_gb_per_gpu.to_string(),
+                    job.priority.to_string(),
+                    job.duration_h.map_or(String::new(), |v| v.to_string()),
+                    job.region.clone(),
+                    job.max_latency_ms.map_or(String::new(), |v| v.to_string()),
+                    list(&job.jurisdictions),
+                    list(&job.providers),
+                    job.not_before.clone().unwrap_or_default(),
+                    job.submit_s.map_or(String::new(), |v| v.to_string()),
+                    job.duration_s.map_or(String::new(), |v| v.to_string()),
+                ])
+                .expect("writing to memory");
+        }
+        Ok(String::from_utf8(writer.into_inner().expect("writing to memory")).expect("CSV of UTF-8 strings"))
+    }
+
+    fn check_size(&self) -> std::result::Result<(), InputError> {
+        if self.jobs.len() > MAX_JOBS {
+            return Err(InputError::new(
+                &self.source_name,
+                "document",
+                "(top level)",
+                format!("{} jobs: at most {MAX_JOBS} are accepted in one workload", self.jobs.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The name of job `i` in errors: `job `a` (record 3)`, or the bare record when the id is unusable.
+    fn error_record(&self, i: usize) -> String {
+        let record = self.record_name(i);
+        let id = &self.jobs[i].id;
+        if check_name(id, false).is_ok() { format!("job `{id}` ({record})") } else { record }
+    }
+
+    /// Checks every job on its own and that ids are unique: everything that does not depend on a
+    /// fleet. Every file gpuplace writes passes this (and [`Workload::compile`] against its fleet).
+    pub fn validate(&self) -> std::result::Result<(), InputError> {
+        self.check_size()?;
+        let mut ids = HashSet::with_capacity(self.jobs.len());
+        for (i, job) in self.jobs.iter().enumerate() {
+            job.check()
+                .map_err(|(field, message)| InputError::new(&self.source_name, self.error_record(i), field, message))?;
+            if !ids.insert(job.id.as_str()) {
+                return Err(InputError::new(
+                    &self.source_name,
+                    self.error_record(i),
+                    "id",
+                    format!("duplicate job id `{}`", job.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates every job ([`Workload::validate`]) and against the fleet, and compiles it for the
+    /// scorer. `at` is the placement date. Errors name the file, the record and the field.
+    pub fn compile(&self, fleet: &Fleet, policy: &Policy, at: Day) -> std::result::Result<Vec<JobGpu>, InputError> {
+        self.validate()?;
+        let mut compiled = Vec::with_capacity(self.jobs.len());
+        for (i, job) in self.jobs.iter().enumerate() {
+            // Built only on the error path: formatting a name per job would cost more than compiling it.
+            let err =
+                |field: &str, message: String| InputError::new(&self.source_name, self.error_record(i), field, message);
+            let region = fleet.region_index(&job.region).ok_or_else(|| {
+                err("region", format!("unknown region `{}`: the fleet knows {}", job.region, fleet.regions.join(", ")))
+            })?;
+            let jurisdiction_mask = tag_mask(&job.jurisdictions, &fleet.jurisdictions).map_err(|name| {
+                err(
+                    "jurisdictions",
+                    format!("unknown jurisdiction `{name}`: the fleet has {}", fleet.jurisdictions.join(", ")),
+                )
+            })?;
+            let provider_mask = tag_mask(&job.providers, &fleet.providers).map_err(|name| {
+                err("providers", format!("unknown provider `{name}`: the fleet has {}", fleet.providers.join(", ")))
+            })?;
+            let not_before = job.not_before.as_deref().map(|text| Day::parse(text).expect("validated"));
+            let latency_ref_ms = job.max_latency_ms.unwrap_or(policy.latency_ref_ms);
+            compiled.push(JobGpu {
+                gpus: job.gpus,
+                hbm_gb: job.hbm_gb_per_gpu,
+                region: region as u32,
+                latency_limit_ms: job.max_latency_ms.unwrap_or(MAX_LATENCY_MS),
+                latency_ref_ms,
+                inv_latency_ref_q16: inv_q16(latency_ref_ms),
+                jurisdiction_mask,
+                provider_mask,
+                ready_day: not_before.map_or(at, |d| d.max(at)).0,
+                random_salt: random_salt(policy.seed, &job.id),
+                weights: policy.weights(job.kind).0,
+            });
+        }
+        Ok(compiled)
+    }
+}
+
+/// The per-job seed of the random term: FNV-1a of the job id, mixed with the policy's seed, so a
+/// job draws the same values whatever else is in the workload.
+fn random_salt(seed: u64, id: &str) -> u32 {
+    let mut hash: u32 = 0x811C_9DC5;
+    for byte in id.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    mix(hash ^ mix(seed as u32 ^ mix((seed >> 32) as u32)))
+}
+
+/// The bit set of `names` within `known`; all ones when `names` is absent. Err(name) for an unknown
+/// name. (An empty list is refused by validation.)
+fn tag_mask(names: &Option<Vec<String>>, known: &[String]) -> std::result::Result<u32, String> {
+    let Some(names) = names else {
+        return Ok(u32::MAX);
+    };
+    let mut mask = 0u32;
+    for name in names {
+        let index = known.iter().position(|k| k == name).ok_or_else(|| name.clone())?;
+        mask |= 1 << index;
+    }
+    Ok(mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_lines_are_counted_whatever_ends_them() {
+        for newline in ["\n", "\r\n", "\r"] {
+            let text = [
+                "id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region",
+                "a,inference,8,1,1,1,r",
+                "b,inference,x,1,1,1,r",
+                "",
+            ]
+            .join(newline);
+            let err = Workload::from_csv(&text, "t.csv").unwrap_err();
+            assert!(err.to_string().contains("line 3: field `gpus`"), "{newline:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Reading input files: UTF-8 text (a byte-order mark is skipped), JSON with every error naming
+//! the record and the field, and maps that refuse duplicate keys (JSON allows them; serde would
+//! silently keep the last one, and the docs promise that nothing written is silently ignored).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+
+use crate::error::{Error, InputError, Result};
+
+/// Reads a whole input file as UTF-8, naming it in the error, without a leading byte-order mark.
+pub(crate) fn read_input(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    Ok(match text.strip_prefix('\u{FEFF}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
+}
+
+/// The text without a leading byte-order mark.
+pub(crate) fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{FEFF}').unwrap_or(text)
+}
+
+/// The first character of the document that is not white space.
+pub(crate) fn first_char(text: &str) -> Option<char> {
+    without_bom(text).trim_start().chars().next()
+}
+
+/// Parses one JSON document that must be an object (and nothing after it) into `T`; errors name
+/// the record and the field. `what` names the expected shape in the error for anything else.
+pub(crate) fn parse_object<T: de::DeserializeOwned>(
+    text: &str,
+    source_name: &str,
+    what: &str,
+) -> Result<T, InputError> {
+    match first_char(text) {
+        Some('{') => parse_json(text, source_name),
+        None => Err(InputError::new(source_name, "document", "(top level)", format!("empty file: expected {what}"))),
+        Some(_) => Err(InputError::new(source_name, "document", "(top level)", format!("expected {what}"))),
+    }
+}
+
+/// Parses one JSON document (and nothing after it) into `T`; errors name the record and field.
+pub(crate) fn parse_json<T: de::DeserializeOwned>(text: &str, source_name: &str) -> Result<T, InputError> {
+    let mut deserializer = serde_json::Deserializer::from_str(without_bom(text));
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| json_error(source_name, err))?;
+    deserializer
+        .end()
+        .map_err(|err| InputError::new(source_name, "document", "(top level)", format!("trailing data: {err}")))?;
+    Ok(value)
+}
+
+/// Turns a `serde_path_to_error` failure of a JSON document into an [`InputError`] naming the record
+/// and the field (see [`split_json_path`]).
+fn json_error(source_name: &str, err: serde_path_to_error::Error<serde_json::Error>) -> InputError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let (record, field) = split_json_path(&path);
+    let message = if inner.is_syntax() || inner.is_eof() {
+        format!(
+            "malformed JSON at line {} column {}: {}",
+            inner.line(),
+            inner.column(),
+            strip_position(&inner.to_string())
+        )
+    } else {
+        format!("{} (line {} column {})", strip_position(&inner.to_string()), inner.line(), inner.column())
+    };
+    InputError::new(source_name, record, field, message)
+}
+
+/// serde_json appends " at line L column C" to its messages; we report the position once, ourselves.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Splits a serde path such as `jobs[3].gpus`, `[3].gpus` or `sites[0].clusters[1].racks` into a
+/// record (`record 3` for a job, `sites[0]` otherwise) and a field (`gpus` / `clusters[1].racks`).
+fn split_json_path(path: &str) -> (String, String) {
+    if path == "." || path.is_empty() {
+        return ("document".into(), "(top level)".into());
+    }
+    // The record is everything up to and including the first array index.
+    if let Some(close) = path.find(']') {
+        let record = &path[..=close];
+        let rest = path[close + 1..].trim_start_matches('.');
+        let field = if rest.is_empty() { "(record)" } else { rest };
+        let index = record.strip_prefix("jobs[").or_else(|| record.strip_prefix('['));
+        let record = match index {
+            Some(index) => format!("record {}", index.trim_end_matches(']')),
+            None => record.to_string(),
+        };
+        return (record, field.to_string());
+    }
+    ("document".into(), path.to_string())
+}
+
+/// `#[serde(deserialize_with = "unique_map")]`: a JSON object read into a map, refusing a key that
+/// appears twice.
+pub(crate) fn unique_map<'de, D, K, V>(deserializer: D) -> std::result::Result<BTreeMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de> + Ord + fmt::Display,
+    V: Deserialize<'de>,
+{
+    struct UniqueMap<K, V>(PhantomData<(K, V)>);
+    impl<'de, K, V> Visitor<'de> for UniqueMap<K, V>
+    where
+        K: Deserialize<'de> + Ord + fmt::Display,
+        V: Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<K>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(UniqueMap(PhantomData))
+}
+
+/// Checks a name written in a file (region, site, provider, jurisdiction, job id, …): not empty,
+/// no leading or trailing white space (the CSV reader trims cells), no control character (errors
+/// and tables are one line per record), and, where it can appear in a CSV list, no `|` (the list
+/// separator). Returns what is wrong.
+pub(crate) fn check_name(name: &str, in_csv_list: bool) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.trim() != name {
+        return Err(format!("`{}` has leading or trailing white space", name.escape_debug()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("`{}` contains a control character", name.escape_debug()));
+    }
+    if in_csv_list && name.contains('|') {
+        return Err(format!("`{name}` contains `|`, which separates list items in CSV files"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Doc {
+        #[serde(deserialize_with = "unique_map")]
+        map: BTreeMap<String, u32>,
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_and_named() {
+        let err = parse_json::<Doc>(r#"{"map": {"a": 1, "b": 2, "a": 3}}"#, "f.json").unwrap_err();
+        assert_eq!((err.record.as_str(), err.field.as_str()), ("document", "map"));
+        assert!(err.message.contains("duplicate key `a`"), "{err}");
+        let doc = parse_json::<Doc>("\u{FEFF}{\"map\": {\"a\": 1}}", "f.json").unwrap();
+        assert_eq!(doc.map["a"], 1);
+    }
+
+    #[test]
+    fn paths_name_records() {
+        assert_eq!(split_json_path("jobs[3].gpus"), ("record 3".into(), "gpus".into()));
+        assert_eq!(split_json_path("[7]"), ("record 7".into(), "(record)".into()));
+        assert_eq!(split_json_path("sites[0].clusters[1].racks"), ("sites[0]".into(), "clusters[1].racks".into()));
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("us-east", true).is_ok());
+        assert!(check_name(" us", true).is_err());
+        assert!(check_name("a|b", true).is_err());
+        assert!(check_name("a|b", false).is_ok());
+        assert!(check_name("a\nb", false).is_err());
+        assert!(check_name("", false).is_err());
+    }
+}

@@ -1,0 +1,518 @@
+//! Importers of public workload traces into gpuplace's job (and fleet) format, with documented,
+//! deterministic mappings. Malformed or truncated rows are counted and reported with their line
+//! numbers; with `strict` the first one is an error naming the file, the line and the field.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::error::InputError;
+use crate::kernel::limits::{MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_RACK_GPUS};
+use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
+use crate::model::jobs::{Job, JobKind, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload, csv_line};
+use crate::model::json::{check_name, without_bom};
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Data rows read (header excluded).
+    pub rows: usize,
+    /// Jobs (or racks) produced.
+    pub imported: usize,
+    /// Rows skipped on purpose, by reason (e.g. pods with 0 GPUs).
+    pub skipped: BTreeMap<String, usize>,
+    /// Malformed rows: (line, what is wrong).
+    pub malformed: Vec<(u64, String)>,
+    /// Mapping notes worth knowing (counts of approximations).
+    pub notes: Vec<String>,
+}
+
+impl ImportReport {
+    /// One line per fact, for people.
+    pub fn summary(&self) -> String {
+        let mut lines = vec![format!("{} rows read, {} imported", self.rows, self.imported)];
+        for (why, count) in &self.skipped {
+            lines.push(format!("{count} skipped: {why}"));
+        }
+        if !self.malformed.is_empty() {
+            let shown: Vec<String> =
+                self.malformed.iter().take(10).map(|(line, what)| format!("line {line}: {what}")).collect();
+            let more = self.malformed.len().saturating_sub(10);
+            lines.push(format!(
+                "{} malformed rows skipped ({}{})",
+                self.malformed.len(),
+                shown.join("; "),
+                if more > 0 { format!("; and {more} more") } else { String::new() }
+            ));
+        }
+        lines.extend(self.notes.iter().cloned());
+        lines.join("\n")
+    }
+}
+
+/// One CSV row, with its fields looked up by column name.
+struct Row<'a> {
+    record: &'a csv::StringRecord,
+    columns: &'a BTreeMap<String, usize>,
+}
+
+impl<'a> Row<'a> {
+    /// The field of column `name` ("" when absent).
+    fn get(&self, name: &str) -> &'a str {
+        self.columns.get(name).and_then(|&i| self.record.get(i)).unwrap_or("")
+    }
+}
+
+/// Reads CSV rows with a header, handing each (line, field lookup) to `row`; malformed rows are
+/// recorded (or, with `strict`, returned as an error). `row` returns the field and what is wrong.
+fn read_rows(
+    text: &str,
+    source_name: &str,
+    required: &[&str],
+    strict: bool,
+    report: &mut ImportReport,
+    mut row: impl FnMut(u64, &Row) -> Result<(), (String, String)>,
+) -> Result<(), InputError> {
+    let text = without_bom(text);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+    let headers =
+        reader.headers().map_err(|e| InputError::new(source_name, "line 1", "(header)", e.to_string()))?.clone();
+    let columns: BTreeMap<String, usize> = headers.iter().enumerate().map(|(i, h)| (h.to_string(), i)).collect();
+    for name in required {
+        if !columns.contains_key(*name) {
+            return Err(InputError::new(source_name, "line 1", *name, "missing column"));
+        }
+    }
+    let mut lines = crate::model::jobs::LineCounter::new(text);
+    for record in reader.records() {
+        report.rows += 1;
+        let (line, outcome) = match record {
+            Err(e) => (csv_line(text, e.position()), Err(("(row)".to_string(), e.to_string()))),
+            Ok(record) => {
+                let line = lines.line_at(record.position().map_or(0, |p| p.byte()));
+                if record.len() != headers.len() {
+                    (line, Err(("(row)".to_string(), format!("{} fields, expected {}", record.len(), headers.len()))))
+                } else {
+                    (line, row(line, &Row { record: &record, columns: &columns }))
+                }
+            }
+        };
+        if let Err((field, message)) = outcome {
+            if strict {
+                return Err(InputError::new(source_name, format!("line {line}"), field, message));
+            }
+            report.malformed.push((line, format!("{field}: {message}")));
+        }
+    }
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(row: &Row, field: &str) -> Result<T, (String, String)> {
+    let text = row.get(field);
+    text.trim().parse::<T>().map_err(|_| (field.to_string(), format!("`{text}` is not a valid number")))
+}
+
+/// The region the Alibaba importers use, matching [`alibaba_nodes`]' fleet.
+pub const ALIBABA_REGION: &str = "openb";
+
+/// The error of a workload an importer would produce that gpuplace could not read back: the
+/// importers validate what they write, so this names a mapping that went wrong.
+fn validated(workload: Workload) -> Result<Workload, InputError> {
+    workload.validate()?;
+    Ok(workload)
+}
+
+/// Alibaba GPU trace v2023 ("openb") pods → jobs.
+///
+/// Mapping (the trace has no job-type label, no HBM demand and no latency bound):
+/// - `name` → `id`; `creation_time` → `submit_s`; `deletion_time − creation_time` → `duration_s`
+///   (at least 1 s); `num_gpu` → `gpus`; pods with 0 GPUs are skipped and counted;
+/// - a GPU-sharing pod (`gpu_milli` < 1000) takes one whole GPU: gpuplace does not model sharing;
+/// - `qos` → kind and priority: LS → inference (100), Burstable → agentic (60), Guaranteed →
+///   multimodal (80), BE → training (20), anything else → training (20);
+/// - `hbm_gb_per_gpu` 0, no latency bound, `region` = `region` (default [`ALIBABA_REGION`]);
+/// - `gpu_spec` (allowed GPU models) is not modelled and is counted in the notes.
+///
+/// A row is malformed (skipped and counted, or with `strict` an error) when a number does not
+/// parse or is out of gpuplace's ranges (more than 65,535 GPUs, times past 100 years, a run longer
+/// than 3.6 × 10⁹ s), when its name is unusable as a job id, or when the name repeats an earlier
+/// pod's.
+pub fn alibaba_pods(
+    text: &str,
+    source_name: &str,
+    region: &str,
+    strict: bool,
+) -> Result<(Workload, ImportReport), InputError> {
+    check_name(region, true).map_err(|m| InputError::new("command line", "--region", "region", m))?;
+    let mut report = ImportReport::default();
+    let mut jobs = Vec::new();
+    let (mut shared, mut with_spec) = (0usize, 0usize);
+    let mut zero_gpu = 0usize;
+    let mut first_line: HashMap<String, u64> = HashMap::new();
+    let required = ["name", "num_gpu", "gpu_milli", "gpu_spec", "qos", "creation_time", "deletion_time"];
+    read_rows(text, source_name, &required, strict, &mut report, |line, row| {
+        let gpus: u32 = number(row, "num_gpu")?;
+        let gpu_milli: u32 = number(row, "gpu_milli")?;
+        let creation: u64 = number(row, "creation_time")?;
+        let deletion: u64 = number(row, "deletion_time")?;
+        if gpus > MAX_JOB_GPUS {
+            return Err(("num_gpu".into(), format!("{gpus} is out of range: at most {MAX_JOB_GPUS} GPUs per job")));
+        }
+        if creation > MAX_TRACE_S {
+            return Err(("creation_time".into(), format!("{creation} is past {MAX_TRACE_S} s (100 years)")));
+        }
+        if deletion < creation {
+            return Err(("deletion_time".into(), format!("{deletion} is before creation_time {creation}")));
+        }
+        if deletion - creation > MAX_DURATION_S {
+            return Err(("deletion_time".into(), format!("the pod runs longer than {MAX_DURATION_S} s")));
+        }
+        let name = row.get("name");
+        check_name(name, false).map_err(|m| ("name".to_string(), m))?;
+        if let Some(first) = first_line.get(name) {
+            return Err(("name".into(), format!("`{name}` repeats the pod name of line {first}")));
+        }
+        first_line.insert(name.to_string(), line);
+        if gpus == 0 {
+            zero_gpu += 1;
+            return Ok(());
+        }
+        if jobs.len() == MAX_JOBS {
+            return Err(("(row)".into(), format!("more than {MAX_JOBS} pods with GPUs, the most gpuplace accepts")));
+        }
+        if gpu_milli < 1000 {
+            shared += 1;
+        }
+        if !row.get("gpu_spec").is_empty() {
+            with_spec += 1;
+        }
+        let (kind, priority) = match row.get("qos") {
+            "LS" => (JobKind::Inference, 100),
+            "Burstable" => (JobKind::Agentic, 60),
+            "Guaranteed" => (JobKind::Multimodal, 80),
+            _ => (JobKind::Training, 20),
+        };
+        jobs.push(Job {
+            id: name.to_string(),
+            kind,
+            gpus,
+            hbm_gb_per_gpu: 0,
+            priority,
+            duration_h: None,
+            region: region.to_string(),
+            max_latency_ms: None,
+            jurisdictions: None,
+            providers: None,
+            not_before: None,
+            submit_s: Some(creation),
+            duration_s: Some((deletion - creation).max(1)),
+        });
+        Ok(())
+    })?;
+    if zero_gpu > 0 {
+        report.skipped.insert("pods with 0 GPUs".into(), zero_gpu);
+    }
+    report.imported = jobs.len();
+    report.notes.push(format!("{shared} GPU-sharing pods (gpu_milli < 1000) each take one whole GPU"));
+    report.notes.push(format!("{with_spec} pods name allowed GPU models (gpu_spec), which gpuplace does not model"));
+    Ok((validated(Workload::from_jobs(jobs, source_name))?, report))
+}
+
+/// HBM per GPU of the trace's GPU models, GB. G2 and G3 are not public: ASSUMPTION 32 and 80.
+fn alibaba_hbm(model: &str) -> Option<u32> {
+    Some(match model {
+        "P100" | "T4" | "V100M16" => 16,
+        "V100M32" => 32,
+        "A10" => 24,
+        "G2" => 32,
+        "G3" => 80,
+        _ => return None,
+    })
+}
+
+/// Alibaba openb node list → a fleet: one site, one cluster per (GPU model, GPUs per node), each
+/// node one NVLink domain. Nodes without GPUs are skipped and counted; a node with more than 1,024
+/// GPUs or an unknown model is malformed. The fleet is validated before it is returned.
+///
+/// ASSUMPTIONS (the trace gives none of these): 300 W per GPU, PUE 1.3, 80 USD/MWh, 550 gCO2/kWh,
+/// IT power = the nodes' total, online 2023-01-01, jurisdiction CN, 1 ms to [`ALIBABA_REGION`].
+pub fn alibaba_nodes(text: &str, source_name: &str, strict: bool) -> Result<(FleetFile, ImportReport), InputError> {
+    let mut report = ImportReport::default();
+    let mut groups: BTreeMap<(String, u32), u32> = BTreeMap::new();
+    let mut no_gpu = 0usize;
+    read_rows(text, source_name, &["sn", "gpu", "model"], strict, &mut report, |_, row| {
+        let gpus: u32 = number(row, "gpu")?;
+        if gpus == 0 {
+            no_gpu += 1;
+            return Ok(());
+        }
+        if gpus > MAX_RACK_GPUS {
+            return Err(("gpu".into(), format!("{gpus} is out of range: at most {MAX_RACK_GPUS} GPUs per node")));
+        }
+        let model = row.get("model").to_string();
+        if alibaba_hbm(&model).is_none() {
+            return Err(("model".into(), format!("unknown GPU model `{}`", model.escape_debug())));
+        }
+        let nodes = groups.entry((model, gpus)).or_default();
+        if *nodes == MAX_CLUSTER_RACKS {
+            return Err(("sn".into(), format!("more than {MAX_CLUSTER_RACKS} nodes of one model and size")));
+        }
+        *nodes += 1;
+        Ok(())
+    })?;
+    if no_gpu > 0 {
+        report.skipped.insert("nodes without GPUs".into(), no_gpu);
+    }
+    let mut rack_types = BTreeMap::new();
+    let mut clusters = Vec::new();
+    let mut total_kw = 0.0;
+    for ((model, gpus), nodes) in &groups {
+        let name = format!("{}-{}gpu", model.to_lowercase(), gpus);
+        let kw = 0.3 * f64::from(*gpus);
+        total_kw += kw * f64::from(*nodes);
+        rack_types.insert(
+            name.clone(),
+            RackTypeFile {
+                gpu_model: model.clone(),
+                gpus: *gpus,
+                hbm_gb_per_gpu: alibaba_hbm(model).unwrap_or(16),
+                kw,
+            },
+        );
+        clusters.push(ClusterFile {
+            name: name.clone(),
+            rack_type: name,
+            racks: *nodes,
+            online: None,
+            used_gpus: None,
+        });
+        report.imported += *nodes as usize;
+    }
+    let fleet = FleetFile {
+        as_of: Some("2023-01-01".into()),
+        regions: vec![ALIBABA_REGION.into()],
+        rack_types,
+        sites: vec![SiteFile {
+            name: "alibaba-openb".into(),
+            provider: "Alibaba".into(),
+            country: "CN".into(),
+            jurisdiction: "CN".into(),
+            power_mw: (total_kw / 1000.0 * 1000.0).ceil() / 1000.0,
+            pue: 1.3,
+            price_usd_per_mwh: 80.0,
+            carbon_g_per_kwh: 550.0,
+            online: "2023-01-01".into(),
+            latency_ms: [(ALIBABA_REGION.to_string(), 1)].into_iter().collect(),
+            clusters,
+        }],
+    };
+    Fleet::from_file(fleet.clone(), source_name)?;
+    Ok((fleet, report))
+}
+
+/// How Azure LLM inference requests become serving deployments. Every value is an assumption the
+/// trace does not give, overridable on the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AzureOptions {
+    /// Aggregation window, seconds: each window's requests become one deployment for that window.
+    pub window_s: u64,
+    /// Prompt (prefill) tokens one GPU processes per second.
+    pub prefill_tokens_per_gpu_s: f64,
+    /// Generated (decode) tokens one GPU produces per second.
+    pub decode_tokens_per_gpu_s: f64,
+    /// GPUs per model replica (one gang within an NVLink domain).
+    pub replica_gpus: u32,
+    /// Target busy fraction of the deployment's GPUs.
+    pub utilization: f64,
+    /// Multiplies the request volume (the trace is a sample of one service).
+    pub scale: f64,
+    /// Region of the users.
+    pub region: String,
+    /// Latency bound of the deployment, ms.
+    pub max_latency_ms: u32,
+    /// HBM per GPU the model needs, GB.
+    pub hbm_gb_per_gpu: u32,
+}
+
+impl Default for AzureOptions {
+    fn default() -> Self {
+        AzureOptions {
+            window_s: 300,
+            prefill_tokens_per_gpu_s: 10_000.0,
+            decode_tokens_per_gpu_s: 500.0,
+            replica_gpus: 8,
+            utilization: 0.6,
+            scale: 1.0,
+            region: "us-east".into(),
+            max_latency_ms: 100,
+            hbm_gb_per_gpu: 200,
+        }
+    }
+}
+
+/// The longest aggregation window, seconds (a year).
+pub const MAX_WINDOW_S: u64 = 31_536_000;
+/// The most tokens one request may carry; more is a malformed row (no model has such a context).
+pub const MAX_TOKENS_PER_REQUEST: u64 = 1_000_000_000;
+
+impl AzureOptions {
+    /// Checks that every option is in range, so that the jobs made load back. Errors name the
+    /// option as the command line spells it, in `source_name` (e.g. `command line`).
+    pub fn validate(&self, source_name: &str) -> Result<(), InputError> {
+        let err = |field: &str, message: String| {
+            InputError::new(source_name, format!("--{}", field.replace('_', "-")), field, message)
+        };
+        if self.window_s == 0 || self.window_s > MAX_WINDOW_S {
+            return Err(err("window_s", format!("{} is out of range: must be 1 to {MAX_WINDOW_S} s", self.window_s)));
+        }
+        for (field, value, high) in [
+            ("prefill_tokens_per_gpu_s", self.prefill_tokens_per_gpu_s, 1e12),
+            ("decode_tokens_per_gpu_s", self.decode_tokens_per_gpu_s, 1e12),
+            ("utilization", self.utilization, 1.0),
+            ("scale", self.scale, 1e9),
+        ] {
+            if !value.is_finite() || value <= 0.0 || value > high {
+                return Err(err(field, format!("{value} is out of range: must be more than 0 and at most {high}")));
+            }
+        }
+        if self.replica_gpus == 0 || self.replica_gpus > MAX_JOB_GPUS {
+            return Err(err(
+                "replica_gpus",
+                format!("{} is out of range: must be 1 to {MAX_JOB_GPUS}", self.replica_gpus),
+            ));
+        }
+        if self.max_latency_ms == 0 || self.max_latency_ms > MAX_LATENCY_MS {
+            return Err(err(
+                "max_latency_ms",
+                format!("{} is out of range: must be 1 to {MAX_LATENCY_MS}", self.max_latency_ms),
+            ));
+        }
+        if self.hbm_gb_per_gpu > MAX_HBM_GB {
+            return Err(err("hbm_gb", format!("{} is out of range: at most {MAX_HBM_GB}", self.hbm_gb_per_gpu)));
+        }
+        check_name(&self.region, true).map_err(|m| err("region", m))?;
+        Ok(())
+    }
+}
+
+/// Seconds since 1970 of `YYYY-MM-DD HH:MM:SS(.fraction)`, to the microsecond.
+fn timestamp_us(text: &str) -> Option<u64> {
+    let (date, time) = text.trim().split_once(' ')?;
+    let day = crate::model::date::Day::parse(date).ok()?;
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() || h > 23 || m > 59 || s > 60 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let micros: u64 = format!("{:0<6}", &fraction[..fraction.len().min(6)]).parse().ok()?;
+    Some(((u64::from(day.0) * 86_400 + h * 3600 + m * 60 + s) * 1_000_000) + micros)
+}
+
+/// Azure LLM inference trace 2023 → serving deployments. `kind` is [`JobKind::Agentic`] for the
+/// code trace and [`JobKind::Inference`] for the conversation trace. `options` are validated
+/// first ([`AzureOptions::validate`]).
+///
+/// Per window of `window_s` seconds (from the first request): GPU-seconds needed = prompt tokens /
+/// prefill rate + generated tokens / decode rate, times `scale`; busy GPUs = that / window; GPUs =
+/// ceil(busy / utilization), rounded up to whole replicas of `replica_gpus`. Each replica becomes
+/// one job arriving at the window's start and running for the window. Token counts are summed
+/// exactly; a request of more than 10⁹ tokens is a malformed row; more replicas in all than the
+/// 10,000,000 jobs gpuplace accepts is an error.
+pub fn azure(
+    text: &str,
+    source_name: &str,
+    kind: JobKind,
+    options: &AzureOptions,
+    strict: bool,
+) -> Result<(Workload, ImportReport), InputError> {
+    options.validate("command line")?;
+    let mut report = ImportReport::default();
+    let mut requests: Vec<(u64, u64, u64)> = Vec::new();
+    read_rows(text, source_name, &["TIMESTAMP", "ContextTokens", "GeneratedTokens"], strict, &mut report, |_, row| {
+        let at = timestamp_us(row.get("TIMESTAMP")).ok_or_else(|| {
+            ("TIMESTAMP".to_string(), format!("`{}` is not a timestamp", row.get("TIMESTAMP").escape_debug()))
+        })?;
+        let context: u64 = number(row, "ContextTokens")?;
+        let generated: u64 = number(row, "GeneratedTokens")?;
+        for (field, tokens) in [("ContextTokens", context), ("GeneratedTokens", generated)] {
+            if tokens > MAX_TOKENS_PER_REQUEST {
+                return Err((
+                    field.into(),
+                    format!("{tokens} tokens: more than {MAX_TOKENS_PER_REQUEST} in one request"),
+                ));
+            }
+        }
+        requests.push((at, context, generated));
+        Ok(())
+    })?;
+    let start = requests.iter().map(|r| r.0).min().unwrap_or(0);
+    let window_us = options.window_s * 1_000_000;
+    let mut windows: BTreeMap<u64, (u128, u128)> = BTreeMap::new();
+    for (at, context, generated) in &requests {
+        let w = windows.entry((at - start) / window_us).or_default();
+        w.0 += u128::from(*context);
+        w.1 += u128::from(*generated);
+    }
+    let (priority, name) = match kind {
+        JobKind::Agentic => (70, "code"),
+        _ => (80, "conv"),
+    };
+    let mut jobs = Vec::new();
+    for (window, (context, generated)) in &windows {
+        let submit_s = window * options.window_s;
+        if submit_s > MAX_TRACE_S {
+            return Err(InputError::new(
+                source_name,
+                format!("window {window}"),
+                "TIMESTAMP",
+                format!("the trace spans more than {MAX_TRACE_S} s (100 years)"),
+            ));
+        }
+        let gpu_seconds = (*context as f64 / options.prefill_tokens_per_gpu_s
+            + *generated as f64 / options.decode_tokens_per_gpu_s)
+            * options.scale;
+        let busy = gpu_seconds / options.window_s as f64;
+        let gpus = (busy / options.utilization).ceil().max(1.0);
+        let replicas = (gpus / f64::from(options.replica_gpus)).ceil();
+        // Checked in floating point before anything is allocated: the count may be astronomical.
+        if replicas > (MAX_JOBS - jobs.len()) as f64 {
+            return Err(InputError::new(
+                source_name,
+                format!("window {window}"),
+                "(replicas)",
+                format!(
+                    "{replicas:.0} replicas here make more than the {MAX_JOBS} jobs gpuplace accepts; lower --scale or \
+                     raise --replica-gpus"
+                ),
+            ));
+        }
+        for replica in 0..replicas as u64 {
+            jobs.push(Job {
+                id: format!("{name}-w{window:05}-r{replica:04}"),
+                kind,
+                gpus: options.replica_gpus,
+                hbm_gb_per_gpu: options.hbm_gb_per_gpu,
+                priority,
+                duration_h: None,
+                region: options.region.clone(),
+                max_latency_ms: Some(options.max_latency_ms),
+                jurisdictions: None,
+                providers: None,
+                not_before: None,
+                submit_s: Some(submit_s),
+                duration_s: Some(options.window_s),
+            });
+        }
+    }
+    report.imported = jobs.len();
+    report.notes.push(format!(
+        "{} requests in {} windows of {} s became {} replicas of {} GPUs",
+        requests.len(),
+        windows.len(),
+        options.window_s,
+        jobs.len(),
+        options.replica_gpus
+    ));
+    Ok((validated(Workload::from_jobs(jobs, source_name))?, report))
+}

@@ -1,0 +1,366 @@
+//! `gpuplace replay`: online placement of a workload over time.
+//!
+//! Time advances in scheduling intervals of trace time. At each interval the jobs that finished
+//! release their GPUs and power, newly arrived jobs join the waiting ones, jobs that waited longer
+//! than `max_wait_s` are rejected, and all waiting jobs are placed in one batch through the same
+//! engine and backend as `place` (priority order, exact capacity). A job that arrives between two
+//! interval boundaries is first considered at the next boundary, so it never starts before it
+//! arrives; a job that ends between boundaries releases its resources at the next boundary.
+//!
+//! Intervals in which nothing can change (no arrival, no completion, no expiry) are skipped, so a
+//! trace of months replays in seconds; the placement date advances with trace time.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::engine::place::Outcome;
+use crate::engine::{Allocation, Scheduler};
+use crate::error::{InputError, Result};
+use crate::model::date::Day;
+use crate::model::jobs::{JobKind, MAX_TRACE_S, Workload};
+use crate::report::metrics::{
+    EnergyTally, percentile, site_gpus, site_gpus_used, site_power_drawn_w, stranded_gpus, sum_f64, violates_latency,
+};
+
+/// How to replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayConfig {
+    /// Scheduling interval, seconds of trace time (1 ..= [`MAX_TRACE_S`]).
+    pub interval_s: u64,
+    /// Reject a job that has waited longer than this, seconds (at most [`MAX_TRACE_S`]); never
+    /// when None.
+    pub max_wait_s: Option<u64>,
+    /// The date at trace time 0.
+    pub start: Day,
+}
+
+impl ReplayConfig {
+    /// Checks the ranges that keep every sum of times far from overflowing (arrivals, run times,
+    /// intervals and waits are each at most about 3 × 10⁹ s).
+    pub fn validate(&self) -> std::result::Result<(), InputError> {
+        if self.interval_s == 0 || self.interval_s > MAX_TRACE_S {
+            return Err(InputError::new(
+                "command line",
+                "--interval",
+                "interval",
+                format!("{} is out of range: must be 1 to {MAX_TRACE_S} seconds", self.interval_s),
+            ));
+        }
+        if let Some(wait) = self.max_wait_s
+            && wait > MAX_TRACE_S
+        {
+            return Err(InputError::new(
+                "command line",
+                "--max-wait",
+                "max-wait",
+                format!("{wait} is out of range: must be at most {MAX_TRACE_S} seconds"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What became of one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobFate {
+    /// Ran from `start_s` to `end_s`, holding `allocation`.
+    Placed {
+        /// When it started (an interval boundary ≥ its arrival).
+        start_s: u64,
+        /// When it ended (start + duration).
+        end_s: u64,
+        /// What it held.
+        #[serde(skip)]
+        allocation: Allocation,
+    },
+    /// Rejected at `at_s`: it waited past `--max-wait`, or could never be placed.
+    Rejected {
+        /// When.
+        at_s: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One sample of the fleet, taken after each processed interval's placement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    /// Trace time, seconds.
+    pub t_s: u64,
+    /// GPUs in use per site (indexed like [`ReplayReport::sites`]).
+    pub gpus_used: Vec<u64>,
+    /// IT power drawn per site, MW.
+    pub it_mw: Vec<f64>,
+    /// Free GPUs in partly used racks: after an interval's placement no waiting job can use any
+    /// rack (it would have been placed), so every such GPU is stranded.
+    pub stranded_gpus: u64,
+    /// Jobs waiting after placement.
+    pub waiting: usize,
+    /// Jobs running after placement.
+    pub running: usize,
+}
+
+/// Per job kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KindReplay {
+    /// The kind.
+    pub kind: JobKind,
+    /// Jobs of this kind.
+    pub jobs: usize,
+    /// Jobs placed.
+    pub placed: usize,
+    /// Jobs rejected.
+    pub rejected: usize,
+    /// Queueing delay (start − arrival) of placed jobs, seconds: median, 95th and 99th percentile
+    /// (nearest rank); 0 when none was placed.
+    pub delay_p50_s: u64,
+    /// 95th percentile.
+    pub delay_p95_s: u64,
+    /// 99th percentile.
+    pub delay_p99_s: u64,
+}
+
+/// Everything a replay measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayReport {
+    /// Scheduling interval, seconds.
+    pub interval_s: u64,
+    /// Intervals processed (skipped idle ones not counted).
+    pub intervals: usize,
+    /// Site names.
+    pub sites: Vec<String>,
+    /// GPUs per site.
+    pub site_gpus: Vec<u64>,
+    /// Per kind.
+    pub kinds: Vec<KindReplay>,
+    /// GPUs of placed jobs, summed over jobs.
+    pub gpus_placed: u64,
+    /// Energy of placed jobs over their run time, USD (IT power × PUE × price).
+    pub energy_usd: f64,
+    /// Emissions of placed jobs over their run time, kg CO2.
+    pub carbon_kg: f64,
+    /// Placed jobs further from their users than their latency bound (must be 0).
+    pub latency_violations: u64,
+    /// Mean stranded GPUs over the samples.
+    pub stranded_gpus_mean: f64,
+    /// Largest stranded GPUs.
+    pub stranded_gpus_max: u64,
+    /// Scheduling time per processed interval, milliseconds: median.
+    pub scheduling_ms_p50: f64,
+    /// 99th percentile.
+    pub scheduling_ms_p99: f64,
+    /// All scheduling time, seconds.
+    pub scheduling_s_total: f64,
+    /// The fleet over time.
+    pub timeline: Vec<Sample>,
+    /// Each job's fate, in workload order.
+    #[serde(skip)]
+    pub fates: Vec<JobFate>,
+}
+
+/// The first interval boundary at or after `t` (both within the validated ranges, so no overflow).
+fn boundary(t: u64, interval: u64) -> u64 {
+    t.div_ceil(interval) * interval
+}
+
+/// Called after every processed interval with the time, the scheduler (its live capacity) and
+/// every job's fate so far (None: not yet arrived, or waiting).
+pub type IntervalCheck<'a> = dyn FnMut(u64, &Scheduler, &[Option<JobFate>]) + 'a;
+
+/// Replays `workload` over time on `scheduler`, from its live capacity; every job placed is
+/// released again by the end. `progress(t, last_arrival)` reports trace time; `check_after`
+/// (tests) is called after every processed interval.
+pub fn replay(
+    scheduler: &mut Scheduler,
+    workload: &Workload,
+    config: ReplayConfig,
+    progress: &mut dyn FnMut(u64, u64),
+    check_after: &mut IntervalCheck,
+) -> Result<ReplayReport> {
+    config.validate()?;
+    let interval = config.interval_s;
+    let mut compiled = scheduler.compile(workload, config.start)?;
+    let base_ready: Vec<u32> = compiled.jobs.iter().map(|j| j.ready_day).collect();
+    let n = workload.jobs.len();
+    let submit: Vec<u64> = workload.jobs.iter().map(|j| j.submit_seconds()).collect();
+    let duration: Vec<u64> = workload.jobs.iter().map(|j| j.duration_seconds().max(1)).collect();
+    let mut arrivals: Vec<usize> = (0..n).collect();
+    arrivals.sort_by_key(|&j| submit[j]);
+    let last_arrival = arrivals.last().map_or(0, |&j| submit[j]);
+
+    let mut fates: Vec<Option<JobFate>> = vec![None; n];
+    let mut running: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut last_reason: Vec<Option<std::sync::Arc<str>>> = vec![None; n];
+    let mut next_arrival = 0usize;
+    let mut timeline = Vec::new();
+    let mut scheduling = Vec::new();
+    let mut t = arrivals.first().map_or(0, |&j| boundary(submit[j], interval));
+
+    while next_arrival < n || !waiting.is_empty() || !running.is_empty() {
+        // Completions up to now give back their resources.
+        while let Some(&Reverse((end, j))) = running.peek() {
+            if end > t {
+                break;
+            }
+            running.pop();
+            scheduler.release(&workload.jobs[j].id)?;
+        }
+        while next_arrival < n && submit[arrivals[next_arrival]] <= t {
+            waiting.push(arrivals[next_arrival]);
+            next_arrival += 1;
+        }
+        if let Some(max_wait) = config.max_wait_s {
+            waiting.retain(|&j| {
+                let expired = t - submit[j] > max_wait;
+                if expired {
+                    let why = last_reason[j].as_deref().unwrap_or("no capacity");
+                    fates[j] =
+                        Some(JobFate::Rejected { at_s: t, reason: format!("waited more than {max_wait} s; {why}") });
+                }
+                !expired
+            });
+        }
+        let started = Instant::now();
+        if !waiting.is_empty() {
+            // The placement date advances with trace time.
+            let today = config.start.saturating_add(t / 86_400);
+            for &j in &waiting {
+                compiled.jobs[j].ready_day = base_ready[j].max(today.0);
+            }
+            let (decisions, _) = scheduler.place_compiled(&compiled, &waiting, &mut |_, _| {})?;
+            waiting.clear();
+            for decision in decisions {
+                let j = decision.job;
+                match decision.outcome {
+                    Outcome::Placed { allocation, .. } => {
+                        let end = t + duration[j];
+                        running.push(Reverse((end, j)));
+                        fates[j] = Some(JobFate::Placed { start_s: t, end_s: end, allocation });
+                    }
+                    Outcome::Unplaced { reason } => {
+                        last_reason[j] = Some(reason);
+                        waiting.push(j);
+                    }
+                }
+            }
+        }
+        scheduling.push(started.elapsed());
+        let fleet = scheduler.fleet();
+        let state = scheduler.ledger().state();
+        timeline.push(Sample {
+            t_s: t,
+            gpus_used: site_gpus_used(fleet, state),
+            it_mw: site_power_drawn_w(fleet, state).into_iter().map(|w| w as f64 / 1e6).collect(),
+            stranded_gpus: stranded_gpus(state),
+            waiting: waiting.len(),
+            running: running.len(),
+        });
+        check_after(t, scheduler, &fates);
+        progress(t.min(last_arrival), last_arrival);
+
+        // The next boundary at which something can change.
+        let mut next = u64::MAX;
+        if next_arrival < n {
+            next = next.min(boundary(submit[arrivals[next_arrival]], interval));
+        }
+        if let Some(&Reverse((end, _))) = running.peek() {
+            next = next.min(boundary(end, interval));
+        }
+        if let Some(max_wait) = config.max_wait_s {
+            for &j in &waiting {
+                next = next.min(boundary(submit[j] + max_wait + 1, interval));
+            }
+        }
+        if next == u64::MAX {
+            // Nothing will ever arrive or finish: the waiting jobs can never be placed.
+            for &j in &waiting {
+                let why = last_reason[j].as_deref().unwrap_or("no capacity");
+                fates[j] = Some(JobFate::Rejected { at_s: t, reason: format!("can never be placed: {why}") });
+            }
+            waiting.clear();
+            break;
+        }
+        t = next.max(t + interval);
+    }
+
+    let fates: Vec<JobFate> = fates.into_iter().map(|f| f.expect("every job ends placed or rejected")).collect();
+    Ok(summarize(scheduler, workload, &submit, interval, timeline, scheduling, fates))
+}
+
+fn summarize(
+    scheduler: &Scheduler,
+    workload: &Workload,
+    submit: &[u64],
+    interval: u64,
+    timeline: Vec<Sample>,
+    scheduling: Vec<Duration>,
+    fates: Vec<JobFate>,
+) -> ReplayReport {
+    let fleet = scheduler.fleet();
+    let mut delays: Vec<Vec<u64>> = vec![Vec::new(); JobKind::ALL.len()];
+    let mut kinds: Vec<KindReplay> = JobKind::ALL
+        .iter()
+        .map(|&kind| KindReplay {
+            kind,
+            jobs: 0,
+            placed: 0,
+            rejected: 0,
+            delay_p50_s: 0,
+            delay_p95_s: 0,
+            delay_p99_s: 0,
+        })
+        .collect();
+    let mut energy = EnergyTally::default();
+    let (mut gpus_placed, mut violations) = (0u64, 0u64);
+    for (j, fate) in fates.iter().enumerate() {
+        let job = &workload.jobs[j];
+        let kind = JobKind::ALL.iter().position(|&k| k == job.kind).expect("known kind");
+        kinds[kind].jobs += 1;
+        match fate {
+            JobFate::Placed { start_s, end_s, allocation } => {
+                kinds[kind].placed += 1;
+                delays[kind].push(start_s - submit[j]);
+                gpus_placed += u64::from(job.gpus);
+                energy.add(fleet, allocation, end_s - start_s);
+                violations += u64::from(violates_latency(fleet, job, allocation));
+            }
+            JobFate::Rejected { .. } => kinds[kind].rejected += 1,
+        }
+    }
+    for (kind, mut d) in kinds.iter_mut().zip(delays) {
+        d.sort_unstable();
+        kind.delay_p50_s = percentile(&d, 50.0);
+        kind.delay_p95_s = percentile(&d, 95.0);
+        kind.delay_p99_s = percentile(&d, 99.0);
+    }
+    let mut sched_ms: Vec<f64> = scheduling.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    sched_ms.sort_by(f64::total_cmp);
+    let stranded: Vec<u64> = timeline.iter().map(|s| s.stranded_gpus).collect();
+    ReplayReport {
+        interval_s: interval,
+        intervals: timeline.len(),
+        sites: fleet.sites.iter().map(|s| s.name.clone()).collect(),
+        site_gpus: site_gpus(fleet),
+        kinds,
+        gpus_placed,
+        energy_usd: energy.usd(),
+        carbon_kg: energy.kg_co2(),
+        latency_violations: violations,
+        stranded_gpus_mean: if stranded.is_empty() {
+            0.0
+        } else {
+            stranded.iter().sum::<u64>() as f64 / stranded.len() as f64
+        },
+        stranded_gpus_max: stranded.iter().copied().max().unwrap_or(0),
+        scheduling_ms_p50: percentile(&sched_ms, 50.0),
+        scheduling_ms_p99: percentile(&sched_ms, 99.0),
+        scheduling_s_total: sum_f64(scheduling.iter().map(Duration::as_secs_f64)),
+        timeline,
+        fates,
+    }
+}
