@@ -40,8 +40,10 @@ mod classes;
 pub mod explain;
 mod ledger;
 pub mod place;
+pub mod reasons;
 mod scheduler;
 
 pub use backend::{Backend, BackendChoice};
 pub use ledger::{Allocation, Ledger};
-pub use scheduler::{Compiled, Placement, Scheduler, Timings};
+pub use place::{Placement, Timings};
+pub use scheduler::{Compiled, Scheduler};

@@ -2,13 +2,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::engine::backend::Backend;
 use crate::engine::classes::ClassIndex;
-use crate::engine::explain::unplaced_reason;
 use crate::engine::ledger::{Allocation, Ledger};
+use crate::engine::reasons::unplaced_reason;
 use crate::error::ScoreError;
 use crate::kernel::score::{JobGpu, NO_RACK, TERM_COUNT, better};
+use crate::kernel::state::FleetState;
+use crate::model::date::Day;
+use crate::model::policy::Policy;
 
 /// How one job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +53,47 @@ pub struct EngineStats {
     pub host_rescans: u64,
     /// Unplaced reasons worded (the rest came from the cache: same needs, same state).
     pub reasons_worded: u64,
+}
+
+/// Time spent in each phase of a placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timings {
+    /// Validating and compiling the jobs.
+    pub compile: Duration,
+    /// Scoring passes on the backend (including upload and readback on the GPU).
+    pub score: Duration,
+    /// Host work: ordering, walking candidate lists, re-checks, commits and reasons.
+    pub commit: Duration,
+}
+
+/// The result of placing a workload with [`crate::Scheduler::place`].
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// One decision per job, in decision order (priority descending, then id).
+    pub decisions: Vec<Decision>,
+    /// The fleet's capacity before the first decision (what [`crate::Scheduler::explain`] starts from).
+    pub before: FleetState,
+    /// The fleet's capacity after the last decision.
+    pub state: FleetState,
+    /// The placement date used.
+    pub at: Day,
+    /// The policy used.
+    pub policy: Policy,
+    /// Engine counters.
+    pub stats: EngineStats,
+    /// The backend that finished the run.
+    pub backend: String,
+    /// Things the user should know that happened during this placement (a GPU failing over).
+    pub notices: Vec<String>,
+    /// Time per phase.
+    pub timings: Timings,
+}
+
+impl Placement {
+    /// Jobs placed.
+    pub fn placed_count(&self) -> usize {
+        self.decisions.iter().filter(|d| matches!(d.outcome, Outcome::Placed { .. })).count()
+    }
 }
 
 /// When the batched engine re-scores the pending jobs against a fresh snapshot.

@@ -3,60 +3,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::engine::backend::{Backend, BackendChoice};
 use crate::engine::explain::Explanation;
 use crate::engine::ledger::{Allocation, Ledger};
-use crate::engine::place::{Decision, EngineStats, Outcome, RoundLimits, decision_order, place_batched_with};
+use crate::engine::place::{
+    Decision, EngineStats, Outcome, Placement, RoundLimits, Timings, decision_order, place_batched_with,
+};
 use crate::error::{InputError, Result};
 use crate::kernel::score::JobGpu;
-use crate::kernel::state::FleetState;
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Workload;
 use crate::model::policy::Policy;
-
-/// Time spent in each phase of a placement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Timings {
-    /// Validating and compiling the jobs.
-    pub compile: Duration,
-    /// Scoring passes on the backend (including upload and readback on the GPU).
-    pub score: Duration,
-    /// Host work: ordering, walking candidate lists, re-checks, commits and reasons.
-    pub commit: Duration,
-}
-
-/// The result of placing a workload with [`Scheduler::place`].
-#[derive(Debug, Clone)]
-pub struct Placement {
-    /// One decision per job, in decision order (priority descending, then id).
-    pub decisions: Vec<Decision>,
-    /// The fleet's capacity before the first decision (what [`Scheduler::explain`] starts from).
-    pub before: FleetState,
-    /// The fleet's capacity after the last decision.
-    pub state: FleetState,
-    /// The placement date used.
-    pub at: Day,
-    /// The policy used.
-    pub policy: Policy,
-    /// Engine counters.
-    pub stats: EngineStats,
-    /// The backend that finished the run.
-    pub backend: String,
-    /// Things the user should know that happened during this placement (a GPU failing over).
-    pub notices: Vec<String>,
-    /// Time per phase.
-    pub timings: Timings,
-}
-
-impl Placement {
-    /// Jobs placed.
-    pub fn placed_count(&self) -> usize {
-        self.decisions.iter().filter(|d| matches!(d.outcome, Outcome::Placed { .. })).count()
-    }
-}
 
 /// A workload validated against a scheduler's fleet and compiled for the scorer at a placement
 /// date ([`Scheduler::compile`]); [`Scheduler::place_compiled`] places any subset of it. The

@@ -1,5 +1,5 @@
-//! The self-check every device passes before it is used: a small fixed problem scored on the
-//! device and on the CPU, which must agree bit for bit. An adapter whose compiler mistranslates the
+//! The self-check's problem: every device scores it before it is used, and must agree with the CPU
+//! bit for bit (`GpuScorer::self_check`). An adapter whose compiler mistranslates the
 //! kernel (as Mesa's GLSL compiler once did with the candidate insertion) is refused instead of
 //! giving placements that differ from the CPU's.
 //!
@@ -8,9 +8,7 @@
 //! rack and of many, ties (equal scores on interchangeable racks), the random term, lists longer and
 //! shorter than the feasible racks, and several rack tiles' worth of candidates per job.
 
-use crate::error::ScoreError;
-use crate::gpu::GpuScorer;
-use crate::kernel::cpu::{ScoreOutput, score_batch};
+use crate::kernel::cpu::ScoreOutput;
 use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{
     ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM, TERM_SCALE, inv_q16, mix,
@@ -29,7 +27,7 @@ fn draw(stream: u32, index: u32, n: u32) -> u32 {
 }
 
 /// The fixed problem.
-fn problem() -> (Vec<JobGpu>, FleetState) {
+pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
     let sizes = [8u32, 72, 4, 72];
     let clusters: Vec<ClusterGpu> =
         (0..CLUSTERS).map(|c| ClusterGpu { free_racks: 0, online_day: 20_000 + draw(1, c, 40) }).collect();
@@ -107,7 +105,7 @@ fn problem() -> (Vec<JobGpu>, FleetState) {
 }
 
 /// The first difference between the device's and the CPU's results, if any.
-fn first_difference(device: &ScoreOutput, cpu: &ScoreOutput) -> Option<String> {
+pub(super) fn first_difference(device: &ScoreOutput, cpu: &ScoreOutput) -> Option<String> {
     (0..cpu.feasible.len()).find_map(|job| {
         if device.feasible[job] != cpu.feasible[job] || device.candidates_of(job) != cpu.candidates_of(job) {
             Some(format!(
@@ -123,28 +121,6 @@ fn first_difference(device: &ScoreOutput, cpu: &ScoreOutput) -> Option<String> {
     })
 }
 
-/// Scores the problem on the device with a full and a short list, and compares with the CPU's
-/// results for the jobs as altered by `alter`.
-fn compare(scorer: &mut GpuScorer, alter: fn(&mut JobGpu)) -> Result<(), ScoreError> {
-    let (jobs, state) = problem();
-    let mut expected_jobs = jobs.clone();
-    expected_jobs.iter_mut().for_each(alter);
-    for k in [MAX_CANDIDATES as usize, 3] {
-        let device = scorer.score_batch(&jobs, &state, k)?;
-        if let Some(difference) = first_difference(&device, &score_batch(&expected_jobs, &state, k)) {
-            return Err(ScoreError::SelfCheck { adapter: scorer.adapter().to_string(), message: difference });
-        }
-    }
-    Ok(())
-}
-
-/// The self-check: the device must score the problem exactly as the CPU does.
-pub(super) fn run(scorer: &mut GpuScorer) -> Result<(), ScoreError> {
-    compare(scorer, |_| {})
-}
-
-/// The self-check against a CPU expectation computed from altered jobs (its negative control).
-#[cfg(feature = "test-hooks")]
-pub(super) fn run_altered(scorer: &mut GpuScorer, alter: fn(&mut JobGpu)) -> Result<(), ScoreError> {
-    compare(scorer, alter)
-}
+/// The candidate list lengths the check scores with: the longest the kernel keeps, and a short
+/// one that fills and overflows.
+pub(super) const LIST_LENGTHS: [usize; 2] = [MAX_CANDIDATES as usize, 3];

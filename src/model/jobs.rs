@@ -11,6 +11,7 @@ use crate::kernel::score::{JobGpu, inv_q16, mix};
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
 use crate::model::json::check_name;
+use crate::model::kind::JobKind;
 use crate::model::policy::Policy;
 
 /// The most jobs in one workload (a file, a generated or an imported workload), checked before
@@ -21,40 +22,6 @@ pub const MAX_JOBS: usize = 10_000_000;
 pub const MAX_TRACE_S: u64 = 3_155_760_000;
 /// The longest run time, seconds (`duration_s`; `duration_h` up to the same in hours).
 pub const MAX_DURATION_S: u64 = 3_600_000_000;
-
-/// What kind of AI work a job is; each kind has its own policy weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    /// Serving a model to users.
-    Inference,
-    /// Multi-step agents calling models and tools.
-    Agentic,
-    /// Image, audio or video models.
-    Multimodal,
-    /// Pre-training or fine-tuning.
-    Training,
-}
-
-impl JobKind {
-    /// Every kind, in report order.
-    pub const ALL: [JobKind; 4] = [JobKind::Inference, JobKind::Agentic, JobKind::Multimodal, JobKind::Training];
-
-    /// The kind's name as written in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            JobKind::Inference => "inference",
-            JobKind::Agentic => "agentic",
-            JobKind::Multimodal => "multimodal",
-            JobKind::Training => "training",
-        }
-    }
-
-    /// Parses a kind's name.
-    pub fn parse(text: &str) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|k| k.name() == text)
-    }
-}
 
 /// A job, with exactly the file format's field names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

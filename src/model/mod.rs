@@ -7,4 +7,5 @@ pub mod date;
 pub mod fleet;
 pub mod jobs;
 pub(crate) mod json;
+pub mod kind;
 pub mod policy;

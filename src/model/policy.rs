@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{InputError, Result};
 use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{MAX_CANDIDATES, MAX_WEIGHT, TERM_COUNT, Term};
-use crate::model::jobs::JobKind;
+use crate::model::kind::JobKind;
 
 /// One value per score term, indexed by [`Term::index`]: a kind's weights in a policy, or a pair's
 /// terms in an explanation. Written as a JSON object keyed by the terms' names.

@@ -5,7 +5,8 @@ use serde::Serialize;
 use crate::engine::Placement;
 use crate::engine::place::Outcome;
 use crate::model::fleet::Fleet;
-use crate::model::jobs::{JobKind, Workload};
+use crate::model::jobs::Workload;
+use crate::model::kind::JobKind;
 use crate::report::metrics::{EnergyTally, HOUR_S, site_gpus, site_gpus_used, site_power_drawn_w};
 
 /// The `--out` JSON document. It holds only what the inputs determine (no backend, adapter or

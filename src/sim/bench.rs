@@ -307,7 +307,7 @@ pub fn run(
         rows,
     };
     if !agree {
-        return Err(crate::Error::Mismatch(format!(
+        return Err(crate::error::Error::Mismatch(format!(
             "backends disagree on {} jobs × {} racks; not reporting timings",
             report.jobs, report.racks
         )));

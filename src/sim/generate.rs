@@ -13,7 +13,8 @@
 use crate::error::InputError;
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
-use crate::model::jobs::{Job, JobKind, MAX_JOBS, MAX_TRACE_S, Workload};
+use crate::model::jobs::{Job, MAX_JOBS, MAX_TRACE_S, Workload};
+use crate::model::kind::JobKind;
 
 /// SplitMix64 (Steele, Lea and Flood 2014): tiny, fast and stable forever.
 #[derive(Debug, Clone)]

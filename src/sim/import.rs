@@ -9,8 +9,9 @@ use serde::Serialize;
 use crate::error::InputError;
 use crate::kernel::limits::{MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_RACK_GPUS};
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
-use crate::model::jobs::{Job, JobKind, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload, csv_line};
+use crate::model::jobs::{Job, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload, csv_line};
 use crate::model::json::{check_name, without_bom};
+use crate::model::kind::JobKind;
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -20,7 +20,8 @@ use crate::engine::place::Outcome;
 use crate::engine::{Allocation, Scheduler};
 use crate::error::{InputError, Result};
 use crate::model::date::Day;
-use crate::model::jobs::{JobKind, MAX_TRACE_S, Workload};
+use crate::model::jobs::{MAX_TRACE_S, Workload};
+use crate::model::kind::JobKind;
 use crate::report::metrics::{
     EnergyTally, percentile, site_gpus, site_gpus_used, site_power_drawn_w, stranded_gpus, sum_f64, violates_latency,
 };
