@@ -137,6 +137,9 @@ impl Outputs {
                 match std::fs::metadata(dir) {
                     Ok(meta) if meta.is_dir() => {}
                     Ok(_) => return Err(refuse(path, format!("{} is not a directory", dir.display()))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(refuse(path, format!("its directory {} does not exist", dir.display())));
+                    }
                     Err(e) => return Err(io_error(dir, e)),
                 }
                 if resolved.file_name().is_none() {

@@ -2,47 +2,12 @@
 //! and every kind of bad input (one line naming file, record and field; exit code 2; no panic; no
 //! partial output file).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn gpuplace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpuplace")).args(args).output().expect("run gpuplace")
-}
+use std::path::Path;
+use std::process::Command;
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpuplace-cli-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).display().to_string()
-}
-
-const AT: &str = "2026-11-26";
-
-/// True when wgpu finds an adapter; without one the test says it skips (or fails, with
-/// `GPUPLACE_REQUIRE_GPU=1`, as in CI).
-fn gpu_available(test: &str) -> bool {
-    let found = !gpuplace::gpu::adapters().is_empty();
-    if !found {
-        assert!(
-            std::env::var("GPUPLACE_REQUIRE_GPU").map_or(true, |v| v != "1"),
-            "{test}: GPUPLACE_REQUIRE_GPU=1 but wgpu found no adapter"
-        );
-        eprintln!("{test}: no GPU adapter; skipped");
-    }
-    found
-}
+use common::{AT, gpu_available, gpuplace, path, stderr, stdout, temp_dir};
 
 #[test]
 fn place_without_arguments_prints_a_summary() {

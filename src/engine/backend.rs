@@ -91,8 +91,8 @@ impl Backend {
             }
             Some(best) if best.software => {
                 return with_notice(format!(
-                    "the only GPU adapter is a software device, {best}, which runs the kernel on the CPU about 50× \
-                     slower than the CPU backend (--backend gpu uses it anyway)"
+                    "no hardware GPU adapter; the best one, {best}, is a software device that runs the kernel on \
+                     the CPU about 50× slower than the CPU backend (--backend gpu uses it anyway)"
                 ));
             }
             Some(_) => {}

@@ -360,8 +360,10 @@ impl AzureOptions {
     /// Checks that every option is in range, so that the jobs made load back. Errors name the
     /// option as the command line spells it, in `source_name` (e.g. `command line`).
     pub fn validate(&self, source_name: &str) -> Result<(), InputError> {
+        // Named as the command line spells the option.
         let err = |field: &str, message: String| {
-            InputError::new(source_name, format!("--{}", field.replace('_', "-")), field, message)
+            let flag = field.replace('_', "-");
+            InputError::new(source_name, format!("--{flag}"), flag, message)
         };
         if self.window_s == 0 || self.window_s > MAX_WINDOW_S {
             return Err(err("window_s", format!("{} is out of range: must be 1 to {MAX_WINDOW_S} s", self.window_s)));

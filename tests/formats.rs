@@ -1,0 +1,123 @@
+//! Files in, files out: everything gpuplace writes loads back (a round-trip property over random
+//! fleets with unusual names), and what it must refuse it refuses before allocating or writing.
+
+use gpuplace::import::{AzureOptions, azure};
+use gpuplace::model::fleet::FleetFile;
+use gpuplace::{Day, Fleet, JobKind, Policy, Workload};
+use proptest::prelude::*;
+
+fn at() -> Day {
+    Day::parse("2026-11-26").unwrap()
+}
+
+/// A name a person might write: letters, digits, inner spaces and punctuation, accents.
+fn name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9é][A-Za-z0-9 _.\\-é/]{0,10}[A-Za-z0-9é]"
+}
+
+/// The built-in fleet with its regions, providers and jurisdictions renamed.
+fn renamed_fleet(regions: &[String], providers: &[String], jurisdictions: &[String]) -> Option<Fleet> {
+    let mut file: FleetFile = gpuplace::builtin::default_fleet_file();
+    let old_regions = file.regions.clone();
+    if regions.iter().collect::<std::collections::BTreeSet<_>>().len() != old_regions.len() {
+        return None;
+    }
+    file.regions = regions.to_vec();
+    for (s, site) in file.sites.iter_mut().enumerate() {
+        site.latency_ms =
+            old_regions.iter().zip(regions).map(|(old, new)| (new.clone(), site.latency_ms[old])).collect();
+        site.provider = providers[s % providers.len()].clone();
+        site.jurisdiction = jurisdictions[s % jurisdictions.len()].clone();
+    }
+    Some(Fleet::from_file(file, "<renamed>").expect("valid names make a valid fleet"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// What `generate` writes, as JSON and as CSV, reads back to the same jobs, which compile
+    /// against the fleet they were made for, whatever the fleet's names and the date.
+    #[test]
+    fn generated_workloads_load_back(
+        regions in proptest::collection::vec(name(), 6),
+        providers in proptest::collection::vec(name(), 1..4),
+        jurisdictions in proptest::collection::vec(name(), 1..4),
+        seed in any::<u64>(),
+        day in 0u32..=Day::MAX.0,
+    ) {
+        let Some(fleet) = renamed_fleet(&regions, &providers, &jurisdictions) else { return Ok(()) };
+        let today = Day(day);
+        let workload = gpuplace::generate::generate(&fleet, 60, seed, today).unwrap();
+        let json = workload.to_json().unwrap();
+        let csv = workload.to_csv().unwrap();
+        let from_json = Workload::from_json(&json, "jobs.json").unwrap();
+        let from_csv = Workload::from_csv(&csv, "jobs.csv").unwrap();
+        prop_assert_eq!(&from_json.jobs, &workload.jobs);
+        prop_assert_eq!(&from_csv.jobs, &workload.jobs);
+        from_json.compile(&fleet, &Policy::default(), today).unwrap();
+        // The fleet file written by `fleet --json` reads back to the same fleet.
+        prop_assert_eq!(Fleet::from_json(&fleet.to_json(), "fleet.json").unwrap(), fleet);
+    }
+}
+
+#[test]
+fn writers_refuse_what_could_not_be_read_back() {
+    let fleet = gpuplace::builtin::default_fleet();
+    let workload = gpuplace::generate::generate(&fleet, 20, 1, at()).unwrap();
+    for (what, edit) in [
+        ("a `|` in a list", (|w: &mut Workload| w.jobs[3].providers = Some(vec!["A|B".into()])) as fn(&mut Workload)),
+        ("a leading space", |w: &mut Workload| w.jobs[3].id = " padded".into()),
+        ("a control character", |w: &mut Workload| w.jobs[3].id = "two\nlines".into()),
+        ("an empty list", |w: &mut Workload| w.jobs[3].jurisdictions = Some(vec![])),
+        ("a duplicate id", |w: &mut Workload| w.jobs[3].id = w.jobs[4].id.clone()),
+        ("a date past 9999", |w: &mut Workload| w.jobs[3].not_before = Some("10000-01-01".into())),
+    ] {
+        let mut bad = workload.clone();
+        edit(&mut bad);
+        let csv = bad.to_csv();
+        let json = bad.to_json();
+        assert!(csv.is_err() && json.is_err(), "{what} was written");
+        assert!(csv.unwrap_err().record.contains("record 3") || what == "a duplicate id", "{what}");
+    }
+}
+
+#[test]
+fn the_generator_stops_dates_at_the_end_of_the_calendar() {
+    let fleet = gpuplace::builtin::default_fleet();
+    let workload = gpuplace::generate::generate(&fleet, 500, 3, Day::MAX).unwrap();
+    assert!(workload.jobs.iter().any(|j| j.not_before.is_some()));
+    workload.compile(&fleet, &Policy::default(), Day::MAX).unwrap();
+    assert!(gpuplace::generate::generate(&fleet, gpuplace::model::jobs::MAX_JOBS + 1, 3, at()).is_err());
+}
+
+#[test]
+fn importers_refuse_before_allocating() {
+    let row = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,1000000000,1000000000\n";
+    // A billion tokens at the largest scale is about 10¹⁶ replicas: refused, not allocated.
+    let options = AzureOptions { scale: 1e9, window_s: 1, ..AzureOptions::default() };
+    let error = azure(row, "t.csv", JobKind::Inference, &options, false).unwrap_err();
+    assert!(error.message.contains("replicas") && error.message.contains("10000000"), "{error}");
+    for bad in [
+        AzureOptions { replica_gpus: 0, ..AzureOptions::default() },
+        AzureOptions { window_s: 0, ..AzureOptions::default() },
+        AzureOptions { utilization: f64::NAN, ..AzureOptions::default() },
+        AzureOptions { region: " us-east".into(), ..AzureOptions::default() },
+    ] {
+        assert!(azure(row, "t.csv", JobKind::Inference, &bad, false).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn fleets_refuse_what_they_cannot_hold() {
+    let file = gpuplace::builtin::default_fleet_file();
+    let mut regions = file.clone();
+    regions.regions = (0..65).map(|i| format!("r{i}")).collect();
+    assert!(Fleet::from_file(regions, "f").unwrap_err().message.contains("at most 64"));
+    let mut racks = file.clone();
+    racks.sites[0].clusters[0].racks = 1_000_000;
+    racks.sites[1].clusters[0].racks = 1_000_000;
+    assert!(Fleet::from_file(racks, "f").unwrap_err().message.contains("1000000"));
+    let mut names = file;
+    names.sites[0].clusters[0].name = "p1\t".into();
+    let error = Fleet::from_file(names, "f").unwrap_err();
+    assert_eq!(error.field, "clusters[0].name", "{error}");
+}
