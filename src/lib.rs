@@ -44,6 +44,11 @@ pub use model::kind::JobKind;
 pub use model::policy::{Policy, Weights};
 pub use model::{builtin, date};
 pub use sim::{generate, import, replay};
+/// The README's Rust snippet, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The wgpu version gpuplace is built with, for callers that open a [`gpu::GpuScorer`] with custom
 /// limits.
 #[cfg(feature = "gpu")]
