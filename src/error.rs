@@ -3,8 +3,8 @@
 //!
 //! Every input error names the file (or `<built-in>` / `<api>` / `command line` for values that did
 //! not come from a file), the record (job id, site name, line number, …) and the field, in one line,
-//! so that a person can fix the input without reading code. The command maps [`Error::Input`] to
-//! exit code 2.
+//! so that a person can fix the input without reading code. The command prints any error on one
+//! line and exits with code 2.
 
 use std::path::PathBuf;
 
@@ -29,13 +29,6 @@ pub enum Error {
     /// Two backends gave different results (a bug; reported loudly, never averaged away).
     #[error("backends disagree: {0}")]
     Mismatch(String),
-}
-
-impl Error {
-    /// True when the error is the user's input rather than the environment.
-    pub fn is_input(&self) -> bool {
-        matches!(self, Error::Input(_))
-    }
 }
 
 /// One bad value in the input: where it is and what is wrong with it.

@@ -1,7 +1,7 @@
 //! Files in, files out: everything gpuplace writes loads back (a round-trip property over random
 //! fleets with unusual names), and what it must refuse it refuses before allocating or writing.
 
-use gpuplace::import::{AzureOptions, azure};
+use gpuplace::import::{AzureOptions, AzureTrace, azure};
 use gpuplace::model::fleet::FleetFile;
 use gpuplace::{Day, Fleet, JobKind, Policy, Workload};
 use proptest::prelude::*;
@@ -94,7 +94,8 @@ fn importers_refuse_before_allocating() {
     let row = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,1000000000,1000000000\n";
     // A billion tokens at the largest scale is about 10¹⁶ replicas: refused, not allocated.
     let options = AzureOptions { scale: 1e9, window_s: 1, ..AzureOptions::default() };
-    let error = azure(row, "t.csv", JobKind::Inference, &options, false).unwrap_err();
+    let error = azure(&[AzureTrace { text: row, source_name: "t.csv", kind: JobKind::Inference }], &options, false)
+        .unwrap_err();
     assert!(error.message.contains("replicas") && error.message.contains("10000000"), "{error}");
     for bad in [
         AzureOptions { replica_gpus: 0, ..AzureOptions::default() },
@@ -102,7 +103,10 @@ fn importers_refuse_before_allocating() {
         AzureOptions { utilization: f64::NAN, ..AzureOptions::default() },
         AzureOptions { region: " us-east".into(), ..AzureOptions::default() },
     ] {
-        assert!(azure(row, "t.csv", JobKind::Inference, &bad, false).is_err(), "{bad:?}");
+        assert!(
+            azure(&[AzureTrace { text: row, source_name: "t.csv", kind: JobKind::Inference }], &bad, false).is_err(),
+            "{bad:?}"
+        );
     }
 }
 
@@ -120,4 +124,27 @@ fn fleets_refuse_what_they_cannot_hold() {
     names.sites[0].clusters[0].name = "p1\t".into();
     let error = Fleet::from_file(names, "f").unwrap_err();
     assert_eq!(error.field, "clusters[0].name", "{error}");
+}
+
+#[test]
+fn several_azure_traces_line_up_and_keep_their_ids_apart() {
+    let text = include_str!("fixtures/azure_conv_sample.csv");
+    // The same conversation trace twice, and once more as code: one workload, unique ids, windows
+    // counted from the first request of all.
+    let traces = [
+        AzureTrace { text, source_name: "a.csv", kind: JobKind::Inference },
+        AzureTrace { text, source_name: "b.csv", kind: JobKind::Inference },
+        AzureTrace { text, source_name: "c.csv", kind: JobKind::Agentic },
+    ];
+    let options = AzureOptions { window_s: 60, scale: 200.0, ..AzureOptions::default() };
+    let (workload, reports) = azure(&traces, &options, false).unwrap();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(reports.iter().map(|r| r.imported).sum::<usize>(), workload.jobs.len());
+    assert!(workload.jobs.iter().any(|j| j.id.starts_with("conv-w")));
+    assert!(workload.jobs.iter().any(|j| j.id.starts_with("conv2-w")));
+    assert!(workload.jobs.iter().any(|j| j.id.starts_with("code-w")));
+    workload.validate().unwrap();
+    let first = |prefix: &str| workload.jobs.iter().filter(|j| j.id.starts_with(prefix)).map(|j| j.submit_s).min();
+    assert_eq!(first("conv-w"), first("conv2-w"));
+    assert_eq!(first("conv-w"), Some(Some(0)));
 }

@@ -368,32 +368,41 @@ fn the_scheduler_places_on_what_is_left_and_releases_exactly() {
 fn explain_agrees_with_the_decisions_without_placing_again() {
     let fleet = gpuplace::builtin::default_fleet();
     let workload = gpuplace::generate::generate(&fleet, 2000, 31, at()).unwrap();
-    let mut scheduler = Scheduler::with_backend(fleet.clone(), Policy::default(), Backend::cpu()).unwrap();
-    let placement = scheduler.place(&workload, Some(at())).unwrap();
-    let after = scheduler.ledger().state().clone();
-    let (mut placed, mut unplaced) = (0, 0);
-    for (rank, decision) in placement.decisions.iter().enumerate().step_by(37) {
-        let id = &workload.jobs[decision.job].id;
-        let e = scheduler.explain(&workload, &placement, id).unwrap();
-        assert_eq!(e.decided_before, rank, "{id}");
-        match &decision.outcome {
-            Outcome::Placed { allocation, score } => {
-                placed += 1;
-                let best = &e.candidates[0];
-                assert_eq!(
-                    (best.global_rack, best.score),
-                    (allocation.anchor(), *score),
-                    "{id}: best candidate is not the decision"
-                );
-                assert!(e.decision.starts_with("placed on"), "{}", e.decision);
-            }
-            Outcome::Unplaced { reason } => {
-                unplaced += 1;
-                assert_eq!(e.feasible_racks, 0, "{id}");
-                assert_eq!(e.decision, format!("unplaced: {reason}"));
+    on_every_backend("explain_agrees_with_the_decisions_without_placing_again", |name, backend| {
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), Policy::default(), backend).unwrap();
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        let after = scheduler.ledger().state().clone();
+        let scoring = scheduler.backend().scoring_time();
+        let (mut placed, mut unplaced) = (0, 0);
+        for (rank, decision) in placement.decisions.iter().enumerate().step_by(37) {
+            let id = &workload.jobs[decision.job].id;
+            let e = scheduler.explain(&workload, &placement, id).unwrap();
+            assert_eq!(e.decided_before, rank, "{name}: {id}");
+            match &decision.outcome {
+                Outcome::Placed { allocation, score } => {
+                    placed += 1;
+                    let best = &e.candidates[0];
+                    assert_eq!(
+                        (best.global_rack, best.score),
+                        (allocation.anchor(), *score),
+                        "{name}: {id}: best candidate is not the decision"
+                    );
+                    assert!(e.decision.starts_with("placed on"), "{}", e.decision);
+                }
+                Outcome::Unplaced { reason } => {
+                    unplaced += 1;
+                    assert_eq!(e.feasible_racks, 0, "{name}: {id}");
+                    assert_eq!(e.decision, format!("unplaced: {reason}"));
+                }
             }
         }
-    }
-    assert!(placed > 0 && unplaced > 0, "explained {placed} placed and {unplaced} unplaced jobs");
-    assert_eq!(scheduler.ledger().state(), &after, "explain changed the live capacity");
+        assert!(placed > 0 && unplaced > 0, "explained {placed} placed and {unplaced} unplaced jobs");
+        // Nothing was placed again: the backend scored nothing more, and the live capacity is as
+        // the placement left it.
+        assert_eq!(scheduler.backend().scoring_time(), scoring, "{name}: explain scored again");
+        assert_eq!(scheduler.ledger().state(), &after, "{name}");
+        // A placement of another workload is refused.
+        let other = gpuplace::generate::generate(&fleet, 50, 32, at()).unwrap();
+        assert!(scheduler.explain(&other, &placement, &other.jobs[0].id).is_err());
+    });
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_workload};
-use gpuplace::import::{AzureOptions, alibaba_nodes, alibaba_pods, azure};
+use gpuplace::import::{AzureOptions, AzureTrace, alibaba_nodes, alibaba_pods, azure};
 use gpuplace::replay::{JobFate, ReplayConfig, ReplayReport, replay};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Fleet, JobKind, Policy, Scheduler, Workload};
@@ -45,7 +45,7 @@ fn checked_replay(
         let mut free: Vec<u32> = initial.racks.iter().map(|r| r.free_gpus).collect();
         let mut power: Vec<u32> = initial.sites.iter().map(|s| s.power_free_w).collect();
         for (j, fate) in fates.iter().enumerate() {
-            if let Some(JobFate::Placed { start_s, end_s, allocation }) = fate {
+            if let Some(JobFate::Placed { start_s, end_s, allocation, .. }) = fate {
                 assert!(*start_s >= workload.jobs[j].submit_s.unwrap(), "job {j} started before it arrived");
                 assert!(*start_s <= t);
                 if *end_s > t {
@@ -127,15 +127,18 @@ fn max_wait_rejects_jobs_that_waited_too_long() {
             backend = returned;
             for (job, fate) in workload.jobs.iter().zip(&report.fates) {
                 match fate {
-                    JobFate::Placed { start_s, .. } => assert!(start_s - job.submit_s.unwrap() <= 600 + 60),
-                    JobFate::Rejected { at_s, reason } => {
+                    JobFate::Placed { arrived_s, start_s, .. } => {
+                        assert!(*arrived_s >= job.submit_s.unwrap());
+                        assert!(start_s - arrived_s <= 600 + 60);
+                    }
+                    JobFate::Rejected { arrived_s, at_s, reason } => {
                         saw_rejection = true;
                         assert!(
                             reason.contains("waited more than 600 s") || reason.starts_with("can never be placed"),
                             "{name}: {reason}"
                         );
                         if reason.contains("waited") {
-                            assert!(at_s - job.submit_s.unwrap() > 600);
+                            assert!(at_s - arrived_s > 600);
                         }
                     }
                 }
@@ -171,7 +174,9 @@ fn extreme_times_end_quickly() {
 fn azure_importer_maps_windows_to_replicas() {
     let text = include_str!("fixtures/azure_conv_sample.csv");
     let options = AzureOptions { window_s: 60, scale: 500.0, ..AzureOptions::default() };
-    let (workload, report) = azure(text, "azure_conv_sample.csv", JobKind::Inference, &options, false).unwrap();
+    let trace = AzureTrace { text, source_name: "azure_conv_sample.csv", kind: JobKind::Inference };
+    let (workload, reports) = azure(&[trace], &options, false).unwrap();
+    let report = &reports[0];
     assert_eq!(report.rows, 40);
     assert!(report.malformed.is_empty());
     assert!(!workload.jobs.is_empty());
@@ -199,11 +204,13 @@ fn azure_importer_maps_windows_to_replicas() {
 #[test]
 fn importers_count_malformed_rows_and_strict_rejects_them() {
     let azure_text = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\nnot-a-time,1,1\n2023-11-16 18:15:50.9951690,x,109\n2023-11-16 18:15:51.2224670,879\n";
-    let (workload, report) = azure(azure_text, "t.csv", JobKind::Agentic, &AzureOptions::default(), false).unwrap();
+    let trace = AzureTrace { text: azure_text, source_name: "t.csv", kind: JobKind::Agentic };
+    let (workload, reports) = azure(&[trace], &AzureOptions::default(), false).unwrap();
+    let report = &reports[0];
     assert_eq!(report.rows, 4);
     assert_eq!(report.malformed.iter().map(|(line, _)| *line).collect::<Vec<_>>(), vec![3, 4, 5]);
     assert_eq!(workload.jobs.len(), 1);
-    let err = azure(azure_text, "t.csv", JobKind::Agentic, &AzureOptions::default(), true).unwrap_err();
+    let err = azure(&[trace], &AzureOptions::default(), true).unwrap_err();
     assert_eq!((err.record.as_str(), err.field.as_str()), ("line 3", "TIMESTAMP"));
 
     let pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
@@ -242,4 +249,49 @@ fn alibaba_trace_imports_and_replays_when_present() {
         ReplayConfig { interval_s: 3600, max_wait_s: None, start: gpuplace::Day::parse("2023-01-01").unwrap() };
     let (report, _) = checked_replay(&fleet, &workload, &Policy::default(), config, Backend::cpu());
     assert_eq!(report.kinds.iter().map(|k| k.placed + k.rejected).sum::<usize>(), workload.jobs.len());
+}
+
+#[test]
+fn replay_waits_for_capacity_to_come_online_and_for_not_before() {
+    // One cluster, online two days after the trace starts. A job that arrives at once waits for it
+    // (and is not rejected as "never placeable" while nothing else happens); a job whose
+    // not_before is the next day arrives then and waits too; one whose not_before is day 3 starts
+    // on day 3, not before.
+    let start = at();
+    let mut file = gpuplace::builtin::default_fleet_file();
+    file.sites.truncate(1);
+    file.sites[0].online = start.to_string();
+    file.sites[0].clusters.truncate(1);
+    file.sites[0].clusters[0].racks = 2;
+    file.sites[0].clusters[0].online = Some(start.saturating_add(2).to_string());
+    let fleet = Fleet::from_file(file, "<test>").unwrap();
+    let job = |id: &str, not_before: Option<u64>| gpuplace::Job {
+        id: id.into(),
+        kind: JobKind::Training,
+        gpus: 8,
+        hbm_gb_per_gpu: 0,
+        priority: 1,
+        duration_h: None,
+        region: fleet.regions[0].clone(),
+        max_latency_ms: None,
+        jurisdictions: None,
+        providers: None,
+        not_before: not_before.map(|d| start.saturating_add(d).to_string()),
+        submit_s: Some(0),
+        duration_s: Some(600),
+    };
+    let workload = Workload::from_jobs(vec![job("now", None), job("day1", Some(1)), job("day3", Some(3))], "<test>");
+    on_every_backend("replay_waits_for_capacity_to_come_online", |name, backend| {
+        let config = ReplayConfig { interval_s: 3600, max_wait_s: None, start };
+        let (report, _) = checked_replay(&fleet, &workload, &Policy::default(), config, backend);
+        let started: Vec<(u64, u64)> = report
+            .fates
+            .iter()
+            .map(|f| match f {
+                JobFate::Placed { arrived_s, start_s, .. } => (*arrived_s, *start_s),
+                JobFate::Rejected { reason, .. } => panic!("{name}: rejected: {reason}"),
+            })
+            .collect();
+        assert_eq!(started, vec![(0, 2 * 86_400), (86_400, 2 * 86_400), (3 * 86_400, 3 * 86_400)], "{name}");
+    });
 }

@@ -1,25 +1,26 @@
 //! Writing what the user asked for, and nothing else.
 //!
 //! Every file a command writes is planned before the command does its work ([`Outputs::plan`]):
-//! a path that names one of the command's inputs, a directory, a missing directory, or the same
-//! file twice is refused then, so a long run never ends in an error about its output. At the end
-//! all files are written in two phases ([`Outputs::write`]): each is first written in full to a
-//! temporary file (beside a regular file, or elsewhere for a special one) and synced; only when
-//! every one succeeded are they put in place. A failure leaves every old file as it was and no
-//! temporary file behind; so does SIGINT, SIGTERM or SIGHUP (see [`cleanup_on_signals`]).
+//! a path that names one of the command's inputs, a directory, a directory that does not exist or
+//! cannot be written, a socket, or the same file twice is refused then, so a long run does not end
+//! in an error about its output. At the end the files are written ([`Outputs::write`]): each
+//! regular file is first written in full to a temporary file beside it and synced; devices and
+//! FIFOs are then written through; only when all of that succeeded are the temporary files renamed
+//! into place, one after another. A failure before the renames leaves every old file as it was and
+//! no temporary file behind; so does SIGINT, SIGTERM or SIGHUP (see [`cleanup_on_signals`]).
 //!
 //! Putting a regular file in place renames the temporary file over it, keeping the old file's
 //! permissions (and, for root, its owner). A symbolic link is followed: its target is replaced,
-//! the link stays. A device, FIFO or socket is written through, never replaced (`--out
-//! /dev/null`, `--out /dev/stdout`, a named pipe).
+//! the link stays. A device or FIFO is written through, never replaced (`--out /dev/null`, a named
+//! pipe), and so is a file reached through `/proc/…/fd` or `/dev/fd` (`--out /dev/stdout`, appended
+//! to whatever stdout is).
 
 use std::fs::{File, Permissions};
-use std::io::{BufWriter, Seek, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::Context;
 use gpuplace::{Error, InputError};
 
 /// Temporary files being written, removed if a signal ends the process.
@@ -52,10 +53,20 @@ pub struct OutputId(usize);
 
 #[derive(Debug)]
 enum Target {
-    /// A regular file (existing or not) at this path, symbolic links resolved.
-    Regular { path: PathBuf, existing: Option<std::fs::Metadata> },
-    /// A device, FIFO or socket: written through.
-    Special { path: PathBuf },
+    /// A regular file (existing or not) at this path, symbolic links resolved, and its identity:
+    /// (device, inode) when it exists, else its directory's canonical path and its name.
+    Regular { path: PathBuf, existing: Option<std::fs::Metadata>, identity: Identity },
+    /// A device or FIFO, or a file reached through one of this process's descriptors (`/dev/stdout`,
+    /// `/dev/fd/N`, `/proc/self/fd/N`: then `fd`, written through a duplicate of it so that it
+    /// shares the descriptor's offset): written through, never replaced.
+    Special { path: PathBuf, fd: Option<i32>, identity: Identity },
+}
+
+/// What makes two paths the same file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Identity {
+    Inode(u64, u64),
+    New(PathBuf),
 }
 
 /// The outputs of one command.
@@ -74,21 +85,53 @@ fn refuse(path: &Path, message: String) -> anyhow::Error {
     InputError::new("command line", path.display().to_string(), "(output)", message).into()
 }
 
-/// The file a path leads to: symbolic links followed, even a dangling one (whose target is then
-/// created).
-fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+/// Where a path leads.
+struct Resolved {
+    /// The file, following symbolic links by their text (so a dangling link leads to the file it
+    /// would create).
+    path: PathBuf,
+    /// True when the way passed through `/proc` or `/dev/fd`, whose links name open files rather
+    /// than paths to replace.
+    through_fd: bool,
+    /// The descriptor of this process the way named (`/dev/fd/1`, `/proc/self/fd/1`), if any.
+    fd: Option<i32>,
+}
+
+/// The descriptor `path` names, if it is `/dev/fd/N`, `/proc/self/fd/N` or `/proc/<our pid>/fd/N`.
+fn own_fd(path: &Path) -> Option<i32> {
+    let parts: Vec<&str> = path.iter().filter_map(|p| p.to_str()).collect();
+    let n = match parts.as_slice() {
+        ["/", "dev", "fd", n] => n,
+        ["/", "proc", pid, "fd", n] if *pid == "self" || *pid == std::process::id().to_string() => n,
+        _ => return None,
+    };
+    n.parse().ok()
+}
+
+fn resolve(path: &Path) -> std::io::Result<Resolved> {
     let mut path = path.to_path_buf();
+    let (mut through_fd, mut fd) = (false, None);
     for _ in 0..40 {
+        through_fd |= path.starts_with("/proc") || path.starts_with("/dev/fd");
+        fd = fd.or_else(|| own_fd(&path));
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 let target = std::fs::read_link(&path)?;
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 path = if target.is_absolute() { target } else { base.join(target) };
             }
-            _ => return Ok(path),
+            _ => return Ok(Resolved { path, through_fd, fd }),
         }
     }
     Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
+/// True when the current user may create files in `dir`.
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+    unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 impl Outputs {
@@ -107,8 +150,8 @@ impl Outputs {
         if path.as_os_str().is_empty() {
             return Err(refuse(path, "an empty path".into()));
         }
-        let resolved = resolve(path).map_err(|e| io_error(path, e))?;
-        let target = match std::fs::metadata(&resolved) {
+        let Resolved { path: resolved, through_fd, fd } = resolve(path).map_err(|e| io_error(path, e))?;
+        let target = match std::fs::metadata(path) {
             Ok(meta) => {
                 if let Some((_, input)) = self.inputs.iter().find(|(id, _)| *id == (meta.dev(), meta.ino())) {
                     return Err(refuse(
@@ -116,97 +159,144 @@ impl Outputs {
                         format!("is also an input ({}): refusing to overwrite it", input.display()),
                     ));
                 }
-                if let Some((other, _)) = self.planned.iter().find(|(_, t)| match t {
-                    Target::Regular { existing: Some(m), .. } => (m.dev(), m.ino()) == (meta.dev(), meta.ino()),
-                    _ => false,
-                }) {
-                    return Err(refuse(path, format!("is the same file as the output {}", other.display())));
-                }
+                let identity = Identity::Inode(meta.dev(), meta.ino());
                 let kind = meta.file_type();
                 if kind.is_dir() {
                     return Err(refuse(path, "is a directory".into()));
                 }
-                if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() || kind.is_socket() {
-                    Target::Special { path: resolved }
+                if kind.is_socket() {
+                    return Err(refuse(path, "is a socket, which cannot be opened as a file".into()));
+                }
+                if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() || through_fd {
+                    Target::Special { path: path.to_path_buf(), fd, identity }
                 } else {
-                    Target::Regular { path: resolved, existing: Some(meta) }
+                    Target::Regular { path: resolved, existing: Some(meta), identity }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let dir = resolved.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                match std::fs::metadata(dir) {
-                    Ok(meta) if meta.is_dir() => {}
-                    Ok(_) => return Err(refuse(path, format!("{} is not a directory", dir.display()))),
+                let dir = match std::fs::canonicalize(dir) {
+                    Ok(dir) if dir.is_dir() => dir,
+                    Ok(dir) => return Err(refuse(path, format!("{} is not a directory", dir.display()))),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Err(refuse(path, format!("its directory {} does not exist", dir.display())));
                     }
                     Err(e) => return Err(io_error(dir, e)),
-                }
-                if resolved.file_name().is_none() {
+                };
+                let Some(name) = resolved.file_name() else {
                     return Err(refuse(path, "names no file".into()));
-                }
-                if self.planned.iter().any(|(_, t)| matches!(t, Target::Regular { path: p, .. } if *p == resolved)) {
-                    return Err(refuse(path, "is named twice among the outputs".into()));
-                }
-                Target::Regular { path: resolved, existing: None }
+                };
+                Target::Regular { path: resolved.clone(), existing: None, identity: Identity::New(dir.join(name)) }
             }
             Err(e) => return Err(io_error(path, e)),
         };
+        let identity = match &target {
+            Target::Regular { identity, .. } | Target::Special { identity, .. } => identity,
+        };
+        if let Some((other, _)) = self.planned.iter().find(|(_, t)| match t {
+            Target::Regular { identity: i, .. } | Target::Special { identity: i, .. } => i == identity,
+        }) {
+            return Err(refuse(path, format!("is the same file as the output {}", other.display())));
+        }
+        if let Target::Regular { path: file, .. } = &target {
+            let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !writable(dir) {
+                return Err(refuse(path, format!("cannot create files in {}", dir.display())));
+            }
+        }
         self.planned.push((path.to_path_buf(), target));
         Ok(OutputId(self.planned.len() - 1))
     }
 
-    /// Writes the planned outputs, all or none: `contents` gives each one's writer. Outputs planned
-    /// but not given are not written.
+    /// Writes the planned outputs: `contents` gives each one's writer; outputs planned but not given
+    /// are not written. Every regular file is first written in full to a temporary file beside it;
+    /// then the special outputs (devices, FIFOs) are written through, since nothing can undo them;
+    /// only then are the temporary files renamed into place, one after another. A failure before the
+    /// renames leaves every regular file as it was.
     pub fn write(self, contents: Vec<(OutputId, Content)>) -> anyhow::Result<()> {
-        let mut staged = Vec::with_capacity(contents.len());
-        // Phase 1: everything to temporary files. Dropping `staged` on an error deletes them.
+        // A reader of a FIFO going away must be an error here, not a kill that leaves the
+        // temporary files behind.
+        let _sigpipe = SigpipeIgnored::new();
+        let mut staged = Vec::new();
+        let mut special = Vec::new();
         for (id, content) in contents {
             let (shown, target) = &self.planned[id.0];
-            staged.push((shown.clone(), target, stage(shown, target, content)?));
+            match target {
+                Target::Regular { path, existing, .. } => {
+                    staged.push((shown, path, stage(shown, path, existing.as_ref(), content)?));
+                }
+                Target::Special { path, fd, .. } => special.push((shown, path, *fd, content)),
+            }
         }
-        // Phase 2: into place.
-        for (shown, target, file) in staged {
-            match (target, file) {
-                (Target::Regular { path, .. }, Staged::Beside(temp)) => {
-                    temp.persist(path).map_err(|e| io_error(&shown, e))?;
-                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-                        && let Ok(dir) = File::open(dir)
-                    {
-                        // The rename is durable once the directory is.
-                        let _ = dir.sync_all();
-                    }
-                }
-                (Target::Special { path }, Staged::Elsewhere(mut temp)) => {
-                    temp.rewind().map_err(|e| io_error(&shown, e))?;
-                    let mut out =
-                        std::fs::OpenOptions::new().write(true).open(path).map_err(|e| io_error(&shown, e))?;
-                    std::io::copy(&mut temp, &mut out).map_err(|e| io_error(&shown, e))?;
-                    out.flush().map_err(|e| io_error(&shown, e))?;
-                }
-                _ => unreachable!("staged as planned"),
+        for (shown, path, fd, content) in special {
+            let mut out = match fd {
+                Some(fd) => duplicate(fd),
+                None => std::fs::OpenOptions::new().write(true).open(path),
+            }
+            .map_err(|e| io_error(shown, e))?;
+            let mut writer = BufWriter::with_capacity(1 << 20, &mut out);
+            content(&mut writer).and_then(|()| writer.flush()).map_err(|e| io_error(shown, e))?;
+        }
+        for (shown, path, temp) in staged {
+            temp.persist(path).map_err(|e| io_error(shown, e))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && let Ok(dir) = File::open(dir)
+            {
+                // The rename is durable once the directory is.
+                let _ = dir.sync_all();
             }
         }
         Ok(())
     }
 }
 
+/// A new descriptor for what `fd` refers to, sharing its offset (so that what is written through
+/// it and what is printed to it later come out in that order).
+fn duplicate(fd: i32) -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: dup(2) returns a new descriptor this process owns, or -1.
+    let copy = unsafe { libc::dup(fd) };
+    if copy < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `copy` is a fresh descriptor owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(copy) })
+}
+
+/// SIGPIPE ignored while it lives (writes to a closed pipe then fail with EPIPE), restored to the
+/// default (a quiet end, for `gpuplace … | head`) when dropped.
+struct SigpipeIgnored;
+
+impl SigpipeIgnored {
+    fn new() -> SigpipeIgnored {
+        // SAFETY: changing a signal's disposition; no handler code runs.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        SigpipeIgnored
+    }
+}
+
+impl Drop for SigpipeIgnored {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+}
+
 /// What to write into an output.
 pub type Content = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()>>;
-
-enum Staged {
-    Beside(Registered),
-    Elsewhere(File),
-}
 
 /// A temporary file beside its target, listed for removal on a signal while it exists. Dropped
 /// unpersisted, it deletes itself.
 struct Registered(Option<tempfile::NamedTempFile>);
 
 impl Registered {
-    fn new(file: tempfile::NamedTempFile) -> Registered {
-        temporary().push(file.path().to_path_buf());
-        Registered(Some(file))
+    /// Creates the file with `create` while holding the list's lock, so that a signal handled
+    /// meanwhile waits for it to be listed and then removes it.
+    fn create(create: impl FnOnce() -> std::io::Result<tempfile::NamedTempFile>) -> std::io::Result<Registered> {
+        let mut listed = temporary();
+        let file = create()?;
+        listed.push(file.path().to_path_buf());
+        Ok(Registered(Some(file)))
     }
 
     fn file(&mut self) -> &mut tempfile::NamedTempFile {
@@ -238,43 +328,36 @@ impl Drop for Registered {
     }
 }
 
-/// Writes `content` to a temporary file for `target`, synced, with the target's permissions.
-fn stage(shown: &Path, target: &Target, content: Content) -> anyhow::Result<Staged> {
-    let fill = |file: &mut File| -> std::io::Result<()> {
-        let mut writer = BufWriter::with_capacity(1 << 20, &mut *file);
-        content(&mut writer)?;
-        writer.flush()?;
-        drop(writer);
-        file.sync_all()
-    };
-    match target {
-        Target::Regular { path, existing } => {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            // A new file gets the usual 0666 less the umask; an existing one keeps its mode.
-            let mut temp = Registered::new(
-                tempfile::Builder::new()
-                    .prefix(&format!(".{name}."))
-                    .suffix(".tmp")
-                    .permissions(Permissions::from_mode(0o666))
-                    .tempfile_in(dir)
-                    .map_err(|e| io_error(shown, e))?,
-            );
-            if let Some(meta) = existing {
-                let file = temp.file().as_file();
-                file.set_permissions(Permissions::from_mode(meta.mode() & 0o7777)).map_err(|e| io_error(shown, e))?;
-                // Only root may give a file away; anyone else keeps their own.
-                let _ = std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()));
-            }
-            fill(temp.file().as_file_mut()).map_err(|e| io_error(shown, e))?;
-            Ok(Staged::Beside(temp))
-        }
-        Target::Special { .. } => {
-            let mut file = tempfile::tempfile().context("creating a temporary file")?;
-            fill(&mut file).map_err(|e| io_error(shown, e))?;
-            Ok(Staged::Elsewhere(file))
-        }
+/// Writes `content` to a temporary file beside `path`, synced, with the permissions of the file it
+/// will replace (or 0666 less the umask for a new one).
+fn stage(
+    shown: &Path,
+    path: &Path,
+    existing: Option<&std::fs::Metadata>,
+    content: Content,
+) -> anyhow::Result<Registered> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut temp = Registered::create(|| {
+        tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+    })
+    .map_err(|e| io_error(shown, e))?;
+    if let Some(meta) = existing {
+        let file = temp.file().as_file();
+        file.set_permissions(Permissions::from_mode(meta.mode() & 0o7777)).map_err(|e| io_error(shown, e))?;
+        // Only root may give a file away; anyone else keeps their own.
+        let _ = std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()));
     }
+    let file = temp.file().as_file_mut();
+    let mut writer = BufWriter::with_capacity(1 << 20, &mut *file);
+    content(&mut writer).and_then(|()| writer.flush()).map_err(|e| io_error(shown, e))?;
+    drop(writer);
+    file.sync_all().map_err(|e| io_error(shown, e))?;
+    Ok(temp)
 }
 
 /// Prints to standard output; a failure (a full disk behind `>`) is an error naming `<stdout>`, not

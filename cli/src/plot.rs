@@ -24,7 +24,6 @@ pub fn replay_svg(report: &ReplayReport, workload: &Workload) -> anyhow::Result<
 
 fn draw(report: &ReplayReport, workload: &Workload, svg: &mut String) -> anyhow::Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing the plot: {e}");
-    let submit = |j: usize| workload.jobs[j].submit_seconds();
     let root = SVGBackend::with_string(svg, (1100, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (top, bottom) = root.split_vertically(450);
@@ -58,10 +57,10 @@ fn draw(report: &ReplayReport, workload: &Workload, svg: &mut String) -> anyhow:
     let mut series: Vec<Vec<(f64, f64)>> = vec![Vec::new(); JobKind::ALL.len()];
     let mut by_start: std::collections::BTreeMap<(usize, u64), (f64, u64)> = std::collections::BTreeMap::new();
     for (j, fate) in report.fates.iter().enumerate() {
-        if let JobFate::Placed { start_s, .. } = fate {
-            let kind = JobKind::ALL.iter().position(|&k| k == workload.jobs[j].kind).expect("known kind");
+        if let JobFate::Placed { arrived_s, start_s, .. } = fate {
+            let kind = workload.jobs[j].kind.index();
             let entry = by_start.entry((kind, *start_s)).or_default();
-            entry.0 += (start_s - submit(j)) as f64 / 60.0;
+            entry.0 += (start_s - arrived_s) as f64 / 60.0;
             entry.1 += 1;
         }
     }

@@ -83,24 +83,30 @@ impl Backend {
             backend.notices.push(format!("notice: using the CPU backend: {notice}"));
             backend
         };
-        match crate::gpu::adapters().first() {
-            None => {
-                return with_notice(
-                    "no GPU adapter found (--backend gpu fails, WGPU_BACKEND restricts the search)".into(),
-                );
-            }
-            Some(best) if best.software => {
-                return with_notice(format!(
-                    "no hardware GPU adapter; the best one, {best}, is a software device that runs the kernel on \
-                     the CPU about 50× slower than the CPU backend (--backend gpu uses it anyway)"
-                ));
-            }
-            Some(_) => {}
+        let adapters = crate::gpu::adapters();
+        let Some(best) = adapters.first() else {
+            return with_notice("no GPU adapter found (--backend gpu fails, WGPU_BACKEND restricts the search)".into());
+        };
+        if best.software {
+            return with_notice(format!(
+                "no hardware GPU adapter; the best one, {best}, is a software device that runs the kernel on the \
+                 CPU about 50× slower than the CPU backend (--backend gpu uses it anyway)"
+            ));
         }
-        match GpuScorer::open() {
-            Ok(scorer) => Backend::gpu(scorer),
-            Err(e) => with_notice(e.to_string()),
+        // The first hardware adapter that opens and passes its self-check; the reasons of those
+        // that did not.
+        let mut refused = Vec::new();
+        for (index, adapter) in adapters.iter().enumerate().filter(|(_, a)| !a.software) {
+            match GpuScorer::open_adapter(index) {
+                Ok(scorer) => {
+                    let mut backend = Backend::gpu(scorer);
+                    backend.notices.extend(refused.into_iter().map(|why| format!("notice: not using {why}")));
+                    return backend;
+                }
+                Err(e) => refused.push(format!("{adapter} ({e})")),
+            }
         }
+        with_notice(refused.join("; "))
     }
 
     #[cfg(not(feature = "gpu"))]

@@ -3,7 +3,7 @@
 //! occupancy), so only the lowest-indexed rack of each class needs scoring, and ties between them
 //! go to that rack anyway. The engine's invariants (see [`crate::engine`]) are what make this true.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::kernel::score::{Candidate, JobGpu, REJECT_GPUS, better};
 use crate::kernel::shape::min_anchor_free;
@@ -14,8 +14,12 @@ use crate::model::fleet::Fleet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClassIndex {
     member: Vec<bool>,
-    /// `buckets[cluster][free]`: the member racks of the cluster with that many free GPUs.
-    buckets: Vec<Vec<BTreeSet<u32>>>,
+    /// `buckets[cluster][free]`: the member racks of the cluster with that many free GPUs. Sparse:
+    /// only counts some rack has (a fleet of many small clusters of large racks would otherwise
+    /// cost clusters × rack GPUs empty sets).
+    buckets: Vec<BTreeMap<u32, BTreeSet<u32>>>,
+    /// GPUs per rack of each cluster.
+    rack_gpus: Vec<u32>,
     /// Clusters with at least one member.
     clusters: BTreeSet<u32>,
     len: usize,
@@ -24,12 +28,13 @@ pub(crate) struct ClassIndex {
 impl ClassIndex {
     /// An empty index for `fleet`'s racks.
     pub(crate) fn new(fleet: &Fleet) -> Self {
-        let buckets = fleet
-            .clusters
-            .iter()
-            .map(|c| vec![BTreeSet::new(); fleet.rack_types[c.rack_type].gpus as usize + 1])
-            .collect();
-        ClassIndex { member: vec![false; fleet.racks.len()], buckets, clusters: BTreeSet::new(), len: 0 }
+        ClassIndex {
+            member: vec![false; fleet.racks.len()],
+            buckets: vec![BTreeMap::new(); fleet.clusters.len()],
+            rack_gpus: fleet.clusters.iter().map(|c| fleet.rack_types[c.rack_type].gpus).collect(),
+            clusters: BTreeSet::new(),
+            len: 0,
+        }
     }
 
     /// An index holding every rack of `state`.
@@ -55,13 +60,18 @@ impl ClassIndex {
     fn set(&mut self, cluster: u32, rack: u32, old_free: Option<u32>, new_free: u32) {
         let buckets = &mut self.buckets[cluster as usize];
         if let Some(old) = old_free {
-            buckets[old as usize].remove(&rack);
+            if let Some(bucket) = buckets.get_mut(&old) {
+                bucket.remove(&rack);
+                if bucket.is_empty() {
+                    buckets.remove(&old);
+                }
+            }
         } else {
             self.member[rack as usize] = true;
             self.len += 1;
             self.clusters.insert(cluster);
         }
-        buckets[new_free as usize].insert(rack);
+        buckets.entry(new_free).or_default().insert(rack);
     }
 
     /// Records that a rack moved from `old_free` to `new_free`, adding it if it is not a member.
@@ -73,12 +83,12 @@ impl ClassIndex {
     /// Removes every member.
     pub(crate) fn clear(&mut self) {
         for &cluster in &self.clusters {
-            for bucket in &mut self.buckets[cluster as usize] {
-                for &rack in bucket.iter() {
+            for bucket in self.buckets[cluster as usize].values() {
+                for &rack in bucket {
                     self.member[rack as usize] = false;
                 }
-                bucket.clear();
             }
+            self.buckets[cluster as usize].clear();
         }
         self.clusters.clear();
         self.len = 0;
@@ -86,12 +96,12 @@ impl ClassIndex {
 
     /// The largest free-GPU count among the cluster's member racks.
     pub(crate) fn max_free(&self, cluster: usize) -> Option<u32> {
-        self.buckets[cluster].iter().rposition(|b| !b.is_empty()).map(|f| f as u32)
+        self.buckets[cluster].keys().next_back().copied()
     }
 
     /// The member racks of `cluster` with `free` free GPUs.
     pub(crate) fn racks_with(&self, cluster: usize, free: u32) -> impl Iterator<Item = u32> + '_ {
-        self.buckets[cluster].get(free as usize).into_iter().flatten().copied()
+        self.buckets[cluster].get(&free).into_iter().flatten().copied()
     }
 
     /// The best feasible member rack for `job` in `state` (ties: lowest index), scoring one rack per
@@ -100,10 +110,8 @@ impl ClassIndex {
     pub(crate) fn best(&self, job: &JobGpu, state: &FleetState) -> Option<Candidate> {
         let mut best: Option<Candidate> = None;
         for &cluster in &self.clusters {
-            let buckets = &self.buckets[cluster as usize];
-            let rack_gpus = (buckets.len() - 1) as u32;
-            let min_free = min_anchor_free(job.gpus, rack_gpus);
-            for bucket in &buckets[min_free as usize..] {
+            let min_free = min_anchor_free(job.gpus, self.rack_gpus[cluster as usize]);
+            for bucket in self.buckets[cluster as usize].range(min_free..).map(|(_, racks)| racks) {
                 let Some(&rack) = bucket.first() else {
                     continue;
                 };
@@ -126,12 +134,16 @@ impl ClassIndex {
     /// (for an index holding every rack).
     pub(crate) fn matches(&self, state: &FleetState) -> Result<(), String> {
         for (r, rack) in state.racks.iter().enumerate() {
-            let in_bucket = self.buckets[rack.cluster as usize][rack.free_gpus as usize].contains(&(r as u32));
+            let in_bucket =
+                self.buckets[rack.cluster as usize].get(&rack.free_gpus).is_some_and(|b| b.contains(&(r as u32)));
             if !self.member[r] || !in_bucket {
                 return Err(format!("rack {r} with {} free GPUs is not in its class", rack.free_gpus));
             }
         }
-        let filed: usize = self.buckets.iter().flatten().map(BTreeSet::len).sum();
+        if self.buckets.iter().flat_map(BTreeMap::values).any(BTreeSet::is_empty) {
+            return Err("an empty class is kept".into());
+        }
+        let filed: usize = self.buckets.iter().flat_map(BTreeMap::values).map(BTreeSet::len).sum();
         if filed != state.racks.len() || self.len != state.racks.len() {
             return Err(format!("{filed} racks filed in classes, {} racks in the fleet", state.racks.len()));
         }

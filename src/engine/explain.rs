@@ -109,14 +109,18 @@ pub fn explain(
         || InputError::new(&workload.source_name, format!("job `{id}`"), "id", "no job has this id in the workload");
     let index = workload.jobs.iter().position(|j| j.id == id).ok_or_else(not_found)?;
     let rank = decision_rank(&workload.jobs, index);
-    let decided = placement.decisions.get(rank).filter(|d| d.job == index).ok_or_else(|| {
+    let foreign = || {
         InputError::new(
             &workload.source_name,
             format!("job `{id}`"),
             "id",
-            "the placement was not made of this workload",
+            "the placement was not made of this workload on this fleet",
         )
-    })?;
+    };
+    if placement.decisions.len() != workload.jobs.len() || placement.before.racks.len() != fleet.racks.len() {
+        return Err(foreign().into());
+    }
+    let decided = placement.decisions.get(rank).filter(|d| d.job == index).ok_or_else(foreign)?;
     let job = Workload::from_jobs(vec![workload.jobs[index].clone()], &workload.source_name).compile(
         fleet,
         policy,

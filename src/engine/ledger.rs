@@ -64,11 +64,6 @@ impl Ledger {
         &self.fleet
     }
 
-    /// The fleet, shared.
-    pub fn fleet_arc(&self) -> &Arc<Fleet> {
-        &self.fleet
-    }
-
     /// The capacity now, in the kernel's layout (what a scoring pass reads).
     pub fn state(&self) -> &FleetState {
         &self.state

@@ -9,7 +9,7 @@ use crate::engine::classes::ClassIndex;
 use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::reasons::unplaced_reason;
 use crate::error::ScoreError;
-use crate::kernel::score::{JobGpu, NO_RACK, TERM_COUNT, better};
+use crate::kernel::score::{JobGpu, MAX_CANDIDATES, NO_RACK, TERM_COUNT, better};
 use crate::kernel::state::FleetState;
 use crate::model::date::Day;
 use crate::model::policy::Policy;
@@ -178,9 +178,14 @@ pub fn place_reference(ledger: &mut Ledger, jobs: &[JobGpu], order: &[usize]) ->
 const PROGRESS_EVERY: usize = 8192;
 
 /// The production engine: batched scoring plus exact host commits on `ledger` (see
-/// [`crate::engine`]). Decides `jobs[order[..]]` in that order with `k` (1..=16) candidates per job
-/// and returns exactly what [`place_reference`] would. `progress` is called with (jobs decided so
-/// far, jobs in all) after each scoring pass and every few thousand decisions.
+/// [`crate::engine`]). Decides `jobs[order[..]]` in that order with `k` candidates per job and
+/// returns exactly what [`place_reference`] would. `progress` is called with (jobs decided so far,
+/// jobs in all) after each scoring pass and every few thousand decisions. If the backend fails (a
+/// GPU without fallback), the jobs committed by this call are released before the error returns.
+///
+/// # Panics
+/// If `k` is not 1..=16 ([`crate::kernel::score::MAX_CANDIDATES`]), or `order` names a job twice
+/// or one outside `jobs`: the caller's contract, which [`crate::Scheduler`] keeps.
 pub fn place_batched(
     ledger: &mut Ledger,
     jobs: &[JobGpu],
@@ -206,7 +211,8 @@ pub(crate) fn place_batched_with(
     // state: the batched shortcuts rest on invariants (see the module docs) that a change to the
     // model could break silently.
     let cross_check = cfg!(debug_assertions);
-    let mut decisions = Vec::with_capacity(order.len());
+    assert!((1..=MAX_CANDIDATES as usize).contains(&k), "k must be 1..={MAX_CANDIDATES}, not {k}");
+    let mut decisions: Vec<Decision> = Vec::with_capacity(order.len());
     let mut stats = EngineStats::default();
     let mut reasons = Reasons::default();
     // Racks changed since the round's snapshot, by class.
@@ -217,7 +223,18 @@ pub(crate) fn place_batched_with(
         batch.clear();
         let round_end = order.len().min(position.saturating_add(limits.max_jobs_per_round.max(1)));
         batch.extend(order[position..round_end].iter().map(|&j| jobs[j]));
-        let scored = backend.score(&batch, ledger.state(), k)?;
+        let scored = match backend.score(&batch, ledger.state(), k) {
+            Ok(scored) => scored,
+            Err(e) => {
+                // Undo this call's commits: a failed placement leaves the ledger as it found it.
+                for decision in decisions.iter().rev() {
+                    if let Outcome::Placed { allocation, .. } = &decision.outcome {
+                        ledger.release(allocation);
+                    }
+                }
+                return Err(e);
+            }
+        };
         stats.rounds += 1;
         stats.scored_pairs += batch.len() as u64 * ledger.state().racks.len() as u64;
         dirty.clear();

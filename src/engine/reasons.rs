@@ -6,9 +6,10 @@ use crate::kernel::score::{JobGpu, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS};
 use crate::kernel::shape::{cluster_has_room, racks_needed, spans_racks};
 use crate::model::fleet::Fleet;
 
-/// Formats watts for people: MW from 1 MW up, kW from 0.1 kW, W below.
+/// Formats watts for people: MW from 1 MW up, kW from 0.1 kW, W below. (999,950 W and up would
+/// round to "1000.0 kW": they are MW.)
 pub(crate) fn power(watts: u64) -> String {
-    if watts >= 1_000_000 {
+    if watts >= 999_950 {
         format!("{:.2} MW", watts as f64 / 1e6)
     } else if watts >= 100 {
         format!("{:.1} kW", watts as f64 / 1e3)
@@ -117,5 +118,21 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> String {
             state.clusters[c].free_racks,
             racks_needed(job.gpus, rack_gpus(c))
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::power;
+
+    #[test]
+    fn power_is_worded_in_the_unit_that_fits() {
+        assert_eq!(power(0), "0 W");
+        assert_eq!(power(99), "99 W");
+        assert_eq!(power(100), "0.1 kW");
+        assert_eq!(power(1500), "1.5 kW");
+        assert_eq!(power(999_949), "999.9 kW");
+        assert_eq!(power(999_950), "1.00 MW");
+        assert_eq!(power(124_500_000), "124.50 MW");
     }
 }

@@ -31,6 +31,8 @@ pub struct Compiled<'w> {
     pub at: Day,
     /// Each job's position in the decision order.
     rank: Vec<u32>,
+    /// The fleet the records index (its racks, regions, tags).
+    fleet: Arc<Fleet>,
 }
 
 /// Places workloads on a fleet under a policy with a backend, keeping the fleet's live capacity:
@@ -51,6 +53,7 @@ impl Scheduler {
     /// [`BackendChoice::Auto`] and no usable adapter the CPU is used and [`Scheduler::notices`] says
     /// why.
     pub fn new(fleet: Fleet, policy: Policy, choice: BackendChoice) -> Result<Scheduler> {
+        // Before a device is opened, which takes long; `with_backend` checks again, cheaply.
         policy.validate("<policy>")?;
         Scheduler::with_backend(fleet, policy, Backend::open(choice)?)
     }
@@ -137,13 +140,14 @@ impl Scheduler {
         for (position, &j) in decision_order(&workload.jobs).iter().enumerate() {
             rank[j] = position as u32;
         }
-        Ok(Compiled { workload, jobs, at, rank })
+        Ok(Compiled { workload, jobs, at, rank, fleet: Arc::clone(&self.fleet) })
     }
 
-    /// Places the jobs `subset` (indices into the workload, in any order) of `compiled` on the live
-    /// capacity, deciding them in decision order (see [`crate::engine`] for the guarantee). Placed
-    /// jobs hold their capacity until [`Scheduler::release`]d. An input error, before anything is
-    /// placed, if one of them is already placed.
+    /// Places the jobs `subset` (indices into the workload, in any order, each once) of `compiled`
+    /// on the live capacity, deciding them in decision order (see [`crate::engine`] for the
+    /// guarantee). Placed jobs hold their capacity until [`Scheduler::release`]d. An input error,
+    /// before anything is placed, if one of them is already placed, is named twice or does not
+    /// exist, or if `compiled` came from a scheduler of another fleet.
     pub fn place_compiled(
         &mut self,
         compiled: &Compiled,
@@ -151,6 +155,22 @@ impl Scheduler {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<Decision>, EngineStats)> {
         let workload = compiled.workload;
+        let refuse = |j: usize, message: &str| -> crate::error::Error {
+            let record = workload.jobs.get(j).map_or_else(|| format!("record {j}"), |job| format!("job `{}`", job.id));
+            InputError::new(&workload.source_name, record, "id", message).into()
+        };
+        if !Arc::ptr_eq(&compiled.fleet, &self.fleet) {
+            return Err(refuse(0, "the workload was compiled by a scheduler of another fleet"));
+        }
+        let mut seen = vec![false; workload.jobs.len()];
+        for &j in subset {
+            if j >= seen.len() {
+                return Err(refuse(j, "no job has this index in the workload"));
+            }
+            if std::mem::replace(&mut seen[j], true) {
+                return Err(refuse(j, "the job is named twice in the subset to place"));
+            }
+        }
         if !self.running.is_empty()
             && let Some(&j) = subset.iter().find(|&&j| self.running.contains_key(&workload.jobs[j].id))
         {
@@ -236,6 +256,7 @@ impl Scheduler {
     /// Test hook: scoring rounds of at most `max_jobs_per_round` jobs, ending early once more than
     /// `max_dirty_racks` racks changed, to exercise many rounds on small problems.
     #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn set_round_limits(&mut self, max_dirty_racks: usize, max_jobs_per_round: usize) {
         self.limits.max_dirty_racks = max_dirty_racks;
         self.limits.max_jobs_per_round = max_jobs_per_round;
@@ -245,6 +266,7 @@ impl Scheduler {
     /// wrongly under contention, and its cross-check against the reference rule (debug builds)
     /// must stop it.
     #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn break_engine(&mut self) {
         self.limits.ignore_changed_racks = true;
     }

@@ -141,7 +141,8 @@ fn registry() -> &'static Registry {
     })
 }
 
-/// Every adapter wgpu finds, best first (see [`GpuScorer::open`] for the order).
+/// Every adapter wgpu finds (restricted by `WGPU_BACKEND`), best first: hardware before software,
+/// then discrete before integrated before virtual, then Vulkan, Metal and DX12 before GL.
 pub fn adapters() -> Vec<AdapterSummary> {
     registry().adapters.iter().map(|(_, summary)| summary.clone()).collect()
 }
@@ -318,13 +319,18 @@ impl GpuScorer {
         Ok(GpuScorer::on(device))
     }
 
-    /// A scorer on a device of its own on the best adapter, opened with limits derived from the
-    /// adapter's (tests lower them to force tiling), and self-checked.
+    /// Test hook: a scorer on a device of its own on the best adapter, opened with limits derived
+    /// from the adapter's (tests lower them to force tiling), and self-checked. Every other scorer
+    /// shares its adapter's one device.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn with_limits(choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits) -> Result<GpuScorer, ScoreError> {
         GpuScorer::on_adapter_with_limits(0, choose)
     }
 
-    /// Like [`GpuScorer::with_limits`], on adapter `index` of [`adapters`].
+    /// Test hook: like `with_limits`, on adapter `index` of [`adapters`].
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn on_adapter_with_limits(
         index: usize,
         choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits,
@@ -350,6 +356,7 @@ impl GpuScorer {
     /// fallback to the CPU on a real device loss. Use it on a scorer with a device of its own
     /// ([`GpuScorer::with_limits`]): a shared device is lost for every scorer on it.
     #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn destroy_device_before_pass(&mut self, pass: u64) {
         self.destroy_before_pass = Some(pass);
     }
@@ -374,6 +381,7 @@ impl GpuScorer {
     /// Test hook: the self-check, with the CPU's expectation computed from jobs altered by
     /// `alter`. It must fail for any alteration that changes a result (its negative control).
     #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn self_check_against_altered_cpu(&mut self, alter: fn(&mut JobGpu)) -> Result<(), ScoreError> {
         self.self_check(alter)
     }

@@ -525,16 +525,6 @@ impl Fleet {
         self.regions.iter().position(|r| r == name)
     }
 
-    /// Total GPUs in the fleet.
-    pub fn total_gpus(&self) -> u64 {
-        self.clusters.iter().map(|c| c.racks.len() as u64 * u64::from(self.rack_types[c.rack_type].gpus)).sum()
-    }
-
-    /// The rack type of a global rack.
-    pub fn rack_type_of(&self, rack: usize) -> &RackType {
-        &self.rack_types[self.clusters[self.racks[rack].cluster as usize].rack_type]
-    }
-
     /// The scorer's view of the fleet at its initial occupancy.
     pub fn initial_state(&self) -> FleetState {
         let racks = self

@@ -202,11 +202,6 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-/// The line number of a CSV position, counted in `text` (see [`LineCounter`]).
-pub(crate) fn csv_line(text: &str, position: Option<&csv::Position>) -> u64 {
-    LineCounter::new(text).line_at(position.map_or(0, |p| p.byte()))
-}
-
 impl Workload {
     /// Wraps jobs built in Rust.
     pub fn from_jobs(jobs: Vec<Job>, source_name: &str) -> Workload {

@@ -20,6 +20,11 @@ impl JobKind {
     /// Every kind, in report order.
     pub const ALL: [JobKind; 4] = [JobKind::Inference, JobKind::Agentic, JobKind::Multimodal, JobKind::Training];
 
+    /// Its position in [`JobKind::ALL`] (report order).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The kind's name as written in files.
     pub fn name(self) -> &'static str {
         match self {
@@ -33,5 +38,18 @@ impl JobKind {
     /// Parses a kind's name.
     pub fn parse(text: &str) -> Option<JobKind> {
         JobKind::ALL.into_iter().find(|k| k.name() == text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, kind) in JobKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i);
+            assert_eq!(JobKind::parse(kind.name()), Some(kind));
+        }
     }
 }

@@ -7,7 +7,7 @@ use crate::engine::place::Outcome;
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Workload;
 use crate::model::kind::JobKind;
-use crate::report::metrics::{EnergyTally, HOUR_S, site_gpus, site_gpus_used, site_power_drawn_w};
+use crate::report::metrics::{EnergyTally, HOUR_S, site_gpus, site_gpus_used, site_power_drawn_w, violates_latency};
 
 /// The `--out` JSON document. It holds only what the inputs determine (no backend, adapter or
 /// timing), so both backends write byte-identical files.
@@ -75,6 +75,9 @@ pub struct Summary {
     pub energy_usd_per_hour: f64,
     /// Emissions of the placed jobs, kg CO2 per hour (IT power × PUE × grid intensity).
     pub carbon_kg_per_hour: f64,
+    /// Placed jobs further from their users than their latency bound, checked against the fleet's
+    /// own numbers (a hard constraint: always 0).
+    pub latency_violations: u64,
 }
 
 /// Totals of one job kind.
@@ -114,9 +117,10 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
     let mut kinds: Vec<KindSummary> =
         JobKind::ALL.iter().map(|&kind| KindSummary { kind, placed: 0, unplaced: 0, gpus_placed: 0 }).collect();
     let mut energy = EnergyTally::default();
+    let mut latency_violations = 0;
     for decision in &placement.decisions {
         let job = &workload.jobs[decision.job];
-        let kind = &mut kinds[JobKind::ALL.iter().position(|&k| k == job.kind).expect("known kind")];
+        let kind = &mut kinds[job.kind.index()];
         match &decision.outcome {
             Outcome::Placed { allocation, score } => {
                 let slot = fleet.racks[allocation.anchor() as usize];
@@ -135,6 +139,7 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
                 kind.placed += 1;
                 kind.gpus_placed += u64::from(job.gpus);
                 energy.add(fleet, allocation, HOUR_S);
+                latency_violations += u64::from(violates_latency(fleet, job, allocation));
             }
             Outcome::Unplaced { reason } => {
                 unplaced.push(UnplacedRecord { job: job.id.clone(), reason: reason.to_string() });
@@ -169,6 +174,7 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
             sites,
             energy_usd_per_hour: energy.usd(),
             carbon_kg_per_hour: energy.kg_co2(),
+            latency_violations,
         },
         placements,
         unplaced,

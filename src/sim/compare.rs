@@ -3,13 +3,12 @@
 use serde::Serialize;
 
 use crate::engine::Scheduler;
-use crate::engine::place::Outcome;
 use crate::error::Result;
 use crate::model::date::Day;
 use crate::model::jobs::Workload;
 use crate::model::kind::JobKind;
 use crate::model::policy::Preset;
-use crate::report::metrics::{stranded_gpus, violates_latency};
+use crate::report::metrics::stranded_gpus;
 use crate::sim::replay::{ReplayConfig, replay};
 
 /// One policy's results.
@@ -69,16 +68,6 @@ pub fn compare(
                 let placement = scheduler.place(workload, Some(at))?;
                 let scheduling_s = started.elapsed().as_secs_f64();
                 let out = crate::report::out_file(scheduler.fleet(), workload, &placement);
-                let violations = placement
-                    .decisions
-                    .iter()
-                    .filter(|d| match &d.outcome {
-                        Outcome::Placed { allocation, .. } => {
-                            violates_latency(scheduler.fleet(), &workload.jobs[d.job], allocation)
-                        }
-                        Outcome::Unplaced { .. } => false,
-                    })
-                    .count() as u64;
                 CompareRow {
                     policy: preset.name().into(),
                     jobs_placed: out.summary.placed,
@@ -87,7 +76,7 @@ pub fn compare(
                     delay_p95_s: None,
                     energy_usd: out.summary.energy_usd_per_hour,
                     carbon_kg: out.summary.carbon_kg_per_hour,
-                    latency_violations: violations,
+                    latency_violations: out.summary.latency_violations,
                     scheduling_s,
                 }
             }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::InputError;
 use crate::kernel::limits::{MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_RACK_GPUS};
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
-use crate::model::jobs::{Job, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload, csv_line};
+use crate::model::jobs::{Job, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload};
 use crate::model::json::{check_name, without_bom};
 use crate::model::kind::JobKind;
 
@@ -88,7 +88,7 @@ fn read_rows(
     for record in reader.records() {
         report.rows += 1;
         let (line, outcome) = match record {
-            Err(e) => (csv_line(text, e.position()), Err(("(row)".to_string(), e.to_string()))),
+            Err(e) => (lines.line_at(e.position().map_or(0, |p| p.byte())), Err(("(row)".to_string(), e.to_string()))),
             Ok(record) => {
                 let line = lines.line_at(record.position().map_or(0, |p| p.byte()));
                 if record.len() != headers.len() {
@@ -298,7 +298,7 @@ pub fn alibaba_nodes(text: &str, source_name: &str, strict: bool) -> Result<(Fle
             provider: "Alibaba".into(),
             country: "CN".into(),
             jurisdiction: "CN".into(),
-            power_mw: (total_kw / 1000.0 * 1000.0).ceil() / 1000.0,
+            power_mw: total_kw.ceil() / 1000.0,
             pue: 1.3,
             price_usd_per_mwh: 80.0,
             carbon_g_per_kwh: 550.0,
@@ -412,110 +412,138 @@ fn timestamp_us(text: &str) -> Option<u64> {
     Some(((u64::from(day.0) * 86_400 + h * 3600 + m * 60 + s) * 1_000_000) + micros)
 }
 
-/// Azure LLM inference trace 2023 → serving deployments. `kind` is [`JobKind::Agentic`] for the
-/// code trace and [`JobKind::Inference`] for the conversation trace. `options` are validated
-/// first ([`AzureOptions::validate`]).
+/// One Azure trace file to import.
+#[derive(Debug, Clone, Copy)]
+pub struct AzureTrace<'a> {
+    /// The file's text.
+    pub text: &'a str,
+    /// Its name, for errors and ids.
+    pub source_name: &'a str,
+    /// [`JobKind::Agentic`] for the code trace, [`JobKind::Inference`] for the conversation trace.
+    pub kind: JobKind,
+}
+
+/// Azure LLM inference trace 2023 → serving deployments, from one or more trace files read as one
+/// workload. `options` are validated first ([`AzureOptions::validate`]). Returns the jobs and one
+/// report per trace.
 ///
-/// Per window of `window_s` seconds (from the first request): GPU-seconds needed = prompt tokens /
+/// Windows of `window_s` seconds are counted from the first request of all the traces, so that
+/// traces of the same period line up. Per trace and window: GPU-seconds needed = prompt tokens /
 /// prefill rate + generated tokens / decode rate, times `scale`; busy GPUs = that / window; GPUs =
 /// ceil(busy / utilization), rounded up to whole replicas of `replica_gpus`. Each replica becomes
-/// one job arriving at the window's start and running for the window. Token counts are summed
-/// exactly; a request of more than 10⁹ tokens is a malformed row; more replicas in all than the
-/// 10,000,000 jobs gpuplace accepts is an error.
+/// one job arriving at the window's start and running for the window, with the id
+/// `{code|conv}-w{window}-r{replica}` (`conv2-…` and so on when several traces have one kind).
+/// Token counts are summed exactly; a request of more than 10⁹ tokens is a malformed row; more
+/// replicas in all than the 10,000,000 jobs gpuplace accepts is an error, before anything is
+/// allocated for them.
 pub fn azure(
-    text: &str,
-    source_name: &str,
-    kind: JobKind,
+    traces: &[AzureTrace],
     options: &AzureOptions,
     strict: bool,
-) -> Result<(Workload, ImportReport), InputError> {
+) -> Result<(Workload, Vec<ImportReport>), InputError> {
     options.validate("command line")?;
-    let mut report = ImportReport::default();
-    let mut requests: Vec<(u64, u64, u64)> = Vec::new();
-    read_rows(text, source_name, &["TIMESTAMP", "ContextTokens", "GeneratedTokens"], strict, &mut report, |_, row| {
-        let at = timestamp_us(row.get("TIMESTAMP")).ok_or_else(|| {
-            ("TIMESTAMP".to_string(), format!("`{}` is not a timestamp", row.get("TIMESTAMP").escape_debug()))
+    let mut reports = Vec::with_capacity(traces.len());
+    let mut requests: Vec<Vec<(u64, u64, u64)>> = Vec::with_capacity(traces.len());
+    for trace in traces {
+        let mut report = ImportReport::default();
+        let mut rows = Vec::new();
+        let required = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"];
+        read_rows(trace.text, trace.source_name, &required, strict, &mut report, |_, row| {
+            let at = timestamp_us(row.get("TIMESTAMP")).ok_or_else(|| {
+                ("TIMESTAMP".to_string(), format!("`{}` is not a timestamp", row.get("TIMESTAMP").escape_debug()))
+            })?;
+            let context: u64 = number(row, "ContextTokens")?;
+            let generated: u64 = number(row, "GeneratedTokens")?;
+            for (field, tokens) in [("ContextTokens", context), ("GeneratedTokens", generated)] {
+                if tokens > MAX_TOKENS_PER_REQUEST {
+                    return Err((
+                        field.into(),
+                        format!("{tokens} tokens: more than {MAX_TOKENS_PER_REQUEST} in one request"),
+                    ));
+                }
+            }
+            rows.push((at, context, generated));
+            Ok(())
         })?;
-        let context: u64 = number(row, "ContextTokens")?;
-        let generated: u64 = number(row, "GeneratedTokens")?;
-        for (field, tokens) in [("ContextTokens", context), ("GeneratedTokens", generated)] {
-            if tokens > MAX_TOKENS_PER_REQUEST {
-                return Err((
-                    field.into(),
-                    format!("{tokens} tokens: more than {MAX_TOKENS_PER_REQUEST} in one request"),
+        reports.push(report);
+        requests.push(rows);
+    }
+    let start = requests.iter().flatten().map(|r| r.0).min().unwrap_or(0);
+    let window_us = options.window_s * 1_000_000;
+    let label = |kind: JobKind| if kind == JobKind::Agentic { "code" } else { "conv" };
+    let mut jobs = Vec::new();
+    for (t, (trace, rows)) in traces.iter().zip(&requests).enumerate() {
+        let mut windows: BTreeMap<u64, (u128, u128)> = BTreeMap::new();
+        for (at, context, generated) in rows {
+            let w = windows.entry((at - start) / window_us).or_default();
+            w.0 += u128::from(*context);
+            w.1 += u128::from(*generated);
+        }
+        let priority = if trace.kind == JobKind::Agentic { 70 } else { 80 };
+        // Several traces of one kind are numbered so that their ids stay apart.
+        let same_kind: Vec<usize> = (0..traces.len()).filter(|&u| label(traces[u].kind) == label(trace.kind)).collect();
+        let name = match same_kind.iter().position(|&u| u == t) {
+            Some(n) if same_kind.len() > 1 && n > 0 => format!("{}{}", label(trace.kind), n + 1),
+            _ => label(trace.kind).to_string(),
+        };
+        let first_job = jobs.len();
+        for (window, (context, generated)) in &windows {
+            let submit_s = window * options.window_s;
+            if submit_s > MAX_TRACE_S {
+                return Err(InputError::new(
+                    trace.source_name,
+                    format!("window {window}"),
+                    "TIMESTAMP",
+                    format!("the traces span more than {MAX_TRACE_S} s (100 years)"),
                 ));
             }
+            let gpu_seconds = (*context as f64 / options.prefill_tokens_per_gpu_s
+                + *generated as f64 / options.decode_tokens_per_gpu_s)
+                * options.scale;
+            let busy = gpu_seconds / options.window_s as f64;
+            let gpus = (busy / options.utilization).ceil().max(1.0);
+            let replicas = (gpus / f64::from(options.replica_gpus)).ceil();
+            // Checked in floating point before anything is allocated: the count may be astronomical.
+            if replicas > (MAX_JOBS - jobs.len()) as f64 {
+                return Err(InputError::new(
+                    trace.source_name,
+                    format!("window {window}"),
+                    "(replicas)",
+                    format!(
+                        "{replicas:.0} replicas here make more than the {MAX_JOBS} jobs gpuplace accepts; lower --scale \
+                         or raise --replica-gpus"
+                    ),
+                ));
+            }
+            for replica in 0..replicas as u64 {
+                jobs.push(Job {
+                    id: format!("{name}-w{window:05}-r{replica:04}"),
+                    kind: trace.kind,
+                    gpus: options.replica_gpus,
+                    hbm_gb_per_gpu: options.hbm_gb_per_gpu,
+                    priority,
+                    duration_h: None,
+                    region: options.region.clone(),
+                    max_latency_ms: Some(options.max_latency_ms),
+                    jurisdictions: None,
+                    providers: None,
+                    not_before: None,
+                    submit_s: Some(submit_s),
+                    duration_s: Some(options.window_s),
+                });
+            }
         }
-        requests.push((at, context, generated));
-        Ok(())
-    })?;
-    let start = requests.iter().map(|r| r.0).min().unwrap_or(0);
-    let window_us = options.window_s * 1_000_000;
-    let mut windows: BTreeMap<u64, (u128, u128)> = BTreeMap::new();
-    for (at, context, generated) in &requests {
-        let w = windows.entry((at - start) / window_us).or_default();
-        w.0 += u128::from(*context);
-        w.1 += u128::from(*generated);
+        let report = &mut reports[t];
+        report.imported = jobs.len() - first_job;
+        report.notes.push(format!(
+            "{} requests in {} windows of {} s became {} replicas of {} GPUs",
+            rows.len(),
+            windows.len(),
+            options.window_s,
+            report.imported,
+            options.replica_gpus
+        ));
     }
-    let (priority, name) = match kind {
-        JobKind::Agentic => (70, "code"),
-        _ => (80, "conv"),
-    };
-    let mut jobs = Vec::new();
-    for (window, (context, generated)) in &windows {
-        let submit_s = window * options.window_s;
-        if submit_s > MAX_TRACE_S {
-            return Err(InputError::new(
-                source_name,
-                format!("window {window}"),
-                "TIMESTAMP",
-                format!("the trace spans more than {MAX_TRACE_S} s (100 years)"),
-            ));
-        }
-        let gpu_seconds = (*context as f64 / options.prefill_tokens_per_gpu_s
-            + *generated as f64 / options.decode_tokens_per_gpu_s)
-            * options.scale;
-        let busy = gpu_seconds / options.window_s as f64;
-        let gpus = (busy / options.utilization).ceil().max(1.0);
-        let replicas = (gpus / f64::from(options.replica_gpus)).ceil();
-        // Checked in floating point before anything is allocated: the count may be astronomical.
-        if replicas > (MAX_JOBS - jobs.len()) as f64 {
-            return Err(InputError::new(
-                source_name,
-                format!("window {window}"),
-                "(replicas)",
-                format!(
-                    "{replicas:.0} replicas here make more than the {MAX_JOBS} jobs gpuplace accepts; lower --scale or \
-                     raise --replica-gpus"
-                ),
-            ));
-        }
-        for replica in 0..replicas as u64 {
-            jobs.push(Job {
-                id: format!("{name}-w{window:05}-r{replica:04}"),
-                kind,
-                gpus: options.replica_gpus,
-                hbm_gb_per_gpu: options.hbm_gb_per_gpu,
-                priority,
-                duration_h: None,
-                region: options.region.clone(),
-                max_latency_ms: Some(options.max_latency_ms),
-                jurisdictions: None,
-                providers: None,
-                not_before: None,
-                submit_s: Some(submit_s),
-                duration_s: Some(options.window_s),
-            });
-        }
-    }
-    report.imported = jobs.len();
-    report.notes.push(format!(
-        "{} requests in {} windows of {} s became {} replicas of {} GPUs",
-        requests.len(),
-        windows.len(),
-        options.window_s,
-        jobs.len(),
-        options.replica_gpus
-    ));
-    Ok((validated(Workload::from_jobs(jobs, source_name))?, report))
+    let source = if traces.len() == 1 { traces[0].source_name.to_string() } else { "<azure traces>".to_string() };
+    Ok((validated(Workload::from_jobs(jobs, &source))?, reports))
 }

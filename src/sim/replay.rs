@@ -7,8 +7,11 @@
 //! interval boundaries is first considered at the next boundary, so it never starts before it
 //! arrives; a job that ends between boundaries releases its resources at the next boundary.
 //!
-//! Intervals in which nothing can change (no arrival, no completion, no expiry) are skipped, so a
-//! trace of months replays in seconds; the placement date advances with trace time.
+//! Intervals in which nothing can change (no arrival, no completion, no expiry, no cluster coming
+//! online) are skipped, so a trace of months replays in seconds. The placement date advances with
+//! trace time (trace time 0 is the start date): a cluster is usable from its online date, and a job
+//! with `not_before` arrives no earlier than that date (placing a job starts it, so it cannot take
+//! capacity that is not online yet). Queueing delays and `--max-wait` count from the arrival.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -68,8 +71,10 @@ impl ReplayConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum JobFate {
-    /// Ran from `start_s` to `end_s`, holding `allocation`.
+    /// Arrived at `arrived_s`, ran from `start_s` to `end_s`, holding `allocation`.
     Placed {
+        /// When it arrived: its `submit_s`, or the start of its `not_before` day if later.
+        arrived_s: u64,
         /// When it started (an interval boundary ≥ its arrival).
         start_s: u64,
         /// When it ended (start + duration).
@@ -80,6 +85,8 @@ pub enum JobFate {
     },
     /// Rejected at `at_s`: it waited past `--max-wait`, or could never be placed.
     Rejected {
+        /// When it arrived (as for a placed job).
+        arrived_s: u64,
         /// When.
         at_s: u64,
         /// Why.
@@ -185,9 +192,27 @@ pub fn replay(
     config.validate()?;
     let interval = config.interval_s;
     let mut compiled = scheduler.compile(workload, config.start)?;
-    let base_ready: Vec<u32> = compiled.jobs.iter().map(|j| j.ready_day).collect();
     let n = workload.jobs.len();
-    let submit: Vec<u64> = workload.jobs.iter().map(|j| j.submit_seconds()).collect();
+    // Trace time of the start of a day (0 for days at or before the start date).
+    let day_start = |day: u32| u64::from(day.saturating_sub(config.start.0)) * 86_400;
+    // A job arrives at its submit time, or at the start of its `not_before` day if later.
+    let submit: Vec<u64> = workload
+        .jobs
+        .iter()
+        .zip(&compiled.jobs)
+        .map(|(job, record)| job.submit_seconds().max(day_start(record.ready_day)))
+        .collect();
+    // When clusters come online after the start, in trace time.
+    let mut online_times: Vec<u64> = scheduler
+        .ledger()
+        .state()
+        .clusters
+        .iter()
+        .filter(|c| c.online_day > config.start.0)
+        .map(|c| day_start(c.online_day))
+        .collect();
+    online_times.sort_unstable();
+    online_times.dedup();
     let duration: Vec<u64> = workload.jobs.iter().map(|j| j.duration_seconds().max(1)).collect();
     let mut arrivals: Vec<usize> = (0..n).collect();
     arrivals.sort_by_key(|&j| submit[j]);
@@ -220,18 +245,21 @@ pub fn replay(
                 let expired = t - submit[j] > max_wait;
                 if expired {
                     let why = last_reason[j].as_deref().unwrap_or("no capacity");
-                    fates[j] =
-                        Some(JobFate::Rejected { at_s: t, reason: format!("waited more than {max_wait} s; {why}") });
+                    fates[j] = Some(JobFate::Rejected {
+                        arrived_s: submit[j],
+                        at_s: t,
+                        reason: format!("waited more than {max_wait} s; {why}"),
+                    });
                 }
                 !expired
             });
         }
         let started = Instant::now();
         if !waiting.is_empty() {
-            // The placement date advances with trace time.
+            // The placement date advances with trace time; a job may use what is online today.
             let today = config.start.saturating_add(t / 86_400);
             for &j in &waiting {
-                compiled.jobs[j].ready_day = base_ready[j].max(today.0);
+                compiled.jobs[j].ready_day = today.0;
             }
             let (decisions, _) = scheduler.place_compiled(&compiled, &waiting, &mut |_, _| {})?;
             waiting.clear();
@@ -241,7 +269,7 @@ pub fn replay(
                     Outcome::Placed { allocation, .. } => {
                         let end = t + duration[j];
                         running.push(Reverse((end, j)));
-                        fates[j] = Some(JobFate::Placed { start_s: t, end_s: end, allocation });
+                        fates[j] = Some(JobFate::Placed { arrived_s: submit[j], start_s: t, end_s: end, allocation });
                     }
                     Outcome::Unplaced { reason } => {
                         last_reason[j] = Some(reason);
@@ -277,11 +305,21 @@ pub fn replay(
                 next = next.min(boundary(submit[j] + max_wait + 1, interval));
             }
         }
+        if !waiting.is_empty()
+            && let Some(&online) = online_times.iter().find(|&&online| online > t)
+        {
+            // Capacity coming online may let a waiting job run.
+            next = next.min(boundary(online, interval));
+        }
         if next == u64::MAX {
             // Nothing will ever arrive or finish: the waiting jobs can never be placed.
             for &j in &waiting {
                 let why = last_reason[j].as_deref().unwrap_or("no capacity");
-                fates[j] = Some(JobFate::Rejected { at_s: t, reason: format!("can never be placed: {why}") });
+                fates[j] = Some(JobFate::Rejected {
+                    arrived_s: submit[j],
+                    at_s: t,
+                    reason: format!("can never be placed: {why}"),
+                });
             }
             waiting.clear();
             break;
@@ -290,13 +328,12 @@ pub fn replay(
     }
 
     let fates: Vec<JobFate> = fates.into_iter().map(|f| f.expect("every job ends placed or rejected")).collect();
-    Ok(summarize(scheduler, workload, &submit, interval, timeline, scheduling, fates))
+    Ok(summarize(scheduler, workload, interval, timeline, scheduling, fates))
 }
 
 fn summarize(
     scheduler: &Scheduler,
     workload: &Workload,
-    submit: &[u64],
     interval: u64,
     timeline: Vec<Sample>,
     scheduling: Vec<Duration>,
@@ -320,12 +357,12 @@ fn summarize(
     let (mut gpus_placed, mut violations) = (0u64, 0u64);
     for (j, fate) in fates.iter().enumerate() {
         let job = &workload.jobs[j];
-        let kind = JobKind::ALL.iter().position(|&k| k == job.kind).expect("known kind");
+        let kind = job.kind.index();
         kinds[kind].jobs += 1;
         match fate {
-            JobFate::Placed { start_s, end_s, allocation } => {
+            JobFate::Placed { arrived_s, start_s, end_s, allocation } => {
                 kinds[kind].placed += 1;
-                delays[kind].push(start_s - submit[j]);
+                delays[kind].push(start_s - arrived_s);
                 gpus_placed += u64::from(job.gpus);
                 energy.add(fleet, allocation, end_s - start_s);
                 violations += u64::from(violates_latency(fleet, job, allocation));

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 #[cfg(feature = "gpu")]
 use gpuplace::gpu::{GpuScorer, adapters};
+use gpuplace::kernel::cpu::ScoreOutput;
+use gpuplace::kernel::score::JobGpu;
+use gpuplace::kernel::state::FleetState;
 use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Day, Fleet, Job, JobKind, Workload};
@@ -249,4 +252,58 @@ pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
         candidates: rng.between(1, 16) as u32,
         seed: rng.next_u64(),
     }
+}
+
+/// The parity comparison used by every test here: Ok, or the first difference.
+pub fn compare(gpu: &ScoreOutput, cpu: &ScoreOutput) -> Result<(), String> {
+    if gpu.feasible.len() != cpu.feasible.len() || gpu.candidates.len() != cpu.candidates.len() {
+        return Err(format!("sizes differ: {} vs {} jobs", gpu.feasible.len(), cpu.feasible.len()));
+    }
+    for job in 0..cpu.feasible.len() {
+        if gpu.feasible[job] != cpu.feasible[job] {
+            return Err(format!(
+                "job {job}: feasible racks {} (gpu) vs {} (cpu)",
+                gpu.feasible[job], cpu.feasible[job]
+            ));
+        }
+        if gpu.candidates_of(job) != cpu.candidates_of(job) {
+            return Err(format!(
+                "job {job}: candidates {:?} (gpu) vs {:?} (cpu)",
+                gpu.candidates_of(job),
+                cpu.candidates_of(job)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A random scoring problem: compiled jobs and a fleet state with random occupancy and power.
+pub fn random_problem(seed: u64) -> (Vec<JobGpu>, FleetState, usize) {
+    let mut rng = SplitMix64::new(seed);
+    let shapes = [
+        Shape::default(),
+        Shape { max_sites: 1, max_clusters: 1, max_racks: 1, jobs: 7, ..Shape::default() },
+        Shape { max_racks: 40, jobs: 130, ..Shape::default() },
+        Shape { occupancy_percent: 100, ..Shape::default() },
+        Shape { occupancy_percent: 0, ..Shape::default() },
+        Shape { all_ties: true, jobs: 65, ..Shape::default() },
+    ];
+    let shape = shapes[(seed % shapes.len() as u64) as usize];
+    let jobs_count = match seed % 50 {
+        0 => 0,
+        1 => 1,
+        _ => shape.jobs + rng.below(70) as usize,
+    };
+    let fleet = random_fleet(&mut rng, shape);
+    let workload = random_workload(&mut rng, &fleet, jobs_count);
+    let policy = random_policy(&mut rng, shape.all_ties);
+    let jobs = workload.compile(&fleet, &policy, at()).unwrap();
+    let mut state = fleet.initial_state();
+    // Drain some site power so that power binds for some pairs.
+    for site in &mut state.sites {
+        if rng.percent(30) {
+            site.power_free_w = rng.below(u64::from(site.power_free_w) + 1) as u32;
+        }
+    }
+    (jobs, state, policy.candidates as usize)
 }

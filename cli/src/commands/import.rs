@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use gpuplace::import::{AzureOptions, alibaba_nodes, alibaba_pods, azure};
+use gpuplace::import::{AzureOptions, AzureTrace, alibaba_nodes, alibaba_pods, azure};
 use gpuplace::model::fleet::FleetFile;
 use gpuplace::{Error, Fleet, InputError, JobKind, Policy, Workload};
 
@@ -97,20 +97,27 @@ pub fn run(command: ImportCommand) -> anyhow::Result<()> {
                 .transpose()?;
             let mut outputs = Outputs::new(paths(&traces));
             let out_id = out.as_deref().map(|p| outputs.plan(p)).transpose()?;
-            let mut jobs = Vec::new();
-            for trace in &traces {
-                let name = trace.display().to_string();
-                // The code trace drives agents; the conversation trace, chat.
-                let kind = kind.unwrap_or(if name.to_lowercase().contains("code") {
-                    JobKind::Agentic
-                } else {
-                    JobKind::Inference
-                });
-                let (workload, report) = azure(&read(trace)?, &name, kind, &options, strict)?;
+            let names: Vec<String> = traces.iter().map(|t| t.display().to_string()).collect();
+            let texts = traces.iter().map(|t| read(t)).collect::<anyhow::Result<Vec<_>>>()?;
+            let inputs: Vec<AzureTrace> = names
+                .iter()
+                .zip(&texts)
+                .map(|(name, text)| AzureTrace {
+                    text,
+                    source_name: name,
+                    // The code trace drives agents; the conversation trace, chat.
+                    kind: kind.unwrap_or(if name.to_lowercase().contains("code") {
+                        JobKind::Agentic
+                    } else {
+                        JobKind::Inference
+                    }),
+                })
+                .collect();
+            let (workload, reports) = azure(&inputs, &options, strict)?;
+            for (name, report) in names.iter().zip(&reports) {
                 note(&format!("{name}: {}", report.summary().replace('\n', "\n  ")));
-                jobs.extend(workload.jobs);
             }
-            let text = jobs_text(&Workload::from_jobs(jobs, "<azure>"), None)?;
+            let text = jobs_text(&workload, None)?;
             match out_id {
                 Some(id) => {
                     outputs.write(vec![(id, Box::new(move |w: &mut dyn Write| w.write_all(text.as_bytes())))])?
