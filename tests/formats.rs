@@ -94,7 +94,7 @@ fn importers_refuse_before_allocating() {
     let row = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,1000000000,1000000000\n";
     // A billion tokens at the largest scale is about 10¹⁶ replicas: refused, not allocated.
     let options = AzureOptions { scale: 1e9, window_s: 1, ..AzureOptions::default() };
-    let error = azure(&[AzureTrace { text: row, source_name: "t.csv", kind: JobKind::Inference }], &options, false)
+    let error = azure(&[AzureTrace { text: row.as_bytes(), source_name: "t.csv", kind: JobKind::Inference }], &options, false)
         .unwrap_err();
     assert!(error.message.contains("replicas") && error.message.contains("10000000"), "{error}");
     for bad in [
@@ -104,7 +104,7 @@ fn importers_refuse_before_allocating() {
         AzureOptions { region: " us-east".into(), ..AzureOptions::default() },
     ] {
         assert!(
-            azure(&[AzureTrace { text: row, source_name: "t.csv", kind: JobKind::Inference }], &bad, false).is_err(),
+            azure(&[AzureTrace { text: row.as_bytes(), source_name: "t.csv", kind: JobKind::Inference }], &bad, false).is_err(),
             "{bad:?}"
         );
     }
@@ -132,9 +132,9 @@ fn several_azure_traces_line_up_and_keep_their_ids_apart() {
     // The same conversation trace twice, and once more as code: one workload, unique ids, windows
     // counted from the first request of all.
     let traces = [
-        AzureTrace { text, source_name: "a.csv", kind: JobKind::Inference },
-        AzureTrace { text, source_name: "b.csv", kind: JobKind::Inference },
-        AzureTrace { text, source_name: "c.csv", kind: JobKind::Agentic },
+        AzureTrace { text: text.as_bytes(), source_name: "a.csv", kind: JobKind::Inference },
+        AzureTrace { text: text.as_bytes(), source_name: "b.csv", kind: JobKind::Inference },
+        AzureTrace { text: text.as_bytes(), source_name: "c.csv", kind: JobKind::Agentic },
     ];
     let options = AzureOptions { window_s: 60, scale: 200.0, ..AzureOptions::default() };
     let (workload, reports) = azure(&traces, &options, false).unwrap();

@@ -174,7 +174,7 @@ fn extreme_times_end_quickly() {
 fn azure_importer_maps_windows_to_replicas() {
     let text = include_str!("fixtures/azure_conv_sample.csv");
     let options = AzureOptions { window_s: 60, scale: 500.0, ..AzureOptions::default() };
-    let trace = AzureTrace { text, source_name: "azure_conv_sample.csv", kind: JobKind::Inference };
+    let trace = AzureTrace { text: text.as_bytes(), source_name: "azure_conv_sample.csv", kind: JobKind::Inference };
     let (workload, reports) = azure(&[trace], &options, false).unwrap();
     let report = &reports[0];
     assert_eq!(report.rows, 40);
@@ -204,7 +204,7 @@ fn azure_importer_maps_windows_to_replicas() {
 #[test]
 fn importers_count_malformed_rows_and_strict_rejects_them() {
     let azure_text = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\nnot-a-time,1,1\n2023-11-16 18:15:50.9951690,x,109\n2023-11-16 18:15:51.2224670,879\n";
-    let trace = AzureTrace { text: azure_text, source_name: "t.csv", kind: JobKind::Agentic };
+    let trace = AzureTrace { text: azure_text.as_bytes(), source_name: "t.csv", kind: JobKind::Agentic };
     let (workload, reports) = azure(&[trace], &AzureOptions::default(), false).unwrap();
     let report = &reports[0];
     assert_eq!(report.rows, 4);

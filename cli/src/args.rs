@@ -53,7 +53,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
     },
-    /// Run every policy preset (default, first-fit, best-fit, spread, random) on the same input.
+    /// Run every policy preset (default, first-fit, best-fit, spread, random), and --policy FILE
+    /// if given, on the same input.
     #[command(after_help = "Examples:
   gpuplace compare --count 20000
   gpuplace compare --fleet openb-fleet.json --jobs openb-jobs.json --replay --interval 600")]
@@ -180,8 +181,8 @@ pub enum ImportCommand {
     Alibaba {
         /// The pod list CSV.
         pods: PathBuf,
-        /// The node list CSV, to build a fleet from.
-        #[arg(long, value_name = "FILE")]
+        /// The node list CSV, to build a fleet from (written to --fleet-out).
+        #[arg(long, value_name = "FILE", requires = "fleet_out")]
         nodes: Option<PathBuf>,
         /// Where to write the fleet built from --nodes.
         #[arg(long, value_name = "FILE", requires = "nodes")]
@@ -189,7 +190,7 @@ pub enum ImportCommand {
         /// Region to give every job (the imported fleet's is `openb`).
         #[arg(long, default_value = gpuplace::import::ALIBABA_REGION)]
         region: String,
-        /// Jobs output (JSON; default stdout).
+        /// Jobs output: CSV if it ends in .csv, else JSON (default: JSON on stdout).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Fail on the first malformed row instead of skipping and counting it.
@@ -234,7 +235,7 @@ pub enum ImportCommand {
         /// HBM per GPU the model needs, GB.
         #[arg(long, default_value_t = 200)]
         hbm_gb: u32,
-        /// Jobs output (JSON; default stdout).
+        /// Jobs output: CSV if it ends in .csv, else JSON (default: JSON on stdout).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Fail on the first malformed row instead of skipping and counting it.

@@ -11,6 +11,7 @@ mod render;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
     // Like other Unix filters, end quietly when the reader of our output goes away (`| head`)
@@ -20,7 +21,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     output::cleanup_on_signals();
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -48,4 +52,38 @@ fn one_line(error: &anyhow::Error) -> String {
         }
     }
     message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Help and version go to stdout (exit 0); a usage error is one line on stderr, with clap's tip if
+/// it has one, and exit 2, like every other error.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = error.render().to_string();
+    // The error line and the lines that continue it (clap lists missing arguments below it), and
+    // any tip; not the usage that follows.
+    let mut parts: Vec<String> = Vec::new();
+    let mut in_error = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("error:") {
+            parts.push(rest.trim().to_string());
+            in_error = true;
+        } else if line.starts_with("tip:") {
+            parts.push(line.to_string());
+            in_error = false;
+        } else if line.is_empty() || line.starts_with("Usage:") {
+            in_error = false;
+        } else if in_error && let Some(last) = parts.last_mut() {
+            last.push(' ');
+            last.push_str(line);
+        }
+    }
+    if parts.is_empty() {
+        // Help shown because a subcommand or argument is missing.
+        parts.push("a subcommand or argument is missing".into());
+    }
+    render::note(&format!("error: {} (see --help)", parts.join("; ")));
+    ExitCode::from(2)
 }

@@ -363,8 +363,24 @@ fn stage(
 /// Prints to standard output; a failure (a full disk behind `>`) is an error naming `<stdout>`, not
 /// a panic. A closed pipe (`| head`) ends the process quietly through SIGPIPE.
 pub fn print(text: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(|e| io_error(Path::new("<stdout>"), e))
+    print_with(|w| w.write_all(text.as_bytes()))
+}
+
+/// Streams `write` to standard output, buffered, with [`print`]'s errors.
+pub fn print_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> anyhow::Result<()> {
+    let stdout = std::io::stdout().lock();
+    let mut buffered = BufWriter::with_capacity(1 << 20, stdout);
+    write(&mut buffered).and_then(|()| buffered.flush()).map_err(|e| io_error(Path::new("<stdout>"), e))
+}
+
+/// True when `path` ends in `.csv` (any case): jobs are then written as CSV.
+pub fn is_csv(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+/// An output of jobs, streamed as CSV or JSON. The workload must be validated.
+pub fn jobs_content(workload: gpuplace::Workload, csv: bool) -> Content {
+    Box::new(move |w: &mut dyn Write| if csv { workload.write_csv(w) } else { workload.write_json(w) })
 }
 
 /// Writes `value` as pretty JSON and a final newline, streamed.

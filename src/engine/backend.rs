@@ -85,7 +85,7 @@ impl Backend {
         };
         let adapters = crate::gpu::adapters();
         let Some(best) = adapters.first() else {
-            return with_notice("no GPU adapter found (--backend gpu fails, WGPU_BACKEND restricts the search)".into());
+            return with_notice(crate::gpu::no_adapter_reason());
         };
         if best.software {
             return with_notice(format!(

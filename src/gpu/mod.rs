@@ -141,6 +141,18 @@ fn registry() -> &'static Registry {
     })
 }
 
+/// Why [`adapters`] is empty, in words: nothing found, or `WGPU_BACKEND` restricting the search
+/// (to an API this machine lacks, or to names wgpu does not know).
+pub fn no_adapter_reason() -> String {
+    match std::env::var("WGPU_BACKEND") {
+        Ok(value) if wgpu::Backends::from_comma_list(&value).is_empty() => format!(
+            "WGPU_BACKEND={value} names no graphics API wgpu knows (vulkan, metal, dx12, gl, or a comma-separated list)"
+        ),
+        Ok(value) => format!("wgpu found no adapter (WGPU_BACKEND={value} restricts the search)"),
+        Err(_) => "wgpu found no adapter".into(),
+    }
+}
+
 /// Every adapter wgpu finds (restricted by `WGPU_BACKEND`), best first: hardware before software,
 /// then discrete before integrated before virtual, then Vulkan, Metal and DX12 before GL.
 pub fn adapters() -> Vec<AdapterSummary> {
@@ -297,8 +309,7 @@ impl GpuScorer {
     /// A scorer on the best adapter wgpu finds (see [`adapters`]), which may be a software device.
     pub fn open() -> Result<GpuScorer, ScoreError> {
         if registry().adapters.is_empty() {
-            let restricted = std::env::var("WGPU_BACKEND").map(|b| format!(" (WGPU_BACKEND={b})")).unwrap_or_default();
-            return Err(ScoreError::NoAdapter(format!("wgpu found no adapter{restricted}")));
+            return Err(ScoreError::NoAdapter(no_adapter_reason()));
         }
         GpuScorer::open_adapter(0)
     }

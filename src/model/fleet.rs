@@ -15,7 +15,7 @@ use crate::kernel::limits::{
 use crate::kernel::score::{ClusterGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
 use crate::kernel::state::FleetState;
 use crate::model::date::Day;
-use crate::model::json::{check_name, unique_map};
+use crate::model::json::{check_name, shown, shown_number, unique_map};
 
 /// The most IT power of one site, MW (so that watts fit in a `u32`).
 pub const MAX_SITE_MW: f64 = MAX_SITE_POWER_W as f64 / 1e6;
@@ -217,7 +217,12 @@ fn number_in(
             source,
             record,
             field,
-            format!("{value} is out of range: must be between {low} and {high} {unit}"),
+            format!(
+                "{} is out of range: must be between {} and {} {unit}",
+                shown_number(value),
+                shown_number(low),
+                shown_number(high)
+            ),
         ));
     }
     Ok(value)
@@ -227,7 +232,11 @@ impl Fleet {
     /// Reads and validates a fleet JSON file.
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Fleet> {
         let path = path.as_ref();
-        let text = crate::model::json::read_input(path)?;
+        let text = crate::model::json::read_input(
+            path,
+            crate::model::json::MAX_FLEET_BYTES,
+            crate::model::json::Expect::Object,
+        )?;
         Fleet::from_json(&text, &path.display().to_string())
     }
 
@@ -247,8 +256,17 @@ impl Fleet {
     }
 
     /// Validates a fleet file; `source_name` names it in errors.
-    pub fn from_file(file: FleetFile, source_name: &str) -> std::result::Result<Fleet, InputError> {
+    pub fn from_file(mut file: FleetFile, source_name: &str) -> std::result::Result<Fleet, InputError> {
         let src = source_name;
+        // −0 is 0: kept as written it would come back as `-0.0` from `fleet --json`.
+        for rack_type in file.rack_types.values_mut() {
+            rack_type.kw += 0.0;
+        }
+        for site in &mut file.sites {
+            for value in [&mut site.power_mw, &mut site.pue, &mut site.price_usd_per_mwh, &mut site.carbon_g_per_kwh] {
+                *value += 0.0;
+            }
+        }
         let as_of = match &file.as_of {
             Some(text) => Some(Day::parse(text).map_err(|m| InputError::new(src, "document", "as_of", m))?),
             None => None,
@@ -272,13 +290,13 @@ impl Fleet {
                     src,
                     format!("regions[{i}]"),
                     "regions",
-                    format!("region `{region}` is repeated"),
+                    format!("region `{}` is repeated", shown(region)),
                 ));
             }
         }
         let mut rack_types = Vec::new();
         for (name, rt) in &file.rack_types {
-            let record = format!("rack type `{}`", name.escape_debug());
+            let record = format!("rack type `{}`", shown(name));
             check_name(name, false).map_err(|m| InputError::new(src, &record, "(name)", m))?;
             check_name(&rt.gpu_model, false).map_err(|m| InputError::new(src, &record, "gpu_model", m))?;
             if rt.gpus == 0 || rt.gpus > MAX_RACK_GPUS {
@@ -400,7 +418,7 @@ impl Fleet {
                     src,
                     &record,
                     format!("latency_ms.{unknown}"),
-                    format!("`{unknown}` is not one of the fleet's regions"),
+                    format!("`{}` is not one of the fleet's regions", shown(unknown)),
                 ));
             }
             if sf.clusters.is_empty() {
@@ -425,7 +443,7 @@ impl Fleet {
                     ));
                 }
                 let rack_type = rack_types.iter().position(|rt| rt.name == cf.rack_type).ok_or_else(|| {
-                    InputError::new(src, &record, field("rack_type"), format!("unknown rack type `{}`", cf.rack_type))
+                    InputError::new(src, &record, field("rack_type"), format!("unknown rack type `{}`", shown(&cf.rack_type)))
                 })?;
                 if cf.racks == 0 || cf.racks > MAX_CLUSTER_RACKS {
                     return Err(InputError::new(

@@ -10,7 +10,7 @@ use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS};
 use crate::kernel::score::{JobGpu, inv_q16, mix};
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
-use crate::model::json::check_name;
+use crate::model::json::{Expect, MAX_JOBS_BYTES, check_name, read_input, shown, shown_number};
 use crate::model::kind::JobKind;
 use crate::model::policy::Policy;
 
@@ -93,7 +93,7 @@ impl Job {
             (Some(hours), None) if !hours.is_finite() || hours <= 0.0 || hours > max_hours as f64 => {
                 return Err((
                     "duration_h",
-                    format!("{hours} is out of range: must be more than 0 and at most {max_hours} hours"),
+                    format!("{} is out of range: must be more than 0 and at most {max_hours} hours", shown_number(hours)),
                 ));
             }
             (None, Some(seconds)) if seconds == 0 || seconds > MAX_DURATION_S => {
@@ -181,8 +181,8 @@ pub(crate) struct LineCounter<'a> {
 }
 
 impl<'a> LineCounter<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
-        LineCounter { bytes: text.as_bytes(), offset: 0, line: 1 }
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        LineCounter { bytes, offset: 0, line: 1 }
     }
 
     /// The line of byte offset `at` (offsets must not decrease between calls).
@@ -219,13 +219,11 @@ impl Workload {
     /// Reads a jobs file: CSV when its extension is `.csv`, JSON otherwise.
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Workload> {
         let path = path.as_ref();
-        let text = crate::model::json::read_input(path)?;
         let name = path.display().to_string();
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
-            Workload::from_csv(&text, &name)
-        } else {
-            Workload::from_json(&text, &name)
-        }
+        let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        let expect = if csv { Expect::Csv } else { Expect::ObjectOrArray };
+        let text = read_input(path, MAX_JOBS_BYTES, expect)?;
+        if csv { Workload::from_csv(&text, &name) } else { Workload::from_json(&text, &name) }
     }
 
     /// Parses jobs JSON: an array of jobs, or an object `{"jobs": [...]}`.
@@ -261,9 +259,9 @@ impl Workload {
             let field = CSV_FIELDS
                 .iter()
                 .position(|f| *f == name)
-                .ok_or_else(|| header_error(format!("unknown column `{}`", name.escape_debug())))?;
+                .ok_or_else(|| header_error(format!("unknown column `{}`", shown(name))))?;
             if column[field].replace(i).is_some() {
-                return Err(header_error(format!("column `{name}` appears twice")).into());
+                return Err(header_error(format!("column `{}` appears twice", shown(name))).into());
             }
         }
         for field in CSV_REQUIRED {
@@ -271,12 +269,12 @@ impl Workload {
                 return Err(header_error(format!("missing required column `{}`", CSV_FIELDS[field])).into());
             }
         }
-        let mut lines_of = LineCounter::new(text);
+        let mut lines_of = LineCounter::new(text.as_bytes());
         let mut jobs = Vec::new();
         let mut lines = Vec::new();
         for row in reader.records() {
             let row = row.map_err(|e| {
-                let line = LineCounter::new(text).line_at(e.position().map_or(0, |p| p.byte()));
+                let line = LineCounter::new(text.as_bytes()).line_at(e.position().map_or(0, |p| p.byte()));
                 InputError::new(source_name, format!("line {line}"), "(row)", format!("malformed CSV: {e}"))
             })?;
             let line = lines_of.line_at(row.position().map_or(0, |p| p.byte()));
@@ -294,14 +292,14 @@ impl Workload {
             let err = |field: usize, message: String| InputError::new(source_name, &record, CSV_FIELDS[field], message);
             let parse_u32 = |field: usize| -> std::result::Result<u32, InputError> {
                 cell(field).parse::<u32>().map_err(|_| {
-                    err(field, format!("`{}` is not a whole number from 0 to {}", cell(field).escape_debug(), u32::MAX))
+                    err(field, format!("`{}` is not a whole number from 0 to {}", shown(cell(field)), u32::MAX))
                 })
             };
             let optional = |field: usize| Some(cell(field)).filter(|text| !text.is_empty());
             let parse_u64 = |field: usize| -> std::result::Result<u64, InputError> {
                 cell(field)
                     .parse::<u64>()
-                    .map_err(|_| err(field, format!("`{}` is not a whole number", cell(field).escape_debug())))
+                    .map_err(|_| err(field, format!("`{}` is not a whole number", shown(cell(field)))))
             };
             let list = |field: usize| {
                 optional(field).map(|text| text.split('|').map(|s| s.trim().to_string()).collect::<Vec<_>>())
@@ -314,7 +312,7 @@ impl Workload {
                         1,
                         format!(
                             "unknown kind `{}`: expected inference, agentic, multimodal or training",
-                            kind_text.escape_debug()
+                            shown(kind_text)
                         ),
                     )
                 })?,
@@ -322,10 +320,10 @@ impl Workload {
                 hbm_gb_per_gpu: parse_u32(3)?,
                 priority: cell(4)
                     .parse::<i32>()
-                    .map_err(|_| err(4, format!("`{}` is not a whole number", cell(4).escape_debug())))?,
+                    .map_err(|_| err(4, format!("`{}` is not a whole number", shown(cell(4)))))?,
                 duration_h: optional(5)
                     .map(|text| {
-                        text.parse::<f64>().map_err(|_| err(5, format!("`{}` is not a number", text.escape_debug())))
+                        text.parse::<f64>().map_err(|_| err(5, format!("`{}` is not a number", shown(text))))
                     })
                     .transpose()?,
                 region: cell(6).to_string(),
@@ -345,36 +343,55 @@ impl Workload {
     /// The jobs as JSON (`{"jobs": [...]}`), after checking that they load back ([`Workload::validate`]).
     pub fn to_json(&self) -> std::result::Result<String, InputError> {
         self.validate()?;
-        Ok(serde_json::to_string_pretty(&JobsFile { jobs: self.jobs.clone() }).expect("jobs always serialize"))
+        let mut out = Vec::new();
+        self.write_json(&mut out).expect("writing to memory");
+        Ok(String::from_utf8(out).expect("JSON is UTF-8"))
     }
 
     /// The jobs as CSV with the header [`CSV_FIELDS`], after checking that they load back
     /// ([`Workload::validate`]; a `|` inside a list item could not be told from the separator).
     pub fn to_csv(&self) -> std::result::Result<String, InputError> {
         self.validate()?;
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        writer.write_record(CSV_FIELDS).expect("writing to memory");
-        for job in &self.jobs {
-            let list = |values: &Option<Vec<String>>| values.as_ref().map_or(String::new(), |v| v.join("|"));
-            writer
-                .write_record([
-                    job.id.clone(),
-                    job.kind.name().to_string(),
-                    job.gpus.to_string(),
-                    job.hbm_gb_per_gpu.to_string(),
-                    job.priority.to_string(),
-                    job.duration_h.map_or(String::new(), |v| v.to_string()),
-                    job.region.clone(),
-                    job.max_latency_ms.map_or(String::new(), |v| v.to_string()),
-                    list(&job.jurisdictions),
-                    list(&job.providers),
-                    job.not_before.clone().unwrap_or_default(),
-                    job.submit_s.map_or(String::new(), |v| v.to_string()),
-                    job.duration_s.map_or(String::new(), |v| v.to_string()),
-                ])
-                .expect("writing to memory");
+        let mut out = Vec::new();
+        self.write_csv(&mut out).expect("writing to memory");
+        Ok(String::from_utf8(out).expect("CSV of UTF-8 strings"))
+    }
+
+    /// Streams the jobs as pretty JSON (`{"jobs": [...]}`) and a final newline. Call
+    /// [`Workload::validate`] first: this writes whatever the jobs hold.
+    pub fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            jobs: &'a [Job],
         }
-        Ok(String::from_utf8(writer.into_inner().expect("writing to memory")).expect("CSV of UTF-8 strings"))
+        serde_json::to_writer_pretty(&mut *out, &Borrowed { jobs: &self.jobs })?;
+        out.write_all(b"\n")
+    }
+
+    /// Streams the jobs as CSV with the header [`CSV_FIELDS`]. Call [`Workload::validate`] first.
+    pub fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record(CSV_FIELDS)?;
+        let list = |values: &Option<Vec<String>>| values.as_ref().map_or(String::new(), |v| v.join("|"));
+        let number = |value: Option<u64>| value.map_or(String::new(), |v| v.to_string());
+        for job in &self.jobs {
+            writer.write_record([
+                job.id.as_str(),
+                job.kind.name(),
+                &job.gpus.to_string(),
+                &job.hbm_gb_per_gpu.to_string(),
+                &job.priority.to_string(),
+                &job.duration_h.map_or(String::new(), |v| v.to_string()),
+                &job.region,
+                &number(job.max_latency_ms.map(u64::from)),
+                &list(&job.jurisdictions),
+                &list(&job.providers),
+                job.not_before.as_deref().unwrap_or_default(),
+                &number(job.submit_s),
+                &number(job.duration_s),
+            ])?;
+        }
+        writer.flush()
     }
 
     fn check_size(&self) -> std::result::Result<(), InputError> {
@@ -393,7 +410,7 @@ impl Workload {
     fn error_record(&self, i: usize) -> String {
         let record = self.record_name(i);
         let id = &self.jobs[i].id;
-        if check_name(id, false).is_ok() { format!("job `{id}` ({record})") } else { record }
+        if check_name(id, false).is_ok() { format!("job `{}` ({record})", shown(id)) } else { record }
     }
 
     /// Checks every job on its own and that ids are unique: everything that does not depend on a
@@ -409,7 +426,7 @@ impl Workload {
                     &self.source_name,
                     self.error_record(i),
                     "id",
-                    format!("duplicate job id `{}`", job.id),
+                    format!("duplicate job id `{}`", shown(&job.id)),
                 ));
             }
         }
@@ -426,16 +443,16 @@ impl Workload {
             let err =
                 |field: &str, message: String| InputError::new(&self.source_name, self.error_record(i), field, message);
             let region = fleet.region_index(&job.region).ok_or_else(|| {
-                err("region", format!("unknown region `{}`: the fleet knows {}", job.region, fleet.regions.join(", ")))
+                err("region", format!("unknown region `{}`: the fleet knows {}", shown(&job.region), fleet.regions.join(", ")))
             })?;
             let jurisdiction_mask = tag_mask(&job.jurisdictions, &fleet.jurisdictions).map_err(|name| {
                 err(
                     "jurisdictions",
-                    format!("unknown jurisdiction `{name}`: the fleet has {}", fleet.jurisdictions.join(", ")),
+                    format!("unknown jurisdiction `{}`: the fleet has {}", shown(&name), fleet.jurisdictions.join(", ")),
                 )
             })?;
             let provider_mask = tag_mask(&job.providers, &fleet.providers).map_err(|name| {
-                err("providers", format!("unknown provider `{name}`: the fleet has {}", fleet.providers.join(", ")))
+                err("providers", format!("unknown provider `{}`: the fleet has {}", shown(&name), fleet.providers.join(", ")))
             })?;
             let not_before = job.not_before.as_deref().map(|text| Day::parse(text).expect("validated"));
             let latency_ref_ms = job.max_latency_ms.unwrap_or(policy.latency_ref_ms);

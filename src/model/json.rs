@@ -10,13 +10,89 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::error::{Error, InputError, Result};
 
-/// Reads a whole input file as UTF-8, naming it in the error, without a leading byte-order mark.
-pub(crate) fn read_input(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+/// The largest fleet file gpuplace reads, bytes (a million racks with their occupancy fit in a few
+/// tens of MiB).
+pub const MAX_FLEET_BYTES: u64 = 256 << 20;
+/// The largest policy file, bytes.
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
+/// The largest jobs file or trace, bytes: [`crate::model::jobs::MAX_JOBS`] jobs in pretty JSON fit.
+pub const MAX_JOBS_BYTES: u64 = 4 << 30;
+
+/// What an input file must start with, checked on its first bytes before the rest is read, so that
+/// a device or a wrong file (`--jobs /dev/zero`) fails at once instead of after gigabytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// A JSON object (`{`).
+    Object,
+    /// A JSON object or array (`{` or `[`).
+    ObjectOrArray,
+    /// CSV text: a header line within the first MiB.
+    Csv,
+}
+
+/// Reads a whole input file as UTF-8 text without a leading byte-order mark, naming it in errors:
+/// see [`read_bytes`]; invalid UTF-8 is named by line.
+pub(crate) fn read_input(path: &std::path::Path, limit: u64, expect: Expect) -> Result<String> {
+    let name = path.display().to_string();
+    let bytes = read_bytes(path, limit, expect)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let valid = &e.as_bytes()[..at];
+        let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+        InputError::new(&name, format!("line {line}"), "(text)", format!("not valid UTF-8 at byte {at}"))
+    })?;
     Ok(match text.strip_prefix('\u{FEFF}') {
         Some(rest) => rest.to_string(),
         None => text,
     })
+}
+
+/// Reads a whole input file, naming it in errors: at most `limit` bytes (a larger file, or an
+/// endless one, is refused with the limit named), and its beginning as `expect` says, checked on
+/// the first MiB before the rest is read.
+pub(crate) fn read_bytes(path: &std::path::Path, limit: u64, expect: Expect) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let io = |source| Error::Io { path: path.into(), source };
+    let too_large = || {
+        InputError::new(
+            &name,
+            "document",
+            "(size)",
+            format!("larger than {} MiB, the most gpuplace reads in a file of this kind", limit >> 20),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    if file.metadata().map_err(io)?.len() > limit {
+        return Err(too_large().into());
+    }
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file).take(limit + 1);
+    let mut bytes = Vec::new();
+    // The first MiB: enough to see what the file is.
+    (&mut reader).take(1 << 20).read_to_end(&mut bytes).map_err(io)?;
+    let start = bytes.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(&bytes);
+    let first = start.iter().copied().find(|b| !b.is_ascii_whitespace());
+    let shape = match expect {
+        Expect::Object => (first != Some(b'{')).then_some("a JSON object"),
+        Expect::ObjectOrArray => (!matches!(first, Some(b'{' | b'['))).then_some("a JSON array or object"),
+        Expect::Csv => (bytes.len() == 1 << 20 && !bytes.contains(&b'\n') && !bytes.contains(&b'\r'))
+            .then_some("CSV text with a header line"),
+    };
+    if let Some(expected) = shape
+        && !(first.is_none() && bytes.len() < 1 << 20)
+    {
+        let found = match first {
+            Some(b) if b.is_ascii_graphic() => format!("`{}`", b as char),
+            Some(b) => format!("byte {b:#04x}"),
+            None => "no text".into(),
+        };
+        return Err(InputError::new(&name, "document", "(top level)", format!("expected {expected}, found {found}")).into());
+    }
+    reader.read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large().into());
+    }
+    Ok(bytes)
 }
 
 /// The text without a leading byte-order mark.
@@ -136,6 +212,22 @@ where
     deserializer.deserialize_map(UniqueMap(PhantomData))
 }
 
+/// A value quoted in an error: escaped (one line) and, past 40 characters, cut short, so that a
+/// huge bad value does not become a huge error.
+pub(crate) fn shown(text: &str) -> String {
+    let escaped: String = text.escape_debug().collect();
+    if escaped.chars().count() <= 40 {
+        return escaped;
+    }
+    let cut: String = escaped.chars().take(40).collect();
+    format!("{cut}… ({} bytes)", text.len())
+}
+
+/// A number quoted in an error: in scientific notation when plain digits would be long.
+pub(crate) fn shown_number(value: f64) -> String {
+    if value != 0.0 && (value.abs() >= 1e15 || value.abs() < 1e-6) { format!("{value:e}") } else { format!("{value}") }
+}
+
 /// Checks a name written in a file (region, site, provider, jurisdiction, job id, …): not empty,
 /// no leading or trailing white space (the CSV reader trims cells), no control character (errors
 /// and tables are one line per record), and, where it can appear in a CSV list, no `|` (the list
@@ -145,13 +237,13 @@ pub(crate) fn check_name(name: &str, in_csv_list: bool) -> std::result::Result<(
         return Err("must not be empty".into());
     }
     if name.trim() != name {
-        return Err(format!("`{}` has leading or trailing white space", name.escape_debug()));
+        return Err(format!("`{}` has leading or trailing white space", shown(name)));
     }
     if name.chars().any(char::is_control) {
-        return Err(format!("`{}` contains a control character", name.escape_debug()));
+        return Err(format!("`{}` contains a control character", shown(name)));
     }
     if in_csv_list && name.contains('|') {
-        return Err(format!("`{name}` contains `|`, which separates list items in CSV files"));
+        return Err(format!("`{}` contains `|`, which separates list items in CSV files", shown(name)));
     }
     Ok(())
 }

@@ -224,7 +224,11 @@ impl Policy {
     /// Reads and validates a policy JSON file.
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Policy> {
         let path = path.as_ref();
-        let text = crate::model::json::read_input(path)?;
+        let text = crate::model::json::read_input(
+            path,
+            crate::model::json::MAX_POLICY_BYTES,
+            crate::model::json::Expect::Object,
+        )?;
         Policy::from_json(&text, &path.display().to_string())
     }
 

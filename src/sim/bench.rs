@@ -14,7 +14,7 @@ use crate::kernel::cpu::{ScoreOutput, score_batch};
 use crate::kernel::limits::MAX_FLEET_RACKS;
 use crate::kernel::score::{JobGpu, MAX_CANDIDATES};
 use crate::model::date::Day;
-use crate::model::fleet::Fleet;
+use crate::model::fleet::{ClusterFile, Fleet};
 use crate::model::jobs::MAX_JOBS;
 use crate::model::policy::Policy;
 
@@ -96,14 +96,12 @@ pub struct BenchReport {
 pub const MAX_REPEAT: usize = 100;
 
 impl BenchConfig {
-    /// Checks every value is in range before anything is allocated.
+    /// Checks every value is in range before anything is allocated (the rack count is checked by
+    /// [`bench_fleet`]).
     pub fn validate(&self) -> std::result::Result<(), InputError> {
         let err = |flag: &str, message: String| InputError::new("command line", format!("--{flag}"), flag, message);
         if self.jobs == 0 || self.jobs > MAX_JOBS {
             return Err(err("count", format!("{} is out of range: must be 1 to {MAX_JOBS}", self.jobs)));
-        }
-        if self.racks == 0 || self.racks > MAX_FLEET_RACKS as usize {
-            return Err(err("racks", format!("{} is out of range: must be 1 to {MAX_FLEET_RACKS}", self.racks)));
         }
         if self.k == 0 || self.k > MAX_CANDIDATES as usize {
             return Err(err("k", format!("{} is out of range: must be 1 to {MAX_CANDIDATES}", self.k)));
@@ -116,12 +114,20 @@ impl BenchConfig {
 }
 
 /// The built-in fleet with its clusters scaled so that the fleet has exactly `racks` racks (at
-/// least one per cluster, at most [`MAX_FLEET_RACKS`]), and site power scaled alike.
+/// least one per cluster, so at least the built-in fleet's cluster count; at most
+/// [`MAX_FLEET_RACKS`]), and site power scaled alike.
 pub fn bench_fleet(racks: usize) -> std::result::Result<Fleet, InputError> {
     let mut file = crate::model::builtin::default_fleet_file();
     let total: usize = file.sites.iter().flat_map(|s| &s.clusters).map(|c| c.racks as usize).sum();
     let clusters = file.sites.iter().map(|s| s.clusters.len()).sum::<usize>();
-    let racks = racks.max(clusters);
+    if racks < clusters || racks > MAX_FLEET_RACKS as usize {
+        return Err(InputError::new(
+            "command line",
+            "--racks",
+            "racks",
+            format!("{racks} is out of range: must be {clusters} (one per cluster of the built-in fleet) to {MAX_FLEET_RACKS}"),
+        ));
+    }
     let mut assigned = 0usize;
     for site in &mut file.sites {
         let before: u32 = site.clusters.iter().map(|c| c.racks).sum();
@@ -132,9 +138,16 @@ pub fn bench_fleet(racks: usize) -> std::result::Result<Fleet, InputError> {
         let after: u32 = site.clusters.iter().map(|c| c.racks).sum();
         site.power_mw = (site.power_mw * f64::from(after) / f64::from(before)).min(crate::model::fleet::MAX_SITE_MW);
     }
-    // Put the rounding remainder on the largest cluster.
-    let largest = file.sites.iter_mut().flat_map(|s| s.clusters.iter_mut()).max_by_key(|c| c.racks).expect("clusters");
-    largest.racks = (largest.racks as isize + racks as isize - assigned as isize).max(1) as u32;
+    // Rounding: the shares' remainder goes to the largest cluster; racks given to clusters too
+    // small for a share of one come off the largest clusters.
+    let mut all: Vec<&mut ClusterFile> = file.sites.iter_mut().flat_map(|s| s.clusters.iter_mut()).collect();
+    while assigned > racks {
+        let largest = all.iter_mut().max_by_key(|c| c.racks).expect("clusters");
+        largest.racks -= 1;
+        assigned -= 1;
+    }
+    let largest = all.iter_mut().max_by_key(|c| c.racks).expect("clusters");
+    largest.racks += (racks - assigned) as u32;
     Fleet::from_file(file, "<bench>")
 }
 

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::model::date::Day;
 use crate::model::jobs::Workload;
 use crate::model::kind::JobKind;
-use crate::model::policy::Preset;
+use crate::model::policy::{Policy, Preset};
 use crate::report::metrics::stranded_gpus;
 use crate::sim::replay::{ReplayConfig, replay};
 
@@ -34,25 +34,31 @@ pub struct CompareRow {
     pub scheduling_s: f64,
 }
 
-/// Runs every preset on `workload` with `scheduler`'s fleet and backend (one device for all): a
-/// batch placement at `at`, or a replay when `replay` is given. Each run starts from the fleet
-/// file's occupancy; the scheduler is left reset, with the last preset's policy.
+/// Runs `custom` (a named policy of the caller's, first, when given) and every preset on
+/// `workload` with `scheduler`'s fleet and backend (one device for all): a batch placement at `at`,
+/// or a replay when `replay` is given. Each run starts from the fleet file's occupancy; the
+/// scheduler is left reset, with the last preset's policy.
 pub fn compare(
     scheduler: &mut Scheduler,
     workload: &Workload,
     at: Day,
     replay_config: Option<ReplayConfig>,
     seed: u64,
+    custom: Option<(&str, Policy)>,
 ) -> Result<Vec<CompareRow>> {
     let mut rows = Vec::new();
-    for preset in Preset::ALL {
+    let runs = custom
+        .map(|(name, policy)| (name.to_string(), policy))
+        .into_iter()
+        .chain(Preset::ALL.map(|preset| (preset.name().to_string(), preset.policy(seed))));
+    for (name, policy) in runs {
         scheduler.reset();
-        scheduler.set_policy(preset.policy(seed))?;
+        scheduler.set_policy(policy)?;
         let row = match replay_config {
             Some(config) => {
                 let report = replay(scheduler, workload, config, &mut |_, _| {}, &mut |_, _, _| {})?;
                 CompareRow {
-                    policy: preset.name().into(),
+                    policy: name.clone(),
                     jobs_placed: report.kinds.iter().map(|k| k.placed).sum(),
                     gpus_placed: report.gpus_placed,
                     stranded_gpus: report.stranded_gpus_mean,
@@ -69,7 +75,7 @@ pub fn compare(
                 let scheduling_s = started.elapsed().as_secs_f64();
                 let out = crate::report::out_file(scheduler.fleet(), workload, &placement);
                 CompareRow {
-                    policy: preset.name().into(),
+                    policy: name.clone(),
                     jobs_placed: out.summary.placed,
                     gpus_placed: out.summary.gpus_placed,
                     stranded_gpus: stranded_gpus(&placement.state) as f64,

@@ -10,7 +10,7 @@ use crate::error::InputError;
 use crate::kernel::limits::{MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_RACK_GPUS};
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
 use crate::model::jobs::{Job, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload};
-use crate::model::json::{check_name, without_bom};
+use crate::model::json::{check_name, shown};
 use crate::model::kind::JobKind;
 
 /// What an import did.
@@ -66,38 +66,46 @@ impl<'a> Row<'a> {
 
 /// Reads CSV rows with a header, handing each (line, field lookup) to `row`; malformed rows are
 /// recorded (or, with `strict`, returned as an error). `row` returns the field and what is wrong.
+/// A row that is not valid UTF-8 is malformed like any other.
 fn read_rows(
-    text: &str,
+    data: &[u8],
     source_name: &str,
     required: &[&str],
     strict: bool,
     report: &mut ImportReport,
     mut row: impl FnMut(u64, &Row) -> Result<(), (String, String)>,
 ) -> Result<(), InputError> {
-    let text = without_bom(text);
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-    let headers =
-        reader.headers().map_err(|e| InputError::new(source_name, "line 1", "(header)", e.to_string()))?.clone();
+    let data = data.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(data);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(data);
+    let headers = reader
+        .headers()
+        .map_err(|e| InputError::new(source_name, "line 1", "(header)", shown(&e.to_string())))?
+        .clone();
     let columns: BTreeMap<String, usize> = headers.iter().enumerate().map(|(i, h)| (h.to_string(), i)).collect();
     for name in required {
         if !columns.contains_key(*name) {
             return Err(InputError::new(source_name, "line 1", *name, "missing column"));
         }
     }
-    let mut lines = crate::model::jobs::LineCounter::new(text);
-    for record in reader.records() {
-        report.rows += 1;
-        let (line, outcome) = match record {
+    let mut lines = crate::model::jobs::LineCounter::new(data);
+    let mut bytes = csv::ByteRecord::new();
+    loop {
+        let (line, outcome) = match reader.read_byte_record(&mut bytes) {
+            Ok(false) => break,
             Err(e) => (lines.line_at(e.position().map_or(0, |p| p.byte())), Err(("(row)".to_string(), e.to_string()))),
-            Ok(record) => {
-                let line = lines.line_at(record.position().map_or(0, |p| p.byte()));
-                if record.len() != headers.len() {
-                    (line, Err(("(row)".to_string(), format!("{} fields, expected {}", record.len(), headers.len()))))
-                } else {
-                    (line, row(line, &Row { record: &record, columns: &columns }))
+            Ok(true) => {
+                let line = lines.line_at(bytes.position().map_or(0, |p| p.byte()));
+                match csv::StringRecord::from_byte_record(bytes.clone()) {
+                    Err(_) => (line, Err(("(row)".to_string(), "not valid UTF-8".to_string()))),
+                    Ok(record) if record.len() != headers.len() => (
+                        line,
+                        Err(("(row)".to_string(), format!("{} fields, expected {}", record.len(), headers.len()))),
+                    ),
+                    Ok(record) => (line, row(line, &Row { record: &record, columns: &columns })),
                 }
             }
         };
+        report.rows += 1;
         if let Err((field, message)) = outcome {
             if strict {
                 return Err(InputError::new(source_name, format!("line {line}"), field, message));
@@ -108,9 +116,24 @@ fn read_rows(
     Ok(())
 }
 
+/// A number in column `field`: malformed when it does not parse, saying whether it is out of the
+/// type's range or not a number at all.
 fn number<T: std::str::FromStr>(row: &Row, field: &str) -> Result<T, (String, String)> {
-    let text = row.get(field);
-    text.trim().parse::<T>().map_err(|_| (field.to_string(), format!("`{text}` is not a valid number")))
+    let text = row.get(field).trim();
+    text.parse::<T>().map_err(|_| {
+        let message = if text.parse::<i128>().is_ok() || (text.len() > 38 && text.bytes().all(|b| b.is_ascii_digit())) {
+            format!("{} is out of range", shown(text))
+        } else {
+            format!("`{}` is not a valid number", shown(text))
+        };
+        (field.to_string(), message)
+    })
+}
+
+/// Reads a trace file for the importers: at most 4 GiB (an endless or larger input is refused with
+/// the limit named), and CSV from its first bytes (a header line within the first MiB).
+pub fn read_trace(path: impl AsRef<std::path::Path>) -> crate::error::Result<Vec<u8>> {
+    crate::model::json::read_bytes(path.as_ref(), crate::model::json::MAX_JOBS_BYTES, crate::model::json::Expect::Csv)
 }
 
 /// The region the Alibaba importers use, matching [`alibaba_nodes`]' fleet.
@@ -130,7 +153,7 @@ fn validated(workload: Workload) -> Result<Workload, InputError> {
 ///   (at least 1 s); `num_gpu` → `gpus`; pods with 0 GPUs are skipped and counted;
 /// - a GPU-sharing pod (`gpu_milli` < 1000) takes one whole GPU: gpuplace does not model sharing;
 /// - `qos` → kind and priority: LS → inference (100), Burstable → agentic (60), Guaranteed →
-///   multimodal (80), BE → training (20), anything else → training (20);
+///   multimodal (80), BE → training (20); any other class is a malformed row;
 /// - `hbm_gb_per_gpu` 0, no latency bound, `region` = `region` (default [`ALIBABA_REGION`]);
 /// - `gpu_spec` (allowed GPU models) is not modelled and is counted in the notes.
 ///
@@ -139,7 +162,7 @@ fn validated(workload: Workload) -> Result<Workload, InputError> {
 /// than 3.6 × 10⁹ s), when its name is unusable as a job id, or when the name repeats an earlier
 /// pod's.
 pub fn alibaba_pods(
-    text: &str,
+    data: impl AsRef<[u8]>,
     source_name: &str,
     region: &str,
     strict: bool,
@@ -151,7 +174,7 @@ pub fn alibaba_pods(
     let mut zero_gpu = 0usize;
     let mut first_line: HashMap<String, u64> = HashMap::new();
     let required = ["name", "num_gpu", "gpu_milli", "gpu_spec", "qos", "creation_time", "deletion_time"];
-    read_rows(text, source_name, &required, strict, &mut report, |line, row| {
+    read_rows(data.as_ref(), source_name, &required, strict, &mut report, |line, row| {
         let gpus: u32 = number(row, "num_gpu")?;
         let gpu_milli: u32 = number(row, "gpu_milli")?;
         let creation: u64 = number(row, "creation_time")?;
@@ -191,7 +214,11 @@ pub fn alibaba_pods(
             "LS" => (JobKind::Inference, 100),
             "Burstable" => (JobKind::Agentic, 60),
             "Guaranteed" => (JobKind::Multimodal, 80),
-            _ => (JobKind::Training, 20),
+            "BE" => (JobKind::Training, 20),
+            other => {
+                let message = format!("unknown QoS class `{}`: expected LS, Burstable, Guaranteed or BE", shown(other));
+                return Err(("qos".into(), message));
+            }
         };
         jobs.push(Job {
             id: name.to_string(),
@@ -237,11 +264,15 @@ fn alibaba_hbm(model: &str) -> Option<u32> {
 ///
 /// ASSUMPTIONS (the trace gives none of these): 300 W per GPU, PUE 1.3, 80 USD/MWh, 550 gCO2/kWh,
 /// IT power = the nodes' total, online 2023-01-01, jurisdiction CN, 1 ms to [`ALIBABA_REGION`].
-pub fn alibaba_nodes(text: &str, source_name: &str, strict: bool) -> Result<(FleetFile, ImportReport), InputError> {
+pub fn alibaba_nodes(
+    data: impl AsRef<[u8]>,
+    source_name: &str,
+    strict: bool,
+) -> Result<(FleetFile, ImportReport), InputError> {
     let mut report = ImportReport::default();
     let mut groups: BTreeMap<(String, u32), u32> = BTreeMap::new();
     let mut no_gpu = 0usize;
-    read_rows(text, source_name, &["sn", "gpu", "model"], strict, &mut report, |_, row| {
+    read_rows(data.as_ref(), source_name, &["sn", "gpu", "model"], strict, &mut report, |_, row| {
         let gpus: u32 = number(row, "gpu")?;
         if gpus == 0 {
             no_gpu += 1;
@@ -252,7 +283,7 @@ pub fn alibaba_nodes(text: &str, source_name: &str, strict: bool) -> Result<(Fle
         }
         let model = row.get("model").to_string();
         if alibaba_hbm(&model).is_none() {
-            return Err(("model".into(), format!("unknown GPU model `{}`", model.escape_debug())));
+            return Err(("model".into(), format!("unknown GPU model `{}`", shown(&model))));
         }
         let nodes = groups.entry((model, gpus)).or_default();
         if *nodes == MAX_CLUSTER_RACKS {
@@ -263,6 +294,13 @@ pub fn alibaba_nodes(text: &str, source_name: &str, strict: bool) -> Result<(Fle
     })?;
     if no_gpu > 0 {
         report.skipped.insert("nodes without GPUs".into(), no_gpu);
+    }
+    if groups.is_empty() {
+        let why = match report.malformed.first() {
+            Some((line, what)) => format!(" ({} malformed rows; line {line}: {what})", report.malformed.len()),
+            None => String::new(),
+        };
+        return Err(InputError::new(source_name, "document", "(rows)", format!("no node with GPUs to build a fleet from{why}")));
     }
     let mut rack_types = BTreeMap::new();
     let mut clusters = Vec::new();
@@ -375,7 +413,14 @@ impl AzureOptions {
             ("scale", self.scale, 1e9),
         ] {
             if !value.is_finite() || value <= 0.0 || value > high {
-                return Err(err(field, format!("{value} is out of range: must be more than 0 and at most {high}")));
+                return Err(err(
+                    field,
+                    format!(
+                        "{} is out of range: must be more than 0 and at most {}",
+                        crate::model::json::shown_number(value),
+                        crate::model::json::shown_number(high)
+                    ),
+                ));
             }
         }
         if self.replica_gpus == 0 || self.replica_gpus > MAX_JOB_GPUS {
@@ -415,8 +460,8 @@ fn timestamp_us(text: &str) -> Option<u64> {
 /// One Azure trace file to import.
 #[derive(Debug, Clone, Copy)]
 pub struct AzureTrace<'a> {
-    /// The file's text.
-    pub text: &'a str,
+    /// The file's contents (CSV; rows that are not UTF-8 are malformed).
+    pub text: &'a [u8],
     /// Its name, for errors and ids.
     pub source_name: &'a str,
     /// [`JobKind::Agentic`] for the code trace, [`JobKind::Inference`] for the conversation trace.
@@ -450,7 +495,7 @@ pub fn azure(
         let required = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"];
         read_rows(trace.text, trace.source_name, &required, strict, &mut report, |_, row| {
             let at = timestamp_us(row.get("TIMESTAMP")).ok_or_else(|| {
-                ("TIMESTAMP".to_string(), format!("`{}` is not a timestamp", row.get("TIMESTAMP").escape_debug()))
+                ("TIMESTAMP".to_string(), format!("`{}` is not a timestamp", shown(row.get("TIMESTAMP"))))
             })?;
             let context: u64 = number(row, "ContextTokens")?;
             let generated: u64 = number(row, "GeneratedTokens")?;

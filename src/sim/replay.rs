@@ -227,6 +227,14 @@ pub fn replay(
     let mut scheduling = Vec::new();
     let mut t = arrivals.first().map_or(0, |&j| boundary(submit[j], interval));
 
+    // Waiting jobs that found no rack when last tried, and whether capacity may have grown since
+    // (a release, or a new day bringing clusters online). Until it has, trying them again cannot
+    // place them: commits only take capacity, so each would be decided unplaced at its turn and
+    // change nothing. Only the jobs that arrived since are placed then, with the same decisions.
+    let mut tried_since = 0usize;
+    let mut capacity_grew = true;
+    let mut last_today = None;
+
     while next_arrival < n || !waiting.is_empty() || !running.is_empty() {
         // Completions up to now give back their resources.
         while let Some(&Reverse((end, j))) = running.peek() {
@@ -235,12 +243,15 @@ pub fn replay(
             }
             running.pop();
             scheduler.release(&workload.jobs[j].id)?;
+            capacity_grew = true;
         }
         while next_arrival < n && submit[arrivals[next_arrival]] <= t {
             waiting.push(arrivals[next_arrival]);
             next_arrival += 1;
         }
         if let Some(max_wait) = config.max_wait_s {
+            let mut position = 0;
+            let tried = tried_since;
             waiting.retain(|&j| {
                 let expired = t - submit[j] > max_wait;
                 if expired {
@@ -250,19 +261,26 @@ pub fn replay(
                         at_s: t,
                         reason: format!("waited more than {max_wait} s; {why}"),
                     });
+                    if position < tried {
+                        tried_since -= 1;
+                    }
                 }
+                position += 1;
                 !expired
             });
         }
         let started = Instant::now();
-        if !waiting.is_empty() {
-            // The placement date advances with trace time; a job may use what is online today.
-            let today = config.start.saturating_add(t / 86_400);
-            for &j in &waiting {
+        // The placement date advances with trace time; a job may use what is online today.
+        let today = config.start.saturating_add(t / 86_400);
+        capacity_grew |= last_today != Some(today);
+        last_today = Some(today);
+        let first = if capacity_grew { 0 } else { tried_since };
+        if first < waiting.len() {
+            let to_place = waiting.split_off(first);
+            for &j in &to_place {
                 compiled.jobs[j].ready_day = today.0;
             }
-            let (decisions, _) = scheduler.place_compiled(&compiled, &waiting, &mut |_, _| {})?;
-            waiting.clear();
+            let (decisions, _) = scheduler.place_compiled(&compiled, &to_place, &mut |_, _| {})?;
             for decision in decisions {
                 let j = decision.job;
                 match decision.outcome {
@@ -278,6 +296,8 @@ pub fn replay(
                 }
             }
         }
+        tried_since = waiting.len();
+        capacity_grew = false;
         scheduling.push(started.elapsed());
         let fleet = scheduler.fleet();
         let state = scheduler.ledger().state();

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use gpuplace::InputError;
 use gpuplace::sim::compare::compare;
 
 use crate::args::{Inputs, ReplayArgs};
@@ -11,11 +12,29 @@ use crate::output::{Outputs, json_content, print};
 use crate::render;
 
 pub fn run(inputs: &Inputs, replay: bool, replay_args: &ReplayArgs, json: Option<&Path>) -> anyhow::Result<()> {
+    if inputs.policy_preset.is_some() {
+        return Err(InputError::new(
+            "command line",
+            "--policy-preset",
+            "policy-preset",
+            "compare runs every preset; give --policy FILE to add a policy of your own",
+        )
+        .into());
+    }
     let mut outputs = Outputs::new(input_paths(inputs));
     let json_id = json.map(|path| outputs.plan(path)).transpose()?;
     let (mut prepared, config) = prepare_replay(inputs, replay_args)?;
     let at = prepared.scheduler.placement_date(prepared.at);
-    let rows = compare(&mut prepared.scheduler, &prepared.workload, at, replay.then_some(config), inputs.policy_seed)?;
+    // A policy file is compared too, first, under its file name.
+    let custom = inputs.policy.as_ref().map(|path| (path.display().to_string(), *prepared.scheduler.policy()));
+    let rows = compare(
+        &mut prepared.scheduler,
+        &prepared.workload,
+        at,
+        replay.then_some(config),
+        inputs.policy_seed,
+        custom.as_ref().map(|(name, policy)| (name.as_str(), *policy)),
+    )?;
     let text = format!(
         "{} jobs, {}, backend {}\n\n{}",
         prepared.workload.jobs.len(),

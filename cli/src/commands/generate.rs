@@ -1,12 +1,11 @@
 //! `gpuplace generate`.
 
-use std::io::Write;
 use std::path::Path;
 
 use gpuplace::{Day, Policy, generate};
 
 use crate::commands::{load_fleet, parse_at};
-use crate::output::{Outputs, print};
+use crate::output::{Outputs, is_csv, jobs_content, print_with};
 
 pub fn run(
     count: usize,
@@ -22,10 +21,9 @@ pub fn run(
     let workload = generate::generate(&fleet, count, seed, base)?;
     // What is written must load back against the fleet it was made for.
     workload.compile(&fleet, &Policy::default(), base)?;
-    let csv = out.is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")));
-    let text = if csv { workload.to_csv()? } else { workload.to_json()? + "\n" };
+    let csv = out.is_some_and(is_csv);
     match out_id {
-        Some(id) => outputs.write(vec![(id, Box::new(move |w: &mut dyn Write| w.write_all(text.as_bytes())))]),
-        None => print(&text),
+        Some(id) => outputs.write(vec![(id, jobs_content(workload, csv))]),
+        None => print_with(|w| workload.write_json(w)),
     }
 }
