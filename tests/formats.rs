@@ -94,8 +94,9 @@ fn importers_refuse_before_allocating() {
     let row = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,1000000000,1000000000\n";
     // A billion tokens at the largest scale is about 10¹⁶ replicas: refused, not allocated.
     let options = AzureOptions { scale: 1e9, window_s: 1, ..AzureOptions::default() };
-    let error = azure(&[AzureTrace { text: row.as_bytes(), source_name: "t.csv", kind: JobKind::Inference }], &options, false)
-        .unwrap_err();
+    let error =
+        azure(&[AzureTrace { text: row.as_bytes(), source_name: "t.csv", kind: JobKind::Inference }], &options, false)
+            .unwrap_err();
     assert!(error.message.contains("replicas") && error.message.contains("10000000"), "{error}");
     for bad in [
         AzureOptions { replica_gpus: 0, ..AzureOptions::default() },
@@ -104,7 +105,8 @@ fn importers_refuse_before_allocating() {
         AzureOptions { region: " us-east".into(), ..AzureOptions::default() },
     ] {
         assert!(
-            azure(&[AzureTrace { text: row.as_bytes(), source_name: "t.csv", kind: JobKind::Inference }], &bad, false).is_err(),
+            azure(&[AzureTrace { text: row.as_bytes(), source_name: "t.csv", kind: JobKind::Inference }], &bad, false)
+                .is_err(),
             "{bad:?}"
         );
     }

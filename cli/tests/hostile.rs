@@ -614,3 +614,138 @@ fn every_adapter_places_exactly_as_the_cpu_and_auto_skips_software() {
     );
     assert!(on_cpu || stdout(&output).contains("backend: gpu"));
 }
+
+#[test]
+fn endless_and_binary_inputs_fail_at_once() {
+    let dir = temp_dir("endless");
+    // A device that never ends, read as jobs, fleet and policy: refused on its first bytes.
+    for (flag, extra) in [("--jobs", None), ("--fleet", None), ("--policy", None), ("--jobs", Some("csv"))] {
+        let path = match extra {
+            // A link named .csv to /dev/zero: read as CSV, which needs a header line.
+            Some(ext) => {
+                let link = dir.join(format!("zero.{ext}"));
+                let _ = std::os::unix::fs::symlink("/dev/zero", &link);
+                link.display().to_string()
+            }
+            None => "/dev/zero".to_string(),
+        };
+        fails_quickly(flag, &["place", "--backend", "cpu", flag, &path], &["expected"]);
+    }
+    // Invalid UTF-8 is named by line.
+    std::fs::write(dir.join("bad.json"), b"[\n{\"id\": \"a\xff\"}\n]").unwrap();
+    fails_quickly(
+        "invalid UTF-8",
+        &["place", "--backend", "cpu", "--jobs", &path(&dir, "bad.json")],
+        &["line 2", "UTF-8"],
+    );
+    // A huge bad value is quoted short.
+    let header = format!("{},kind\n", "x".repeat(100_000));
+    std::fs::write(dir.join("wide.csv"), header).unwrap();
+    let output = gpuplace(&["place", "--backend", "cpu", "--jobs", &path(&dir, "wide.csv")]);
+    assert_fails_cleanly("a wide header", &output, &["unknown column", "100000 bytes"]);
+    assert!(stderr(&output).len() < 300, "{} bytes of error", stderr(&output).len());
+    let fleet = stdout(&gpuplace(&["fleet", "--json"])).replacen("\"power_mw\": 200.0", "\"power_mw\": 1e308", 1);
+    std::fs::write(dir.join("big.json"), fleet).unwrap();
+    fails_quickly("1e308", &["fleet", "--fleet", &path(&dir, "big.json")], &["1e308"]);
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    for args in [
+        &["generate", "--count", "-1"][..],
+        &["place", "--backend", "foo"],
+        &["explain"],
+        &["import"],
+        &["import", "alibaba"],
+        &["replay", "--interval", "0"],
+        &["nonsense"],
+    ] {
+        let output = gpuplace(args);
+        assert_fails_cleanly(&args.join(" "), &output, &["--help"]);
+    }
+    let help = gpuplace(&["place", "--help"]);
+    assert!(help.status.success() && stdout(&help).contains("Usage"));
+}
+
+#[test]
+fn small_details_of_the_options() {
+    let dir = temp_dir("options");
+    // bench makes exactly the racks asked for, and refuses fewer than one per built-in cluster.
+    fails_quickly("bench --racks 9", &["bench", "--racks", "9", "--count", "10"], &["--racks", "10"]);
+    let bench = gpuplace(&["bench", "--racks", "11", "--count", "10", "--repeat", "1", "--no-gpu"]);
+    assert!(stdout(&bench).contains("10 jobs × 11 racks"), "{}", stdout(&bench));
+    // −0 in a fleet file comes back as 0.
+    let fleet = stdout(&gpuplace(&["fleet", "--json"])).replacen(
+        "\"price_usd_per_mwh\": 40.0",
+        "\"price_usd_per_mwh\": -0.0",
+        1,
+    );
+    assert!(fleet.contains("-0.0"));
+    std::fs::write(dir.join("negzero.json"), fleet).unwrap();
+    let back = stdout(&gpuplace(&["fleet", "--fleet", &path(&dir, "negzero.json"), "--json"]));
+    assert!(!back.contains("-0.0"), "{back}");
+    // An unknown WGPU_BACKEND is named as such.
+    let output = gpuplace_env(&["place", "--count", "5", "--backend", "gpu"], &[("WGPU_BACKEND", "bogus")]);
+    assert_fails_cleanly("WGPU_BACKEND=bogus", &output, &["WGPU_BACKEND=bogus names no graphics API"]);
+    // --nodes builds a fleet only to write it.
+    let pods = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/azure_conv_sample.csv");
+    let output = gpuplace(&["import", "alibaba", pods.to_str().unwrap(), "--nodes", pods.to_str().unwrap()]);
+    assert_fails_cleanly("--nodes without --fleet-out", &output, &["--fleet-out"]);
+}
+
+#[test]
+fn imports_write_csv_for_csv_names_and_skip_rows_they_cannot_read() {
+    let dir = temp_dir("import-csv");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/azure_conv_sample.csv");
+    let (csv, json) = (path(&dir, "jobs.csv"), path(&dir, "jobs.json"));
+    for out in [&csv, &json] {
+        let output = gpuplace(&["import", "azure", fixture.to_str().unwrap(), "--scale", "100", "--out", out]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    assert!(std::fs::read_to_string(&csv).unwrap().starts_with("id,kind,"));
+    let place = |jobs: &str| stdout(&gpuplace(&["place", "--jobs", jobs, "--at", AT, "--backend", "cpu"]));
+    assert_eq!(place(&csv).lines().next(), place(&json).lines().next());
+    // A pod of an unknown QoS class and a row that is not UTF-8 are malformed rows, skipped.
+    let pods = b"name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
+p0,1000,1024,1,1000,,XX,Running,0,100,0\n\
+p\xff1,1000,1024,1,1000,,LS,Running,0,100,0\n\
+p2,1000,1024,1,1000,,LS,Running,0,100,0\n";
+    std::fs::write(dir.join("pods.csv"), pods).unwrap();
+    let output = gpuplace(&["import", "alibaba", &path(&dir, "pods.csv"), "--out", &path(&dir, "pods.json")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("2 malformed rows skipped (line 2: qos: unknown QoS class `XX`"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("line 3: (row): not valid UTF-8"), "{}", stderr(&output));
+    fails_quickly("--strict QoS", &["import", "alibaba", &path(&dir, "pods.csv"), "--strict"], &["line 2", "qos"]);
+}
+
+#[test]
+fn compare_takes_a_policy_file_and_refuses_a_preset() {
+    let dir = temp_dir("compare-policy");
+    let policy = serde_json::json!({
+        "inference": {"pack": 0, "spread": 0, "latency": 0, "energy": 0, "carbon": 0, "hbm": 0},
+        "agentic": {"pack": 0, "spread": 0, "latency": 0, "energy": 0, "carbon": 0, "hbm": 0},
+        "multimodal": {"pack": 0, "spread": 0, "latency": 0, "energy": 0, "carbon": 0, "hbm": 0},
+        "training": {"pack": 0, "spread": 0, "latency": 0, "energy": 0, "carbon": 0, "hbm": 0}
+    });
+    std::fs::write(dir.join("zero.json"), policy.to_string()).unwrap();
+    let output =
+        gpuplace(&["compare", "--count", "300", "--at", AT, "--backend", "cpu", "--policy", &path(&dir, "zero.json")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("| {name}")))
+            .map(|l| l.split('|').skip(2).take(5).collect::<Vec<_>>())
+    };
+    // All weights zero is first fit: the same row.
+    assert_eq!(row(&path(&dir, "zero.json")), row("first-fit"), "{text}");
+    fails_quickly(
+        "compare --policy-preset",
+        &["compare", "--policy-preset", "spread", "--count", "10"],
+        &["--policy-preset"],
+    );
+}

@@ -110,13 +110,36 @@ pub(crate) struct RoundLimits {
     /// Test hook: ignore the racks that changed since the snapshot, which breaks the engine (the
     /// negative control of its cross-check against the reference rule).
     pub ignore_changed_racks: bool,
+    /// Word why each unplaced job could not be placed ([`Reasons::Worded`]), or leave it to the
+    /// caller, who may not need it ([`Reasons::Skipped`]).
+    pub reasons: Reasons,
 }
 
 impl Default for RoundLimits {
     fn default() -> Self {
-        RoundLimits { max_dirty_racks: usize::MAX, max_jobs_per_round: 65_536, ignore_changed_racks: false }
+        RoundLimits {
+            max_dirty_racks: usize::MAX,
+            max_jobs_per_round: 65_536,
+            ignore_changed_racks: false,
+            reasons: Reasons::Worded,
+        }
     }
 }
+
+/// Whether placement words the reason of each job it cannot place (a few microseconds each, the
+/// larger part of a replay's time when many jobs wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reasons {
+    /// Every unplaced job gets its reason.
+    #[default]
+    Worded,
+    /// Unplaced jobs get [`NOT_WORDED`]; the caller words the reasons it needs
+    /// ([`crate::Scheduler::unplaced_reason`]).
+    Skipped,
+}
+
+/// The reason given with [`Reasons::Skipped`].
+pub const NOT_WORDED: &str = "no feasible rack (reason not worded)";
 
 /// The decision order: priority descending, then id ascending.
 pub fn decision_order(jobs: &[crate::model::jobs::Job]) -> Vec<usize> {
@@ -134,13 +157,22 @@ pub(crate) fn decision_rank(jobs: &[crate::model::jobs::Job], index: usize) -> u
 
 /// Unplaced reasons, worded once per (need, ledger version): jobs of one need in one state share one.
 #[derive(Default)]
-struct Reasons {
+struct ReasonCache {
     cache: HashMap<(JobGpu, u64), Arc<str>>,
     worded: u64,
+    skipped: Option<Arc<str>>,
 }
 
-impl Reasons {
+impl ReasonCache {
+    /// A cache that words nothing: every reason is [`NOT_WORDED`].
+    fn skipping() -> Self {
+        ReasonCache { skipped: Some(Arc::from(NOT_WORDED)), ..ReasonCache::default() }
+    }
+
     fn reason(&mut self, ledger: &Ledger, job: &JobGpu) -> Arc<str> {
+        if let Some(skipped) = &self.skipped {
+            return Arc::clone(skipped);
+        }
         // Reasons depend only on what the job needs, not on how it scores: leave the weights, the
         // latency reference and the per-job random salt out of the key, or no two jobs would share one.
         let need =
@@ -160,7 +192,7 @@ impl Reasons {
 /// jobs before it, committed on `ledger`. Simple and slow; the definition the batched engine must
 /// match.
 pub fn place_reference(ledger: &mut Ledger, jobs: &[JobGpu], order: &[usize]) -> Vec<Decision> {
-    let mut reasons = Reasons::default();
+    let mut reasons = ReasonCache::default();
     order
         .iter()
         .map(|&j| {
@@ -214,7 +246,10 @@ pub(crate) fn place_batched_with(
     assert!((1..=MAX_CANDIDATES as usize).contains(&k), "k must be 1..={MAX_CANDIDATES}, not {k}");
     let mut decisions: Vec<Decision> = Vec::with_capacity(order.len());
     let mut stats = EngineStats::default();
-    let mut reasons = Reasons::default();
+    let mut reasons = match limits.reasons {
+        Reasons::Worded => ReasonCache::default(),
+        Reasons::Skipped => ReasonCache::skipping(),
+    };
     // Racks changed since the round's snapshot, by class.
     let mut dirty = ClassIndex::new(ledger.fleet());
     let mut position = 0;

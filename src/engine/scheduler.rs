@@ -9,7 +9,7 @@ use crate::engine::backend::{Backend, BackendChoice};
 use crate::engine::explain::Explanation;
 use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::place::{
-    Decision, EngineStats, Outcome, Placement, RoundLimits, Timings, decision_order, place_batched_with,
+    Decision, EngineStats, Outcome, Placement, Reasons, RoundLimits, Timings, decision_order, place_batched_with,
 };
 use crate::error::{InputError, Result};
 use crate::kernel::score::JobGpu;
@@ -148,10 +148,13 @@ impl Scheduler {
     /// guarantee). Placed jobs hold their capacity until [`Scheduler::release`]d. An input error,
     /// before anything is placed, if one of them is already placed, is named twice or does not
     /// exist, or if `compiled` came from a scheduler of another fleet.
+    /// `reasons` says whether each unplaced job's reason is worded; see
+    /// [`Scheduler::unplaced_reason`] for wording one later.
     pub fn place_compiled(
         &mut self,
         compiled: &Compiled,
         subset: &[usize],
+        reasons: Reasons,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<Decision>, EngineStats)> {
         let workload = compiled.workload;
@@ -185,8 +188,9 @@ impl Scheduler {
         let mut order = subset.to_vec();
         order.sort_unstable_by_key(|&j| compiled.rank[j]);
         let k = self.policy.candidates as usize;
+        let limits = RoundLimits { reasons, ..self.limits };
         let (decisions, stats) =
-            place_batched_with(&mut self.ledger, &compiled.jobs, &order, &mut self.backend, k, self.limits, progress)?;
+            place_batched_with(&mut self.ledger, &compiled.jobs, &order, &mut self.backend, k, limits, progress)?;
         for decision in &decisions {
             if let Outcome::Placed { allocation, .. } = &decision.outcome {
                 self.running.insert(workload.jobs[decision.job].id.clone(), allocation.clone());
@@ -216,7 +220,7 @@ impl Scheduler {
         let scoring_before = self.backend.scoring_time();
         let before = self.ledger.state().clone();
         let all: Vec<usize> = (0..workload.jobs.len()).collect();
-        let (decisions, stats) = self.place_compiled(&compiled, &all, progress)?;
+        let (decisions, stats) = self.place_compiled(&compiled, &all, Reasons::Worded, progress)?;
         let score = self.backend.scoring_time() - scoring_before;
         let placed_at = Instant::now();
         Ok(Placement {
@@ -234,6 +238,12 @@ impl Scheduler {
                 commit: (placed_at - compiled_at).saturating_sub(score),
             },
         })
+    }
+
+    /// Why job `job` of `compiled` cannot be placed on the live capacity now, in words (as
+    /// placement words it; see [`crate::engine::reasons`]).
+    pub fn unplaced_reason(&self, compiled: &Compiled, job: usize) -> String {
+        crate::engine::reasons::unplaced_reason(&self.ledger, &compiled.jobs[job])
     }
 
     /// The reference oracle on the same inputs, from the live capacity, without changing it (slow;

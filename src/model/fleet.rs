@@ -443,7 +443,12 @@ impl Fleet {
                     ));
                 }
                 let rack_type = rack_types.iter().position(|rt| rt.name == cf.rack_type).ok_or_else(|| {
-                    InputError::new(src, &record, field("rack_type"), format!("unknown rack type `{}`", shown(&cf.rack_type)))
+                    InputError::new(
+                        src,
+                        &record,
+                        field("rack_type"),
+                        format!("unknown rack type `{}`", shown(&cf.rack_type)),
+                    )
                 })?;
                 if cf.racks == 0 || cf.racks > MAX_CLUSTER_RACKS {
                     return Err(InputError::new(

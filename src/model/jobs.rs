@@ -93,7 +93,10 @@ impl Job {
             (Some(hours), None) if !hours.is_finite() || hours <= 0.0 || hours > max_hours as f64 => {
                 return Err((
                     "duration_h",
-                    format!("{} is out of range: must be more than 0 and at most {max_hours} hours", shown_number(hours)),
+                    format!(
+                        "{} is out of range: must be more than 0 and at most {max_hours} hours",
+                        shown_number(hours)
+                    ),
                 ));
             }
             (None, Some(seconds)) if seconds == 0 || seconds > MAX_DURATION_S => {
@@ -322,9 +325,7 @@ impl Workload {
                     .parse::<i32>()
                     .map_err(|_| err(4, format!("`{}` is not a whole number", shown(cell(4)))))?,
                 duration_h: optional(5)
-                    .map(|text| {
-                        text.parse::<f64>().map_err(|_| err(5, format!("`{}` is not a number", shown(text))))
-                    })
+                    .map(|text| text.parse::<f64>().map_err(|_| err(5, format!("`{}` is not a number", shown(text)))))
                     .transpose()?,
                 region: cell(6).to_string(),
                 max_latency_ms: optional(7).map(|_| parse_u32(7)).transpose()?,
@@ -443,16 +444,26 @@ impl Workload {
             let err =
                 |field: &str, message: String| InputError::new(&self.source_name, self.error_record(i), field, message);
             let region = fleet.region_index(&job.region).ok_or_else(|| {
-                err("region", format!("unknown region `{}`: the fleet knows {}", shown(&job.region), fleet.regions.join(", ")))
+                err(
+                    "region",
+                    format!("unknown region `{}`: the fleet knows {}", shown(&job.region), fleet.regions.join(", ")),
+                )
             })?;
             let jurisdiction_mask = tag_mask(&job.jurisdictions, &fleet.jurisdictions).map_err(|name| {
                 err(
                     "jurisdictions",
-                    format!("unknown jurisdiction `{}`: the fleet has {}", shown(&name), fleet.jurisdictions.join(", ")),
+                    format!(
+                        "unknown jurisdiction `{}`: the fleet has {}",
+                        shown(&name),
+                        fleet.jurisdictions.join(", ")
+                    ),
                 )
             })?;
             let provider_mask = tag_mask(&job.providers, &fleet.providers).map_err(|name| {
-                err("providers", format!("unknown provider `{}`: the fleet has {}", shown(&name), fleet.providers.join(", ")))
+                err(
+                    "providers",
+                    format!("unknown provider `{}`: the fleet has {}", shown(&name), fleet.providers.join(", ")),
+                )
             })?;
             let not_before = job.not_before.as_deref().map(|text| Day::parse(text).expect("validated"));
             let latency_ref_ms = job.max_latency_ms.unwrap_or(policy.latency_ref_ms);

@@ -74,7 +74,9 @@ pub(crate) fn read_bytes(path: &std::path::Path, limit: u64, expect: Expect) -> 
     let first = start.iter().copied().find(|b| !b.is_ascii_whitespace());
     let shape = match expect {
         Expect::Object => (first != Some(b'{')).then_some("a JSON object"),
-        Expect::ObjectOrArray => (!matches!(first, Some(b'{' | b'['))).then_some("a JSON array or object"),
+        Expect::ObjectOrArray => {
+            (!matches!(first, Some(b'{' | b'['))).then_some("an array of jobs or an object {\"jobs\": [...]}")
+        }
         Expect::Csv => (bytes.len() == 1 << 20 && !bytes.contains(&b'\n') && !bytes.contains(&b'\r'))
             .then_some("CSV text with a header line"),
     };
@@ -86,7 +88,9 @@ pub(crate) fn read_bytes(path: &std::path::Path, limit: u64, expect: Expect) -> 
             Some(b) => format!("byte {b:#04x}"),
             None => "no text".into(),
         };
-        return Err(InputError::new(&name, "document", "(top level)", format!("expected {expected}, found {found}")).into());
+        return Err(
+            InputError::new(&name, "document", "(top level)", format!("expected {expected}, found {found}")).into()
+        );
     }
     reader.read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {

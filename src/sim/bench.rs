@@ -125,7 +125,9 @@ pub fn bench_fleet(racks: usize) -> std::result::Result<Fleet, InputError> {
             "command line",
             "--racks",
             "racks",
-            format!("{racks} is out of range: must be {clusters} (one per cluster of the built-in fleet) to {MAX_FLEET_RACKS}"),
+            format!(
+                "{racks} is out of range: must be {clusters} (one per cluster of the built-in fleet) to {MAX_FLEET_RACKS}"
+            ),
         ));
     }
     let mut assigned = 0usize;

@@ -300,7 +300,12 @@ pub fn alibaba_nodes(
             Some((line, what)) => format!(" ({} malformed rows; line {line}: {what})", report.malformed.len()),
             None => String::new(),
         };
-        return Err(InputError::new(source_name, "document", "(rows)", format!("no node with GPUs to build a fleet from{why}")));
+        return Err(InputError::new(
+            source_name,
+            "document",
+            "(rows)",
+            format!("no node with GPUs to build a fleet from{why}"),
+        ));
     }
     let mut rack_types = BTreeMap::new();
     let mut clusters = Vec::new();

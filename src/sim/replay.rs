@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::engine::place::Outcome;
+use crate::engine::place::{Outcome, Reasons};
 use crate::engine::{Allocation, Scheduler};
 use crate::error::{InputError, Result};
 use crate::model::date::Day;
@@ -221,7 +221,6 @@ pub fn replay(
     let mut fates: Vec<Option<JobFate>> = vec![None; n];
     let mut running: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     let mut waiting: Vec<usize> = Vec::new();
-    let mut last_reason: Vec<Option<std::sync::Arc<str>>> = vec![None; n];
     let mut next_arrival = 0usize;
     let mut timeline = Vec::new();
     let mut scheduling = Vec::new();
@@ -252,10 +251,13 @@ pub fn replay(
         if let Some(max_wait) = config.max_wait_s {
             let mut position = 0;
             let tried = tried_since;
+            let today = config.start.saturating_add(t / 86_400);
             waiting.retain(|&j| {
                 let expired = t - submit[j] > max_wait;
                 if expired {
-                    let why = last_reason[j].as_deref().unwrap_or("no capacity");
+                    // Why it cannot run, as things stand now (placement leaves reasons unworded).
+                    compiled.jobs[j].ready_day = today.0;
+                    let why = scheduler.unplaced_reason(&compiled, j);
                     fates[j] = Some(JobFate::Rejected {
                         arrived_s: submit[j],
                         at_s: t,
@@ -280,7 +282,7 @@ pub fn replay(
             for &j in &to_place {
                 compiled.jobs[j].ready_day = today.0;
             }
-            let (decisions, _) = scheduler.place_compiled(&compiled, &to_place, &mut |_, _| {})?;
+            let (decisions, _) = scheduler.place_compiled(&compiled, &to_place, Reasons::Skipped, &mut |_, _| {})?;
             for decision in decisions {
                 let j = decision.job;
                 match decision.outcome {
@@ -289,10 +291,7 @@ pub fn replay(
                         running.push(Reverse((end, j)));
                         fates[j] = Some(JobFate::Placed { arrived_s: submit[j], start_s: t, end_s: end, allocation });
                     }
-                    Outcome::Unplaced { reason } => {
-                        last_reason[j] = Some(reason);
-                        waiting.push(j);
-                    }
+                    Outcome::Unplaced { .. } => waiting.push(j),
                 }
             }
         }
@@ -334,7 +333,7 @@ pub fn replay(
         if next == u64::MAX {
             // Nothing will ever arrive or finish: the waiting jobs can never be placed.
             for &j in &waiting {
-                let why = last_reason[j].as_deref().unwrap_or("no capacity");
+                let why = scheduler.unplaced_reason(&compiled, j);
                 fates[j] = Some(JobFate::Rejected {
                     arrived_s: submit[j],
                     at_s: t,
