@@ -295,3 +295,27 @@ fn replay_waits_for_capacity_to_come_online_and_for_not_before() {
         assert_eq!(started, vec![(0, 2 * 86_400), (86_400, 2 * 86_400), (3 * 86_400, 3 * 86_400)], "{name}");
     });
 }
+
+#[test]
+fn retrying_waiting_jobs_only_when_capacity_grew_changes_no_decision() {
+    // The shortcut against its definition: the same fates, timeline and metrics as trying every
+    // waiting job at every interval, on contended problems with and without max-wait.
+    for seed in 400..430 {
+        let (fleet, workload, policy) = problem(seed);
+        for max_wait_s in [None, Some(900)] {
+            let config = ReplayConfig { interval_s: [60, 7][seed as usize % 2], max_wait_s, start: at() };
+            let run = |retry_all: bool| {
+                let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu()).unwrap();
+                if retry_all {
+                    gpuplace::replay::replay_retrying_every_job(&mut scheduler, &workload, config).unwrap()
+                } else {
+                    replay(&mut scheduler, &workload, config, &mut |_, _| {}, &mut |_, _, _| {}).unwrap()
+                }
+            };
+            let (shortcut, definition) = (run(false), run(true));
+            assert_eq!(shortcut.fates, definition.fates, "seed {seed}, max-wait {max_wait_s:?}");
+            assert_eq!(shortcut.timeline, definition.timeline, "seed {seed}");
+            assert_eq!(shortcut.kinds, definition.kinds, "seed {seed}");
+        }
+    }
+}

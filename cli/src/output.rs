@@ -39,7 +39,10 @@ pub fn cleanup_on_signals() {
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            for path in temporary().drain(..) {
+            // The list stays locked until the process ends: a file being created meanwhile is
+            // never listed, so never left behind unlisted after this sweep.
+            let mut listed = temporary();
+            for path in listed.drain(..) {
                 let _ = std::fs::remove_file(path);
             }
             std::process::exit(128 + signal);
@@ -126,12 +129,13 @@ fn resolve(path: &Path) -> std::io::Result<Resolved> {
     Err(std::io::Error::other("too many levels of symbolic links"))
 }
 
-/// True when the current user may create files in `dir`.
-fn writable(dir: &Path) -> bool {
+/// True when the current user has `mode` (`libc::W_OK`, …) on `path` (for a directory, W_OK and
+/// X_OK: may create files in it).
+fn writable(path: &Path, mode: i32) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c_path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
     // SAFETY: a valid NUL-terminated path; access(2) only reads it.
-    unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    unsafe { libc::access(c_path.as_ptr(), mode) == 0 }
 }
 
 impl Outputs {
@@ -190,19 +194,28 @@ impl Outputs {
             }
             Err(e) => return Err(io_error(path, e)),
         };
-        let identity = match &target {
-            Target::Regular { identity, .. } | Target::Special { identity, .. } => identity,
+        // Two outputs may share a device (`/dev/null` twice, stdout and stderr on one terminal),
+        // but a regular file must be written by one of them only.
+        let regular = |t: &Target| matches!(t, Target::Regular { .. });
+        let identity = |t: &Target| match t {
+            Target::Regular { identity, .. } | Target::Special { identity, .. } => identity.clone(),
         };
-        if let Some((other, _)) = self.planned.iter().find(|(_, t)| match t {
-            Target::Regular { identity: i, .. } | Target::Special { identity: i, .. } => i == identity,
-        }) {
+        if let Some((other, _)) =
+            self.planned.iter().find(|(_, t)| (regular(t) || regular(&target)) && identity(t) == identity(&target))
+        {
             return Err(refuse(path, format!("is the same file as the output {}", other.display())));
         }
-        if let Target::Regular { path: file, .. } = &target {
-            let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            if !writable(dir) {
-                return Err(refuse(path, format!("cannot create files in {}", dir.display())));
+        match &target {
+            Target::Regular { path: file, .. } => {
+                let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if !writable(dir, libc::W_OK | libc::X_OK) {
+                    return Err(refuse(path, format!("cannot create files in {}", dir.display())));
+                }
             }
+            Target::Special { path: special, fd: None, .. } if !writable(special, libc::W_OK) => {
+                return Err(refuse(path, "cannot be written".into()));
+            }
+            Target::Special { .. } => {}
         }
         self.planned.push((path.to_path_buf(), target));
         Ok(OutputId(self.planned.len() - 1))
@@ -235,7 +248,16 @@ impl Outputs {
             }
             .map_err(|e| io_error(shown, e))?;
             let mut writer = BufWriter::with_capacity(1 << 20, &mut out);
-            content(&mut writer).and_then(|()| writer.flush()).map_err(|e| io_error(shown, e))?;
+            let written = content(&mut writer).and_then(|()| writer.flush());
+            match written {
+                // The reader of our own stdout went away (`--out /dev/stdout | head`): end quietly,
+                // as SIGPIPE would, without putting anything else in place.
+                Err(e) if fd.is_some() && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    drop(staged);
+                    std::process::exit(128 + libc::SIGPIPE);
+                }
+                written => written.map_err(|e| io_error(shown, e))?,
+            }
         }
         for (shown, path, temp) in staged {
             temp.persist(path).map_err(|e| io_error(shown, e))?;

@@ -210,7 +210,8 @@ pub fn compare(rows: &[CompareRow], replay: bool) -> String {
         let _ = writeln!(
             text,
             "| {} | {} | {} | {:.1} |{} {:.0} | {:.0} | {} | {:.3} |",
-            row.policy,
+            // A `|` in a policy's name would split the Markdown cell.
+            row.policy.replace('|', "\\|"),
             row.jobs_placed,
             row.gpus_placed,
             row.stranded_gpus,

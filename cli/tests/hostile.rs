@@ -651,17 +651,17 @@ fn endless_and_binary_inputs_fail_at_once() {
 
 #[test]
 fn usage_errors_are_one_line() {
-    for args in [
-        &["generate", "--count", "-1"][..],
-        &["place", "--backend", "foo"],
-        &["explain"],
-        &["import"],
-        &["import", "alibaba"],
-        &["replay", "--interval", "0"],
-        &["nonsense"],
+    for (args, needle) in [
+        (&["generate", "--count", "-1"][..], "'-1'"),
+        (&["place", "--backend", "foo"], "'foo'"),
+        (&["explain"], "--job"),
+        (&["import"], "missing"),
+        (&["import", "alibaba"], "<PODS>"),
+        (&["replay", "--interval", "0"], "'0'"),
+        (&["nonsense"], "'nonsense'"),
     ] {
         let output = gpuplace(args);
-        assert_fails_cleanly(&args.join(" "), &output, &["--help"]);
+        assert_fails_cleanly(&args.join(" "), &output, &[needle, "(see --help)"]);
     }
     let help = gpuplace(&["place", "--help"]);
     assert!(help.status.success() && stdout(&help).contains("Usage"));
@@ -682,8 +682,10 @@ fn small_details_of_the_options() {
     );
     assert!(fleet.contains("-0.0"));
     std::fs::write(dir.join("negzero.json"), fleet).unwrap();
-    let back = stdout(&gpuplace(&["fleet", "--fleet", &path(&dir, "negzero.json"), "--json"]));
-    assert!(!back.contains("-0.0"), "{back}");
+    let back = gpuplace(&["fleet", "--fleet", &path(&dir, "negzero.json"), "--json"]);
+    assert!(back.status.success(), "{}", stderr(&back));
+    assert!(stdout(&back).contains("\"price_usd_per_mwh\": 0.0"), "{}", stdout(&back));
+    assert!(!stdout(&back).contains("-0.0"));
     // An unknown WGPU_BACKEND is named as such.
     let output = gpuplace_env(&["place", "--count", "5", "--backend", "gpu"], &[("WGPU_BACKEND", "bogus")]);
     assert_fails_cleanly("WGPU_BACKEND=bogus", &output, &["WGPU_BACKEND=bogus names no graphics API"]);
@@ -703,8 +705,16 @@ fn imports_write_csv_for_csv_names_and_skip_rows_they_cannot_read() {
         assert!(output.status.success(), "{}", stderr(&output));
     }
     assert!(std::fs::read_to_string(&csv).unwrap().starts_with("id,kind,"));
-    let place = |jobs: &str| stdout(&gpuplace(&["place", "--jobs", jobs, "--at", AT, "--backend", "cpu"]));
-    assert_eq!(place(&csv).lines().next(), place(&json).lines().next());
+    let place = |jobs: &str, out: &str| {
+        let output = gpuplace(&["place", "--jobs", jobs, "--at", AT, "--backend", "cpu", "--out", out]);
+        assert!(output.status.success(), "{jobs}: {}", stderr(&output));
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(
+        place(&csv, &path(&dir, "a.out")),
+        place(&json, &path(&dir, "b.out")),
+        "CSV and JSON jobs place differently"
+    );
     // A pod of an unknown QoS class and a row that is not UTF-8 are malformed rows, skipped.
     let pods = b"name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
 p0,1000,1024,1,1000,,XX,Running,0,100,0\n\
@@ -742,7 +752,8 @@ fn compare_takes_a_policy_file_and_refuses_a_preset() {
             .map(|l| l.split('|').skip(2).take(5).collect::<Vec<_>>())
     };
     // All weights zero is first fit: the same row.
-    assert_eq!(row(&path(&dir, "zero.json")), row("first-fit"), "{text}");
+    assert_eq!(row("file zero.json"), row("first-fit"), "{text}");
+    assert!(row("file zero.json").is_some(), "{text}");
     fails_quickly(
         "compare --policy-preset",
         &["compare", "--policy-preset", "spread", "--count", "10"],

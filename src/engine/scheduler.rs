@@ -241,9 +241,22 @@ impl Scheduler {
     }
 
     /// Why job `job` of `compiled` cannot be placed on the live capacity now, in words (as
-    /// placement words it; see [`crate::engine::reasons`]).
-    pub fn unplaced_reason(&self, compiled: &Compiled, job: usize) -> String {
-        crate::engine::reasons::unplaced_reason(&self.ledger, &compiled.jobs[job])
+    /// placement words it; see [`crate::engine::reasons`]), or that it can. An input error if
+    /// `compiled` came from a scheduler of another fleet or has no job `job`.
+    pub fn unplaced_reason(&self, compiled: &Compiled, job: usize) -> Result<String> {
+        let refuse =
+            |message: &str| InputError::new(&compiled.workload.source_name, format!("record {job}"), "id", message);
+        if !Arc::ptr_eq(&compiled.fleet, &self.fleet) {
+            return Err(refuse("the workload was compiled by a scheduler of another fleet").into());
+        }
+        let record = compiled.jobs.get(job).ok_or_else(|| refuse("no job has this index in the workload"))?;
+        if self.ledger.best_rack(record).is_some() {
+            return Ok(format!(
+                "{}; a rack is free for it now",
+                crate::engine::reasons::describe_need(&self.fleet, record)
+            ));
+        }
+        Ok(crate::engine::reasons::unplaced_reason(&self.ledger, record))
     }
 
     /// The reference oracle on the same inputs, from the live capacity, without changing it (slow;

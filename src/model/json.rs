@@ -26,7 +26,7 @@ pub(crate) enum Expect {
     Object,
     /// A JSON object or array (`{` or `[`).
     ObjectOrArray,
-    /// CSV text: a header line within the first MiB.
+    /// CSV text: a printable UTF-8 header line ending within the first MiB.
     Csv,
 }
 
@@ -41,10 +41,12 @@ pub(crate) fn read_input(path: &std::path::Path, limit: u64, expect: Expect) -> 
         let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
         InputError::new(&name, format!("line {line}"), "(text)", format!("not valid UTF-8 at byte {at}"))
     })?;
-    Ok(match text.strip_prefix('\u{FEFF}') {
-        Some(rest) => rest.to_string(),
-        None => text,
-    })
+    let mut text = text;
+    if text.starts_with('\u{FEFF}') {
+        // In place: no second copy of a large file.
+        text.drain(..'\u{FEFF}'.len_utf8());
+    }
+    Ok(text)
 }
 
 /// Reads a whole input file, naming it in errors: at most `limit` bytes (a larger file, or an
@@ -52,6 +54,7 @@ pub(crate) fn read_input(path: &std::path::Path, limit: u64, expect: Expect) -> 
 /// the first MiB before the rest is read.
 pub(crate) fn read_bytes(path: &std::path::Path, limit: u64, expect: Expect) -> Result<Vec<u8>> {
     use std::io::Read;
+    const CHUNK: u64 = 1 << 20;
     let name = path.display().to_string();
     let io = |source| Error::Io { path: path.into(), source };
     let too_large = || {
@@ -62,35 +65,63 @@ pub(crate) fn read_bytes(path: &std::path::Path, limit: u64, expect: Expect) -> 
             format!("larger than {} MiB, the most gpuplace reads in a file of this kind", limit >> 20),
         )
     };
+    let refuse = |message: String| -> Error { InputError::new(&name, "document", "(top level)", message).into() };
     let file = std::fs::File::open(path).map_err(io)?;
-    if file.metadata().map_err(io)?.len() > limit {
+    let size = file.metadata().map_err(io)?.len();
+    if size > limit {
         return Err(too_large().into());
     }
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file).take(limit + 1);
-    let mut bytes = Vec::new();
-    // The first MiB: enough to see what the file is.
-    (&mut reader).take(1 << 20).read_to_end(&mut bytes).map_err(io)?;
-    let start = bytes.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(&bytes);
-    let first = start.iter().copied().find(|b| !b.is_ascii_whitespace());
-    let shape = match expect {
-        Expect::Object => (first != Some(b'{')).then_some("a JSON object"),
-        Expect::ObjectOrArray => {
-            (!matches!(first, Some(b'{' | b'['))).then_some("an array of jobs or an object {\"jobs\": [...]}")
+    let mut reader = std::io::BufReader::with_capacity(CHUNK as usize, file).take(limit + 1);
+    // One allocation for a regular file; devices and pipes report no size.
+    let mut bytes = Vec::with_capacity(size as usize);
+    // Read until the file shows what it is: its first character that is not white space (JSON),
+    // or its first line (CSV); a chunk at a time, so that a device that never ends is refused on
+    // its first bytes.
+    let mut ended = false;
+    loop {
+        let before = bytes.len();
+        (&mut reader).take(CHUNK).read_to_end(&mut bytes).map_err(io)?;
+        ended = ended || (bytes.len() as u64 - before as u64) < CHUNK;
+        let start = bytes.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(&bytes);
+        match expect {
+            Expect::Object | Expect::ObjectOrArray => {
+                let Some(first) = start.iter().copied().find(|b| !b.is_ascii_whitespace()) else {
+                    if ended {
+                        // Empty or white space only: the parser words that.
+                        break;
+                    }
+                    continue;
+                };
+                let fits = if expect == Expect::Object { first == b'{' } else { matches!(first, b'{' | b'[') };
+                if !fits {
+                    let expected = if expect == Expect::Object {
+                        "a JSON object"
+                    } else {
+                        "an array of jobs or an object {\"jobs\": [...]}"
+                    };
+                    let found = if first.is_ascii_graphic() {
+                        format!("`{}`", first as char)
+                    } else {
+                        format!("byte {first:#04x}")
+                    };
+                    return Err(refuse(format!("expected {expected}, found {found}")));
+                }
+                break;
+            }
+            Expect::Csv => {
+                let end = start.iter().position(|&b| b == b'\n' || b == b'\r');
+                if end.is_none() && !ended {
+                    return Err(refuse("expected CSV text: no line ends within the first MiB".into()));
+                }
+                let header = &start[..end.unwrap_or(start.len())];
+                let printable =
+                    std::str::from_utf8(header).is_ok_and(|h| !h.chars().any(|c| c.is_control() && c != '\t'));
+                if !printable {
+                    return Err(refuse("expected CSV text: the header line is not printable UTF-8".into()));
+                }
+                break;
+            }
         }
-        Expect::Csv => (bytes.len() == 1 << 20 && !bytes.contains(&b'\n') && !bytes.contains(&b'\r'))
-            .then_some("CSV text with a header line"),
-    };
-    if let Some(expected) = shape
-        && !(first.is_none() && bytes.len() < 1 << 20)
-    {
-        let found = match first {
-            Some(b) if b.is_ascii_graphic() => format!("`{}`", b as char),
-            Some(b) => format!("byte {b:#04x}"),
-            None => "no text".into(),
-        };
-        return Err(
-            InputError::new(&name, "document", "(top level)", format!("expected {expected}, found {found}")).into()
-        );
     }
     reader.read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {

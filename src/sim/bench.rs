@@ -115,7 +115,9 @@ impl BenchConfig {
 
 /// The built-in fleet with its clusters scaled so that the fleet has exactly `racks` racks (at
 /// least one per cluster, so at least the built-in fleet's cluster count; at most
-/// [`MAX_FLEET_RACKS`]), and site power scaled alike.
+/// [`MAX_FLEET_RACKS`]). Each site's power is scaled by its clusters' proportional shares before
+/// rounding; the racks that rounding adds to or takes from the largest clusters leave power as it
+/// is (kept so, so that every measured problem stays the one of earlier measurements).
 pub fn bench_fleet(racks: usize) -> std::result::Result<Fleet, InputError> {
     let mut file = crate::model::builtin::default_fleet_file();
     let total: usize = file.sites.iter().flat_map(|s| &s.clusters).map(|c| c.racks as usize).sum();

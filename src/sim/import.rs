@@ -193,23 +193,6 @@ pub fn alibaba_pods(
         }
         let name = row.get("name");
         check_name(name, false).map_err(|m| ("name".to_string(), m))?;
-        if let Some(first) = first_line.get(name) {
-            return Err(("name".into(), format!("`{name}` repeats the pod name of line {first}")));
-        }
-        first_line.insert(name.to_string(), line);
-        if gpus == 0 {
-            zero_gpu += 1;
-            return Ok(());
-        }
-        if jobs.len() == MAX_JOBS {
-            return Err(("(row)".into(), format!("more than {MAX_JOBS} pods with GPUs, the most gpuplace accepts")));
-        }
-        if gpu_milli < 1000 {
-            shared += 1;
-        }
-        if !row.get("gpu_spec").is_empty() {
-            with_spec += 1;
-        }
         let (kind, priority) = match row.get("qos") {
             "LS" => (JobKind::Inference, 100),
             "Burstable" => (JobKind::Agentic, 60),
@@ -220,6 +203,24 @@ pub fn alibaba_pods(
                 return Err(("qos".into(), message));
             }
         };
+        // Every check of the row is above: a malformed row leaves no trace in what follows.
+        if let Some(first) = first_line.get(name) {
+            return Err(("name".into(), format!("`{}` repeats the pod name of line {first}", shown(name))));
+        }
+        if gpus > 0 && jobs.len() == MAX_JOBS {
+            return Err(("(row)".into(), format!("more than {MAX_JOBS} pods with GPUs, the most gpuplace accepts")));
+        }
+        first_line.insert(name.to_string(), line);
+        if gpus == 0 {
+            zero_gpu += 1;
+            return Ok(());
+        }
+        if gpu_milli < 1000 {
+            shared += 1;
+        }
+        if !row.get("gpu_spec").is_empty() {
+            with_spec += 1;
+        }
         jobs.push(Job {
             id: name.to_string(),
             kind,

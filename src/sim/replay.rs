@@ -1,9 +1,11 @@
 //! `gpuplace replay`: online placement of a workload over time.
 //!
-//! Time advances in scheduling intervals of trace time. At each interval the jobs that finished
-//! release their GPUs and power, newly arrived jobs join the waiting ones, jobs that waited longer
-//! than `max_wait_s` are rejected, and all waiting jobs are placed in one batch through the same
-//! engine and backend as `place` (priority order, exact capacity). A job that arrives between two
+//! Time advances in scheduling intervals of trace time. At each interval the waiting jobs that
+//! have waited longer than `max_wait_s` are rejected, the jobs that finished release their GPUs and
+//! power, newly arrived jobs join the waiting ones, and the waiting jobs are placed in one batch
+//! through the same engine and backend as `place` (priority order, exact capacity). A job is always
+//! tried at the first boundary after it arrives; one that found no rack is tried again only once
+//! capacity may have grown (a release, or a new day), which gives the same decisions. A job that arrives between two
 //! interval boundaries is first considered at the next boundary, so it never starts before it
 //! arrives; a job that ends between boundaries releases its resources at the next boundary.
 //!
@@ -189,6 +191,30 @@ pub fn replay(
     progress: &mut dyn FnMut(u64, u64),
     check_after: &mut IntervalCheck,
 ) -> Result<ReplayReport> {
+    replay_with(scheduler, workload, config, progress, check_after, false)
+}
+
+/// Test hook: [`replay`] trying every waiting job at every interval, the definition its shortcut
+/// (waiting jobs are tried again only once capacity may have grown) must match decision for
+/// decision.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub fn replay_retrying_every_job(
+    scheduler: &mut Scheduler,
+    workload: &Workload,
+    config: ReplayConfig,
+) -> Result<ReplayReport> {
+    replay_with(scheduler, workload, config, &mut |_, _| {}, &mut |_, _, _| {}, true)
+}
+
+fn replay_with(
+    scheduler: &mut Scheduler,
+    workload: &Workload,
+    config: ReplayConfig,
+    progress: &mut dyn FnMut(u64, u64),
+    check_after: &mut IntervalCheck,
+    retry_all: bool,
+) -> Result<ReplayReport> {
     config.validate()?;
     let interval = config.interval_s;
     let mut compiled = scheduler.compile(workload, config.start)?;
@@ -235,6 +261,33 @@ pub fn replay(
     let mut last_today = None;
 
     while next_arrival < n || !waiting.is_empty() || !running.is_empty() {
+        // Jobs that waited too long are rejected first. Every waiting job was tried at an earlier
+        // interval (a job is always tried once, at the first boundary after it arrives), and since
+        // then only commits have happened: its reason, worded against this capacity, is true.
+        if let Some(max_wait) = config.max_wait_s {
+            let mut position = 0;
+            let tried = tried_since;
+            let mut expired = Vec::new();
+            waiting.retain(|&j| {
+                let expires = t - submit[j] > max_wait;
+                if expires {
+                    expired.push(j);
+                    if position < tried {
+                        tried_since -= 1;
+                    }
+                }
+                position += 1;
+                !expires
+            });
+            for j in expired {
+                let why = scheduler.unplaced_reason(&compiled, j)?;
+                fates[j] = Some(JobFate::Rejected {
+                    arrived_s: submit[j],
+                    at_s: t,
+                    reason: format!("waited more than {max_wait} s; {why}"),
+                });
+            }
+        }
         // Completions up to now give back their resources.
         while let Some(&Reverse((end, j))) = running.peek() {
             if end > t {
@@ -248,33 +301,10 @@ pub fn replay(
             waiting.push(arrivals[next_arrival]);
             next_arrival += 1;
         }
-        if let Some(max_wait) = config.max_wait_s {
-            let mut position = 0;
-            let tried = tried_since;
-            let today = config.start.saturating_add(t / 86_400);
-            waiting.retain(|&j| {
-                let expired = t - submit[j] > max_wait;
-                if expired {
-                    // Why it cannot run, as things stand now (placement leaves reasons unworded).
-                    compiled.jobs[j].ready_day = today.0;
-                    let why = scheduler.unplaced_reason(&compiled, j);
-                    fates[j] = Some(JobFate::Rejected {
-                        arrived_s: submit[j],
-                        at_s: t,
-                        reason: format!("waited more than {max_wait} s; {why}"),
-                    });
-                    if position < tried {
-                        tried_since -= 1;
-                    }
-                }
-                position += 1;
-                !expired
-            });
-        }
         let started = Instant::now();
         // The placement date advances with trace time; a job may use what is online today.
         let today = config.start.saturating_add(t / 86_400);
-        capacity_grew |= last_today != Some(today);
+        capacity_grew |= retry_all || last_today != Some(today);
         last_today = Some(today);
         let first = if capacity_grew { 0 } else { tried_since };
         if first < waiting.len() {
@@ -333,7 +363,7 @@ pub fn replay(
         if next == u64::MAX {
             // Nothing will ever arrive or finish: the waiting jobs can never be placed.
             for &j in &waiting {
-                let why = scheduler.unplaced_reason(&compiled, j);
+                let why = scheduler.unplaced_reason(&compiled, j)?;
                 fates[j] = Some(JobFate::Rejected {
                     arrived_s: submit[j],
                     at_s: t,

@@ -25,8 +25,12 @@ pub fn run(inputs: &Inputs, replay: bool, replay_args: &ReplayArgs, json: Option
     let json_id = json.map(|path| outputs.plan(path)).transpose()?;
     let (mut prepared, config) = prepare_replay(inputs, replay_args)?;
     let at = prepared.scheduler.placement_date(prepared.at);
-    // A policy file is compared too, first, under its file name.
-    let custom = inputs.policy.as_ref().map(|path| (path.display().to_string(), *prepared.scheduler.policy()));
+    // A policy file is compared too, first, named after the file (marked, so that a file called
+    // `default` is not taken for the preset).
+    let custom = inputs.policy.as_ref().map(|path| {
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        (format!("file {name}"), *prepared.scheduler.policy())
+    });
     let rows = compare(
         &mut prepared.scheduler,
         &prepared.workload,
