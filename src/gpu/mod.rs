@@ -410,21 +410,6 @@ impl GpuScorer {
             bytes(jobs * k, size_of::<Candidate>()),
             bytes(jobs, 4),
         ];
-        if let Some(b) = &self.buffers {
-            let have = [
-                b.jobs.size(),
-                b.racks.size(),
-                b.sites.size(),
-                b.clusters.size(),
-                b.latency.size(),
-                b.candidates.size(),
-                b.feasible.size(),
-            ];
-            if have.iter().zip(&need).all(|(h, n)| h >= n) {
-                return;
-            }
-        }
-        // Grow to at least twice the old size so that slowly growing batches do not reallocate each time.
         let old = self.buffers.as_ref().map(|b| {
             [
                 b.jobs.size(),
@@ -436,6 +421,10 @@ impl GpuScorer {
                 b.feasible.size(),
             ]
         });
+        if old.is_some_and(|have| have.iter().zip(&need).all(|(h, n)| h >= n)) {
+            return;
+        }
+        // Grow to at least twice the old size so that slowly growing batches do not reallocate each time.
         let max_binding = max_binding(&self.context.limits);
         let size = |i: usize| match old {
             Some(old) if old[i] >= need[i] => old[i],
