@@ -28,12 +28,16 @@ pub enum Command {
     Place {
         #[command(flatten)]
         inputs: Inputs,
-        /// Write placements, unplaced jobs and totals to this JSON file.
+        /// Write placements, unplaced jobs and totals to this JSON file (`-`: standard output, and
+        /// the summary goes to standard error).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Print where the time went: generation or parsing, validation, scoring, commit, output.
         #[arg(long)]
         timings: bool,
+        /// Exit with code 1 when some jobs are not placed (after writing everything).
+        #[arg(long)]
+        fail_on_unplaced: bool,
     },
     /// Replay jobs over time: arrivals, completions, waiting, per-interval batch placement.
     #[command(after_help = "Examples:
@@ -52,6 +56,9 @@ pub enum Command {
         /// Draw GPU utilization per site and queueing delay per kind to this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
+        /// Exit with code 1 when some jobs are rejected (after writing everything).
+        #[arg(long)]
+        fail_on_unplaced: bool,
     },
     /// Run every policy preset (default, first-fit, best-fit, spread, random), and --policy FILE
     /// if given, on the same input.
@@ -154,9 +161,13 @@ pub enum Command {
         /// Date `not_before` values are drawn after (default: the fleet's as_of, else today).
         #[arg(long, value_name = "YYYY-MM-DD")]
         at: Option<String>,
-        /// Output file: CSV if it ends in .csv, else JSON (default: JSON on stdout).
+        /// Output file (`-`: standard output): CSV if it ends in .csv, else JSON (default: JSON on
+        /// stdout).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The format to write, whatever the name.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        jobs_format: Option<FormatArg>,
     },
 }
 
@@ -179,7 +190,7 @@ pub enum ImportCommand {
     #[command(after_help = "Examples:
   gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv --fleet-out fleet.json --out jobs.json")]
     Alibaba {
-        /// The pod list CSV.
+        /// The pod list CSV (`-`: standard input).
         pods: PathBuf,
         /// The node list CSV, to build a fleet from (written to --fleet-out).
         #[arg(long, value_name = "FILE", requires = "fleet_out")]
@@ -190,9 +201,13 @@ pub enum ImportCommand {
         /// Region to give every job (the imported fleet's is `openb`).
         #[arg(long, default_value = gpuplace::import::ALIBABA_REGION)]
         region: String,
-        /// Jobs output: CSV if it ends in .csv, else JSON (default: JSON on stdout).
+        /// Jobs output (`-`: standard output): CSV if it ends in .csv, else JSON (default: JSON on
+        /// stdout).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The format to write, whatever the name.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        jobs_format: Option<FormatArg>,
         /// Fail on the first malformed row instead of skipping and counting it.
         #[arg(long)]
         strict: bool,
@@ -202,7 +217,8 @@ pub enum ImportCommand {
   gpuplace import azure AzureLLMInferenceTrace_conv.csv --scale 1000 --out conv-jobs.json
   gpuplace import azure AzureLLMInferenceTrace_code.csv --replica-gpus 4 --region eu-west")]
     Azure {
-        /// Trace CSV files (TIMESTAMP, ContextTokens, GeneratedTokens); their jobs are concatenated.
+        /// Trace CSV files (TIMESTAMP, ContextTokens, GeneratedTokens; `-`: standard input), read as
+        /// one workload.
         #[arg(required = true)]
         traces: Vec<PathBuf>,
         /// Job kind (default per file: agentic for a file named *code*, else inference).
@@ -235,9 +251,13 @@ pub enum ImportCommand {
         /// HBM per GPU the model needs, GB.
         #[arg(long, default_value_t = 200)]
         hbm_gb: u32,
-        /// Jobs output: CSV if it ends in .csv, else JSON (default: JSON on stdout).
+        /// Jobs output (`-`: standard output): CSV if it ends in .csv, else JSON (default: JSON on
+        /// stdout).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The format to write, whatever the name.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        jobs_format: Option<FormatArg>,
         /// Fail on the first malformed row instead of skipping and counting it.
         #[arg(long)]
         strict: bool,
@@ -246,13 +266,17 @@ pub enum ImportCommand {
 
 #[derive(Args)]
 pub struct Inputs {
-    /// Fleet JSON file (default: the built-in fleet).
+    /// Fleet JSON file, `-` for standard input (default: the built-in fleet).
     #[arg(long, value_name = "FILE")]
     pub fleet: Option<PathBuf>,
-    /// Jobs file, JSON or CSV by extension (default: a generated workload).
+    /// Jobs file, `-` for standard input (default: a generated workload). JSON or CSV by its
+    /// extension, else by its content, or as --jobs-format says.
     #[arg(long, value_name = "FILE")]
     pub jobs: Option<PathBuf>,
-    /// Policy JSON file (default: the built-in policy).
+    /// The format of --jobs, when its name or content should not decide.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub jobs_format: Option<FormatArg>,
+    /// Policy JSON file, `-` for standard input (default: the built-in policy).
     #[arg(long, value_name = "FILE", conflicts_with = "policy_preset")]
     pub policy: Option<PathBuf>,
     /// A built-in policy: default, first-fit, best-fit, spread or random.
@@ -273,6 +297,25 @@ pub struct Inputs {
     /// Scoring backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
+}
+
+/// A jobs file's format.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// An array of jobs, or {"jobs": [...]}.
+    Json,
+    /// A header line, then a job per line.
+    Csv,
+}
+
+impl FormatArg {
+    /// The library's format.
+    pub fn format(self) -> gpuplace::model::jobs::JobsFormat {
+        match self {
+            FormatArg::Json => gpuplace::model::jobs::JobsFormat::Json,
+            FormatArg::Csv => gpuplace::model::jobs::JobsFormat::Csv,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -26,14 +26,30 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(&error),
     };
     match commands::run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(commands::Done::Complete) => ExitCode::SUCCESS,
+        Ok(commands::Done::SomeUnplaced) => ExitCode::from(1),
         Err(error) => {
             // One line: the library's errors already name the file, record and field, and include
             // their causes; wgpu's multi-line diagnostics are folded onto the line.
             let message = one_line(&error);
             render::note(&format!("error: {message}"));
-            ExitCode::from(2)
+            ExitCode::from(exit_code(&error))
         }
+    }
+}
+
+/// The exit code of an error (the table is in `args.rs`'s help and in the README): 3 for an output
+/// that could not be written and for a GPU backend that could not be used (or disagreed with the
+/// CPU); 2 for everything else, which is the user's command line or input.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let device = |e: &gpuplace::Error| matches!(e, gpuplace::Error::Score(_) | gpuplace::Error::Mismatch(_));
+    if error.downcast_ref::<output::OutputError>().is_some()
+        || error.downcast_ref::<gpuplace::ScoreError>().is_some()
+        || error.downcast_ref::<gpuplace::Error>().is_some_and(device)
+    {
+        3
+    } else {
+        2
     }
 }
 

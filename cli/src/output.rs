@@ -80,12 +80,28 @@ pub struct Outputs {
     planned: Vec<(PathBuf, Target)>,
 }
 
+/// An output that could not be written, refused or failed: exit code 3 (see `main.rs`).
+#[derive(Debug)]
+pub struct OutputError(gpuplace::Error);
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for OutputError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
+
 fn io_error(path: &Path, source: std::io::Error) -> anyhow::Error {
-    Error::Io { path: path.into(), source }.into()
+    OutputError(Error::Io { path: path.into(), source }).into()
 }
 
 fn refuse(path: &Path, message: String) -> anyhow::Error {
-    InputError::new("command line", path.display().to_string(), "(output)", message).into()
+    OutputError(InputError::new("command line", path.display().to_string(), "(output)", message).into()).into()
 }
 
 /// Where a path leads.
@@ -149,10 +165,26 @@ impl Outputs {
         Outputs { inputs, planned: Vec::new() }
     }
 
-    /// Checks that `path` can be written without touching anything else, and plans it.
+    /// True when an output goes to this process's standard output (`-`, `/dev/stdout`): the
+    /// command's summary then goes to standard error.
+    pub fn uses_stdout(&self) -> bool {
+        self.planned.iter().any(|(_, t)| matches!(t, Target::Special { fd: Some(1), .. }))
+    }
+
+    /// Checks that `path` can be written without touching anything else, and plans it. `-` is
+    /// standard output.
     pub fn plan(&mut self, path: &Path) -> anyhow::Result<OutputId> {
         if path.as_os_str().is_empty() {
             return Err(refuse(path, "an empty path".into()));
+        }
+        if path == Path::new("-") {
+            if self.uses_stdout() {
+                return Err(refuse(path, "standard output is named twice among the outputs".into()));
+            }
+            let identity = Identity::New(PathBuf::from("<stdout>"));
+            self.planned
+                .push((path.to_path_buf(), Target::Special { path: path.to_path_buf(), fd: Some(1), identity }));
+            return Ok(OutputId(self.planned.len() - 1));
         }
         let Resolved { path: resolved, through_fd, fd } = resolve(path).map_err(|e| io_error(path, e))?;
         let target = match std::fs::metadata(path) {
@@ -395,14 +427,21 @@ pub fn print_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> 
     write(&mut buffered).and_then(|()| buffered.flush()).map_err(|e| io_error(Path::new("<stdout>"), e))
 }
 
-/// True when `path` ends in `.csv` (any case): jobs are then written as CSV.
-pub fn is_csv(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+/// An output of jobs, streamed in `format`. The workload must be validated.
+pub fn jobs_content(workload: gpuplace::Workload, format: gpuplace::model::jobs::JobsFormat) -> Content {
+    Box::new(move |w: &mut dyn Write| write_jobs(&workload, format, w))
 }
 
-/// An output of jobs, streamed as CSV or JSON. The workload must be validated.
-pub fn jobs_content(workload: gpuplace::Workload, csv: bool) -> Content {
-    Box::new(move |w: &mut dyn Write| if csv { workload.write_csv(w) } else { workload.write_json(w) })
+/// Writes jobs in `format`.
+pub fn write_jobs(
+    workload: &gpuplace::Workload,
+    format: gpuplace::model::jobs::JobsFormat,
+    w: &mut dyn Write,
+) -> std::io::Result<()> {
+    match format {
+        gpuplace::model::jobs::JobsFormat::Csv => workload.write_csv(w),
+        gpuplace::model::jobs::JobsFormat::Json => workload.write_json(w),
+    }
 }
 
 /// Writes `value` as pretty JSON and a final newline, streamed.

@@ -140,6 +140,14 @@ pub fn fleet(fleet: &Fleet) -> String {
         );
     }
     let _ = writeln!(text, "{:<22} {:<16} {:<4} {:>6} {:>8}", "total", "", "", total_racks, gpus.iter().sum::<u64>());
+    match fleet.as_of {
+        Some(day) => {
+            let _ = writeln!(text, "\nas of {day}: the default placement date (--at overrides it)");
+        }
+        None => {
+            let _ = writeln!(text, "\nno as_of date: placement defaults to today (--at sets the date)");
+        }
+    }
     text
 }
 

@@ -364,7 +364,7 @@ fn no_adapter_auto_falls_back_and_gpu_fails_cleanly() {
     assert!(stderr(&auto).contains("notice: using the CPU backend"), "{}", stderr(&auto));
     assert!(stdout(&auto).contains("backend: cpu"));
     let gpu = run("gpu");
-    assert_eq!(gpu.status.code(), Some(2));
+    assert_eq!(gpu.status.code(), Some(3), "a device error");
     assert!(stderr(&gpu).starts_with("error: GPU backend: no GPU adapter available"), "{}", stderr(&gpu));
     assert_eq!(stderr(&gpu).trim_end().lines().count(), 1);
 }

@@ -11,7 +11,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{AT, assert_fails_cleanly, gpu_available, gpuplace, gpuplace_env, path, stderr, stdout, temp_dir};
+use common::{
+    AT, assert_fails_cleanly, assert_output_fails, gpu_available, gpuplace, gpuplace_env, path, stderr, stdout,
+    temp_dir,
+};
 
 /// Temporary files (`.NAME.XXXXXX.tmp`) left in `dir`.
 fn leftovers(dir: &Path) -> Vec<String> {
@@ -65,7 +68,7 @@ fn special_files_are_written_through_never_replaced() {
         dir.join("created.json").exists() && std::fs::symlink_metadata(&dangling).unwrap().file_type().is_symlink()
     );
     // A directory is refused.
-    assert_fails_cleanly(
+    assert_output_fails(
         "a directory",
         &gpuplace(&["generate", "--count", "3", "--out", dir.to_str().unwrap()]),
         &["is a directory"],
@@ -94,7 +97,7 @@ fn an_output_that_names_an_input_is_refused() {
         ),
     ] {
         let output = gpuplace(&args);
-        assert_fails_cleanly(what, &output, &[]);
+        assert_output_fails(what, &output, &[]);
         assert!(stderr(&output).contains("input") || stderr(&output).contains("twice"), "{what}: {}", stderr(&output));
     }
     assert_eq!((std::fs::read(&jobs).unwrap(), std::fs::read(&fleet).unwrap()), before, "an input was changed");
@@ -104,29 +107,54 @@ fn an_output_that_names_an_input_is_refused() {
 #[test]
 fn standard_output_and_overlapping_outputs() {
     let dir = temp_dir("stdout");
-    // `--out /dev/stdout`: written through the process's own stdout, before the summary, whether
-    // stdout is a pipe or a file.
-    let piped = gpuplace(&["place", "--count", "30", "--at", AT, "--backend", "cpu", "--out", "/dev/stdout"]);
-    assert!(piped.status.success(), "{}", stderr(&piped));
-    let text = stdout(&piped);
-    let (document, rest) = serde_json::Deserializer::from_str(&text)
-        .into_iter::<serde_json::Value>()
-        .next()
-        .map(|doc| (doc.unwrap(), text.split_once("\n}\n").unwrap().1.to_string()))
-        .unwrap();
-    assert_eq!(document["summary"]["jobs"], 30);
-    assert!(rest.starts_with("placed"), "{rest}");
-    let file = dir.join("stdout.txt");
-    let status = Command::new(env!("CARGO_BIN_EXE_gpuplace"))
-        .args(["place", "--count", "30", "--at", AT, "--backend", "cpu", "--out", "/dev/stdout"])
-        .stdout(std::fs::File::create(&file).unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let written = std::fs::read_to_string(&file).unwrap();
-    // The same document, then the same summary (but for its wall time).
-    let until_wall = |t: &str| t[..t.find("wall time").unwrap()].to_string();
-    assert_eq!(until_wall(&written), until_wall(&text), "stdout as a file differs from stdout as a pipe");
+    // `--out -` and `--out /dev/stdout`: the document alone on standard output (written through
+    // the process's own descriptor), the summary on standard error, whether stdout is a pipe or a
+    // file.
+    for out in ["-", "/dev/stdout"] {
+        let piped = gpuplace(&["place", "--count", "30", "--at", AT, "--backend", "cpu", "--out", out]);
+        assert!(piped.status.success(), "{}", stderr(&piped));
+        let document: serde_json::Value = serde_json::from_str(&stdout(&piped)).expect("only the document on stdout");
+        assert_eq!(document["summary"]["jobs"], 30);
+        assert!(stderr(&piped).starts_with("placed"), "{}", stderr(&piped));
+        let file = dir.join("stdout.txt");
+        let status = Command::new(env!("CARGO_BIN_EXE_gpuplace"))
+            .args(["place", "--count", "30", "--at", AT, "--backend", "cpu", "--out", out])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), stdout(&piped), "{out}: a file differs from a pipe");
+    }
+    // Standard input: jobs read from `-` (the format from the content), `/dev/stdin`, or with
+    // --jobs-format; a second `-` is refused.
+    let csv = stdout(&gpuplace(&["generate", "--count", "40", "--at", AT, "--jobs-format", "csv"]));
+    assert!(csv.starts_with("id,kind"));
+    let with_stdin = |args: &[&str], input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gpuplace"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let mut firsts = Vec::new();
+    for (jobs, format) in [("-", None), ("/dev/stdin", None), ("-", Some("csv"))] {
+        let mut args = vec!["place", "--jobs", jobs, "--at", AT, "--backend", "cpu"];
+        if let Some(format) = format {
+            args.extend(["--jobs-format", format]);
+        }
+        let output = with_stdin(&args, &csv);
+        assert!(output.status.success(), "{jobs}: {}", stderr(&output));
+        firsts.push(stdout(&output).lines().next().unwrap().to_string());
+    }
+    assert!(firsts.iter().all(|f| f == &firsts[0] && f.starts_with("placed")), "{firsts:?}");
+    let output = with_stdin(&["place", "--jobs", "-", "--fleet", "-", "--backend", "cpu"], &csv);
+    assert_fails_cleanly("two inputs from stdin", &output, &["standard input can be read once"]);
     // One file under two spellings is one output named twice.
     let output = gpuplace(&[
         "replay",
@@ -139,7 +167,7 @@ fn standard_output_and_overlapping_outputs() {
         "--plot",
         &format!("{}/./same.out", dir.display()),
     ]);
-    assert_fails_cleanly("two spellings", &output, &["same file as the output"]);
+    assert_output_fails("two spellings", &output, &["same file as the output"]);
     // A device output that fails after the regular ones were staged: the regular ones are not
     // put in place.
     let plot = dir.join("new.svg");
@@ -156,7 +184,7 @@ fn standard_output_and_overlapping_outputs() {
         "--json",
         "/dev/full",
     ]);
-    assert_fails_cleanly("a full device", &output, &["/dev/full", "No space left"]);
+    assert_output_fails("a full device", &output, &["/dev/full", "No space left"]);
     assert!(!plot.exists(), "the plot was put in place although the command failed");
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
 }
@@ -229,7 +257,7 @@ fn outputs_are_written_all_or_none() {
         "--plot",
         &path(&dir, "nodir/replay.svg"),
     ]);
-    assert_fails_cleanly("missing directory", &output, &["nodir", "does not exist"]);
+    assert_output_fails("missing directory", &output, &["nodir", "does not exist"]);
     assert!(!json.exists());
     let fleet_out = dir.join("fleet.json");
     let pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\np0,1000,1024,1,1000,,LS,Running,0,100,0\n";
@@ -247,7 +275,7 @@ fn outputs_are_written_all_or_none() {
         "--out",
         &path(&dir, "nodir/jobs.json"),
     ]);
-    assert_fails_cleanly("import with a missing directory", &output, &["nodir"]);
+    assert_output_fails("import with a missing directory", &output, &["nodir"]);
     assert!(!fleet_out.exists());
     // A full disk (a file-size limit) while writing the plot: the old files stay as they were.
     std::fs::write(&json, "old json").unwrap();
@@ -259,7 +287,7 @@ fn outputs_are_written_all_or_none() {
         .args(["--json", json.to_str().unwrap(), "--plot", plot.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_fails_cleanly("a full disk", &output, &["replay.svg"]);
+    assert_output_fails("a full disk", &output, &["replay.svg"]);
     assert_eq!(std::fs::read_to_string(&json).unwrap(), "old json");
     assert_eq!(std::fs::read_to_string(&plot).unwrap(), "old plot");
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
@@ -275,7 +303,7 @@ fn a_full_stdout_is_an_error_not_a_panic() {
         vec!["generate", "--count", "5"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_gpuplace")).args(&args).stdout(full()).output().unwrap();
-        assert_fails_cleanly(&args.join(" "), &output, &["<stdout>", "No space left"]);
+        assert_output_fails(&args.join(" "), &output, &["<stdout>", "No space left"]);
     }
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/azure_conv_sample.csv");
     let output = Command::new(env!("CARGO_BIN_EXE_gpuplace"))
@@ -283,7 +311,7 @@ fn a_full_stdout_is_an_error_not_a_panic() {
         .stdout(full())
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(3));
     assert!(stderr(&output).contains("No space left") && !stderr(&output).contains("panicked"));
 }
 
@@ -688,7 +716,7 @@ fn small_details_of_the_options() {
     assert!(!stdout(&back).contains("-0.0"));
     // An unknown WGPU_BACKEND is named as such.
     let output = gpuplace_env(&["place", "--count", "5", "--backend", "gpu"], &[("WGPU_BACKEND", "bogus")]);
-    assert_fails_cleanly("WGPU_BACKEND=bogus", &output, &["WGPU_BACKEND=bogus names no graphics API"]);
+    assert_output_fails("WGPU_BACKEND=bogus", &output, &["WGPU_BACKEND=bogus names no graphics API"]);
     // --nodes builds a fleet only to write it.
     let pods = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/azure_conv_sample.csv");
     let output = gpuplace(&["import", "alibaba", pods.to_str().unwrap(), "--nodes", pods.to_str().unwrap()]);

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
 
+/// The built-in fleet's `as_of` date: its default placement date.
+pub const AS_OF: &str = "2026-11-26";
+
 /// User regions of the built-in fleet.
 pub const REGIONS: [&str; 6] = ["us-east", "us-central", "us-west", "eu-west", "eu-north", "uk"];
 
@@ -179,7 +182,14 @@ pub fn default_fleet_file() -> FleetFile {
             vec![gb300("azure-1", 64, None)],
         ),
     ];
-    FleetFile { as_of: None, regions: REGIONS.iter().map(|r| r.to_string()).collect(), rack_types: rack_types(), sites }
+    FleetFile {
+        // The day this fleet describes, and so the default placement date: without it every run
+        // would place on "today" and give different results each day. `--at` overrides it.
+        as_of: Some(AS_OF.into()),
+        regions: REGIONS.iter().map(|r| r.to_string()).collect(),
+        rack_types: rack_types(),
+        sites,
+    }
 }
 
 /// The built-in fleet, validated.

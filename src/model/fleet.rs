@@ -240,6 +240,18 @@ impl Fleet {
         Fleet::from_json(&text, &path.display().to_string())
     }
 
+    /// Reads and validates fleet JSON from `reader` (standard input, say), named `source_name` in
+    /// errors, with the limits of a file.
+    pub fn from_reader(reader: impl std::io::Read, source_name: &str) -> Result<Fleet> {
+        let text = crate::model::json::read_input_from(
+            reader,
+            source_name,
+            crate::model::json::MAX_FLEET_BYTES,
+            crate::model::json::Expect::Object,
+        )?;
+        Fleet::from_json(&text, source_name)
+    }
+
     /// Parses and validates fleet JSON; `source_name` names it in errors.
     pub fn from_json(text: &str, source_name: &str) -> Result<Fleet> {
         let file: FleetFile = crate::model::json::parse_object(

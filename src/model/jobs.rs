@@ -10,7 +10,7 @@ use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS};
 use crate::kernel::score::{JobGpu, inv_q16, mix};
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
-use crate::model::json::{Expect, MAX_JOBS_BYTES, check_name, read_input, shown, shown_number};
+use crate::model::json::{Expect, MAX_JOBS_BYTES, check_name, read_input, read_input_from, shown, shown_number};
 use crate::model::kind::JobKind;
 use crate::model::policy::Policy;
 
@@ -143,6 +143,43 @@ pub struct JobsFile {
     pub jobs: Vec<Job>,
 }
 
+/// The two formats of a jobs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobsFormat {
+    /// An array of jobs, or `{"jobs": [...]}`.
+    Json,
+    /// A header line naming the fields, then a job per line.
+    Csv,
+}
+
+impl JobsFormat {
+    /// The format a file's name says: `.csv` or `.json` (any case); None for anything else.
+    pub fn of_path(path: &std::path::Path) -> Option<JobsFormat> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "csv" => Some(JobsFormat::Csv),
+            "json" => Some(JobsFormat::Json),
+            _ => None,
+        }
+    }
+
+    /// The format of a text: JSON when it starts (after white space) with `[` or `{`, else CSV.
+    pub fn of_text(text: &str) -> JobsFormat {
+        match crate::model::json::first_char(text) {
+            Some('[' | '{') => JobsFormat::Json,
+            _ => JobsFormat::Csv,
+        }
+    }
+
+    fn expect(format: Option<JobsFormat>) -> Expect {
+        match format {
+            Some(JobsFormat::Json) => Expect::ObjectOrArray,
+            Some(JobsFormat::Csv) => Expect::Csv,
+            None => Expect::Jobs,
+        }
+    }
+}
+
 /// The field names of the CSV format, in the order `generate` writes them.
 pub const CSV_FIELDS: [&str; 13] = [
     "id",
@@ -219,14 +256,32 @@ impl Workload {
         }
     }
 
-    /// Reads a jobs file: CSV when its extension is `.csv`, JSON otherwise.
+    /// Reads a jobs file: CSV when its name ends in `.csv`, JSON when it ends in `.json`, else
+    /// whichever its content is (JSON starts with `[` or `{`).
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Workload> {
+        Workload::from_path_as(path, None)
+    }
+
+    /// Reads a jobs file in `format`, or as [`Workload::from_path`] decides when None.
+    pub fn from_path_as(path: impl AsRef<std::path::Path>, format: Option<JobsFormat>) -> Result<Workload> {
         let path = path.as_ref();
-        let name = path.display().to_string();
-        let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-        let expect = if csv { Expect::Csv } else { Expect::ObjectOrArray };
-        let text = read_input(path, MAX_JOBS_BYTES, expect)?;
-        if csv { Workload::from_csv(&text, &name) } else { Workload::from_json(&text, &name) }
+        let format = format.or_else(|| JobsFormat::of_path(path));
+        let text = read_input(path, MAX_JOBS_BYTES, JobsFormat::expect(format))?;
+        Workload::from_text(&text, &path.display().to_string(), format)
+    }
+
+    /// Reads jobs from `reader` (standard input, say), named `source_name` in errors, in `format`
+    /// or whichever its content is; with the limits of a file.
+    pub fn from_reader(reader: impl std::io::Read, source_name: &str, format: Option<JobsFormat>) -> Result<Workload> {
+        let text = read_input_from(reader, source_name, MAX_JOBS_BYTES, JobsFormat::expect(format))?;
+        Workload::from_text(&text, source_name, format)
+    }
+
+    fn from_text(text: &str, source_name: &str, format: Option<JobsFormat>) -> Result<Workload> {
+        match format.unwrap_or_else(|| JobsFormat::of_text(text)) {
+            JobsFormat::Csv => Workload::from_csv(text, source_name),
+            JobsFormat::Json => Workload::from_json(text, source_name),
+        }
     }
 
     /// Parses jobs JSON: an array of jobs, or an object `{"jobs": [...]}`.

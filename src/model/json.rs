@@ -28,20 +28,29 @@ pub(crate) enum Expect {
     ObjectOrArray,
     /// CSV text: a printable UTF-8 header line ending within the first MiB.
     Csv,
+    /// Jobs in either format: JSON if it starts with `[` or `{`, else CSV.
+    Jobs,
 }
 
 /// Reads a whole input file as UTF-8 text without a leading byte-order mark, naming it in errors:
 /// see [`read_bytes`]; invalid UTF-8 is named by line.
 pub(crate) fn read_input(path: &std::path::Path, limit: u64, expect: Expect) -> Result<String> {
-    let name = path.display().to_string();
-    let bytes = read_bytes(path, limit, expect)?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    text_of(read_bytes(path, limit, expect)?, &path.display().to_string())
+}
+
+/// [`read_input`] from a reader (standard input), named `name` in errors.
+pub(crate) fn read_input_from(reader: impl std::io::Read, name: &str, limit: u64, expect: Expect) -> Result<String> {
+    text_of(read_bytes_from(reader, name, 0, limit, expect)?, name)
+}
+
+/// The bytes as UTF-8 text without a leading byte-order mark; invalid UTF-8 is named by line.
+fn text_of(bytes: Vec<u8>, name: &str) -> Result<String> {
+    let mut text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let valid = &e.as_bytes()[..at];
         let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
-        InputError::new(&name, format!("line {line}"), "(text)", format!("not valid UTF-8 at byte {at}"))
+        InputError::new(name, format!("line {line}"), "(text)", format!("not valid UTF-8 at byte {at}"))
     })?;
-    let mut text = text;
     if text.starts_with('\u{FEFF}') {
         // In place: no second copy of a large file.
         text.drain(..'\u{FEFF}'.len_utf8());
@@ -51,27 +60,38 @@ pub(crate) fn read_input(path: &std::path::Path, limit: u64, expect: Expect) -> 
 
 /// Reads a whole input file, naming it in errors: at most `limit` bytes (a larger file, or an
 /// endless one, is refused with the limit named), and its beginning as `expect` says, checked on
-/// the first MiB before the rest is read.
+/// the first bytes before the rest is read.
 pub(crate) fn read_bytes(path: &std::path::Path, limit: u64, expect: Expect) -> Result<Vec<u8>> {
+    let io = |source| Error::Io { path: path.into(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    read_bytes_from(file, &path.display().to_string(), size, limit, expect)
+}
+
+/// [`read_bytes`] from a reader of `size` bytes (0 when unknown), named `name` in errors.
+pub(crate) fn read_bytes_from(
+    source: impl std::io::Read,
+    name: &str,
+    size: u64,
+    limit: u64,
+    expect: Expect,
+) -> Result<Vec<u8>> {
     use std::io::Read;
     const CHUNK: u64 = 1 << 20;
-    let name = path.display().to_string();
-    let io = |source| Error::Io { path: path.into(), source };
+    let io = |source| Error::Io { path: name.into(), source };
     let too_large = || {
         InputError::new(
-            &name,
+            name,
             "document",
             "(size)",
             format!("larger than {} MiB, the most gpuplace reads in a file of this kind", limit >> 20),
         )
     };
-    let refuse = |message: String| -> Error { InputError::new(&name, "document", "(top level)", message).into() };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
+    let refuse = |message: String| -> Error { InputError::new(name, "document", "(top level)", message).into() };
     if size > limit {
         return Err(too_large().into());
     }
-    let mut reader = std::io::BufReader::with_capacity(CHUNK as usize, file).take(limit + 1);
+    let mut reader = std::io::BufReader::with_capacity(CHUNK as usize, source).take(limit + 1);
     // One allocation for a regular file; devices and pipes report no size.
     let mut bytes = Vec::with_capacity(size as usize);
     // Read until the file shows what it is: its first character that is not white space (JSON),
@@ -83,45 +103,55 @@ pub(crate) fn read_bytes(path: &std::path::Path, limit: u64, expect: Expect) -> 
         (&mut reader).take(CHUNK).read_to_end(&mut bytes).map_err(io)?;
         ended = ended || (bytes.len() as u64 - before as u64) < CHUNK;
         let start = bytes.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(&bytes);
-        match expect {
-            Expect::Object | Expect::ObjectOrArray => {
-                let Some(first) = start.iter().copied().find(|b| !b.is_ascii_whitespace()) else {
-                    if ended {
-                        // Empty or white space only: the parser words that.
-                        break;
-                    }
-                    continue;
+        let first = start.iter().copied().find(|b| !b.is_ascii_whitespace());
+        let json = match expect {
+            Expect::Object | Expect::ObjectOrArray => true,
+            Expect::Csv => false,
+            // Jobs in either format: JSON starts with `[` or `{`, anything else must be CSV.
+            Expect::Jobs => match first {
+                Some(b'[' | b'{') => true,
+                Some(_) => false,
+                None if ended => break,
+                None => continue,
+            },
+        };
+        if json {
+            let Some(first) = first else {
+                if ended {
+                    // Empty or white space only: the parser words that.
+                    break;
+                }
+                continue;
+            };
+            let fits = match expect {
+                Expect::Object => first == b'{',
+                _ => matches!(first, b'{' | b'['),
+            };
+            if !fits {
+                let expected = if expect == Expect::Object {
+                    "a JSON object"
+                } else {
+                    "an array of jobs or an object {\"jobs\": [...]}"
                 };
-                let fits = if expect == Expect::Object { first == b'{' } else { matches!(first, b'{' | b'[') };
-                if !fits {
-                    let expected = if expect == Expect::Object {
-                        "a JSON object"
-                    } else {
-                        "an array of jobs or an object {\"jobs\": [...]}"
-                    };
-                    let found = if first.is_ascii_graphic() {
-                        format!("`{}`", first as char)
-                    } else {
-                        format!("byte {first:#04x}")
-                    };
-                    return Err(refuse(format!("expected {expected}, found {found}")));
-                }
-                break;
+                let found = if first.is_ascii_graphic() {
+                    format!("`{}`", first as char)
+                } else {
+                    format!("byte {first:#04x}")
+                };
+                return Err(refuse(format!("expected {expected}, found {found}")));
             }
-            Expect::Csv => {
-                let end = start.iter().position(|&b| b == b'\n' || b == b'\r');
-                if end.is_none() && !ended {
-                    return Err(refuse("expected CSV text: no line ends within the first MiB".into()));
-                }
-                let header = &start[..end.unwrap_or(start.len())];
-                let printable =
-                    std::str::from_utf8(header).is_ok_and(|h| !h.chars().any(|c| c.is_control() && c != '\t'));
-                if !printable {
-                    return Err(refuse("expected CSV text: the header line is not printable UTF-8".into()));
-                }
-                break;
+        } else {
+            let end = start.iter().position(|&b| b == b'\n' || b == b'\r');
+            if end.is_none() && !ended {
+                return Err(refuse("expected CSV text: no line ends within the first MiB".into()));
+            }
+            let header = &start[..end.unwrap_or(start.len())];
+            let printable = std::str::from_utf8(header).is_ok_and(|h| !h.chars().any(|c| c.is_control() && c != '\t'));
+            if !printable {
+                return Err(refuse("expected CSV text: the header line is not printable UTF-8".into()));
             }
         }
+        break;
     }
     reader.read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {

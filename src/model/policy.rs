@@ -232,6 +232,18 @@ impl Policy {
         Policy::from_json(&text, &path.display().to_string())
     }
 
+    /// Reads and validates policy JSON from `reader` (standard input, say), named `source_name` in
+    /// errors, with the limits of a file.
+    pub fn from_reader(reader: impl std::io::Read, source_name: &str) -> Result<Policy> {
+        let text = crate::model::json::read_input_from(
+            reader,
+            source_name,
+            crate::model::json::MAX_POLICY_BYTES,
+            crate::model::json::Expect::Object,
+        )?;
+        Policy::from_json(&text, source_name)
+    }
+
     /// Parses and validates policy JSON.
     pub fn from_json(text: &str, source_name: &str) -> Result<Policy> {
         let policy: Policy = crate::model::json::parse_object(

@@ -136,6 +136,17 @@ pub fn read_trace(path: impl AsRef<std::path::Path>) -> crate::error::Result<Vec
     crate::model::json::read_bytes(path.as_ref(), crate::model::json::MAX_JOBS_BYTES, crate::model::json::Expect::Csv)
 }
 
+/// [`read_trace`] from a reader (standard input), named `name` in errors.
+pub fn read_trace_from(reader: impl std::io::Read, name: &str) -> crate::error::Result<Vec<u8>> {
+    crate::model::json::read_bytes_from(
+        reader,
+        name,
+        0,
+        crate::model::json::MAX_JOBS_BYTES,
+        crate::model::json::Expect::Csv,
+    )
+}
+
 /// The region the Alibaba importers use, matching [`alibaba_nodes`]' fleet.
 pub const ALIBABA_REGION: &str = "openb";
 

@@ -4,13 +4,15 @@ use std::path::Path;
 
 use gpuplace::sim::bench::BenchConfig;
 
-use crate::output::{Outputs, json_content, print};
+use crate::commands::print_text;
+use crate::output::{Outputs, json_content};
 use crate::render::{self, note};
 
 pub fn run(config: &BenchConfig, no_gpu: bool, json: Option<&Path>, markdown: bool) -> anyhow::Result<()> {
     config.validate()?;
     let mut outputs = Outputs::new([]);
     let json_id = json.map(|path| outputs.plan(path)).transpose()?;
+    let stdout_taken = outputs.uses_stdout();
     let log = &mut |line: &str| note(&format!("bench: {line}"));
     #[cfg(feature = "gpu")]
     let report = {
@@ -36,5 +38,5 @@ pub fn run(config: &BenchConfig, no_gpu: bool, json: Option<&Path>, markdown: bo
     if let Some(id) = json_id {
         outputs.write(vec![(id, json_content(report))])?;
     }
-    print(&text)
+    print_text(&text, stdout_taken)
 }

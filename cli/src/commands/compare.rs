@@ -7,8 +7,9 @@ use gpuplace::sim::compare::compare;
 
 use crate::args::{Inputs, ReplayArgs};
 use crate::commands::input_paths;
+use crate::commands::print_text;
 use crate::commands::replay::prepare_replay;
-use crate::output::{Outputs, json_content, print};
+use crate::output::{Outputs, json_content};
 use crate::render;
 
 pub fn run(inputs: &Inputs, replay: bool, replay_args: &ReplayArgs, json: Option<&Path>) -> anyhow::Result<()> {
@@ -23,6 +24,7 @@ pub fn run(inputs: &Inputs, replay: bool, replay_args: &ReplayArgs, json: Option
     }
     let mut outputs = Outputs::new(input_paths(inputs));
     let json_id = json.map(|path| outputs.plan(path)).transpose()?;
+    let stdout_taken = outputs.uses_stdout();
     let (mut prepared, config) = prepare_replay(inputs, replay_args)?;
     let at = prepared.scheduler.placement_date(prepared.at);
     // A policy file is compared too, first, named after the file (marked, so that a file called
@@ -49,5 +51,5 @@ pub fn run(inputs: &Inputs, replay: bool, replay_args: &ReplayArgs, json: Option
     if let Some(id) = json_id {
         outputs.write(vec![(id, json_content(rows))])?;
     }
-    print(&text)
+    print_text(&text, stdout_taken)
 }

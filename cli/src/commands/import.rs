@@ -4,14 +4,27 @@
 
 use std::io::Write;
 
-use gpuplace::import::{AzureOptions, AzureTrace, alibaba_nodes, alibaba_pods, azure, read_trace};
+use std::path::Path;
+
+use gpuplace::import::{AzureOptions, AzureTrace, alibaba_nodes, alibaba_pods, azure, read_trace, read_trace_from};
 use gpuplace::model::fleet::FleetFile;
+use gpuplace::model::jobs::JobsFormat;
 use gpuplace::{Fleet, InputError, JobKind, Policy, Workload};
 
 use crate::args::ImportCommand;
-use crate::commands::paths;
-use crate::output::{Content, Outputs, is_csv, jobs_content, print_with};
+use crate::commands::{STDIN_NAME, is_std, output_format, paths, stdin_once};
+use crate::output::{Content, Outputs, jobs_content, print_with, write_jobs};
 use crate::render::note;
+
+/// A trace's bytes, from its file or (`-`) standard input.
+fn read(path: &Path) -> gpuplace::Result<Vec<u8>> {
+    if is_std(path) { read_trace_from(std::io::stdin().lock(), STDIN_NAME) } else { read_trace(path) }
+}
+
+/// How a trace is named in errors and notes.
+fn name(path: &Path) -> String {
+    if is_std(path) { STDIN_NAME.to_string() } else { path.display().to_string() }
+}
 
 /// Checks that the jobs load back, against `fleet` when given.
 fn check_jobs(workload: &Workload, fleet: Option<&FleetFile>) -> anyhow::Result<()> {
@@ -24,23 +37,23 @@ fn check_jobs(workload: &Workload, fleet: Option<&FleetFile>) -> anyhow::Result<
     Ok(())
 }
 
-/// Writes the jobs to `--out` (CSV for a `.csv` name, else JSON) or prints them as JSON, with the
-/// other files, then the notes.
+/// Writes the jobs to `--out` or prints them, in `format`, with the other files, then the notes.
 fn finish(
     outputs: Outputs,
     mut files: Vec<(crate::output::OutputId, Content)>,
-    out: Option<(crate::output::OutputId, bool)>,
+    out: Option<crate::output::OutputId>,
+    format: JobsFormat,
     workload: Workload,
     notes: Vec<String>,
 ) -> anyhow::Result<()> {
     match out {
-        Some((id, csv)) => {
-            files.push((id, jobs_content(workload, csv)));
+        Some(id) => {
+            files.push((id, jobs_content(workload, format)));
             outputs.write(files)?;
         }
         None => {
             outputs.write(files)?;
-            print_with(|w| workload.write_json(w))?;
+            print_with(|w| write_jobs(&workload, format, w))?;
         }
     }
     for line in notes {
@@ -51,16 +64,20 @@ fn finish(
 
 pub fn run(command: ImportCommand) -> anyhow::Result<()> {
     match command {
-        ImportCommand::Alibaba { pods, nodes, fleet_out, region, out, strict } => {
-            let mut outputs = Outputs::new(paths(std::slice::from_ref(&pods)).into_iter().chain(nodes.as_deref()));
-            let out_id = out.as_deref().map(|p| outputs.plan(p).map(|id| (id, is_csv(p)))).transpose()?;
+        ImportCommand::Alibaba { pods, nodes, fleet_out, region, out, jobs_format, strict } => {
+            stdin_once(std::iter::once(pods.as_path()).chain(nodes.as_deref()))?;
+            let mut outputs = Outputs::new(
+                paths(std::slice::from_ref(&pods)).into_iter().chain(nodes.as_deref().filter(|p| !is_std(p))),
+            );
+            let out_id = out.as_deref().map(|p| outputs.plan(p)).transpose()?;
             let fleet_id = fleet_out.as_deref().map(|p| outputs.plan(p)).transpose()?;
-            let (workload, report) = alibaba_pods(read_trace(&pods)?, &pods.display().to_string(), &region, strict)?;
-            let mut notes = vec![format!("{}: {}", pods.display(), report.summary().replace('\n', "\n  "))];
+            let format = output_format(jobs_format.map(|f| f.format()), out.as_deref());
+            let (workload, report) = alibaba_pods(read(&pods)?, &name(&pods), &region, strict)?;
+            let mut notes = vec![format!("{}: {}", name(&pods), report.summary().replace('\n', "\n  "))];
             let fleet = match &nodes {
                 Some(nodes) => {
-                    let (fleet, report) = alibaba_nodes(read_trace(nodes)?, &nodes.display().to_string(), strict)?;
-                    notes.push(format!("{}: {}", nodes.display(), report.summary().replace('\n', "\n  ")));
+                    let (fleet, report) = alibaba_nodes(read(nodes)?, &name(nodes), strict)?;
+                    notes.push(format!("{}: {}", name(nodes), report.summary().replace('\n', "\n  ")));
                     Some(fleet)
                 }
                 None => None,
@@ -76,7 +93,7 @@ pub fn run(command: ImportCommand) -> anyhow::Result<()> {
                     }),
                 ));
             }
-            finish(outputs, files, out_id, workload, notes)
+            finish(outputs, files, out_id, format, workload, notes)
         }
         ImportCommand::Azure {
             traces,
@@ -91,6 +108,7 @@ pub fn run(command: ImportCommand) -> anyhow::Result<()> {
             max_latency_ms,
             hbm_gb,
             out,
+            jobs_format,
             strict,
         } => {
             let options = AzureOptions {
@@ -113,10 +131,12 @@ pub fn run(command: ImportCommand) -> anyhow::Result<()> {
                     })
                 })
                 .transpose()?;
+            stdin_once(traces.iter().map(|t| t.as_path()))?;
             let mut outputs = Outputs::new(paths(&traces));
-            let out_id = out.as_deref().map(|p| outputs.plan(p).map(|id| (id, is_csv(p)))).transpose()?;
-            let names: Vec<String> = traces.iter().map(|t| t.display().to_string()).collect();
-            let data = traces.iter().map(read_trace).collect::<gpuplace::Result<Vec<_>>>()?;
+            let out_id = out.as_deref().map(|p| outputs.plan(p)).transpose()?;
+            let format = output_format(jobs_format.map(|f| f.format()), out.as_deref());
+            let names: Vec<String> = traces.iter().map(|t| name(t)).collect();
+            let data = traces.iter().map(|t| read(t)).collect::<gpuplace::Result<Vec<_>>>()?;
             let inputs: Vec<AzureTrace> = names
                 .iter()
                 .zip(&data)
@@ -138,7 +158,7 @@ pub fn run(command: ImportCommand) -> anyhow::Result<()> {
                 .map(|(name, report)| format!("{name}: {}", report.summary().replace('\n', "\n  ")))
                 .collect();
             check_jobs(&workload, None)?;
-            finish(outputs, Vec::new(), out_id, workload, notes)
+            finish(outputs, Vec::new(), out_id, format, workload, notes)
         }
     }
 }

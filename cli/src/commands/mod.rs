@@ -11,24 +11,43 @@ mod replay;
 
 use std::path::{Path, PathBuf};
 
+use gpuplace::model::jobs::JobsFormat;
 use gpuplace::model::policy::Preset;
 use gpuplace::{Day, Fleet, InputError, Policy, Scheduler, Workload, builtin};
 
 use crate::args::{Command, Inputs};
 use crate::render::note;
 
+/// How a command that did not fail ended.
+pub enum Done {
+    /// Everything it was asked for.
+    Complete,
+    /// Some jobs were not placed, and `--fail-on-unplaced` asked that this be exit code 1.
+    SomeUnplaced,
+}
+
+impl Done {
+    /// `SomeUnplaced` when `fail_on_unplaced` and `unplaced` > 0.
+    pub fn unplaced(fail_on_unplaced: bool, unplaced: usize) -> Done {
+        if fail_on_unplaced && unplaced > 0 { Done::SomeUnplaced } else { Done::Complete }
+    }
+}
+
 /// Runs one command.
-pub fn run(command: Command) -> anyhow::Result<()> {
+pub fn run(command: Command) -> anyhow::Result<Done> {
+    let complete = |result: anyhow::Result<()>| result.map(|()| Done::Complete);
     match command {
-        Command::Place { inputs, out, timings } => place::run(&inputs, out.as_deref(), timings),
-        Command::Explain { inputs, job, json } => explain::run(&inputs, &job, json),
-        Command::Replay { inputs, replay, json, plot } => {
-            replay::run(&inputs, &replay, json.as_deref(), plot.as_deref())
+        Command::Place { inputs, out, timings, fail_on_unplaced } => {
+            place::run(&inputs, out.as_deref(), timings, fail_on_unplaced)
+        }
+        Command::Explain { inputs, job, json } => complete(explain::run(&inputs, &job, json)),
+        Command::Replay { inputs, replay, json, plot, fail_on_unplaced } => {
+            replay::run(&inputs, &replay, json.as_deref(), plot.as_deref(), fail_on_unplaced)
         }
         Command::Compare { inputs, replay, replay_args, json } => {
-            compare::run(&inputs, replay, &replay_args, json.as_deref())
+            complete(compare::run(&inputs, replay, &replay_args, json.as_deref()))
         }
-        Command::Import(command) => import::run(command),
+        Command::Import(command) => complete(import::run(command)),
         Command::Bench { count, racks, seed, k, repeat, no_place, no_single_thread, no_gpu, json, markdown } => {
             let config = gpuplace::sim::bench::BenchConfig {
                 jobs: count,
@@ -40,18 +59,46 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 single_thread: !no_single_thread,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            bench::run(&config, no_gpu, json.as_deref(), markdown)
+            complete(bench::run(&config, no_gpu, json.as_deref(), markdown))
         }
-        Command::Fleet { fleet, json } => fleet::run(fleet.as_deref(), json),
-        Command::Generate { count, seed, fleet, at, out } => {
-            generate::run(count, seed, fleet.as_deref(), at.as_deref(), out.as_deref())
-        }
+        Command::Fleet { fleet, json } => complete(fleet::run(fleet.as_deref(), json)),
+        Command::Generate { count, seed, fleet, at, out, jobs_format } => complete(generate::run(
+            count,
+            seed,
+            fleet.as_deref(),
+            at.as_deref(),
+            out.as_deref(),
+            jobs_format.map(|f| f.format()),
+        )),
     }
 }
 
-/// The fleet file, or the built-in fleet.
+/// `-`, which names standard input (or output).
+pub fn is_std(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// How standard input is named in errors.
+pub const STDIN_NAME: &str = "<stdin>";
+
+/// Refuses more than one input read from standard input.
+pub fn stdin_once<'a>(paths: impl IntoIterator<Item = &'a Path>) -> anyhow::Result<()> {
+    if paths.into_iter().filter(|p| is_std(p)).count() > 1 {
+        return Err(InputError::new(
+            "command line",
+            "-",
+            "(input)",
+            "standard input can be read once: only one input may be `-`",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The fleet file (`-`: standard input), or the built-in fleet.
 pub fn load_fleet(path: Option<&Path>) -> anyhow::Result<Fleet> {
     Ok(match path {
+        Some(path) if is_std(path) => Fleet::from_reader(std::io::stdin().lock(), STDIN_NAME)?,
         Some(path) => Fleet::from_path(path)?,
         None => builtin::default_fleet(),
     })
@@ -62,9 +109,13 @@ pub fn parse_at(at: Option<&str>) -> anyhow::Result<Option<Day>> {
     at.map(|text| Day::parse(text).map_err(|m| InputError::new("command line", "--at", "at", m).into())).transpose()
 }
 
-/// The files `inputs` reads (outputs must not name them).
+/// The files `inputs` reads (outputs must not name them); not standard input.
 pub fn input_paths(inputs: &Inputs) -> Vec<&Path> {
-    [&inputs.fleet, &inputs.jobs, &inputs.policy].into_iter().filter_map(|p| p.as_deref()).collect()
+    [&inputs.fleet, &inputs.jobs, &inputs.policy]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .filter(|p| !is_std(p))
+        .collect()
 }
 
 /// What `place`, `explain`, `replay` and `compare` work on.
@@ -77,15 +128,19 @@ pub struct Prepared {
 /// Loads the fleet, the policy and the jobs (or generates them), and opens the backend, printing
 /// its notices.
 pub fn prepare(inputs: &Inputs) -> anyhow::Result<Prepared> {
+    stdin_once([&inputs.fleet, &inputs.jobs, &inputs.policy].into_iter().filter_map(|p| p.as_deref()))?;
     let fleet = load_fleet(inputs.fleet.as_deref())?;
     let policy = match (&inputs.policy, &inputs.policy_preset) {
+        (Some(path), _) if is_std(path) => Policy::from_reader(std::io::stdin().lock(), STDIN_NAME)?,
         (Some(path), _) => Policy::from_path(path)?,
         (None, Some(name)) => Preset::parse(name).expect("clap checked the name").policy(inputs.policy_seed),
         (None, None) => Policy::default(),
     };
     let at = parse_at(inputs.at.as_deref())?;
+    let format = inputs.jobs_format.map(|f| f.format());
     let workload = match &inputs.jobs {
-        Some(path) => Workload::from_path(path)?,
+        Some(path) if is_std(path) => Workload::from_reader(std::io::stdin().lock(), STDIN_NAME, format)?,
+        Some(path) => Workload::from_path_as(path, format)?,
         None => {
             let base = at.or(fleet.as_of).unwrap_or_else(Day::today);
             gpuplace::generate::generate(&fleet, inputs.count, inputs.seed, base)?
@@ -105,7 +160,23 @@ pub fn print_new_notices(notices: &[String]) {
     }
 }
 
-/// Paths of a list, as `&Path`s.
+/// Paths of a list, as `&Path`s (standard input left out).
 pub fn paths(list: &[PathBuf]) -> Vec<&Path> {
-    list.iter().map(PathBuf::as_path).collect()
+    list.iter().map(PathBuf::as_path).filter(|p| !is_std(p)).collect()
+}
+
+/// The format to write jobs in: as asked, else as the output's name says, else JSON.
+pub fn output_format(asked: Option<JobsFormat>, out: Option<&Path>) -> JobsFormat {
+    asked.or_else(|| out.and_then(JobsFormat::of_path)).unwrap_or(JobsFormat::Json)
+}
+
+/// Prints the command's text to standard output, or to standard error when an output took
+/// standard output.
+pub fn print_text(text: &str, stdout_taken: bool) -> anyhow::Result<()> {
+    if stdout_taken {
+        crate::render::note(text.trim_end());
+        Ok(())
+    } else {
+        crate::output::print(text)
+    }
 }

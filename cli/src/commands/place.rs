@@ -8,15 +8,16 @@ use std::time::Instant;
 use gpuplace::report::out_file;
 
 use crate::args::Inputs;
-use crate::commands::{input_paths, prepare, print_new_notices};
-use crate::output::{Outputs, print, write_json};
+use crate::commands::{Done, input_paths, prepare, print_new_notices, print_text};
+use crate::output::{Outputs, write_json};
 use crate::progress::Progress;
 use crate::render;
 
-pub fn run(inputs: &Inputs, out: Option<&Path>, timings: bool) -> anyhow::Result<()> {
+pub fn run(inputs: &Inputs, out: Option<&Path>, timings: bool, fail_on_unplaced: bool) -> anyhow::Result<Done> {
     let started = Instant::now();
     let mut outputs = Outputs::new(input_paths(inputs));
     let out_id = out.map(|path| outputs.plan(path)).transpose()?;
+    let stdout_taken = outputs.uses_stdout();
     let mut prepared = prepare(inputs)?;
     let loaded = started.elapsed();
     let bar = Progress::new(prepared.workload.jobs.len() as u64, "jobs decided");
@@ -52,5 +53,6 @@ pub fn run(inputs: &Inputs, out: Option<&Path>, timings: bool) -> anyhow::Result
             text.push_str(&format!("  {phase:<38} {:>9.3} s\n", time.as_secs_f64()));
         }
     }
-    print(&text)
+    print_text(&text, stdout_taken)?;
+    Ok(Done::unplaced(fail_on_unplaced, document.summary.unplaced))
 }

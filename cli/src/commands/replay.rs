@@ -8,8 +8,8 @@ use gpuplace::generate::spread_arrivals;
 use gpuplace::replay::{ReplayConfig, replay};
 
 use crate::args::{Inputs, ReplayArgs};
-use crate::commands::{Prepared, input_paths, prepare, print_new_notices};
-use crate::output::{Outputs, json_content, print};
+use crate::commands::{Done, Prepared, input_paths, prepare, print_new_notices, print_text};
+use crate::output::{Outputs, json_content};
 use crate::progress::Progress;
 use crate::render;
 
@@ -28,11 +28,18 @@ pub fn prepare_replay(inputs: &Inputs, args: &ReplayArgs) -> anyhow::Result<(Pre
     Ok((prepared, config))
 }
 
-pub fn run(inputs: &Inputs, args: &ReplayArgs, json: Option<&Path>, plot: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(
+    inputs: &Inputs,
+    args: &ReplayArgs,
+    json: Option<&Path>,
+    plot: Option<&Path>,
+    fail_on_unplaced: bool,
+) -> anyhow::Result<Done> {
     let started = Instant::now();
     let mut outputs = Outputs::new(input_paths(inputs));
     let json_id = json.map(|path| outputs.plan(path)).transpose()?;
     let plot_id = plot.map(|path| outputs.plan(path)).transpose()?;
+    let stdout_taken = outputs.uses_stdout();
     let (mut prepared, config) = prepare_replay(inputs, args)?;
     let notices_before = prepared.scheduler.notices().len();
     let bar = Progress::new(prepared.workload.jobs.iter().map(|j| j.submit_seconds()).max().unwrap_or(0), "s of trace");
@@ -46,9 +53,11 @@ pub fn run(inputs: &Inputs, args: &ReplayArgs, json: Option<&Path>, plot: Option
         files.push((id, Box::new(move |w: &mut dyn Write| w.write_all(svg.as_bytes())) as crate::output::Content));
     }
     let text = render::replay(&report, &prepared.scheduler.backend().describe(), started.elapsed());
+    let rejected = report.kinds.iter().map(|k| k.rejected).sum();
     if let Some(id) = json_id {
         files.push((id, json_content(report)));
     }
     outputs.write(files)?;
-    print(&text)
+    print_text(&text, stdout_taken)?;
+    Ok(Done::unplaced(fail_on_unplaced, rejected))
 }

@@ -57,11 +57,21 @@ pub fn gpuplace_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run gpuplace")
 }
 
-/// Asserts the error contract: exit code 2, one line on stderr containing every needle, no panic,
-/// nothing on stdout.
+/// Asserts the error contract for an input error: exit code 2, one line on stderr containing every
+/// needle, no panic, nothing on stdout.
 pub fn assert_fails_cleanly(what: &str, output: &Output, needles: &[&str]) {
+    assert_fails_with(2, what, output, needles);
+}
+
+/// Asserts the error contract for an output or device error: exit code 3, and the rest as
+/// [`assert_fails_cleanly`].
+pub fn assert_output_fails(what: &str, output: &Output, needles: &[&str]) {
+    assert_fails_with(3, what, output, needles);
+}
+
+fn assert_fails_with(code: i32, what: &str, output: &Output, needles: &[&str]) {
     let err = stderr(output);
-    assert_eq!(output.status.code(), Some(2), "{what}: exit code; stderr: {err}");
+    assert_eq!(output.status.code(), Some(code), "{what}: exit code; stderr: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{what}: not one line: {err}");
     assert!(err.starts_with("error: "), "{what}: {err}");
     assert!(!err.contains("panicked"), "{what}: {err}");
