@@ -406,3 +406,29 @@ fn explain_agrees_with_the_decisions_without_placing_again() {
         assert!(scheduler.explain(&other, &placement, &other.jobs[0].id).is_err());
     });
 }
+
+/// A test whose GPU side is skipped says so where `cargo test` shows it, not in the captured output
+/// of a passing test: this runs the probe below in a child process of this test binary, with the
+/// default capture and no adapter, and reads the child's standard error.
+#[test]
+fn a_skipped_gpu_side_is_visible_in_the_test_output() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["skip_probe", "--exact", "--test-threads=1"])
+        .env("GPUPLACE_SKIP_PROBE", "1")
+        .env("WGPU_BACKEND", "no-such-api")
+        .env_remove("GPUPLACE_REQUIRE_GPU")
+        .env_remove("GPUPLACE_REQUIRE_ADAPTERS")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("SKIPPED skip_probe: the GPU side"), "stderr: {err}");
+}
+
+/// Asks for every backend, as a test does; run only by the test above.
+#[test]
+fn skip_probe() {
+    if std::env::var_os("GPUPLACE_SKIP_PROBE").is_some() {
+        assert_eq!(common::backends("skip_probe").len(), 1, "no-such-api found an adapter");
+    }
+}

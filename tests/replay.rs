@@ -235,7 +235,7 @@ fn alibaba_trace_imports_and_replays_when_present() {
         std::fs::read_to_string(dir.join("openb_pod_list_default.csv")),
         std::fs::read_to_string(dir.join("openb_node_list_gpu_node.csv")),
     ) else {
-        eprintln!("alibaba_trace_imports_and_replays_when_present: skipped, {} is absent", dir.display());
+        common::skip_notice("alibaba_trace_imports_and_replays_when_present", &format!("{} is absent", dir.display()));
         return;
     };
     let (workload, report) = alibaba_pods(&pods, "pods", gpuplace::import::ALIBABA_REGION, true).unwrap();

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    quiet_runtime_dir();
     output::cleanup_on_signals();
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
@@ -35,6 +36,30 @@ fn main() -> ExitCode {
             render::note(&format!("error: {message}"));
             ExitCode::from(exit_code(&error))
         }
+    }
+}
+
+/// Mesa's Vulkan and EGL drivers print "error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment." when they probe for a display, which reads like one of our errors though nothing
+/// failed (gpuplace never opens a window). When the variable is unset or does not name a
+/// directory, point it at a private per-user directory (`$TMPDIR/gpuplace-runtime-UID`, mode 0700,
+/// created if missing, used only if it is ours and no one else can enter it); otherwise leave it.
+fn quiet_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let current = std::env::var_os("XDG_RUNTIME_DIR");
+    if current.as_ref().is_some_and(|dir| std::path::Path::new(dir).is_dir()) {
+        return;
+    }
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("gpuplace-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let private = std::fs::symlink_metadata(&dir)
+        .is_ok_and(|meta| meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0);
+    if private {
+        // SAFETY: called first thing in `main`, before any other thread exists, so nothing reads
+        // the environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
     }
 }
 

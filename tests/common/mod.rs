@@ -14,6 +14,14 @@ use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Day, Fleet, Job, JobKind, Workload};
 
+/// Says that part of a test did not run, where a person running `cargo test` sees it: the test
+/// harness captures `eprintln!` of passing tests, so this writes to the process's standard error
+/// directly. The line starts with `SKIPPED` so that it stands out among the `ok` lines.
+pub fn skip_notice(test: &str, what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {what}");
+}
+
 /// The placement date used by the random problems.
 pub fn at() -> Day {
     Day::parse("2026-06-01").unwrap()
@@ -44,12 +52,12 @@ pub fn gpu_scorers(test: &str) -> Vec<(String, GpuScorer)> {
         match GpuScorer::open_adapter(index) {
             Ok(scorer) => scorers.push((format!("gpu {adapter}"), scorer)),
             Err(e) if gpu_required() => panic!("{test}: GPUPLACE_REQUIRE_GPU=1 but {adapter} cannot be used: {e}"),
-            Err(e) => eprintln!("{test}: skipping {adapter}: {e}"),
+            Err(e) => skip_notice(test, &format!("the GPU side on {adapter}: {e}")),
         }
     }
     if scorers.is_empty() {
         assert!(!gpu_required(), "{test}: GPUPLACE_REQUIRE_GPU=1 but wgpu found no usable adapter");
-        eprintln!("{test}: no GPU adapter; the GPU side is skipped");
+        skip_notice(test, "the GPU side (wgpu found no adapter; see the README for Mesa's software devices)");
     }
     scorers
 }
@@ -71,7 +79,7 @@ pub fn gpu_with_limits_or_skip(
         Ok(gpu) => Some(gpu),
         Err(e) if gpu_required() => panic!("{test}: GPUPLACE_REQUIRE_GPU=1 but the GPU backend is unavailable: {e}"),
         Err(e) => {
-            eprintln!("{test}: skipping the GPU side: {e}");
+            skip_notice(test, &format!("the GPU side: {e}"));
             None
         }
     }
@@ -85,7 +93,7 @@ pub fn backends(test: &str) -> Vec<(String, Backend)> {
     let gpus = gpu_scorers(test).into_iter().map(|(name, scorer)| (name, Backend::gpu(scorer)));
     #[cfg(not(feature = "gpu"))]
     let gpus = {
-        eprintln!("{test}: built without the `gpu` feature; the GPU side is skipped");
+        skip_notice(test, "the GPU side (built without the `gpu` feature)");
         std::iter::empty()
     };
     cpu.chain(gpus).collect()

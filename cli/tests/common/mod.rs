@@ -28,6 +28,14 @@ pub fn path(dir: &Path, name: &str) -> String {
     dir.join(name).display().to_string()
 }
 
+/// Says that part of a test did not run, where a person running `cargo test` sees it: the test
+/// harness captures `eprintln!` of passing tests, so this writes to the process's standard error
+/// directly. The line starts with `SKIPPED` so that it stands out among the `ok` lines.
+pub fn skip_notice(test: &str, what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {what}");
+}
+
 pub const AT: &str = "2026-11-26";
 
 /// True when wgpu finds an adapter; without one the test says it skips (or fails, with
@@ -42,7 +50,7 @@ pub fn gpu_available(test: &str) -> bool {
             std::env::var("GPUPLACE_REQUIRE_GPU").map_or(true, |v| v != "1"),
             "{test}: GPUPLACE_REQUIRE_GPU=1 but wgpu found no adapter"
         );
-        eprintln!("{test}: no GPU adapter; skipped");
+        skip_notice(test, "the GPU side (wgpu found no adapter; see the README for Mesa's software devices)");
     }
     found
 }
