@@ -9,10 +9,18 @@ use gpuplace::model::policy::Preset;
 #[command(name = "gpuplace", version, about = "GPU-accelerated placement of AI jobs onto GB300 NVL72 fleets")]
 #[command(after_help = "Examples:
   gpuplace place                              # built-in fleet, 10000 generated jobs
+  gpuplace generate --count 1000 --seed 7 --out jobs.csv
   gpuplace place --jobs jobs.csv --out placements.json
-  gpuplace explain --job training-0042
+  gpuplace explain --jobs jobs.csv --job training-0042
   gpuplace fleet --json > fleet.json
-  gpuplace generate --count 1000 --seed 7 --out jobs.json")]
+
+A file argument of `-` is standard input or output.
+
+Exit codes:
+  0  done (jobs left unplaced are reported, not a failure)
+  1  done, and some jobs were not placed, with --fail-on-unplaced (place, replay)
+  2  bad command line or input: nothing was written
+  3  an output could not be written, or the GPU backend asked for could not be used")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
