@@ -9,7 +9,7 @@ mod common;
 
 use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_workload};
 use gpuplace::engine::place::{Decision, Outcome, decision_order};
-use gpuplace::engine::{Allocation, Ledger};
+use gpuplace::engine::{Allocation, Cause, Ledger, NamedOutcome, RejectCounts};
 use gpuplace::kernel::score::{Candidate, STATIC_REJECTS, better, check, score};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Fleet, Policy, Scheduler, Workload};
@@ -42,7 +42,8 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
         match &decision.outcome {
             Outcome::Unplaced { reason } => {
                 assert_eq!(best, None, "{id} left unplaced although a rack was feasible ({reason})");
-                assert!(!reason.is_empty());
+                assert!(!reason.text.is_empty());
+                assert_ne!(reason.cause, Cause::NotEvaluated, "{id}: {reason}");
             }
             Outcome::Placed { allocation, score } => {
                 let best = best.unwrap_or_else(|| panic!("{id} placed although no rack was feasible"));
@@ -431,4 +432,62 @@ fn skip_probe() {
     if std::env::var_os("GPUPLACE_SKIP_PROBE").is_some() {
         assert_eq!(common::backends("skip_probe").len(), 1, "no-such-api found an adapter");
     }
+}
+
+/// Each cause code, on a fleet small enough to know the numbers by hand: a site short of power, a
+/// cluster without enough fully free racks, racks without enough free GPUs, and a need no rack
+/// meets. The words and the code come from one computation, so both are checked.
+#[test]
+fn every_unplaced_job_carries_its_cause_and_numbers() {
+    let fleet = Fleet::from_json(
+        r#"{"regions": ["r"],
+            "rack_types": {"nvl4": {"gpu_model": "X", "gpus": 4, "hbm_gb_per_gpu": 100, "kw": 4}},
+            "sites": [
+              {"name": "a", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 0.005, "pue": 1.2,
+               "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 10},
+               "clusters": [{"name": "a1", "rack_type": "nvl4", "racks": 2}]},
+              {"name": "b", "provider": "P", "country": "DE", "jurisdiction": "EU", "power_mw": 1, "pue": 1.2,
+               "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 10},
+               "clusters": [{"name": "b1", "rack_type": "nvl4", "racks": 3, "used_gpus": [3, 3, 3]}]}]}"#,
+        "<fleet>",
+    )
+    .unwrap();
+    let job = |id: &str, gpus: u32, hbm: u32, jurisdiction: &str| {
+        format!(
+            r#"{{"id": "{id}", "kind": "training", "gpus": {gpus}, "hbm_gb_per_gpu": {hbm}, "priority": 1,
+                "duration_h": 1, "region": "r", "jurisdictions": ["{jurisdiction}"]}}"#
+        )
+    };
+    let jobs = [job("hbm", 1, 200, "US"), job("power", 8, 0, "US"), job("racks", 12, 0, "EU"), job("gpus", 2, 0, "EU")];
+    let workload = Workload::from_json(&format!("[{}]", jobs.join(",")), "<jobs>").unwrap();
+    let text = |s: &str| s.to_string();
+    let expected = [
+        ("gpus", Cause::Gpus { site: text("b"), cluster: text("b1"), most_free_in_a_rack: 1, needed: 2 }),
+        ("hbm", Cause::NoRackQualifies { racks: 5, failing: RejectCounts::from_bits([0, 5, 3, 0, 0, 0, 0]) }),
+        ("power", Cause::Power { site: text("a"), cluster: text("a1"), free_w: 5000, needed_w: 8000 }),
+        ("racks", Cause::FreeRacks { site: text("b"), cluster: text("b1"), free_racks: 0, needed_racks: 3 }),
+    ];
+    on_every_backend("every_unplaced_job_carries_its_cause_and_numbers", |name, backend| {
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), Policy::default(), backend).unwrap();
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        let named: Vec<_> = placement.named(scheduler.fleet(), &workload).collect();
+        assert_eq!(named.len(), expected.len(), "{name}");
+        for (decision, (id, cause)) in named.iter().zip(&expected) {
+            assert_eq!(decision.job.id, *id, "{name}: decision order is by id at equal priority");
+            let NamedOutcome::Unplaced(reason) = &decision.outcome else { panic!("{name}: {id} placed") };
+            assert_eq!(&reason.cause, cause, "{name}: {id}: {reason}");
+        }
+        let reason = |i: usize| match &named[i].outcome {
+            NamedOutcome::Unplaced(reason) => reason.text.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(reason(0).ends_with("closest feasible: b has at most 1 free in a rack"), "{}", reason(0));
+        assert!(
+            reason(1).ends_with("no rack of the fleet qualifies (5 racks: 5 fail hbm, 3 fail jurisdiction)"),
+            "{}",
+            reason(1)
+        );
+        assert!(reason(2).ends_with("a has 5.0 kW of IT power left, the job draws 8.0 kW"), "{}", reason(2));
+        assert!(reason(3).ends_with("b/b1 has 0 fully free racks, the job needs 3"), "{}", reason(3));
+    });
 }

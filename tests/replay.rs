@@ -4,8 +4,9 @@
 mod common;
 
 use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_workload};
+use gpuplace::engine::Cause;
 use gpuplace::import::{AzureOptions, AzureTrace, alibaba_nodes, alibaba_pods, azure};
-use gpuplace::replay::{JobFate, ReplayConfig, ReplayReport, replay};
+use gpuplace::replay::{JobFate, Rejection, ReplayConfig, ReplayReport, replay};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Fleet, JobKind, Policy, Scheduler, Workload};
 
@@ -131,16 +132,22 @@ fn max_wait_rejects_jobs_that_waited_too_long() {
                         assert!(*arrived_s >= job.submit_s.unwrap());
                         assert!(start_s - arrived_s <= 600 + 60);
                     }
-                    JobFate::Rejected { arrived_s, at_s, reason } => {
+                    JobFate::Rejected { arrived_s, at_s, rule, reason } => {
                         saw_rejection = true;
-                        assert!(
-                            reason.contains("waited more than 600 s") || reason.starts_with("can never be placed"),
-                            "{name}: {reason}"
-                        );
-                        if reason.contains("waited") {
-                            assert!(at_s - arrived_s > 600);
+                        // The cause is worked out (not left unevaluated) and the words say the rule.
+                        assert_ne!(reason.cause, Cause::NotEvaluated, "{name}: {reason}");
+                        match rule {
+                            Rejection::MaxWait => {
+                                assert!(reason.text.starts_with("waited more than 600 s; "), "{name}: {reason}");
+                                assert!(at_s - arrived_s > 600);
+                            }
+                            Rejection::NeverPlaceable => {
+                                assert!(reason.text.starts_with("can never be placed: "), "{name}: {reason}")
+                            }
+                            other => panic!("{name}: unexpected rule {other:?}"),
                         }
                     }
+                    other => panic!("{name}: unexpected fate {other:?}"),
                 }
             }
         }
@@ -289,7 +296,7 @@ fn replay_waits_for_capacity_to_come_online_and_for_not_before() {
             .iter()
             .map(|f| match f {
                 JobFate::Placed { arrived_s, start_s, .. } => (*arrived_s, *start_s),
-                JobFate::Rejected { reason, .. } => panic!("{name}: rejected: {reason}"),
+                other => panic!("{name}: {other:?}"),
             })
             .collect();
         assert_eq!(started, vec![(0, 2 * 86_400), (86_400, 2 * 86_400), (3 * 86_400, 3 * 86_400)], "{name}");

@@ -36,10 +36,13 @@ pub enum Command {
     Place {
         #[command(flatten)]
         inputs: Inputs,
-        /// Write placements, unplaced jobs and totals to this JSON file (`-`: standard output, and
-        /// the summary goes to standard error).
+        /// Write placements, unplaced jobs and totals to this file (`-`: standard output, and the
+        /// summary goes to standard error): JSON, or JSON Lines when it ends in .jsonl.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The format of --out, whatever its name.
+        #[arg(long, value_enum, value_name = "FORMAT", requires = "out")]
+        out_format: Option<OutFormatArg>,
         /// Print where the time went: generation or parsing, validation, scoring, commit, output.
         #[arg(long)]
         timings: bool,
@@ -58,9 +61,13 @@ pub enum Command {
         inputs: Inputs,
         #[command(flatten)]
         replay: ReplayArgs,
-        /// Write every metric as JSON to this file.
+        /// Write every metric and each job's fate to this file: JSON, or JSON Lines when it ends in
+        /// .jsonl.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// The format of --json, whatever its name.
+        #[arg(long, value_enum, value_name = "FORMAT", requires = "json")]
+        out_format: Option<OutFormatArg>,
         /// Draw GPU utilization per site and queueing delay per kind to this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
@@ -323,6 +330,23 @@ impl FormatArg {
             FormatArg::Json => gpuplace::model::jobs::JobsFormat::Json,
             FormatArg::Csv => gpuplace::model::jobs::JobsFormat::Csv,
         }
+    }
+}
+
+/// The format of a document gpuplace writes.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutFormatArg {
+    /// One pretty-printed JSON document.
+    Json,
+    /// JSON Lines: a first line of totals, then one compact line per job.
+    Jsonl,
+}
+
+impl OutFormatArg {
+    /// `asked`, else JSON Lines for a name ending in `.jsonl`, else JSON.
+    pub fn choose(asked: Option<OutFormatArg>, path: &std::path::Path) -> OutFormatArg {
+        let by_name = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
+        asked.unwrap_or(if by_name { OutFormatArg::Jsonl } else { OutFormatArg::Json })
     }
 }
 

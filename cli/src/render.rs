@@ -30,6 +30,10 @@ pub fn summary(out: &OutFile, placement: &Placement, wall: Duration) -> String {
     for k in &s.kinds {
         let _ = writeln!(text, "{:<12} {:>8} {:>9} {:>12}", k.kind.name(), k.placed, k.unplaced, k.gpus_placed);
     }
+    if !s.unplaced_by_cause.is_empty() {
+        let causes: Vec<String> = s.unplaced_by_cause.iter().map(|(code, count)| format!("{code} {count}")).collect();
+        let _ = writeln!(text, "unplaced by cause: {}", causes.join(", "));
+    }
     let _ = writeln!(
         text,
         "\n{:<22} {:>9} {:>9} {:>9} {:>10} {:>10}",
@@ -190,7 +194,7 @@ pub fn explanation(e: &Explanation) -> String {
         text.push('\n');
     }
     let _ = writeln!(text, "\nracks rejected per failed constraint (a rack may fail several):");
-    for (name, count) in &e.rejected {
+    for (name, count) in e.rejected.named() {
         let _ = writeln!(text, "  {name:<13} {count}");
     }
     let _ = writeln!(text, "\ndecision: {}", e.decision);
@@ -213,7 +217,7 @@ pub fn compare(rows: &[CompareRow], replay: bool) -> String {
         let delays = row
             .delay_p95_s
             .as_ref()
-            .map(|d| format!(" {} |", d.iter().map(|(_, s)| s.to_string()).collect::<Vec<_>>().join(" / ")))
+            .map(|d| format!(" {} |", d.values().map(u64::to_string).collect::<Vec<_>>().join(" / ")))
             .unwrap_or_default();
         let _ = writeln!(
             text,

@@ -1,20 +1,23 @@
 //! What a job's best candidates were at the moment it was decided, and why other racks were
 //! rejected: computed from a placement, without placing again.
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::ledger::Ledger;
 use crate::engine::place::{Outcome, Placement, decision_rank};
-use crate::engine::reasons::describe_need;
+use crate::engine::reasons::{Reason, RejectCounts, describe_need};
+use crate::engine::view::PlacedOn;
 use crate::error::{InputError, Result};
 use crate::kernel::cpu::score_job;
-use crate::kernel::score::{Candidate, JobGpu, NO_RACK, REJECT_KINDS, REJECT_NAMES, terms};
+use crate::kernel::score::{Candidate, JobGpu, NO_RACK, REJECT_KINDS, terms};
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Workload;
 use crate::model::policy::{PerTerm, Policy};
 
 /// One candidate rack with its score broken down.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct ExplainedCandidate {
     /// Site name.
     pub site: String,
@@ -35,7 +38,8 @@ pub struct ExplainedCandidate {
 }
 
 /// A job's situation at the moment it was decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct Explanation {
     /// The job's id.
     pub job: String,
@@ -47,10 +51,14 @@ pub struct Explanation {
     pub candidates: Vec<ExplainedCandidate>,
     /// Feasible racks in all.
     pub feasible_racks: u64,
-    /// Racks rejected per constraint (a rack failing several counts under each), by constraint name.
-    pub rejected: Vec<(String, u64)>,
-    /// What placement decided: `placed on …` or the unplaced reason.
+    /// Racks rejected per constraint (a rack failing several counts under each).
+    pub rejected: RejectCounts,
+    /// What placement decided, in words: `placed on …` or `unplaced: ` and the reason.
     pub decision: String,
+    /// Where placement put it, if it did.
+    pub placed_on: Option<PlacedOn>,
+    /// Why placement did not place it, if it did not.
+    pub reason: Option<Reason>,
 }
 
 /// The best `count` feasible racks for `job` in the ledger's state, with their terms, and the
@@ -81,8 +89,8 @@ fn candidates(ledger: &Ledger, job: &JobGpu, count: usize) -> (Vec<ExplainedCand
     (explained, u64::from(feasible))
 }
 
-/// Racks failing each constraint now (a rack failing several counts in each), by constraint name.
-fn rejections(ledger: &Ledger, job: &JobGpu) -> Vec<(String, u64)> {
+/// Racks failing each constraint now (a rack failing several counts in each).
+fn rejections(ledger: &Ledger, job: &JobGpu) -> RejectCounts {
     let mut counts = [0u64; REJECT_KINDS];
     for rack in 0..ledger.state().racks.len() {
         let reject = ledger.state().check(job, rack);
@@ -92,7 +100,7 @@ fn rejections(ledger: &Ledger, job: &JobGpu) -> Vec<(String, u64)> {
             }
         }
     }
-    REJECT_NAMES.iter().zip(counts).map(|(name, count)| (name.to_string(), count)).collect()
+    RejectCounts::from_bits(counts)
 }
 
 /// Explains job `id` of `workload` as `placement` (of that workload) decided it: its best candidates
@@ -133,16 +141,13 @@ pub fn explain(
         }
     }
     let (candidates, feasible_racks) = candidates(&ledger, &job, policy.candidates as usize);
-    let decision = match &decided.outcome {
+    let (decision, placed_on, reason) = match &decided.outcome {
         Outcome::Placed { allocation, score } => {
-            let slot = fleet.racks[allocation.anchor() as usize];
-            let cluster = &fleet.clusters[slot.cluster as usize];
-            format!(
-                "placed on {}/{} rack {} with score {score}",
-                fleet.sites[cluster.site].name, cluster.name, slot.index_in_cluster
-            )
+            let on = PlacedOn::new(fleet, allocation, *score);
+            let words = format!("placed on {}/{} rack {} with score {score}", on.site, on.cluster, on.racks[0].rack);
+            (words, Some(on), None)
         }
-        Outcome::Unplaced { reason } => format!("unplaced: {reason}"),
+        Outcome::Unplaced { reason } => (format!("unplaced: {reason}"), None, Some(Reason::clone(reason))),
     };
     Ok(Explanation {
         job: id.to_string(),
@@ -152,5 +157,7 @@ pub fn explain(
         feasible_racks,
         rejected: rejections(&ledger, &job),
         decision,
+        placed_on,
+        reason,
     })
 }

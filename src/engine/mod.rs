@@ -42,8 +42,11 @@ mod ledger;
 pub mod place;
 pub mod reasons;
 mod scheduler;
+pub mod view;
 
 pub use backend::{Backend, BackendChoice};
 pub use ledger::{Allocation, Ledger};
 pub use place::{Placement, Timings};
+pub use reasons::{Cause, Reason, RejectCounts};
 pub use scheduler::{Compiled, Scheduler};
+pub use view::{NamedDecision, NamedOutcome, PlacedOn, RackShare};

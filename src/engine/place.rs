@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::engine::backend::Backend;
 use crate::engine::classes::ClassIndex;
 use crate::engine::ledger::{Allocation, Ledger};
-use crate::engine::reasons::unplaced_reason;
+use crate::engine::reasons::{Reason, unplaced_reason};
 use crate::error::ScoreError;
 use crate::kernel::score::{JobGpu, MAX_CANDIDATES, NO_RACK, TERM_COUNT, better};
 use crate::kernel::state::FleetState;
@@ -24,10 +24,10 @@ pub enum Outcome {
         /// The anchor rack's score.
         score: u32,
     },
-    /// Not placed; the reason in words.
+    /// Not placed.
     Unplaced {
-        /// Why, for a person (shared: jobs of one need in one state share one reason).
-        reason: Arc<str>,
+        /// Why, as a code with data and in words (shared: jobs of one need in one state share one).
+        reason: Arc<Reason>,
     },
 }
 
@@ -133,13 +133,10 @@ pub enum Reasons {
     /// Every unplaced job gets its reason.
     #[default]
     Worded,
-    /// Unplaced jobs get [`NOT_WORDED`]; the caller words the reasons it needs
+    /// Unplaced jobs get [`Reason::not_evaluated`]; the caller works out the reasons it needs
     /// ([`crate::Scheduler::unplaced_reason`]).
     Skipped,
 }
-
-/// The reason given with [`Reasons::Skipped`].
-pub const NOT_WORDED: &str = "no feasible rack (reason not worded)";
 
 /// The decision order: priority descending, then id ascending.
 pub fn decision_order(jobs: &[crate::model::jobs::Job]) -> Vec<usize> {
@@ -158,18 +155,18 @@ pub(crate) fn decision_rank(jobs: &[crate::model::jobs::Job], index: usize) -> u
 /// Unplaced reasons, worded once per (need, ledger version): jobs of one need in one state share one.
 #[derive(Default)]
 struct ReasonCache {
-    cache: HashMap<(JobGpu, u64), Arc<str>>,
+    cache: HashMap<(JobGpu, u64), Arc<Reason>>,
     worded: u64,
-    skipped: Option<Arc<str>>,
+    skipped: Option<Arc<Reason>>,
 }
 
 impl ReasonCache {
-    /// A cache that words nothing: every reason is [`NOT_WORDED`].
+    /// A cache that works nothing out: every reason is [`Reason::not_evaluated`].
     fn skipping() -> Self {
-        ReasonCache { skipped: Some(Arc::from(NOT_WORDED)), ..ReasonCache::default() }
+        ReasonCache { skipped: Some(Arc::new(Reason::not_evaluated())), ..ReasonCache::default() }
     }
 
-    fn reason(&mut self, ledger: &Ledger, job: &JobGpu) -> Arc<str> {
+    fn reason(&mut self, ledger: &Ledger, job: &JobGpu) -> Arc<Reason> {
         if let Some(skipped) = &self.skipped {
             return Arc::clone(skipped);
         }
@@ -182,7 +179,7 @@ impl ReasonCache {
             return Arc::clone(reason);
         }
         self.worded += 1;
-        let reason: Arc<str> = unplaced_reason(ledger, job).into();
+        let reason = Arc::new(unplaced_reason(ledger, job));
         self.cache.insert(key, Arc::clone(&reason));
         reason
     }

@@ -1,4 +1,8 @@
-//! Words for people: what a job needs, and why it could not be placed.
+//! Why a job could not be placed, as a code with data for programs and as words for people; what
+//! a job needs, in words.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::ledger::Ledger;
 use crate::kernel::limits::MAX_LATENCY_MS;
@@ -47,13 +51,140 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
     need
 }
 
-/// Why `job` has no feasible rack in the ledger's state, for a person. Names the closest thing to a
-/// fit.
+/// Why a job could not be placed, for programs: a stable `code` and the numbers behind it, like
+/// Slurm's pending reasons or a Kubernetes condition's reason. Serialized with the code as a field
+/// (`{"code": "power", "site": "nscale-sines", "free_w": 1500, "needed_w": 1945}`). Codes are
+/// added as the model grows (trays, health, quotas), so a caller should treat an unknown one as
+/// "not placed, for a reason it does not know".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "code", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Cause {
+    /// No rack of the fleet meets the job's fixed needs (HBM, jurisdiction, provider, latency,
+    /// online date), whatever is free: more capacity of the same kind would not help.
+    NoRackQualifies {
+        /// Racks in the fleet.
+        racks: u64,
+        /// Racks failing each fixed need (a rack failing several counts under each).
+        failing: RejectCounts,
+    },
+    /// A cluster that meets every fixed need has the GPUs free, but its site has not the IT power
+    /// left: the one of those sites with the most power left.
+    Power {
+        /// The site.
+        site: String,
+        /// The cluster with the GPUs.
+        cluster: String,
+        /// IT power the site has left, W.
+        free_w: u64,
+        /// IT power the job draws there, W.
+        needed_w: u64,
+    },
+    /// GPUs bind for a job of one NVLink domain: no rack that meets the fixed needs has enough
+    /// free. The cluster with the most free in one rack.
+    Gpus {
+        /// The site.
+        site: String,
+        /// The cluster.
+        cluster: String,
+        /// The most GPUs free in one of its racks.
+        most_free_in_a_rack: u32,
+        /// GPUs the job needs.
+        needed: u32,
+    },
+    /// GPUs bind for a job that spans racks: no cluster that meets the fixed needs has enough
+    /// fully free racks. The cluster with the most.
+    FreeRacks {
+        /// The site.
+        site: String,
+        /// The cluster.
+        cluster: String,
+        /// Its fully free racks.
+        free_racks: u32,
+        /// Fully free racks the job needs.
+        needed_racks: u32,
+    },
+    /// The placement was asked not to work out why ([`crate::engine::place::Reasons::Skipped`]).
+    NotEvaluated,
+}
+
+impl Cause {
+    /// The code alone, as serialized: `power`, `gpus`, ….
+    pub fn code(&self) -> &'static str {
+        match self {
+            Cause::NoRackQualifies { .. } => "no_rack_qualifies",
+            Cause::Power { .. } => "power",
+            Cause::Gpus { .. } => "gpus",
+            Cause::FreeRacks { .. } => "free_racks",
+            Cause::NotEvaluated => "not_evaluated",
+        }
+    }
+}
+
+/// Racks failing each constraint of the kernel, named as in [`REJECT_NAMES`] (a rack failing
+/// several counts under each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RejectCounts {
+    /// Not enough free GPUs (in the rack, or fully free racks in the cluster).
+    pub gpus: u64,
+    /// Less HBM per GPU than the job needs.
+    pub hbm: u64,
+    /// A jurisdiction the job does not allow.
+    pub jurisdiction: u64,
+    /// A provider the job does not allow.
+    pub provider: u64,
+    /// Further from the job's users than its latency bound.
+    pub latency: u64,
+    /// The site has not the IT power left for the job.
+    pub power: u64,
+    /// The cluster is not online yet on the placement date.
+    pub online: u64,
+}
+
+impl RejectCounts {
+    /// From counts in reject-bit order.
+    pub fn from_bits(counts: [u64; REJECT_KINDS]) -> Self {
+        let [gpus, hbm, jurisdiction, provider, latency, power, online] = counts;
+        RejectCounts { gpus, hbm, jurisdiction, provider, latency, power, online }
+    }
+
+    /// Counts in reject-bit order, with their names.
+    pub fn named(&self) -> [(&'static str, u64); REJECT_KINDS] {
+        let counts = [self.gpus, self.hbm, self.jurisdiction, self.provider, self.latency, self.power, self.online];
+        std::array::from_fn(|bit| (REJECT_NAMES[bit], counts[bit]))
+    }
+}
+
+/// Why a job was not placed: the [`Cause`] for programs and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Reason {
+    /// The code and its data.
+    pub cause: Cause,
+    /// The sentence: what the job needs, then what binds, e.g. "needs 64 GPUs in one NVLink
+    /// domain with 194 GB HBM per GPU; GPUs are free but power is not: nscale-sines has 1.5 kW of
+    /// IT power left, the job draws 124.5 kW".
+    pub text: String,
+}
+
+impl Reason {
+    /// The reason of a placement that did not work reasons out.
+    pub fn not_evaluated() -> Self {
+        Reason { cause: Cause::NotEvaluated, text: "no feasible rack (reason not evaluated)".into() }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Why `job` has no feasible rack in the ledger's state. Names the closest thing to a fit.
 ///
 /// Works cluster by cluster: every constraint but GPU capacity is the same for all racks of a
 /// cluster, and the ledger's rack classes give each cluster's free-GPU counts without scanning its
 /// racks.
-pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> String {
+pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
     let (fleet, state, classes) = (ledger.fleet(), ledger.state(), ledger.classes());
     let need = describe_need(fleet, job);
     let mut counts = [0u64; REJECT_KINDS];
@@ -74,11 +205,19 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> String {
             .filter(|&bit| counts[bit] > 0)
             .map(|bit| format!("{} fail {}", counts[bit], REJECT_NAMES[bit]))
             .collect();
-        return format!("{need}; no rack of the fleet qualifies ({} racks: {})", state.racks.len(), failing.join(", "));
+        let racks = state.racks.len() as u64;
+        return Reason {
+            cause: Cause::NoRackQualifies { racks, failing: RejectCounts::from_bits(counts) },
+            text: format!("{need}; no rack of the fleet qualifies ({racks} racks: {})", failing.join(", ")),
+        };
     }
     let rack_gpus = |c: usize| fleet.rack_types[fleet.clusters[c].rack_type].gpus;
     let gpus_fit = |c: usize| {
         cluster_has_room(job.gpus, rack_gpus(c), classes.max_free(c).unwrap_or(0), state.clusters[c].free_racks)
+    };
+    let names = |c: usize| {
+        let cluster = &fleet.clusters[c];
+        (fleet.sites[cluster.site].name.clone(), cluster.name.clone())
     };
     // Clusters with the GPUs but not the power: the site's power is what binds.
     if let Some(c) = eligible
@@ -87,14 +226,15 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> String {
         .filter(|&c| gpus_fit(c))
         .max_by_key(|&c| (state.sites[fleet.clusters[c].site].power_free_w, std::cmp::Reverse(c)))
     {
-        let site = fleet.clusters[c].site;
-        let draw = u64::from(job.gpus) * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpu_watts);
-        return format!(
-            "{need}; GPUs are free but power is not: {} has {} of IT power left, the job draws {}",
-            fleet.sites[site].name,
-            power(u64::from(state.sites[site].power_free_w)),
-            power(draw)
+        let free_w = u64::from(state.sites[fleet.clusters[c].site].power_free_w);
+        let needed_w = u64::from(job.gpus) * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpu_watts);
+        let (site, cluster) = names(c);
+        let text = format!(
+            "{need}; GPUs are free but power is not: {site} has {} of IT power left, the job draws {}",
+            power(free_w),
+            power(needed_w)
         );
+        return Reason { cause: Cause::Power { site, cluster, free_w, needed_w }, text };
     }
     // Otherwise GPUs bind: name the eligible place closest to fitting.
     let within_one_domain: Vec<usize> =
@@ -102,28 +242,59 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> String {
     if let Some(c) =
         within_one_domain.iter().copied().max_by_key(|&c| (classes.max_free(c).unwrap_or(0), std::cmp::Reverse(c)))
     {
-        let site = &fleet.sites[fleet.clusters[c].site].name;
-        format!("{need}; closest feasible: {site} has at most {} free in a rack", classes.max_free(c).unwrap_or(0))
+        let most_free_in_a_rack = classes.max_free(c).unwrap_or(0);
+        let (site, cluster) = names(c);
+        let text = format!("{need}; closest feasible: {site} has at most {most_free_in_a_rack} free in a rack");
+        Reason { cause: Cause::Gpus { site, cluster, most_free_in_a_rack, needed: job.gpus }, text }
     } else {
         let c = eligible
             .iter()
             .copied()
             .max_by_key(|&c| (state.clusters[c].free_racks, std::cmp::Reverse(c)))
             .expect("eligible is not empty");
-        let cluster = &fleet.clusters[c];
-        format!(
-            "{need}; closest feasible: {}/{} has {} fully free racks, the job needs {}",
-            fleet.sites[cluster.site].name,
-            cluster.name,
-            state.clusters[c].free_racks,
-            racks_needed(job.gpus, rack_gpus(c))
-        )
+        let (free_racks, needed_racks) = (state.clusters[c].free_racks, racks_needed(job.gpus, rack_gpus(c)));
+        let (site, cluster) = names(c);
+        let text = format!(
+            "{need}; closest feasible: {site}/{cluster} has {free_racks} fully free racks, the job needs {needed_racks}"
+        );
+        Reason { cause: Cause::FreeRacks { site, cluster, free_racks, needed_racks }, text }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::power;
+    use super::{Cause, Reason, RejectCounts, power};
+    use crate::kernel::score::REJECT_NAMES;
+
+    #[test]
+    fn reject_counts_are_named_like_the_kernels_bits() {
+        let counts = RejectCounts::from_bits([1, 2, 3, 4, 5, 6, 7]);
+        let json = serde_json::to_value(counts).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut names = REJECT_NAMES.to_vec();
+        names.sort_unstable();
+        assert_eq!(keys, names, "serde_json sorts keys");
+        for (bit, (name, count)) in counts.named().into_iter().enumerate() {
+            assert_eq!((name, count), (REJECT_NAMES[bit], bit as u64 + 1));
+            assert_eq!(json[name], count);
+        }
+    }
+
+    #[test]
+    fn causes_serialize_with_their_code_and_read_back() {
+        let reason = Reason {
+            cause: Cause::Power { site: "s".into(), cluster: "c".into(), free_w: 1500, needed_w: 1945 },
+            text: "t".into(),
+        };
+        let json = serde_json::to_string(&reason).unwrap();
+        assert_eq!(
+            json,
+            r#"{"cause":{"code":"power","site":"s","cluster":"c","free_w":1500,"needed_w":1945},"text":"t"}"#
+        );
+        assert_eq!(serde_json::from_str::<Reason>(&json).unwrap(), reason);
+        assert_eq!(reason.cause.code(), "power");
+        assert_eq!(serde_json::to_value(Cause::NotEvaluated).unwrap()["code"], Cause::NotEvaluated.code());
+    }
 
     #[test]
     fn power_is_worded_in_the_unit_that_fits() {

@@ -11,6 +11,7 @@ use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::place::{
     Decision, EngineStats, Outcome, Placement, Reasons, RoundLimits, Timings, decision_order, place_batched_with,
 };
+use crate::engine::reasons::Reason;
 use crate::error::{InputError, Result};
 use crate::kernel::score::JobGpu;
 use crate::model::date::Day;
@@ -240,10 +241,10 @@ impl Scheduler {
         })
     }
 
-    /// Why job `job` of `compiled` cannot be placed on the live capacity now, in words (as
-    /// placement words it; see [`crate::engine::reasons`]), or that it can. An input error if
+    /// Why job `job` of `compiled` cannot be placed on the live capacity now (as placement words
+    /// it; see [`crate::engine::reasons`]), or None when a rack is free for it. An input error if
     /// `compiled` came from a scheduler of another fleet or has no job `job`.
-    pub fn unplaced_reason(&self, compiled: &Compiled, job: usize) -> Result<String> {
+    pub fn unplaced_reason(&self, compiled: &Compiled, job: usize) -> Result<Option<Reason>> {
         let refuse =
             |message: &str| InputError::new(&compiled.workload.source_name, format!("record {job}"), "id", message);
         if !Arc::ptr_eq(&compiled.fleet, &self.fleet) {
@@ -251,12 +252,9 @@ impl Scheduler {
         }
         let record = compiled.jobs.get(job).ok_or_else(|| refuse("no job has this index in the workload"))?;
         if self.ledger.best_rack(record).is_some() {
-            return Ok(format!(
-                "{}; a rack is free for it now",
-                crate::engine::reasons::describe_need(&self.fleet, record)
-            ));
+            return Ok(None);
         }
-        Ok(crate::engine::reasons::unplaced_reason(&self.ledger, record))
+        Ok(Some(crate::engine::reasons::unplaced_reason(&self.ledger, record)))
     }
 
     /// The reference oracle on the same inputs, from the live capacity, without changing it (slow;

@@ -183,6 +183,7 @@ pub fn default_fleet_file() -> FleetFile {
         ),
     ];
     FleetFile {
+        format_version: None,
         // The day this fleet describes, and so the default placement date: without it every run
         // would place on "today" and give different results each day. `--at` overrides it.
         as_of: Some(AS_OF.into()),

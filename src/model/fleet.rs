@@ -15,7 +15,7 @@ use crate::kernel::limits::{
 use crate::kernel::score::{ClusterGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
 use crate::kernel::state::FleetState;
 use crate::model::date::Day;
-use crate::model::json::{check_name, shown, shown_number, unique_map};
+use crate::model::json::{check_format_version, check_name, shown, shown_number, unique_map};
 
 /// The most IT power of one site, MW (so that watts fit in a `u32`).
 pub const MAX_SITE_MW: f64 = MAX_SITE_POWER_W as f64 / 1e6;
@@ -28,6 +28,10 @@ pub const CARBON_REF_G_PER_KWH: u64 = 800;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetFile {
+    /// The version of the format the file was written in (see [`crate::model::json::FORMAT_VERSION`]);
+    /// optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
     /// The date the fleet's occupancy describes; the default placement date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of: Option<String>,
@@ -262,9 +266,10 @@ impl Fleet {
         Ok(Fleet::from_file(file, source_name)?)
     }
 
-    /// The fleet file, as `fleet --json` writes it.
+    /// The fleet file, as `fleet --json` writes it (with this gpuplace's `format_version`).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&self.file).expect("a fleet file always serializes")
+        let file = FleetFile { format_version: Some(crate::model::json::FORMAT_VERSION), ..self.file.clone() };
+        serde_json::to_string_pretty(&file).expect("a fleet file always serializes")
     }
 
     /// Validates a fleet file; `source_name` names it in errors.
@@ -279,6 +284,9 @@ impl Fleet {
                 *value += 0.0;
             }
         }
+        check_format_version(src, file.format_version)?;
+        // The version belongs to the file, not to the fleet: two files of one fleet are equal.
+        file.format_version = None;
         let as_of = match &file.as_of {
             Some(text) => Some(Day::parse(text).map_err(|m| InputError::new(src, "document", "as_of", m))?),
             None => None,

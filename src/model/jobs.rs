@@ -139,6 +139,10 @@ impl Job {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsFile {
+    /// The version of the format the file was written in (see [`crate::model::json::FORMAT_VERSION`]);
+    /// optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
     /// The jobs.
     pub jobs: Vec<Job>,
 }
@@ -288,7 +292,11 @@ impl Workload {
     pub fn from_json(text: &str, source_name: &str) -> Result<Workload> {
         let jobs: Vec<Job> = match crate::model::json::first_char(text) {
             Some('[') => crate::model::json::parse_json(text, source_name)?,
-            Some('{') => crate::model::json::parse_json::<JobsFile>(text, source_name)?.jobs,
+            Some('{') => {
+                let file = crate::model::json::parse_json::<JobsFile>(text, source_name)?;
+                crate::model::json::check_format_version(source_name, file.format_version)?;
+                file.jobs
+            }
             other => {
                 let found = if other.is_none() { "an empty file" } else { "something else" };
                 return Err(InputError::new(
@@ -413,14 +421,16 @@ impl Workload {
         Ok(String::from_utf8(out).expect("CSV of UTF-8 strings"))
     }
 
-    /// Streams the jobs as pretty JSON (`{"jobs": [...]}`) and a final newline. Call
+    /// Streams the jobs as pretty JSON (`{"format_version": 1, "jobs": [...]}`) and a final newline. Call
     /// [`Workload::validate`] first: this writes whatever the jobs hold.
     pub fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         #[derive(Serialize)]
         struct Borrowed<'a> {
+            format_version: u32,
             jobs: &'a [Job],
         }
-        serde_json::to_writer_pretty(&mut *out, &Borrowed { jobs: &self.jobs })?;
+        let file = Borrowed { format_version: crate::model::json::FORMAT_VERSION, jobs: &self.jobs };
+        serde_json::to_writer_pretty(&mut *out, &file)?;
         out.write_all(b"\n")
     }
 

@@ -279,6 +279,26 @@ where
 
 /// A value quoted in an error: escaped (one line) and, past 40 characters, cut short, so that a
 /// huge bad value does not become a huge error.
+/// The version of every file format gpuplace writes (each output has a `format_version` field) and
+/// reads (an input may state it; a newer one is refused). It changes when a field changes meaning
+/// or goes away; new fields do not change it, so readers should ignore fields they do not know.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Checks an input's `format_version`: absent, or one this gpuplace reads (1 ..=
+/// [`FORMAT_VERSION`]).
+pub(crate) fn check_format_version(source_name: &str, version: Option<u32>) -> Result<(), InputError> {
+    let newest = FORMAT_VERSION;
+    match version {
+        Some(v) if v == 0 || v > newest => Err(InputError::new(
+            source_name,
+            "document",
+            "format_version",
+            format!("{v} is not a version this gpuplace reads (1 to {newest}); a newer gpuplace may read it"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn shown(text: &str) -> String {
     let escaped: String = text.escape_debug().collect();
     if escaped.chars().count() <= 40 {

@@ -9,3 +9,5 @@ pub mod jobs;
 pub(crate) mod json;
 pub mod kind;
 pub mod policy;
+
+pub use json::FORMAT_VERSION;

@@ -60,6 +60,26 @@ static TERM_NAMES: [&str; TERM_COUNT] = {
 /// so that older policy files still load. Every other term must be given.
 const OPTIONAL_TERMS: [Term; 1] = [Term::Random];
 
+/// An object with one integer per term name, each optional.
+impl schemars::JsonSchema for PerTerm {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PerTerm".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let properties: serde_json::Map<String, serde_json::Value> = Term::ALL
+            .iter()
+            .map(|term| (term.name().to_string(), serde_json::json!({ "type": "integer", "minimum": 0 })))
+            .collect();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "One value per score term, by name.",
+            "properties": properties,
+            "additionalProperties": false,
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for PerTerm {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<PerTerm, D::Error> {
         struct TermMap;
@@ -98,6 +118,10 @@ pub type Weights = PerTerm;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// The version of the format the file was written in (see [`crate::model::json::FORMAT_VERSION`]);
+    /// optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
     /// Weights for inference jobs.
     pub inference: Weights,
     /// Weights for agentic jobs.
@@ -206,6 +230,7 @@ impl Default for Policy {
             latency_ref_ms: default_latency_ref_ms(),
             candidates: default_candidates(),
             seed: 0,
+            format_version: None,
         }
     }
 }
@@ -252,11 +277,13 @@ impl Policy {
             "a policy: a JSON object with weights for `inference`, `agentic`, `multimodal` and `training`",
         )?;
         policy.validate(source_name)?;
-        Ok(policy)
+        // The version belongs to the file, not to the policy: two files of one policy are equal.
+        Ok(Policy { format_version: None, ..policy })
     }
 
     /// Checks every value is in range.
     pub fn validate(&self, source_name: &str) -> std::result::Result<(), InputError> {
+        crate::model::json::check_format_version(source_name, self.format_version)?;
         for kind in JobKind::ALL {
             let w = self.weights(kind);
             for term in Term::ALL {

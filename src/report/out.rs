@@ -1,9 +1,14 @@
 //! The `--out` document of a placement.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Placement;
 use crate::engine::place::Outcome;
+use crate::engine::reasons::Cause;
+use crate::engine::view::PlacedOn;
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Workload;
 use crate::model::kind::JobKind;
@@ -11,8 +16,10 @@ use crate::report::metrics::{EnergyTally, HOUR_S, site_gpus, site_gpus_used, sit
 
 /// The `--out` JSON document. It holds only what the inputs determine (no backend, adapter or
 /// timing), so both backends write byte-identical files.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OutFile {
+    /// The version of the format ([`crate::model::FORMAT_VERSION`]).
+    pub format_version: u32,
     /// Placed jobs in decision order.
     pub placements: Vec<PlacedRecord>,
     /// Unplaced jobs in decision order.
@@ -22,40 +29,28 @@ pub struct OutFile {
 }
 
 /// One placed job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlacedRecord {
     /// Job id.
     pub job: String,
-    /// Site name.
-    pub site: String,
-    /// Cluster name.
-    pub cluster: String,
-    /// Racks (index within the cluster) and GPUs taken on each.
-    pub racks: Vec<RackRecord>,
-    /// Score of the anchor rack.
-    pub score: u32,
-}
-
-/// GPUs taken on one rack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RackRecord {
-    /// Index of the rack within its cluster.
-    pub rack: u32,
-    /// GPUs taken.
-    pub gpus: u32,
+    /// Where it runs.
+    #[serde(flatten)]
+    pub on: PlacedOn,
 }
 
 /// One unplaced job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UnplacedRecord {
     /// Job id.
     pub job: String,
-    /// Why.
+    /// Why, in words.
     pub reason: String,
+    /// Why, as a code with its data.
+    pub cause: Cause,
 }
 
 /// Totals of a placement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// The placement date.
     pub at: String,
@@ -65,6 +60,8 @@ pub struct Summary {
     pub placed: usize,
     /// Jobs not placed.
     pub unplaced: usize,
+    /// Jobs not placed, per cause code ([`Cause::code`]; codes of no job are left out).
+    pub unplaced_by_cause: BTreeMap<String, usize>,
     /// GPUs of placed jobs.
     pub gpus_placed: u64,
     /// Per job kind.
@@ -81,7 +78,7 @@ pub struct Summary {
 }
 
 /// Totals of one job kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KindSummary {
     /// The kind.
     pub kind: JobKind,
@@ -94,7 +91,7 @@ pub struct KindSummary {
 }
 
 /// Totals of one site after placement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SiteSummary {
     /// Site name.
     pub site: String,
@@ -118,31 +115,25 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
         JobKind::ALL.iter().map(|&kind| KindSummary { kind, placed: 0, unplaced: 0, gpus_placed: 0 }).collect();
     let mut energy = EnergyTally::default();
     let mut latency_violations = 0;
+    let mut unplaced_by_cause = BTreeMap::new();
     for decision in &placement.decisions {
         let job = &workload.jobs[decision.job];
         let kind = &mut kinds[job.kind.index()];
         match &decision.outcome {
             Outcome::Placed { allocation, score } => {
-                let slot = fleet.racks[allocation.anchor() as usize];
-                let cluster = &fleet.clusters[slot.cluster as usize];
-                placements.push(PlacedRecord {
-                    job: job.id.clone(),
-                    site: fleet.sites[cluster.site].name.clone(),
-                    cluster: cluster.name.clone(),
-                    racks: allocation
-                        .racks
-                        .iter()
-                        .map(|s| RackRecord { rack: fleet.racks[s.rack as usize].index_in_cluster, gpus: s.gpus })
-                        .collect(),
-                    score: *score,
-                });
+                placements.push(PlacedRecord { job: job.id.clone(), on: PlacedOn::new(fleet, allocation, *score) });
                 kind.placed += 1;
                 kind.gpus_placed += u64::from(job.gpus);
                 energy.add(fleet, allocation, HOUR_S);
                 latency_violations += u64::from(violates_latency(fleet, job, allocation));
             }
             Outcome::Unplaced { reason } => {
-                unplaced.push(UnplacedRecord { job: job.id.clone(), reason: reason.to_string() });
+                *unplaced_by_cause.entry(reason.cause.code().to_string()).or_insert(0) += 1;
+                unplaced.push(UnplacedRecord {
+                    job: job.id.clone(),
+                    reason: reason.text.clone(),
+                    cause: reason.cause.clone(),
+                });
                 kind.unplaced += 1;
             }
         }
@@ -164,11 +155,13 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
         .collect();
     let gpus_placed = kinds.iter().map(|k| k.gpus_placed).sum();
     OutFile {
+        format_version: crate::model::FORMAT_VERSION,
         summary: Summary {
             at: placement.at.to_string(),
             jobs: workload.jobs.len(),
             placed: placements.len(),
             unplaced: unplaced.len(),
+            unplaced_by_cause,
             gpus_placed,
             kinds,
             sites,
@@ -179,4 +172,72 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
         placements,
         unplaced,
     }
+}
+
+/// A line of the JSON Lines form of the `--out` document ([`write_jsonl`]): the summary first, then
+/// one line per placed job, then one per unplaced job, each in decision order. Each line is an
+/// object whose `record` field says which it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "record", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OutLine {
+    /// The first line.
+    Summary {
+        /// The version of the format ([`crate::model::FORMAT_VERSION`]).
+        format_version: u32,
+        /// Totals.
+        summary: Summary,
+    },
+    /// A placed job.
+    Placed(PlacedRecord),
+    /// An unplaced job.
+    Unplaced(UnplacedRecord),
+}
+
+/// [`OutLine`] borrowing from an [`OutFile`], for writing.
+#[derive(Serialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+enum OutLineRef<'a> {
+    Summary { format_version: u32, summary: &'a Summary },
+    Placed(&'a PlacedRecord),
+    Unplaced(&'a UnplacedRecord),
+}
+
+/// Writes `out` as JSON Lines: one compact [`OutLine`] per line.
+pub fn write_jsonl(out: &OutFile, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut line = |record: &OutLineRef| -> std::io::Result<()> {
+        serde_json::to_writer(&mut *w, record)?;
+        w.write_all(b"\n")
+    };
+    line(&OutLineRef::Summary { format_version: out.format_version, summary: &out.summary })?;
+    for record in &out.placements {
+        line(&OutLineRef::Placed(record))?;
+    }
+    for record in &out.unplaced {
+        line(&OutLineRef::Unplaced(record))?;
+    }
+    Ok(())
+}
+
+/// Reads the JSON Lines form back into the document ([`write_jsonl`]'s inverse); `source_name`
+/// names it in errors.
+pub fn read_jsonl(text: &str, source_name: &str) -> std::result::Result<OutFile, crate::error::InputError> {
+    let bad = |line: usize, message: String| {
+        crate::error::InputError::new(source_name, format!("line {line}"), "record", message)
+    };
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
+    let parse = |(n, l): (usize, &str)| serde_json::from_str::<OutLine>(l).map_err(|e| bad(n, e.to_string()));
+    let (format_version, summary) = match lines.next().map(parse).transpose()? {
+        Some(OutLine::Summary { format_version, summary }) => (format_version, summary),
+        _ => return Err(bad(1, "the first line must be the summary".into())),
+    };
+    let (mut placements, mut unplaced) = (Vec::new(), Vec::new());
+    for (n, l) in lines {
+        match parse((n, l))? {
+            OutLine::Placed(record) => placements.push(record),
+            OutLine::Unplaced(record) => unplaced.push(record),
+            OutLine::Summary { .. } => return Err(bad(n, "a second summary".into())),
+        }
+    }
+    Ok(OutFile { format_version, placements, unplaced, summary })
 }

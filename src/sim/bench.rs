@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::place::{Decision, decision_order, place_batched};
 use crate::engine::{Backend, Ledger};
@@ -40,7 +41,8 @@ pub struct BenchConfig {
 }
 
 /// The machine a report was measured on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct Machine {
     /// CPU model from /proc/cpuinfo (or "unknown").
     pub cpu: String,
@@ -51,7 +53,8 @@ pub struct Machine {
 }
 
 /// One backend's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct BenchRow {
     /// `cpu-1t`, `cpu-Nt` or `gpu`.
     pub backend: String,
@@ -70,7 +73,8 @@ pub struct BenchRow {
 }
 
 /// A whole `gpuplace bench` report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct BenchReport {
     /// Where it ran.
     pub machine: Machine,

@@ -1,6 +1,9 @@
 //! `gpuplace compare`: every policy preset on the same input, batch or replay, in one table.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Scheduler;
 use crate::error::Result;
@@ -12,7 +15,8 @@ use crate::report::metrics::stranded_gpus;
 use crate::sim::replay::{ReplayConfig, replay};
 
 /// One policy's results.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct CompareRow {
     /// Preset name.
     pub policy: String,
@@ -23,7 +27,7 @@ pub struct CompareRow {
     /// Stranded GPUs: after a batch, free GPUs in partly used racks; in a replay, the mean over time.
     pub stranded_gpus: f64,
     /// 95th-percentile queueing delay per kind, seconds (replay only).
-    pub delay_p95_s: Option<Vec<(JobKind, u64)>>,
+    pub delay_p95_s: Option<BTreeMap<JobKind, u64>>,
     /// Energy: USD per hour of the placed jobs (batch) or USD over the replay.
     pub energy_usd: f64,
     /// Carbon: kg CO2 per hour (batch) or over the replay.
@@ -32,6 +36,39 @@ pub struct CompareRow {
     pub latency_violations: u64,
     /// Scheduling time, seconds.
     pub scheduling_s: f64,
+}
+
+/// The `compare --json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct CompareFile {
+    /// The version of the format ([`crate::model::FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// `batch` (one placement at the placement date) or `replay` (over time).
+    pub mode: CompareMode,
+    /// Jobs in the workload.
+    pub jobs: usize,
+    /// The backend every row ran on.
+    pub backend: String,
+    /// One row per policy: a policy file's first, then the presets.
+    pub rows: Vec<CompareRow>,
+}
+
+/// How `compare` ran the policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareMode {
+    /// One batch placement.
+    Batch,
+    /// A replay over time.
+    Replay,
+}
+
+impl CompareFile {
+    /// The document of `rows`.
+    pub fn new(mode: CompareMode, jobs: usize, backend: String, rows: Vec<CompareRow>) -> Self {
+        CompareFile { format_version: crate::model::FORMAT_VERSION, mode, jobs, backend, rows }
+    }
 }
 
 /// Runs `custom` (a named policy of the caller's, first, when given) and every preset on

@@ -345,6 +345,7 @@ pub fn alibaba_nodes(
         report.imported += *nodes as usize;
     }
     let fleet = FleetFile {
+        format_version: None,
         as_of: Some("2023-01-01".into()),
         regions: vec![ALIBABA_REGION.into()],
         rack_types,

@@ -19,13 +19,18 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::place::{Outcome, Reasons};
-use crate::engine::{Allocation, Scheduler};
+use crate::engine::reasons::{Cause, Reason};
+use crate::engine::view::PlacedOn;
+use crate::engine::{Allocation, Compiled, Scheduler};
 use crate::error::{InputError, Result};
+use crate::model::FORMAT_VERSION;
 use crate::model::date::Day;
-use crate::model::jobs::{MAX_TRACE_S, Workload};
+use crate::model::fleet::Fleet;
+use crate::model::jobs::{Job, MAX_TRACE_S, Workload};
 use crate::model::kind::JobKind;
 use crate::report::metrics::{
     EnergyTally, percentile, site_gpus, site_gpus_used, site_power_drawn_w, stranded_gpus, sum_f64, violates_latency,
@@ -70,8 +75,8 @@ impl ReplayConfig {
 }
 
 /// What became of one job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JobFate {
     /// Arrived at `arrived_s`, ran from `start_s` to `end_s`, holding `allocation`.
     Placed {
@@ -82,22 +87,109 @@ pub enum JobFate {
         /// When it ended (start + duration).
         end_s: u64,
         /// What it held.
-        #[serde(skip)]
         allocation: Allocation,
+        /// The anchor rack's score.
+        score: u32,
     },
-    /// Rejected at `at_s`: it waited past `--max-wait`, or could never be placed.
+    /// Rejected at `at_s`, by `rule`, for `reason`.
     Rejected {
         /// When it arrived (as for a placed job).
         arrived_s: u64,
         /// When.
         at_s: u64,
-        /// Why.
-        reason: String,
+        /// Which rule rejected it.
+        rule: Rejection,
+        /// What kept it from being placed until then.
+        reason: Reason,
     },
 }
 
+/// Why replay gave up on a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Rejection {
+    /// It waited longer than `--max-wait`.
+    MaxWait,
+    /// Nothing was left to arrive, finish or come online, and it still did not fit.
+    NeverPlaceable,
+}
+
+/// One job of a replay, for the `jobs` of `replay --json`: what it was and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct ReplayJob {
+    /// Job id.
+    pub job: String,
+    /// Its kind.
+    pub kind: JobKind,
+    /// GPUs it asked for.
+    pub gpus: u32,
+    /// When it arrived, seconds of trace time.
+    pub arrived_s: u64,
+    /// What became of it.
+    pub fate: FateRecord,
+}
+
+/// [`JobFate`] with names, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FateRecord {
+    /// It ran.
+    Placed {
+        /// When it started, seconds of trace time.
+        start_s: u64,
+        /// When it ended.
+        end_s: u64,
+        /// How long it waited: start − arrival, seconds.
+        wait_s: u64,
+        /// Where it ran.
+        placed_on: PlacedOn,
+    },
+    /// It never ran.
+    Rejected {
+        /// When, seconds of trace time.
+        at_s: u64,
+        /// Which rule rejected it.
+        rule: Rejection,
+        /// What kept it from being placed until then, in words.
+        reason: String,
+        /// The same as a code with its data.
+        cause: Cause,
+    },
+}
+
+impl ReplayJob {
+    /// The record of `job` (of the replayed fleet) that met `fate`.
+    pub fn new(fleet: &Fleet, job: &Job, fate: &JobFate) -> Self {
+        let (arrived_s, fate) = match fate {
+            JobFate::Placed { arrived_s, start_s, end_s, allocation, score } => (
+                *arrived_s,
+                FateRecord::Placed {
+                    start_s: *start_s,
+                    end_s: *end_s,
+                    wait_s: start_s - arrived_s,
+                    placed_on: PlacedOn::new(fleet, allocation, *score),
+                },
+            ),
+            JobFate::Rejected { arrived_s, at_s, rule, reason } => (
+                *arrived_s,
+                FateRecord::Rejected {
+                    at_s: *at_s,
+                    rule: *rule,
+                    reason: reason.text.clone(),
+                    cause: reason.cause.clone(),
+                },
+            ),
+        };
+        ReplayJob { job: job.id.clone(), kind: job.kind, gpus: job.gpus, arrived_s, fate }
+    }
+}
+
 /// One sample of the fleet, taken after each processed interval's placement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct Sample {
     /// Trace time, seconds.
     pub t_s: u64,
@@ -115,7 +207,8 @@ pub struct Sample {
 }
 
 /// Per job kind.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct KindReplay {
     /// The kind.
     pub kind: JobKind,
@@ -135,7 +228,8 @@ pub struct KindReplay {
 }
 
 /// Everything a replay measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct ReplayReport {
     /// Scheduling interval, seconds.
     pub interval_s: u64,
@@ -167,8 +261,9 @@ pub struct ReplayReport {
     pub scheduling_s_total: f64,
     /// The fleet over time.
     pub timeline: Vec<Sample>,
-    /// Each job's fate, in workload order.
+    /// Each job's fate, in workload order (written as `jobs` by [`ReplayDocument`]).
     #[serde(skip)]
+    #[schemars(skip)]
     pub fates: Vec<JobFate>,
 }
 
@@ -280,11 +375,12 @@ fn replay_with(
                 !expires
             });
             for j in expired {
-                let why = scheduler.unplaced_reason(&compiled, j)?;
+                let reason = why(scheduler, &compiled, j)?;
                 fates[j] = Some(JobFate::Rejected {
                     arrived_s: submit[j],
                     at_s: t,
-                    reason: format!("waited more than {max_wait} s; {why}"),
+                    rule: Rejection::MaxWait,
+                    reason: Reason { text: format!("waited more than {max_wait} s; {}", reason.text), ..reason },
                 });
             }
         }
@@ -316,10 +412,11 @@ fn replay_with(
             for decision in decisions {
                 let j = decision.job;
                 match decision.outcome {
-                    Outcome::Placed { allocation, .. } => {
+                    Outcome::Placed { allocation, score } => {
                         let end = t + duration[j];
                         running.push(Reverse((end, j)));
-                        fates[j] = Some(JobFate::Placed { arrived_s: submit[j], start_s: t, end_s: end, allocation });
+                        fates[j] =
+                            Some(JobFate::Placed { arrived_s: submit[j], start_s: t, end_s: end, allocation, score });
                     }
                     Outcome::Unplaced { .. } => waiting.push(j),
                 }
@@ -363,11 +460,12 @@ fn replay_with(
         if next == u64::MAX {
             // Nothing will ever arrive or finish: the waiting jobs can never be placed.
             for &j in &waiting {
-                let why = scheduler.unplaced_reason(&compiled, j)?;
+                let reason = why(scheduler, &compiled, j)?;
                 fates[j] = Some(JobFate::Rejected {
                     arrived_s: submit[j],
                     at_s: t,
-                    reason: format!("can never be placed: {why}"),
+                    rule: Rejection::NeverPlaceable,
+                    reason: Reason { text: format!("can never be placed: {}", reason.text), ..reason },
                 });
             }
             waiting.clear();
@@ -378,6 +476,15 @@ fn replay_with(
 
     let fates: Vec<JobFate> = fates.into_iter().map(|f| f.expect("every job ends placed or rejected")).collect();
     Ok(summarize(scheduler, workload, interval, timeline, scheduling, fates))
+}
+
+/// Why waiting job `j` is not placed now. Every waiting job was tried at an interval since which
+/// only commits happened (see the callers), so a rack is never free for it; were one free, the
+/// reason says so rather than inventing a cause.
+fn why(scheduler: &Scheduler, compiled: &Compiled, j: usize) -> Result<Reason> {
+    Ok(scheduler
+        .unplaced_reason(compiled, j)?
+        .unwrap_or_else(|| Reason { text: "a rack is free for it now".into(), ..Reason::not_evaluated() }))
 }
 
 fn summarize(
@@ -409,7 +516,7 @@ fn summarize(
         let kind = job.kind.index();
         kinds[kind].jobs += 1;
         match fate {
-            JobFate::Placed { arrived_s, start_s, end_s, allocation } => {
+            JobFate::Placed { arrived_s, start_s, end_s, allocation, .. } => {
                 kinds[kind].placed += 1;
                 delays[kind].push(start_s - arrived_s);
                 gpus_placed += u64::from(job.gpus);
@@ -450,4 +557,89 @@ fn summarize(
         timeline,
         fates,
     }
+}
+
+/// The `replay --json` document: `format_version`, every metric of the [`ReplayReport`], and
+/// `jobs`, each job's [`ReplayJob`] in workload order. Serializing it builds each job's record as it
+/// is written, so a replay of millions of jobs never holds them all as records. [`ReplayFile`]
+/// reads it back.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReplayDocument<'a> {
+    /// [`FORMAT_VERSION`].
+    format_version: u32,
+    /// What the replay measured.
+    #[serde(flatten)]
+    report: &'a ReplayReport,
+    /// Each job's record.
+    jobs: ReplayJobs<'a>,
+}
+
+impl<'a> ReplayDocument<'a> {
+    /// The document of `report`, a replay of `workload` on `fleet`.
+    pub fn new(fleet: &'a Fleet, workload: &'a Workload, report: &'a ReplayReport) -> Self {
+        ReplayDocument { format_version: FORMAT_VERSION, report, jobs: ReplayJobs { fleet, workload, report } }
+    }
+}
+
+/// The jobs of a [`ReplayDocument`], each record built as it is written.
+#[derive(Debug, Clone, Copy)]
+struct ReplayJobs<'a> {
+    fleet: &'a Fleet,
+    workload: &'a Workload,
+    report: &'a ReplayReport,
+}
+
+impl Serialize for ReplayJobs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let records = self.workload.jobs.iter().zip(&self.report.fates);
+        serializer.collect_seq(records.map(|(job, fate)| ReplayJob::new(self.fleet, job, fate)))
+    }
+}
+
+/// A `replay --json` document read back.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct ReplayFile {
+    /// The version of the format ([`FORMAT_VERSION`] when written by this gpuplace).
+    pub format_version: u32,
+    /// The metrics (its `fates` are empty: the jobs are in `jobs`).
+    #[serde(flatten)]
+    pub report: ReplayReport,
+    /// Each job's record, in workload order.
+    pub jobs: Vec<ReplayJob>,
+}
+
+/// A line of the JSON Lines form of `replay --json` ([`write_replay_jsonl`]): the report first
+/// (without `jobs`), then one line per job in workload order. Each line is an object whose
+/// `record` field says which it is.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(tag = "record", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReplayLine {
+    /// The first line: `format_version` and every metric.
+    Report(crate::report::Versioned<ReplayReport>),
+    /// One job.
+    Job(ReplayJob),
+}
+
+/// Writes a replay as JSON Lines ([`ReplayLine`]), each job's record built as it is written.
+pub fn write_replay_jsonl(doc: &ReplayDocument, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    #[serde(tag = "record", rename_all = "snake_case")]
+    enum LineRef<'a> {
+        Report {
+            format_version: u32,
+            #[serde(flatten)]
+            report: &'a ReplayReport,
+        },
+        Job(&'a ReplayJob),
+    }
+    serde_json::to_writer(&mut *w, &LineRef::Report { format_version: doc.format_version, report: doc.report })?;
+    w.write_all(b"\n")?;
+    let jobs = &doc.jobs;
+    for (job, fate) in jobs.workload.jobs.iter().zip(&jobs.report.fates) {
+        serde_json::to_writer(&mut *w, &LineRef::Job(&ReplayJob::new(jobs.fleet, job, fate)))?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
 }

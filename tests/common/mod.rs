@@ -190,7 +190,7 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
             }
         })
         .collect::<Vec<_>>();
-    let mut file = FleetFile { as_of: None, regions, rack_types, sites };
+    let mut file = FleetFile { format_version: None, as_of: None, regions, rack_types, sites };
     // Drop stated occupancy that the site's power could not feed (the fleet would be rejected).
     loop {
         match Fleet::from_file(file.clone(), "<random>") {
@@ -251,15 +251,12 @@ pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
         gpuplace::model::policy::PerTerm(std::array::from_fn(|_| w()))
     };
     let (inference, agentic, multimodal, training) = (weights(), weights(), weights(), weights());
-    gpuplace::Policy {
-        inference,
-        agentic,
-        multimodal,
-        training,
-        latency_ref_ms: rng.between(1, 400) as u32,
-        candidates: rng.between(1, 16) as u32,
-        seed: rng.next_u64(),
-    }
+    let mut policy = gpuplace::Policy::default();
+    (policy.inference, policy.agentic, policy.multimodal, policy.training) = (inference, agentic, multimodal, training);
+    policy.latency_ref_ms = rng.between(1, 400) as u32;
+    policy.candidates = rng.between(1, 16) as u32;
+    policy.seed = rng.next_u64();
+    policy
 }
 
 /// The parity comparison used by every test here: Ok, or the first difference.

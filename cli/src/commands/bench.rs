@@ -36,7 +36,7 @@ pub fn run(config: &BenchConfig, no_gpu: bool, json: Option<&Path>, markdown: bo
     };
     let text = if markdown { render::bench_markdown(&report) } else { render::bench_table(&report) };
     if let Some(id) = json_id {
-        outputs.write(vec![(id, json_content(report))])?;
+        outputs.write(vec![(id, json_content(gpuplace::report::Versioned::new(report)))])?;
     }
     print_text(&text, stdout_taken)
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use gpuplace::InputError;
-use gpuplace::sim::compare::compare;
+use gpuplace::sim::compare::{CompareFile, CompareMode, compare};
 
 use crate::args::{Inputs, ReplayArgs};
 use crate::commands::input_paths;
@@ -41,15 +41,16 @@ pub fn run(inputs: &Inputs, replay: bool, replay_args: &ReplayArgs, json: Option
         inputs.policy_seed,
         custom.as_ref().map(|(name, policy)| (name.as_str(), *policy)),
     )?;
+    let backend = prepared.scheduler.backend().describe();
     let text = format!(
-        "{} jobs, {}, backend {}\n\n{}",
+        "{} jobs, {}, backend {backend}\n\n{}",
         prepared.workload.jobs.len(),
         if replay { "replay" } else { "batch" },
-        prepared.scheduler.backend().describe(),
         render::compare(&rows, replay)
     );
     if let Some(id) = json_id {
-        outputs.write(vec![(id, json_content(rows))])?;
+        let mode = if replay { CompareMode::Replay } else { CompareMode::Batch };
+        outputs.write(vec![(id, json_content(CompareFile::new(mode, prepared.workload.jobs.len(), backend, rows)))])?;
     }
     print_text(&text, stdout_taken)
 }

@@ -19,7 +19,7 @@ pub fn run(inputs: &Inputs, job: &str, json: bool) -> anyhow::Result<()> {
     let placement = prepared.scheduler.place(&prepared.workload, prepared.at)?;
     let explanation = prepared.scheduler.explain(&prepared.workload, &placement, job)?;
     if json {
-        print(&(serde_json::to_string_pretty(&explanation)? + "\n"))
+        print(&(serde_json::to_string_pretty(&gpuplace::report::Versioned::new(explanation))? + "\n"))
     } else {
         print(&render::explanation(&explanation))
     }

@@ -15,7 +15,7 @@ use gpuplace::model::jobs::JobsFormat;
 use gpuplace::model::policy::Preset;
 use gpuplace::{Day, Fleet, InputError, Policy, Scheduler, Workload, builtin};
 
-use crate::args::{Command, Inputs};
+use crate::args::{Command, Inputs, OutFormatArg};
 use crate::render::note;
 
 /// How a command that did not fail ended.
@@ -37,12 +37,14 @@ impl Done {
 pub fn run(command: Command) -> anyhow::Result<Done> {
     let complete = |result: anyhow::Result<()>| result.map(|()| Done::Complete);
     match command {
-        Command::Place { inputs, out, timings, fail_on_unplaced } => {
-            place::run(&inputs, out.as_deref(), timings, fail_on_unplaced)
+        Command::Place { inputs, out, out_format, timings, fail_on_unplaced } => {
+            let out = out.as_deref().map(|path| (path, OutFormatArg::choose(out_format, path)));
+            place::run(&inputs, out, timings, fail_on_unplaced)
         }
         Command::Explain { inputs, job, json } => complete(explain::run(&inputs, &job, json)),
-        Command::Replay { inputs, replay, json, plot, fail_on_unplaced } => {
-            replay::run(&inputs, &replay, json.as_deref(), plot.as_deref(), fail_on_unplaced)
+        Command::Replay { inputs, replay, json, out_format, plot, fail_on_unplaced } => {
+            let json = json.as_deref().map(|path| (path, OutFormatArg::choose(out_format, path)));
+            replay::run(&inputs, &replay, json, plot.as_deref(), fail_on_unplaced)
         }
         Command::Compare { inputs, replay, replay_args, json } => {
             complete(compare::run(&inputs, replay, &replay_args, json.as_deref()))

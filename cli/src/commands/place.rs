@@ -5,18 +5,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use gpuplace::report::out::write_jsonl;
 use gpuplace::report::out_file;
 
-use crate::args::Inputs;
+use crate::args::{Inputs, OutFormatArg};
 use crate::commands::{Done, input_paths, prepare, print_new_notices, print_text};
 use crate::output::{Outputs, write_json};
 use crate::progress::Progress;
 use crate::render;
 
-pub fn run(inputs: &Inputs, out: Option<&Path>, timings: bool, fail_on_unplaced: bool) -> anyhow::Result<Done> {
+pub fn run(
+    inputs: &Inputs,
+    out: Option<(&Path, OutFormatArg)>,
+    timings: bool,
+    fail_on_unplaced: bool,
+) -> anyhow::Result<Done> {
     let started = Instant::now();
     let mut outputs = Outputs::new(input_paths(inputs));
-    let out_id = out.map(|path| outputs.plan(path)).transpose()?;
+    let out_id = out.map(|(path, format)| outputs.plan(path).map(|id| (id, format))).transpose()?;
     let stdout_taken = outputs.uses_stdout();
     let mut prepared = prepare(inputs)?;
     let loaded = started.elapsed();
@@ -28,9 +34,15 @@ pub fn run(inputs: &Inputs, out: Option<&Path>, timings: bool, fail_on_unplaced:
     print_new_notices(&placement.notices);
     let output_started = Instant::now();
     let document = Arc::new(out_file(prepared.scheduler.fleet(), &prepared.workload, &placement));
-    if let Some(id) = out_id {
+    if let Some((id, format)) = out_id {
         let streamed = Arc::clone(&document);
-        outputs.write(vec![(id, Box::new(move |w: &mut dyn Write| write_json(w, &*streamed)))])?;
+        outputs.write(vec![(
+            id,
+            Box::new(move |w: &mut dyn Write| match format {
+                OutFormatArg::Json => write_json(w, &*streamed),
+                OutFormatArg::Jsonl => write_jsonl(&streamed, w),
+            }),
+        )])?;
     }
     let output = output_started.elapsed();
     let mut text = render::summary(&document, &placement, started.elapsed());

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use gpuplace::generate::spread_arrivals;
-use gpuplace::replay::{ReplayConfig, replay};
+use gpuplace::replay::{ReplayConfig, ReplayDocument, replay, write_replay_jsonl};
 
-use crate::args::{Inputs, ReplayArgs};
+use crate::args::{Inputs, OutFormatArg, ReplayArgs};
 use crate::commands::{Done, Prepared, input_paths, prepare, print_new_notices, print_text};
-use crate::output::{Outputs, json_content};
+use crate::output::{Outputs, write_json};
 use crate::progress::Progress;
 use crate::render;
 
@@ -31,13 +31,13 @@ pub fn prepare_replay(inputs: &Inputs, args: &ReplayArgs) -> anyhow::Result<(Pre
 pub fn run(
     inputs: &Inputs,
     args: &ReplayArgs,
-    json: Option<&Path>,
+    json: Option<(&Path, OutFormatArg)>,
     plot: Option<&Path>,
     fail_on_unplaced: bool,
 ) -> anyhow::Result<Done> {
     let started = Instant::now();
     let mut outputs = Outputs::new(input_paths(inputs));
-    let json_id = json.map(|path| outputs.plan(path)).transpose()?;
+    let json_id = json.map(|(path, format)| outputs.plan(path).map(|id| (id, format))).transpose()?;
     let plot_id = plot.map(|path| outputs.plan(path)).transpose()?;
     let stdout_taken = outputs.uses_stdout();
     let (mut prepared, config) = prepare_replay(inputs, args)?;
@@ -54,8 +54,18 @@ pub fn run(
     }
     let text = render::replay(&report, &prepared.scheduler.backend().describe(), started.elapsed());
     let rejected = report.kinds.iter().map(|k| k.rejected).sum();
-    if let Some(id) = json_id {
-        files.push((id, json_content(report)));
+    if let Some((id, format)) = json_id {
+        let (fleet, workload) = (prepared.scheduler.fleet().clone(), prepared.workload);
+        files.push((
+            id,
+            Box::new(move |w: &mut dyn Write| {
+                let document = ReplayDocument::new(&fleet, &workload, &report);
+                match format {
+                    OutFormatArg::Json => write_json(w, &document),
+                    OutFormatArg::Jsonl => write_replay_jsonl(&document, w),
+                }
+            }),
+        ));
     }
     outputs.write(files)?;
     print_text(&text, stdout_taken)?;

@@ -1,0 +1,87 @@
+//! Decisions named for people and programs: the job, and the site, cluster and racks it holds,
+//! instead of indices into the workload and the fleet.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::ledger::Allocation;
+use crate::engine::place::{Outcome, Placement};
+use crate::engine::reasons::Reason;
+use crate::model::fleet::Fleet;
+use crate::model::jobs::{Job, Workload};
+
+/// Where a placed job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct PlacedOn {
+    /// Site name.
+    pub site: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Racks (index within the cluster, in allocation order: the anchor first) and GPUs taken on
+    /// each.
+    pub racks: Vec<RackShare>,
+    /// Score of the anchor rack.
+    pub score: u32,
+}
+
+impl PlacedOn {
+    /// Names `allocation` (of `fleet`), scored `score`.
+    pub fn new(fleet: &Fleet, allocation: &Allocation, score: u32) -> Self {
+        let slot = fleet.racks[allocation.anchor() as usize];
+        let cluster = &fleet.clusters[slot.cluster as usize];
+        PlacedOn {
+            site: fleet.sites[cluster.site].name.clone(),
+            cluster: cluster.name.clone(),
+            racks: allocation
+                .racks
+                .iter()
+                .map(|s| RackShare { rack: fleet.racks[s.rack as usize].index_in_cluster, gpus: s.gpus })
+                .collect(),
+            score,
+        }
+    }
+}
+
+/// GPUs taken on one rack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RackShare {
+    /// Index of the rack within its cluster.
+    pub rack: u32,
+    /// GPUs taken.
+    pub gpus: u32,
+}
+
+/// A decision with its job and places named.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct NamedDecision<'a> {
+    /// The job.
+    pub job: &'a Job,
+    /// Where it runs, or why it does not.
+    pub outcome: NamedOutcome<'a>,
+}
+
+/// [`Outcome`] with names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NamedOutcome<'a> {
+    /// Placed there.
+    Placed(PlacedOn),
+    /// Not placed, for this reason.
+    Unplaced(&'a Reason),
+}
+
+impl Placement {
+    /// The decisions in decision order, naming the job (of `workload`, the workload placed) and
+    /// the site, cluster and racks (of `fleet`, the scheduler's fleet).
+    pub fn named<'a>(&'a self, fleet: &'a Fleet, workload: &'a Workload) -> impl Iterator<Item = NamedDecision<'a>> {
+        self.decisions.iter().map(move |decision| NamedDecision {
+            job: &workload.jobs[decision.job],
+            outcome: match &decision.outcome {
+                Outcome::Placed { allocation, score } => NamedOutcome::Placed(PlacedOn::new(fleet, allocation, *score)),
+                Outcome::Unplaced { reason } => NamedOutcome::Unplaced(reason),
+            },
+        })
+    }
+}
