@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 /// Errors returned by the gpuplace library.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -34,6 +35,7 @@ pub enum Error {
 /// One bad value in the input: where it is and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{source_name}: {record}: field `{field}`: {message}")]
+#[non_exhaustive]
 pub struct InputError {
     /// File path, or `<built-in>` / `<api>` / `command line` for values that came from elsewhere.
     pub source_name: String,
@@ -65,6 +67,7 @@ impl InputError {
 /// Why a scoring backend cannot be opened or go on. The CPU backend never fails; every variant
 /// concerns a GPU adapter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScoreError {
     /// No adapter was found (no GPU, no driver, no software device), or the library was built
     /// without the `gpu` feature.

@@ -12,7 +12,7 @@
 //! a live capacity ledger with exact accounting.
 //!
 //! Modules, each importing only those listed before it (see `ARCHITECTURE.md`): [`error`],
-//! [`kernel`], [`model`], `gpu`, [`engine`], [`report`], [`sim`].
+//! [`kernel`], [`model`], `gpu`, [`engine`], [`report`], [`sim`], [`schema`].
 //!
 //! ```no_run
 //! use gpuplace::{BackendChoice, Day, Policy, Scheduler, builtin, generate, report};
@@ -33,6 +33,7 @@ pub mod gpu;
 pub mod kernel;
 pub mod model;
 pub mod report;
+pub mod schema;
 pub mod sim;
 
 pub use engine::{Backend, BackendChoice, Placement, Scheduler};

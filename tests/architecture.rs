@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The layers, lowest first: a module may import its own layer's files and lower layers.
-const LAYERS: [&str; 7] = ["error", "kernel", "model", "gpu", "engine", "report", "sim"];
+const LAYERS: [&str; 8] = ["error", "kernel", "model", "gpu", "engine", "report", "sim", "schema"];
 
 /// Every `.rs` file under `src/` except `lib.rs`, as (module path, source without comments).
 fn modules() -> Vec<(Vec<String>, String)> {

@@ -69,7 +69,7 @@ fn writers_refuse_what_could_not_be_read_back() {
         ("a control character", |w: &mut Workload| w.jobs[3].id = "two\nlines".into()),
         ("an empty list", |w: &mut Workload| w.jobs[3].jurisdictions = Some(vec![])),
         ("a duplicate id", |w: &mut Workload| w.jobs[3].id = w.jobs[4].id.clone()),
-        ("a date past 9999", |w: &mut Workload| w.jobs[3].not_before = Some("10000-01-01".into())),
+        ("a date past 9999", |w: &mut Workload| w.jobs[3].not_before = Some(Day(Day::MAX.0 + 1))),
     ] {
         let mut bad = workload.clone();
         edit(&mut bad);

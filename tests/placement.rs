@@ -84,6 +84,7 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
                 assert!(site.power_free_w >= allocation.power_w, "{id} overdraws site power");
                 site.power_free_w -= allocation.power_w;
             }
+            other => panic!("{id}: unexpected outcome {other:?}"),
         }
     }
 }
@@ -118,7 +119,9 @@ fn run_case(seed: u64, shape: Shape, backend_name: &str, backend: Backend) -> Ba
             "seed {seed} on {backend_name} (k={k:?}, dirty limit {max_dirty_racks}, round {max_jobs_per_round})"
         );
         scheduler.reset();
-        scheduler.set_policy(Policy { candidates: k.unwrap_or(policy.candidates), ..policy }).unwrap();
+        let mut with_k = policy;
+        with_k.candidates = k.unwrap_or(policy.candidates);
+        scheduler.set_policy(with_k).unwrap();
         scheduler.set_round_limits(max_dirty_racks, max_jobs_per_round);
         let placement = scheduler.place(&workload, Some(at())).unwrap();
         assert_eq!(placement.decisions, reference, "{setting}: batched differs from the oracle");
@@ -395,6 +398,7 @@ fn explain_agrees_with_the_decisions_without_placing_again() {
                     assert_eq!(e.feasible_racks, 0, "{name}: {id}");
                     assert_eq!(e.decision, format!("unplaced: {reason}"));
                 }
+                other => panic!("{name}: {id}: unexpected outcome {other:?}"),
             }
         }
         assert!(placed > 0 && unplaced > 0, "explained {placed} placed and {unplaced} unplaced jobs");

@@ -267,25 +267,20 @@ fn replay_waits_for_capacity_to_come_online_and_for_not_before() {
     let start = at();
     let mut file = gpuplace::builtin::default_fleet_file();
     file.sites.truncate(1);
-    file.sites[0].online = start.to_string();
+    file.sites[0].online = start;
     file.sites[0].clusters.truncate(1);
     file.sites[0].clusters[0].racks = 2;
-    file.sites[0].clusters[0].online = Some(start.saturating_add(2).to_string());
+    file.sites[0].clusters[0].online = Some(start.saturating_add(2));
     let fleet = Fleet::from_file(file, "<test>").unwrap();
-    let job = |id: &str, not_before: Option<u64>| gpuplace::Job {
-        id: id.into(),
-        kind: JobKind::Training,
-        gpus: 8,
-        hbm_gb_per_gpu: 0,
-        priority: 1,
-        duration_h: None,
-        region: fleet.regions[0].clone(),
-        max_latency_ms: None,
-        jurisdictions: None,
-        providers: None,
-        not_before: not_before.map(|d| start.saturating_add(d).to_string()),
-        submit_s: Some(0),
-        duration_s: Some(600),
+    let job = |id: &str, not_before: Option<u64>| {
+        let job = gpuplace::Job::new(id, JobKind::Training, 8, fleet.regions[0].clone())
+            .with_priority(1)
+            .with_submit_s(0)
+            .with_duration_s(600);
+        match not_before {
+            Some(days) => job.with_not_before(start.saturating_add(days)),
+            None => job,
+        }
     };
     let workload = Workload::from_jobs(vec![job("now", None), job("day1", Some(1)), job("day3", Some(3))], "<test>");
     on_every_backend("replay_waits_for_capacity_to_come_online", |name, backend| {

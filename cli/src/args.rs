@@ -159,6 +159,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of a file format gpuplace reads or writes (without NAME: list them).
+    #[command(after_help = "Examples:
+  gpuplace schema
+  gpuplace schema place > place.schema.json")]
+    Schema {
+        /// The format: fleet, jobs, policy, place, place-line, explain, replay, replay-line,
+        /// compare or bench.
+        name: Option<String>,
+    },
     /// Generate a deterministic, realistic workload.
     #[command(after_help = "Examples:
   gpuplace generate --count 1000 --seed 7 --out jobs.json

@@ -438,10 +438,7 @@ pub fn write_jobs(
     format: gpuplace::model::jobs::JobsFormat,
     w: &mut dyn Write,
 ) -> std::io::Result<()> {
-    match format {
-        gpuplace::model::jobs::JobsFormat::Csv => workload.write_csv(w),
-        gpuplace::model::jobs::JobsFormat::Json => workload.write_json(w),
-    }
+    workload.write_as(format, w)
 }
 
 /// Writes `value` as pretty JSON and a final newline, streamed.

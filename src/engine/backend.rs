@@ -10,6 +10,7 @@ use crate::kernel::state::FleetState;
 
 /// Which backend to score with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum BackendChoice {
     /// The GPU when a hardware adapter is found and passes its self-check, else the CPU (with a
     /// notice saying why). A software adapter (lavapipe, llvmpipe, WARP) is not used: it runs the

@@ -13,6 +13,7 @@ use crate::model::fleet::Fleet;
 /// What a placed job holds: GPUs on each of its racks (anchor first, then by index) and IT power
 /// at its site. Releasing it gives back exactly this.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Allocation {
     /// Racks and GPUs taken, anchor rack first, then by rack index.
     pub racks: Vec<RackShare>,

@@ -16,6 +16,7 @@ use crate::model::policy::Policy;
 
 /// How one job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Placed, holding `allocation`, scored `score` on its anchor rack.
     Placed {
@@ -33,6 +34,7 @@ pub enum Outcome {
 
 /// A job's decision; `job` indexes the workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Decision {
     /// Index of the job in the workload.
     pub job: usize,
@@ -42,6 +44,7 @@ pub struct Decision {
 
 /// Counters of the batched engine, for the curious and for benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct EngineStats {
     /// Scoring passes (each over the jobs of one round).
     pub rounds: u32,
@@ -57,6 +60,7 @@ pub struct EngineStats {
 
 /// Time spent in each phase of a placement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Timings {
     /// Validating and compiling the jobs.
     pub compile: Duration,
@@ -68,6 +72,7 @@ pub struct Timings {
 
 /// The result of placing a workload with [`crate::Scheduler::place`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Placement {
     /// One decision per job, in decision order (priority descending, then id).
     pub decisions: Vec<Decision>,
@@ -129,6 +134,7 @@ impl Default for RoundLimits {
 /// Whether placement words the reason of each job it cannot place (a few microseconds each, the
 /// larger part of a replay's time when many jobs wait).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Reasons {
     /// Every unplaced job gets its reason.
     #[default]

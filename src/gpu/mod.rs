@@ -27,6 +27,7 @@ pub const MAX_JOBS_PER_TILE: usize = 1 << 19;
 
 /// An adapter, for summaries, benchmarks and the choice of a backend.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct AdapterSummary {
     /// Adapter name (e.g. `NVIDIA H100 80GB HBM3`, `llvmpipe (LLVM 15.0.7, 256 bits)`).
     pub name: String,

@@ -99,6 +99,7 @@ pub const STATIC_REJECTS: u32 = !(REJECT_GPUS | REJECT_POWER);
 
 /// A score term. Its value is a `u32` in 0..=[`TERM_SCALE`]; a policy weighs it 0..=[`MAX_WEIGHT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Term {
     /// Fraction of the rack in use after placement: best fit keeps whole NVLink domains free.
     Pack,

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::date::Day;
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
 
 /// The built-in fleet's `as_of` date: its default placement date.
@@ -43,7 +44,7 @@ fn gb300(name: &str, racks: u32, online: Option<&str>) -> ClusterFile {
         name: name.into(),
         rack_type: "gb300-nvl72".into(),
         racks,
-        online: online.map(str::to_string),
+        online: online.map(|text| Day::parse(text).expect("the built-in dates are valid")),
         used_gpus: None,
     }
 }
@@ -71,7 +72,7 @@ fn site(
         pue,
         price_usd_per_mwh,
         carbon_g_per_kwh,
-        online: online.into(),
+        online: Day::parse(online).expect("the built-in dates are valid"),
         latency_ms: latency(latency_ms),
         clusters,
     }
@@ -186,7 +187,7 @@ pub fn default_fleet_file() -> FleetFile {
         format_version: None,
         // The day this fleet describes, and so the default placement date: without it every run
         // would place on "today" and give different results each day. `--at` overrides it.
-        as_of: Some(AS_OF.into()),
+        as_of: Some(Day::parse(AS_OF).expect("the built-in dates are valid")),
         regions: REGIONS.iter().map(|r| r.to_string()).collect(),
         rack_types: rack_types(),
         sites,

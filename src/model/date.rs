@@ -62,6 +62,54 @@ impl fmt::Display for Day {
     }
 }
 
+impl std::str::FromStr for Day {
+    type Err = String;
+
+    /// [`Day::parse`].
+    fn from_str(text: &str) -> Result<Day, String> {
+        Day::parse(text)
+    }
+}
+
+/// Written as `YYYY-MM-DD`.
+impl serde::Serialize for Day {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Read from `YYYY-MM-DD` (1970-01-01 to 9999-12-31); anything else is an error naming the text.
+impl<'de> serde::Deserialize<'de> for Day {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Day, D::Error> {
+        struct DayText;
+        impl serde::de::Visitor<'_> for DayText {
+            type Value = Day;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a date of the form YYYY-MM-DD")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Day, E> {
+                Day::parse(text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(DayText)
+    }
+}
+
+impl schemars::JsonSchema for Day {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Day".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date",
+            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+            "description": "A date, YYYY-MM-DD, from 1970-01-01 to 9999-12-31.",
+        })
+    }
+}
+
 fn is_leap(year: u32) -> bool {
     (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
@@ -120,6 +168,15 @@ mod tests {
         assert_eq!(Day::MAX, Day(2_932_896));
         assert_eq!(Day::MAX.saturating_add(1), Day::MAX);
         assert_eq!(Day(10).saturating_add(5), Day(15));
+    }
+
+    #[test]
+    fn reads_and_writes_json_strings() {
+        let day: Day = serde_json::from_str("\"2026-11-26\"").unwrap();
+        assert_eq!(serde_json::to_string(&day).unwrap(), "\"2026-11-26\"");
+        let err = serde_json::from_str::<Day>("\"2026-02-30\"").unwrap_err().to_string();
+        assert!(err.contains("`2026-02-30` is not a date"), "{err}");
+        assert!(serde_json::from_str::<Day>("20783").is_err());
     }
 
     #[test]

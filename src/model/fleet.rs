@@ -25,8 +25,9 @@ pub const ENERGY_REF_USD_PER_MWH: u64 = 200;
 pub const CARBON_REF_G_PER_KWH: u64 = 800;
 
 /// A fleet file: regions, rack types and sites. Field names are the file format's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct FleetFile {
     /// The version of the format the file was written in (see [`crate::model::json::FORMAT_VERSION`]);
     /// optional.
@@ -34,7 +35,7 @@ pub struct FleetFile {
     pub format_version: Option<u32>,
     /// The date the fleet's occupancy describes; the default placement date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub as_of: Option<String>,
+    pub as_of: Option<Day>,
     /// User regions; every site gives a latency to each.
     pub regions: Vec<String>,
     /// Rack types by name.
@@ -45,12 +46,14 @@ pub struct FleetFile {
 }
 
 /// A rack type: one NVLink domain's hardware.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RackTypeFile {
     /// GPU model, e.g. `GB300`.
     pub gpu_model: String,
     /// GPUs in the NVLink domain (72 for an NVL72 rack, 8 for an HGX node).
+    #[schemars(range(min = 1, max = MAX_RACK_GPUS))]
     pub gpus: u32,
     /// HBM per GPU, GB.
     pub hbm_gb_per_gpu: u32,
@@ -59,8 +62,9 @@ pub struct RackTypeFile {
 }
 
 /// A site: one campus with one power envelope, price, carbon intensity and jurisdiction.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SiteFile {
     /// Unique name.
     pub name: String,
@@ -71,15 +75,19 @@ pub struct SiteFile {
     /// Data-residency jurisdiction (US, EU, UK, NO, …).
     pub jurisdiction: String,
     /// IT power available to racks, MW.
+    #[schemars(range(min = 0.0, max = MAX_SITE_MW))]
     pub power_mw: f64,
     /// Power usage effectiveness (facility power / IT power), ≥ 1.
+    #[schemars(range(min = 1.0, max = 5.0))]
     pub pue: f64,
     /// Electricity price, USD/MWh.
+    #[schemars(range(min = 0.0, max = 10_000.0))]
     pub price_usd_per_mwh: f64,
     /// Grid carbon intensity, gCO2/kWh.
+    #[schemars(range(min = 0.0, max = 5_000.0))]
     pub carbon_g_per_kwh: f64,
     /// Date the site's capacity comes online (clusters may override it).
-    pub online: String,
+    pub online: Day,
     /// Network latency from the site to each region, ms.
     #[serde(deserialize_with = "unique_map")]
     pub latency_ms: BTreeMap<String, u32>,
@@ -88,25 +96,138 @@ pub struct SiteFile {
 }
 
 /// A cluster: racks of one type at one site, one deployment phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ClusterFile {
     /// Name, unique within its site.
     pub name: String,
     /// Key into `rack_types`.
     pub rack_type: String,
     /// Number of racks (NVLink domains).
+    #[schemars(range(min = 1, max = MAX_CLUSTER_RACKS))]
     pub racks: u32,
     /// Date this cluster comes online, when later than its site's (phased deployment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub online: Option<String>,
+    pub online: Option<Day>,
     /// GPUs already in use, one entry per rack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_gpus: Option<Vec<u32>>,
 }
 
+impl FleetFile {
+    /// A fleet file of these user regions, with no rack type and no site yet.
+    pub fn new<S: Into<String>>(regions: impl IntoIterator<Item = S>) -> FleetFile {
+        FleetFile {
+            format_version: None,
+            as_of: None,
+            regions: regions.into_iter().map(Into::into).collect(),
+            rack_types: BTreeMap::new(),
+            sites: Vec::new(),
+        }
+    }
+
+    /// The date the fleet's occupancy describes (the default placement date).
+    pub fn with_as_of(mut self, day: Day) -> FleetFile {
+        self.as_of = Some(day);
+        self
+    }
+
+    /// Adds (or replaces) rack type `name`.
+    pub fn with_rack_type(mut self, name: impl Into<String>, rack_type: RackTypeFile) -> FleetFile {
+        self.rack_types.insert(name.into(), rack_type);
+        self
+    }
+
+    /// Adds a site.
+    pub fn with_site(mut self, site: SiteFile) -> FleetFile {
+        self.sites.push(site);
+        self
+    }
+
+    /// Validates it into a [`Fleet`]; `source_name` names it in errors.
+    pub fn build(self, source_name: &str) -> std::result::Result<Fleet, InputError> {
+        Fleet::from_file(self, source_name)
+    }
+}
+
+impl RackTypeFile {
+    /// A rack type: one NVLink domain of `gpus` GPUs of `gpu_model` with `hbm_gb_per_gpu` each,
+    /// drawing `kw` of IT power at load.
+    pub fn new(gpu_model: impl Into<String>, gpus: u32, hbm_gb_per_gpu: u32, kw: f64) -> RackTypeFile {
+        RackTypeFile { gpu_model: gpu_model.into(), gpus, hbm_gb_per_gpu, kw }
+    }
+}
+
+impl SiteFile {
+    /// A site with `power_mw` of IT power, online from `online`, and no cluster yet. The rest at
+    /// defaults a caller will usually change: PUE 1.0, energy at 0 USD/MWh and 0 gCO2/kWh (so the
+    /// energy and carbon terms are at their best), and no latency to any region (give one per
+    /// region with [`SiteFile::with_latency_ms`]).
+    pub fn new(
+        name: impl Into<String>,
+        provider: impl Into<String>,
+        country: impl Into<String>,
+        jurisdiction: impl Into<String>,
+        power_mw: f64,
+        online: Day,
+    ) -> SiteFile {
+        SiteFile {
+            name: name.into(),
+            provider: provider.into(),
+            country: country.into(),
+            jurisdiction: jurisdiction.into(),
+            power_mw,
+            pue: 1.0,
+            price_usd_per_mwh: 0.0,
+            carbon_g_per_kwh: 0.0,
+            online,
+            latency_ms: BTreeMap::new(),
+            clusters: Vec::new(),
+        }
+    }
+
+    /// Power usage effectiveness, price (USD/MWh) and grid carbon (gCO2/kWh).
+    pub fn with_energy(mut self, pue: f64, price_usd_per_mwh: f64, carbon_g_per_kwh: f64) -> SiteFile {
+        (self.pue, self.price_usd_per_mwh, self.carbon_g_per_kwh) = (pue, price_usd_per_mwh, carbon_g_per_kwh);
+        self
+    }
+
+    /// The latency from the site to `region`, ms.
+    pub fn with_latency_ms(mut self, region: impl Into<String>, ms: u32) -> SiteFile {
+        self.latency_ms.insert(region.into(), ms);
+        self
+    }
+
+    /// Adds a cluster.
+    pub fn with_cluster(mut self, cluster: ClusterFile) -> SiteFile {
+        self.clusters.push(cluster);
+        self
+    }
+}
+
+impl ClusterFile {
+    /// `racks` racks of `rack_type`, online with their site, all free.
+    pub fn new(name: impl Into<String>, rack_type: impl Into<String>, racks: u32) -> ClusterFile {
+        ClusterFile { name: name.into(), rack_type: rack_type.into(), racks, online: None, used_gpus: None }
+    }
+
+    /// Online from `day` (when later than the site).
+    pub fn with_online(mut self, day: Day) -> ClusterFile {
+        self.online = Some(day);
+        self
+    }
+
+    /// GPUs already in use, one entry per rack.
+    pub fn with_used_gpus(mut self, used: Vec<u32>) -> ClusterFile {
+        self.used_gpus = Some(used);
+        self
+    }
+}
+
 /// A validated rack type.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RackType {
     /// Name (the key in the file).
     pub name: String,
@@ -122,6 +243,7 @@ pub struct RackType {
 
 /// A validated site.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Site {
     /// Unique name.
     pub name: String,
@@ -159,6 +281,7 @@ pub struct Site {
 
 /// A validated cluster.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Cluster {
     /// Name within its site.
     pub name: String,
@@ -175,6 +298,7 @@ pub struct Cluster {
 /// A validated fleet, with global rack indices: racks are numbered site by site, cluster by cluster,
 /// in file order. Ties between equal scores go to the lowest global index.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Fleet {
     /// The file it came from (kept for export).
     pub file: FleetFile,
@@ -287,10 +411,14 @@ impl Fleet {
         check_format_version(src, file.format_version)?;
         // The version belongs to the file, not to the fleet: two files of one fleet are equal.
         file.format_version = None;
-        let as_of = match &file.as_of {
-            Some(text) => Some(Day::parse(text).map_err(|m| InputError::new(src, "document", "as_of", m))?),
-            None => None,
+        // A `Day` built in code (not read from text) may lie past the calendar gpuplace writes.
+        let past = |record: &str, field: &str, day: Day| {
+            InputError::new(src, record, field, format!("day {} is past {}", day.0, Day::MAX))
         };
+        let as_of = file.as_of;
+        if let Some(day) = as_of.filter(|&d| d > Day::MAX) {
+            return Err(past("document", "as_of", day));
+        }
         if file.regions.is_empty() {
             return Err(InputError::new(src, "document", "regions", "the fleet names no region"));
         }
@@ -412,7 +540,10 @@ impl Fleet {
             let pue = number_in(src, &record, "pue", sf.pue, 1.0, 5.0, "")?;
             let price = number_in(src, &record, "price_usd_per_mwh", sf.price_usd_per_mwh, 0.0, 10_000.0, "USD/MWh")?;
             let carbon = number_in(src, &record, "carbon_g_per_kwh", sf.carbon_g_per_kwh, 0.0, 5_000.0, "gCO2/kWh")?;
-            let online = Day::parse(&sf.online).map_err(|m| InputError::new(src, &record, "online", m))?;
+            let online = sf.online;
+            if online > Day::MAX {
+                return Err(past(&record, "online", online));
+            }
             let mut latency_ms = Vec::with_capacity(file.regions.len());
             for region in &file.regions {
                 let value = *sf.latency_ms.get(region).ok_or_else(|| {
@@ -478,12 +609,10 @@ impl Fleet {
                         format!("{} is out of range: must be between 1 and {MAX_CLUSTER_RACKS}", cf.racks),
                     ));
                 }
-                let cluster_online = match &cf.online {
-                    Some(text) => {
-                        Day::parse(text).map_err(|m| InputError::new(src, &record, field("online"), m))?.max(online)
-                    }
-                    None => online,
-                };
+                if let Some(day) = cf.online.filter(|&d| d > Day::MAX) {
+                    return Err(past(&record, &field("online"), day));
+                }
+                let cluster_online = cf.online.map_or(online, |day| day.max(online));
                 let rt = &rack_types[rack_type];
                 let rack_start = racks.len();
                 if let Some(used) = &cf.used_gpus {

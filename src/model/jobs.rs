@@ -23,17 +23,34 @@ pub const MAX_TRACE_S: u64 = 3_155_760_000;
 /// The longest run time, seconds (`duration_s`; `duration_h` up to the same in hours).
 pub const MAX_DURATION_S: u64 = 3_600_000_000;
 
-/// A job, with exactly the file format's field names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A job, with exactly the file format's field names. Build one with [`Job::new`] and the `with_`
+/// methods (fields will be added as the model grows, so it cannot be written as a literal outside
+/// this crate).
+///
+/// ```
+/// use gpuplace::{Day, Job, JobKind};
+///
+/// let job = Job::new("llama-serve-7", JobKind::Inference, 8, "eu-west")
+///     .with_hbm_gb_per_gpu(140)
+///     .with_priority(90)
+///     .with_max_latency_ms(40)
+///     .with_jurisdictions(["EU"])
+///     .with_not_before(Day::parse("2026-12-01").unwrap());
+/// assert_eq!(job.duration_seconds(), 3600);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Job {
     /// Unique id.
     pub id: String,
     /// Kind of work.
     pub kind: JobKind,
     /// GPUs, all or nothing; more than one rack's GPUs takes whole free racks of one cluster.
+    #[schemars(range(min = 1, max = MAX_JOB_GPUS))]
     pub gpus: u32,
     /// HBM needed per GPU, GB.
+    #[schemars(range(max = MAX_HBM_GB))]
     pub hbm_gb_per_gpu: u32,
     /// Higher is placed first.
     pub priority: i32,
@@ -44,6 +61,7 @@ pub struct Job {
     pub region: String,
     /// Latency bound from the site to `region`, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_LATENCY_MS))]
     pub max_latency_ms: Option<u32>,
     /// Allowed jurisdictions (data residency); any when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,16 +71,93 @@ pub struct Job {
     pub providers: Option<Vec<String>>,
     /// Earliest start date, `YYYY-MM-DD`: the job may use capacity that is online by then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<String>,
+    pub not_before: Option<Day>,
     /// Arrival time in seconds from the start of a trace (`gpuplace replay`); 0 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_TRACE_S))]
     pub submit_s: Option<u64>,
     /// Run time in seconds. Give this or `duration_h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_DURATION_S))]
     pub duration_s: Option<u64>,
 }
 
 impl Job {
+    /// A job of `gpus` GPUs of `kind`, whose users are in `region`; everything else at its default:
+    /// no HBM need (0), priority 0, one hour, no latency bound, any jurisdiction and provider, no
+    /// start date, arriving at trace time 0.
+    pub fn new(id: impl Into<String>, kind: JobKind, gpus: u32, region: impl Into<String>) -> Job {
+        Job {
+            id: id.into(),
+            kind,
+            gpus,
+            hbm_gb_per_gpu: 0,
+            priority: 0,
+            duration_h: Some(1.0),
+            region: region.into(),
+            max_latency_ms: None,
+            jurisdictions: None,
+            providers: None,
+            not_before: None,
+            submit_s: None,
+            duration_s: None,
+        }
+    }
+
+    /// HBM needed per GPU, GB.
+    pub fn with_hbm_gb_per_gpu(mut self, gb: u32) -> Job {
+        self.hbm_gb_per_gpu = gb;
+        self
+    }
+
+    /// Priority: higher is placed first.
+    pub fn with_priority(mut self, priority: i32) -> Job {
+        self.priority = priority;
+        self
+    }
+
+    /// Run time in hours (replaces a run time in seconds).
+    pub fn with_duration_h(mut self, hours: f64) -> Job {
+        (self.duration_h, self.duration_s) = (Some(hours), None);
+        self
+    }
+
+    /// Run time in seconds (replaces a run time in hours).
+    pub fn with_duration_s(mut self, seconds: u64) -> Job {
+        (self.duration_h, self.duration_s) = (None, Some(seconds));
+        self
+    }
+
+    /// Latency bound from the site to the job's region, ms.
+    pub fn with_max_latency_ms(mut self, ms: u32) -> Job {
+        self.max_latency_ms = Some(ms);
+        self
+    }
+
+    /// The jurisdictions the job may run in.
+    pub fn with_jurisdictions<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Job {
+        self.jurisdictions = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The providers the job may run on.
+    pub fn with_providers<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Job {
+        self.providers = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The earliest day it may start.
+    pub fn with_not_before(mut self, day: Day) -> Job {
+        self.not_before = Some(day);
+        self
+    }
+
+    /// Its arrival time, seconds from the start of a trace (for replay).
+    pub fn with_submit_s(mut self, seconds: u64) -> Job {
+        self.submit_s = Some(seconds);
+        self
+    }
+
     /// The run time in seconds: `duration_s`, else `duration_h` × 3600 rounded (validated jobs have
     /// exactly one of them).
     pub fn duration_seconds(&self) -> u64 {
@@ -123,8 +218,10 @@ impl Job {
                 }
             }
         }
-        if let Some(text) = &self.not_before {
-            Day::parse(text).map_err(|m| ("not_before", m))?;
+        if let Some(day) = self.not_before
+            && day > Day::MAX
+        {
+            return Err(("not_before", format!("day {} is past {}", day.0, Day::MAX)));
         }
         if let Some(submit) = self.submit_s
             && submit > MAX_TRACE_S
@@ -136,8 +233,9 @@ impl Job {
 }
 
 /// A jobs JSON file in its object form, `{ "jobs": [ … ] }`; a bare array of jobs is read too.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct JobsFile {
     /// The version of the format the file was written in (see [`crate::model::json::FORMAT_VERSION`]);
     /// optional.
@@ -149,6 +247,7 @@ pub struct JobsFile {
 
 /// The two formats of a jobs file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JobsFormat {
     /// An array of jobs, or `{"jobs": [...]}`.
     Json,
@@ -206,6 +305,7 @@ const CSV_REQUIRED: [usize; 6] = [0, 1, 2, 3, 4, 6];
 
 /// Jobs together with where each came from, so that validation errors can name the record.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Workload {
     /// The jobs, in input order.
     pub jobs: Vec<Job>,
@@ -394,7 +494,7 @@ impl Workload {
                 max_latency_ms: optional(7).map(|_| parse_u32(7)).transpose()?,
                 jurisdictions: list(8),
                 providers: list(9),
-                not_before: optional(10).map(str::to_string),
+                not_before: optional(10).map(|text| Day::parse(text).map_err(|m| err(10, m))).transpose()?,
                 submit_s: optional(11).map(|_| parse_u64(11)).transpose()?,
                 duration_s: optional(12).map(|_| parse_u64(12)).transpose()?,
             };
@@ -434,6 +534,15 @@ impl Workload {
         out.write_all(b"\n")
     }
 
+    /// Streams the jobs in `format` ([`Workload::write_json`], [`Workload::write_csv`]). Call
+    /// [`Workload::validate`] first.
+    pub fn write_as(&self, format: JobsFormat, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match format {
+            JobsFormat::Json => self.write_json(out),
+            JobsFormat::Csv => self.write_csv(out),
+        }
+    }
+
     /// Streams the jobs as CSV with the header [`CSV_FIELDS`]. Call [`Workload::validate`] first.
     pub fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         let mut writer = csv::Writer::from_writer(out);
@@ -452,7 +561,7 @@ impl Workload {
                 &number(job.max_latency_ms.map(u64::from)),
                 &list(&job.jurisdictions),
                 &list(&job.providers),
-                job.not_before.as_deref().unwrap_or_default(),
+                &job.not_before.map_or(String::new(), |day| day.to_string()),
                 &number(job.submit_s),
                 &number(job.duration_s),
             ])?;
@@ -530,7 +639,7 @@ impl Workload {
                     format!("unknown provider `{}`: the fleet has {}", shown(&name), fleet.providers.join(", ")),
                 )
             })?;
-            let not_before = job.not_before.as_deref().map(|text| Day::parse(text).expect("validated"));
+            let not_before = job.not_before;
             let latency_ref_ms = job.max_latency_ms.unwrap_or(policy.latency_ref_ms);
             compiled.push(JobGpu {
                 gpus: job.gpus,

@@ -69,12 +69,17 @@ impl schemars::JsonSchema for PerTerm {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let properties: serde_json::Map<String, serde_json::Value> = Term::ALL
             .iter()
-            .map(|term| (term.name().to_string(), serde_json::json!({ "type": "integer", "minimum": 0 })))
+            .map(|term| {
+                let range = serde_json::json!({ "type": "integer", "minimum": 0, "maximum": MAX_WEIGHT });
+                (term.name().to_string(), range)
+            })
             .collect();
+        let required: Vec<&str> = Term::ALL.iter().filter(|t| !OPTIONAL_TERMS.contains(t)).map(|t| t.name()).collect();
         schemars::json_schema!({
             "type": "object",
             "description": "One value per score term, by name.",
             "properties": properties,
+            "required": required,
             "additionalProperties": false,
         })
     }
@@ -115,8 +120,9 @@ pub type Weights = PerTerm;
 
 /// A policy: weights per job kind, the latency reference for jobs without a bound, and the length of
 /// each job's candidate list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Policy {
     /// The version of the format the file was written in (see [`crate::model::json::FORMAT_VERSION`]);
     /// optional.
@@ -132,9 +138,11 @@ pub struct Policy {
     pub training: Weights,
     /// Latency (ms) at which the latency term of a job *without* `max_latency_ms` reaches 0.
     #[serde(default = "default_latency_ref_ms")]
+    #[schemars(range(min = 1, max = MAX_LATENCY_MS))]
     pub latency_ref_ms: u32,
     /// Candidates kept per job by the scoring pass (1..=16).
     #[serde(default = "default_candidates")]
+    #[schemars(range(min = 1, max = MAX_CANDIDATES))]
     pub candidates: u32,
     /// Seed of the random term (only matters when a `random` weight is non-zero).
     #[serde(default)]
@@ -143,6 +151,7 @@ pub struct Policy {
 
 /// The built-in policies: the default multi-objective one and the baselines people use today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Preset {
     /// [`Policy::default`]: per-kind weights of latency, energy, carbon, packing and HBM.
     Default,

@@ -17,6 +17,7 @@ use crate::report::metrics::{EnergyTally, HOUR_S, site_gpus, site_gpus_used, sit
 /// The `--out` JSON document. It holds only what the inputs determine (no backend, adapter or
 /// timing), so both backends write byte-identical files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct OutFile {
     /// The version of the format ([`crate::model::FORMAT_VERSION`]).
     pub format_version: u32,
@@ -30,6 +31,7 @@ pub struct OutFile {
 
 /// One placed job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct PlacedRecord {
     /// Job id.
     pub job: String,
@@ -40,6 +42,7 @@ pub struct PlacedRecord {
 
 /// One unplaced job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct UnplacedRecord {
     /// Job id.
     pub job: String,
@@ -51,6 +54,7 @@ pub struct UnplacedRecord {
 
 /// Totals of a placement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct Summary {
     /// The placement date.
     pub at: String,
@@ -79,6 +83,7 @@ pub struct Summary {
 
 /// Totals of one job kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct KindSummary {
     /// The kind.
     pub kind: JobKind,
@@ -92,6 +97,7 @@ pub struct KindSummary {
 
 /// Totals of one site after placement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct SiteSummary {
     /// Site name.
     pub site: String,

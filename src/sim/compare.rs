@@ -57,6 +57,7 @@ pub struct CompareFile {
 /// How `compare` ran the policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CompareMode {
     /// One batch placement.
     Batch,

@@ -156,8 +156,7 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Result<Wo
         } else {
             None
         };
-        let not_before =
-            if rng.percent(10) { Some(today.saturating_add(rng.between(1, 365)).to_string()) } else { None };
+        let not_before = if rng.percent(10) { Some(today.saturating_add(rng.between(1, 365))) } else { None };
         jobs.push(Job {
             id: format!("{}-{:0width$}", kind.name(), n),
             kind,

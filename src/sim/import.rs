@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::InputError;
 use crate::kernel::limits::{MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_RACK_GPUS};
+use crate::model::date::Day;
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
 use crate::model::jobs::{Job, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload};
 use crate::model::json::{check_name, shown};
@@ -15,6 +16,7 @@ use crate::model::kind::JobKind;
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Data rows read (header excluded).
     pub rows: usize,
@@ -344,9 +346,11 @@ pub fn alibaba_nodes(
         });
         report.imported += *nodes as usize;
     }
+    // The trace's pods were created in 2023; its times are relative, so any fixed date will do.
+    let day = Day::parse("2023-01-01").expect("a valid date");
     let fleet = FleetFile {
         format_version: None,
-        as_of: Some("2023-01-01".into()),
+        as_of: Some(day),
         regions: vec![ALIBABA_REGION.into()],
         rack_types,
         sites: vec![SiteFile {
@@ -358,7 +362,7 @@ pub fn alibaba_nodes(
             pue: 1.3,
             price_usd_per_mwh: 80.0,
             carbon_g_per_kwh: 550.0,
-            online: "2023-01-01".into(),
+            online: day,
             latency_ms: [(ALIBABA_REGION.to_string(), 1)].into_iter().collect(),
             clusters,
         }],

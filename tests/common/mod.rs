@@ -139,12 +139,12 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
         let gpus = RACK_SIZES[rng.below(4) as usize];
         rack_types.insert(
             format!("t{t}"),
-            RackTypeFile {
-                gpu_model: format!("G{t}"),
+            RackTypeFile::new(
+                format!("G{t}"),
                 gpus,
-                hbm_gb_per_gpu: rng.between(40, 300) as u32,
-                kw: f64::from(gpus) * rng.between(500, 2500) as f64 / 1000.0,
-            },
+                rng.between(40, 300) as u32,
+                f64::from(gpus) * rng.between(500, 2500) as f64 / 1000.0,
+            ),
         );
     }
     let sites = (0..rng.between(1, shape.max_sites))
@@ -165,32 +165,35 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                             })
                             .collect()
                     });
-                    ClusterFile {
-                        name: format!("c{c}"),
-                        rack_type,
-                        racks,
-                        online: rng.percent(20).then(|| Day(at().0 + rng.between(0, 120) as u32 - 60).to_string()),
-                        used_gpus,
+                    let mut cluster = ClusterFile::new(format!("c{c}"), rack_type, racks);
+                    if rng.percent(20) {
+                        cluster = cluster.with_online(Day(at().0 + rng.between(0, 120) as u32 - 60));
+                    }
+                    match used_gpus {
+                        Some(used) => cluster.with_used_gpus(used),
+                        None => cluster,
                     }
                 })
                 .collect::<Vec<_>>();
-            SiteFile {
-                name: format!("site{s}"),
-                provider: PROVIDERS[rng.below(3) as usize].into(),
-                country: "XX".into(),
-                jurisdiction: JURISDICTIONS[rng.below(3) as usize].into(),
-                // Sometimes tight, so that power binds; always enough for the stated occupancy.
-                power_mw: if rng.percent(30) { rng.between(1, 40) as f64 / 10.0 } else { 100.0 },
-                pue: 1.0 + rng.below(50) as f64 / 100.0,
-                price_usd_per_mwh: rng.between(10, 250) as f64,
-                carbon_g_per_kwh: rng.between(0, 900) as f64,
-                online: Day(at().0 + rng.between(0, 60) as u32 - 40).to_string(),
-                latency_ms: regions.iter().map(|r| (r.clone(), rng.between(1, 200) as u32)).collect(),
-                clusters,
+            let provider = PROVIDERS[rng.below(3) as usize];
+            let jurisdiction = JURISDICTIONS[rng.below(3) as usize];
+            // Sometimes tight, so that power binds; always enough for the stated occupancy.
+            let power_mw = if rng.percent(30) { rng.between(1, 40) as f64 / 10.0 } else { 100.0 };
+            let pue = 1.0 + rng.below(50) as f64 / 100.0;
+            let (price, carbon) = (rng.between(10, 250) as f64, rng.between(0, 900) as f64);
+            let online = Day(at().0 + rng.between(0, 60) as u32 - 40);
+            let mut site = SiteFile::new(format!("site{s}"), provider, "XX", jurisdiction, power_mw, online)
+                .with_energy(pue, price, carbon);
+            for region in &regions {
+                site = site.with_latency_ms(region.clone(), rng.between(1, 200) as u32);
             }
+            clusters.into_iter().fold(site, SiteFile::with_cluster)
         })
         .collect::<Vec<_>>();
-    let mut file = FleetFile { format_version: None, as_of: None, regions, rack_types, sites };
+    let mut file = rack_types
+        .into_iter()
+        .fold(FleetFile::new(regions), |file, (name, rack_type)| file.with_rack_type(name, rack_type));
+    file = sites.into_iter().fold(file, FleetFile::with_site);
     // Drop stated occupancy that the site's power could not feed (the fleet would be rejected).
     loop {
         match Fleet::from_file(file.clone(), "<random>") {
@@ -222,21 +225,29 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
                     .then(|| all.iter().filter(|_| rng.percent(50)).cloned().collect::<Vec<_>>())
                     .filter(|list| !list.is_empty())
             };
-            Job {
-                id: format!("job-{n:04}"),
-                kind,
-                gpus,
-                hbm_gb_per_gpu: rng.between(0, 300) as u32,
-                priority: rng.between(0, 5) as i32,
-                duration_h: Some(rng.between(1, 100) as f64),
-                region: fleet.regions[rng.below(fleet.regions.len() as u64) as usize].clone(),
-                max_latency_ms: rng.percent(60).then(|| rng.between(1, 200) as u32),
-                jurisdictions: subset(rng, &fleet.jurisdictions),
-                providers: subset(rng, &fleet.providers),
-                not_before: rng.percent(15).then(|| Day(at().0 + rng.between(0, 90) as u32).to_string()),
-                submit_s: None,
-                duration_s: None,
+            // Drawn in the order of the fields, as before the builder existed, so that seeds keep
+            // giving the same problems.
+            let hbm = rng.between(0, 300) as u32;
+            let priority = rng.between(0, 5) as i32;
+            let hours = rng.between(1, 100) as f64;
+            let region = fleet.regions[rng.below(fleet.regions.len() as u64) as usize].clone();
+            let mut job = Job::new(format!("job-{n:04}"), kind, gpus, region)
+                .with_hbm_gb_per_gpu(hbm)
+                .with_priority(priority)
+                .with_duration_h(hours);
+            if rng.percent(60) {
+                job = job.with_max_latency_ms(rng.between(1, 200) as u32);
             }
+            if let Some(list) = subset(rng, &fleet.jurisdictions) {
+                job = job.with_jurisdictions(list);
+            }
+            if let Some(list) = subset(rng, &fleet.providers) {
+                job = job.with_providers(list);
+            }
+            if rng.percent(15) {
+                job = job.with_not_before(Day(at().0 + rng.between(0, 90) as u32));
+            }
+            job
         })
         .collect();
     Workload::from_jobs(jobs, "<random>")

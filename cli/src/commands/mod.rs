@@ -8,6 +8,7 @@ mod generate;
 mod import;
 mod place;
 mod replay;
+mod schema;
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,7 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             out.as_deref(),
             jobs_format.map(|f| f.format()),
         )),
+        Command::Schema { name } => complete(schema::run(name.as_deref())),
     }
 }
 
