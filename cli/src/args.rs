@@ -159,6 +159,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a built-in policy as a policy file, to read or to edit and pass to --policy.
+    #[command(after_help = "Examples:
+  gpuplace policy
+  gpuplace policy --preset best-fit > best-fit.json
+  gpuplace place --count 2000 --policy best-fit.json")]
+    Policy {
+        /// The preset: default, first-fit, best-fit, spread or random.
+        #[arg(long, value_name = "NAME", default_value = "default", value_parser = clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name)))]
+        preset: String,
+        /// Seed of the random term (the `random` preset).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Print the JSON Schema of a file format gpuplace reads or writes (without NAME: list them).
     #[command(after_help = "Examples:
   gpuplace schema

@@ -449,3 +449,33 @@ fn import_azure_fixture_and_reject_malformed_in_strict_mode() {
     assert!(lenient.status.success());
     assert!(stderr(&lenient).contains("1 malformed rows skipped (line 3"), "{}", stderr(&lenient));
 }
+
+/// The exit codes the root `--help` and the README document: 0 done, 1 some jobs not placed (only
+/// with --fail-on-unplaced, after writing everything), 2 bad command line or input, 3 an output
+/// that could not be written.
+#[test]
+fn exit_codes_are_as_documented() {
+    let help = stdout(&gpuplace(&["--help"]));
+    for line in ["0  done", "1  done, and some jobs were not placed", "2  bad command line or input", "3  an output"] {
+        assert!(help.contains(line), "--help lacks {line:?}");
+    }
+    let dir = temp_dir("exit-codes");
+    let out = path(&dir, "out.json");
+    let code = |args: &[&str]| gpuplace(args).status.code();
+    // 300 generated jobs leave some unplaced (an EU job no rack near enough qualifies for).
+    let some_unplaced = ["place", "--count", "300", "--at", AT, "--backend", "cpu"];
+    assert_eq!(code(&some_unplaced), Some(0));
+    assert_eq!(code(&[&some_unplaced[..], &["--fail-on-unplaced", "--out", &out]].concat()), Some(1));
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(written["summary"]["unplaced"].as_u64().unwrap() > 0, "exit 1 but nothing unplaced");
+    let replay = ["replay", "--count", "300", "--at", AT, "--backend", "cpu", "--interval", "3600"];
+    assert_eq!(code(&replay), Some(0));
+    assert_eq!(code(&[&replay[..], &["--fail-on-unplaced"]].concat()), Some(1));
+    // Everything placed: 0 even with the flag.
+    let jobs = path(&dir, "one.json");
+    std::fs::write(&jobs, jobs_json(&[GOOD_JOB])).unwrap();
+    assert_eq!(code(&["place", "--jobs", &jobs, "--at", AT, "--backend", "cpu", "--fail-on-unplaced"]), Some(0));
+    assert_eq!(code(&["place", "--count", "nine"]), Some(2));
+    assert_eq!(code(&["place", "--jobs", &path(&dir, "missing.json")]), Some(2));
+    assert_eq!(code(&["place", "--count", "20", "--backend", "cpu", "--out", "/dev/full"]), Some(3));
+}

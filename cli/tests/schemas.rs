@@ -100,15 +100,14 @@ fn every_file_written_validates_against_its_schema() {
     run(&["generate", "--count", "300", "--at", AT, "--out", &jobs]);
     assert_valid("jobs", &read_json(&jobs));
     let policy = p("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"format_version": 1, "inference": {"pack": 1, "spread": 0, "latency": 5, "energy": 0, "carbon": 0, "hbm": 0},
-            "agentic": {"pack": 1, "spread": 0, "latency": 5, "energy": 0, "carbon": 0, "hbm": 0},
-            "multimodal": {"pack": 1, "spread": 0, "latency": 5, "energy": 0, "carbon": 0, "hbm": 0},
-            "training": {"pack": 1, "spread": 0, "latency": 0, "energy": 5, "carbon": 0, "hbm": 0}}"#,
-    )
-    .unwrap();
+    std::fs::write(&policy, run(&["policy", "--preset", "spread"])).unwrap();
     assert_valid("policy", &read_json(&policy));
+    // The policy file `policy` writes places exactly as the preset it was written from.
+    let (by_file, by_preset) = (p("by-file.json"), p("by-preset.json"));
+    let common = ["place", "--jobs", &jobs, "--at", AT, "--backend", "cpu", "--out"];
+    run(&[&common[..], &[&by_file, "--policy", &policy]].concat());
+    run(&[&common[..], &[&by_preset, "--policy-preset", "spread"]].concat());
+    assert_eq!(std::fs::read(&by_file).unwrap(), std::fs::read(&by_preset).unwrap());
 
     let inputs = ["--fleet", &fleet, "--jobs", &jobs, "--policy", &policy, "--at", AT, "--backend", "cpu"];
     let (out, out_lines) = (p("out.json"), p("out.jsonl"));
@@ -171,7 +170,7 @@ fn every_file_written_validates_against_its_schema() {
     serde_json::from_str::<Versioned<Explanation>>(&explained).unwrap();
 
     // Every output names its format version.
-    for file in [&fleet, &jobs, &out, &replay, &compare, &bench] {
+    for file in [&fleet, &jobs, &policy, &out, &replay, &compare, &bench] {
         assert_eq!(read_json(file)["format_version"], 1, "{file}");
     }
     assert_eq!(out_lines_read[0]["format_version"], 1);

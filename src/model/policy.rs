@@ -290,6 +290,13 @@ impl Policy {
         Ok(Policy { format_version: None, ..policy })
     }
 
+    /// The policy as a policy file (with this gpuplace's `format_version`), pretty-printed: what
+    /// `gpuplace policy` writes and `--policy` reads.
+    pub fn to_json(&self) -> String {
+        let file = Policy { format_version: Some(crate::model::json::FORMAT_VERSION), ..*self };
+        serde_json::to_string_pretty(&file).expect("a policy always serializes")
+    }
+
     /// Checks every value is in range.
     pub fn validate(&self, source_name: &str) -> std::result::Result<(), InputError> {
         crate::model::json::check_format_version(source_name, self.format_version)?;

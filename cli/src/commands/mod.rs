@@ -74,6 +74,10 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             jobs_format.map(|f| f.format()),
         )),
         Command::Schema { name } => complete(schema::run(name.as_deref())),
+        Command::Policy { preset, seed } => {
+            let preset = Preset::parse(&preset).expect("clap checked the name");
+            complete(crate::output::print(&(preset.policy(seed).to_json() + "\n")))
+        }
     }
 }
 
