@@ -11,7 +11,7 @@ use gpuplace::model::policy::Preset;
   gpuplace place                              # built-in fleet, 10000 generated jobs
   gpuplace generate --count 1000 --seed 7 --out jobs.csv
   gpuplace place --jobs jobs.csv --out placements.json
-  gpuplace explain --jobs jobs.csv --job training-0042
+  gpuplace explain --jobs jobs.csv --job training-0003
   gpuplace fleet --json > fleet.json
 
 A file argument of `-` is standard input or output.
@@ -31,8 +31,13 @@ pub enum Command {
     /// Place jobs onto the fleet and print a summary.
     #[command(after_help = "Examples:
   gpuplace place
-  gpuplace place --count 100000 --seed 3 --backend cpu
-  gpuplace place --fleet fleet.json --jobs jobs.json --policy policy.json --at 2026-12-01 --out out.json")]
+  gpuplace place --count 100000 --seed 3 --backend cpu --timings
+  gpuplace fleet --json > fleet.json
+  gpuplace generate --count 5000 --out jobs.json
+  gpuplace policy --preset best-fit > policy.json
+  gpuplace place --fleet fleet.json --jobs jobs.json --policy policy.json --at 2026-12-01 --out out.jsonl
+  gpuplace place --jobs jobs.json --out out.json --fail-on-unplaced || echo \"exit $?: some jobs were not placed\"
+  gpuplace generate --count 100 --jobs-format csv | gpuplace place --jobs - --out - > out.json")]
     Place {
         #[command(flatten)]
         inputs: Inputs,
@@ -53,9 +58,13 @@ pub enum Command {
     /// Replay jobs over time: arrivals, completions, waiting, per-interval batch placement.
     #[command(after_help = "Examples:
   gpuplace replay --count 20000 --span-h 48
-  gpuplace import alibaba ../shared/traces/alibaba-gpu-v2023/openb_pod_list_default.csv \\
-      --nodes ../shared/traces/alibaba-gpu-v2023/openb_node_list_gpu_node.csv --fleet-out openb-fleet.json --out openb-jobs.json
-  gpuplace replay --fleet openb-fleet.json --jobs openb-jobs.json --interval 600 --json replay.json --plot replay.svg")]
+  gpuplace replay --count 2000 --max-wait 3600 --json replay.jsonl --plot replay.svg
+  gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv \\
+      --fleet-out openb-fleet.json --out openb-jobs.json
+  gpuplace replay --fleet openb-fleet.json --jobs openb-jobs.json --interval 600 --json replay.json --plot replay.svg
+
+The trace files are the Alibaba GPU trace v2023 (github.com/alibaba/clusterdata,
+cluster-trace-gpu-v2023/csv).")]
     Replay {
         #[command(flatten)]
         inputs: Inputs,
@@ -79,7 +88,8 @@ pub enum Command {
     /// if given, on the same input.
     #[command(after_help = "Examples:
   gpuplace compare --count 20000
-  gpuplace compare --fleet openb-fleet.json --jobs openb-jobs.json --replay --interval 600")]
+  gpuplace policy --preset spread > mine.json
+  gpuplace compare --count 5000 --policy mine.json --replay --interval 600 --json compare.json")]
     Compare {
         #[command(flatten)]
         inputs: Inputs,
@@ -93,7 +103,17 @@ pub enum Command {
         json: Option<PathBuf>,
     },
     /// Convert a public workload trace into gpuplace jobs (and, for Alibaba, a fleet).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv \\
+      --fleet-out openb-fleet.json --out openb-jobs.json
+  gpuplace import azure AzureLLMInferenceTrace_conv.csv AzureLLMInferenceTrace_code.csv --scale 3000 --out azure-jobs.json
+
+Sources: the Alibaba GPU trace v2023 (github.com/alibaba/clusterdata, cluster-trace-gpu-v2023/csv;
+research or study only) and the Azure LLM inference trace 2023 (github.com/Azure/AzurePublicDataset,
+data/; CC BY 4.0)."
+    )]
     Import(ImportCommand),
     /// Run every backend on the same generated problem, check they agree, and time them.
     #[command(after_help = "Examples:
@@ -134,8 +154,9 @@ pub enum Command {
     },
     /// Show one job's best candidates with every score term, and why other racks were rejected.
     #[command(after_help = "Examples:
-  gpuplace explain --job inference-0001
-  gpuplace explain --jobs jobs.json --job train-7 --json")]
+  gpuplace explain --job inference-00001
+  gpuplace generate --count 500 --out jobs.json
+  gpuplace explain --jobs jobs.json --job training-003 --json")]
     Explain {
         #[command(flatten)]
         inputs: Inputs,
@@ -149,7 +170,7 @@ pub enum Command {
     /// Print the fleet: a summary table, or the fleet file with --json.
     #[command(after_help = "Examples:
   gpuplace fleet
-  gpuplace fleet --json > fleet.json
+  gpuplace fleet --json > my-fleet.json
   gpuplace fleet --fleet my-fleet.json")]
     Fleet {
         /// Fleet JSON file (default: the built-in fleet).
@@ -184,7 +205,8 @@ pub enum Command {
     /// Generate a deterministic, realistic workload.
     #[command(after_help = "Examples:
   gpuplace generate --count 1000 --seed 7 --out jobs.json
-  gpuplace generate --count 50 --out jobs.csv")]
+  gpuplace generate --count 50 --out jobs.csv
+  gpuplace generate --count 50 --jobs-format csv > jobs.txt")]
     Generate {
         /// Number of jobs.
         #[arg(long, default_value_t = 10_000)]
@@ -225,7 +247,12 @@ pub struct ReplayArgs {
 pub enum ImportCommand {
     /// Alibaba GPU trace v2023 ("openb"): pods → jobs, nodes → a fleet.
     #[command(after_help = "Examples:
-  gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv --fleet-out fleet.json --out jobs.json")]
+  gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv \\
+      --fleet-out fleet.json --out jobs.json
+  gpuplace replay --fleet fleet.json --jobs jobs.json --interval 600
+
+The trace is the Alibaba GPU trace v2023 (github.com/alibaba/clusterdata, cluster-trace-gpu-v2023/csv),
+licensed for research or study.")]
     Alibaba {
         /// The pod list CSV (`-`: standard input).
         pods: PathBuf,
@@ -252,7 +279,11 @@ pub enum ImportCommand {
     /// Azure LLM inference trace 2023: requests → serving deployments on GB300 racks.
     #[command(after_help = "Examples:
   gpuplace import azure AzureLLMInferenceTrace_conv.csv --scale 1000 --out conv-jobs.json
-  gpuplace import azure AzureLLMInferenceTrace_code.csv --replica-gpus 4 --region eu-west")]
+  gpuplace import azure AzureLLMInferenceTrace_code.csv --replica-gpus 4 --region eu-west --out code-jobs.csv
+  gpuplace replay --jobs conv-jobs.json --max-wait 900
+
+The traces are the Azure LLM inference trace 2023 (github.com/Azure/AzurePublicDataset, data/),
+CC BY 4.0.")]
     Azure {
         /// Trace CSV files (TIMESTAMP, ContextTokens, GeneratedTokens; `-`: standard input), read as
         /// one workload.
