@@ -440,7 +440,10 @@ fn skip_probe() {
 
 /// Each cause code, on a fleet small enough to know the numbers by hand: a site short of power, a
 /// cluster without enough fully free racks, racks without enough free GPUs, and a need no rack
-/// meets. The words and the code come from one computation, so both are checked.
+/// meets. Two candidates compete for each code but the last, so the choice among them is checked
+/// too (the site with the most power left, the cluster with the most free in a rack, the first of
+/// clusters with equally few free racks). The words and the code come from one computation, so
+/// both are checked.
 #[test]
 fn every_unplaced_job_carries_its_cause_and_numbers() {
     let fleet = Fleet::from_json(
@@ -452,7 +455,11 @@ fn every_unplaced_job_carries_its_cause_and_numbers() {
                "clusters": [{"name": "a1", "rack_type": "nvl4", "racks": 2}]},
               {"name": "b", "provider": "P", "country": "DE", "jurisdiction": "EU", "power_mw": 1, "pue": 1.2,
                "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 10},
-               "clusters": [{"name": "b1", "rack_type": "nvl4", "racks": 3, "used_gpus": [3, 3, 3]}]}]}"#,
+               "clusters": [{"name": "b1", "rack_type": "nvl4", "racks": 3, "used_gpus": [3, 3, 3]},
+                            {"name": "b2", "rack_type": "nvl4", "racks": 2, "used_gpus": [3, 2]}]},
+              {"name": "c", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 0.006, "pue": 1.2,
+               "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 10},
+               "clusters": [{"name": "c1", "rack_type": "nvl4", "racks": 2}]}]}"#,
         "<fleet>",
     )
     .unwrap();
@@ -462,13 +469,13 @@ fn every_unplaced_job_carries_its_cause_and_numbers() {
                 "duration_h": 1, "region": "r", "jurisdictions": ["{jurisdiction}"]}}"#
         )
     };
-    let jobs = [job("hbm", 1, 200, "US"), job("power", 8, 0, "US"), job("racks", 12, 0, "EU"), job("gpus", 2, 0, "EU")];
+    let jobs = [job("hbm", 1, 200, "US"), job("power", 8, 0, "US"), job("racks", 12, 0, "EU"), job("gpus", 3, 0, "EU")];
     let workload = Workload::from_json(&format!("[{}]", jobs.join(",")), "<jobs>").unwrap();
     let text = |s: &str| s.to_string();
     let expected = [
-        ("gpus", Cause::Gpus { site: text("b"), cluster: text("b1"), most_free_in_a_rack: 1, needed: 2 }),
-        ("hbm", Cause::NoRackQualifies { racks: 5, failing: RejectCounts::from_bits([0, 5, 3, 0, 0, 0, 0]) }),
-        ("power", Cause::Power { site: text("a"), cluster: text("a1"), free_w: 5000, needed_w: 8000 }),
+        ("gpus", Cause::Gpus { site: text("b"), cluster: text("b2"), most_free_in_a_rack: 2, needed: 3 }),
+        ("hbm", Cause::NoRackQualifies { racks: 9, failing: RejectCounts::from_bits([0, 9, 5, 0, 0, 0, 0]) }),
+        ("power", Cause::Power { site: text("c"), cluster: text("c1"), free_w: 6000, needed_w: 8000 }),
         ("racks", Cause::FreeRacks { site: text("b"), cluster: text("b1"), free_racks: 0, needed_racks: 3 }),
     ];
     on_every_backend("every_unplaced_job_carries_its_cause_and_numbers", |name, backend| {
@@ -485,13 +492,13 @@ fn every_unplaced_job_carries_its_cause_and_numbers() {
             NamedOutcome::Unplaced(reason) => reason.text.clone(),
             other => panic!("{other:?}"),
         };
-        assert!(reason(0).ends_with("closest feasible: b has at most 1 free in a rack"), "{}", reason(0));
+        assert!(reason(0).ends_with("closest feasible: b has at most 2 free in a rack"), "{}", reason(0));
         assert!(
-            reason(1).ends_with("no rack of the fleet qualifies (5 racks: 5 fail hbm, 3 fail jurisdiction)"),
+            reason(1).ends_with("no rack of the fleet qualifies (9 racks: 9 fail hbm, 5 fail jurisdiction)"),
             "{}",
             reason(1)
         );
-        assert!(reason(2).ends_with("a has 5.0 kW of IT power left, the job draws 8.0 kW"), "{}", reason(2));
+        assert!(reason(2).ends_with("c has 6.0 kW of IT power left, the job draws 8.0 kW"), "{}", reason(2));
         assert!(reason(3).ends_with("b/b1 has 0 fully free racks, the job needs 3"), "{}", reason(3));
     });
 }

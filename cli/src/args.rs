@@ -26,6 +26,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// Whether the command may open a GPU adapter (and so load Mesa's drivers).
+    pub fn may_open_gpu(&self) -> bool {
+        let not_cpu = |inputs: &Inputs| !matches!(inputs.backend, BackendArg::Cpu);
+        match self {
+            Command::Place { inputs, .. }
+            | Command::Replay { inputs, .. }
+            | Command::Compare { inputs, .. }
+            | Command::Explain { inputs, .. } => not_cpu(inputs),
+            Command::Bench { no_gpu, .. } => !no_gpu,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Place jobs onto the fleet and print a summary.
@@ -173,7 +188,7 @@ data/; CC BY 4.0)."
   gpuplace fleet --json > my-fleet.json
   gpuplace fleet --fleet my-fleet.json")]
     Fleet {
-        /// Fleet JSON file (default: the built-in fleet).
+        /// Fleet JSON file, `-` for standard input (default: the built-in fleet).
         #[arg(long, value_name = "FILE")]
         fleet: Option<PathBuf>,
         /// Print the fleet in the format --fleet reads.
@@ -214,7 +229,8 @@ data/; CC BY 4.0)."
         /// Random seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Fleet whose regions, jurisdictions and providers to use (default: built-in).
+        /// Fleet whose regions, jurisdictions and providers to use, `-` for standard input (default:
+        /// built-in).
         #[arg(long, value_name = "FILE")]
         fleet: Option<PathBuf>,
         /// Date `not_before` values are drawn after (default: the fleet's as_of, else today).
@@ -256,10 +272,10 @@ licensed for research or study.")]
     Alibaba {
         /// The pod list CSV (`-`: standard input).
         pods: PathBuf,
-        /// The node list CSV, to build a fleet from (written to --fleet-out).
+        /// The node list CSV, to build a fleet from (written to --fleet-out; `-`: standard input).
         #[arg(long, value_name = "FILE", requires = "fleet_out")]
         nodes: Option<PathBuf>,
-        /// Where to write the fleet built from --nodes.
+        /// Where to write the fleet built from --nodes (`-`: standard output).
         #[arg(long, value_name = "FILE", requires = "nodes")]
         fleet_out: Option<PathBuf>,
         /// Region to give every job (the imported fleet's is `openb`).
@@ -342,7 +358,7 @@ pub struct Inputs {
     #[arg(long, value_name = "FILE")]
     pub jobs: Option<PathBuf>,
     /// The format of --jobs, when its name or content should not decide.
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "jobs")]
     pub jobs_format: Option<FormatArg>,
     /// Policy JSON file, `-` for standard input (default: the built-in policy).
     #[arg(long, value_name = "FILE", conflicts_with = "policy_preset")]

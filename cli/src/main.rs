@@ -20,15 +20,16 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    quiet_runtime_dir();
-    output::cleanup_on_signals();
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
+    // Held to the end of `main`: a directory made for this run only is removed then.
+    let _runtime_dir = cli.command.may_open_gpu().then(quiet_runtime_dir).flatten();
+    output::cleanup_on_signals();
     // For the test that runs every example of --help and the README: examples too slow for a debug
-    // build are parsed, not run (see cli/tests/examples.rs). Not documented for users.
-    if std::env::var_os("GPUPLACE_CHECK_ARGS_ONLY").is_some_and(|v| v == "1") {
+    // build are parsed, not run (see cli/tests/examples.rs). Debug builds only.
+    if cfg!(debug_assertions) && std::env::var_os("GPUPLACE_CHECK_ARGS_ONLY").is_some_and(|v| v == "1") {
         return ExitCode::SUCCESS;
     }
     match commands::run(cli.command) {
@@ -46,26 +47,35 @@ fn main() -> ExitCode {
 
 /// Mesa's Vulkan and EGL drivers print "error: XDG_RUNTIME_DIR is invalid or not set in the
 /// environment." when they probe for a display, which reads like one of our errors though nothing
-/// failed (gpuplace never opens a window). When the variable is unset or does not name a
-/// directory, point it at a private per-user directory (`$TMPDIR/gpuplace-runtime-UID`, mode 0700,
-/// created if missing, used only if it is ours and no one else can enter it); otherwise leave it.
-fn quiet_runtime_dir() {
+/// failed (gpuplace never opens a window). When the variable is unset or does not name a directory
+/// by an absolute path (the drivers refuse a relative one), point it at a private per-user
+/// directory: `$TMPDIR/gpuplace-runtime-UID` (mode 0700, created if missing, used only if it is
+/// ours and no one else can enter it), else a fresh temporary directory for this run, returned so
+/// that it is removed at the end. Otherwise leave it alone.
+fn quiet_runtime_dir() -> Option<tempfile::TempDir> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let current = std::env::var_os("XDG_RUNTIME_DIR");
-    if current.as_ref().is_some_and(|dir| std::path::Path::new(dir).is_dir()) {
-        return;
+    let usable = |dir: &std::path::Path| dir.is_absolute() && dir.is_dir();
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| usable(std::path::Path::new(&dir))) {
+        return None;
     }
     // SAFETY: getuid cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
-    let dir = std::env::temp_dir().join(format!("gpuplace-runtime-{uid}"));
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-    let private = std::fs::symlink_metadata(&dir)
+    let tmp = std::path::absolute(std::env::temp_dir()).ok()?;
+    let shared = tmp.join(format!("gpuplace-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&shared);
+    let private = std::fs::symlink_metadata(&shared)
         .is_ok_and(|meta| meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0);
-    if private {
-        // SAFETY: called first thing in `main`, before any other thread exists, so nothing reads
-        // the environment concurrently.
-        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
-    }
+    // `tempfile` creates its directories with mode 0700.
+    let (dir, made) = if private {
+        (shared, None)
+    } else {
+        let made = tempfile::Builder::new().prefix("gpuplace-runtime-").tempdir_in(&tmp).ok()?;
+        (made.path().to_path_buf(), Some(made))
+    };
+    // SAFETY: called in `main` before any other thread exists (argument parsing starts none), so
+    // nothing reads the environment concurrently.
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    made
 }
 
 /// The exit code of an error (the table is in `args.rs`'s help and in the README): 3 for an output

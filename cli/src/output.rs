@@ -226,6 +226,11 @@ impl Outputs {
             }
             Err(e) => return Err(io_error(path, e)),
         };
+        // Standard output, however spelled (`-`, `/dev/stdout`, `/proc/self/fd/1`), takes one
+        // document: two would run together.
+        if matches!(target, Target::Special { fd: Some(1), .. }) && self.uses_stdout() {
+            return Err(refuse(path, "standard output is named twice among the outputs".into()));
+        }
         // Two outputs may share a device (`/dev/null` twice, stdout and stderr on one terminal),
         // but a regular file must be written by one of them only.
         let regular = |t: &Target| matches!(t, Target::Regular { .. });

@@ -28,9 +28,8 @@ const SITE_COLORS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-/// Kind colours, in [`JobKind::ALL`] order: dark tones that none of the site colours resembles.
-const KIND_COLORS: [RGBColor; 4] =
-    [RGBColor(0, 60, 120), RGBColor(120, 20, 60), RGBColor(0, 100, 80), RGBColor(60, 60, 60)];
+/// Kind colours, in [`JobKind::ALL`] order: dark tones far from every site colour (tested).
+const KIND_COLORS: [RGBColor; 4] = [RGBColor(0, 0, 110), RGBColor(110, 0, 80), RGBColor(0, 90, 70), RGBColor(0, 0, 0)];
 
 /// Canvas width, and where the charts end and the legend column begins.
 const WIDTH: u32 = 1200;
@@ -54,8 +53,8 @@ const UNITS: [Unit; 4] = [
     Unit { name: "days", seconds: 86_400.0 },
 ];
 
-/// The largest unit in which `span_s` is at least 4 (so ticks are whole numbers), so that tick
-/// labels stay short: 90 s in s, 2 hours in min, 3 days in h, a year in days.
+/// The largest unit in which `span_s` is at least 4, so that tick labels stay short: 90 s in s,
+/// 2 hours in min, 3 days in h, a year in days.
 pub fn unit_for(span_s: f64) -> Unit {
     UNITS.iter().rev().copied().find(|u| span_s >= 4.0 * u.seconds).unwrap_or(UNITS[0])
 }
@@ -158,6 +157,12 @@ fn nonempty(from: f64, to: f64, unit: f64) -> std::ops::Range<f64> {
     if to > from { from..to } else { from..from + unit }
 }
 
+/// The tick label of `value` on an axis spanning `span` units: whole numbers from a span of 10 up,
+/// else one decimal (plotters puts ticks at halves on short spans; whole numbers would repeat).
+fn tick(value: f64, span: f64) -> String {
+    if span >= 10.0 { format!("{value:.0}") } else { format!("{value:.1}") }
+}
+
 /// A round upper bound for a y axis that shows `max`: 1, 2 or 5 times a power of ten.
 fn nice_ceiling(max: f64) -> f64 {
     if max <= 0.0 {
@@ -201,6 +206,7 @@ fn draw_utilization(
     let peak = steps.iter().flatten().map(|p| p.1).fold(0.0f64, f64::max);
     let y_max = nice_ceiling(peak * 1.05).min(100.0);
     let x = nonempty(start_s as f64 / unit.seconds, end_s as f64 / unit.seconds, 1.0);
+    let x_span = x.end - x.start;
     let mut chart = ChartBuilder::on(area)
         .caption("GPU utilization per site", ("sans-serif", 22))
         .margin(12)
@@ -211,8 +217,8 @@ fn draw_utilization(
         .configure_mesh()
         .x_desc(format!("trace time ({})", unit.name))
         .y_desc("GPUs in use (%)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| if y_max < 5.0 { format!("{v:.1}") } else { format!("{v:.0}") })
+        .x_label_formatter(&|v| tick(*v, x_span))
+        .y_label_formatter(&|v| tick(*v, y_max))
         .draw()?;
     for (site, points) in steps.into_iter().enumerate() {
         let color = SITE_COLORS[site % SITE_COLORS.len()];
@@ -247,6 +253,7 @@ fn draw_delays(
         let y_unit = unit_for(peak);
         let y_max = nice_ceiling(peak / y_unit.seconds * 1.05);
         let x = nonempty(window.0 as f64 / x_unit.seconds, window.1 as f64 / x_unit.seconds, 1.0);
+        let x_span = x.end - x.start;
         let caption = match (k, outside) {
             (0, 0) => format!("Queueing delay per job kind, by arrival time: {}", kind.name()),
             (0, n) => format!(
@@ -265,8 +272,8 @@ fn draw_delays(
             .configure_mesh()
             .x_desc(format!("arrival time ({})", x_unit.name))
             .y_desc(format!("wait ({})", y_unit.name))
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| if y_max < 5.0 { format!("{v:.1}") } else { format!("{v:.0}") })
+            .x_label_formatter(&|v| tick(*v, x_span))
+            .y_label_formatter(&|v| tick(*v, y_max))
             .y_labels(5)
             .draw()?;
         let scale = |b: &DelayBin, y: f64| ((b.from_s / x_unit.seconds, y), (b.to_s / x_unit.seconds, y));
@@ -383,9 +390,22 @@ mod tests {
             let x: f64 = tag.split("x=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
             assert!(x >= f64::from(LEGEND_X), "{name} at x = {x}, on the charts");
         }
+        // Every kind colour is far from every site colour (Euclidean distance in RGB), and the kinds
+        // from one another.
+        let distance = |a: RGBColor, b: RGBColor| {
+            let d = |x: u8, y: u8| (f64::from(x) - f64::from(y)).powi(2);
+            (d(a.0, b.0) + d(a.1, b.1) + d(a.2, b.2)).sqrt()
+        };
         for kind in KIND_COLORS {
-            assert!(!SITE_COLORS.contains(&kind));
+            for site in SITE_COLORS {
+                assert!(distance(kind, site) > 80.0, "{kind:?} is close to {site:?}");
+            }
+            for other in KIND_COLORS.into_iter().filter(|&o| o != kind) {
+                assert!(distance(kind, other) > 80.0, "{kind:?} is close to {other:?}");
+            }
         }
+        assert_eq!(tick(2.5, 4.0), "2.5");
+        assert_eq!(tick(40.0, 150.0), "40");
         assert!(svg.contains("GPU utilization per site") && svg.contains("Queueing delay per job kind"));
     }
 }

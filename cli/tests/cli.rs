@@ -21,6 +21,27 @@ fn place_without_arguments_prints_a_summary() {
     }
 }
 
+/// The built-in fleet is dated: its summary says so, placement defaults to that date (so the result
+/// does not change from day to day), and `--at` overrides it.
+#[test]
+fn the_builtin_fleet_dates_the_default_placement() {
+    let fleet = stdout(&gpuplace(&["fleet"]));
+    assert!(fleet.contains("as of 2026-11-26"), "{fleet}");
+    let default = gpuplace(&["place", "--count", "200", "--backend", "cpu"]);
+    let first = stdout(&default).lines().next().unwrap().to_string();
+    assert!(first.ends_with("on 2026-11-26"), "{first}");
+    let later = gpuplace(&["place", "--count", "200", "--backend", "cpu", "--at", "2027-03-01"]);
+    assert!(stdout(&later).lines().next().unwrap().ends_with("on 2027-03-01"), "{}", stdout(&later));
+    // Loughton comes online in 2027: on the built-in date only jobs whose `not_before` lies in 2027
+    // may run there; later, any job may.
+    let used = |output: &std::process::Output| -> u64 {
+        let text = stdout(output);
+        let line = text.lines().find(|l| l.starts_with("nscale-loughton")).unwrap().to_string();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert!(used(&default) < used(&later), "{} vs {}", used(&default), used(&later));
+}
+
 #[test]
 fn out_file_has_the_documented_shape_and_is_deterministic() {
     let dir = temp_dir("out");
@@ -222,7 +243,7 @@ fn bad_jobs_are_reported_precisely() {
         (
             "bad-date",
             jobs_json(&[&GOOD_JOB.replace("}", ", \"not_before\": \"2026-02-30\"}")]),
-            vec!["job `a`", "`not_before`"],
+            vec!["record 0", "`not_before`", "2026-02-30"],
         ),
         (
             "no-duration",

@@ -8,10 +8,11 @@
 //! the examples from the first one that needs a trace on are skipped, with a `SKIPPED` line.
 //!
 //! Examples that take minutes in a debug build (the engine cross-checks every decision against the
-//! reference rule there, which is what makes it slow) are only parsed in a debug build
-//! (`GPUPLACE_CHECK_ARGS_ONLY=1`). `.ci/run` runs this test again with `GPUPLACE_EXAMPLES_BIN`
-//! naming a release binary, which runs them all, except those marked as too slow for a software
-//! GPU.
+//! reference rule there, which is what makes it slow) are only parsed: the debug binary, with
+//! `GPUPLACE_CHECK_ARGS_ONLY=1` (a hook of debug builds only), stops after parsing its arguments.
+//! `.ci/run` sets `GPUPLACE_EXAMPLES_BIN` to a release binary, which runs them all, except those
+//! marked as too slow for a software GPU. Commands run under `bash -o pipefail`, so a failure
+//! anywhere in a pipeline counts.
 
 mod common;
 
@@ -163,13 +164,14 @@ fn run_all(examples: &Examples, dir: &Path) -> (usize, usize) {
         let parse_only = SLOW_EVERYWHERE.iter().any(|s| command.contains(s))
             || (!release && SLOW_IN_DEBUG.iter().any(|s| command.contains(s)));
         let script = format!("gpuplace() {{ \"$GPUPLACE_BIN\" \"$@\"; }}\n{command}\n");
-        let mut shell = Command::new("sh");
-        shell.arg("-c").arg(&script).current_dir(dir).env("GPUPLACE_BIN", &bin);
+        let mut shell = Command::new("bash");
+        shell.args(["-o", "pipefail", "-c"]).arg(&script).current_dir(dir);
         if parse_only {
-            shell.env("GPUPLACE_CHECK_ARGS_ONLY", "1");
+            let debug = env!("CARGO_BIN_EXE_gpuplace");
+            shell.env("GPUPLACE_BIN", debug).env("GPUPLACE_CHECK_ARGS_ONLY", "1");
             parsed += 1;
         } else {
-            shell.env_remove("GPUPLACE_CHECK_ARGS_ONLY");
+            shell.env("GPUPLACE_BIN", &bin).env_remove("GPUPLACE_CHECK_ARGS_ONLY");
             ran += 1;
         }
         let output = shell.output().unwrap();
@@ -180,7 +182,9 @@ fn run_all(examples: &Examples, dir: &Path) -> (usize, usize) {
             output.status.code(),
             stderr(&output)
         );
-        assert!(!stderr(&output).contains("error:"), "{}: `{command}`: {}", examples.source, stderr(&output));
+        for word in ["error:", "panicked"] {
+            assert!(!stderr(&output).contains(word), "{}: `{command}`: {}", examples.source, stderr(&output));
+        }
     }
     (ran, parsed)
 }
@@ -247,7 +251,12 @@ fn every_readme_command_runs() {
 /// The negative control: an example that fails is reported, whichever way it fails.
 #[test]
 fn a_failing_example_is_caught() {
-    for bad in ["gpuplace explain --job no-such-job", "gpuplace place --no-such-flag"] {
+    for bad in [
+        "gpuplace explain --job no-such-job",
+        "gpuplace place --no-such-flag",
+        "gpuplace generate --count 5 | gpuplace place --jobs - --nope | cat",
+        "gpuplace place --count 5 --jobs-format csv || echo failed",
+    ] {
         let examples = Examples { source: "test".into(), commands: vec![bad.into()] };
         let dir = workdir("failing-example");
         let caught = std::panic::catch_unwind(|| run_all(&examples, &dir));

@@ -153,6 +153,16 @@ fn standard_output_and_overlapping_outputs() {
         firsts.push(stdout(&output).lines().next().unwrap().to_string());
     }
     assert!(firsts.iter().all(|f| f == &firsts[0] && f.starts_with("placed")), "{firsts:?}");
+    // JSON on standard input is recognised by its content too, and gives the same placement.
+    let json = stdout(&gpuplace(&["generate", "--count", "40", "--at", AT]));
+    let output = with_stdin(&["place", "--jobs", "-", "--at", AT, "--backend", "cpu"], &json);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().next().unwrap(), firsts[0]);
+    // Standard output takes one document, however it is spelled.
+    for (a, b) in [("-", "/dev/stdout"), ("/dev/stdout", "-"), ("/dev/stdout", "/proc/self/fd/1")] {
+        let output = gpuplace(&["replay", "--count", "5", "--backend", "cpu", "--json", a, "--plot", b]);
+        assert_output_fails(&format!("{a} and {b}"), &output, &["standard output is named twice"]);
+    }
     let output = with_stdin(&["place", "--jobs", "-", "--fleet", "-", "--backend", "cpu"], &csv);
     assert_fails_cleanly("two inputs from stdin", &output, &["standard input can be read once"]);
     // One file under two spellings is one output named twice.
@@ -799,14 +809,20 @@ fn compare_takes_a_policy_file_and_refuses_a_preset() {
 fn driver_noise_about_xdg_runtime_dir_stays_away() {
     let test = "driver_noise_about_xdg_runtime_dir_stays_away";
     let dir = temp_dir(test);
-    let run = |tmp: &Path| {
+    let backend = if gpu_available(test) { "gpu" } else { "auto" };
+    let run_with = |tmp: &Path, backend: &str| {
         Command::new(env!("CARGO_BIN_EXE_gpuplace"))
-            .args(["place", "--count", "20", "--backend", if gpu_available(test) { "gpu" } else { "cpu" }])
+            .args(["place", "--count", "20", "--backend", backend])
             .env_remove("XDG_RUNTIME_DIR")
             .env("TMPDIR", tmp)
             .output()
             .unwrap()
     };
+    let run = |tmp: &Path| run_with(tmp, backend);
+    // A command that cannot open a GPU leaves the environment (and the disk) alone.
+    let output = run_with(&dir, "cpu");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     let output = run(&dir);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!stderr(&output).contains("XDG_RUNTIME_DIR"), "{}", stderr(&output));
@@ -815,9 +831,12 @@ fn driver_noise_about_xdg_runtime_dir_stays_away() {
     assert!(runtime[0].file_name().unwrap().to_string_lossy().starts_with("gpuplace-runtime-"));
     assert_eq!(std::fs::metadata(&runtime[0]).unwrap().permissions().mode() & 0o777, 0o700);
 
-    // Someone else's (here: world-writable) directory of that name is left alone and not used.
+    // Someone else's (here: world-writable) directory of that name is left alone and not used: a
+    // directory of this run's own is, and is gone afterwards.
     std::fs::set_permissions(&runtime[0], std::fs::Permissions::from_mode(0o777)).unwrap();
     let output = run(&dir);
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("XDG_RUNTIME_DIR"), "{}", stderr(&output));
     assert_eq!(std::fs::metadata(&runtime[0]).unwrap().permissions().mode() & 0o777, 0o777);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "the run's own directory was left behind");
 }

@@ -122,6 +122,13 @@ fn every_file_written_validates_against_its_schema() {
     }
     assert_eq!(out_lines_read.len(), 1 + document["summary"]["jobs"].as_u64().unwrap() as usize);
 
+    // --out-format decides whatever the name says.
+    let (forced, forced_json) = (p("out.txt"), p("lines.json"));
+    run(&[&["place"][..], &inputs, &["--out", &forced, "--out-format", "jsonl"]].concat());
+    assert_eq!(std::fs::read_to_string(&forced).unwrap(), std::fs::read_to_string(&out_lines).unwrap());
+    run(&[&["place"][..], &inputs, &["--out", &forced_json, "--out-format", "json"]].concat());
+    assert_eq!(read_json(&forced_json), document);
+
     let explained = run(&[&["explain"][..], &inputs, &["--job", "training-003", "--json"]].concat());
     assert_valid("explain", &serde_json::from_str(&explained).unwrap());
 
@@ -137,6 +144,25 @@ fn every_file_written_validates_against_its_schema() {
     let compare = p("compare.json");
     run(&[&["compare"][..], &inputs[..6], &["--backend", "cpu", "--json", &compare]].concat());
     assert_valid("compare", &read_json(&compare));
+
+    // The importer's outputs: a fleet file and a jobs file.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/azure_conv_sample.csv");
+    let imported = p("imported.json");
+    run(&["import", "azure", fixture.to_str().unwrap(), "--out", &imported]);
+    assert_valid("jobs", &read_json(&imported));
+    let pods = p("pods.csv");
+    std::fs::write(
+        &pods,
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
+         p0,1000,1024,1,1000,,LS,Running,0,100,0\n",
+    )
+    .unwrap();
+    let nodes = p("nodes.csv");
+    std::fs::write(&nodes, "sn,cpu_milli,memory_mib,gpu,model\nn0,96000,786432,8,V100M32\n").unwrap();
+    let (imported_fleet, imported_pods) = (p("openb-fleet.json"), p("openb-jobs.json"));
+    run(&["import", "alibaba", &pods, "--nodes", &nodes, "--fleet-out", &imported_fleet, "--out", &imported_pods]);
+    assert_valid("fleet", &read_json(&imported_fleet));
+    assert_valid("jobs", &read_json(&imported_pods));
 
     let bench = p("bench.json");
     run(&["bench", "--count", "200", "--racks", "20", "--repeat", "1", "--no-gpu", "--json", &bench]);
@@ -170,7 +196,7 @@ fn every_file_written_validates_against_its_schema() {
     serde_json::from_str::<Versioned<Explanation>>(&explained).unwrap();
 
     // Every output names its format version.
-    for file in [&fleet, &jobs, &policy, &out, &replay, &compare, &bench] {
+    for file in [&fleet, &jobs, &policy, &out, &replay, &compare, &bench, &imported, &imported_fleet, &imported_pods] {
         assert_eq!(read_json(file)["format_version"], 1, "{file}");
     }
     assert_eq!(out_lines_read[0]["format_version"], 1);

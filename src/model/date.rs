@@ -56,7 +56,12 @@ impl Day {
 }
 
 impl fmt::Display for Day {
+    /// `YYYY-MM-DD`; a day past [`Day::MAX`] (only code can make one: nothing gpuplace reads is)
+    /// is written `day N`, which no reader takes for a date.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self > Day::MAX {
+            return write!(f, "day {}", self.0);
+        }
         let (year, month, day) = self.civil();
         write!(f, "{year:04}-{month:02}-{day:02}")
     }
@@ -168,6 +173,8 @@ mod tests {
         assert_eq!(Day::MAX, Day(2_932_896));
         assert_eq!(Day::MAX.saturating_add(1), Day::MAX);
         assert_eq!(Day(10).saturating_add(5), Day(15));
+        assert_eq!(Day(u32::MAX).to_string(), format!("day {}", u32::MAX));
+        assert!(Day::parse(&Day(u32::MAX).to_string()).is_err());
     }
 
     #[test]

@@ -145,6 +145,13 @@ impl FleetFile {
         self
     }
 
+    /// The file as pretty JSON, with this gpuplace's `format_version`: what `fleet --json` and
+    /// `import alibaba --fleet-out` write.
+    pub fn to_json(&self) -> String {
+        let file = FleetFile { format_version: Some(crate::model::json::FORMAT_VERSION), ..self.clone() };
+        serde_json::to_string_pretty(&file).expect("a fleet file always serializes")
+    }
+
     /// Validates it into a [`Fleet`]; `source_name` names it in errors.
     pub fn build(self, source_name: &str) -> std::result::Result<Fleet, InputError> {
         Fleet::from_file(self, source_name)
@@ -392,8 +399,7 @@ impl Fleet {
 
     /// The fleet file, as `fleet --json` writes it (with this gpuplace's `format_version`).
     pub fn to_json(&self) -> String {
-        let file = FleetFile { format_version: Some(crate::model::json::FORMAT_VERSION), ..self.file.clone() };
-        serde_json::to_string_pretty(&file).expect("a fleet file always serializes")
+        self.file.to_json()
     }
 
     /// Validates a fleet file; `source_name` names it in errors.

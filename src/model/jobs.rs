@@ -40,6 +40,7 @@ pub const MAX_DURATION_S: u64 = 3_600_000_000;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "A job: what is to be placed.")]
 #[non_exhaustive]
 pub struct Job {
     /// Unique id.
@@ -253,6 +254,13 @@ pub enum JobsFormat {
     Json,
     /// A header line naming the fields, then a job per line.
     Csv,
+}
+
+impl JobsFile {
+    /// The object form of `jobs`, with this gpuplace's format version.
+    pub fn new(jobs: Vec<Job>) -> JobsFile {
+        JobsFile { format_version: Some(crate::model::json::FORMAT_VERSION), jobs }
+    }
 }
 
 impl JobsFormat {

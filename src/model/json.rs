@@ -277,11 +277,11 @@ where
     deserializer.deserialize_map(UniqueMap(PhantomData))
 }
 
-/// A value quoted in an error: escaped (one line) and, past 40 characters, cut short, so that a
-/// huge bad value does not become a huge error.
-/// The version of every file format gpuplace writes (each output has a `format_version` field) and
-/// reads (an input may state it; a newer one is refused). It changes when a field changes meaning
-/// or goes away; new fields do not change it, so readers should ignore fields they do not know.
+/// The version of every file format gpuplace writes (each JSON output has a `format_version` field)
+/// and reads (an input may state it; a newer one is refused). It changes when a field changes
+/// meaning or goes away, and when an input format (fleet, jobs, policy) gains a field, since the
+/// readers of those formats refuse fields they do not know; an output-only format gains fields
+/// without a change, so readers of outputs should ignore fields they do not know.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Checks an input's `format_version`: absent, or one this gpuplace reads (1 ..=
@@ -293,12 +293,18 @@ pub(crate) fn check_format_version(source_name: &str, version: Option<u32>) -> R
             source_name,
             "document",
             "format_version",
-            format!("{v} is not a version this gpuplace reads (1 to {newest}); a newer gpuplace may read it"),
+            if v == 0 {
+                format!("0 is not a version: versions start at 1 (this gpuplace reads 1 to {newest})")
+            } else {
+                format!("{v} is newer than this gpuplace reads (1 to {newest}); a newer gpuplace may read it")
+            },
         )),
         _ => Ok(()),
     }
 }
 
+/// A value quoted in an error: escaped (one line) and, past 40 characters, cut short, so that a
+/// huge bad value does not become a huge error.
 pub(crate) fn shown(text: &str) -> String {
     let escaped: String = text.escape_debug().collect();
     if escaped.chars().count() <= 40 {

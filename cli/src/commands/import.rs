@@ -88,7 +88,7 @@ pub fn run(command: ImportCommand) -> anyhow::Result<()> {
                 files.push((
                     id,
                     Box::new(move |w: &mut dyn Write| {
-                        serde_json::to_writer_pretty(&mut *w, &fleet)?;
+                        w.write_all(fleet.to_json().as_bytes())?;
                         w.write_all(b"\n")
                     }),
                 ));
