@@ -236,13 +236,8 @@ data/; CC BY 4.0)."
         /// Date `not_before` values are drawn after (default: the fleet's as_of, else today).
         #[arg(long, value_name = "YYYY-MM-DD")]
         at: Option<String>,
-        /// Output file (`-`: standard output): CSV if it ends in .csv, else JSON (default: JSON on
-        /// stdout).
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// The format to write, whatever the name.
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        jobs_format: Option<FormatArg>,
+        #[command(flatten)]
+        output: JobsOutput,
     },
 }
 
@@ -281,13 +276,8 @@ licensed for research or study.")]
         /// Region to give every job (the imported fleet's is `openb`).
         #[arg(long, default_value = gpuplace::import::ALIBABA_REGION)]
         region: String,
-        /// Jobs output (`-`: standard output): CSV if it ends in .csv, else JSON (default: JSON on
-        /// stdout).
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// The format to write, whatever the name.
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        jobs_format: Option<FormatArg>,
+        #[command(flatten)]
+        output: JobsOutput,
         /// Fail on the first malformed row instead of skipping and counting it.
         #[arg(long)]
         strict: bool,
@@ -335,13 +325,8 @@ CC BY 4.0.")]
         /// HBM per GPU the model needs, GB.
         #[arg(long, default_value_t = 200)]
         hbm_gb: u32,
-        /// Jobs output (`-`: standard output): CSV if it ends in .csv, else JSON (default: JSON on
-        /// stdout).
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// The format to write, whatever the name.
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        jobs_format: Option<FormatArg>,
+        #[command(flatten)]
+        output: JobsOutput,
         /// Fail on the first malformed row instead of skipping and counting it.
         #[arg(long)]
         strict: bool,
@@ -381,6 +366,25 @@ pub struct Inputs {
     /// Scoring backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
+}
+
+/// Where a command that makes jobs writes them.
+#[derive(Args)]
+pub struct JobsOutput {
+    /// Jobs output (`-`: standard output): CSV if it ends in .csv, else JSON (default: JSON on
+    /// stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The format to write, whatever the name.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub jobs_format: Option<FormatArg>,
+}
+
+impl JobsOutput {
+    /// The format to write: --jobs-format, else the name's extension, else JSON.
+    pub fn format(&self) -> gpuplace::model::jobs::JobsFormat {
+        crate::commands::output_format(self.jobs_format.map(FormatArg::format), self.out.as_deref())
+    }
 }
 
 /// A jobs file's format.

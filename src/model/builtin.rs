@@ -4,8 +4,6 @@
 //! marked ASSUMPTION and chosen to be plausible, not authoritative. Replace it with `--fleet FILE`
 //! for real use; `gpuplace fleet --json` prints this fleet in that format as a starting point.
 
-use std::collections::BTreeMap;
-
 use crate::model::date::Day;
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
 
@@ -15,40 +13,34 @@ pub const AS_OF: &str = "2026-11-26";
 /// User regions of the built-in fleet.
 pub const REGIONS: [&str; 6] = ["us-east", "us-central", "us-west", "eu-west", "eu-north", "uk"];
 
-fn rack_types() -> BTreeMap<String, RackTypeFile> {
-    let mut types = BTreeMap::new();
-    // NVIDIA GB300 NVL72: 72 Blackwell Ultra GPUs and 36 Grace CPUs in one NVLink domain, 288 GB HBM3e
-    // per GPU (NVIDIA product page). Rack power is reported at roughly 132–142 kW; 140 kW is used.
-    types.insert(
-        "gb300-nvl72".into(),
-        RackTypeFile { gpu_model: "GB300".into(), gpus: 72, hbm_gb_per_gpu: 288, kw: 140.0 },
-    );
-    // NVIDIA GB200 NVL72: 72 Blackwell GPUs, 186 GB HBM3e each (NVIDIA), about 120–132 kW per rack.
-    types.insert(
-        "gb200-nvl72".into(),
-        RackTypeFile { gpu_model: "GB200".into(), gpus: 72, hbm_gb_per_gpu: 186, kw: 132.0 },
-    );
-    // NVIDIA HGX H100 8-GPU node: one NVLink domain of 8 GPUs with 80 GB HBM3 each, about 10.2 kW.
-    types.insert("hgx-h100-8".into(), RackTypeFile { gpu_model: "H100".into(), gpus: 8, hbm_gb_per_gpu: 80, kw: 10.2 });
-    types
+fn rack_types() -> [(&'static str, RackTypeFile); 3] {
+    [
+        // NVIDIA GB300 NVL72: 72 Blackwell Ultra GPUs and 36 Grace CPUs in one NVLink domain, 288 GB
+        // HBM3e per GPU (NVIDIA product page). Rack power is reported at roughly 132–142 kW; 140 kW
+        // is used.
+        ("gb300-nvl72", RackTypeFile::new("GB300", 72, 288, 140.0)),
+        // NVIDIA GB200 NVL72: 72 Blackwell GPUs, 186 GB HBM3e each (NVIDIA), about 120–132 kW per
+        // rack.
+        ("gb200-nvl72", RackTypeFile::new("GB200", 72, 186, 132.0)),
+        // NVIDIA HGX H100 8-GPU node: one NVLink domain of 8 GPUs with 80 GB HBM3 each, about 10.2 kW.
+        ("hgx-h100-8", RackTypeFile::new("H100", 8, 80, 10.2)),
+    ]
 }
 
-/// Latency (ms) from a site to each of [`REGIONS`], in order. ASSUMPTION: typical round-trip times
-/// between the named places over public backbones, not measurements.
-fn latency(values: [u32; 6]) -> BTreeMap<String, u32> {
-    REGIONS.iter().map(|r| r.to_string()).zip(values).collect()
+fn day(text: &str) -> Day {
+    Day::parse(text).expect("the built-in dates are valid")
 }
 
 fn gb300(name: &str, racks: u32, online: Option<&str>) -> ClusterFile {
-    ClusterFile {
-        name: name.into(),
-        rack_type: "gb300-nvl72".into(),
-        racks,
-        online: online.map(|text| Day::parse(text).expect("the built-in dates are valid")),
-        used_gpus: None,
+    let cluster = ClusterFile::new(name, "gb300-nvl72", racks);
+    match online {
+        Some(text) => cluster.with_online(day(text)),
+        None => cluster,
     }
 }
 
+/// A site; `latency_ms` gives the latency to each of [`REGIONS`], in order. ASSUMPTION: latencies
+/// are typical round-trip times between the named places over public backbones, not measurements.
 #[expect(clippy::too_many_arguments, reason = "a table row; the call sites read as a table")]
 fn site(
     name: &str,
@@ -63,19 +55,13 @@ fn site(
     latency_ms: [u32; 6],
     clusters: Vec<ClusterFile>,
 ) -> SiteFile {
-    SiteFile {
-        name: name.into(),
-        provider: provider.into(),
-        country: country.into(),
-        jurisdiction: jurisdiction.into(),
-        power_mw,
+    let site = SiteFile::new(name, provider, country, jurisdiction, power_mw, day(online)).with_energy(
         pue,
         price_usd_per_mwh,
         carbon_g_per_kwh,
-        online: Day::parse(online).expect("the built-in dates are valid"),
-        latency_ms: latency(latency_ms),
-        clusters,
-    }
+    );
+    let site = REGIONS.iter().zip(latency_ms).fold(site, |site, (region, ms)| site.with_latency_ms(*region, ms));
+    clusters.into_iter().fold(site, SiteFile::with_cluster)
 }
 
 /// The built-in fleet as a file (what `gpuplace fleet --json` prints).
@@ -183,15 +169,11 @@ pub fn default_fleet_file() -> FleetFile {
             vec![gb300("azure-1", 64, None)],
         ),
     ];
-    FleetFile {
-        format_version: None,
-        // The day this fleet describes, and so the default placement date: without it every run
-        // would place on "today" and give different results each day. `--at` overrides it.
-        as_of: Some(Day::parse(AS_OF).expect("the built-in dates are valid")),
-        regions: REGIONS.iter().map(|r| r.to_string()).collect(),
-        rack_types: rack_types(),
-        sites,
-    }
+    // The day this fleet describes, and so the default placement date: without it every run would
+    // place on "today" and give different results each day. `--at` overrides it.
+    let file = FleetFile::new(REGIONS).with_as_of(day(AS_OF));
+    let file = rack_types().into_iter().fold(file, |file, (name, rack_type)| file.with_rack_type(name, rack_type));
+    sites.into_iter().fold(file, FleetFile::with_site)
 }
 
 /// The built-in fleet, validated.

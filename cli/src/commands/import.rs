@@ -12,7 +12,7 @@ use gpuplace::model::jobs::JobsFormat;
 use gpuplace::{Fleet, InputError, JobKind, Policy, Workload};
 
 use crate::args::ImportCommand;
-use crate::commands::{STDIN_NAME, is_std, output_format, paths, stdin_once};
+use crate::commands::{STDIN_NAME, is_std, paths, stdin_once};
 use crate::output::{Content, Outputs, jobs_content, print_with, write_jobs};
 use crate::render::note;
 
@@ -64,14 +64,14 @@ fn finish(
 
 pub fn run(command: ImportCommand) -> anyhow::Result<()> {
     match command {
-        ImportCommand::Alibaba { pods, nodes, fleet_out, region, out, jobs_format, strict } => {
+        ImportCommand::Alibaba { pods, nodes, fleet_out, region, output, strict } => {
             stdin_once(std::iter::once(pods.as_path()).chain(nodes.as_deref()))?;
             let mut outputs = Outputs::new(
                 paths(std::slice::from_ref(&pods)).into_iter().chain(nodes.as_deref().filter(|p| !is_std(p))),
             );
-            let out_id = out.as_deref().map(|p| outputs.plan(p)).transpose()?;
+            let out_id = output.out.as_deref().map(|p| outputs.plan(p)).transpose()?;
             let fleet_id = fleet_out.as_deref().map(|p| outputs.plan(p)).transpose()?;
-            let format = output_format(jobs_format.map(|f| f.format()), out.as_deref());
+            let format = output.format();
             let (workload, report) = alibaba_pods(read(&pods)?, &name(&pods), &region, strict)?;
             let mut notes = vec![format!("{}: {}", name(&pods), report.summary().replace('\n', "\n  "))];
             let fleet = match &nodes {
@@ -107,8 +107,7 @@ pub fn run(command: ImportCommand) -> anyhow::Result<()> {
             region,
             max_latency_ms,
             hbm_gb,
-            out,
-            jobs_format,
+            output,
             strict,
         } => {
             let options = AzureOptions {
@@ -133,8 +132,8 @@ pub fn run(command: ImportCommand) -> anyhow::Result<()> {
                 .transpose()?;
             stdin_once(traces.iter().map(|t| t.as_path()))?;
             let mut outputs = Outputs::new(paths(&traces));
-            let out_id = out.as_deref().map(|p| outputs.plan(p)).transpose()?;
-            let format = output_format(jobs_format.map(|f| f.format()), out.as_deref());
+            let out_id = output.out.as_deref().map(|p| outputs.plan(p)).transpose()?;
+            let format = output.format();
             let names: Vec<String> = traces.iter().map(|t| name(t)).collect();
             let data = traces.iter().map(|t| read(t)).collect::<gpuplace::Result<Vec<_>>>()?;
             let inputs: Vec<AzureTrace> = names

@@ -65,14 +65,9 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             complete(bench::run(&config, no_gpu, json.as_deref(), markdown))
         }
         Command::Fleet { fleet, json } => complete(fleet::run(fleet.as_deref(), json)),
-        Command::Generate { count, seed, fleet, at, out, jobs_format } => complete(generate::run(
-            count,
-            seed,
-            fleet.as_deref(),
-            at.as_deref(),
-            out.as_deref(),
-            jobs_format.map(|f| f.format()),
-        )),
+        Command::Generate { count, seed, fleet, at, output } => {
+            complete(generate::run(count, seed, fleet.as_deref(), at.as_deref(), &output))
+        }
         Command::Schema { name } => complete(schema::run(name.as_deref())),
         Command::Policy { preset, seed } => {
             let preset = Preset::parse(&preset).expect("clap checked the name");
