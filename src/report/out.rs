@@ -1,13 +1,14 @@
 //! The `--out` document of a placement.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Placement;
 use crate::engine::place::Outcome;
-use crate::engine::reasons::Cause;
+use crate::engine::reasons::{Cause, Reason};
 use crate::engine::view::PlacedOn;
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Workload;
@@ -40,16 +41,57 @@ pub struct PlacedRecord {
     pub on: PlacedOn,
 }
 
-/// One unplaced job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// One unplaced job, written `{"job": …, "reason": <the sentence>, "cause": <the code and data>}`.
+/// The reason is shared with the placement (jobs of one need in one state share one), so a million
+/// unplaced jobs do not copy a million sentences.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "UnplacedFields")]
 #[non_exhaustive]
 pub struct UnplacedRecord {
     /// Job id.
     pub job: String,
+    /// Why: the sentence and the code with its data.
+    pub why: Arc<Reason>,
+}
+
+/// The fields of an [`UnplacedRecord`] as written.
+#[derive(Deserialize, JsonSchema)]
+struct UnplacedFields {
+    /// Job id.
+    job: String,
     /// Why, in words.
-    pub reason: String,
+    reason: String,
     /// Why, as a code with its data.
-    pub cause: Cause,
+    cause: Cause,
+}
+
+impl From<UnplacedFields> for UnplacedRecord {
+    fn from(fields: UnplacedFields) -> Self {
+        UnplacedRecord { job: fields.job, why: Arc::new(Reason { cause: fields.cause, text: fields.reason }) }
+    }
+}
+
+impl Serialize for UnplacedRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut record = serializer.serialize_struct("UnplacedRecord", 3)?;
+        record.serialize_field("job", &self.job)?;
+        record.serialize_field("reason", &self.why.text)?;
+        record.serialize_field("cause", &self.why.cause)?;
+        record.end()
+    }
+}
+
+impl JsonSchema for UnplacedRecord {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UnplacedRecord".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = UnplacedFields::json_schema(generator);
+        schema.insert("description".into(), "One unplaced job.".into());
+        schema
+    }
 }
 
 /// Totals of a placement.
@@ -121,7 +163,7 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
         JobKind::ALL.iter().map(|&kind| KindSummary { kind, placed: 0, unplaced: 0, gpus_placed: 0 }).collect();
     let mut energy = EnergyTally::default();
     let mut latency_violations = 0;
-    let mut unplaced_by_cause = BTreeMap::new();
+    let mut unplaced_by_code: BTreeMap<&'static str, usize> = BTreeMap::new();
     for decision in &placement.decisions {
         let job = &workload.jobs[decision.job];
         let kind = &mut kinds[job.kind.index()];
@@ -134,12 +176,9 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
                 latency_violations += u64::from(violates_latency(fleet, job, allocation));
             }
             Outcome::Unplaced { reason } => {
-                *unplaced_by_cause.entry(reason.cause.code().to_string()).or_insert(0) += 1;
-                unplaced.push(UnplacedRecord {
-                    job: job.id.clone(),
-                    reason: reason.text.clone(),
-                    cause: reason.cause.clone(),
-                });
+                // Counted by code first: no string is allocated per unplaced job.
+                *unplaced_by_code.entry(reason.cause.code()).or_insert(0) += 1;
+                unplaced.push(UnplacedRecord { job: job.id.clone(), why: Arc::clone(reason) });
                 kind.unplaced += 1;
             }
         }
@@ -167,7 +206,7 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
             jobs: workload.jobs.len(),
             placed: placements.len(),
             unplaced: unplaced.len(),
-            unplaced_by_cause,
+            unplaced_by_cause: unplaced_by_code.into_iter().map(|(code, n)| (code.to_string(), n)).collect(),
             gpus_placed,
             kinds,
             sites,
