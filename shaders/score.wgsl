@@ -1,7 +1,7 @@
 // gpuplace scoring kernel: scores every job of a tile against every rack of a tile and keeps each
 // job's best K candidates, so that only O(jobs × K) is read back.
 //
-// Keep in sync with its CPU twin: src/kernel/shape.rs (`fits`, `gpus_on_anchor`: the shape rule)
+// Keep in sync with its CPU twin: src/kernel/shape.rs (`pod_layout` … `gpus_on_anchor`: the shape rule)
 // and src/kernel/score.rs (everything else). The same structs in the same field order, the same
 // constants, and the functions line for line. All arithmetic is u32; the ranges that keep it from
 // overflowing are documented in src/kernel/score.rs and enforced on input.
@@ -12,6 +12,7 @@ const RANDOM_CLUSTER_STRIDE: u32 = 0x9E3779B1u;
 const RECIP_SHIFT: u32 = 16u;
 const MAX_CANDIDATES: u32 = 16u;
 const NO_RACK: u32 = 0xFFFFFFFFu;
+const MAX_NODE_GPUS: u32 = 8u;
 
 const TERM_PACK: u32 = 0u;
 const TERM_SPREAD: u32 = 1u;
@@ -35,6 +36,8 @@ const WG_SIZE: u32 = 64u;
 
 struct Job {
     gpus: u32,
+    pods: u32,
+    pod_gpus: u32,
     hbm_gb: u32,
     region: u32,
     latency_limit_ms: u32,
@@ -56,6 +59,11 @@ struct Rack {
     cluster: u32,
     inv_gpus_q16: u32,
     inv_hbm_q16: u32,
+    node_gpus: u32,
+    nodes: u32,
+    first_node: u32,
+    counts_lo: u32,
+    counts_hi: u32,
 }
 
 struct Site {
@@ -96,22 +104,68 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> candidates: array<Candidate>;
 @group(0) @binding(7) var<storage, read_write> feasible_counts: array<u32>;
 
-// The shape rule (twin of src/kernel/shape.rs): a job of at most one NVLink domain needs that many
-// free GPUs in this rack; a larger one needs this rack fully free and enough fully free racks in
+// The shape rule (twin of src/kernel/shape.rs, which says it in words): a job is pods on nodes
+// (trays); pods that fit one NVLink domain go inside one rack, on its usable nodes (the rack's
+// counts of nodes by free GPUs decide); a larger job needs this rack whole and enough whole racks in
 // its cluster (this rack is their anchor).
-fn fits(job_gpus: u32, free_gpus: u32, rack_gpus: u32, free_racks: u32) -> bool {
-    let fits_one_rack = free_gpus >= job_gpus;
-    let fits_many_racks = free_gpus == rack_gpus && free_racks * rack_gpus >= job_gpus;
-    return select(fits_many_racks, fits_one_rack, job_gpus <= rack_gpus);
+fn pod_layout(job_gpus: u32, pods: u32, pod_gpus: u32, node_gpus: u32) -> vec3<u32> {
+    if (pod_gpus != 0u) {
+        return vec3<u32>(pods, pod_gpus, 0u);
+    } else if (job_gpus <= node_gpus) {
+        return vec3<u32>(1u, job_gpus, 0u);
+    } else {
+        return vec3<u32>(job_gpus / node_gpus, node_gpus, job_gpus % node_gpus);
+    }
 }
 
-fn gpus_on_anchor(job_gpus: u32, free_gpus: u32) -> u32 {
-    return min(job_gpus, free_gpus);
+fn pods_per_rack(size: u32, node_gpus: u32, nodes: u32) -> u32 {
+    return nodes * (node_gpus / size);
+}
+
+fn nodes_with_free(counts_lo: u32, counts_hi: u32, free: u32) -> u32 {
+    let word = select(counts_hi, counts_lo, free <= 4u);
+    return (word >> (8u * ((free - 1u) % 4u))) & 0xFFu;
+}
+
+fn pods_fit(counts_lo: u32, counts_hi: u32, size: u32) -> u32 {
+    var total = 0u;
+    for (var free = 1u; free <= MAX_NODE_GPUS; free++) {
+        total += nodes_with_free(counts_lo, counts_hi, free) * (free / size);
+    }
+    return total;
+}
+
+fn nodes_with_at_least(counts_lo: u32, counts_hi: u32, gpus: u32) -> u32 {
+    var total = 0u;
+    for (var free = gpus; free <= MAX_NODE_GPUS; free++) {
+        total += nodes_with_free(counts_lo, counts_hi, free);
+    }
+    return total;
+}
+
+fn fits(pod_shape: vec3<u32>, per_rack: u32, free_gpus: u32, rack_gpus: u32, counts_lo: u32, counts_hi: u32,
+        whole_racks: u32) -> bool {
+    let full = pod_shape.x;
+    let size = pod_shape.y;
+    let rest = pod_shape.z;
+    let pods = full + select(0u, 1u, rest != 0u);
+    let fits_one_rack = pods_fit(counts_lo, counts_hi, size) >= full
+        && (rest == 0u || nodes_with_at_least(counts_lo, counts_hi, rest) > full);
+    let fits_many_racks = free_gpus == rack_gpus && whole_racks * per_rack >= pods;
+    return per_rack != 0u && select(fits_many_racks, fits_one_rack, pods <= per_rack);
+}
+
+fn gpus_on_anchor(job_gpus: u32, pod_shape: vec3<u32>, per_rack: u32, free_gpus: u32) -> u32 {
+    let pods = pod_shape.x + select(0u, 1u, pod_shape.z != 0u);
+    let on_anchor = select(per_rack * pod_shape.y, job_gpus, pods <= per_rack);
+    return min(on_anchor, free_gpus);
 }
 
 fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, latency_ms: u32) -> u32 {
     var reject = 0u;
-    if (!fits(job.gpus, rack.free_gpus, rack.gpus, cluster.free_racks)) {
+    let pod_shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
+    let per_rack = pods_per_rack(pod_shape.y, rack.node_gpus, rack.nodes);
+    if (!fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.counts_lo, rack.counts_hi, cluster.free_racks)) {
         reject |= REJECT_GPUS;
     }
     if (rack.hbm_gb < job.hbm_gb) {
@@ -147,7 +201,9 @@ fn mix(x: u32) -> u32 {
 
 fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> array<u32, TERM_COUNT> {
     var t: array<u32, TERM_COUNT>;
-    let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, rack.free_gpus);
+    let pod_shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
+    let per_rack = pods_per_rack(pod_shape.y, rack.node_gpus, rack.nodes);
+    let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, pod_shape, per_rack, rack.free_gpus);
     t[TERM_PACK] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
     t[TERM_SPREAD] = TERM_SCALE - t[TERM_PACK];
     let latency_slack = job.latency_ref_ms - min(job.latency_ref_ms, latency_ms);

@@ -3,11 +3,13 @@
 //! is within 0..=1000 and the score within 0..=7,000,000 (7 terms of at most 1000 × 1000).
 
 use gpuplace::kernel::limits::{
-    MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_RACK_GPUS, MAX_SITE_POWER_W,
+    MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS, MAX_RACK_GPUS,
+    MAX_RACK_NODES, MAX_SITE_POWER_W,
 };
 use gpuplace::kernel::score::{
     ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16, score, terms,
 };
+use gpuplace::kernel::shape::node_counts;
 use proptest::prelude::*;
 
 prop_compose! {
@@ -21,20 +23,48 @@ prop_compose! {
         ready_day in 0u32..3_000_000,
         weights in proptest::array::uniform::<_, TERM_COUNT>(0..=MAX_WEIGHT),
         random_salt in any::<u32>(),
+        pods in 1..=MAX_JOB_GPUS,
+        pod_gpus in 0..=MAX_NODE_GPUS,
     ) -> JobGpu {
         JobGpu {
-            gpus, hbm_gb, region, latency_limit_ms, latency_ref_ms,
+            gpus, pods, pod_gpus, hbm_gb, region, latency_limit_ms, latency_ref_ms,
             inv_latency_ref_q16: inv_q16(latency_ref_ms),
             jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, weights,
         }
     }
 }
 
-prop_compose! {
-    fn rack()(cluster in any::<u32>(), gpus in 1..=MAX_RACK_GPUS, free_fraction in 0.0..=1.0f64, hbm_gb in 1..=MAX_HBM_GB, gpu_watts in 1..=MAX_GPU_WATTS) -> RackGpu {
-        let free_gpus = (f64::from(gpus) * free_fraction) as u32;
-        RackGpu { free_gpus, gpus, hbm_gb, gpu_watts, site: 0, cluster, inv_gpus_q16: inv_q16(gpus), inv_hbm_q16: inv_q16(hbm_gb) }
-    }
+/// Racks of 1..=8 GPUs per node and as many nodes as the limits allow, each node with any number of
+/// free GPUs (0 for cordoned and failed ones too).
+fn rack() -> impl Strategy<Value = RackGpu> {
+    (1..=MAX_NODE_GPUS)
+        .prop_flat_map(|node_gpus| {
+            let most_nodes = MAX_RACK_NODES.min(MAX_RACK_GPUS / node_gpus) as usize;
+            (Just(node_gpus), proptest::collection::vec(0..=node_gpus, 1..=most_nodes))
+        })
+        .prop_flat_map(|(node_gpus, free)| {
+            (Just(node_gpus), Just(free), any::<u32>(), 1..=MAX_HBM_GB, 1..=MAX_GPU_WATTS)
+        })
+        .prop_map(|(node_gpus, free, cluster, hbm_gb, gpu_watts)| {
+            let nodes = free.len() as u32;
+            let gpus = nodes * node_gpus;
+            let [counts_lo, counts_hi] = node_counts(free.iter().copied());
+            RackGpu {
+                free_gpus: free.iter().sum(),
+                gpus,
+                hbm_gb,
+                gpu_watts,
+                site: 0,
+                cluster,
+                inv_gpus_q16: inv_q16(gpus),
+                inv_hbm_q16: inv_q16(hbm_gb),
+                node_gpus,
+                nodes,
+                first_node: 0,
+                counts_lo,
+                counts_hi,
+            }
+        })
 }
 
 prop_compose! {
@@ -67,6 +97,8 @@ proptest! {
 fn extremes_do_not_overflow() {
     let job = JobGpu {
         gpus: MAX_JOB_GPUS,
+        pods: MAX_JOB_GPUS,
+        pod_gpus: 1,
         hbm_gb: 0,
         region: 0,
         latency_limit_ms: MAX_LATENCY_MS,
@@ -87,6 +119,11 @@ fn extremes_do_not_overflow() {
         cluster: 0,
         inv_gpus_q16: inv_q16(MAX_RACK_GPUS),
         inv_hbm_q16: inv_q16(MAX_HBM_GB),
+        node_gpus: 4,
+        nodes: MAX_RACK_GPUS / 4,
+        first_node: 0,
+        counts_lo: (MAX_RACK_GPUS / 4) << 24,
+        counts_hi: 0,
     };
     let site = SiteGpu {
         power_free_w: MAX_SITE_POWER_W,

@@ -90,6 +90,7 @@ fn shared_constants_have_the_same_values() {
         ("RANDOM_CLUSTER_STRIDE", score::RANDOM_CLUSTER_STRIDE),
         ("MAX_CANDIDATES", score::MAX_CANDIDATES),
         ("NO_RACK", score::NO_RACK),
+        ("MAX_NODE_GPUS", gpuplace::kernel::limits::MAX_NODE_GPUS),
         ("REJECT_GPUS", score::REJECT_GPUS),
         ("REJECT_HBM", score::REJECT_HBM),
         ("REJECT_JURISDICTION", score::REJECT_JURISDICTION),
@@ -122,12 +123,13 @@ fn shared_constants_have_the_same_values() {
 
 #[test]
 fn functions_appear_in_the_same_order_on_both_sides() {
-    // The twins read side by side: the shape rule (fits, gpus_on_anchor) first, then check,
+    // The twins read side by side: the shape rule (pod_layout … gpus_on_anchor) first, then check,
     // terms, score, better, in this order, in the shader and in shape.rs then score.rs.
     let order = |source: &str, prefix: &str, names: &[&str]| -> Vec<usize> {
         names.iter().map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f}"))).collect()
     };
-    let shape = ["fits", "gpus_on_anchor"];
+    let shape =
+        ["pod_layout", "pods_per_rack", "nodes_with_free", "pods_fit", "nodes_with_at_least", "fits", "gpus_on_anchor"];
     let scoring = ["check", "terms", "score", "better"];
     let wgsl = order(SCORE_WGSL, "fn ", &[&shape[..], &scoring[..]].concat());
     assert!(wgsl.windows(2).all(|w| w[0] < w[1]), "score.wgsl order");

@@ -165,8 +165,11 @@ pub fn explanation(e: &Explanation) -> String {
         e.decided_before, e.feasible_racks
     );
     if let Some(first) = e.candidates.first() {
-        let _ =
-            write!(text, "\n{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}  ", "#", "site", "cluster", "rack", "free", "score");
+        let _ = write!(
+            text,
+            "\n{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} {:>8}  ",
+            "#", "site", "cluster", "rack", "free", "trays×free", "score"
+        );
         for term in Term::ALL {
             let _ = write!(text, " {:>7}", term.name());
         }
@@ -174,12 +177,13 @@ pub fn explanation(e: &Explanation) -> String {
         for (i, c) in e.candidates.iter().enumerate() {
             let _ = write!(
                 text,
-                "{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}  ",
+                "{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} {:>8}  ",
                 i + 1,
                 c.site,
                 c.cluster,
                 c.rack,
                 c.free_gpus,
+                trays_by_free(&c.free_on_trays),
                 c.score
             );
             for term in Term::ALL {
@@ -187,7 +191,7 @@ pub fn explanation(e: &Explanation) -> String {
             }
             text.push('\n');
         }
-        let _ = write!(text, "{:<3} {:<22} {:<14} {:>5} {:>5} {:>8}  ", "", "weights", "", "", "", "");
+        let _ = write!(text, "{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} {:>8}  ", "", "weights", "", "", "", "", "");
         for term in Term::ALL {
             let _ = write!(text, " {:>7}", first.weights.get(term));
         }
@@ -199,6 +203,22 @@ pub fn explanation(e: &Explanation) -> String {
     }
     let _ = writeln!(text, "\ndecision: {}", e.decision);
     text
+}
+
+/// A rack's free GPUs by tray, grouped: `16×4+1×2` is 16 trays with 4 free and one with 2; trays
+/// with none free are left out (`-` when no tray has a free GPU).
+fn trays_by_free(free_on_trays: &[u32]) -> String {
+    let mut groups: Vec<(u32, usize)> = Vec::new();
+    for free in (1..=free_on_trays.iter().copied().max().unwrap_or(0)).rev() {
+        let trays = free_on_trays.iter().filter(|&&f| f == free).count();
+        if trays > 0 {
+            groups.push((free, trays));
+        }
+    }
+    if groups.is_empty() {
+        return "-".into();
+    }
+    groups.iter().map(|(free, trays)| format!("{trays}×{free}")).collect::<Vec<_>>().join("+")
 }
 
 /// `compare`: the rows as a Markdown table.

@@ -251,6 +251,16 @@ fn bad_jobs_are_reported_precisely() {
             vec!["job `a`", "`duration_h`", "missing"],
         ),
         (
+            "pods-do-not-split",
+            jobs_json(&[&GOOD_JOB.replace("}", ", \"pods\": 3}")]),
+            vec!["job `a`", "`pods`", "3 pods do not split the job's 8 GPUs"],
+        ),
+        (
+            "pods-too-large",
+            jobs_json(&[&GOOD_JOB.replace("\"gpus\": 8", "\"gpus\": 18").replace("}", ", \"pods\": 1}")]),
+            vec!["job `a`", "`pods`", "at most 8 GPUs each"],
+        ),
+        (
             "two-durations",
             jobs_json(&[&GOOD_JOB.replace("}", ", \"duration_s\": 60}")]),
             vec!["job `a`", "`duration_s`", "not both"],
@@ -286,6 +296,12 @@ fn bad_csv_is_reported_by_line_and_field() {
             vec!["jobs.csv", "line 2", "`kind`", "serving"],
         ),
         ("csv-column", "id,kind,gpus,hbm,priority,duration_h,region\n".to_string(), vec!["jobs.csv", "line 1", "hbm"]),
+        (
+            "csv-pods",
+            "id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,pods\na,inference,8,100,5,2,us-east,0\n"
+                .to_string(),
+            vec!["jobs.csv", "line 2", "`pods`", "0 pods"],
+        ),
         (
             "csv-list",
             format!("{header}\na,inference,8,100,5,2,us-east,US|XX\n"),
@@ -338,6 +354,68 @@ fn bad_fleets_are_reported_precisely() {
             "negative-power",
             variant(&|f| f["sites"][1]["power_mw"] = (-5.0).into()),
             vec!["site `nscale-texas`", "`power_mw`"],
+        ),
+        (
+            "trays-do-not-split",
+            variant(&|f| f["rack_types"]["gb300-nvl72"]["nodes"] = 7.into()),
+            vec!["fleet.json", "gb300-nvl72", "`nodes`", "7 nodes"],
+        ),
+        (
+            "tray-too-large",
+            variant(&|f| f["rack_types"]["gb300-nvl72"]["nodes"] = 4.into()),
+            vec!["gb300-nvl72", "`nodes`", "at most 8 GPUs"],
+        ),
+        (
+            "tray-out-of-range",
+            variant(&|f| f["sites"][2]["clusters"][0]["nodes"] = serde_json::json!([{"rack": 0, "node": 18}])),
+            vec!["site `nscale-sines`", "`clusters[0].nodes[0].node`", "18"],
+        ),
+        (
+            "rack-out-of-range",
+            variant(&|f| f["sites"][2]["clusters"][0]["nodes"] = serde_json::json!([{"rack": 9999, "node": 0}])),
+            vec!["site `nscale-sines`", "`clusters[0].nodes[0].rack`", "9999"],
+        ),
+        (
+            "tray-twice",
+            variant(&|f| {
+                f["sites"][2]["clusters"][0]["nodes"] =
+                    serde_json::json!([{"rack": 1, "node": 2, "state": "cordoned"}, {"rack": 1, "node": 2}])
+            }),
+            vec!["`clusters[0].nodes[1].node`", "given twice"],
+        ),
+        (
+            "failed-tray-in-use",
+            variant(&|f| {
+                f["sites"][2]["clusters"][0]["nodes"] =
+                    serde_json::json!([{"rack": 1, "node": 2, "state": "failed", "used_gpus": 1}])
+            }),
+            vec!["`clusters[0].nodes[0].used_gpus`", "failed"],
+        ),
+        (
+            "tray-over-occupied",
+            variant(&|f| {
+                f["sites"][2]["clusters"][0]["nodes"] = serde_json::json!([{"rack": 1, "node": 2, "used_gpus": 5}])
+            }),
+            vec!["`clusters[0].nodes[0].used_gpus`", "5 GPUs in use exceeds the node's 4"],
+        ),
+        (
+            "tray-state-unknown",
+            variant(&|f| {
+                f["sites"][2]["clusters"][0]["nodes"] = serde_json::json!([{"rack": 1, "node": 2, "state": "broken"}])
+            }),
+            vec!["fleet.json", "broken"],
+        ),
+        (
+            "occupancy-twice",
+            variant(&|f| {
+                let racks = f["sites"][2]["clusters"][0]["racks"].as_u64().unwrap() as usize;
+                let mut used = vec![0u32; racks];
+                used[1] = 3;
+                f["sites"][2]["clusters"][0]["used_gpus"] = serde_json::json!(used);
+                f["sites"][2]["clusters"][0]["nodes"] =
+                    serde_json::json!([{"rack": 1, "node": 2, "state": "cordoned"}]);
+            }),
+            vec!["`clusters[0].nodes[0].rack`", "one place"],
         ),
         ("malformed-fleet", "{\"regions\": [\"a\"], ".into(), vec!["fleet.json", "malformed JSON"]),
     ];

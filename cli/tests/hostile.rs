@@ -369,6 +369,17 @@ fn extreme_values_end_in_seconds_with_an_error() {
         .collect();
     std::fs::write(dir.join("huge.json"), huge.to_string()).unwrap();
     fails_quickly("a huge fleet", &["fleet", "--fleet", &path(&dir, "huge.json")], &["racks", "1000000"]);
+    // Within the rack limit, but racks of 255 trays: too many nodes.
+    let mut trays = fleet.clone();
+    trays["rack_types"]["tiny-trays"] =
+        serde_json::json!({"gpu_model": "X", "gpus": 255, "hbm_gb_per_gpu": 80, "kw": 100, "nodes": 255});
+    trays["sites"][0]["clusters"] = serde_json::json!([{"name": "t", "rack_type": "tiny-trays", "racks": 200_000}]);
+    std::fs::write(dir.join("trays.json"), trays.to_string()).unwrap();
+    fails_quickly(
+        "a fleet of too many trays",
+        &["fleet", "--fleet", &path(&dir, "trays.json")],
+        &["nodes", "32000000"],
+    );
     // The Azure importer's options and rows.
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/azure_conv_sample.csv");
     let fixture = fixture.to_str().unwrap();

@@ -1,23 +1,32 @@
 //! Racks grouped into classes of interchangeable racks: racks of one cluster with the same free
-//! GPUs give identical `check` and `score` results for every job (same site, same rack type, same
-//! occupancy), so only the lowest-indexed rack of each class needs scoring, and ties between them
+//! GPUs and the same counts of usable nodes by free GPUs give identical `check` and `score` results
+//! for every job (same site, same rack type, the same occupancy as the kernel sees it), so only the lowest-indexed rack of each class needs scoring, and ties between them
 //! go to that rack anyway. The engine's invariants (see [`crate::engine`]) are what make this true.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::kernel::score::{Candidate, JobGpu, REJECT_GPUS, better};
-use crate::kernel::shape::min_anchor_free;
+use crate::kernel::score::{Candidate, JobGpu, REJECT_GPUS, RackGpu, better};
+use crate::kernel::shape::{min_anchor_free, pod_layout, pods_per_rack};
 use crate::kernel::state::FleetState;
 use crate::model::fleet::Fleet;
 
-/// A set of racks by (cluster, free GPUs).
+/// A rack's class within its cluster: its free GPUs, then its usable nodes counted by free GPUs
+/// (the kernel's `counts_lo`, `counts_hi`). Free GPUs first, so that a range of keys is the racks
+/// with at least so many free GPUs.
+type ClassKey = (u32, u32, u32);
+
+fn key_of(rack: &RackGpu) -> ClassKey {
+    (rack.free_gpus, rack.counts_lo, rack.counts_hi)
+}
+
+/// A set of racks by (cluster, class key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClassIndex {
-    member: Vec<bool>,
-    /// `buckets[cluster][free]`: the member racks of the cluster with that many free GPUs. Sparse:
-    /// only counts some rack has (a fleet of many small clusters of large racks would otherwise
-    /// cost clusters × rack GPUs empty sets).
-    buckets: Vec<BTreeMap<u32, BTreeSet<u32>>>,
+    /// Each member's key (None: not a member).
+    member: Vec<Option<ClassKey>>,
+    /// `buckets[cluster][key]`: the member racks of the cluster with that key. Sparse: only keys
+    /// some rack has.
+    buckets: Vec<BTreeMap<ClassKey, BTreeSet<u32>>>,
     /// GPUs per rack of each cluster.
     rack_gpus: Vec<u32>,
     /// Clusters with at least one member.
@@ -29,7 +38,7 @@ impl ClassIndex {
     /// An empty index for `fleet`'s racks.
     pub(crate) fn new(fleet: &Fleet) -> Self {
         ClassIndex {
-            member: vec![false; fleet.racks.len()],
+            member: vec![None; fleet.racks.len()],
             buckets: vec![BTreeMap::new(); fleet.clusters.len()],
             rack_gpus: fleet.clusters.iter().map(|c| fleet.rack_types[c.rack_type].gpus).collect(),
             clusters: BTreeSet::new(),
@@ -40,8 +49,8 @@ impl ClassIndex {
     /// An index holding every rack of `state`.
     pub(crate) fn all(fleet: &Fleet, state: &FleetState) -> Self {
         let mut index = ClassIndex::new(fleet);
-        for (r, rack) in state.racks.iter().enumerate() {
-            index.set(rack.cluster, r as u32, None, rack.free_gpus);
+        for r in 0..state.racks.len() {
+            index.update(r as u32, state);
         }
         index
     }
@@ -53,31 +62,33 @@ impl ClassIndex {
 
     /// True when `rack` is a member.
     pub(crate) fn contains(&self, rack: u32) -> bool {
-        self.member[rack as usize]
+        self.member[rack as usize].is_some()
     }
 
-    /// Adds `rack` (if `old_free` is None) or moves it from `old_free` to `new_free`.
-    fn set(&mut self, cluster: u32, rack: u32, old_free: Option<u32>, new_free: u32) {
+    /// Files `rack` under its class in `state`, adding it if it is not a member.
+    pub(crate) fn update(&mut self, rack: u32, state: &FleetState) {
+        let r = &state.racks[rack as usize];
+        let (cluster, new_key) = (r.cluster, key_of(r));
         let buckets = &mut self.buckets[cluster as usize];
-        if let Some(old) = old_free {
-            if let Some(bucket) = buckets.get_mut(&old) {
-                bucket.remove(&rack);
-                if bucket.is_empty() {
-                    buckets.remove(&old);
+        match self.member[rack as usize] {
+            Some(old) => {
+                if old == new_key {
+                    return;
+                }
+                if let Some(bucket) = buckets.get_mut(&old) {
+                    bucket.remove(&rack);
+                    if bucket.is_empty() {
+                        buckets.remove(&old);
+                    }
                 }
             }
-        } else {
-            self.member[rack as usize] = true;
-            self.len += 1;
-            self.clusters.insert(cluster);
+            None => {
+                self.len += 1;
+                self.clusters.insert(cluster);
+            }
         }
-        buckets.entry(new_free).or_default().insert(rack);
-    }
-
-    /// Records that a rack moved from `old_free` to `new_free`, adding it if it is not a member.
-    pub(crate) fn update(&mut self, cluster: u32, rack: u32, old_free: u32, new_free: u32) {
-        let old = self.member[rack as usize].then_some(old_free);
-        self.set(cluster, rack, old, new_free);
+        self.member[rack as usize] = Some(new_key);
+        buckets.entry(new_key).or_default().insert(rack);
     }
 
     /// Removes every member.
@@ -85,7 +96,7 @@ impl ClassIndex {
         for &cluster in &self.clusters {
             for bucket in self.buckets[cluster as usize].values() {
                 for &rack in bucket {
-                    self.member[rack as usize] = false;
+                    self.member[rack as usize] = None;
                 }
             }
             self.buckets[cluster as usize].clear();
@@ -96,12 +107,27 @@ impl ClassIndex {
 
     /// The largest free-GPU count among the cluster's member racks.
     pub(crate) fn max_free(&self, cluster: usize) -> Option<u32> {
-        self.buckets[cluster].keys().next_back().copied()
+        self.buckets[cluster].keys().next_back().map(|key| key.0)
     }
 
-    /// The member racks of `cluster` with `free` free GPUs.
+    /// The member racks of `cluster` with `free` free GPUs, by index within each class.
     pub(crate) fn racks_with(&self, cluster: usize, free: u32) -> impl Iterator<Item = u32> + '_ {
-        self.buckets[cluster].get(&free).into_iter().flatten().copied()
+        self.buckets[cluster]
+            .range((free, 0, 0)..=(free, u32::MAX, u32::MAX))
+            .flat_map(|(_, racks)| racks.iter().copied())
+    }
+
+    /// The classes of `cluster`'s member racks: (free GPUs, node counts low, node counts high),
+    /// ascending.
+    pub(crate) fn keys(&self, cluster: usize) -> impl DoubleEndedIterator<Item = (u32, u32, u32)> + '_ {
+        self.buckets[cluster].keys().copied()
+    }
+
+    /// The member racks of `cluster` with every node ready and free, in index order.
+    pub(crate) fn whole_racks(&self, cluster: usize) -> Vec<u32> {
+        let mut racks: Vec<u32> = self.racks_with(cluster, self.rack_gpus[cluster]).collect();
+        racks.sort_unstable();
+        racks
     }
 
     /// The best feasible member rack for `job` in `state` (ties: lowest index), scoring one rack per
@@ -110,8 +136,14 @@ impl ClassIndex {
     pub(crate) fn best(&self, job: &JobGpu, state: &FleetState) -> Option<Candidate> {
         let mut best: Option<Candidate> = None;
         for &cluster in &self.clusters {
-            let min_free = min_anchor_free(job.gpus, self.rack_gpus[cluster as usize]);
-            for bucket in self.buckets[cluster as usize].range(min_free..).map(|(_, racks)| racks) {
+            let Some(first) = self.buckets[cluster as usize].values().next().and_then(|b| b.first()) else {
+                continue;
+            };
+            let shape = &state.racks[*first as usize];
+            let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, shape.node_gpus);
+            let per_rack = pods_per_rack(layout[1], shape.node_gpus, shape.nodes);
+            let min_free = min_anchor_free(job.gpus, layout, per_rack, self.rack_gpus[cluster as usize]);
+            for bucket in self.buckets[cluster as usize].range((min_free, 0, 0)..).map(|(_, racks)| racks) {
                 let Some(&rack) = bucket.first() else {
                     continue;
                 };
@@ -135,8 +167,8 @@ impl ClassIndex {
     pub(crate) fn matches(&self, state: &FleetState) -> Result<(), String> {
         for (r, rack) in state.racks.iter().enumerate() {
             let in_bucket =
-                self.buckets[rack.cluster as usize].get(&rack.free_gpus).is_some_and(|b| b.contains(&(r as u32)));
-            if !self.member[r] || !in_bucket {
+                self.buckets[rack.cluster as usize].get(&key_of(rack)).is_some_and(|b| b.contains(&(r as u32)));
+            if self.member[r] != Some(key_of(rack)) || !in_bucket {
                 return Err(format!("rack {r} with {} free GPUs is not in its class", rack.free_gpus));
             }
         }

@@ -27,8 +27,12 @@ pub struct ExplainedCandidate {
     pub rack: u32,
     /// Global rack index.
     pub global_rack: u32,
-    /// Free GPUs in the rack before placement.
+    /// Free GPUs in the rack before placement (on ready trays).
     pub free_gpus: u32,
+    /// Free GPUs on each tray (node) of the rack before placement, in tray order; 0 for cordoned
+    /// and failed trays.
+    #[serde(default)]
+    pub free_on_trays: Vec<u32>,
     /// Total score: the sum over terms of weight × term.
     pub score: u32,
     /// The terms (each 0..=1000).
@@ -80,6 +84,7 @@ fn candidates(ledger: &Ledger, job: &JobGpu, count: usize) -> (Vec<ExplainedCand
                 rack: slot.index_in_cluster,
                 global_rack: c.rack,
                 free_gpus: rack.free_gpus,
+                free_on_trays: state.node_free(c.rack as usize),
                 score: c.score,
                 terms: PerTerm(terms(job, rack, &state.sites[rack.site as usize], state.latency_of(rack, job.region))),
                 weights: PerTerm(job.weights),
@@ -144,7 +149,19 @@ pub fn explain(
     let (decision, placed_on, reason) = match &decided.outcome {
         Outcome::Placed { allocation, score } => {
             let on = PlacedOn::new(fleet, allocation, *score);
-            let words = format!("placed on {}/{} rack {} with score {score}", on.site, on.cluster, on.racks[0].rack);
+            let anchor = on.racks[0].rack;
+            let mut trays: Vec<u32> = on.pods.iter().filter(|p| p.rack == anchor).map(|p| p.node).collect();
+            trays.dedup();
+            let trays: Vec<String> = trays.iter().map(u32::to_string).collect();
+            let more =
+                if on.racks.len() > 1 { format!(" and {} more racks", on.racks.len() - 1) } else { String::new() };
+            let words = format!(
+                "placed on {}/{} rack {anchor} (tray{} {}){more} with score {score}",
+                on.site,
+                on.cluster,
+                if trays.len() == 1 { "" } else { "s" },
+                trays.join(", ")
+            );
             (words, Some(on), None)
         }
         Outcome::Unplaced { reason } => (format!("unplaced: {reason}"), None, Some(Reason::clone(reason))),

@@ -6,17 +6,44 @@ use std::sync::Arc;
 
 use crate::engine::classes::ClassIndex;
 use crate::kernel::score::{Candidate, JobGpu, better};
-use crate::kernel::shape::{RackShare, take};
-use crate::kernel::state::FleetState;
+use crate::kernel::shape::{RackShare, pod_layout, pods_on_nodes, pods_per_rack, racks_needed, spans_racks};
+use crate::kernel::state::{FleetState, NodeState};
 use crate::model::fleet::Fleet;
 
-/// What a placed job holds: GPUs on each of its racks (anchor first, then by index) and IT power
-/// at its site. Releasing it gives back exactly this.
+/// One pod of a placed job: its rack, its node in the rack, and its GPUs on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct PodSlot {
+    /// Global rack index.
+    pub rack: u32,
+    /// Index of the node in its rack.
+    pub node: u32,
+    /// Its GPUs on the node, one bit each (bit i: GPU i).
+    pub gpus: u8,
+}
+
+impl PodSlot {
+    /// GPUs it holds.
+    pub fn gpu_count(&self) -> u32 {
+        self.gpus.count_ones()
+    }
+
+    /// Indices of its GPUs on the node, ascending.
+    pub fn gpu_indices(&self) -> Vec<u32> {
+        (0..8).filter(|i| self.gpus & (1 << i) != 0).collect()
+    }
+}
+
+/// What a placed job holds: its pods (on each node, the GPUs), GPUs on each of its racks (anchor
+/// first, then by index) and IT power at its site. Releasing it gives back exactly this.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Allocation {
     /// Racks and GPUs taken, anchor rack first, then by rack index.
     pub racks: Vec<RackShare>,
+    /// Its pods, in placement order (rack by rack, as [`crate::kernel::shape::pods_on_nodes`]
+    /// places them).
+    pub pods: Vec<PodSlot>,
     /// The site of its racks.
     pub site: u32,
     /// IT power drawn at the site, W.
@@ -95,14 +122,46 @@ impl Ledger {
     }
 
     /// Takes the job's GPUs and power, anchored at `anchor`, which must be feasible for it now
-    /// (`check` is 0): the racks the shape rule gives ([`crate::kernel::shape::take`]).
+    /// (`check` is 0): the racks, nodes and GPUs the shape rule gives ([`crate::kernel::shape`]).
     pub fn commit(&mut self, job: &JobGpu, anchor: u32) -> Allocation {
         debug_assert_eq!(self.state.check(job, anchor as usize), 0, "commit on an infeasible rack");
         let rack = self.state.racks[anchor as usize];
-        // The other racks of a job spanning racks: the cluster's fully free racks by index.
-        let free_racks = self.classes.racks_with(rack.cluster as usize, rack.gpus);
-        let racks = take(job.gpus, anchor, rack.gpus, free_racks);
-        let allocation = Allocation { racks, site: rack.site, power_w: job.gpus * rack.gpu_watts };
+        let [full, size, rest] = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
+        let per_rack = pods_per_rack(size, rack.node_gpus, rack.nodes);
+        let racks: Vec<u32> = if spans_racks([full, size, rest], per_rack) {
+            // The other racks of a job spanning racks: the cluster's whole racks by index.
+            let needed = racks_needed([full, size, rest], per_rack) as usize;
+            let others = self.classes.whole_racks(rack.cluster as usize).into_iter().filter(|&r| r != anchor);
+            std::iter::once(anchor).chain(others).take(needed).collect()
+        } else {
+            vec![anchor]
+        };
+        let mut pods = Vec::new();
+        let mut shares = Vec::with_capacity(racks.len());
+        let (mut full_left, mut rest_left) = (full, rest);
+        for &r in &racks {
+            let full_here = full_left.min(per_rack);
+            let rest_here = if full_here == full_left && full_here < per_rack { rest_left } else { 0 };
+            let mut free = self.state.node_free(r as usize);
+            let placed = pods_on_nodes(&mut free, full_here, size, rest_here)
+                .expect("the anchor passed `fits`, so the shape rule places every pod");
+            (full_left, rest_left) = (full_left - full_here, rest_left - rest_here);
+            let first = self.state.racks[r as usize].first_node as usize;
+            let mut taken = vec![0u8; free.len()];
+            for (node, gpus) in placed {
+                // The node's lowest-numbered GPUs that are neither in use nor taken by this job.
+                let busy = self.state.nodes[first + node as usize].used | taken[node as usize];
+                let mut mask = 0u8;
+                for bit in (0..8).filter(|b| busy & (1 << b) == 0).take(gpus as usize) {
+                    mask |= 1 << bit;
+                }
+                taken[node as usize] |= mask;
+                pods.push(PodSlot { rack: r, node, gpus: mask });
+            }
+            shares.push(RackShare { rack: r, gpus: taken.iter().map(|m| m.count_ones()).sum() });
+        }
+        assert_eq!((full_left, rest_left), (0, 0), "the anchor passed `fits`, so its cluster has the whole racks");
+        let allocation = Allocation { racks: shares, pods, site: rack.site, power_w: job.gpus * rack.gpu_watts };
         self.apply(&allocation);
         allocation
     }
@@ -111,46 +170,42 @@ impl Ledger {
     /// is not there: an allocation is applied only to the state it was committed in.
     pub fn apply(&mut self, allocation: &Allocation) {
         self.version += 1;
-        for share in &allocation.racks {
-            let rack = &mut self.state.racks[share.rack as usize];
+        for pod in &allocation.pods {
+            let first = self.state.racks[pod.rack as usize].first_node;
+            let node = &mut self.state.nodes[(first + pod.node) as usize];
             assert!(
-                rack.free_gpus >= share.gpus,
-                "rack {} has {} free GPUs, not {}",
-                share.rack,
-                rack.free_gpus,
-                share.gpus
+                node.state == NodeState::Ready && node.used & pod.gpus == 0,
+                "rack {} node {} cannot take GPUs {:#b}",
+                pod.rack,
+                pod.node,
+                pod.gpus
             );
-            if rack.free_gpus == rack.gpus {
-                self.state.clusters[rack.cluster as usize].free_racks -= 1;
-            }
-            rack.free_gpus -= share.gpus;
-            self.classes.update(rack.cluster, share.rack, rack.free_gpus + share.gpus, rack.free_gpus);
+            node.used |= pod.gpus;
         }
+        self.restate(allocation);
         let site = &mut self.state.sites[allocation.site as usize];
         assert!(site.power_free_w >= allocation.power_w, "site {} lacks the power of the allocation", allocation.site);
         site.power_free_w -= allocation.power_w;
     }
 
-    /// Gives back what `allocation` holds: its GPUs on each rack (a rack fully free again counts as
-    /// a free rack of its cluster) and its power. The exact inverse of the commit that made it.
-    /// Panics if it would give back more than the fleet has: an allocation is released once.
+    /// Gives back what `allocation` holds: its GPUs on each node (a rack whole again counts as a
+    /// whole rack of its cluster) and its power. The exact inverse of the commit that made it.
+    /// Panics if it would give back what is not held: an allocation is released once.
     pub fn release(&mut self, allocation: &Allocation) {
         self.version += 1;
-        for share in &allocation.racks {
-            let rack = &mut self.state.racks[share.rack as usize];
+        for pod in &allocation.pods {
+            let first = self.state.racks[pod.rack as usize].first_node;
+            let node = &mut self.state.nodes[(first + pod.node) as usize];
             assert!(
-                rack.gpus - rack.free_gpus >= share.gpus,
-                "rack {} has {} GPUs in use, fewer than the {} released",
-                share.rack,
-                rack.gpus - rack.free_gpus,
-                share.gpus
+                node.used & pod.gpus == pod.gpus,
+                "rack {} node {} does not hold GPUs {:#b}",
+                pod.rack,
+                pod.node,
+                pod.gpus
             );
-            rack.free_gpus += share.gpus;
-            if rack.free_gpus == rack.gpus {
-                self.state.clusters[rack.cluster as usize].free_racks += 1;
-            }
-            self.classes.update(rack.cluster, share.rack, rack.free_gpus - share.gpus, rack.free_gpus);
+            node.used &= !pod.gpus;
         }
+        self.restate(allocation);
         let capacity = self.fleet.sites[allocation.site as usize].power_w;
         let site = &mut self.state.sites[allocation.site as usize];
         assert!(
@@ -159,6 +214,24 @@ impl Ledger {
             allocation.site
         );
         site.power_free_w += allocation.power_w;
+    }
+
+    /// After the nodes of `allocation`'s racks changed: their counts, classes and their clusters'
+    /// whole racks.
+    fn restate(&mut self, allocation: &Allocation) {
+        for share in &allocation.racks {
+            let r = share.rack as usize;
+            let was_whole = self.state.is_whole(r);
+            self.state.recount(r);
+            let is_whole = self.state.is_whole(r);
+            let cluster = &mut self.state.clusters[self.state.racks[r].cluster as usize];
+            if was_whole && !is_whole {
+                cluster.free_racks -= 1;
+            } else if is_whole && !was_whole {
+                cluster.free_racks += 1;
+            }
+            self.classes.update(share.rack, &self.state);
+        }
     }
 
     /// Checks the ledger's own bookkeeping: every rack in the class of its free GPUs, every
@@ -174,6 +247,18 @@ impl Ledger {
         }
         if let Some(r) = self.state.racks.iter().position(|r| r.free_gpus > r.gpus) {
             return Err(format!("rack {r} has more free GPUs than GPUs"));
+        }
+        let mut recounted = self.state.clone();
+        for r in 0..recounted.racks.len() {
+            recounted.recount(r);
+            if recounted.racks[r] != self.state.racks[r] {
+                return Err(format!("rack {r}'s free GPUs or node counts are not those of its nodes"));
+            }
+        }
+        for (i, node) in self.state.nodes.iter().enumerate() {
+            if node.state == NodeState::Failed && node.used != 0 {
+                return Err(format!("node {i} has failed but holds GPUs"));
+            }
         }
         for (s, site) in self.fleet.sites.iter().enumerate() {
             if self.state.sites[s].power_free_w > site.power_w {

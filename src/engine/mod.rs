@@ -6,8 +6,9 @@
 //! is placed on the best-scoring rack (ties: lowest global rack index) among those feasible given
 //! the capacity left by every job decided before it, or left unplaced if none is feasible. So a job
 //! is never left unplaced because of capacity taken by a job of lower priority (or of equal
-//! priority and greater id): those are decided after it. Where a job's GPUs go is the shape rule
-//! of [`crate::kernel::shape`].
+//! priority and greater id): those are decided after it. Where a job's pods go — which racks,
+//! which trays (nodes) of them, which GPUs of each tray — is the shape rule of
+//! [`crate::kernel::shape`].
 //!
 //! [`place::place_reference`] is that definition written as plainly as possible: for each job,
 //! scan every rack ([`Ledger::best_rack`]). [`place::place_batched`] is the production path and
@@ -17,23 +18,26 @@
 //! the snapshot.
 //!
 //! # The invariants the batched engine rests on
-//! 1. Within a round capacity only shrinks (jobs commit, nothing is released), so a rack infeasible
-//!    in the snapshot stays infeasible.
-//! 2. Of the state that changes, a score reads only the rack's free GPUs (site power and free racks
-//!    only affect feasibility, which is re-checked exactly against the current state), so a rack
-//!    whose free GPUs did not change keeps its snapshot score.
+//! 1. Within a round capacity only shrinks (jobs commit, nothing is released; a tray with fewer
+//!    free GPUs holds no more pods of any size), so a rack infeasible in the snapshot stays
+//!    infeasible.
+//! 2. Of the state that changes, a score reads only the rack's own occupancy: its free GPUs and
+//!    its trays counted by free GPUs (site power and whole racks only affect feasibility, which is
+//!    re-checked exactly against the current state), so a rack none of whose trays changed keeps
+//!    its snapshot score.
 //! 3. Every constraint but GPU capacity is the same for all racks of a cluster, so a cluster that
 //!    fails one of them can be skipped whole.
-//! 4. Racks of a cluster with equal free GPUs are interchangeable (same score for every job), so
-//!    only the lowest-indexed rack of each class ([`classes`]) needs scoring.
+//! 4. Racks of a cluster with equal free GPUs and equal counts of trays by free GPUs are
+//!    interchangeable (same score for every job), so only the lowest-indexed rack of each class
+//!    ([`classes`]) needs scoring.
 //!
-//! Racks whose free GPUs changed ("dirty") are re-scored on the host, one per class; when every
+//! Racks whose trays changed ("dirty") are re-scored on the host, one per class; when every
 //! listed candidate is gone and the snapshot had more feasible racks than the list holds, the job
 //! is decided on the host from scratch, again one rack per class. These invariants are checked,
 //! not trusted: in debug builds (every test) each decision of the batched engine is compared with
 //! the reference rule on the same state, and a difference stops the run with a panic naming the
 //! job. A change of the model that breaks one of them (preemption releases within a round; per-rack
-//! attributes; trays) fails every test that places a job.
+//! attributes; a score that reads which tray is which) fails every test that places a job.
 
 mod backend;
 mod classes;
@@ -45,8 +49,8 @@ mod scheduler;
 pub mod view;
 
 pub use backend::{Backend, BackendChoice};
-pub use ledger::{Allocation, Ledger};
+pub use ledger::{Allocation, Ledger, PodSlot};
 pub use place::{Placement, Timings};
 pub use reasons::{Cause, Reason, RejectCounts};
 pub use scheduler::{Compiled, Scheduler};
-pub use view::{NamedDecision, NamedOutcome, PlacedOn, RackShare};
+pub use view::{NamedDecision, NamedOutcome, PlacedOn, PodOn, RackShare};

@@ -317,8 +317,7 @@ pub(crate) fn place_batched_with(
                 Some(best) => {
                     let allocation = ledger.commit(job, best.rack);
                     for share in &allocation.racks {
-                        let rack = &ledger.state().racks[share.rack as usize];
-                        dirty.update(rack.cluster, share.rack, rack.free_gpus + share.gpus, rack.free_gpus);
+                        dirty.update(share.rack, ledger.state());
                     }
                     Outcome::Placed { allocation, score: best.score }
                 }

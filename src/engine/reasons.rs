@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::ledger::Ledger;
 use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{JobGpu, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS};
-use crate::kernel::shape::{cluster_has_room, racks_needed, spans_racks};
+use crate::kernel::shape::{fits, nodes_with_free, pod_layout, pods_per_rack, racks_needed, spans_racks};
 use crate::model::fleet::Fleet;
 
 /// Formats watts for people: MW from 1 MW up, kW from 0.1 kW, W below. (999,950 W and up would
@@ -25,11 +25,16 @@ pub(crate) fn power(watts: u64) -> String {
 /// What the job asks for, in words: "needs 64 GPUs in one NVLink domain with 200 GB HBM per GPU
 /// within 40 ms of eu-west in EU".
 pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
-    let largest_rack = fleet.rack_types.iter().map(|rt| rt.gpus).max().unwrap_or(0);
-    let mut need = if spans_racks(job.gpus, largest_rack) {
-        format!("needs {} GPUs across whole free racks of one cluster", job.gpus)
+    let spans_everywhere = fleet.rack_types.iter().all(|rt| {
+        let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
+        let per_rack = pods_per_rack(layout[1], rt.node_gpus, rt.nodes);
+        per_rack == 0 || spans_racks(layout, per_rack)
+    });
+    let pods = if job.pod_gpus != 0 { format!(" as {} pods of {}", job.pods, job.pod_gpus) } else { String::new() };
+    let mut need = if spans_everywhere {
+        format!("needs {} GPUs{pods} across whole free racks of one cluster", job.gpus)
     } else {
-        format!("needs {} GPUs in one NVLink domain", job.gpus)
+        format!("needs {} GPUs{pods} in one NVLink domain", job.gpus)
     };
     if job.hbm_gb > 0 {
         need += &format!(" with {} GB HBM per GPU", job.hbm_gb);
@@ -80,17 +85,24 @@ pub enum Cause {
         /// IT power the job draws there, W.
         needed_w: u64,
     },
-    /// GPUs bind for a job of one NVLink domain: no rack that meets the fixed needs has enough
-    /// free. The cluster with the most free in one rack.
+    /// GPUs bind for a job of one NVLink domain: no rack that meets the fixed needs has the free
+    /// GPUs, on its usable trays, that the job's pods need. The cluster with the most free in one
+    /// rack, and how that rack's free GPUs lie on its trays.
     Gpus {
         /// The site.
         site: String,
         /// The cluster.
         cluster: String,
-        /// The most GPUs free in one of its racks.
+        /// The most GPUs free in one of its racks (on ready trays).
         most_free_in_a_rack: u32,
         /// GPUs the job needs.
         needed: u32,
+        /// Ready trays (nodes) of that rack with a free GPU.
+        trays_with_free: u32,
+        /// The most GPUs free on one tray of that rack.
+        most_free_on_a_tray: u32,
+        /// GPUs of the job's largest pod there (a pod runs on one tray).
+        pod_gpus: u32,
     },
     /// GPUs bind for a job that spans racks: no cluster that meets the fixed needs has enough
     /// fully free racks. The cluster with the most.
@@ -104,6 +116,14 @@ pub enum Cause {
         /// Fully free racks the job needs.
         needed_racks: u32,
     },
+    /// The job's pods are larger than every tray (node) of the racks that meet its fixed needs: a
+    /// pod runs on one tray.
+    PodTooLarge {
+        /// GPUs of one of its pods.
+        pod_gpus: u32,
+        /// The most GPUs on one tray of those racks.
+        tray_gpus: u32,
+    },
     /// The placement was asked not to work out why ([`crate::engine::place::Reasons::Skipped`]).
     NotEvaluated,
 }
@@ -116,6 +136,7 @@ impl Cause {
             Cause::Power { .. } => "power",
             Cause::Gpus { .. } => "gpus",
             Cause::FreeRacks { .. } => "free_racks",
+            Cause::PodTooLarge { .. } => "pod_too_large",
             Cause::NotEvaluated => "not_evaluated",
         }
     }
@@ -211,9 +232,17 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
             text: format!("{need}; no rack of the fleet qualifies ({racks} racks: {})", failing.join(", ")),
         };
     }
-    let rack_gpus = |c: usize| fleet.rack_types[fleet.clusters[c].rack_type].gpus;
+    let rack_type = |c: usize| &fleet.rack_types[fleet.clusters[c].rack_type];
+    let layout_in = |c: usize| {
+        let rt = rack_type(c);
+        let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
+        (layout, pods_per_rack(layout[1], rt.node_gpus, rt.nodes))
+    };
+    // Some rack of the cluster holds the job's pods (the shape rule, power aside).
     let gpus_fit = |c: usize| {
-        cluster_has_room(job.gpus, rack_gpus(c), classes.max_free(c).unwrap_or(0), state.clusters[c].free_racks)
+        let (layout, per_rack) = layout_in(c);
+        let (gpus, whole) = (rack_type(c).gpus, state.clusters[c].free_racks);
+        classes.keys(c).rev().any(|(free, lo, hi)| fits(layout, per_rack, free, gpus, lo, hi, whole))
     };
     let names = |c: usize| {
         let cluster = &fleet.clusters[c];
@@ -237,22 +266,61 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         return Reason { cause: Cause::Power { site, cluster, free_w, needed_w }, text };
     }
     // Otherwise GPUs bind: name the eligible place closest to fitting.
-    let within_one_domain: Vec<usize> =
-        eligible.iter().copied().filter(|&c| !spans_racks(job.gpus, rack_gpus(c))).collect();
+    let within_one_domain: Vec<usize> = eligible
+        .iter()
+        .copied()
+        .filter(|&c| {
+            let (layout, per_rack) = layout_in(c);
+            per_rack != 0 && !spans_racks(layout, per_rack)
+        })
+        .collect();
     if let Some(c) =
         within_one_domain.iter().copied().max_by_key(|&c| (classes.max_free(c).unwrap_or(0), std::cmp::Reverse(c)))
     {
-        let most_free_in_a_rack = classes.max_free(c).unwrap_or(0);
+        // The rack with the most free GPUs, and among those the one whose trays hold the most.
+        let (most_free_in_a_rack, lo, hi) = classes.keys(c).next_back().unwrap_or((0, 0, 0));
+        let on_trays: Vec<u32> = (1..=8).map(|f| nodes_with_free(lo, hi, f)).collect();
+        let trays_with_free = on_trays.iter().sum();
+        let most_free_on_a_tray = (1..=8u32).rev().find(|&f| on_trays[f as usize - 1] > 0).unwrap_or(0);
+        let pod_gpus = layout_in(c).0[1];
         let (site, cluster) = names(c);
-        let text = format!("{need}; closest feasible: {site} has at most {most_free_in_a_rack} free in a rack");
-        Reason { cause: Cause::Gpus { site, cluster, most_free_in_a_rack, needed: job.gpus }, text }
+        let text = if most_free_in_a_rack >= job.gpus {
+            format!(
+                "{need}; closest feasible: {site}/{cluster} has a rack with {most_free_in_a_rack} free GPUs, but \
+                 on {trays_with_free} trays with at most {most_free_on_a_tray} on one; the job's pods need \
+                 {pod_gpus} on one tray"
+            )
+        } else {
+            format!("{need}; closest feasible: {site} has at most {most_free_in_a_rack} free in a rack")
+        };
+        let cause = Cause::Gpus {
+            site,
+            cluster,
+            most_free_in_a_rack,
+            needed: job.gpus,
+            trays_with_free,
+            most_free_on_a_tray,
+            pod_gpus,
+        };
+        Reason { cause, text }
     } else {
-        let c = eligible
+        let Some(c) = eligible
             .iter()
             .copied()
+            .filter(|&c| layout_in(c).1 != 0)
             .max_by_key(|&c| (state.clusters[c].free_racks, std::cmp::Reverse(c)))
-            .expect("eligible is not empty");
-        let (free_racks, needed_racks) = (state.clusters[c].free_racks, racks_needed(job.gpus, rack_gpus(c)));
+        else {
+            let tray_gpus = eligible.iter().map(|&c| rack_type(c).node_gpus).max().unwrap_or(0);
+            let pod_gpus = job.pod_gpus;
+            let text = format!(
+                "{need}; its pods of {pod_gpus} GPUs are larger than any tray of the racks that qualify \
+                 (at most {tray_gpus} GPUs on one), and a pod runs on one tray"
+            );
+            return Reason { cause: Cause::PodTooLarge { pod_gpus, tray_gpus }, text };
+        };
+        let (layout, per_rack) = layout_in(c);
+        let needed_racks = racks_needed(layout, per_rack);
+        let free_racks = state.clusters[c].free_racks;
         let (site, cluster) = names(c);
         let text = format!(
             "{need}; closest feasible: {site}/{cluster} has {free_racks} fully free racks, the job needs {needed_racks}"

@@ -21,8 +21,23 @@ pub struct PlacedOn {
     /// Racks (index within the cluster, in allocation order: the anchor first) and GPUs taken on
     /// each.
     pub racks: Vec<RackShare>,
+    /// Its pods, in placement order: each one's rack (index within the cluster), node (tray) in
+    /// the rack, and GPUs on the node. Absent in files of gpuplace before trays.
+    #[serde(default)]
+    pub pods: Vec<PodOn>,
     /// Score of the anchor rack.
     pub score: u32,
+}
+
+/// Where one pod runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PodOn {
+    /// Index of the rack within its cluster.
+    pub rack: u32,
+    /// Index of the node (tray) within the rack.
+    pub node: u32,
+    /// Indices of its GPUs on the node, ascending.
+    pub gpus: Vec<u32>,
 }
 
 impl PlacedOn {
@@ -37,6 +52,15 @@ impl PlacedOn {
                 .racks
                 .iter()
                 .map(|s| RackShare { rack: fleet.racks[s.rack as usize].index_in_cluster, gpus: s.gpus })
+                .collect(),
+            pods: allocation
+                .pods
+                .iter()
+                .map(|p| PodOn {
+                    rack: fleet.racks[p.rack as usize].index_in_cluster,
+                    node: p.node,
+                    gpus: p.gpu_indices(),
+                })
                 .collect(),
             score,
         }

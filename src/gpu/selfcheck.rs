@@ -13,7 +13,7 @@ use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{
     ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM, TERM_SCALE, inv_q16, mix,
 };
-use crate::kernel::state::FleetState;
+use crate::kernel::state::{FleetState, NodeCell, NodeState};
 
 const SITES: u32 = 5;
 const CLUSTERS: u32 = 12;
@@ -41,15 +41,29 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
             carbon_term: draw(4, s, TERM_SCALE + 1),
         })
         .collect();
+    let mut nodes: Vec<NodeCell> = Vec::new();
     let racks: Vec<RackGpu> = (0..RACKS)
         .map(|r| {
             let cluster = r * CLUSTERS / RACKS;
             let gpus = sizes[(cluster % 4) as usize];
+            let node_gpus = gpus.min(if gpus > 8 { 4 } else { 8 });
             let hbm = [80u32, 186, 288][(cluster % 3) as usize];
-            // Many racks of a cluster share one occupancy, so scores tie.
-            let used = if draw(5, r, 3) == 0 { draw(6, r, gpus + 1) } else { 0 };
+            let first_node = nodes.len() as u32;
+            // Many racks of a cluster share one occupancy, so scores tie; some trays are cordoned
+            // or failed, and some racks have their free GPUs scattered over trays.
+            let busy = draw(5, r, 3) == 0;
+            for n in 0..gpus / node_gpus {
+                let used = if busy { draw(6, r * 64 + n, node_gpus + 1) } else { 0 };
+                let state = match draw(23, r * 64 + n, 40) {
+                    0 => NodeState::Cordoned,
+                    1 => NodeState::Failed,
+                    _ => NodeState::Ready,
+                };
+                let used = if state == NodeState::Failed { 0 } else { used };
+                nodes.push(NodeCell { used: ((1u32 << used) - 1) as u8, state });
+            }
             RackGpu {
-                free_gpus: gpus - used,
+                free_gpus: 0,
                 gpus,
                 hbm_gb: hbm,
                 gpu_watts: 1000 + 900 * (cluster % 2),
@@ -57,13 +71,19 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 cluster,
                 inv_gpus_q16: inv_q16(gpus),
                 inv_hbm_q16: inv_q16(hbm),
+                node_gpus,
+                nodes: gpus / node_gpus,
+                first_node,
+                counts_lo: 0,
+                counts_hi: 0,
             }
         })
         .collect();
-    let mut clusters = clusters;
-    for rack in &racks {
-        if rack.free_gpus == rack.gpus {
-            clusters[rack.cluster as usize].free_racks += 1;
+    let mut state = FleetState { racks, nodes, sites, clusters, latency: Vec::new(), region_count: REGIONS };
+    for r in 0..state.racks.len() {
+        state.recount(r);
+        if state.is_whole(r) {
+            state.clusters[state.racks[r].cluster as usize].free_racks += 1;
         }
     }
     let latency = (0..SITES * REGIONS).map(|i| draw(7, i, 250)).collect();
@@ -86,8 +106,14 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                     weights[TERM_RANDOM as usize] = 0;
                 }
             }
+            // A quarter of the jobs state pods (of 1, 2 or 4 GPUs; 8 never fits a tray of 4).
+            let pod_gpus = if draw(24, j, 4) == 0 { [1u32, 2, 4, 8][draw(25, j, 4) as usize] } else { 0 };
+            let pods = if pod_gpus == 0 { 0 } else { 1 + draw(26, j, 30) };
+            let gpus = if pod_gpus == 0 { gpus } else { pods * pod_gpus };
             JobGpu {
                 gpus,
+                pods,
+                pod_gpus,
                 hbm_gb: draw(14, j, 300),
                 region: draw(15, j, REGIONS),
                 latency_limit_ms: if draw(16, j, 2) == 0 { MAX_LATENCY_MS } else { 1 + draw(17, j, 250) },
@@ -101,7 +127,8 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
             }
         })
         .collect();
-    (jobs, FleetState { racks, sites, clusters, latency, region_count: REGIONS })
+    state.latency = latency;
+    (jobs, state)
 }
 
 /// The first difference between the device's and the CPU's results, if any.

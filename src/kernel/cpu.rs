@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::kernel::score::{
     Candidate, ClusterGpu, JobGpu, NO_RACK, REJECT_GPUS, RackGpu, SiteGpu, better, check, insert_candidate, score,
 };
-use crate::kernel::shape::cluster_has_room;
+use crate::kernel::shape::{cluster_has_room, pod_layout, pods_per_rack};
 use crate::kernel::state::FleetState;
 
 /// What a scoring pass returns for each job: its best `k` candidates (best first, empty slots are
@@ -45,6 +45,10 @@ struct RackColumns {
     gpu_watts: Vec<u32>,
     inv_gpus_q16: Vec<u32>,
     inv_hbm_q16: Vec<u32>,
+    node_gpus: Vec<u32>,
+    nodes: Vec<u32>,
+    counts_lo: Vec<u32>,
+    counts_hi: Vec<u32>,
     cluster: Vec<u32>,
     power_free_w: Vec<u32>,
     jurisdiction_bit: Vec<u32>,
@@ -84,6 +88,10 @@ impl RackColumns {
             gpu_watts: column(&|r| r.gpu_watts),
             inv_gpus_q16: column(&|r| r.inv_gpus_q16),
             inv_hbm_q16: column(&|r| r.inv_hbm_q16),
+            node_gpus: column(&|r| r.node_gpus),
+            nodes: column(&|r| r.nodes),
+            counts_lo: column(&|r| r.counts_lo),
+            counts_hi: column(&|r| r.counts_hi),
             cluster: column(&|r| r.cluster),
             power_free_w: column(&|r| site(r).power_free_w),
             jurisdiction_bit: column(&|r| site(r).jurisdiction_bit),
@@ -117,6 +125,11 @@ impl RackColumns {
             cluster: self.cluster[i],
             inv_gpus_q16: self.inv_gpus_q16[i],
             inv_hbm_q16: self.inv_hbm_q16[i],
+            node_gpus: self.node_gpus[i],
+            nodes: self.nodes[i],
+            first_node: 0,
+            counts_lo: self.counts_lo[i],
+            counts_hi: self.counts_hi[i],
         }
     }
 
@@ -219,7 +232,9 @@ fn score_job_columns_portable(job: &JobGpu, c: &RackColumns, top: &mut [Candidat
         {
             continue;
         }
-        if cluster_has_room(job.gpus, c.gpus[first], run.max_free, c.free_racks[first]) {
+        let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, c.node_gpus[first]);
+        let per_rack = pods_per_rack(layout[1], c.node_gpus[first], c.nodes[first]);
+        if cluster_has_room(job.gpus, layout, per_rack, run.max_free, c.free_racks[first]) {
             feasible += score_range(job, c, run.start..run.end, top, &mut keys);
         }
     }
@@ -255,6 +270,12 @@ fn score_range(
         );
         let (inv_gpus_q16, inv_hbm_q16, cluster_index) =
             (&c.inv_gpus_q16[range.clone()], &c.inv_hbm_q16[range.clone()], &c.cluster[range.clone()]);
+        let (node_gpus, nodes, counts_lo, counts_hi) = (
+            &c.node_gpus[range.clone()],
+            &c.nodes[range.clone()],
+            &c.counts_lo[range.clone()],
+            &c.counts_hi[range.clone()],
+        );
         let (power_free_w, jurisdiction_bit, provider_bit) =
             (&c.power_free_w[range.clone()], &c.jurisdiction_bit[range.clone()], &c.provider_bit[range.clone()]);
         let (energy_term, carbon_term) = (&c.energy_term[range.clone()], &c.carbon_term[range.clone()]);
@@ -273,6 +294,11 @@ fn score_range(
                 cluster: cluster_index[i],
                 inv_gpus_q16: inv_gpus_q16[i],
                 inv_hbm_q16: inv_hbm_q16[i],
+                node_gpus: node_gpus[i],
+                nodes: nodes[i],
+                first_node: 0,
+                counts_lo: counts_lo[i],
+                counts_hi: counts_hi[i],
             };
             let site = SiteGpu {
                 power_free_w: power_free_w[i],

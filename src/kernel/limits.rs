@@ -26,3 +26,11 @@ pub const MAX_JOB_GPUS: u32 = 65_535;
 pub const MAX_REGIONS: usize = 64;
 /// The largest day number: 9999-12-31.
 pub const MAX_DAY: u32 = 2_932_896;
+/// The most GPUs on one node (tray or server): a node's GPUs in use are a bit mask, and a rack's
+/// nodes are counted by free GPUs 1..=8 in the kernel's rack record.
+pub const MAX_NODE_GPUS: u32 = 8;
+/// The most nodes in one rack: the kernel counts a rack's nodes by free GPUs in 8-bit fields.
+pub const MAX_RACK_NODES: u32 = 255;
+/// The most nodes in a fleet (18 million trays is a million GB300 NVL72 racks); a node costs the
+/// ledger two bytes.
+pub const MAX_FLEET_NODES: u32 = 32_000_000;

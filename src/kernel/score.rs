@@ -3,7 +3,8 @@
 //! Keep in sync with `shaders/score.wgsl`: the structs below are the shader's structs, field for field
 //! and in the same order; the constants have the same names and values; [`check`], [`terms`],
 //! [`score`] and [`better`] read line for line like the shader's functions of the same names, and the
-//! shader's `fits` and `gpus_on_anchor` are the twins of [`crate::kernel::shape`]. The test
+//! shader's shape functions (`pod_layout` … `gpus_on_anchor`) are the twins of
+//! [`crate::kernel::shape`]. The test
 //! `tests/shader.rs` parses the shader with naga and compares struct sizes, field names, constants
 //! and function order with this file; the parity tests run both.
 //!
@@ -20,13 +21,17 @@
 //! | value | range | why it fits |
 //! |---|---|---|
 //! | rack `gpus` (GPUs per NVLink domain) | 1 ..= 1024 | `MAX_RACK_GPUS` |
+//! | rack `node_gpus` / `nodes` (GPUs per node, nodes per rack) | 1 ..= 8 / 1 ..= 255 | `MAX_NODE_GPUS`, `MAX_RACK_NODES` |
+//! | nodes counted by free GPUs (`counts_lo`, `counts_hi`) | 8 bits each, ≤ 255 | (nodes per rack) |
+//! | pods a rack holds: Σ nodes × (free / pod size) | ≤ 255 · 8 = 2 040 | (the two lines above) |
+//! | job `pods` / `pod_gpus` | 0 ..= 65 535 / 0 ..= 8 (0: the `gpus` shorthand) | `MAX_JOB_GPUS`, `MAX_NODE_GPUS` |
+//! | `free_racks * pods_per_rack` | ≤ 1 000 000 · 2 040 = 2 040 000 000 | (product) |
 //! | rack `hbm_gb` / job `hbm_gb` | 1 ..= 65 535 / 0 ..= 65 535 | `MAX_HBM_GB` |
 //! | rack `gpu_watts` = ceil(rack W / GPUs) | 1 ..= 65 535 | `MAX_GPU_WATTS` |
 //! | job `gpus` | 1 ..= 65 535 | `MAX_JOB_GPUS` |
 //! | `job.gpus * rack.gpu_watts` | ≤ 65 535² = 4 294 836 225 < 2³² | (product of the two) |
 //! | site `power_free_w` | 0 ..= 4 000 000 000 (4 000 MW) | `MAX_SITE_POWER_W` |
 //! | cluster `free_racks` | 0 ..= 1 000 000 | `MAX_CLUSTER_RACKS` |
-//! | `free_racks * rack.gpus` | ≤ 1 024 000 000 | (product) |
 //! | latencies, latency limits and `latency_ref_ms` | 0 ..= 60 000 ms (limits ≥ 1) | `MAX_LATENCY_MS` |
 //! | `inv_*_q16` = floor(1000·2¹⁶ / d) for d ≥ 1 | ≤ 65 536 000 | built by [`inv_q16`] |
 //! | `x * inv_*_q16` for 0 ≤ x ≤ d | ≤ d · floor(65 536 000 / d) ≤ 65 536 000 | (x ≤ d by construction) |
@@ -36,13 +41,15 @@
 //! | score = Σ over the [`TERM_COUNT`] = 7 terms of weight·term | ≤ 7 000 000 < 2³² | (sum) |
 //! | day numbers | 0 ..= 2 932 896 (9999-12-31) | `MAX_DAY` |
 //!
-//! Division never happens per pair: every divisor (a rack's GPUs, a rack's HBM, a job's latency
+//! The terms never divide per pair: every divisor (a rack's GPUs, a rack's HBM, a job's latency
 //! reference) is replaced by a reciprocal computed once per rack or job, and the *definition* of each
-//! term is the product with that reciprocal, so the shader and the CPU compute the same integer.
+//! term is the product with that reciprocal, so the shader and the CPU compute the same integer. The
+//! shape rule divides small integers (GPUs per node by GPUs per pod, both 1..=8, and a job's GPUs by
+//! a node's), which integer division does exactly on both sides.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::kernel::shape::{fits, gpus_on_anchor};
+use crate::kernel::shape::{fits, gpus_on_anchor, pod_layout, pods_per_rack};
 
 /// Terms are fractions expressed in thousandths (permille).
 pub const TERM_SCALE: u32 = 1000;
@@ -74,7 +81,7 @@ pub const TERM_RANDOM: u32 = 6;
 /// Number of score terms.
 pub const TERM_COUNT: usize = 7;
 
-/// Reject bit: not enough free GPUs (see [`crate::kernel::shape`]).
+/// Reject bit: the rack's usable nodes cannot hold the job's pods (see [`crate::kernel::shape`]).
 pub const REJECT_GPUS: u32 = 1;
 /// Reject bit: the rack's HBM per GPU is below the job's need.
 pub const REJECT_HBM: u32 = 2;
@@ -159,8 +166,13 @@ impl Term {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct JobGpu {
-    /// GPUs the job needs (gang: all or nothing).
+    /// GPUs the job needs in all (gang: all or nothing).
     pub gpus: u32,
+    /// Pods, when stated (else 0).
+    pub pods: u32,
+    /// GPUs per pod when the pods are stated, 1..=8; 0 for the `gpus` shorthand (pods that fill
+    /// whole nodes of the rack: [`crate::kernel::shape::pod_layout`]).
+    pub pod_gpus: u32,
     /// HBM per GPU the job needs, GB.
     pub hbm_gb: u32,
     /// Index of the job's user region in the fleet's region list.
@@ -203,6 +215,16 @@ pub struct RackGpu {
     pub inv_gpus_q16: u32,
     /// floor(1000·2¹⁶ / hbm_gb).
     pub inv_hbm_q16: u32,
+    /// GPUs per node (tray), 1..=8.
+    pub node_gpus: u32,
+    /// Nodes in the rack, 1..=255.
+    pub nodes: u32,
+    /// Index of its first node in the state's node table (the host's; the kernel reads the counts).
+    pub first_node: u32,
+    /// Usable nodes with 1, 2, 3, 4 free GPUs, 8 bits each (lowest byte: 1).
+    pub counts_lo: u32,
+    /// Usable nodes with 5, 6, 7, 8 free GPUs, 8 bits each.
+    pub counts_hi: u32,
 }
 
 /// A site as the kernel reads it. Keep in sync with `struct Site` in the shader.
@@ -264,9 +286,9 @@ pub struct Params {
 }
 
 // Storage-buffer records are arrays of 4-byte scalars (WGSL aligns them to 4); the uniform `Params`
-// is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's layout.
-const _: () = assert!(size_of::<JobGpu>() == (10 + TERM_COUNT) * 4);
-const _: () = assert!(size_of::<RackGpu>() == 32);
+// is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's pod_shape.
+const _: () = assert!(size_of::<JobGpu>() == (12 + TERM_COUNT) * 4);
+const _: () = assert!(size_of::<RackGpu>() == 52);
 const _: () = assert!(size_of::<SiteGpu>() == 20);
 const _: () = assert!(size_of::<ClusterGpu>() == 8);
 const _: () = assert!(size_of::<Candidate>() == 8);
@@ -287,7 +309,9 @@ pub fn inv_q16(divisor: u32) -> u32 {
 #[inline(always)]
 pub fn check(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, cluster: &ClusterGpu, latency_ms: u32) -> u32 {
     let mut reject = 0u32;
-    if !fits(job.gpus, rack.free_gpus, rack.gpus, cluster.free_racks) {
+    let pod_shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
+    let per_rack = pods_per_rack(pod_shape[1], rack.node_gpus, rack.nodes);
+    if !fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.counts_lo, rack.counts_hi, cluster.free_racks) {
         reject |= REJECT_GPUS;
     }
     if rack.hbm_gb < job.hbm_gb {
@@ -329,7 +353,9 @@ pub fn mix(x: u32) -> u32 {
 #[inline(always)]
 pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
     let mut t = [0u32; TERM_COUNT];
-    let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, rack.free_gpus);
+    let pod_shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
+    let per_rack = pods_per_rack(pod_shape[1], rack.node_gpus, rack.nodes);
+    let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, pod_shape, per_rack, rack.free_gpus);
     t[TERM_PACK as usize] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
     t[TERM_SPREAD as usize] = TERM_SCALE - t[TERM_PACK as usize];
     let latency_slack = job.latency_ref_ms - job.latency_ref_ms.min(latency_ms);

@@ -2,13 +2,62 @@
 //! one moment. The engine's ledger keeps one current; a scoring pass reads a snapshot of it.
 
 use crate::kernel::score::{ClusterGpu, JobGpu, RackGpu, SiteGpu, check, score};
+use crate::kernel::shape::node_counts;
 
-/// The fleet as the kernel reads it. Placement changes `racks[].free_gpus`, `sites[].power_free_w`
-/// and `clusters[].free_racks`; every other field is fixed by the fleet.
+/// What a node (tray) can do: `ready` takes new pods; `cordoned` keeps its pods but takes no new
+/// ones; `failed` has lost its GPUs (it runs no pods and counts as no capacity).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// In service.
+    #[default]
+    Ready,
+    /// No new pods (drained for maintenance, say); the pods on it keep running.
+    Cordoned,
+    /// Out of service: no GPUs, no pods.
+    Failed,
+}
+
+impl NodeState {
+    /// Its name in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Ready => "ready",
+            NodeState::Cordoned => "cordoned",
+            NodeState::Failed => "failed",
+        }
+    }
+}
+
+/// One node's occupancy: which of its GPUs are in use (bit i: GPU i) and its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NodeCell {
+    /// GPUs in use, one bit each (at most 8).
+    pub used: u8,
+    /// Ready, cordoned or failed.
+    pub state: NodeState,
+}
+
+impl NodeCell {
+    /// GPUs a new pod may use on this node of `node_gpus` GPUs: its free GPUs when ready, else 0.
+    #[inline]
+    pub fn usable_free(self, node_gpus: u32) -> u32 {
+        if self.state == NodeState::Ready { node_gpus - self.used.count_ones() } else { 0 }
+    }
+}
+
+/// The fleet as the kernel reads it. Placement changes `nodes[].used`, with each rack's
+/// `free_gpus` and node counts, `sites[].power_free_w` and `clusters[].free_racks` following;
+/// every other field is fixed by the fleet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetState {
     /// Racks in global order.
     pub racks: Vec<RackGpu>,
+    /// Nodes, rack by rack (a rack's are `first_node .. first_node + nodes`); the host's table,
+    /// summarized for the kernel in each rack's `free_gpus` and counts.
+    pub nodes: Vec<NodeCell>,
     /// Sites.
     pub sites: Vec<SiteGpu>,
     /// Clusters.
@@ -20,6 +69,36 @@ pub struct FleetState {
 }
 
 impl FleetState {
+    /// The nodes of rack `rack`.
+    pub fn nodes_of(&self, rack: usize) -> &[NodeCell] {
+        let r = &self.racks[rack];
+        &self.nodes[r.first_node as usize..(r.first_node + r.nodes) as usize]
+    }
+
+    /// The usable free GPUs of each node of rack `rack`.
+    pub fn node_free(&self, rack: usize) -> Vec<u32> {
+        let node_gpus = self.racks[rack].node_gpus;
+        self.nodes_of(rack).iter().map(|n| n.usable_free(node_gpus)).collect()
+    }
+
+    /// Sets rack `rack`'s free GPUs and node counts from its nodes.
+    pub fn recount(&mut self, rack: usize) {
+        let node_gpus = self.racks[rack].node_gpus;
+        let free = self.node_free(rack);
+        let [lo, hi] = node_counts(free.iter().copied());
+        let r = &mut self.racks[rack];
+        r.free_gpus = free.iter().sum();
+        r.counts_lo = lo;
+        r.counts_hi = hi;
+        debug_assert!(node_gpus >= 1);
+    }
+
+    /// True when every node of rack `rack` is ready and free (a rack a spanning job may take).
+    pub fn is_whole(&self, rack: usize) -> bool {
+        let r = &self.racks[rack];
+        r.free_gpus == r.gpus
+    }
+
     /// The latency from a rack's site to a region.
     #[inline(always)]
     pub fn latency_of(&self, rack: &RackGpu, region: u32) -> u32 {

@@ -17,13 +17,17 @@ fn rack_types() -> [(&'static str, RackTypeFile); 3] {
     [
         // NVIDIA GB300 NVL72: 72 Blackwell Ultra GPUs and 36 Grace CPUs in one NVLink domain, 288 GB
         // HBM3e per GPU (NVIDIA product page). Rack power is reported at roughly 132–142 kW; 140 kW
-        // is used.
-        ("gb300-nvl72", RackTypeFile::new("GB300", 72, 288, 140.0)),
+        // is used. The GPUs sit on 18 compute trays of 4 GPUs and 2 Grace CPUs each (NVIDIA's
+        // GB300 NVL72 page: "72 NVIDIA Blackwell Ultra GPUs and 36 NVIDIA Grace CPUs"; the MGX
+        // compute tray holds two GB300 superchips of one Grace and two GPUs each); a tray is one
+        // Kubernetes or Slurm node.
+        ("gb300-nvl72", RackTypeFile::new("GB300", 72, 288, 140.0).with_nodes(18)),
         // NVIDIA GB200 NVL72: 72 Blackwell GPUs, 186 GB HBM3e each (NVIDIA), about 120–132 kW per
-        // rack.
-        ("gb200-nvl72", RackTypeFile::new("GB200", 72, 186, 132.0)),
-        // NVIDIA HGX H100 8-GPU node: one NVLink domain of 8 GPUs with 80 GB HBM3 each, about 10.2 kW.
-        ("hgx-h100-8", RackTypeFile::new("H100", 8, 80, 10.2)),
+        // rack; 18 compute trays of two GB200 superchips (4 GPUs, 2 Grace CPUs) each.
+        ("gb200-nvl72", RackTypeFile::new("GB200", 72, 186, 132.0).with_nodes(18)),
+        // NVIDIA HGX H100 8-GPU node: one NVLink domain of 8 GPUs with 80 GB HBM3 each, about 10.2 kW;
+        // one server, one node.
+        ("hgx-h100-8", RackTypeFile::new("H100", 8, 80, 10.2).with_nodes(1)),
     ]
 }
 

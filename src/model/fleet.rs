@@ -1,4 +1,5 @@
-//! The fleet: sites → clusters → racks, where a rack is one NVLink domain.
+//! The fleet: sites → clusters → racks → nodes, where a rack is one NVLink domain and a node is
+//! one compute tray (or server) of it, where a pod runs.
 //!
 //! [`FleetFile`] is the file format (what `--fleet` reads and `gpuplace fleet --json` writes);
 //! [`Fleet`] is the validated model with every value converted to the integer units the scorer uses.
@@ -9,11 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{InputError, Result};
 use crate::kernel::limits::{
-    MAX_CLUSTER_RACKS, MAX_DISTINCT_TAGS, MAX_FLEET_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS, MAX_RACK_GPUS,
-    MAX_REGIONS, MAX_SITE_POWER_W,
+    MAX_CLUSTER_RACKS, MAX_DISTINCT_TAGS, MAX_FLEET_NODES, MAX_FLEET_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS,
+    MAX_NODE_GPUS, MAX_RACK_GPUS, MAX_RACK_NODES, MAX_REGIONS, MAX_SITE_POWER_W,
 };
 use crate::kernel::score::{ClusterGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
-use crate::kernel::state::FleetState;
+use crate::kernel::shape::node_counts;
+use crate::kernel::state::{FleetState, NodeCell, NodeState};
 use crate::model::date::Day;
 use crate::model::json::{check_format_version, check_name, shown, shown_number, unique_map};
 
@@ -59,6 +61,13 @@ pub struct RackTypeFile {
     pub hbm_gb_per_gpu: u32,
     /// IT power of the whole rack at load, kW.
     pub kw: f64,
+    /// Nodes (compute trays, or servers) the rack's GPUs are split over, equally; a pod runs on one
+    /// node. At most 255 nodes of at most 8 GPUs. When absent: one node for a rack of at most 8
+    /// GPUs, else trays of 4 GPUs when 4 divides the rack's GPUs (as in GB200/GB300 NVL72 and
+    /// NVL36), else nodes of the largest number of GPUs up to 8 that divides them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_RACK_NODES))]
+    pub nodes: Option<u32>,
 }
 
 /// A site: one campus with one power envelope, price, carbon intensity and jurisdiction.
@@ -110,9 +119,73 @@ pub struct ClusterFile {
     /// Date this cluster comes online, when later than its site's (phased deployment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<Day>,
-    /// GPUs already in use, one entry per rack.
+    /// GPUs already in use, one entry per rack. A rack's GPUs in use fill its nodes in order: node
+    /// 0's GPUs first, then node 1's, and so on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_gpus: Option<Vec<u32>>,
+    /// Nodes that are not ready and free, one entry each (every other node is ready and free, or
+    /// filled by `used_gpus`): cordoned or failed trays, and GPUs in use node by node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeFile>>,
+}
+
+/// One node of a cluster whose state or occupancy a fleet file gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NodeFile {
+    /// The rack's index in its cluster (0-based).
+    pub rack: u32,
+    /// The node's index in its rack (0-based).
+    pub node: u32,
+    /// Ready (the default), cordoned (no new pods; its pods keep running) or failed (no GPUs, no
+    /// pods).
+    #[serde(default, skip_serializing_if = "is_ready")]
+    pub state: NodeState,
+    /// GPUs in use on the node: its lowest-numbered GPUs. 0 when absent; must be 0 on a failed
+    /// node. A rack with node entries must not also have GPUs in use in `used_gpus`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(max = MAX_NODE_GPUS))]
+    pub used_gpus: u32,
+}
+
+fn is_ready(state: &NodeState) -> bool {
+    *state == NodeState::Ready
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+impl NodeFile {
+    /// Node `node` of rack `rack` (indices in the cluster and the rack), ready and free.
+    pub fn new(rack: u32, node: u32) -> NodeFile {
+        NodeFile { rack, node, state: NodeState::Ready, used_gpus: 0 }
+    }
+
+    /// In state `state`.
+    pub fn with_state(mut self, state: NodeState) -> NodeFile {
+        self.state = state;
+        self
+    }
+
+    /// With its `gpus` lowest-numbered GPUs in use.
+    pub fn with_used_gpus(mut self, gpus: u32) -> NodeFile {
+        self.used_gpus = gpus;
+        self
+    }
+}
+
+/// The nodes of a rack type of `gpus` GPUs when its file does not say (see [`RackTypeFile::nodes`]).
+pub fn default_nodes(gpus: u32) -> u32 {
+    if gpus <= MAX_NODE_GPUS {
+        1
+    } else if gpus.is_multiple_of(4) {
+        gpus / 4
+    } else {
+        let node_gpus = (1..=MAX_NODE_GPUS).rev().find(|&g| gpus.is_multiple_of(g)).unwrap_or(1);
+        gpus / node_gpus
+    }
 }
 
 impl FleetFile {
@@ -162,7 +235,13 @@ impl RackTypeFile {
     /// A rack type: one NVLink domain of `gpus` GPUs of `gpu_model` with `hbm_gb_per_gpu` each,
     /// drawing `kw` of IT power at load.
     pub fn new(gpu_model: impl Into<String>, gpus: u32, hbm_gb_per_gpu: u32, kw: f64) -> RackTypeFile {
-        RackTypeFile { gpu_model: gpu_model.into(), gpus, hbm_gb_per_gpu, kw }
+        RackTypeFile { gpu_model: gpu_model.into(), gpus, hbm_gb_per_gpu, kw, nodes: None }
+    }
+
+    /// Its GPUs split over `nodes` nodes (trays) of `gpus / nodes` GPUs each.
+    pub fn with_nodes(mut self, nodes: u32) -> RackTypeFile {
+        self.nodes = Some(nodes);
+        self
     }
 }
 
@@ -216,7 +295,14 @@ impl SiteFile {
 impl ClusterFile {
     /// `racks` racks of `rack_type`, online with their site, all free.
     pub fn new(name: impl Into<String>, rack_type: impl Into<String>, racks: u32) -> ClusterFile {
-        ClusterFile { name: name.into(), rack_type: rack_type.into(), racks, online: None, used_gpus: None }
+        ClusterFile {
+            name: name.into(),
+            rack_type: rack_type.into(),
+            racks,
+            online: None,
+            used_gpus: None,
+            nodes: None,
+        }
     }
 
     /// Online from `day` (when later than the site).
@@ -228,6 +314,12 @@ impl ClusterFile {
     /// GPUs already in use, one entry per rack.
     pub fn with_used_gpus(mut self, used: Vec<u32>) -> ClusterFile {
         self.used_gpus = Some(used);
+        self
+    }
+
+    /// The state and occupancy of some of its nodes.
+    pub fn with_nodes(mut self, nodes: Vec<NodeFile>) -> ClusterFile {
+        self.nodes = Some(nodes);
         self
     }
 }
@@ -246,6 +338,10 @@ pub struct RackType {
     pub hbm_gb: u32,
     /// IT power per GPU, W, rounded up so that power is never under-counted.
     pub gpu_watts: u32,
+    /// Nodes (trays) per rack.
+    pub nodes: u32,
+    /// GPUs per node.
+    pub node_gpus: u32,
 }
 
 /// A validated site.
@@ -325,6 +421,9 @@ pub struct Fleet {
     pub clusters: Vec<Cluster>,
     /// For each global rack: its cluster and its GPUs in use.
     pub racks: Vec<RackSlot>,
+    /// Every node's state and GPUs in use at the start, rack by rack (a rack's nodes are
+    /// `first_node ..` of its [`RackSlot`]).
+    pub nodes: Vec<NodeCell>,
 }
 
 /// A rack's place and initial occupancy.
@@ -336,6 +435,8 @@ pub struct RackSlot {
     pub index_in_cluster: u32,
     /// GPUs in use at the start.
     pub used_gpus: u32,
+    /// Index of its first node in [`Fleet::nodes`].
+    pub first_node: u32,
 }
 
 fn number_in(
@@ -481,12 +582,28 @@ impl Fleet {
             // Watts per GPU, rounded up so that a job's drawn power is never under-counted.
             let rack_watts = (kw * 1000.0).round() as u64;
             let gpu_watts = rack_watts.div_ceil(u64::from(rt.gpus)).max(1) as u32;
+            let nodes = rt.nodes.unwrap_or_else(|| default_nodes(rt.gpus));
+            if nodes == 0 || nodes > MAX_RACK_NODES || !rt.gpus.is_multiple_of(nodes) || rt.gpus / nodes > MAX_NODE_GPUS
+            {
+                return Err(InputError::new(
+                    src,
+                    &record,
+                    "nodes",
+                    format!(
+                        "{nodes} nodes do not split the rack's {} GPUs: give between 1 and {MAX_RACK_NODES} nodes \
+                         that divide them, at most {MAX_NODE_GPUS} GPUs each",
+                        rt.gpus
+                    ),
+                ));
+            }
             rack_types.push(RackType {
                 name: name.clone(),
                 gpu_model: rt.gpu_model.clone(),
                 gpus: rt.gpus,
                 hbm_gb: rt.hbm_gb_per_gpu,
                 gpu_watts,
+                nodes,
+                node_gpus: rt.gpus / nodes,
             });
         }
         if file.sites.is_empty() {
@@ -494,6 +611,7 @@ impl Fleet {
         }
         // Count the racks before allocating anything per rack: a small file may declare millions.
         let mut total_racks = 0u64;
+        let mut total_nodes = 0u64;
         for (site_index, sf) in file.sites.iter().enumerate() {
             for (ci, cf) in sf.clusters.iter().enumerate() {
                 total_racks += u64::from(cf.racks);
@@ -505,6 +623,19 @@ impl Fleet {
                         format!("the fleet's racks exceed {MAX_FLEET_RACKS} here, the most gpuplace accepts"),
                     ));
                 }
+                let rack_nodes = file
+                    .rack_types
+                    .get(&cf.rack_type)
+                    .map_or(1, |rt| rt.nodes.unwrap_or_else(|| default_nodes(rt.gpus)).clamp(1, MAX_RACK_NODES));
+                total_nodes += u64::from(cf.racks) * u64::from(rack_nodes);
+                if total_nodes > u64::from(MAX_FLEET_NODES) {
+                    return Err(InputError::new(
+                        src,
+                        format!("sites[{site_index}]"),
+                        format!("clusters[{ci}].racks"),
+                        format!("the fleet's nodes exceed {MAX_FLEET_NODES} here, the most gpuplace accepts"),
+                    ));
+                }
             }
         }
         let mut jurisdictions: Vec<String> = Vec::new();
@@ -512,6 +643,7 @@ impl Fleet {
         let mut sites = Vec::new();
         let mut clusters = Vec::new();
         let mut racks = Vec::with_capacity(total_racks as usize);
+        let mut nodes: Vec<NodeCell> = Vec::with_capacity(total_nodes as usize);
         let mut site_names = std::collections::BTreeSet::new();
         for (site_index, sf) in file.sites.iter().enumerate() {
             let record = if check_name(&sf.name, false).is_err() {
@@ -640,10 +772,62 @@ impl Fleet {
                     }
                 }
                 let global_cluster = clusters.len() as u32;
+                let cluster_nodes = nodes.len();
                 for index in 0..cf.racks {
-                    let used_gpus = cf.used_gpus.as_ref().map_or(0, |used| used[index as usize]);
-                    power_used_w += u64::from(used_gpus) * u64::from(rt.gpu_watts);
-                    racks.push(RackSlot { cluster: global_cluster, index_in_cluster: index, used_gpus });
+                    // GPUs in use by rack fill the rack's nodes in order.
+                    let mut left = cf.used_gpus.as_ref().map_or(0, |used| used[index as usize]);
+                    let first_node = nodes.len() as u32;
+                    for _ in 0..rt.nodes {
+                        let on_node = left.min(rt.node_gpus);
+                        left -= on_node;
+                        nodes.push(NodeCell { used: low_bits(on_node), state: NodeState::Ready });
+                    }
+                    racks.push(RackSlot { cluster: global_cluster, index_in_cluster: index, used_gpus: 0, first_node });
+                }
+                let mut given = std::collections::BTreeSet::new();
+                for (ni, nf) in cf.nodes.iter().flatten().enumerate() {
+                    let node_field = |name: &str| format!("clusters[{ci}].nodes[{ni}].{name}");
+                    let fail = |name: &str, message: String| InputError::new(src, &record, node_field(name), message);
+                    if nf.rack >= cf.racks {
+                        return Err(fail(
+                            "rack",
+                            format!("{} is out of range: the cluster has {} racks", nf.rack, cf.racks),
+                        ));
+                    }
+                    if nf.node >= rt.nodes {
+                        return Err(fail(
+                            "node",
+                            format!("{} is out of range: its racks have {} nodes", nf.node, rt.nodes),
+                        ));
+                    }
+                    if !given.insert((nf.rack, nf.node)) {
+                        return Err(fail("node", format!("rack {} node {} is given twice", nf.rack, nf.node)));
+                    }
+                    if cf.used_gpus.as_ref().is_some_and(|used| used[nf.rack as usize] != 0) {
+                        return Err(fail(
+                            "rack",
+                            format!(
+                                "rack {} has GPUs in use in used_gpus too: give a rack's occupancy in one place",
+                                nf.rack
+                            ),
+                        ));
+                    }
+                    if nf.used_gpus > rt.node_gpus {
+                        return Err(fail(
+                            "used_gpus",
+                            format!("{} GPUs in use exceeds the node's {} GPUs", nf.used_gpus, rt.node_gpus),
+                        ));
+                    }
+                    if nf.state == NodeState::Failed && nf.used_gpus != 0 {
+                        return Err(fail("used_gpus", "a failed node runs no pods: its GPUs in use must be 0".into()));
+                    }
+                    let cell = &mut nodes[cluster_nodes + (nf.rack * rt.nodes + nf.node) as usize];
+                    *cell = NodeCell { used: low_bits(nf.used_gpus), state: nf.state };
+                }
+                for slot in &mut racks[rack_start..] {
+                    let first = slot.first_node as usize;
+                    slot.used_gpus = nodes[first..first + rt.nodes as usize].iter().map(|n| n.used.count_ones()).sum();
+                    power_used_w += u64::from(slot.used_gpus) * u64::from(rt.gpu_watts);
                 }
                 clusters.push(Cluster {
                     name: cf.name.clone(),
@@ -694,6 +878,7 @@ impl Fleet {
             sites,
             clusters,
             racks,
+            nodes,
             file,
         })
     }
@@ -711,8 +896,11 @@ impl Fleet {
             .map(|slot| {
                 let cluster = &self.clusters[slot.cluster as usize];
                 let rt = &self.rack_types[cluster.rack_type];
+                let first = slot.first_node as usize;
+                let free = self.nodes[first..first + rt.nodes as usize].iter().map(|n| n.usable_free(rt.node_gpus));
+                let [counts_lo, counts_hi] = node_counts(free.clone());
                 RackGpu {
-                    free_gpus: rt.gpus - slot.used_gpus,
+                    free_gpus: free.sum(),
                     gpus: rt.gpus,
                     hbm_gb: rt.hbm_gb,
                     gpu_watts: rt.gpu_watts,
@@ -720,6 +908,11 @@ impl Fleet {
                     cluster: slot.cluster,
                     inv_gpus_q16: inv_q16(rt.gpus),
                     inv_hbm_q16: inv_q16(rt.hbm_gb),
+                    node_gpus: rt.node_gpus,
+                    nodes: rt.nodes,
+                    first_node: slot.first_node,
+                    counts_lo,
+                    counts_hi,
                 }
             })
             .collect::<Vec<_>>();
@@ -743,7 +936,14 @@ impl Fleet {
             })
             .collect();
         let latency = self.sites.iter().flat_map(|site| site.latency_ms.iter().copied()).collect();
-        FleetState { racks, sites, clusters, latency, region_count: self.regions.len() as u32 }
+        FleetState {
+            racks,
+            nodes: self.nodes.clone(),
+            sites,
+            clusters,
+            latency,
+            region_count: self.regions.len() as u32,
+        }
     }
 }
 
@@ -757,4 +957,9 @@ fn tag_index(tags: &mut Vec<String>, tag: &str) -> Option<usize> {
     }
     tags.push(tag.to_string());
     Some(tags.len() - 1)
+}
+
+/// A node's GPUs in use as a bit mask: its `gpus` lowest-numbered GPUs.
+fn low_bits(gpus: u32) -> u8 {
+    ((1u32 << gpus) - 1) as u8
 }

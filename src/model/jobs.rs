@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{InputError, Result};
-use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS};
+use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS};
 use crate::kernel::score::{JobGpu, inv_q16, mix};
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
@@ -47,9 +47,17 @@ pub struct Job {
     pub id: String,
     /// Kind of work.
     pub kind: JobKind,
-    /// GPUs, all or nothing; more than one rack's GPUs takes whole free racks of one cluster.
+    /// GPUs in all, all or nothing. Without `pods`, the pods that fill whole nodes (trays) of the
+    /// rack the job lands on: one pod when the GPUs fit one node, else one pod per node of the
+    /// node's GPUs and one more of the remainder. Pods that do not fit one NVLink domain take whole
+    /// racks of one cluster.
     #[schemars(range(min = 1, max = MAX_JOB_GPUS))]
     pub gpus: u32,
+    /// Pods the GPUs are split into, equally (`gpus / pods` GPUs each, 1 to 8; each pod on one
+    /// node). Absent: the `gpus` shorthand above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_JOB_GPUS))]
+    pub pods: Option<u32>,
     /// HBM needed per GPU, GB.
     #[schemars(range(max = MAX_HBM_GB))]
     pub hbm_gb_per_gpu: u32,
@@ -92,6 +100,7 @@ impl Job {
             id: id.into(),
             kind,
             gpus,
+            pods: None,
             hbm_gb_per_gpu: 0,
             priority: 0,
             duration_h: Some(1.0),
@@ -103,6 +112,17 @@ impl Job {
             submit_s: None,
             duration_s: None,
         }
+    }
+
+    /// Split into `pods` pods of `gpus / pods` GPUs each.
+    pub fn with_pods(mut self, pods: u32) -> Job {
+        self.pods = Some(pods);
+        self
+    }
+
+    /// GPUs per pod when the pods are stated (0 for the shorthand).
+    pub fn pod_gpus(&self) -> u32 {
+        self.pods.map_or(0, |pods| self.gpus / pods.max(1))
     }
 
     /// HBM needed per GPU, GB.
@@ -175,6 +195,18 @@ impl Job {
         check_name(&self.id, false).map_err(|m| ("id", m))?;
         if self.gpus == 0 || self.gpus > MAX_JOB_GPUS {
             return Err(("gpus", format!("{} is out of range: must be between 1 and {MAX_JOB_GPUS}", self.gpus)));
+        }
+        if let Some(pods) = self.pods
+            && (pods == 0 || !self.gpus.is_multiple_of(pods) || self.gpus / pods > MAX_NODE_GPUS)
+        {
+            return Err((
+                "pods",
+                format!(
+                    "{pods} pods do not split the job's {} GPUs: give a number of pods that divides them, \
+                     at most {MAX_NODE_GPUS} GPUs each",
+                    self.gpus
+                ),
+            ));
         }
         if self.hbm_gb_per_gpu > MAX_HBM_GB {
             return Err((
@@ -292,7 +324,7 @@ impl JobsFormat {
 }
 
 /// The field names of the CSV format, in the order `generate` writes them.
-pub const CSV_FIELDS: [&str; 13] = [
+pub const CSV_FIELDS: [&str; 14] = [
     "id",
     "kind",
     "gpus",
@@ -306,6 +338,7 @@ pub const CSV_FIELDS: [&str; 13] = [
     "not_before",
     "submit_s",
     "duration_s",
+    "pods",
 ];
 
 /// Columns a CSV jobs file must have (indices into [`CSV_FIELDS`]).
@@ -505,6 +538,7 @@ impl Workload {
                 not_before: optional(10).map(|text| Day::parse(text).map_err(|m| err(10, m))).transpose()?,
                 submit_s: optional(11).map(|_| parse_u64(11)).transpose()?,
                 duration_s: optional(12).map(|_| parse_u64(12)).transpose()?,
+                pods: optional(13).map(|_| parse_u32(13)).transpose()?,
             };
             jobs.push(job);
             lines.push(line);
@@ -572,6 +606,7 @@ impl Workload {
                 &job.not_before.map_or(String::new(), |day| day.to_string()),
                 &number(job.submit_s),
                 &number(job.duration_s),
+                &number(job.pods.map(u64::from)),
             ])?;
         }
         writer.flush()
@@ -651,6 +686,8 @@ impl Workload {
             let latency_ref_ms = job.max_latency_ms.unwrap_or(policy.latency_ref_ms);
             compiled.push(JobGpu {
                 gpus: job.gpus,
+                pods: job.pods.unwrap_or(0),
+                pod_gpus: job.pod_gpus(),
                 hbm_gb: job.hbm_gb_per_gpu,
                 region: region as u32,
                 latency_limit_ms: job.max_latency_ms.unwrap_or(MAX_LATENCY_MS),

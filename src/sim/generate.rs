@@ -161,6 +161,7 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Result<Wo
             id: format!("{}-{:0width$}", kind.name(), n),
             kind,
             gpus,
+            pods: None,
             hbm_gb_per_gpu: hbm,
             priority,
             duration_h: Some(duration_h),

@@ -238,6 +238,7 @@ pub fn alibaba_pods(
             id: name.to_string(),
             kind,
             gpus,
+            pods: None,
             hbm_gb_per_gpu: 0,
             priority,
             duration_h: None,
@@ -335,6 +336,7 @@ pub fn alibaba_nodes(
                 gpus: *gpus,
                 hbm_gb_per_gpu: alibaba_hbm(model).unwrap_or(16),
                 kw,
+                nodes: None,
             },
         );
         clusters.push(ClusterFile {
@@ -343,6 +345,7 @@ pub fn alibaba_nodes(
             racks: *nodes,
             online: None,
             used_gpus: None,
+            nodes: None,
         });
         report.imported += *nodes as usize;
     }
@@ -587,6 +590,7 @@ pub fn azure(
                     id: format!("{name}-w{window:05}-r{replica:04}"),
                     kind: trace.kind,
                     gpus: options.replica_gpus,
+                    pods: None,
                     hbm_gb_per_gpu: options.hbm_gb_per_gpu,
                     priority,
                     duration_h: None,

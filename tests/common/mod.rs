@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use gpuplace::gpu::{GpuScorer, adapters};
 use gpuplace::kernel::cpu::ScoreOutput;
 use gpuplace::kernel::score::JobGpu;
-use gpuplace::kernel::state::FleetState;
-use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
+use gpuplace::kernel::state::{FleetState, NodeState};
+use gpuplace::model::fleet::{ClusterFile, FleetFile, NodeFile, RackTypeFile, SiteFile};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Day, Fleet, Job, JobKind, Workload};
 
@@ -137,15 +137,20 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
     let type_count = rng.between(1, 3);
     for t in 0..type_count {
         let gpus = RACK_SIZES[rng.below(4) as usize];
-        rack_types.insert(
-            format!("t{t}"),
-            RackTypeFile::new(
-                format!("G{t}"),
-                gpus,
-                rng.between(40, 300) as u32,
-                f64::from(gpus) * rng.between(500, 2500) as f64 / 1000.0,
-            ),
+        let mut rack_type = RackTypeFile::new(
+            format!("G{t}"),
+            gpus,
+            rng.between(40, 300) as u32,
+            f64::from(gpus) * rng.between(500, 2500) as f64 / 1000.0,
         );
+        // Half the types state their trays: 1, 2, 4 or 8 GPUs each, where that divides the rack.
+        if rng.percent(50) {
+            let node_gpus = [1u32, 2, 4, 8][rng.below(4) as usize];
+            if gpus.is_multiple_of(node_gpus) && gpus / node_gpus <= 255 {
+                rack_type = rack_type.with_nodes(gpus / node_gpus);
+            }
+        }
+        rack_types.insert(format!("t{t}"), rack_type);
     }
     let sites = (0..rng.between(1, shape.max_sites))
         .map(|s| {
@@ -171,6 +176,30 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                     }
                     match used_gpus {
                         Some(used) => cluster.with_used_gpus(used),
+                        // Trays by hand: some cordoned or failed, some partly in use.
+                        None if rng.percent(50) => {
+                            let rt = &rack_types[&cluster.rack_type];
+                            let nodes = rt.nodes.unwrap_or_else(|| gpuplace::model::fleet::default_nodes(rt.gpus));
+                            let node_gpus = rt.gpus / nodes;
+                            let entries = (0..racks)
+                                .flat_map(|r| (0..nodes).map(move |n| (r, n)))
+                                .filter_map(|(r, n)| {
+                                    let state = match rng.below(20) {
+                                        0 => NodeState::Failed,
+                                        1 => NodeState::Cordoned,
+                                        _ => NodeState::Ready,
+                                    };
+                                    let used = if state != NodeState::Failed && rng.percent(shape.occupancy_percent) {
+                                        rng.between(0, u64::from(node_gpus)) as u32
+                                    } else {
+                                        0
+                                    };
+                                    (state != NodeState::Ready || used != 0)
+                                        .then(|| NodeFile::new(r, n).with_state(state).with_used_gpus(used))
+                                })
+                                .collect();
+                            cluster.with_nodes(entries)
+                        }
                         None => cluster,
                     }
                 })
@@ -246,6 +275,13 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
             }
             if rng.percent(15) {
                 job = job.with_not_before(Day(at().0 + rng.between(0, 90) as u32));
+            }
+            // A quarter of the jobs state their pods: 1 to 12 pods of 1, 2, 4 or 8 GPUs.
+            if rng.percent(25) {
+                let pod_gpus = [1u32, 2, 4, 8][rng.below(4) as usize];
+                let pods = rng.between(1, 12) as u32;
+                job.gpus = pods * pod_gpus;
+                job = job.with_pods(pods);
             }
             job
         })
