@@ -29,8 +29,8 @@ fn problem(jobs: usize, racks: usize) -> (Fleet, Vec<JobGpu>, Vec<usize>, FleetS
     let fleet = gpuplace::sim::bench::bench_fleet(racks).unwrap();
     let workload = gpuplace::generate::generate(&fleet, jobs, 42, at()).unwrap();
     let compiled = workload.compile(&fleet, &Policy::default(), at()).unwrap();
-    let order = decision_order(&workload.jobs);
     let state = fleet.initial_state();
+    let order = decision_order(&workload.jobs, &compiled, &fleet, &state);
     (fleet, compiled, order, state)
 }
 
@@ -102,7 +102,7 @@ fn placement(c: &mut Criterion) {
     for jobs in [10_000, 100_000] {
         let workload = gpuplace::generate::generate(&fleet, jobs, 42, at()).unwrap();
         let compiled = workload.compile(&fleet, &Policy::default(), at()).unwrap();
-        let order = decision_order(&workload.jobs);
+        let order = decision_order(&workload.jobs, &compiled, &fleet, &fleet.initial_state());
         let run = |backend: &mut Backend| {
             let mut ledger = Ledger::new(Arc::clone(&fleet));
             place_batched(&mut ledger, &compiled, &order, backend, 8, &mut |_, _| {}).unwrap().0

@@ -210,8 +210,11 @@ fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> array<u32, TERM_C
     t[TERM_LATENCY] = (latency_slack * job.inv_latency_ref_q16) >> RECIP_SHIFT;
     t[TERM_ENERGY] = site.energy_term;
     t[TERM_CARBON] = site.carbon_term;
+    // A tight fit: 1000 less the HBM per GPU the rack has beyond the job's need, as a share of the
+    // fleet's largest, so that small needs (none included) leave large-memory racks to the jobs
+    // that need them.
     let hbm_slack = rack.hbm_gb - min(job.hbm_gb, rack.hbm_gb);
-    t[TERM_HBM] = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
+    t[TERM_HBM] = TERM_SCALE - ((hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT);
     // The draw is skipped when its weight is 0 (every policy but `random`): a quarter of the work.
     if (job.weights[TERM_RANDOM] != 0u) {
         let rack_class = rack.cluster * RANDOM_CLUSTER_STRIDE + rack.free_gpus;

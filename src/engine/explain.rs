@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ledger::Ledger;
-use crate::engine::place::{Outcome, Placement, decision_rank};
+use crate::engine::place::{Outcome, Placement, decision_order};
 use crate::engine::reasons::{Reason, RejectCounts, describe_need};
 use crate::engine::view::PlacedOn;
 use crate::error::{InputError, Result};
@@ -121,7 +121,6 @@ pub fn explain(
     let not_found =
         || InputError::new(&workload.source_name, format!("job `{id}`"), "id", "no job has this id in the workload");
     let index = workload.jobs.iter().position(|j| j.id == id).ok_or_else(not_found)?;
-    let rank = decision_rank(&workload.jobs, index);
     let foreign = || {
         InputError::new(
             &workload.source_name,
@@ -133,12 +132,11 @@ pub fn explain(
     if placement.decisions.len() != workload.jobs.len() || placement.before.racks.len() != fleet.racks.len() {
         return Err(foreign().into());
     }
+    let compiled = workload.compile(fleet, policy, placement.at)?;
+    let order = decision_order(&workload.jobs, &compiled, fleet, &placement.before);
+    let rank = order.iter().position(|&j| j == index).expect("every job has a rank");
     let decided = placement.decisions.get(rank).filter(|d| d.job == index).ok_or_else(foreign)?;
-    let job = Workload::from_jobs(vec![workload.jobs[index].clone()], &workload.source_name).compile(
-        fleet,
-        policy,
-        placement.at,
-    )?[0];
+    let job = compiled[index];
     let mut ledger = Ledger::with_state(std::sync::Arc::clone(fleet), placement.before.clone());
     for decision in &placement.decisions[..rank] {
         if let Outcome::Placed { allocation, .. } = &decision.outcome {

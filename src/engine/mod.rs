@@ -2,11 +2,13 @@
 //! batched engine, the words of `explain`, and the [`Scheduler`] in front of them.
 //!
 //! # The guarantee
-//! Jobs are decided one at a time in the order *priority descending, then id ascending*. Each job
-//! is placed on the best-scoring rack (ties: lowest global rack index) among those feasible given
-//! the capacity left by every job decided before it, or left unplaced if none is feasible. So a job
-//! is never left unplaced because of capacity taken by a job of lower priority (or of equal
-//! priority and greater id): those are decided after it. Where a job's pods go — which racks,
+//! Jobs are decided one at a time in the order of [`place::decision_order`]: priority descending;
+//! within a priority the most constrained job first (its GPUs the largest share of the GPUs that
+//! could ever hold it), then the larger, then id ascending. Each job is placed on the best-scoring
+//! rack (ties: lowest global rack index) among those feasible given the capacity left by every job
+//! decided before it, or left unplaced if none is feasible. So a job is never left unplaced because
+//! of capacity taken by a job of lower priority, nor by a less constrained job of its priority:
+//! those are decided after it. Where a job's pods go — which racks,
 //! which trays (nodes) of them, which GPUs of each tray — is the shape rule of
 //! [`crate::kernel::shape`].
 //!

@@ -138,7 +138,8 @@ impl Scheduler {
     pub fn compile<'w>(&self, workload: &'w Workload, at: Day) -> Result<Compiled<'w>> {
         let jobs = workload.compile(&self.fleet, &self.policy, at)?;
         let mut rank = vec![0u32; jobs.len()];
-        for (position, &j) in decision_order(&workload.jobs).iter().enumerate() {
+        for (position, &j) in decision_order(&workload.jobs, &jobs, &self.fleet, self.ledger.state()).iter().enumerate()
+        {
             rank[j] = position as u32;
         }
         Ok(Compiled { workload, jobs, at, rank, fleet: Arc::clone(&self.fleet) })

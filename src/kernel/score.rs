@@ -74,7 +74,7 @@ pub const TERM_LATENCY: u32 = 2;
 pub const TERM_ENERGY: u32 = 3;
 /// Index of the carbon term.
 pub const TERM_CARBON: u32 = 4;
-/// Index of the HBM-headroom term.
+/// Index of the HBM-fit term.
 pub const TERM_HBM: u32 = 5;
 /// Index of the seeded random term.
 pub const TERM_RANDOM: u32 = 6;
@@ -118,7 +118,8 @@ pub enum Term {
     Energy,
     /// Cleanliness of the site's energy (grid carbon × PUE).
     Carbon,
-    /// HBM per GPU left over above the job's need.
+    /// How tightly the rack's HBM per GPU fits the job's need: 1000 less the HBM beyond the need as
+    /// a share of the fleet's largest HBM per GPU (1000 when equal).
     Hbm,
     /// A seeded pseudo-random draw per job and rack class (cluster, free GPUs): racks that are
     /// interchangeable draw the same value, so ties still go to the lowest index.
@@ -213,7 +214,7 @@ pub struct RackGpu {
     pub cluster: u32,
     /// floor(1000·2¹⁶ / gpus).
     pub inv_gpus_q16: u32,
-    /// floor(1000·2¹⁶ / hbm_gb).
+    /// floor(1000·2¹⁶ / the fleet's largest HBM per GPU) (the rack's own `hbm_gb` at most).
     pub inv_hbm_q16: u32,
     /// GPUs per node (tray), 1..=8.
     pub node_gpus: u32,
@@ -362,8 +363,11 @@ pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [
     t[TERM_LATENCY as usize] = (latency_slack * job.inv_latency_ref_q16) >> RECIP_SHIFT;
     t[TERM_ENERGY as usize] = site.energy_term;
     t[TERM_CARBON as usize] = site.carbon_term;
+    // A tight fit: 1000 less the HBM per GPU the rack has beyond the job's need, as a share of the
+    // fleet's largest, so that small needs (none included) leave large-memory racks to the jobs
+    // that need them.
     let hbm_slack = rack.hbm_gb - job.hbm_gb.min(rack.hbm_gb);
-    t[TERM_HBM as usize] = (hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT;
+    t[TERM_HBM as usize] = TERM_SCALE - ((hbm_slack * rack.inv_hbm_q16) >> RECIP_SHIFT);
     // The draw is skipped when its weight is 0 (every policy but `random`): a quarter of the work.
     if job.weights[TERM_RANDOM as usize] != 0 {
         let rack_class = rack.cluster.wrapping_mul(RANDOM_CLUSTER_STRIDE).wrapping_add(rack.free_gpus);

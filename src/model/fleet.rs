@@ -890,6 +890,7 @@ impl Fleet {
 
     /// The scorer's view of the fleet at its initial occupancy.
     pub fn initial_state(&self) -> FleetState {
+        let largest_hbm = self.rack_types.iter().map(|rt| rt.hbm_gb).max().unwrap_or(1);
         let racks = self
             .racks
             .iter()
@@ -907,7 +908,7 @@ impl Fleet {
                     site: cluster.site as u32,
                     cluster: slot.cluster,
                     inv_gpus_q16: inv_q16(rt.gpus),
-                    inv_hbm_q16: inv_q16(rt.hbm_gb),
+                    inv_hbm_q16: inv_q16(largest_hbm),
                     node_gpus: rt.node_gpus,
                     nodes: rt.nodes,
                     first_node: slot.first_node,

@@ -683,7 +683,15 @@ impl Workload {
                 )
             })?;
             let not_before = job.not_before;
-            let latency_ref_ms = job.max_latency_ms.unwrap_or(policy.latency_ref_ms);
+            // A job without a latency bound is steered by latency only when the policy says how.
+            let mut weights = policy.weights(job.kind).0;
+            let latency_ref_ms = match job.max_latency_ms.or(policy.latency_ref_ms) {
+                Some(reference) => reference,
+                None => {
+                    weights[crate::kernel::score::TERM_LATENCY as usize] = 0;
+                    MAX_LATENCY_MS
+                }
+            };
             compiled.push(JobGpu {
                 gpus: job.gpus,
                 pods: job.pods.unwrap_or(0),
@@ -697,7 +705,7 @@ impl Workload {
                 provider_mask,
                 ready_day: not_before.map_or(at, |d| d.max(at)).0,
                 random_salt: random_salt(policy.seed, &job.id),
-                weights: policy.weights(job.kind).0,
+                weights,
             });
         }
         Ok(compiled)

@@ -136,10 +136,12 @@ pub struct Policy {
     pub multimodal: Weights,
     /// Weights for training jobs.
     pub training: Weights,
-    /// Latency (ms) at which the latency term of a job *without* `max_latency_ms` reaches 0.
-    #[serde(default = "default_latency_ref_ms")]
+    /// Optional: steers jobs *without* `max_latency_ms` toward sites near their users, the latency
+    /// term reaching 0 at this latency (ms). Absent (the default), a job without a latency bound is
+    /// not steered by latency at all: its latency term is 0 on every site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MAX_LATENCY_MS))]
-    pub latency_ref_ms: u32,
+    pub latency_ref_ms: Option<u32>,
     /// Candidates kept per job by the scoring pass (1..=16).
     #[serde(default = "default_candidates")]
     #[schemars(range(min = 1, max = MAX_CANDIDATES))]
@@ -200,10 +202,6 @@ impl Preset {
     }
 }
 
-fn default_latency_ref_ms() -> u32 {
-    200
-}
-
 fn default_candidates() -> u32 {
     8
 }
@@ -218,25 +216,28 @@ fn weights(pairs: &[(Term, u32)]) -> Weights {
 }
 
 impl Default for Policy {
-    /// The built-in policy. Why each kind weighs what it does:
+    /// The built-in policy. Every kind weighs best fit (`pack`) and HBM fit (`hbm`) fully: measured
+    /// against exact optima on contended instances (`scripts/quality.py`, BENCHMARKS.md), packing
+    /// racks and leaving large-memory racks to the jobs that need them places the most GPUs, and
+    /// lowering either cost more than any other change. On top of that, per kind:
     ///
-    /// - **inference**: users wait on every token, so latency headroom dominates (1000); moderate best
-    ///   fit (300) keeps racks whole for large jobs; energy (200) and carbon (100) break near-ties.
-    /// - **agentic**: chains of calls multiply latency, so latency dominates too (1000); tool-using
-    ///   agents hold long contexts, hence some HBM headroom (200).
-    /// - **multimodal**: images, audio and video inflate activations and KV caches, so HBM headroom
-    ///   leads (1000), then latency (500).
+    /// - **inference** and **agentic**: users wait on every token (and agents chain calls), so
+    ///   latency headroom below the job's bound counts (500; a job without a bound is not steered
+    ///   by latency); energy and carbon break near-ties.
+    /// - **multimodal**: latency headroom (500) where the job states a bound.
     /// - **training**: runs for days with no user in the loop, so energy cost (1000) and carbon (600)
-    ///   lead, and strong best fit (800) packs racks so whole NVLink domains stay free for other gangs;
-    ///   latency is irrelevant (0).
+    ///   weigh most after fit; latency is irrelevant (0).
+    ///
+    /// The latency weight was 1000 before the measurement; at 500 the instances placed slightly
+    /// more GPUs, and the bound itself is a constraint, never traded away.
     fn default() -> Self {
         use Term::{Carbon, Energy, Hbm, Latency, Pack};
         Policy {
-            inference: weights(&[(Pack, 300), (Latency, 1000), (Energy, 200), (Carbon, 100), (Hbm, 100)]),
-            agentic: weights(&[(Pack, 300), (Latency, 1000), (Energy, 150), (Carbon, 100), (Hbm, 200)]),
-            multimodal: weights(&[(Pack, 300), (Latency, 500), (Energy, 200), (Carbon, 100), (Hbm, 1000)]),
-            training: weights(&[(Pack, 800), (Energy, 1000), (Carbon, 600), (Hbm, 200)]),
-            latency_ref_ms: default_latency_ref_ms(),
+            inference: weights(&[(Pack, 1000), (Latency, 500), (Energy, 200), (Carbon, 100), (Hbm, 1000)]),
+            agentic: weights(&[(Pack, 1000), (Latency, 500), (Energy, 150), (Carbon, 100), (Hbm, 1000)]),
+            multimodal: weights(&[(Pack, 1000), (Latency, 500), (Energy, 200), (Carbon, 100), (Hbm, 1000)]),
+            training: weights(&[(Pack, 1000), (Energy, 1000), (Carbon, 600), (Hbm, 1000)]),
+            latency_ref_ms: None,
             candidates: default_candidates(),
             seed: 0,
             format_version: None,
@@ -314,12 +315,14 @@ impl Policy {
                 }
             }
         }
-        if self.latency_ref_ms == 0 || self.latency_ref_ms > MAX_LATENCY_MS {
+        if let Some(reference) = self.latency_ref_ms
+            && (reference == 0 || reference > MAX_LATENCY_MS)
+        {
             return Err(InputError::new(
                 source_name,
                 "policy",
                 "latency_ref_ms",
-                format!("{} is out of range: must be 1..={MAX_LATENCY_MS}", self.latency_ref_ms),
+                format!("{reference} is out of range: must be 1..={MAX_LATENCY_MS}"),
             ));
         }
         if self.candidates == 0 || self.candidates > MAX_CANDIDATES {
@@ -341,17 +344,17 @@ mod tests {
     #[test]
     fn weights_are_read_by_term_name() {
         let json = serde_json::to_string(&Policy::default()).unwrap();
-        assert!(json.contains(r#""inference":{"pack":300,"spread":0,"latency":1000"#), "{json}");
+        assert!(json.contains(r#""inference":{"pack":1000,"spread":0,"latency":500"#), "{json}");
         assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), Policy::default());
         let missing_random = json.replace(r#","random":0"#, "");
         assert_eq!(serde_json::from_str::<Policy>(&missing_random).unwrap(), Policy::default());
-        let missing_pack = json.replacen(r#""pack":300,"#, "", 1);
+        let missing_pack = json.replacen(r#""pack":1000,"#, "", 1);
         assert!(
             serde_json::from_str::<Policy>(&missing_pack).unwrap_err().to_string().contains("missing field `pack`")
         );
-        let duplicate = json.replacen(r#""pack":300,"#, r#""pack":300,"pack":1,"#, 1);
+        let duplicate = json.replacen(r#""pack":1000,"#, r#""pack":1000,"pack":1,"#, 1);
         assert!(serde_json::from_str::<Policy>(&duplicate).unwrap_err().to_string().contains("duplicate field `pack`"));
-        let unknown = json.replacen(r#""pack":300,"#, r#""packing":300,"#, 1);
+        let unknown = json.replacen(r#""pack":1000,"#, r#""packing":300,"#, 1);
         assert!(serde_json::from_str::<Policy>(&unknown).unwrap_err().to_string().contains("unknown field `packing`"));
     }
 }

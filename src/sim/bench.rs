@@ -212,8 +212,8 @@ pub fn run(
     let at = Day::parse("2026-11-26").expect("a valid date");
     let workload = crate::sim::generate::generate(&fleet, config.jobs, config.seed, at)?;
     let jobs = workload.compile(&fleet, &Policy::default(), at)?;
-    let order = decision_order(&workload.jobs);
     let state = fleet.initial_state();
+    let order = decision_order(&workload.jobs, &jobs, &fleet, &state);
     let pairs = jobs.len() as f64 * state.racks.len() as f64;
     let k = config.k;
 

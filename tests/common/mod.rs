@@ -300,7 +300,7 @@ pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
     let (inference, agentic, multimodal, training) = (weights(), weights(), weights(), weights());
     let mut policy = gpuplace::Policy::default();
     (policy.inference, policy.agentic, policy.multimodal, policy.training) = (inference, agentic, multimodal, training);
-    policy.latency_ref_ms = rng.between(1, 400) as u32;
+    policy.latency_ref_ms = rng.percent(50).then(|| rng.between(1, 400) as u32);
     policy.candidates = rng.between(1, 16) as u32;
     policy.seed = rng.next_u64();
     policy
