@@ -1,7 +1,7 @@
 // gpuplace scoring kernel: scores every job of a tile against every rack of a tile and keeps each
 // job's best K candidates, so that only O(jobs × K) is read back.
 //
-// Keep in sync with its CPU twin: src/kernel/shape.rs (`pod_layout` … `gpus_on_anchor`: the shape rule)
+// Keep in sync with its CPU twin: src/kernel/shape.rs (`unpack_shape` … `gpus_on_anchor`: the shape rule)
 // and src/kernel/score.rs (everything else). The same structs in the same field order, the same
 // constants, and the functions line for line. All arithmetic is u32; the ranges that keep it from
 // overflowing are documented in src/kernel/score.rs and enforced on input.
@@ -38,6 +38,7 @@ struct Job {
     gpus: u32,
     pods: u32,
     pod_gpus: u32,
+    shapes: array<u32, 8>,
     hbm_gb: u32,
     region: u32,
     latency_limit_ms: u32,
@@ -62,8 +63,7 @@ struct Rack {
     node_gpus: u32,
     nodes: u32,
     first_node: u32,
-    counts_lo: u32,
-    counts_hi: u32,
+    summary: array<u32, 6>,
 }
 
 struct Site {
@@ -106,51 +106,40 @@ struct Params {
 
 // The shape rule (twin of src/kernel/shape.rs, which says it in words): a job is pods on nodes
 // (trays); pods that fit one NVLink domain go inside one rack, on its usable nodes (the rack's
-// counts of nodes by free GPUs decide); a larger job needs this rack whole and enough whole racks in
+// summary of its nodes decides); a larger job needs this rack whole and enough whole racks in
 // its cluster (this rack is their anchor).
-fn pod_layout(job_gpus: u32, pods: u32, pod_gpus: u32, node_gpus: u32) -> vec3<u32> {
-    if (pod_gpus != 0u) {
-        return vec3<u32>(pods, pod_gpus, 0u);
-    } else if (job_gpus <= node_gpus) {
-        return vec3<u32>(1u, job_gpus, 0u);
-    } else {
-        return vec3<u32>(job_gpus / node_gpus, node_gpus, job_gpus % node_gpus);
-    }
+// The job's pod shape on this rack's node size, unpacked from its table (the host builds the
+// table: src/kernel/shape.rs `job_tables`, and each rack's summary: `rack_summary`), so that
+// nothing divides per pair.
+fn unpack_shape(packed: u32) -> vec3<u32> {
+    return vec3<u32>(packed & 0xFFFFu, (packed >> 16u) & 0xFu, (packed >> 20u) & 0xFu);
 }
 
-fn pods_per_rack(size: u32, node_gpus: u32, nodes: u32) -> u32 {
-    return nodes * (node_gpus / size);
+fn pods_per_rack(packed: u32, nodes: u32) -> u32 {
+    return nodes * ((packed >> 24u) & 0xFu);
 }
 
-fn nodes_with_free(counts_lo: u32, counts_hi: u32, free: u32) -> u32 {
-    let word = select(counts_hi, counts_lo, free <= 4u);
-    return (word >> (8u * ((free - 1u) % 4u))) & 0xFFu;
+fn nodes_with_at_least(summary: array<u32, 6>, gpus: u32) -> u32 {
+    let word = select(summary[1], summary[0], gpus <= 4u);
+    return (word >> (8u * ((gpus - 1u) & 3u))) & 0xFFu;
 }
 
-fn pods_fit(counts_lo: u32, counts_hi: u32, size: u32) -> u32 {
-    var total = 0u;
-    for (var free = 1u; free <= MAX_NODE_GPUS; free++) {
-        total += nodes_with_free(counts_lo, counts_hi, free) * (free / size);
-    }
-    return total;
+fn pods_fit(summary: array<u32, 6>, size: u32) -> u32 {
+    let low = select(summary[3], summary[2], size <= 2u);
+    let high = select(summary[5], summary[4], size <= 6u);
+    let word = select(high, low, size <= 4u);
+    return (word >> (16u * ((size - 1u) & 1u))) & 0xFFFFu;
 }
 
-fn nodes_with_at_least(counts_lo: u32, counts_hi: u32, gpus: u32) -> u32 {
-    var total = 0u;
-    for (var free = gpus; free <= MAX_NODE_GPUS; free++) {
-        total += nodes_with_free(counts_lo, counts_hi, free);
-    }
-    return total;
-}
-
-fn fits(pod_shape: vec3<u32>, per_rack: u32, free_gpus: u32, rack_gpus: u32, counts_lo: u32, counts_hi: u32,
+fn fits(pod_shape: vec3<u32>, per_rack: u32, free_gpus: u32, rack_gpus: u32, summary: array<u32, 6>,
         whole_racks: u32) -> bool {
     let full = pod_shape.x;
     let size = pod_shape.y;
     let rest = pod_shape.z;
     let pods = full + select(0u, 1u, rest != 0u);
-    let fits_one_rack = pods_fit(counts_lo, counts_hi, size) >= full
-        && (rest == 0u || nodes_with_at_least(counts_lo, counts_hi, rest) > full);
+    // `size` is at least 1 where `per_rack` is not 0; the clamp keeps the lookup in range otherwise.
+    let fits_one_rack = pods_fit(summary, max(size, 1u)) >= full
+        && (rest == 0u || nodes_with_at_least(summary, rest) > full);
     let fits_many_racks = free_gpus == rack_gpus && whole_racks * per_rack >= pods;
     return per_rack != 0u && select(fits_many_racks, fits_one_rack, pods <= per_rack);
 }
@@ -163,9 +152,10 @@ fn gpus_on_anchor(job_gpus: u32, pod_shape: vec3<u32>, per_rack: u32, free_gpus:
 
 fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, latency_ms: u32) -> u32 {
     var reject = 0u;
-    let pod_shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
-    let per_rack = pods_per_rack(pod_shape.y, rack.node_gpus, rack.nodes);
-    if (!fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.counts_lo, rack.counts_hi, cluster.free_racks)) {
+    let packed = job.shapes[rack.node_gpus - 1u];
+    let pod_shape = unpack_shape(packed);
+    let per_rack = pods_per_rack(packed, rack.nodes);
+    if (!fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, cluster.free_racks)) {
         reject |= REJECT_GPUS;
     }
     if (rack.hbm_gb < job.hbm_gb) {
@@ -201,8 +191,9 @@ fn mix(x: u32) -> u32 {
 
 fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> array<u32, TERM_COUNT> {
     var t: array<u32, TERM_COUNT>;
-    let pod_shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
-    let per_rack = pods_per_rack(pod_shape.y, rack.node_gpus, rack.nodes);
+    let packed = job.shapes[rack.node_gpus - 1u];
+    let pod_shape = unpack_shape(packed);
+    let per_rack = pods_per_rack(packed, rack.nodes);
     let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, pod_shape, per_rack, rack.free_gpus);
     t[TERM_PACK] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
     t[TERM_SPREAD] = TERM_SCALE - t[TERM_PACK];

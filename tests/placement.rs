@@ -11,7 +11,7 @@ use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_wo
 use gpuplace::engine::place::{Decision, Outcome, decision_order};
 use gpuplace::engine::{Allocation, Cause, Ledger, NamedOutcome, RejectCounts};
 use gpuplace::kernel::score::{Candidate, STATIC_REJECTS, better, check, score};
-use gpuplace::kernel::shape::{pod_layout, pods_per_rack, racks_needed, spans_racks};
+use gpuplace::kernel::shape::{racks_needed, shape_on, spans_racks};
 use gpuplace::kernel::state::NodeState;
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Fleet, Policy, Scheduler, Workload};
@@ -56,7 +56,7 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
                 assert_eq!(allocation.site, anchor.site, "{id}: allocation names another site");
                 assert_eq!(allocation.power_w, job.gpus * anchor.gpu_watts, "{id}: power not the job's draw");
                 // The pods: as many and as large as the job's shape on this rack type says.
-                let shape = pod_layout(job.gpus, job.pods, job.pod_gpus, anchor.node_gpus);
+                let (shape, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, anchor.node_gpus, anchor.nodes);
                 let mut sizes: Vec<u32> = allocation.pods.iter().map(|p| p.gpus.count_ones()).collect();
                 let mut expected = vec![shape[1]; shape[0] as usize];
                 if shape[2] != 0 {
@@ -65,7 +65,6 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
                 sizes.sort_unstable();
                 expected.sort_unstable();
                 assert_eq!(sizes, expected, "{id}: pods not the job's");
-                let per_rack = pods_per_rack(shape[1], anchor.node_gpus, anchor.nodes);
                 if !spans_racks(shape, per_rack) {
                     assert_eq!(racks.len(), 1, "{id} split across NVLink domains");
                 } else {

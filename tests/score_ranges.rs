@@ -9,7 +9,7 @@ use gpuplace::kernel::limits::{
 use gpuplace::kernel::score::{
     ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16, score, terms,
 };
-use gpuplace::kernel::shape::node_counts;
+use gpuplace::kernel::shape::{job_tables, rack_summary};
 use proptest::prelude::*;
 
 prop_compose! {
@@ -26,8 +26,9 @@ prop_compose! {
         pods in 1..=MAX_JOB_GPUS,
         pod_gpus in 0..=MAX_NODE_GPUS,
     ) -> JobGpu {
+        let shapes = job_tables(gpus, pods, pod_gpus);
         JobGpu {
-            gpus, pods, pod_gpus, hbm_gb, region, latency_limit_ms, latency_ref_ms,
+            gpus, pods, pod_gpus, shapes, hbm_gb, region, latency_limit_ms, latency_ref_ms,
             inv_latency_ref_q16: inv_q16(latency_ref_ms),
             jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, weights,
         }
@@ -48,7 +49,7 @@ fn rack() -> impl Strategy<Value = RackGpu> {
         .prop_map(|(node_gpus, free, cluster, hbm_gb, gpu_watts)| {
             let nodes = free.len() as u32;
             let gpus = nodes * node_gpus;
-            let [counts_lo, counts_hi] = node_counts(free.iter().copied());
+            let summary = rack_summary(free.iter().copied());
             RackGpu {
                 free_gpus: free.iter().sum(),
                 gpus,
@@ -61,8 +62,7 @@ fn rack() -> impl Strategy<Value = RackGpu> {
                 node_gpus,
                 nodes,
                 first_node: 0,
-                counts_lo,
-                counts_hi,
+                summary,
             }
         })
 }
@@ -95,10 +95,12 @@ proptest! {
 
 #[test]
 fn extremes_do_not_overflow() {
+    let shapes = job_tables(MAX_JOB_GPUS, MAX_JOB_GPUS, 1);
     let job = JobGpu {
         gpus: MAX_JOB_GPUS,
         pods: MAX_JOB_GPUS,
         pod_gpus: 1,
+        shapes,
         hbm_gb: 0,
         region: 0,
         latency_limit_ms: MAX_LATENCY_MS,
@@ -122,8 +124,7 @@ fn extremes_do_not_overflow() {
         node_gpus: 4,
         nodes: MAX_RACK_GPUS / 4,
         first_node: 0,
-        counts_lo: (MAX_RACK_GPUS / 4) << 24,
-        counts_hi: 0,
+        summary: rack_summary(std::iter::repeat_n(4, (MAX_RACK_GPUS / 4) as usize)),
     };
     let site = SiteGpu {
         power_free_w: MAX_SITE_POWER_W,

@@ -123,13 +123,12 @@ fn shared_constants_have_the_same_values() {
 
 #[test]
 fn functions_appear_in_the_same_order_on_both_sides() {
-    // The twins read side by side: the shape rule (pod_layout … gpus_on_anchor) first, then check,
+    // The twins read side by side: the shape rule (unpack_shape … gpus_on_anchor) first, then check,
     // terms, score, better, in this order, in the shader and in shape.rs then score.rs.
     let order = |source: &str, prefix: &str, names: &[&str]| -> Vec<usize> {
         names.iter().map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f}"))).collect()
     };
-    let shape =
-        ["pod_layout", "pods_per_rack", "nodes_with_free", "pods_fit", "nodes_with_at_least", "fits", "gpus_on_anchor"];
+    let shape = ["unpack_shape", "pods_per_rack", "nodes_with_at_least", "pods_fit", "fits", "gpus_on_anchor"];
     let scoring = ["check", "terms", "score", "better"];
     let wgsl = order(SCORE_WGSL, "fn ", &[&shape[..], &scoring[..]].concat());
     assert!(wgsl.windows(2).all(|w| w[0] < w[1]), "score.wgsl order");

@@ -6,17 +6,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::kernel::score::{Candidate, JobGpu, REJECT_GPUS, RackGpu, better};
-use crate::kernel::shape::{min_anchor_free, pod_layout, pods_per_rack};
+use crate::kernel::shape::{min_anchor_free, shape_on};
 use crate::kernel::state::FleetState;
 use crate::model::fleet::Fleet;
 
 /// A rack's class within its cluster: its free GPUs, then its usable nodes counted by free GPUs
-/// (the kernel's `counts_lo`, `counts_hi`). Free GPUs first, so that a range of keys is the racks
+/// (the first two words of the kernel's `summary`: nodes with at least 1..=8 free GPUs, which
+/// determine the rest). Free GPUs first, so that a range of keys is the racks
 /// with at least so many free GPUs.
 type ClassKey = (u32, u32, u32);
 
 fn key_of(rack: &RackGpu) -> ClassKey {
-    (rack.free_gpus, rack.counts_lo, rack.counts_hi)
+    (rack.free_gpus, rack.summary[0], rack.summary[1])
 }
 
 /// A set of racks by (cluster, class key).
@@ -140,8 +141,7 @@ impl ClassIndex {
                 continue;
             };
             let shape = &state.racks[*first as usize];
-            let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, shape.node_gpus);
-            let per_rack = pods_per_rack(layout[1], shape.node_gpus, shape.nodes);
+            let (layout, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, shape.node_gpus, shape.nodes);
             let min_free = min_anchor_free(job.gpus, layout, per_rack, self.rack_gpus[cluster as usize]);
             for bucket in self.buckets[cluster as usize].range((min_free, 0, 0)..).map(|(_, racks)| racks) {
                 let Some(&rack) = bucket.first() else {

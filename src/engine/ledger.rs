@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::engine::classes::ClassIndex;
 use crate::kernel::score::{Candidate, JobGpu, better};
-use crate::kernel::shape::{RackShare, pod_layout, pods_on_nodes, pods_per_rack, racks_needed, spans_racks};
+use crate::kernel::shape::{RackShare, pods_on_nodes, racks_needed, shape_on, spans_racks};
 use crate::kernel::state::{FleetState, NodeState};
 use crate::model::fleet::Fleet;
 
@@ -126,8 +126,7 @@ impl Ledger {
     pub fn commit(&mut self, job: &JobGpu, anchor: u32) -> Allocation {
         debug_assert_eq!(self.state.check(job, anchor as usize), 0, "commit on an infeasible rack");
         let rack = self.state.racks[anchor as usize];
-        let [full, size, rest] = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
-        let per_rack = pods_per_rack(size, rack.node_gpus, rack.nodes);
+        let ([full, size, rest], per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rack.node_gpus, rack.nodes);
         let racks: Vec<u32> = if spans_racks([full, size, rest], per_rack) {
             // The other racks of a job spanning racks: the cluster's whole racks by index.
             let needed = racks_needed([full, size, rest], per_rack) as usize;

@@ -10,7 +10,7 @@ use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::reasons::{Reason, unplaced_reason};
 use crate::error::ScoreError;
 use crate::kernel::score::{JobGpu, MAX_CANDIDATES, NO_RACK, STATIC_REJECTS, TERM_COUNT, better};
-use crate::kernel::shape::{pod_layout, pods_per_rack};
+use crate::kernel::shape::shape_on;
 use crate::kernel::state::FleetState;
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
@@ -186,8 +186,8 @@ pub fn usable_gpus(job: &JobGpu, fleet: &Fleet, state: &FleetState) -> u64 {
         .filter(|cluster| {
             let first = cluster.racks.start;
             let rack = &state.racks[first];
-            let shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
-            pods_per_rack(shape[1], rack.node_gpus, rack.nodes) != 0 && state.check(job, first) & STATIC_REJECTS == 0
+            let (_, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rack.node_gpus, rack.nodes);
+            per_rack != 0 && state.check(job, first) & STATIC_REJECTS == 0
         })
         .map(|cluster| cluster.racks.len() as u64 * u64::from(fleet.rack_types[cluster.rack_type].gpus))
         .sum()

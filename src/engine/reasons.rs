@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::ledger::Ledger;
 use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{JobGpu, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS};
-use crate::kernel::shape::{fits, nodes_with_free, pod_layout, pods_per_rack, racks_needed, spans_racks};
+use crate::kernel::shape::{fits, nodes_with_free, rack_summary, racks_needed, shape_on, spans_racks};
 use crate::model::fleet::Fleet;
 
 /// Formats watts for people: MW from 1 MW up, kW from 0.1 kW, W below. (999,950 W and up would
@@ -26,8 +26,7 @@ pub(crate) fn power(watts: u64) -> String {
 /// within 40 ms of eu-west in EU".
 pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
     let spans_everywhere = fleet.rack_types.iter().all(|rt| {
-        let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
-        let per_rack = pods_per_rack(layout[1], rt.node_gpus, rt.nodes);
+        let (layout, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rt.node_gpus, rt.nodes);
         per_rack == 0 || spans_racks(layout, per_rack)
     });
     let pods = if job.pod_gpus != 0 { format!(" as {} pods of {}", job.pods, job.pod_gpus) } else { String::new() };
@@ -235,14 +234,17 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
     let rack_type = |c: usize| &fleet.rack_types[fleet.clusters[c].rack_type];
     let layout_in = |c: usize| {
         let rt = rack_type(c);
-        let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
-        (layout, pods_per_rack(layout[1], rt.node_gpus, rt.nodes))
+        shape_on(job.gpus, job.pods, job.pod_gpus, rt.node_gpus, rt.nodes)
     };
     // Some rack of the cluster holds the job's pods (the shape rule, power aside).
     let gpus_fit = |c: usize| {
         let (layout, per_rack) = layout_in(c);
         let (gpus, whole) = (rack_type(c).gpus, state.clusters[c].free_racks);
-        classes.keys(c).rev().any(|(free, lo, hi)| fits(layout, per_rack, free, gpus, lo, hi, whole))
+        let rack = &state.racks[fleet.clusters[c].racks.start];
+        classes
+            .keys(c)
+            .rev()
+            .any(|(free, lo, hi)| fits(layout, per_rack, free, gpus, summary_of_class(rack, lo, hi), whole))
     };
     let names = |c: usize| {
         let cluster = &fleet.clusters[c];
@@ -279,7 +281,8 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
     {
         // The rack with the most free GPUs, and among those the one whose trays hold the most.
         let (most_free_in_a_rack, lo, hi) = classes.keys(c).next_back().unwrap_or((0, 0, 0));
-        let on_trays: Vec<u32> = (1..=8).map(|f| nodes_with_free(lo, hi, f)).collect();
+        let summary = summary_of_class(&state.racks[fleet.clusters[c].racks.start], lo, hi);
+        let on_trays: Vec<u32> = (1..=8).map(|f| nodes_with_free(summary, f)).collect();
         let trays_with_free = on_trays.iter().sum();
         let most_free_on_a_tray = (1..=8u32).rev().find(|&f| on_trays[f as usize - 1] > 0).unwrap_or(0);
         let pod_gpus = layout_in(c).0[1];
@@ -327,6 +330,17 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         );
         Reason { cause: Cause::FreeRacks { site, cluster, free_racks, needed_racks }, text }
     }
+}
+
+/// The summary of a rack of `rack`'s type in the class whose nodes with at least 1..=8 free GPUs
+/// are `at_least_lo`, `at_least_hi` (those counts determine the rest).
+fn summary_of_class(rack: &crate::kernel::score::RackGpu, at_least_lo: u32, at_least_hi: u32) -> [u32; 6] {
+    let summary = [at_least_lo, at_least_hi, 0, 0, 0, 0];
+    let mut free = Vec::with_capacity(rack.nodes as usize);
+    for f in 1..=8u32 {
+        free.extend(std::iter::repeat_n(f, nodes_with_free(summary, f) as usize));
+    }
+    rack_summary(free)
 }
 
 #[cfg(test)]

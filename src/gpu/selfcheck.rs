@@ -13,6 +13,7 @@ use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{
     ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM, TERM_SCALE, inv_q16, mix,
 };
+use crate::kernel::shape::job_tables;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
 
 const SITES: u32 = 5;
@@ -74,8 +75,7 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 node_gpus,
                 nodes: gpus / node_gpus,
                 first_node,
-                counts_lo: 0,
-                counts_hi: 0,
+                summary: [0; 6],
             }
         })
         .collect();
@@ -110,10 +110,12 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
             let pod_gpus = if draw(24, j, 4) == 0 { [1u32, 2, 4, 8][draw(25, j, 4) as usize] } else { 0 };
             let pods = if pod_gpus == 0 { 0 } else { 1 + draw(26, j, 30) };
             let gpus = if pod_gpus == 0 { gpus } else { pods * pod_gpus };
+            let shapes = job_tables(gpus, pods, pod_gpus);
             JobGpu {
                 gpus,
                 pods,
                 pod_gpus,
+                shapes,
                 hbm_gb: draw(14, j, 300),
                 region: draw(15, j, REGIONS),
                 latency_limit_ms: if draw(16, j, 2) == 0 { MAX_LATENCY_MS } else { 1 + draw(17, j, 250) },

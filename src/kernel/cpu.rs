@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::kernel::score::{
     Candidate, ClusterGpu, JobGpu, NO_RACK, REJECT_GPUS, RackGpu, SiteGpu, better, check, insert_candidate, score,
 };
-use crate::kernel::shape::{cluster_has_room, pod_layout, pods_per_rack};
+use crate::kernel::shape::{cluster_has_room, shape_on};
 use crate::kernel::state::FleetState;
 
 /// What a scoring pass returns for each job: its best `k` candidates (best first, empty slots are
@@ -47,8 +47,7 @@ struct RackColumns {
     inv_hbm_q16: Vec<u32>,
     node_gpus: Vec<u32>,
     nodes: Vec<u32>,
-    counts_lo: Vec<u32>,
-    counts_hi: Vec<u32>,
+    summary: [Vec<u32>; 6],
     cluster: Vec<u32>,
     power_free_w: Vec<u32>,
     jurisdiction_bit: Vec<u32>,
@@ -90,8 +89,7 @@ impl RackColumns {
             inv_hbm_q16: column(&|r| r.inv_hbm_q16),
             node_gpus: column(&|r| r.node_gpus),
             nodes: column(&|r| r.nodes),
-            counts_lo: column(&|r| r.counts_lo),
-            counts_hi: column(&|r| r.counts_hi),
+            summary: std::array::from_fn(|word| column(&|r| r.summary[word])),
             cluster: column(&|r| r.cluster),
             power_free_w: column(&|r| site(r).power_free_w),
             jurisdiction_bit: column(&|r| site(r).jurisdiction_bit),
@@ -128,8 +126,7 @@ impl RackColumns {
             node_gpus: self.node_gpus[i],
             nodes: self.nodes[i],
             first_node: 0,
-            counts_lo: self.counts_lo[i],
-            counts_hi: self.counts_hi[i],
+            summary: std::array::from_fn(|word| self.summary[word][i]),
         }
     }
 
@@ -145,10 +142,6 @@ impl RackColumns {
 
     fn cluster(&self, i: usize) -> ClusterGpu {
         ClusterGpu { free_racks: self.free_racks[i], online_day: self.online_day[i] }
-    }
-
-    fn len(&self) -> usize {
-        self.gpus.len()
     }
 }
 
@@ -219,12 +212,13 @@ fn score_job_columns_avx2(job: &JobGpu, columns: &RackColumns, top: &mut [Candid
 fn score_job_columns_portable(job: &JobGpu, c: &RackColumns, top: &mut [Candidate], prune: bool) -> u32 {
     top.fill(Candidate::NONE);
     let mut keys = [0u32; BLOCK];
-    if !prune {
-        return score_range(job, c, 0..c.len(), top, &mut keys);
-    }
     let mut feasible = 0;
     for run in &c.runs {
         let first = run.start;
+        if !prune {
+            feasible += score_range(job, c, run.start..run.end, top, &mut keys);
+            continue;
+        }
         // Every constraint but GPU capacity is the same for all racks of a cluster.
         if check(job, &c.rack(first), &c.site(first), &c.cluster(first), c.latency[job.region as usize][first])
             & !REJECT_GPUS
@@ -232,8 +226,7 @@ fn score_job_columns_portable(job: &JobGpu, c: &RackColumns, top: &mut [Candidat
         {
             continue;
         }
-        let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, c.node_gpus[first]);
-        let per_rack = pods_per_rack(layout[1], c.node_gpus[first], c.nodes[first]);
+        let (layout, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, c.node_gpus[first], c.nodes[first]);
         if cluster_has_room(job.gpus, layout, per_rack, run.max_free, c.free_racks[first]) {
             feasible += score_range(job, c, run.start..run.end, top, &mut keys);
         }
@@ -241,8 +234,10 @@ fn score_job_columns_portable(job: &JobGpu, c: &RackColumns, top: &mut [Candidat
     feasible
 }
 
-/// Scores `job` against the racks in `racks` (ascending), continuing the list in `top`; returns
-/// the feasible racks among them. Compiled once per instruction set it is inlined into.
+/// Scores `job` against the racks in `racks` (ascending, all of one cluster), continuing the list
+/// in `top`; returns the feasible racks among them. Compiled once per instruction set it is inlined
+/// into. The racks' node size and count are read once, from the first: they are the cluster's rack
+/// type's, so the job's shape-table entry is the same for the whole range and the loop vectorizes.
 ///
 /// Pass 1 (vectorized) computes a key per rack of a block: 0 when infeasible, else score + 1.
 /// Pass 2 inserts the keys that beat the list's last entry. Racks arrive in increasing index, so a
@@ -270,12 +265,9 @@ fn score_range(
         );
         let (inv_gpus_q16, inv_hbm_q16, cluster_index) =
             (&c.inv_gpus_q16[range.clone()], &c.inv_hbm_q16[range.clone()], &c.cluster[range.clone()]);
-        let (node_gpus, nodes, counts_lo, counts_hi) = (
-            &c.node_gpus[range.clone()],
-            &c.nodes[range.clone()],
-            &c.counts_lo[range.clone()],
-            &c.counts_hi[range.clone()],
-        );
+        // One cluster: one rack type.
+        let (node_gpus, nodes) = (c.node_gpus[racks.start], c.nodes[racks.start]);
+        let summary: [&[u32]; 6] = std::array::from_fn(|word| &c.summary[word][range.clone()]);
         let (power_free_w, jurisdiction_bit, provider_bit) =
             (&c.power_free_w[range.clone()], &c.jurisdiction_bit[range.clone()], &c.provider_bit[range.clone()]);
         let (energy_term, carbon_term) = (&c.energy_term[range.clone()], &c.carbon_term[range.clone()]);
@@ -294,11 +286,10 @@ fn score_range(
                 cluster: cluster_index[i],
                 inv_gpus_q16: inv_gpus_q16[i],
                 inv_hbm_q16: inv_hbm_q16[i],
-                node_gpus: node_gpus[i],
-                nodes: nodes[i],
+                node_gpus,
+                nodes,
                 first_node: 0,
-                counts_lo: counts_lo[i],
-                counts_hi: counts_hi[i],
+                summary: std::array::from_fn(|word| summary[word][i]),
             };
             let site = SiteGpu {
                 power_free_w: power_free_w[i],

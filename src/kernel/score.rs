@@ -3,7 +3,7 @@
 //! Keep in sync with `shaders/score.wgsl`: the structs below are the shader's structs, field for field
 //! and in the same order; the constants have the same names and values; [`check`], [`terms`],
 //! [`score`] and [`better`] read line for line like the shader's functions of the same names, and the
-//! shader's shape functions (`pod_layout` … `gpus_on_anchor`) are the twins of
+//! shader's shape functions (`unpack_shape` … `gpus_on_anchor`) are the twins of
 //! [`crate::kernel::shape`]. The test
 //! `tests/shader.rs` parses the shader with naga and compares struct sizes, field names, constants
 //! and function order with this file; the parity tests run both.
@@ -22,8 +22,7 @@
 //! |---|---|---|
 //! | rack `gpus` (GPUs per NVLink domain) | 1 ..= 1024 | `MAX_RACK_GPUS` |
 //! | rack `node_gpus` / `nodes` (GPUs per node, nodes per rack) | 1 ..= 8 / 1 ..= 255 | `MAX_NODE_GPUS`, `MAX_RACK_NODES` |
-//! | nodes counted by free GPUs (`counts_lo`, `counts_hi`) | 8 bits each, ≤ 255 | (nodes per rack) |
-//! | pods a rack holds: Σ nodes × (free / pod size) | ≤ 255 · 8 = 2 040 | (the two lines above) |
+//! | rack `summary`: nodes with at least f free GPUs / pods of each size they hold | ≤ 255 (8 bits) / ≤ 255 · 8 = 2 040 (16 bits) | (nodes per rack, GPUs per node) |
 //! | job `pods` / `pod_gpus` | 0 ..= 65 535 / 0 ..= 8 (0: the `gpus` shorthand) | `MAX_JOB_GPUS`, `MAX_NODE_GPUS` |
 //! | `free_racks * pods_per_rack` | ≤ 1 000 000 · 2 040 = 2 040 000 000 | (product) |
 //! | rack `hbm_gb` / job `hbm_gb` | 1 ..= 65 535 / 0 ..= 65 535 | `MAX_HBM_GB` |
@@ -41,15 +40,16 @@
 //! | score = Σ over the [`TERM_COUNT`] = 7 terms of weight·term | ≤ 7 000 000 < 2³² | (sum) |
 //! | day numbers | 0 ..= 2 932 896 (9999-12-31) | `MAX_DAY` |
 //!
-//! The terms never divide per pair: every divisor (a rack's GPUs, a rack's HBM, a job's latency
+//! Nothing divides per pair: every divisor (a rack's GPUs, the fleet's largest HBM, a job's latency
 //! reference) is replaced by a reciprocal computed once per rack or job, and the *definition* of each
 //! term is the product with that reciprocal, so the shader and the CPU compute the same integer. The
-//! shape rule divides small integers (GPUs per node by GPUs per pod, both 1..=8, and a job's GPUs by
-//! a node's), which integer division does exactly on both sides.
+//! shape rule's divisions are done ahead: a job's GPUs by a node's once per job, for every node size
+//! 1..=8, into its `shapes` table, and a node's free GPUs by every pod size once per change of a
+//! rack, into its `summary`.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::kernel::shape::{fits, gpus_on_anchor, pod_layout, pods_per_rack};
+use crate::kernel::shape::{fits, gpus_on_anchor, pods_per_rack, unpack_shape};
 
 /// Terms are fractions expressed in thousandths (permille).
 pub const TERM_SCALE: u32 = 1000;
@@ -174,6 +174,8 @@ pub struct JobGpu {
     /// GPUs per pod when the pods are stated, 1..=8; 0 for the `gpus` shorthand (pods that fill
     /// whole nodes of the rack: [`crate::kernel::shape::pod_layout`]).
     pub pod_gpus: u32,
+    /// The pod shape on nodes of 1..=8 GPUs, packed ([`crate::kernel::shape::job_tables`]).
+    pub shapes: [u32; 8],
     /// HBM per GPU the job needs, GB.
     pub hbm_gb: u32,
     /// Index of the job's user region in the fleet's region list.
@@ -222,10 +224,9 @@ pub struct RackGpu {
     pub nodes: u32,
     /// Index of its first node in the state's node table (the host's; the kernel reads the counts).
     pub first_node: u32,
-    /// Usable nodes with 1, 2, 3, 4 free GPUs, 8 bits each (lowest byte: 1).
-    pub counts_lo: u32,
-    /// Usable nodes with 5, 6, 7, 8 free GPUs, 8 bits each.
-    pub counts_hi: u32,
+    /// What the kernel knows of the rack's nodes: usable nodes with at least 1..=8 free GPUs, and
+    /// the pods of 1..=8 GPUs they hold ([`crate::kernel::shape::rack_summary`]).
+    pub summary: [u32; 6],
 }
 
 /// A site as the kernel reads it. Keep in sync with `struct Site` in the shader.
@@ -288,8 +289,8 @@ pub struct Params {
 
 // Storage-buffer records are arrays of 4-byte scalars (WGSL aligns them to 4); the uniform `Params`
 // is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's pod_shape.
-const _: () = assert!(size_of::<JobGpu>() == (12 + TERM_COUNT) * 4);
-const _: () = assert!(size_of::<RackGpu>() == 52);
+const _: () = assert!(size_of::<JobGpu>() == (12 + 8 + TERM_COUNT) * 4);
+const _: () = assert!(size_of::<RackGpu>() == 68);
 const _: () = assert!(size_of::<SiteGpu>() == 20);
 const _: () = assert!(size_of::<ClusterGpu>() == 8);
 const _: () = assert!(size_of::<Candidate>() == 8);
@@ -310,9 +311,10 @@ pub fn inv_q16(divisor: u32) -> u32 {
 #[inline(always)]
 pub fn check(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, cluster: &ClusterGpu, latency_ms: u32) -> u32 {
     let mut reject = 0u32;
-    let pod_shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
-    let per_rack = pods_per_rack(pod_shape[1], rack.node_gpus, rack.nodes);
-    if !fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.counts_lo, rack.counts_hi, cluster.free_racks) {
+    let packed = job.shapes[(rack.node_gpus - 1) as usize];
+    let pod_shape = unpack_shape(packed);
+    let per_rack = pods_per_rack(packed, rack.nodes);
+    if !fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, cluster.free_racks) {
         reject |= REJECT_GPUS;
     }
     if rack.hbm_gb < job.hbm_gb {
@@ -354,8 +356,9 @@ pub fn mix(x: u32) -> u32 {
 #[inline(always)]
 pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
     let mut t = [0u32; TERM_COUNT];
-    let pod_shape = pod_layout(job.gpus, job.pods, job.pod_gpus, rack.node_gpus);
-    let per_rack = pods_per_rack(pod_shape[1], rack.node_gpus, rack.nodes);
+    let packed = job.shapes[(rack.node_gpus - 1) as usize];
+    let pod_shape = unpack_shape(packed);
+    let per_rack = pods_per_rack(packed, rack.nodes);
     let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, pod_shape, per_rack, rack.free_gpus);
     t[TERM_PACK as usize] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
     t[TERM_SPREAD as usize] = TERM_SCALE - t[TERM_PACK as usize];

@@ -20,8 +20,10 @@
 //! this rule, so the counting test of [`fits`] is exact: the pods fit if and only if the rule
 //! places them all.
 //!
-//! The kernel sees a rack's nodes only as counts: how many usable nodes have 1, 2, …, 8 free GPUs
-//! ([`node_counts`]), 8 bits each in two words. Cordoned and failed nodes count as no free GPUs.
+//! The kernel sees a rack's nodes only through its summary ([`rack_summary`]): how many usable
+//! nodes have at least 1, 2, …, 8 free GPUs, and how many pods of 1, 2, …, 8 GPUs they hold, so
+//! that the test of a pair costs a few shifts whatever the rack. Cordoned and failed nodes count as
+//! no free GPUs. The job's side is a table per node size ([`job_tables`]); nothing divides per pair.
 //!
 //! Everything that depends on this rule (feasibility in the kernel, the CPU scorer's pruning, the
 //! engine's commit and its rack classes, the words of `explain`) asks this module.
@@ -39,7 +41,8 @@ pub struct RackShare {
 
 /// The pods of a job on racks of `node_gpus` GPUs per node: `[full, size, rest]`, that is `full`
 /// pods of `size` GPUs and, when `rest` is not 0, one more pod of `rest` GPUs. Explicit pods
-/// (`pod_gpus` ≥ 1) are `[pods, pod_gpus, 0]` on every rack. *Twin.*
+/// (`pod_gpus` ≥ 1) are `[pods, pod_gpus, 0]` on every rack. The host's rule; the kernel reads it
+/// from the job's table ([`job_tables`], [`unpack_shape`]).
 #[inline(always)]
 pub fn pod_layout(job_gpus: u32, pods: u32, pod_gpus: u32, node_gpus: u32) -> [u32; 3] {
     if pod_gpus != 0 {
@@ -51,64 +54,113 @@ pub fn pod_layout(job_gpus: u32, pods: u32, pod_gpus: u32, node_gpus: u32) -> [u
     }
 }
 
+/// The job's shape table, one entry per node size 1..=8 (index `node_gpus - 1`), so that the
+/// kernel never divides: each entry packs [`pod_layout`] on nodes of that many GPUs (bits 0–15 the
+/// full pods, 16–19 their size, 20–23 the rest pod's size, 24–27 the full pods one node of that
+/// size holds: `node_gpus / size`). Explicit pods are at most 65 535 of at most 8 GPUs, a
+/// shorthand job's full pods at most 65 535 (its GPUs), so every field fits.
+pub fn job_tables(job_gpus: u32, pods: u32, pod_gpus: u32) -> [u32; MAX_NODE_GPUS as usize] {
+    let mut shapes = [0u32; MAX_NODE_GPUS as usize];
+    for node_gpus in 1..=MAX_NODE_GPUS {
+        let [full, size, rest] = pod_layout(job_gpus, pods, pod_gpus, node_gpus);
+        // A pod larger than a node fits none: size 0 and no pods per node mark it.
+        let (size, per_node) = if size == 0 || size > node_gpus { (0, 0) } else { (size, node_gpus / size) };
+        shapes[(node_gpus - 1) as usize] = full.min(0xFFFF) | (size << 16) | (rest << 20) | (per_node << 24);
+    }
+    shapes
+}
+
+/// `[full, size, rest]` from an entry of [`job_tables`]. *Twin.*
+#[inline(always)]
+pub fn unpack_shape(packed: u32) -> [u32; 3] {
+    [packed & 0xFFFF, (packed >> 16) & 0xF, (packed >> 20) & 0xF]
+}
+
+/// The host's view of a job on a rack type of `nodes` nodes of `node_gpus` GPUs: its pod shape
+/// ([`pod_layout`]) and the pods a whole rack holds (0 when a pod is larger than a node). The same
+/// values the kernel reads from the job's table.
+pub fn shape_on(job_gpus: u32, pods: u32, pod_gpus: u32, node_gpus: u32, nodes: u32) -> ([u32; 3], u32) {
+    let shape = pod_layout(job_gpus, pods, pod_gpus, node_gpus);
+    let per_rack = if shape[1] == 0 || shape[1] > node_gpus { 0 } else { nodes * (node_gpus / shape[1]) };
+    (shape, per_rack)
+}
+
 /// Pods of a pod shape in all.
 #[inline(always)]
 pub fn pod_count(pod_shape: [u32; 3]) -> u32 {
     pod_shape[0] + u32::from(pod_shape[2] != 0)
 }
 
-/// Pods of the shape one whole rack of `nodes` nodes of `node_gpus` GPUs holds (0 when a pod is
-/// larger than a node). A shorthand job's remainder pod is smaller than a full one, so it holds as
-/// many of those. *Twin.*
+/// Pods of the job one whole rack of `nodes` nodes holds (0 when a pod is larger than a node), from
+/// its table entry for the rack's node size. A shorthand job's remainder pod is smaller than a full
+/// one, so a rack holds as many of those. *Twin.*
 #[inline(always)]
-pub fn pods_per_rack(size: u32, node_gpus: u32, nodes: u32) -> u32 {
-    nodes * (node_gpus / size)
+pub fn pods_per_rack(packed: u32, nodes: u32) -> u32 {
+    nodes * ((packed >> 24) & 0xF)
 }
 
-/// Usable nodes with exactly `free` (1..=8) free GPUs, from the packed counts. *Twin.*
-#[inline(always)]
-pub fn nodes_with_free(counts_lo: u32, counts_hi: u32, free: u32) -> u32 {
-    let word = if free <= 4 { counts_lo } else { counts_hi };
-    (word >> (8 * ((free - 1) % 4))) & 0xFF
-}
-
-/// Pods of `size` GPUs the usable nodes can hold (several per node where they fit). *Twin.*
-#[inline(always)]
-pub fn pods_fit(counts_lo: u32, counts_hi: u32, size: u32) -> u32 {
-    let mut total = 0u32;
-    for free in 1..=MAX_NODE_GPUS {
-        total += nodes_with_free(counts_lo, counts_hi, free) * (free / size);
+/// A rack's summary, what the kernel knows of its nodes: `[at_least_1_4, at_least_5_8, fit_1_2,
+/// fit_3_4, fit_5_6, fit_7_8]`. `at_least` holds, 8 bits each, the usable nodes with at least 1, 2,
+/// …, 8 free GPUs (lowest byte: 1); `fit` holds, 16 bits each, the pods of 1, 2, …, 8 GPUs the usable
+/// nodes can hold, several per node where they fit (low half: the odd size). At most 255 nodes of 8
+/// GPUs: at most 255 and 2 040, so every field fits. `free` gives each node's usable free GPUs.
+pub fn rack_summary(free: impl IntoIterator<Item = u32>) -> [u32; 6] {
+    let mut count = [0u32; MAX_NODE_GPUS as usize + 1];
+    for f in free {
+        count[f as usize] += 1;
     }
-    total
+    let mut summary = [0u32; 6];
+    for at_least in 1..=MAX_NODE_GPUS {
+        let nodes: u32 = count[at_least as usize..].iter().sum();
+        summary[((at_least - 1) / 4) as usize] |= nodes << (8 * ((at_least - 1) % 4));
+    }
+    for size in 1..=MAX_NODE_GPUS {
+        let pods: u32 = (1..=MAX_NODE_GPUS).map(|f| count[f as usize] * (f / size)).sum();
+        summary[2 + ((size - 1) / 2) as usize] |= pods << (16 * ((size - 1) % 2));
+    }
+    summary
 }
 
-/// Usable nodes with at least `gpus` (≥ 1) free GPUs. *Twin.*
+/// Usable nodes with at least `gpus` (1..=8) free GPUs, from the rack's summary. *Twin.*
 #[inline(always)]
-pub fn nodes_with_at_least(counts_lo: u32, counts_hi: u32, gpus: u32) -> u32 {
-    let mut total = 0u32;
-    for free in gpus..=MAX_NODE_GPUS {
-        total += nodes_with_free(counts_lo, counts_hi, free);
-    }
-    total
+pub fn nodes_with_at_least(summary: [u32; 6], gpus: u32) -> u32 {
+    let word = if gpus <= 4 { summary[0] } else { summary[1] };
+    (word >> (8 * ((gpus - 1) & 3))) & 0xFF
+}
+
+/// Pods of `size` (1..=8) GPUs the rack's usable nodes hold, from its summary. *Twin.*
+#[inline(always)]
+pub fn pods_fit(summary: [u32; 6], size: u32) -> u32 {
+    // Selects, not an index into the array: the CPU scorer's loop stays vectorized.
+    let low = if size <= 2 { summary[2] } else { summary[3] };
+    let high = if size <= 6 { summary[4] } else { summary[5] };
+    let word = if size <= 4 { low } else { high };
+    (word >> (16 * ((size - 1) & 1))) & 0xFFFF
+}
+
+/// Usable nodes with exactly `free` (1..=8) free GPUs (the host's, for explanations).
+pub fn nodes_with_free(summary: [u32; 6], free: u32) -> u32 {
+    let above = if free < MAX_NODE_GPUS { nodes_with_at_least(summary, free + 1) } else { 0 };
+    nodes_with_at_least(summary, free) - above
 }
 
 /// True when a job of pod shape `pod_shape` can anchor on a rack of `rack_gpus` GPUs, `free_gpus`
-/// free, whose usable nodes are counted by `counts_lo`/`counts_hi`, which holds `per_rack` of its
-/// pods when whole, in a cluster with `whole_racks` whole racks. *Twin.*
+/// free, of summary `summary`, which holds `per_rack` of its pods when whole, in a cluster with
+/// `whole_racks` whole racks. *Twin.*
 #[inline(always)]
 pub fn fits(
     pod_shape: [u32; 3],
     per_rack: u32,
     free_gpus: u32,
     rack_gpus: u32,
-    counts_lo: u32,
-    counts_hi: u32,
+    summary: [u32; 6],
     whole_racks: u32,
 ) -> bool {
     let [full, size, rest] = pod_shape;
     let pods = full + u32::from(rest != 0);
-    let fits_one_rack = pods_fit(counts_lo, counts_hi, size) >= full
-        && (rest == 0 || nodes_with_at_least(counts_lo, counts_hi, rest) > full);
+    // `size` is at least 1 where `per_rack` is not 0; the clamp keeps the lookup in range otherwise.
+    let fits_one_rack =
+        pods_fit(summary, size.max(1)) >= full && (rest == 0 || nodes_with_at_least(summary, rest) > full);
     let fits_many_racks = free_gpus == rack_gpus && whole_racks * per_rack >= pods;
     per_rack != 0 && if pods <= per_rack { fits_one_rack } else { fits_many_racks }
 }
@@ -156,20 +208,6 @@ pub fn cluster_has_room(job_gpus: u32, pod_shape: [u32; 3], per_rack: u32, max_f
     }
 }
 
-/// The counts the kernel reads of a rack whose usable nodes have `free` free GPUs each (0..=8;
-/// unusable nodes count as 0): nodes with 1..=4 free GPUs in the low word, 5..=8 in the high word,
-/// 8 bits each (at most 255 nodes per rack).
-pub fn node_counts(free: impl IntoIterator<Item = u32>) -> [u32; 2] {
-    let mut counts = [0u32; 2];
-    for f in free {
-        if f != 0 {
-            let (word, shift) = (((f - 1) / 4) as usize, 8 * ((f - 1) % 4));
-            counts[word] += 1 << shift;
-        }
-    }
-    counts
-}
-
 /// Places `full` pods of `size` GPUs and then, when `rest` is not 0, one pod of `rest` GPUs on the
 /// nodes of one rack whose usable nodes have `free[i]` free GPUs (0 for unusable nodes): each pod
 /// on the node with the fewest free GPUs that holds it, ties to the lowest index (the rule of the
@@ -194,8 +232,8 @@ pub fn pods_on_nodes(free: &mut [u32], full: u32, size: u32, rest: u32) -> Optio
 mod tests {
     use super::*;
 
-    fn counts(free: &[u32]) -> [u32; 2] {
-        node_counts(free.iter().copied())
+    fn counts(free: &[u32]) -> [u32; 6] {
+        rack_summary(free.iter().copied())
     }
 
     #[test]
@@ -205,9 +243,28 @@ mod tests {
         assert_eq!(pod_layout(150, 0, 0, 4), [37, 4, 2], "37 trays and a pod of 2");
         assert_eq!(pod_layout(16, 0, 0, 8), [2, 8, 0]);
         assert_eq!(pod_layout(12, 6, 2, 4), [6, 2, 0], "explicit pods keep their size");
-        assert_eq!(pods_per_rack(4, 4, 18), 18);
-        assert_eq!(pods_per_rack(3, 4, 18), 18, "one pod of 3 per tray of 4");
-        assert_eq!(pods_per_rack(8, 4, 18), 0, "a pod larger than a tray never fits");
+        assert_eq!(shape_on(16, 4, 4, 4, 18).1, 18);
+        assert_eq!(shape_on(9, 3, 3, 4, 18).1, 18, "one pod of 3 per tray of 4");
+        assert_eq!(shape_on(16, 2, 8, 4, 18).1, 0, "a pod larger than a tray never fits");
+        for (job_gpus, pods, pod_gpus) in [(16, 4, 4), (9, 3, 3), (16, 2, 8), (150, 0, 0), (3, 0, 0)] {
+            let shapes = job_tables(job_gpus, pods, pod_gpus);
+            for node_gpus in 1..=8 {
+                let i = node_gpus as usize - 1;
+                let (shape, per_rack) = shape_on(job_gpus, pods, pod_gpus, node_gpus, 18);
+                if per_rack != 0 {
+                    assert_eq!(unpack_shape(shapes[i]), shape);
+                }
+                assert_eq!(pods_per_rack(shapes[i], 18), per_rack, "{job_gpus} {pods} {pod_gpus} {node_gpus}");
+            }
+        }
+        // The summary is the counts: nodes with at least f free, pods of each size.
+        let summary = counts(&[4, 3, 3, 1, 0, 8]);
+        let at_least: Vec<u32> = (1..=8).map(|f| nodes_with_at_least(summary, f)).collect();
+        assert_eq!(at_least, [5, 4, 4, 2, 1, 1, 1, 1]);
+        let exactly: Vec<u32> = (1..=8).map(|f| nodes_with_free(summary, f)).collect();
+        assert_eq!(exactly, [1, 0, 2, 1, 0, 0, 0, 1]);
+        let fit: Vec<u32> = (1..=8).map(|size| pods_fit(summary, size)).collect();
+        assert_eq!(fit, [19, 8, 5, 3, 1, 1, 1, 1]);
     }
 
     #[test]
@@ -217,18 +274,21 @@ mod tests {
         for nodes in 1..=3u32 {
             for state in 0..5u32.pow(nodes) {
                 let free: Vec<u32> = (0..nodes).map(|n| state / 5u32.pow(n) % 5).collect();
-                let [lo, hi] = counts(&free);
+                let summary = counts(&free);
                 let total: u32 = free.iter().sum();
                 for gpus in 1..=12u32 {
                     for explicit in [None, Some((2u32, 2u32)), Some((3, 1)), Some((1, 3))] {
                         let (pods, pod_gpus) = explicit.unwrap_or((0, 0));
                         let job_gpus = if pod_gpus == 0 { gpus } else { pods * pod_gpus };
-                        let pod_shape = pod_layout(job_gpus, pods, pod_gpus, 4);
-                        let per_rack = pods_per_rack(pod_shape[1], 4, nodes);
+                        let packed = job_tables(job_gpus, pods, pod_gpus)[3];
+                        let pod_shape = unpack_shape(packed);
+                        assert_eq!(pod_shape, pod_layout(job_gpus, pods, pod_gpus, 4), "the table is the rule");
+                        let per_rack = pods_per_rack(packed, nodes);
+                        assert_eq!(per_rack, shape_on(job_gpus, pods, pod_gpus, 4, nodes).1);
                         if spans_racks(pod_shape, per_rack) || per_rack == 0 {
                             continue;
                         }
-                        let says = fits(pod_shape, per_rack, total, 4 * nodes, lo, hi, 0);
+                        let says = fits(pod_shape, per_rack, total, 4 * nodes, summary, 0);
                         let mut left = free.clone();
                         let placed = pods_on_nodes(&mut left, pod_shape[0], pod_shape[1], pod_shape[2]);
                         assert_eq!(says, placed.is_some(), "free {free:?}, pod_shape {pod_shape:?}");
@@ -243,16 +303,17 @@ mod tests {
 
     #[test]
     fn one_rack_and_many_racks() {
+        let fits_job = |gpus: u32, per_rack: u32, free: u32, rack_gpus: u32, summary: [u32; 6], whole: u32| {
+            fits(unpack_shape(job_tables(gpus, 0, 0)[3]), per_rack, free, rack_gpus, summary, whole)
+        };
         let whole = counts(&[4; 18]);
-        let l8 = pod_layout(8, 0, 0, 4);
-        assert!(fits(l8, 18, 72, 72, whole[0], whole[1], 0));
+        assert!(fits_job(8, 18, 72, 72, whole, 0));
         let scattered = counts(&[2, 2, 2, 2, 0, 0]);
-        assert!(!fits(l8, 6, 8, 24, scattered[0], scattered[1], 0), "8 free GPUs on 4 trays hold no 4-GPU pod");
-        let l144 = pod_layout(144, 0, 0, 4);
-        assert!(fits(l144, 18, 72, 72, whole[0], whole[1], 2));
+        assert!(!fits_job(8, 6, 8, 24, scattered, 0), "8 free GPUs on 4 trays hold no 4-GPU pod");
+        assert!(fits_job(144, 18, 72, 72, whole, 2));
         let one_less = counts(&[4; 17]);
-        assert!(!fits(l144, 18, 68, 72, one_less[0], one_less[1], 9), "a spanning job's anchor must be whole");
-        assert!(!fits(pod_layout(145, 0, 0, 4), 18, 72, 72, whole[0], whole[1], 2));
+        assert!(!fits_job(144, 18, 68, 72, one_less, 9), "a spanning job's anchor must be whole");
+        assert!(!fits_job(145, 18, 72, 72, whole, 2));
         assert_eq!(racks_needed(pod_layout(145, 0, 0, 4), 18), 3);
         assert_eq!(min_anchor_free(145, pod_layout(145, 0, 0, 4), 18, 72), 72);
         assert_eq!(min_anchor_free(5, pod_layout(5, 0, 0, 4), 18, 72), 5);

@@ -2,7 +2,7 @@
 //! one moment. The engine's ledger keeps one current; a scoring pass reads a snapshot of it.
 
 use crate::kernel::score::{ClusterGpu, JobGpu, RackGpu, SiteGpu, check, score};
-use crate::kernel::shape::node_counts;
+use crate::kernel::shape::rack_summary;
 
 /// What a node (tray) can do: `ready` takes new pods; `cordoned` keeps its pods but takes no new
 /// ones; `failed` has lost its GPUs (it runs no pods and counts as no capacity).
@@ -81,15 +81,13 @@ impl FleetState {
         self.nodes_of(rack).iter().map(|n| n.usable_free(node_gpus)).collect()
     }
 
-    /// Sets rack `rack`'s free GPUs and node counts from its nodes.
+    /// Sets rack `rack`'s free GPUs and summary from its nodes.
     pub fn recount(&mut self, rack: usize) {
         let node_gpus = self.racks[rack].node_gpus;
         let free = self.node_free(rack);
-        let [lo, hi] = node_counts(free.iter().copied());
         let r = &mut self.racks[rack];
         r.free_gpus = free.iter().sum();
-        r.counts_lo = lo;
-        r.counts_hi = hi;
+        r.summary = rack_summary(free.iter().copied());
         debug_assert!(node_gpus >= 1);
     }
 

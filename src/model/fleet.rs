@@ -14,7 +14,7 @@ use crate::kernel::limits::{
     MAX_NODE_GPUS, MAX_RACK_GPUS, MAX_RACK_NODES, MAX_REGIONS, MAX_SITE_POWER_W,
 };
 use crate::kernel::score::{ClusterGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
-use crate::kernel::shape::node_counts;
+use crate::kernel::shape::rack_summary;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
 use crate::model::date::Day;
 use crate::model::json::{check_format_version, check_name, shown, shown_number, unique_map};
@@ -899,7 +899,7 @@ impl Fleet {
                 let rt = &self.rack_types[cluster.rack_type];
                 let first = slot.first_node as usize;
                 let free = self.nodes[first..first + rt.nodes as usize].iter().map(|n| n.usable_free(rt.node_gpus));
-                let [counts_lo, counts_hi] = node_counts(free.clone());
+                let summary = rack_summary(free.clone());
                 RackGpu {
                     free_gpus: free.sum(),
                     gpus: rt.gpus,
@@ -912,8 +912,7 @@ impl Fleet {
                     node_gpus: rt.node_gpus,
                     nodes: rt.nodes,
                     first_node: slot.first_node,
-                    counts_lo,
-                    counts_hi,
+                    summary,
                 }
             })
             .collect::<Vec<_>>();

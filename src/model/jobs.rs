@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{InputError, Result};
 use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS};
 use crate::kernel::score::{JobGpu, inv_q16, mix};
+use crate::kernel::shape::job_tables;
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
 use crate::model::json::{Expect, MAX_JOBS_BYTES, check_name, read_input, read_input_from, shown, shown_number};
@@ -692,10 +693,12 @@ impl Workload {
                     MAX_LATENCY_MS
                 }
             };
+            let shapes = job_tables(job.gpus, job.pods.unwrap_or(0), job.pod_gpus());
             compiled.push(JobGpu {
                 gpus: job.gpus,
                 pods: job.pods.unwrap_or(0),
                 pod_gpus: job.pod_gpus(),
+                shapes,
                 hbm_gb: job.hbm_gb_per_gpu,
                 region: region as u32,
                 latency_limit_ms: job.max_latency_ms.unwrap_or(MAX_LATENCY_MS),
