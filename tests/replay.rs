@@ -269,7 +269,7 @@ fn replay_waits_for_capacity_to_come_online_and_for_not_before() {
     file.sites.truncate(1);
     file.sites[0].online = start;
     file.sites[0].clusters.truncate(1);
-    file.sites[0].clusters[0].racks = 2;
+    file.sites[0].clusters[0].set_racks(2);
     file.sites[0].clusters[0].online = Some(start.saturating_add(2));
     let fleet = Fleet::from_file(file, "<test>").unwrap();
     let job = |id: &str, not_before: Option<u64>| {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use gpuplace::engine::explain::Explanation;
 use gpuplace::kernel::score::Term;
+use gpuplace::kernel::state::NodeState;
 use gpuplace::replay::ReplayReport;
 use gpuplace::report::metrics::site_gpus;
 use gpuplace::report::out::OutFile;
@@ -144,6 +145,16 @@ pub fn fleet(fleet: &Fleet) -> String {
         );
     }
     let _ = writeln!(text, "{:<22} {:<16} {:<4} {:>6} {:>8}", "total", "", "", total_racks, gpus.iter().sum::<u64>());
+    let count = |state: NodeState| fleet.nodes.iter().filter(|n| n.state == state).count();
+    let in_use: u64 = fleet.racks.iter().map(|r| u64::from(r.used_gpus)).sum();
+    let _ = writeln!(
+        text,
+        "trays (nodes): {} — {} ready, {} cordoned, {} failed; GPUs in use: {in_use}",
+        fleet.nodes.len(),
+        count(NodeState::Ready),
+        count(NodeState::Cordoned),
+        count(NodeState::Failed)
+    );
     match fleet.as_of {
         Some(day) => {
             let _ = writeln!(text, "\nas of {day}: the default placement date (--at overrides it)");

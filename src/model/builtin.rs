@@ -4,8 +4,10 @@
 //! marked ASSUMPTION and chosen to be plausible, not authoritative. Replace it with `--fleet FILE`
 //! for real use; `gpuplace fleet --json` prints this fleet in that format as a starting point.
 
+use crate::kernel::score::mix;
+use crate::kernel::state::NodeState;
 use crate::model::date::Day;
-use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
+use crate::model::fleet::{ClusterFile, Fleet, FleetFile, NodeFile, RackTypeFile, SiteFile};
 
 /// The built-in fleet's `as_of` date: its default placement date.
 pub const AS_OF: &str = "2026-11-26";
@@ -173,11 +175,43 @@ pub fn default_fleet_file() -> FleetFile {
             vec![gb300("azure-1", 64, None)],
         ),
     ];
+    let sites: Vec<SiteFile> = sites.into_iter().map(with_tray_state).collect();
     // The day this fleet describes, and so the default placement date: without it every run would
     // place on "today" and give different results each day. `--at` overrides it.
     let file = FleetFile::new(REGIONS).with_as_of(day(AS_OF));
     let file = rack_types().into_iter().fold(file, |file, (name, rack_type)| file.with_rack_type(name, rack_type));
     sites.into_iter().fold(file, FleetFile::with_site)
+}
+
+/// Trays as a running fleet has them. ASSUMPTION (no operator publishes these): about 0.3% of trays
+/// failed and 0.5% cordoned (NVL72 operators keep spare trays and drain trays for maintenance), and
+/// in clusters already online on [`AS_OF`] about 15% of racks with 1 to 6 trays running work. Drawn
+/// from a hash of the cluster's name, rack and tray, so the fleet is the same on every run.
+fn with_tray_state(mut site: SiteFile) -> SiteFile {
+    let as_of = day(AS_OF);
+    for cluster in &mut site.clusters {
+        let running = cluster.online.unwrap_or(site.online).max(site.online) <= as_of;
+        let seed = cluster.name.bytes().fold(0x811C_9DC5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let mut nodes = Vec::new();
+        for rack in 0..cluster.racks {
+            let rack_draw = mix(seed ^ mix(rack));
+            let busy_trays = if running && rack_draw % 100 < 15 { 1 + (rack_draw >> 8) % 6 } else { 0 };
+            for tray in 0..18 {
+                let draw = mix(rack_draw ^ mix(tray + 1)) % 1000;
+                let state = match draw {
+                    0..3 => NodeState::Failed,
+                    3..8 => NodeState::Cordoned,
+                    _ => NodeState::Ready,
+                };
+                let used = if tray < busy_trays && state != NodeState::Failed { 4 } else { 0 };
+                if state != NodeState::Ready || used != 0 {
+                    nodes.push(NodeFile::new(rack, tray).with_state(state).with_used_gpus(used));
+                }
+            }
+        }
+        *cluster = std::mem::replace(cluster, ClusterFile::new("", "", 1)).with_nodes(nodes);
+    }
+    site
 }
 
 /// The built-in fleet, validated.

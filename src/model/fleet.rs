@@ -317,6 +317,17 @@ impl ClusterFile {
         self
     }
 
+    /// `racks` racks, keeping the occupancy and node entries of those that remain.
+    pub fn set_racks(&mut self, racks: u32) {
+        self.racks = racks;
+        if let Some(used) = &mut self.used_gpus {
+            used.resize(racks as usize, 0);
+        }
+        if let Some(nodes) = &mut self.nodes {
+            nodes.retain(|node| node.rack < racks);
+        }
+    }
+
     /// The state and occupancy of some of its nodes.
     pub fn with_nodes(mut self, nodes: Vec<NodeFile>) -> ClusterFile {
         self.nodes = Some(nodes);

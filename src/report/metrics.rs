@@ -69,13 +69,23 @@ pub fn site_gpus(fleet: &Fleet) -> Vec<u64> {
         .collect()
 }
 
-/// GPUs in use at each site in `state`.
+/// GPUs in use at each site in `state` (running pods, on every tray).
 pub fn site_gpus_used(fleet: &Fleet, state: &FleetState) -> Vec<u64> {
     let mut used = vec![0u64; fleet.sites.len()];
-    for rack in &state.racks {
-        used[rack.site as usize] += u64::from(rack.gpus - rack.free_gpus);
+    for (r, rack) in state.racks.iter().enumerate() {
+        used[rack.site as usize] += state.nodes_of(r).iter().map(|n| u64::from(n.used.count_ones())).sum::<u64>();
     }
     used
+}
+
+/// GPUs a new pod could use at each site in `state`: free GPUs of ready trays (a cordoned or failed
+/// tray's GPUs are neither free nor in use).
+pub fn site_gpus_free(fleet: &Fleet, state: &FleetState) -> Vec<u64> {
+    let mut free = vec![0u64; fleet.sites.len()];
+    for rack in &state.racks {
+        free[rack.site as usize] += u64::from(rack.free_gpus);
+    }
+    free
 }
 
 /// IT power drawn at each site in `state`, W.

@@ -13,7 +13,9 @@ use crate::engine::view::PlacedOn;
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Workload;
 use crate::model::kind::JobKind;
-use crate::report::metrics::{EnergyTally, HOUR_S, site_gpus, site_gpus_used, site_power_drawn_w, violates_latency};
+use crate::report::metrics::{
+    EnergyTally, HOUR_S, site_gpus, site_gpus_free, site_gpus_used, site_power_drawn_w, violates_latency,
+};
 
 /// The `--out` JSON document. It holds only what the inputs determine (no backend, adapter or
 /// timing), so both backends write byte-identical files.
@@ -147,7 +149,7 @@ pub struct SiteSummary {
     pub gpus: u64,
     /// GPUs in use (initial occupancy plus placed jobs).
     pub gpus_used: u64,
-    /// GPUs free.
+    /// GPUs free on ready trays (a cordoned or failed tray's GPUs are neither free nor in use).
     pub gpus_free: u64,
     /// IT power drawn, MW.
     pub it_mw_drawn: f64,
@@ -185,6 +187,7 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
     }
     let (gpus, used, drawn) =
         (site_gpus(fleet), site_gpus_used(fleet, &placement.state), site_power_drawn_w(fleet, &placement.state));
+    let free = site_gpus_free(fleet, &placement.state);
     let sites = fleet
         .sites
         .iter()
@@ -193,7 +196,7 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
             site: site.name.clone(),
             gpus: gpus[s],
             gpus_used: used[s],
-            gpus_free: gpus[s] - used[s],
+            gpus_free: free[s],
             it_mw_drawn: drawn[s] as f64 / 1e6,
             it_mw_available: f64::from(site.power_w) / 1e6,
         })

@@ -156,6 +156,12 @@ pub fn bench_fleet(racks: usize) -> std::result::Result<Fleet, InputError> {
     }
     let largest = all.iter_mut().max_by_key(|c| c.racks).expect("clusters");
     largest.racks += (racks - assigned) as u32;
+    // The built-in fleet's trays as they are on the racks that remain (racks added beyond the
+    // built-in count are whole and free).
+    for cluster in all {
+        let racks = cluster.racks;
+        cluster.set_racks(racks);
+    }
     Fleet::from_file(file, "<bench>")
 }
 
