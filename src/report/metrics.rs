@@ -48,9 +48,20 @@ fn ratio(n: u128, d: u128) -> f64 {
     (n / g) as f64 / (d / g) as f64
 }
 
-/// Free GPUs in partly used racks: capacity that only jobs small enough to share a rack can use.
+/// Free GPUs on partly used ready trays: capacity that only pods smaller than a tray can use (a
+/// tray's free GPUs next to running pods). Whole free trays, and the GPUs of cordoned and failed
+/// trays, do not count.
 pub fn stranded_gpus(state: &FleetState) -> u64 {
-    state.racks.iter().filter(|r| r.free_gpus > 0 && r.free_gpus < r.gpus).map(|r| u64::from(r.free_gpus)).sum()
+    let mut stranded = 0u64;
+    for (r, rack) in state.racks.iter().enumerate() {
+        for node in state.nodes_of(r) {
+            let free = node.usable_free(rack.node_gpus);
+            if free > 0 && free < rack.node_gpus {
+                stranded += u64::from(free);
+            }
+        }
+    }
+    stranded
 }
 
 /// GPUs of each site.

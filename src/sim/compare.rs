@@ -24,7 +24,8 @@ pub struct CompareRow {
     pub jobs_placed: usize,
     /// GPUs of placed jobs.
     pub gpus_placed: u64,
-    /// Stranded GPUs: after a batch, free GPUs in partly used racks; in a replay, the mean over time.
+    /// Stranded GPUs: after a batch, free GPUs on partly used ready trays; in a replay, the mean
+    /// over time.
     pub stranded_gpus: f64,
     /// 95th-percentile queueing delay per kind, seconds (replay only).
     pub delay_p95_s: Option<BTreeMap<JobKind, u64>>,

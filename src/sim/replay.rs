@@ -197,8 +197,8 @@ pub struct Sample {
     pub gpus_used: Vec<u64>,
     /// IT power drawn per site, MW.
     pub it_mw: Vec<f64>,
-    /// Free GPUs in partly used racks: after an interval's placement no waiting job can use any
-    /// rack (it would have been placed), so every such GPU is stranded.
+    /// Free GPUs on partly used ready trays ([`crate::report::metrics::stranded_gpus`]): capacity
+    /// only pods smaller than a tray can use.
     pub stranded_gpus: u64,
     /// Jobs waiting after placement.
     pub waiting: usize,
