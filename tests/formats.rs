@@ -113,6 +113,27 @@ fn importers_refuse_before_allocating() {
 }
 
 #[test]
+fn racks_split_into_trays_or_are_refused() {
+    use gpuplace::model::fleet::default_nodes;
+    assert_eq!(default_nodes(8), Some(1), "an HGX server is one node");
+    assert_eq!(default_nodes(72), Some(18), "NVL72: 18 trays of 4");
+    assert_eq!(default_nodes(1024), Some(128), "256 trays of 4 is over the limit: 128 of 8");
+    assert_eq!(default_nodes(257), None, "a prime above 255 has no split");
+    let file = gpuplace::builtin::default_fleet_file();
+    let mut prime = file.clone();
+    let rack_type = prime.rack_types.get_mut("gb300-nvl72").unwrap();
+    (rack_type.gpus, rack_type.nodes) = (257, None);
+    let error = Fleet::from_file(prime, "f").unwrap_err();
+    assert!(error.field == "gpus" && error.message.contains("cannot be split"), "{error}");
+    // An Alibaba node of more than 8 GPUs is a malformed row: a server is one node.
+    let nodes = "sn,cpu_milli,memory_mib,gpu,model\nn1,96000,786432,8,V100M32\nn2,96000,786432,16,V100M32\n";
+    let (fleet, report) = gpuplace::import::alibaba_nodes(nodes.as_bytes(), "nodes.csv", false).unwrap();
+    assert_eq!(report.imported, 1, "{report:?}");
+    let fleet = Fleet::from_file(fleet, "nodes").unwrap();
+    assert_eq!((fleet.rack_types[0].nodes, fleet.rack_types[0].node_gpus), (1, 8));
+}
+
+#[test]
 fn fleets_refuse_what_they_cannot_hold() {
     let file = gpuplace::builtin::default_fleet_file();
     let mut regions = file.clone();

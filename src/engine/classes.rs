@@ -124,11 +124,10 @@ impl ClassIndex {
         self.buckets[cluster].keys().copied()
     }
 
-    /// The member racks of `cluster` with every node ready and free, in index order.
-    pub(crate) fn whole_racks(&self, cluster: usize) -> Vec<u32> {
-        let mut racks: Vec<u32> = self.racks_with(cluster, self.rack_gpus[cluster]).collect();
-        racks.sort_unstable();
-        racks
+    /// The member racks of `cluster` with every node ready and free, in index order (they share
+    /// one class: every tray free, so one set, already in order).
+    pub(crate) fn whole_racks(&self, cluster: usize) -> impl Iterator<Item = u32> + '_ {
+        self.racks_with(cluster, self.rack_gpus[cluster])
     }
 
     /// The best feasible member rack for `job` in `state` (ties: lowest index), scoring one rack per

@@ -130,7 +130,7 @@ impl Ledger {
         let racks: Vec<u32> = if spans_racks([full, size, rest], per_rack) {
             // The other racks of a job spanning racks: the cluster's whole racks by index.
             let needed = racks_needed([full, size, rest], per_rack) as usize;
-            let others = self.classes.whole_racks(rack.cluster as usize).into_iter().filter(|&r| r != anchor);
+            let others = self.classes.whole_racks(rack.cluster as usize).filter(|&r| r != anchor);
             std::iter::once(anchor).chain(others).take(needed).collect()
         } else {
             vec![anchor]

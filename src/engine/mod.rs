@@ -7,8 +7,8 @@
 //! could ever hold it), then the larger, then id ascending. Each job is placed on the best-scoring
 //! rack (ties: lowest global rack index) among those feasible given the capacity left by every job
 //! decided before it, or left unplaced if none is feasible. So a job is never left unplaced because
-//! of capacity taken by a job of lower priority, nor by a less constrained job of its priority:
-//! those are decided after it. Where a job's pods go — which racks,
+//! of capacity taken by a job of lower priority: those are decided after it. (The order within a
+//! priority is a heuristic measured against exact optima, not a guarantee.) Where a job's pods go — which racks,
 //! which trays (nodes) of them, which GPUs of each tray — is the shape rule of
 //! [`crate::kernel::shape`].
 //!

@@ -9,7 +9,7 @@ use crate::engine::classes::ClassIndex;
 use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::reasons::{Reason, unplaced_reason};
 use crate::error::ScoreError;
-use crate::kernel::score::{JobGpu, MAX_CANDIDATES, NO_RACK, STATIC_REJECTS, TERM_COUNT, better};
+use crate::kernel::score::{JobGpu, MAX_CANDIDATES, NO_RACK, REJECT_ONLINE, STATIC_REJECTS, TERM_COUNT, better};
 use crate::kernel::shape::shape_on;
 use crate::kernel::state::FleetState;
 use crate::model::date::Day;
@@ -176,9 +176,9 @@ pub fn decision_order(
 }
 
 /// The GPUs of the fleet that could ever hold `job`: the nominal GPUs of every cluster that meets
-/// its fixed needs (HBM, jurisdiction, provider, latency, online date) and whose trays can hold its
-/// pods, whatever is in use. Occupancy, power and health do not count: the measure is fixed for a
-/// job, so the order does not change as capacity does.
+/// its fixed needs (HBM, jurisdiction, provider, latency) and whose trays can hold its pods,
+/// whatever is in use. Occupancy, power, health and online dates do not count: the measure is fixed
+/// for a job, so the order does not change as capacity does or as a replay's days pass.
 pub fn usable_gpus(job: &JobGpu, fleet: &Fleet, state: &FleetState) -> u64 {
     fleet
         .clusters
@@ -187,7 +187,7 @@ pub fn usable_gpus(job: &JobGpu, fleet: &Fleet, state: &FleetState) -> u64 {
             let first = cluster.racks.start;
             let rack = &state.racks[first];
             let (_, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rack.node_gpus, rack.nodes);
-            per_rack != 0 && state.check(job, first) & STATIC_REJECTS == 0
+            per_rack != 0 && state.check(job, first) & STATIC_REJECTS & !REJECT_ONLINE == 0
         })
         .map(|cluster| cluster.racks.len() as u64 * u64::from(fleet.rack_types[cluster.rack_type].gpus))
         .sum()
@@ -208,7 +208,7 @@ fn usable_gpus_of_all(compiled: &[JobGpu], fleet: &Fleet, state: &FleetState) ->
                 job.latency_limit_ms,
                 job.jurisdiction_mask,
                 job.provider_mask,
-                job.ready_day,
+                0,
                 0,
             ];
             *cache.entry(need).or_insert_with(|| usable_gpus(job, fleet, state))

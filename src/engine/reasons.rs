@@ -96,11 +96,14 @@ pub enum Cause {
         most_free_in_a_rack: u32,
         /// GPUs the job needs.
         needed: u32,
-        /// Ready trays (nodes) of that rack with a free GPU.
+        /// Ready trays (nodes) of that rack with a free GPU (absent in files from before trays).
+        #[serde(default)]
         trays_with_free: u32,
         /// The most GPUs free on one tray of that rack.
+        #[serde(default)]
         most_free_on_a_tray: u32,
         /// GPUs of the job's largest pod there (a pod runs on one tray).
+        #[serde(default)]
         pod_gpus: u32,
     },
     /// GPUs bind for a job that spans racks: no cluster that meets the fixed needs has enough

@@ -189,21 +189,25 @@ pub fn default_fleet_file() -> FleetFile {
 /// from a hash of the cluster's name, rack and tray, so the fleet is the same on every run.
 fn with_tray_state(mut site: SiteFile) -> SiteFile {
     let as_of = day(AS_OF);
+    let types = rack_types();
     for cluster in &mut site.clusters {
+        let rack_type = &types.iter().find(|(name, _)| *name == cluster.rack_type).expect("a built-in type").1;
+        let trays = rack_type.nodes.expect("built-in types state their trays");
+        let tray_gpus = rack_type.gpus / trays;
         let running = cluster.online.unwrap_or(site.online).max(site.online) <= as_of;
         let seed = cluster.name.bytes().fold(0x811C_9DC5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
         let mut nodes = Vec::new();
         for rack in 0..cluster.racks {
             let rack_draw = mix(seed ^ mix(rack));
             let busy_trays = if running && rack_draw % 100 < 15 { 1 + (rack_draw >> 8) % 6 } else { 0 };
-            for tray in 0..18 {
+            for tray in 0..trays {
                 let draw = mix(rack_draw ^ mix(tray + 1)) % 1000;
                 let state = match draw {
                     0..3 => NodeState::Failed,
                     3..8 => NodeState::Cordoned,
                     _ => NodeState::Ready,
                 };
-                let used = if tray < busy_trays && state != NodeState::Failed { 4 } else { 0 };
+                let used = if tray < busy_trays && state != NodeState::Failed { tray_gpus } else { 0 };
                 if state != NodeState::Ready || used != 0 {
                     nodes.push(NodeFile::new(rack, tray).with_state(state).with_used_gpus(used));
                 }

@@ -63,8 +63,9 @@ pub struct RackTypeFile {
     pub kw: f64,
     /// Nodes (compute trays, or servers) the rack's GPUs are split over, equally; a pod runs on one
     /// node. At most 255 nodes of at most 8 GPUs. When absent: one node for a rack of at most 8
-    /// GPUs, else trays of 4 GPUs when 4 divides the rack's GPUs (as in GB200/GB300 NVL72 and
-    /// NVL36), else nodes of the largest number of GPUs up to 8 that divides them.
+    /// GPUs, else trays of 4 GPUs when 4 divides the rack's GPUs into at most 255 (as in GB200/GB300
+    /// NVL72 and NVL36), else nodes of the largest number of GPUs up to 8 that divides them into at
+    /// most 255 (a rack size with no such split is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MAX_RACK_NODES))]
     pub nodes: Option<u32>,
@@ -177,14 +178,15 @@ impl NodeFile {
 }
 
 /// The nodes of a rack type of `gpus` GPUs when its file does not say (see [`RackTypeFile::nodes`]).
-pub fn default_nodes(gpus: u32) -> u32 {
+/// None when no split into at most 255 nodes of at most 8 GPUs exists (a prime above 255, say).
+pub fn default_nodes(gpus: u32) -> Option<u32> {
+    let splits = |node_gpus: u32| gpus.is_multiple_of(node_gpus) && gpus / node_gpus <= MAX_RACK_NODES;
     if gpus <= MAX_NODE_GPUS {
-        1
-    } else if gpus.is_multiple_of(4) {
-        gpus / 4
+        Some(1)
+    } else if splits(4) {
+        Some(gpus / 4)
     } else {
-        let node_gpus = (1..=MAX_NODE_GPUS).rev().find(|&g| gpus.is_multiple_of(g)).unwrap_or(1);
-        gpus / node_gpus
+        (1..=MAX_NODE_GPUS).rev().find(|&g| splits(g)).map(|g| gpus / g)
     }
 }
 
@@ -593,7 +595,18 @@ impl Fleet {
             // Watts per GPU, rounded up so that a job's drawn power is never under-counted.
             let rack_watts = (kw * 1000.0).round() as u64;
             let gpu_watts = rack_watts.div_ceil(u64::from(rt.gpus)).max(1) as u32;
-            let nodes = rt.nodes.unwrap_or_else(|| default_nodes(rt.gpus));
+            let Some(nodes) = rt.nodes.or_else(|| default_nodes(rt.gpus)) else {
+                return Err(InputError::new(
+                    src,
+                    &record,
+                    "gpus",
+                    format!(
+                        "{} GPUs cannot be split into at most {MAX_RACK_NODES} trays of at most {MAX_NODE_GPUS} GPUs \
+                         each, which is how gpuplace models a rack",
+                        rt.gpus
+                    ),
+                ));
+            };
             if nodes == 0 || nodes > MAX_RACK_NODES || !rt.gpus.is_multiple_of(nodes) || rt.gpus / nodes > MAX_NODE_GPUS
             {
                 return Err(InputError::new(
@@ -637,7 +650,7 @@ impl Fleet {
                 let rack_nodes = file
                     .rack_types
                     .get(&cf.rack_type)
-                    .map_or(1, |rt| rt.nodes.unwrap_or_else(|| default_nodes(rt.gpus)).clamp(1, MAX_RACK_NODES));
+                    .map_or(1, |rt| rt.nodes.or_else(|| default_nodes(rt.gpus)).unwrap_or(1).clamp(1, MAX_RACK_NODES));
                 total_nodes += u64::from(cf.racks) * u64::from(rack_nodes);
                 if total_nodes > u64::from(MAX_FLEET_NODES) {
                     return Err(InputError::new(

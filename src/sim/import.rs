@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::error::InputError;
-use crate::kernel::limits::{MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_RACK_GPUS};
+use crate::kernel::limits::{MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS};
 use crate::model::date::Day;
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
 use crate::model::jobs::{Job, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload};
@@ -293,8 +293,8 @@ pub fn alibaba_nodes(
             no_gpu += 1;
             return Ok(());
         }
-        if gpus > MAX_RACK_GPUS {
-            return Err(("gpu".into(), format!("{gpus} is out of range: at most {MAX_RACK_GPUS} GPUs per node")));
+        if gpus > MAX_NODE_GPUS {
+            return Err(("gpu".into(), format!("{gpus} is out of range: at most {MAX_NODE_GPUS} GPUs per node")));
         }
         let model = row.get("model").to_string();
         if alibaba_hbm(&model).is_none() {
@@ -336,7 +336,8 @@ pub fn alibaba_nodes(
                 gpus: *gpus,
                 hbm_gb_per_gpu: alibaba_hbm(model).unwrap_or(16),
                 kw,
-                nodes: None,
+                // A server is one node: its pods share its GPUs.
+                nodes: Some(1),
             },
         );
         clusters.push(ClusterFile {

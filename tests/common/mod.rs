@@ -179,7 +179,7 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                         // Trays by hand: some cordoned or failed, some partly in use.
                         None if rng.percent(50) => {
                             let rt = &rack_types[&cluster.rack_type];
-                            let nodes = rt.nodes.unwrap_or_else(|| gpuplace::model::fleet::default_nodes(rt.gpus));
+                            let nodes = rt.nodes.or_else(|| gpuplace::model::fleet::default_nodes(rt.gpus)).unwrap();
                             let node_gpus = rt.gpus / nodes;
                             let entries = (0..racks)
                                 .flat_map(|r| (0..nodes).map(move |n| (r, n)))
