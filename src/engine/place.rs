@@ -195,7 +195,8 @@ pub fn usable_gpus(job: &JobGpu, fleet: &Fleet, state: &FleetState) -> u64 {
 
 /// [`usable_gpus`] of every job, computed once per distinct need (jobs of one need share it).
 fn usable_gpus_of_all(compiled: &[JobGpu], fleet: &Fleet, state: &FleetState) -> Vec<u64> {
-    let mut cache: HashMap<[u32; 10], u64> = HashMap::new();
+    // Everything `usable_gpus` reads of a job (its ready day does not count: online dates are left out).
+    let mut cache: HashMap<[u32; 8], u64> = HashMap::new();
     compiled
         .iter()
         .map(|job| {
@@ -208,8 +209,6 @@ fn usable_gpus_of_all(compiled: &[JobGpu], fleet: &Fleet, state: &FleetState) ->
                 job.latency_limit_ms,
                 job.jurisdiction_mask,
                 job.provider_mask,
-                0,
-                0,
             ];
             *cache.entry(need).or_insert_with(|| usable_gpus(job, fleet, state))
         })
