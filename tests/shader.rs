@@ -10,10 +10,30 @@ use gpuplace::kernel::score;
 const SCORE_WGSL: &str = include_str!("../shaders/score.wgsl");
 const SCORE_RS: &str = include_str!("../src/kernel/score.rs");
 const SHAPE_RS: &str = include_str!("../src/kernel/shape.rs");
+/// The node kernel and its CPU twin.
+const FRAG_WGSL: &str = include_str!("../shaders/frag.wgsl");
+const FRAG_RS: &str = include_str!("../src/kernel/frag.rs");
 
 fn module() -> naga::Module {
     naga::front::wgsl::parse_str(SCORE_WGSL)
         .unwrap_or_else(|e| panic!("score.wgsl does not parse:\n{}", e.emit_to_string(SCORE_WGSL)))
+}
+
+fn frag_module() -> naga::Module {
+    naga::front::wgsl::parse_str(FRAG_WGSL)
+        .unwrap_or_else(|e| panic!("frag.wgsl does not parse:\n{}", e.emit_to_string(FRAG_WGSL)))
+}
+
+/// Every `u32` constant of a module, by name.
+fn constants_of(module: &naga::Module) -> BTreeMap<String, u32> {
+    module
+        .constants
+        .iter()
+        .filter_map(|(_, c)| match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(value)) => Some((c.name.clone()?, value)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -41,8 +61,12 @@ fn shader_structs(module: &naga::Module) -> BTreeMap<String, (u32, Vec<String>)>
 
 /// The `pub` field names of `struct name` in src/kernel/score.rs, in order, read from the source text.
 fn rust_fields(name: &str) -> Vec<String> {
-    let source = SCORE_RS;
-    let start = source.find(&format!("pub struct {name} {{")).unwrap_or_else(|| panic!("no struct {name} in score.rs"));
+    rust_fields_in(SCORE_RS, name)
+}
+
+/// The `pub` field names of `struct name` in `source`, in order.
+fn rust_fields_in(source: &str, name: &str) -> Vec<String> {
+    let start = source.find(&format!("pub struct {name} {{")).unwrap_or_else(|| panic!("no struct {name}"));
     let body = &source[start..start + source[start..].find("\n}").unwrap()];
     body.lines()
         .filter_map(|line| {
@@ -136,4 +160,75 @@ fn functions_appear_in_the_same_order_on_both_sides() {
     assert!(rust_shape.windows(2).all(|w| w[0] < w[1]), "shape.rs order");
     let rust = order(SCORE_RS, "pub fn ", &scoring);
     assert!(rust.windows(2).all(|w| w[0] < w[1]), "score.rs order");
+}
+
+#[test]
+fn node_kernel_parses_validates_and_matches_its_twin() {
+    use gpuplace::kernel::frag;
+    let module = frag_module();
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("frag.wgsl does not validate: {e:?}"));
+    assert!(module.entry_points.iter().any(|e| e.name == "main" && e.stage == naga::ShaderStage::Compute));
+
+    let structs = shader_structs(&module);
+    let twins: [(&str, &str, usize); 4] = [
+        ("Node", "NodeGpu", size_of::<frag::NodeGpu>()),
+        ("Shape", "ShapeGpu", size_of::<frag::ShapeGpu>()),
+        ("NodeParams", "NodeParams", size_of::<frag::NodeParams>()),
+        ("NodeCandidate", "NodeCandidate", size_of::<frag::NodeCandidate>()),
+    ];
+    for (wgsl, rust, rust_size) in twins {
+        let (size, members) = structs.get(wgsl).unwrap_or_else(|| panic!("no struct {wgsl} in frag.wgsl"));
+        assert_eq!(*size as usize, rust_size, "struct {wgsl} is {size} bytes in WGSL, {rust_size} in Rust");
+        assert_eq!(members, &rust_fields_in(FRAG_RS, rust), "struct {wgsl} and {rust} differ in field names or order");
+    }
+
+    let constants = constants_of(&module);
+    let expected = [
+        ("TERM_SCALE", score::TERM_SCALE),
+        ("RECIP_SHIFT", score::RECIP_SHIFT),
+        ("MAX_NODE_GPUS", gpuplace::kernel::limits::MAX_NODE_GPUS),
+        ("GPU_MILLI", frag::GPU_MILLI),
+        ("FRAG_WEIGHT_SUM", frag::FRAG_WEIGHT_SUM),
+        ("FRAG_OFFSET", frag::FRAG_OFFSET),
+        ("FRAG_SHIFT", frag::FRAG_SHIFT),
+        ("FRAG_STEP", frag::FRAG_STEP),
+        ("MAX_GPU_MODELS", frag::MAX_GPU_MODELS),
+        ("UNKNOWN_MODEL", frag::UNKNOWN_MODEL),
+        ("MAX_FRAG_SHAPES", frag::MAX_FRAG_SHAPES),
+        ("NO_NODE", frag::NO_NODE),
+        ("NODE_TERM_FRAG", frag::NODE_TERM_FRAG),
+        ("NODE_TERM_PACK", frag::NODE_TERM_PACK),
+        ("NODE_TERM_RANDOM", frag::NODE_TERM_RANDOM),
+        ("NODE_TERM_SIZE", frag::NODE_TERM_SIZE),
+        ("NODE_TERM_COUNT", frag::NODE_TERM_COUNT as u32),
+    ];
+    for (name, value) in expected {
+        assert_eq!(constants.get(name), Some(&value), "frag.wgsl constant {name}");
+    }
+    #[cfg(feature = "gpu")]
+    assert_eq!(constants.get("NODE_WG_SIZE"), Some(&gpuplace::gpu::nodes::NODE_WG_SIZE));
+    #[cfg(feature = "gpu")]
+    assert_eq!(gpuplace::gpu::nodes::FRAG_WGSL, FRAG_WGSL);
+
+    // The twins in the same order on both sides.
+    let names = [
+        "accessible",
+        "shape_frag",
+        "node_frag",
+        "fits_node",
+        "take_best_fit",
+        "node_terms",
+        "node_score",
+        "score_node",
+        "better_node",
+    ];
+    for (source, prefix, label) in [(FRAG_WGSL, "fn ", "frag.wgsl"), (FRAG_RS, "pub fn ", "frag.rs")] {
+        let at: Vec<usize> = names
+            .iter()
+            .map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f} in {label}")))
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{label}: the twins are out of order");
+    }
 }

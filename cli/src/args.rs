@@ -167,6 +167,44 @@ data/; CC BY 4.0)."
         #[arg(long)]
         markdown: bool,
     },
+    /// The FGD paper's workload-inflation experiment on an Alibaba openb node and pod list: pods
+    /// arrive one at a time until their GPU requests reach --tune × the cluster's GPUs, each placed
+    /// at once or failed; prints the GPU allocation against the arrived workload.
+    #[command(after_help = "Examples:
+  gpuplace inflate --nodes openb_node_list_gpu_node.csv --pods openb_pod_list_default.csv
+  gpuplace inflate --nodes openb_node_list_gpu_node.csv --pods openb_pod_list_default.csv \\
+      --policy-preset best-fit --seed 43 --json best-fit.json --plot best-fit.svg
+
+Presets: default (fragmentation, then best fit), fgd (fragmentation only), best-fit, random.
+The trace files are the Alibaba GPU trace v2023 (github.com/alibaba/clusterdata,
+cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
+    Inflate {
+        /// Node list CSV (sn,cpu_milli,memory_mib,gpu,model).
+        #[arg(long, value_name = "FILE")]
+        nodes: PathBuf,
+        /// Pod list CSV (name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,…).
+        #[arg(long, value_name = "FILE")]
+        pods: PathBuf,
+        /// Stop when the arrived GPU request reaches this multiple of the capacity (0.01..=10, at
+        /// most three decimals).
+        #[arg(long, default_value = "1.3", value_parser = parse_tune)]
+        tune: u32,
+        /// Seed of the arrival order (and of the random preset).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Node score preset.
+        #[arg(long, default_value = "default", value_parser = ["default", "fgd", "best-fit", "random"])]
+        policy_preset: String,
+        /// Scoring backend.
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
+        /// Write the curve and totals as JSON to this file (`-`: standard output).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Plot the curve as SVG to this file.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+    },
     /// Show one job's best candidates with every score term, and why other racks were rejected.
     #[command(after_help = "Examples:
   gpuplace explain --job inference-00001
@@ -443,4 +481,25 @@ impl BackendArg {
             BackendArg::Gpu => gpuplace::BackendChoice::Gpu,
         }
     }
+}
+
+/// `--tune`: a decimal with at most three places, in thousandths (1.3 → 1300), 0.01..=10.
+fn parse_tune(text: &str) -> Result<u32, String> {
+    let bad = || format!("`{text}` is not a decimal number from 0.01 to 10 with at most three decimals");
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || fraction.len() > 3
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+        || whole.len() > 3
+    {
+        return Err(bad());
+    }
+    let whole: u32 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+    let fraction: u32 = format!("{fraction:0<3}").parse().map_err(|_| bad())?;
+    let permille = whole * 1000 + fraction;
+    if !gpuplace::sim::inflate::TUNE_PERMILLE.contains(&permille) {
+        return Err(bad());
+    }
+    Ok(permille)
 }

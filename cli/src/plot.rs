@@ -305,6 +305,72 @@ fn draw_delays(
     Ok(())
 }
 
+/// Published allocation at 100% arrived on openb_pod_list_default, mean of 10 seeds
+/// (hkust-adsl/kubernetes-scheduler-simulator, experiments/analysis/expected_results).
+pub const PUBLISHED_AT_100: [(&str, f64); 6] = [
+    ("FGD", 95.23),
+    ("BestFit", 92.86),
+    ("GpuPacking", 91.78),
+    ("GpuClustering", 91.65),
+    ("DotProd", 90.62),
+    ("Random", 86.30),
+];
+
+/// `inflate --plot FILE.svg`: GPU capacity allocated against the arrived workload, with the
+/// diagonal (everything that arrived was placed) and the published values at 100% as marks.
+pub fn inflate_svg(report: &gpuplace::sim::inflate::InflateReport) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    draw_inflate(report, &mut svg).map_err(|e| anyhow::anyhow!("drawing the plot: {e}"))?;
+    Ok(svg)
+}
+
+fn draw_inflate(report: &gpuplace::sim::inflate::InflateReport, svg: &mut String) -> DrawResult {
+    let root = SVGBackend::with_string(svg, (WIDTH, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (area, legend) = root.split_horizontally(LEGEND_X);
+    let x_max = report.curve.last().map_or(100, |p| p.arrived_pct).max(1) as f64;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(
+            format!("GPU allocation under workload inflation ({}, seed {})", report.preset.name(), report.seed),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..100.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("GPU request arrived (% of capacity)")
+        .y_desc("GPU capacity allocated (%)")
+        .x_label_formatter(&|v| tick(*v, x_max))
+        .y_label_formatter(&|v| tick(*v, 100.0))
+        .draw()?;
+    let grey = RGBColor(170, 170, 170);
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (100.0f64.min(x_max), 100.0f64.min(x_max))], grey.stroke_width(1)))?;
+    let curve = report.curve.iter().map(|p| (f64::from(p.arrived_pct), p.allocated_pct));
+    chart.draw_series(LineSeries::new(curve, SITE_COLORS[0].stroke_width(2)))?;
+    if x_max >= 100.0 {
+        for (i, (_, value)) in PUBLISHED_AT_100.iter().enumerate() {
+            let color = SITE_COLORS[(i + 1) % SITE_COLORS.len()];
+            chart.draw_series(std::iter::once(Cross::new((100.0, *value), 5, color.stroke_width(2))))?;
+        }
+    }
+    legend.draw(&Text::new("this run", (10, 40), ("sans-serif", 16).into_font().style(FontStyle::Bold)))?;
+    legend.draw(&PathElement::new(vec![(10, 64), (34, 64)], SITE_COLORS[0].stroke_width(3)))?;
+    let at_100 = report.allocated_at(100).map_or("-".into(), |v| format!("{v:.2}% at 100%"));
+    legend.draw(&Text::new(format!("{} {at_100}", report.preset.name()), (40, 57), ("sans-serif", 14)))?;
+    legend.draw(&Text::new("published at 100%", (10, 100), ("sans-serif", 16).into_font().style(FontStyle::Bold)))?;
+    for (i, (name, value)) in PUBLISHED_AT_100.iter().enumerate() {
+        let color = SITE_COLORS[(i + 1) % SITE_COLORS.len()];
+        let y = 124 + 20 * i as i32;
+        legend.draw(&Cross::new((22, y), 5, color.stroke_width(2)))?;
+        legend.draw(&Text::new(format!("{name} {value:.2}"), (40, y - 7), ("sans-serif", 14)))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

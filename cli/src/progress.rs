@@ -34,3 +34,10 @@ impl Progress {
         }
     }
 }
+
+impl Progress {
+    /// Sets the total (when it is known only once the work has started).
+    pub fn set_length(&self, total: u64) {
+        self.bar.set_length(total);
+    }
+}

@@ -334,3 +334,40 @@ pub fn bench_markdown(report: &BenchReport) -> String {
     }
     text
 }
+
+/// `inflate`: totals, the curve every 10% of arrived workload, and the published anchors.
+pub fn inflate(report: &gpuplace::sim::inflate::InflateReport, wall: Duration) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{} nodes, {} GPUs; {} pods in the list, {} typical shapes; preset {}, seed {}, tune {}",
+        report.nodes,
+        report.total_gpus,
+        report.pods_in_list,
+        report.typical_shapes,
+        report.preset.name(),
+        report.seed,
+        report.tune
+    );
+    let _ = writeln!(
+        text,
+        "{} pods arrived ({:.1}% of the GPUs requested), {} placed, {} GPU pods and {} CPU pods failed",
+        report.arrived_pods,
+        report.arrived_gpu_milli as f64 * 100.0 / report.total_gpu_milli as f64,
+        report.placed_pods,
+        report.failed_gpu_pods,
+        report.failed_cpu_pods
+    );
+    let _ = writeln!(text, "\n{:>10} {:>12}", "arrived %", "allocated %");
+    for point in report.curve.iter().filter(|p| p.arrived_pct % 10 == 0) {
+        let _ = writeln!(text, "{:>10} {:>12.2}", point.arrived_pct, point.allocated_pct);
+    }
+    if let Some(at_100) = report.allocated_at(100) {
+        let _ = writeln!(
+            text,
+            "\nallocated at 100% arrived: {at_100:.2}% (published, 10 seeds: FGD 95.23, BestFit 92.86, Random 86.30)"
+        );
+    }
+    let _ = writeln!(text, "backend {}; {:.2} s", report.backend, wall.as_secs_f64());
+    text
+}

@@ -8,6 +8,7 @@
 //! after the first continue the candidate lists left by earlier tiles, which is exact (see the
 //! shader).
 
+pub mod nodes;
 mod selfcheck;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -166,6 +167,9 @@ struct Device {
     queue: wgpu::Queue,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    /// The node kernel (`shaders/frag.wgsl`) and its layout.
+    nodes_pipeline: wgpu::ComputePipeline,
+    nodes_layout: wgpu::BindGroupLayout,
     limits: wgpu::Limits,
     adapter: AdapterSummary,
     /// The first error wgpu reported outside an error scope, or the device's loss. Sticky: once a
@@ -210,66 +214,92 @@ impl Device {
         });
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("score.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(SCORE_WGSL.into()),
-        });
-        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("score"),
-            entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
-                storage(1, true),
-                storage(2, true),
-                storage(3, true),
-                storage(4, true),
-                storage(5, true),
-                storage(6, false),
-                storage(7, false),
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("score"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("score"),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let (pipeline, layout) = build_pipeline(&device, "score", SCORE_WGSL, 8, &[6, 7]);
+        let (nodes_pipeline, nodes_layout) = build_pipeline(&device, "frag", nodes::FRAG_WGSL, 4, &[3]);
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(ScoreError::Validation(error.to_string()));
         }
-        let device = Arc::new(Device { device, queue, pipeline, layout, limits, adapter: summary.clone(), fault });
+        let device = Arc::new(Device {
+            device,
+            queue,
+            pipeline,
+            layout,
+            nodes_pipeline,
+            nodes_layout,
+            limits,
+            adapter: summary.clone(),
+            fault,
+        });
         GpuScorer::on(Arc::clone(&device)).self_check(|_| {})?;
+        nodes::GpuNodeScorer::on(Arc::clone(&device)).self_check(|_| {})?;
         Ok(device)
     }
 
     fn fault(&self) -> Option<ScoreError> {
         self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The shared device of adapter `index` of [`adapters`], opened and self-checked on first use.
+fn shared_device(index: usize) -> Result<Arc<Device>, ScoreError> {
+    let registry = registry();
+    let (adapter, summary) = registry
+        .adapters
+        .get(index)
+        .ok_or_else(|| ScoreError::NoAdapter(format!("there is no adapter number {index}")))?;
+    let mut devices = registry.devices.lock().unwrap_or_else(|e| e.into_inner());
+    let device = devices[index].get_or_insert_with(|| Device::open(adapter, summary, |limits| limits)).clone()?;
+    if let Some(fault) = device.fault() {
+        return Err(fault);
+    }
+    Ok(device)
+}
+
+/// A compute pipeline for `source`'s `main`, with a layout of `bindings` bindings: 0 a uniform, the
+/// others storage, read-only except those in `writable`.
+fn build_pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    source: &str,
+    bindings: u32,
+    writable: &[u32],
+) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..bindings)
+        .map(|binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: if binding == 0 {
+                    wgpu::BufferBindingType::Uniform
+                } else {
+                    wgpu::BufferBindingType::Storage { read_only: !writable.contains(&binding) }
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    let layout =
+        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(label),
+        layout: Some(&pipeline_layout),
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    (pipeline, layout)
 }
 
 /// Device buffers, grown on demand.
@@ -318,17 +348,7 @@ impl GpuScorer {
     /// A scorer on adapter `index` of [`adapters`]. The adapter's device is opened and
     /// self-checked on first use and shared with every later scorer on it.
     pub fn open_adapter(index: usize) -> Result<GpuScorer, ScoreError> {
-        let registry = registry();
-        let (adapter, summary) = registry
-            .adapters
-            .get(index)
-            .ok_or_else(|| ScoreError::NoAdapter(format!("there is no adapter number {index}")))?;
-        let mut devices = registry.devices.lock().unwrap_or_else(|e| e.into_inner());
-        let device = devices[index].get_or_insert_with(|| Device::open(adapter, summary, |limits| limits)).clone()?;
-        if let Some(fault) = device.fault() {
-            return Err(fault);
-        }
-        Ok(GpuScorer::on(device))
+        Ok(GpuScorer::on(shared_device(index)?))
     }
 
     /// Test hook: a scorer on a device of its own on the best adapter, opened with limits derived

@@ -3,6 +3,7 @@
 //! scoring pass reads, and the fast CPU scorer. Imports nothing of the crate outside this module.
 
 pub mod cpu;
+pub mod frag;
 pub mod limits;
 pub mod score;
 pub mod shape;

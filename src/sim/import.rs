@@ -54,14 +54,14 @@ impl ImportReport {
 }
 
 /// One CSV row, with its fields looked up by column name.
-struct Row<'a> {
+pub(crate) struct Row<'a> {
     record: &'a csv::StringRecord,
     columns: &'a BTreeMap<String, usize>,
 }
 
 impl<'a> Row<'a> {
     /// The field of column `name` ("" when absent).
-    fn get(&self, name: &str) -> &'a str {
+    pub(crate) fn get(&self, name: &str) -> &'a str {
         self.columns.get(name).and_then(|&i| self.record.get(i)).unwrap_or("")
     }
 }
@@ -69,7 +69,7 @@ impl<'a> Row<'a> {
 /// Reads CSV rows with a header, handing each (line, field lookup) to `row`; malformed rows are
 /// recorded (or, with `strict`, returned as an error). `row` returns the field and what is wrong.
 /// A row that is not valid UTF-8 is malformed like any other.
-fn read_rows(
+pub(crate) fn read_rows(
     data: &[u8],
     source_name: &str,
     required: &[&str],
@@ -120,7 +120,7 @@ fn read_rows(
 
 /// A number in column `field`: malformed when it does not parse, saying whether it is out of the
 /// type's range or not a number at all.
-fn number<T: std::str::FromStr>(row: &Row, field: &str) -> Result<T, (String, String)> {
+pub(crate) fn number<T: std::str::FromStr>(row: &Row, field: &str) -> Result<T, (String, String)> {
     let text = row.get(field).trim();
     text.parse::<T>().map_err(|_| {
         let message = if text.parse::<i128>().is_ok() || (text.len() > 38 && text.bytes().all(|b| b.is_ascii_digit())) {

@@ -6,4 +6,5 @@ pub mod bench;
 pub mod compare;
 pub mod generate;
 pub mod import;
+pub mod inflate;
 pub mod replay;

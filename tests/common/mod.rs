@@ -29,7 +29,7 @@ pub fn at() -> Day {
 
 /// True when `GPUPLACE_REQUIRE_GPU=1` (set by `.ci/run`): a missing or failing adapter is then a
 /// test failure instead of a skip.
-fn gpu_required() -> bool {
+pub fn gpu_required() -> bool {
     std::env::var("GPUPLACE_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
 

@@ -6,6 +6,7 @@ mod explain;
 mod fleet;
 mod generate;
 mod import;
+mod inflate;
 mod place;
 mod replay;
 mod schema;
@@ -63,6 +64,12 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
             complete(bench::run(&config, no_gpu, json.as_deref(), markdown))
+        }
+        Command::Inflate { nodes, pods, tune, seed, policy_preset, backend, json, plot } => {
+            let preset =
+                gpuplace::sim::inflate::InflatePreset::from_name(&policy_preset).expect("clap checked the name");
+            let config = gpuplace::sim::inflate::InflateConfig { tune_permille: tune, seed, preset };
+            complete(inflate::run(&nodes, &pods, config, backend.choice(), json.as_deref(), plot.as_deref()))
         }
         Command::Fleet { fleet, json } => complete(fleet::run(fleet.as_deref(), json)),
         Command::Generate { count, seed, fleet, at, output } => {
