@@ -12,6 +12,7 @@ use crate::report::Versioned;
 use crate::report::out::{OutFile, OutLine};
 use crate::sim::bench::BenchReport;
 use crate::sim::compare::CompareFile;
+use crate::sim::inflate::InflateReport;
 use crate::sim::replay::{ReplayFile, ReplayLine};
 
 /// One file format.
@@ -73,6 +74,11 @@ pub fn formats() -> Vec<Format> {
         ),
         format("compare", "compare --json (written)", schema_of::<CompareFile>("gpuplace policy comparison")),
         format("bench", "bench --json (written)", schema_of::<Versioned<BenchReport>>("gpuplace benchmark")),
+        format(
+            "inflate",
+            "inflate --json (written)",
+            schema_of::<Versioned<InflateReport>>("gpuplace workload inflation"),
+        ),
     ]
 }
 

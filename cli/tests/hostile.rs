@@ -853,3 +853,55 @@ fn driver_noise_about_xdg_runtime_dir_stays_away() {
     assert_eq!(std::fs::metadata(&runtime[0]).unwrap().permissions().mode() & 0o777, 0o777);
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "the run's own directory was left behind");
 }
+
+#[test]
+fn inflate_refuses_bad_lists_and_values_in_one_line_and_writes_nothing() {
+    let dir = temp_dir("inflate-hostile");
+    let nodes = path(&dir, "nodes.csv");
+    std::fs::write(&nodes, "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,4,T4\nn1,32000,131072,2,T4\n").unwrap();
+    let pods = path(&dir, "pods.csv");
+    let header = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n";
+    std::fs::write(&pods, format!("{header}p0,1000,1024,1,500,\np1,2000,1024,2,1000,T4\np2,500,512,0,0,\n")).unwrap();
+    let json = path(&dir, "out.json");
+    // It works on these lists.
+    let ok = gpuplace(&["inflate", "--nodes", &nodes, "--pods", &pods, "--backend", "cpu", "--json", &json]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    std::fs::remove_file(&json).unwrap();
+
+    let bad_pods = path(&dir, "bad-pods.csv");
+    for (row, needles) in [
+        ("p9,1000,1024,1,0,\n", &["bad-pods.csv", "line 3", "gpu_milli"][..]),
+        ("p9,1000,1024,3,400,\n", &["line 3", "gpu_milli"]),
+        ("p9,1000,x,1,1000,\n", &["line 3", "memory_mib"]),
+        ("p9,1000,1024,99,1000,\n", &["line 3", "num_gpu"]),
+        ("p9,1000,1024,1\n", &["line 3"]),
+    ] {
+        std::fs::write(&bad_pods, format!("{header}p0,1000,1024,1,500,\n{row}")).unwrap();
+        let out = gpuplace(&["inflate", "--nodes", &nodes, "--pods", &bad_pods, "--backend", "cpu", "--json", &json]);
+        assert_fails_cleanly(row, &out, needles);
+        assert!(!Path::new(&json).exists(), "{row}: wrote output");
+    }
+    let bad_nodes = path(&dir, "bad-nodes.csv");
+    for (text, needles) in [
+        ("sn,cpu_milli,memory_mib,gpu\nn0,1,1,1\n", &["bad-nodes.csv", "model", "missing column"][..]),
+        ("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,12,T4\n", &["line 2", "gpu"]),
+        ("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,0,\n", &["no node has a GPU"]),
+        ("", &["bad-nodes.csv"]),
+    ] {
+        std::fs::write(&bad_nodes, text).unwrap();
+        let out = gpuplace(&["inflate", "--nodes", &bad_nodes, "--pods", &pods, "--backend", "cpu", "--json", &json]);
+        assert_fails_cleanly(text, &out, needles);
+        assert!(!Path::new(&json).exists(), "{text}: wrote output");
+    }
+    for tune in ["0", "11", "1.3333", "-1", "abc", "1e3"] {
+        let out = gpuplace(&["inflate", "--nodes", &nodes, "--pods", &pods, "--tune", tune, "--json", &json]);
+        assert_eq!(out.status.code(), Some(2), "--tune {tune}: {}", stderr(&out));
+        assert!(!Path::new(&json).exists());
+    }
+    let missing = gpuplace(&["inflate", "--nodes", &path(&dir, "nope.csv"), "--pods", &pods, "--json", &json]);
+    assert_fails_cleanly("missing nodes", &missing, &["nope.csv"]);
+    // Writing over an input is refused.
+    let over = gpuplace(&["inflate", "--nodes", &nodes, "--pods", &pods, "--backend", "cpu", "--json", &pods]);
+    common::assert_output_fails("--json over an input", &over, &["is also an input"]);
+    assert!(std::fs::read_to_string(&pods).unwrap().starts_with(header));
+}

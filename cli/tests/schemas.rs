@@ -14,6 +14,7 @@ use gpuplace::report::Versioned;
 use gpuplace::report::out::{OutFile, read_jsonl};
 use gpuplace::sim::bench::BenchReport;
 use gpuplace::sim::compare::CompareFile;
+use gpuplace::sim::inflate::InflateReport;
 use serde_json::Value;
 
 fn schemas_dir() -> PathBuf {
@@ -36,7 +37,7 @@ fn schema(name: &str) -> Value {
 #[test]
 fn committed_schemas_are_what_the_command_prints() {
     let names = names();
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names.len(), 11, "{names:?}");
     let update = std::env::var("GPUPLACE_UPDATE_SCHEMAS").is_ok_and(|v| v == "1");
     let mut stale = Vec::new();
     for name in &names {
@@ -164,6 +165,27 @@ fn every_file_written_validates_against_its_schema() {
     assert_valid("fleet", &read_json(&imported_fleet));
     assert_valid("jobs", &read_json(&imported_pods));
 
+    // The FGD experiment on the same lists.
+    let (inflated, inflated_plot) = (p("inflate.json"), p("inflate.svg"));
+    run(&[
+        "inflate",
+        "--nodes",
+        &nodes,
+        "--pods",
+        &pods,
+        "--backend",
+        "cpu",
+        "--json",
+        &inflated,
+        "--plot",
+        &inflated_plot,
+    ]);
+    assert_valid("inflate", &read_json(&inflated));
+    let inflate_read: Versioned<InflateReport> = serde_json::from_value(read_json(&inflated)).unwrap();
+    assert_eq!(inflate_read.body.curve.len(), 131);
+    let svg = std::fs::read_to_string(&inflated_plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "the plot is not one SVG document");
+
     let bench = p("bench.json");
     run(&["bench", "--count", "200", "--racks", "20", "--repeat", "1", "--no-gpu", "--json", &bench]);
     assert_valid("bench", &read_json(&bench));
@@ -196,7 +218,9 @@ fn every_file_written_validates_against_its_schema() {
     serde_json::from_str::<Versioned<Explanation>>(&explained).unwrap();
 
     // Every output names its format version.
-    for file in [&fleet, &jobs, &policy, &out, &replay, &compare, &bench, &imported, &imported_fleet, &imported_pods] {
+    for file in
+        [&fleet, &jobs, &policy, &out, &replay, &compare, &bench, &imported, &imported_fleet, &imported_pods, &inflated]
+    {
         assert_eq!(read_json(file)["format_version"], 1, "{file}");
     }
     assert_eq!(out_lines_read[0]["format_version"], 1);
