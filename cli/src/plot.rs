@@ -325,49 +325,69 @@ pub fn inflate_svg(report: &gpuplace::sim::inflate::InflateReport) -> anyhow::Re
 }
 
 fn draw_inflate(report: &gpuplace::sim::inflate::InflateReport, svg: &mut String) -> DrawResult {
-    let root = SVGBackend::with_string(svg, (WIDTH, 560)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (WIDTH, 860)).into_drawing_area();
     root.fill(&WHITE)?;
     let (area, legend) = root.split_horizontally(LEGEND_X);
+    let (whole, zoom) = area.split_vertically(430);
     let x_max = report.curve.last().map_or(100, |p| p.arrived_pct).max(1) as f64;
-    let mut chart = ChartBuilder::on(&area)
-        .caption(
-            format!("GPU allocation under workload inflation ({}, seed {})", report.preset.name(), report.seed),
-            ("sans-serif", 22),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_max, 0.0..100.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("GPU request arrived (% of capacity)")
-        .y_desc("GPU capacity allocated (%)")
-        .x_label_formatter(&|v| tick(*v, x_max))
-        .y_label_formatter(&|v| tick(*v, 100.0))
-        .draw()?;
-    let grey = RGBColor(170, 170, 170);
-    chart
-        .draw_series(LineSeries::new([(0.0, 0.0), (100.0f64.min(x_max), 100.0f64.min(x_max))], grey.stroke_width(1)))?;
-    let curve = report.curve.iter().map(|p| (f64::from(p.arrived_pct), p.allocated_pct));
-    chart.draw_series(LineSeries::new(curve, SITE_COLORS[0].stroke_width(2)))?;
-    if x_max >= 100.0 {
-        for (i, (_, value)) in PUBLISHED_AT_100.iter().enumerate() {
-            let color = SITE_COLORS[(i + 1) % SITE_COLORS.len()];
-            chart.draw_series(std::iter::once(Cross::new((100.0, *value), 5, color.stroke_width(2))))?;
-        }
-    }
+    // The whole curve, then the part where the policies differ (85–100% allocated).
+    let title = format!("GPU allocation under workload inflation ({}, seed {})", report.preset.name(), report.seed);
+    draw_inflate_panel(report, &whole, &title, (0.0, x_max), (0.0, 100.0))?;
+    let zoom_x = (85.0f64.min(x_max - 1.0).max(0.0), x_max);
+    draw_inflate_panel(report, &zoom, "the same, from 85% arrived", zoom_x, (85.0, 100.0))?;
     legend.draw(&Text::new("this run", (10, 40), ("sans-serif", 16).into_font().style(FontStyle::Bold)))?;
     legend.draw(&PathElement::new(vec![(10, 64), (34, 64)], SITE_COLORS[0].stroke_width(3)))?;
     let at_100 = report.allocated_at(100).map_or("-".into(), |v| format!("{v:.2}% at 100%"));
     legend.draw(&Text::new(format!("{} {at_100}", report.preset.name()), (40, 57), ("sans-serif", 14)))?;
     legend.draw(&Text::new("published at 100%", (10, 100), ("sans-serif", 16).into_font().style(FontStyle::Bold)))?;
+    legend.draw(&Text::new("(mean of 10 seeds)", (10, 118), ("sans-serif", 13)))?;
     for (i, (name, value)) in PUBLISHED_AT_100.iter().enumerate() {
         let color = SITE_COLORS[(i + 1) % SITE_COLORS.len()];
-        let y = 124 + 20 * i as i32;
+        let y = 144 + 20 * i as i32;
         legend.draw(&Cross::new((22, y), 5, color.stroke_width(2)))?;
         legend.draw(&Text::new(format!("{name} {value:.2}"), (40, y - 7), ("sans-serif", 14)))?;
     }
     root.present()?;
+    Ok(())
+}
+
+fn draw_inflate_panel(
+    report: &gpuplace::sim::inflate::InflateReport,
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    x: (f64, f64),
+    y: (f64, f64),
+) -> DrawResult {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
+    chart
+        .configure_mesh()
+        .x_desc("GPU request arrived (% of capacity)")
+        .y_desc("GPU capacity allocated (%)")
+        .x_label_formatter(&|v| tick(*v, x.1 - x.0))
+        .y_label_formatter(&|v| tick(*v, y.1 - y.0))
+        .draw()?;
+    // The diagonal: everything that arrived was placed.
+    let grey = RGBColor(170, 170, 170);
+    let diagonal = [(x.0, x.0), (x.1.min(100.0), x.1.min(100.0))];
+    chart.draw_series(LineSeries::new(diagonal, grey.stroke_width(1)))?;
+    // Points outside the panel are left out, not pinned to its edge.
+    let curve = report
+        .curve
+        .iter()
+        .filter(|p| f64::from(p.arrived_pct) >= x.0 && (y.0..=y.1).contains(&p.allocated_pct))
+        .map(|p| (f64::from(p.arrived_pct), p.allocated_pct));
+    chart.draw_series(LineSeries::new(curve, SITE_COLORS[0].stroke_width(2)))?;
+    if x.1 >= 100.0 {
+        for (i, (_, value)) in PUBLISHED_AT_100.iter().enumerate() {
+            let color = SITE_COLORS[(i + 1) % SITE_COLORS.len()];
+            chart.draw_series(std::iter::once(Cross::new((100.0, *value), 5, color.stroke_width(2))))?;
+        }
+    }
     Ok(())
 }
 
