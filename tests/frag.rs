@@ -376,6 +376,40 @@ fn inflate_on_a_small_cluster_is_consistent_on_every_backend() {
     }
 }
 
+/// A GPU lost mid-run hands over to the CPU, and the experiment's result is the same.
+#[cfg(feature = "gpu")]
+#[test]
+fn inflate_survives_a_device_lost_mid_run() {
+    use gpuplace::gpu::nodes::GpuNodeScorer;
+    let mut rng = SplitMix64::new(3);
+    let nodes: Vec<NodeGpu> = (0..40)
+        .map(|_| {
+            let gpus = [2u32, 4, 8][rng.below(3) as usize];
+            let mut left = [0; 8];
+            left[..gpus as usize].fill(GPU_MILLI);
+            NodeGpu { left, gpus, cpu_free: 8000 * gpus, mem_free: 1 << 18, model: 1, ready: 1, ..Default::default() }
+        })
+        .collect();
+    let pods: Vec<PodReq> = (0..60).map(|i| pod(1000, 1 + (i % 2), if i % 3 == 0 { 500 } else { 1000 })).collect();
+    let pods: Vec<PodReq> =
+        pods.into_iter().map(|p| if p.gpus > 1 { PodReq { milli: 1000, ..p } } else { p }).collect();
+    let cluster = Cluster { nodes, models: vec!["X".into()], pods, specs: vec![String::new()] };
+    let config = InflateConfig { tune_permille: 1300, seed: 9, preset: InflatePreset::Default };
+    let cpu = inflate(&cluster, config, &mut NodeBackend::Cpu, ("n", "p"), &mut |_, _| {}).unwrap();
+    let Some(index) = gpuplace::gpu::adapters().iter().position(|_| true) else {
+        assert!(!common::gpu_required(), "GPUPLACE_REQUIRE_GPU=1 but no adapter");
+        return;
+    };
+    let mut scorer = GpuNodeScorer::on_own_device(index).unwrap();
+    scorer.destroy_device_before_pass(20);
+    let mut backend = NodeBackend::Gpu(Box::new(scorer));
+    let lost = inflate(&cluster, config, &mut backend, ("n", "p"), &mut |_, _| {}).unwrap();
+    assert_eq!(lost.curve, cpu.curve);
+    assert_eq!(lost.allocated_gpu_milli, cpu.allocated_gpu_milli);
+    assert!(lost.backend.contains("then cpu after pod 20"), "{}", lost.backend);
+    assert!(matches!(backend, NodeBackend::Cpu));
+}
+
 /// The FGD experiment on the real trace reproduces the published baseline: best fit lands near the
 /// published 92.86% (seed 42 published: 92.94%), FGD near 95.23% (seed 42: 95.14%), and the
 /// default policy at or above FGD's published 95.2% less run-to-run spread.

@@ -30,11 +30,41 @@ struct NodeBuffers {
 pub struct GpuNodeScorer {
     context: Arc<Device>,
     buffers: Option<NodeBuffers>,
+    passes: u64,
+    /// Test hook: destroy the device before the n-th pass (0-based).
+    #[cfg(feature = "test-hooks")]
+    destroy_before_pass: Option<u64>,
 }
 
 impl GpuNodeScorer {
     pub(super) fn on(context: Arc<Device>) -> GpuNodeScorer {
-        GpuNodeScorer { context, buffers: None }
+        GpuNodeScorer {
+            context,
+            buffers: None,
+            passes: 0,
+            #[cfg(feature = "test-hooks")]
+            destroy_before_pass: None,
+        }
+    }
+
+    /// Test hook: a scorer on a device of its own on adapter `index` (self-checked), which
+    /// [`GpuNodeScorer::destroy_device_before_pass`] may destroy without harming other scorers.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn on_own_device(index: usize) -> Result<GpuNodeScorer, ScoreError> {
+        let (adapter, summary) = super::registry()
+            .adapters
+            .get(index)
+            .ok_or_else(|| ScoreError::NoAdapter(format!("wgpu found no adapter number {index}")))?;
+        Ok(GpuNodeScorer::on(Device::open(adapter, summary, |limits| limits)?))
+    }
+
+    /// Test hook: destroy the device just before pass `pass` (0-based), to exercise the hand-over
+    /// to the CPU on a real device loss.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn destroy_device_before_pass(&mut self, pass: u64) {
+        self.destroy_before_pass = Some(pass);
     }
 
     /// A scorer on the best adapter wgpu finds (see [`super::adapters`]), which may be a software device.
@@ -61,7 +91,9 @@ impl GpuNodeScorer {
         let max_binding = super::max_binding(limits);
         let node_bytes = (nodes.len().max(1) * size_of::<NodeGpu>()) as u64;
         let groups = (nodes.len() as u32).div_ceil(NODE_WG_SIZE).max(1);
-        if node_bytes > max_binding || groups > limits.max_compute_workgroups_per_dimension {
+        let shape_bytes = size_of_val(shapes) as u64;
+        if node_bytes > max_binding || shape_bytes > max_binding || groups > limits.max_compute_workgroups_per_dimension
+        {
             return Err(ScoreError::TooLarge(format!(
                 "{} nodes exceed what the device scores in one dispatch ({} bytes per binding, {} workgroups)",
                 nodes.len(),
@@ -133,6 +165,11 @@ impl GpuNodeScorer {
     /// The best node for the pod of `params` over the loaded nodes (`params.node_count` of them at
     /// most): the GPU twin of [`best_node`], with an identical result.
     pub fn best(&mut self, params: &NodeParams) -> Result<NodeCandidate, ScoreError> {
+        #[cfg(feature = "test-hooks")]
+        if self.destroy_before_pass == Some(self.passes) {
+            self.context.device.destroy();
+        }
+        self.passes += 1;
         if let Some(fault) = self.context.fault() {
             return Err(fault);
         }
@@ -195,7 +232,13 @@ impl GpuNodeScorer {
     /// the CPU finds with the pod's parameters altered by `alter` (nothing, except in the check's
     /// negative control).
     pub(super) fn self_check(&mut self, alter: fn(&mut NodeParams)) -> Result<(), ScoreError> {
-        let (nodes, shapes, passes) = self_check_problem();
+        let (mut nodes, shapes, mut passes) = self_check_problem();
+        // A device opened with limits below the problem's (tests do) checks the nodes it can take.
+        let limits = &self.context.limits;
+        let fit = (super::max_binding(limits) / size_of::<NodeGpu>() as u64)
+            .min(u64::from(limits.max_compute_workgroups_per_dimension) * u64::from(NODE_WG_SIZE));
+        nodes.truncate(fit as usize);
+        passes.iter_mut().for_each(|p| p.node_count = nodes.len() as u32);
         self.load(&nodes, &shapes)?;
         for params in &passes {
             let device = self.best(params)?;

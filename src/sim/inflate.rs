@@ -354,7 +354,7 @@ pub struct InflateReport {
     pub pods_file: String,
     /// The preset.
     pub preset: InflatePreset,
-    /// The backend that scored (`cpu`, or the adapter).
+    /// The backend that scored (`cpu`, or the adapter; and the CPU after it, if it failed mid-run).
     pub backend: String,
     /// Seed.
     pub seed: u64,
@@ -532,6 +532,8 @@ pub fn inflate(
     let (mut arrived, mut allocated) = (0u64, 0u64);
     let (mut placed, mut failed_gpu, mut failed_cpu) = (0u64, 0u64, 0u64);
     let seed32 = (config.seed ^ (config.seed >> 32)) as u32;
+    #[cfg_attr(not(feature = "gpu"), expect(unused_mut, reason = "only the GPU can fail and change it"))]
+    let mut backend_name = backend.name();
     for (n, &i) in order.iter().enumerate() {
         let pod = cluster.pods[i as usize];
         arrived += pod.request();
@@ -547,7 +549,16 @@ pub fn inflate(
         let best: NodeCandidate = match backend {
             NodeBackend::Cpu => best_node_parallel(&nodes, &params, &shapes),
             #[cfg(feature = "gpu")]
-            NodeBackend::Gpu(scorer) => scorer.best(&params)?,
+            NodeBackend::Gpu(scorer) => match scorer.best(&params) {
+                Ok(best) => best,
+                // A GPU that fails mid-run hands over to the CPU, which has every node's state and
+                // gives the same answer.
+                Err(e) => {
+                    backend_name = format!("{backend_name}, then cpu after pod {n} ({e})");
+                    *backend = NodeBackend::Cpu;
+                    best_node_parallel(&nodes, &params, &shapes)
+                }
+            },
         };
         if best.node == crate::kernel::frag::NO_NODE {
             if pod.gpus > 0 {
@@ -594,7 +605,7 @@ pub fn inflate(
         nodes_file: names.0.to_string(),
         pods_file: names.1.to_string(),
         preset: config.preset,
-        backend: backend.name(),
+        backend: backend_name,
         seed: config.seed,
         tune: f64::from(config.tune_permille) / 1000.0,
         nodes: nodes.len(),
