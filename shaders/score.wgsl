@@ -23,6 +23,10 @@ const TERM_HBM: u32 = 5u;
 const TERM_RANDOM: u32 = 6u;
 const TERM_COUNT: u32 = 7u;
 
+const BLOCK_ANY: u32 = 0u;
+const BLOCK_REQUIRED: u32 = 1u;
+const BLOCK_PREFERRED: u32 = 2u;
+
 const REJECT_GPUS: u32 = 1u;
 const REJECT_HBM: u32 = 2u;
 const REJECT_JURISDICTION: u32 = 4u;
@@ -48,6 +52,7 @@ struct Job {
     provider_mask: u32,
     ready_day: u32,
     random_salt: u32,
+    block_rule: u32,
     weights: array<u32, TERM_COUNT>,
 }
 
@@ -63,6 +68,7 @@ struct Rack {
     node_gpus: u32,
     nodes: u32,
     first_node: u32,
+    block: u32,
     summary: array<u32, 6>,
 }
 
@@ -77,6 +83,10 @@ struct Site {
 struct Cluster {
     free_racks: u32,
     online_day: u32,
+}
+
+struct Block {
+    free_racks: u32,
 }
 
 struct Candidate {
@@ -103,6 +113,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> latency: array<u32>;
 @group(0) @binding(6) var<storage, read_write> candidates: array<Candidate>;
 @group(0) @binding(7) var<storage, read_write> feasible_counts: array<u32>;
+@group(0) @binding(8) var<storage, read> blocks: array<Block>;
 
 // The shape rule (twin of src/kernel/shape.rs, which says it in words): a job is pods on nodes
 // (trays); pods that fit one NVLink domain go inside one rack, on its usable nodes (the rack's
@@ -150,12 +161,14 @@ fn gpus_on_anchor(job_gpus: u32, pod_shape: vec3<u32>, per_rack: u32, free_gpus:
     return min(on_anchor, free_gpus);
 }
 
-fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, latency_ms: u32) -> u32 {
+fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, block: Block, latency_ms: u32) -> u32 {
     var reject = 0u;
     let packed = job.shapes[rack.node_gpus - 1u];
     let pod_shape = unpack_shape(packed);
     let per_rack = pods_per_rack(packed, rack.nodes);
-    if (!fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, cluster.free_racks)) {
+    // A job kept to one block counts that block's whole racks, any other the cluster's.
+    let whole_racks = select(block.free_racks, cluster.free_racks, job.block_rule == BLOCK_ANY);
+    if (!fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, whole_racks)) {
         reject |= REJECT_GPUS;
     }
     if (rack.hbm_gb < job.hbm_gb) {
@@ -261,7 +274,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         let site = sites[rack.site];
         let cluster = clusters[rack.cluster];
         let latency_ms = latency[rack.site * params.region_count + job.region];
-        if (check(job, rack, site, cluster, latency_ms) == 0u) {
+        if (check(job, rack, site, cluster, blocks[rack.block], latency_ms) == 0u) {
             feasible += 1u;
             let candidate = Candidate(score(job, rack, site, latency_ms), params.rack_offset + r);
             if (better(candidate, worst)) {

@@ -171,3 +171,47 @@ fn several_azure_traces_line_up_and_keep_their_ids_apart() {
     assert_eq!(first("conv-w"), first("conv2-w"));
     assert_eq!(first("conv-w"), Some(Some(0)));
 }
+
+#[test]
+fn topology_blocks_and_rules_load_write_back_and_refuse_bad_values() {
+    let mut file: FleetFile = gpuplace::builtin::default_fleet_file();
+    file.sites[0].clusters[0].block_racks = Some(0);
+    let e = Fleet::from_file(file.clone(), "fleet.json").unwrap_err();
+    assert_eq!((e.source_name.as_str(), e.field.as_str()), ("fleet.json", "clusters[0].block_racks"), "{e}");
+    file.sites[0].clusters[0].block_racks = Some(8);
+    let fleet = Fleet::from_file(file, "fleet.json").unwrap();
+    let c = &fleet.clusters[0];
+    assert_eq!((c.block_racks, c.block_count()), (8, (c.racks.len() as u32).div_ceil(8)));
+    // The blocks of later clusters follow on; every rack's block is its cluster's.
+    let state = fleet.initial_state();
+    for cluster in &fleet.clusters {
+        for r in cluster.racks.clone() {
+            assert_eq!(state.racks[r].block, cluster.block_of(r));
+            assert!((cluster.first_block..cluster.first_block + cluster.block_count()).contains(&state.racks[r].block));
+        }
+    }
+    let whole: u32 = state.blocks.iter().map(|b| b.free_racks).sum();
+    assert_eq!(whole, state.clusters.iter().map(|c| c.free_racks).sum::<u32>());
+
+    // Jobs: `block` in JSON and CSV, written and read back the same.
+    let csv = "id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,block\n\
+               a,training,144,0,1,2,us-east,required\nb,training,144,0,1,2,us-east,preferred\nc,training,8,0,1,2,us-east,\n";
+    let workload = Workload::from_csv(csv, "jobs.csv").unwrap();
+    let blocks: Vec<_> = workload.jobs.iter().map(|j| j.block.map(|b| b.name())).collect();
+    assert_eq!(blocks, [Some("required"), Some("preferred"), None]);
+    let again = Workload::from_csv(&workload.to_csv().unwrap(), "again.csv").unwrap();
+    assert_eq!(again.jobs, workload.jobs);
+    let json = Workload::from_json(&workload.to_json().unwrap(), "again.json").unwrap();
+    assert_eq!(json.jobs, workload.jobs);
+    let bad = "id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,block\na,training,144,0,1,2,us-east,maybe\n";
+    let e = Workload::from_csv(bad, "jobs.csv").unwrap_err();
+    assert!(e.to_string().contains("line 2") && e.to_string().contains("`block`"), "{e}");
+    let e = Workload::from_json(
+        r#"[{"id": "a", "kind": "training", "gpus": 144, "hbm_gb_per_gpu": 0,
+        "priority": 1, "duration_h": 1, "region": "us-east", "block": "maybe"}]"#,
+        "jobs.json",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("block"), "{e}");
+    workload.compile(&fleet, &Policy::default(), at()).unwrap();
+}

@@ -9,10 +9,10 @@ mod common;
 
 use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_workload};
 use gpuplace::engine::place::{Decision, Outcome, decision_order};
-use gpuplace::engine::{Allocation, Cause, Ledger, NamedOutcome, RejectCounts};
-use gpuplace::kernel::score::{Candidate, STATIC_REJECTS, better, check, score};
+use gpuplace::engine::{Allocation, Cause, Ledger, NamedOutcome, Reason, RejectCounts};
+use gpuplace::kernel::score::{BLOCK_ANY, BLOCK_PREFERRED, Candidate, JobGpu, STATIC_REJECTS, better, check, score};
 use gpuplace::kernel::shape::{racks_needed, shape_on, spans_racks};
-use gpuplace::kernel::state::NodeState;
+use gpuplace::kernel::state::{FleetState, NodeState};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Fleet, Policy, Scheduler, Workload};
 use proptest::prelude::*;
@@ -26,21 +26,36 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
     let order = decision_order(&workload.jobs, &jobs, fleet, &fleet.initial_state());
     assert_eq!(decisions.iter().map(|d| d.job).collect::<Vec<_>>(), order, "jobs decided out of order");
     let mut state = fleet.initial_state();
+    // Each rack's topology block, from the fleet's clusters (not from the kernel's records).
+    let block_of: Vec<u32> = (0..state.racks.len())
+        .map(|r| fleet.clusters.iter().find(|c| c.racks.contains(&r)).unwrap().block_of(r))
+        .collect();
     for decision in decisions {
-        let job = &jobs[decision.job];
         let id = &workload.jobs[decision.job].id;
-        let mut best: Option<Candidate> = None;
-        for (r, rack) in state.racks.iter().enumerate() {
-            let site = &state.sites[rack.site as usize];
-            let cluster = &state.clusters[rack.cluster as usize];
-            let latency = state.latency[(rack.site * state.region_count + job.region) as usize];
-            if check(job, rack, site, cluster, latency) == 0 {
-                let candidate = Candidate { score: score(job, rack, site, latency), rack: r as u32 };
-                if best.is_none_or(|b| better(candidate, b)) {
-                    best = Some(candidate);
+        let best_for = |job: &JobGpu, state: &FleetState| {
+            let mut best: Option<Candidate> = None;
+            for (r, rack) in state.racks.iter().enumerate() {
+                let site = &state.sites[rack.site as usize];
+                let cluster = &state.clusters[rack.cluster as usize];
+                let block = &state.blocks[block_of[r] as usize];
+                let latency = state.latency[(rack.site * state.region_count + job.region) as usize];
+                if check(job, rack, site, cluster, block, latency) == 0 {
+                    let candidate = Candidate { score: score(job, rack, site, latency), rack: r as u32 };
+                    if best.is_none_or(|b| better(candidate, b)) {
+                        best = Some(candidate);
+                    }
                 }
             }
+            best
+        };
+        // A job preferring one block is decided without the rule when no rack is feasible with it.
+        let mut job = jobs[decision.job];
+        let mut best = best_for(&job, &state);
+        if best.is_none() && job.block_rule == BLOCK_PREFERRED {
+            job.block_rule = BLOCK_ANY;
+            best = best_for(&job, &state);
         }
+        let job = &job;
         match &decision.outcome {
             Outcome::Unplaced { reason } => {
                 assert_eq!(best, None, "{id} left unplaced although a rack was feasible ({reason})");
@@ -69,7 +84,16 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
                     assert_eq!(racks.len(), 1, "{id} split across NVLink domains");
                 } else {
                     assert_eq!(racks.len() as u32, racks_needed(shape, per_rack), "{id}: wrong rack count");
-                    assert!(racks[1..].windows(2).all(|w| w[0].rack < w[1].rack), "{id}: racks not in index order");
+                    // The anchor's block first, each part in index order; a job kept to one block in it.
+                    let home = block_of[racks[0].rack as usize];
+                    let in_home = racks[1..].iter().take_while(|s| block_of[s.rack as usize] == home).count();
+                    let (first, rest) = racks[1..].split_at(in_home);
+                    assert!(first.windows(2).all(|w| w[0].rack < w[1].rack), "{id}: racks not in index order");
+                    assert!(rest.windows(2).all(|w| w[0].rack < w[1].rack), "{id}: racks not in index order");
+                    assert!(rest.iter().all(|s| block_of[s.rack as usize] != home), "{id}: its block not first");
+                    if job.block_rule != BLOCK_ANY {
+                        assert!(rest.is_empty(), "{id} is kept to one block but spans blocks");
+                    }
                     for share in racks {
                         let rack = state.racks[share.rack as usize];
                         assert_eq!(rack.cluster, anchor.cluster, "{id} spans clusters");
@@ -86,9 +110,10 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
                     let rack = state.racks[share.rack as usize];
                     let site = &state.sites[rack.site as usize];
                     let cluster = &state.clusters[rack.cluster as usize];
+                    let block = &state.blocks[block_of[share.rack as usize] as usize];
                     let latency = state.latency[(rack.site * state.region_count + job.region) as usize];
                     assert_eq!(
-                        check(job, &rack, site, cluster, latency) & STATIC_REJECTS,
+                        check(job, &rack, site, cluster, block, latency) & STATIC_REJECTS,
                         0,
                         "{id} breaks a constraint"
                     );
@@ -113,6 +138,7 @@ pub fn verify(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &[
                     state.recount(r);
                     if was_whole && !state.is_whole(r) {
                         state.clusters[state.racks[r].cluster as usize].free_racks -= 1;
+                        state.blocks[block_of[r] as usize].free_racks -= 1;
                     }
                 }
                 let site = &mut state.sites[anchor.site as usize];
@@ -645,4 +671,61 @@ fn pods_land_on_trays_and_never_on_cordoned_or_failed_ones() {
         );
         scheduler.ledger().check_consistency().unwrap();
     });
+}
+
+#[test]
+fn jobs_spanning_racks_keep_to_or_prefer_one_topology_block() {
+    const TEST: &str = "jobs_spanning_racks_keep_to_or_prefer_one_topology_block";
+    // Five racks of 8 GPUs in blocks of 2 (racks 0-1, 2-3, 4); `used` says which racks are busy.
+    let fleet = |used: &str| {
+        let text = format!(
+            r#"{{"regions": ["r"],
+            "rack_types": {{"t8": {{"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 2}}}},
+            "sites": [
+              {{"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1, "pue": 1.2,
+               "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {{"r": 10}},
+               "clusters": [{{"name": "a", "rack_type": "t8", "racks": 5, "block_racks": 2, "used_gpus": {used}}}]}}]}}"#
+        );
+        Fleet::from_json(&text, "<fleet>").unwrap()
+    };
+    // A 16-GPU job: two whole racks.
+    let job = |block: &str| {
+        format!(
+            r#"[{{"id": "j", "kind": "training", "gpus": 16, "hbm_gb_per_gpu": 0, "priority": 1,
+                "duration_h": 1, "region": "r"{block}}}]"#
+        )
+    };
+    let (any, required, preferred) = (job(""), job(r#", "block": "required""#), job(r#", "block": "preferred""#));
+    let names: Vec<String> = common::backends(TEST).into_iter().map(|(name, _)| name).collect();
+    for name in &names {
+        let place = |fleet: &Fleet, jobs: &str| {
+            let backend = common::backends(TEST).into_iter().find(|(n, _)| n == name).unwrap().1;
+            let workload = Workload::from_json(jobs, "<jobs>").unwrap();
+            let mut scheduler = Scheduler::with_backend(fleet.clone(), Policy::default(), backend).unwrap();
+            let placement = scheduler.place(&workload, Some(at())).unwrap();
+            scheduler.ledger().check_consistency().unwrap();
+            let named: Vec<_> = placement.named(scheduler.fleet(), &workload).collect();
+            match &named[0].outcome {
+                NamedOutcome::Placed(on) => Ok(on.racks.iter().map(|r| r.rack).collect::<Vec<_>>()),
+                NamedOutcome::Unplaced(reason) => Err(Reason::clone(reason)),
+                other => panic!("{name}: {other:?}"),
+            }
+        };
+        // Racks 1 and 3 busy: each block has one whole rack (0, 2, 4), none has two.
+        let split = fleet("[0, 8, 0, 8, 0]");
+        // No rule: the anchor's block first, then the cluster's other whole racks by index.
+        assert_eq!(place(&split, &any).unwrap(), [0, 2], "{name}");
+        // Preferred: no block has room, so anywhere, as without a rule.
+        assert_eq!(place(&split, &preferred).unwrap(), [0, 2], "{name}");
+        // Required: not placed; the reason says why, in words and numbers.
+        let reason = place(&split, &required).unwrap_err();
+        assert!(matches!(reason.cause, Cause::FreeRacks { free_racks: 1, needed_racks: 2, .. }), "{name}: {reason}");
+        assert!(reason.text.contains("fully free racks in one topology block"), "{name}: {reason}");
+        // Racks 1 and 4 busy: block 1 (racks 2, 3) has room. Kept to or preferring one block, the
+        // job takes it; without a rule it anchors on rack 0 (lowest index) and adds rack 2.
+        let room = fleet("[0, 8, 0, 0, 8]");
+        assert_eq!(place(&room, &any).unwrap(), [0, 2], "{name}");
+        assert_eq!(place(&room, &required).unwrap(), [2, 3], "{name}");
+        assert_eq!(place(&room, &preferred).unwrap(), [2, 3], "{name}");
+    }
 }

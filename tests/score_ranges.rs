@@ -7,7 +7,7 @@ use gpuplace::kernel::limits::{
     MAX_RACK_NODES, MAX_SITE_POWER_W,
 };
 use gpuplace::kernel::score::{
-    ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16, score, terms,
+    BlockGpu, ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16, score, terms,
 };
 use gpuplace::kernel::shape::{job_tables, rack_summary};
 use proptest::prelude::*;
@@ -30,7 +30,7 @@ prop_compose! {
         JobGpu {
             gpus, pods, pod_gpus, shapes, hbm_gb, region, latency_limit_ms, latency_ref_ms,
             inv_latency_ref_q16: inv_q16(latency_ref_ms),
-            jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, weights,
+            jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, block_rule: random_salt % 3, weights,
         }
     }
 }
@@ -62,6 +62,7 @@ fn rack() -> impl Strategy<Value = RackGpu> {
                 node_gpus,
                 nodes,
                 first_node: 0,
+                block: 0,
                 summary,
             }
         })
@@ -85,7 +86,8 @@ proptest! {
         latency_ms in 0..=MAX_LATENCY_MS,
     ) {
         let cluster = ClusterGpu { free_racks, online_day };
-        let _ = check(&job, &rack, &site, &cluster, latency_ms);
+        let block = BlockGpu { free_racks: free_racks / 2 };
+        let _ = check(&job, &rack, &site, &cluster, &block, latency_ms);
         for term in terms(&job, &rack, &site, latency_ms) {
             prop_assert!(term <= TERM_SCALE);
         }
@@ -110,6 +112,7 @@ fn extremes_do_not_overflow() {
         provider_mask: u32::MAX,
         ready_day: 0,
         random_salt: u32::MAX,
+        block_rule: 1,
         weights: [MAX_WEIGHT; TERM_COUNT],
     };
     let rack = RackGpu {
@@ -124,6 +127,7 @@ fn extremes_do_not_overflow() {
         node_gpus: 4,
         nodes: MAX_RACK_GPUS / 4,
         first_node: 0,
+        block: 0,
         summary: rack_summary(std::iter::repeat_n(4, (MAX_RACK_GPUS / 4) as usize)),
     };
     let site = SiteGpu {
@@ -135,7 +139,8 @@ fn extremes_do_not_overflow() {
     };
     let cluster = ClusterGpu { free_racks: MAX_CLUSTER_RACKS, online_day: 0 };
     assert_eq!(
-        check(&job, &rack, &site, &cluster, 0) & gpuplace::kernel::score::REJECT_POWER,
+        check(&job, &rack, &site, &cluster, &BlockGpu { free_racks: MAX_CLUSTER_RACKS }, 0)
+            & gpuplace::kernel::score::REJECT_POWER,
         gpuplace::kernel::score::REJECT_POWER
     );
     let s = score(&job, &rack, &site, 0);

@@ -81,11 +81,12 @@ fn rust_fields_in(source: &str, name: &str) -> Vec<String> {
 #[test]
 fn shared_structs_match_field_for_field() {
     let structs = shader_structs(&module());
-    let twins: [(&str, &str, usize); 6] = [
+    let twins: [(&str, &str, usize); 7] = [
         ("Job", "JobGpu", size_of::<score::JobGpu>()),
         ("Rack", "RackGpu", size_of::<score::RackGpu>()),
         ("Site", "SiteGpu", size_of::<score::SiteGpu>()),
         ("Cluster", "ClusterGpu", size_of::<score::ClusterGpu>()),
+        ("Block", "BlockGpu", size_of::<score::BlockGpu>()),
         ("Candidate", "Candidate", size_of::<score::Candidate>()),
         ("Params", "Params", size_of::<score::Params>()),
     ];
@@ -115,6 +116,9 @@ fn shared_constants_have_the_same_values() {
         ("MAX_CANDIDATES", score::MAX_CANDIDATES),
         ("NO_RACK", score::NO_RACK),
         ("MAX_NODE_GPUS", gpuplace::kernel::limits::MAX_NODE_GPUS),
+        ("BLOCK_ANY", score::BLOCK_ANY),
+        ("BLOCK_REQUIRED", score::BLOCK_REQUIRED),
+        ("BLOCK_PREFERRED", score::BLOCK_PREFERRED),
         ("REJECT_GPUS", score::REJECT_GPUS),
         ("REJECT_HBM", score::REJECT_HBM),
         ("REJECT_JURISDICTION", score::REJECT_JURISDICTION),

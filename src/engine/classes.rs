@@ -14,10 +14,14 @@ use crate::model::fleet::Fleet;
 /// (the first two words of the kernel's `summary`: nodes with at least 1..=8 free GPUs, which
 /// determine the rest). Free GPUs first, so that a range of keys is the racks
 /// with at least so many free GPUs.
-type ClassKey = (u32, u32, u32);
+///
+/// A whole rack (every tray ready and free) is keyed by its topology block too: for a job kept to
+/// one block, whole racks of different blocks are not interchangeable.
+type ClassKey = (u32, u32, u32, u32);
 
 fn key_of(rack: &RackGpu) -> ClassKey {
-    (rack.free_gpus, rack.summary[0], rack.summary[1])
+    let block = if rack.free_gpus == rack.gpus { rack.block } else { 0 };
+    (rack.free_gpus, rack.summary[0], rack.summary[1], block)
 }
 
 /// A set of racks by (cluster, class key).
@@ -114,18 +118,18 @@ impl ClassIndex {
     /// The member racks of `cluster` with `free` free GPUs, by index within each class.
     pub(crate) fn racks_with(&self, cluster: usize, free: u32) -> impl Iterator<Item = u32> + '_ {
         self.buckets[cluster]
-            .range((free, 0, 0)..=(free, u32::MAX, u32::MAX))
+            .range((free, 0, 0, 0)..=(free, u32::MAX, u32::MAX, u32::MAX))
             .flat_map(|(_, racks)| racks.iter().copied())
     }
 
     /// The classes of `cluster`'s member racks: (free GPUs, node counts low, node counts high),
     /// ascending.
     pub(crate) fn keys(&self, cluster: usize) -> impl DoubleEndedIterator<Item = (u32, u32, u32)> + '_ {
-        self.buckets[cluster].keys().copied()
+        self.buckets[cluster].keys().map(|&(free, lo, hi, _)| (free, lo, hi))
     }
 
-    /// The member racks of `cluster` with every node ready and free, in index order (they share
-    /// one class: every tray free, so one set, already in order).
+    /// The member racks of `cluster` with every node ready and free, in index order (one class per
+    /// block, and blocks are runs of consecutive racks, so block by block is index order).
     pub(crate) fn whole_racks(&self, cluster: usize) -> impl Iterator<Item = u32> + '_ {
         self.racks_with(cluster, self.rack_gpus[cluster])
     }
@@ -142,7 +146,7 @@ impl ClassIndex {
             let shape = &state.racks[*first as usize];
             let (layout, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, shape.node_gpus, shape.nodes);
             let min_free = min_anchor_free(job.gpus, layout, per_rack, self.rack_gpus[cluster as usize]);
-            for bucket in self.buckets[cluster as usize].range((min_free, 0, 0)..).map(|(_, racks)| racks) {
+            for bucket in self.buckets[cluster as usize].range((min_free, 0, 0, 0)..).map(|(_, racks)| racks) {
                 let Some(&rack) = bucket.first() else {
                     continue;
                 };

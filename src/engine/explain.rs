@@ -136,13 +136,15 @@ pub fn explain(
     let order = decision_order(&workload.jobs, &compiled, fleet, &placement.before);
     let rank = order.iter().position(|&j| j == index).expect("every job has a rank");
     let decided = placement.decisions.get(rank).filter(|d| d.job == index).ok_or_else(foreign)?;
-    let job = compiled[index];
     let mut ledger = Ledger::with_state(std::sync::Arc::clone(fleet), placement.before.clone());
     for decision in &placement.decisions[..rank] {
         if let Outcome::Placed { allocation, .. } = &decision.outcome {
             ledger.apply(allocation);
         }
     }
+    // A job preferring one block with no room in one was decided without the rule: explain that.
+    let (job, _) =
+        crate::engine::place::best_with_relaxing(&compiled[index], &ledger, |job, ledger| ledger.best_rack(job));
     let (candidates, feasible_racks) = candidates(&ledger, &job, policy.candidates as usize);
     let (decision, placed_on, reason) = match &decided.outcome {
         Outcome::Placed { allocation, score } => {

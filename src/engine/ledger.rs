@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::engine::classes::ClassIndex;
-use crate::kernel::score::{Candidate, JobGpu, better};
+use crate::kernel::score::{BLOCK_ANY, Candidate, JobGpu, better};
 use crate::kernel::shape::{RackShare, pods_on_nodes, racks_needed, shape_on, spans_racks};
 use crate::kernel::state::{FleetState, NodeState};
 use crate::model::fleet::Fleet;
@@ -128,10 +128,20 @@ impl Ledger {
         let rack = self.state.racks[anchor as usize];
         let ([full, size, rest], per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rack.node_gpus, rack.nodes);
         let racks: Vec<u32> = if spans_racks([full, size, rest], per_rack) {
-            // The other racks of a job spanning racks: the cluster's whole racks by index.
+            // The other racks of a job spanning racks: the whole racks of the anchor's block by
+            // index, then (unless the job is kept to one block, whose racks then suffice) the
+            // cluster's other whole racks by index.
             let needed = racks_needed([full, size, rest], per_rack) as usize;
-            let others = self.classes.whole_racks(rack.cluster as usize).filter(|&r| r != anchor);
-            std::iter::once(anchor).chain(others).take(needed).collect()
+            let whole = || self.classes.whole_racks(rack.cluster as usize).filter(|&r| r != anchor);
+            let state = &self.state;
+            let same_block = whole().filter(|&r| state.racks[r as usize].block == rack.block);
+            let elsewhere = whole().filter(|&r| state.racks[r as usize].block != rack.block);
+            let racks: Vec<u32> = std::iter::once(anchor).chain(same_block).chain(elsewhere).take(needed).collect();
+            debug_assert!(
+                job.block_rule == BLOCK_ANY || racks.iter().all(|&r| state.racks[r as usize].block == rack.block),
+                "a job kept to one block was given racks of another"
+            );
+            racks
         } else {
             vec![anchor]
         };
@@ -223,11 +233,13 @@ impl Ledger {
             let was_whole = self.state.is_whole(r);
             self.state.recount(r);
             let is_whole = self.state.is_whole(r);
-            let cluster = &mut self.state.clusters[self.state.racks[r].cluster as usize];
+            let (c, b) = (self.state.racks[r].cluster as usize, self.state.racks[r].block as usize);
             if was_whole && !is_whole {
-                cluster.free_racks -= 1;
+                self.state.clusters[c].free_racks -= 1;
+                self.state.blocks[b].free_racks -= 1;
             } else if is_whole && !was_whole {
-                cluster.free_racks += 1;
+                self.state.clusters[c].free_racks += 1;
+                self.state.blocks[b].free_racks += 1;
             }
             self.classes.update(share.rack, &self.state);
         }
@@ -242,6 +254,17 @@ impl Ledger {
                 cluster.racks.clone().filter(|&r| self.state.racks[r].free_gpus == self.state.racks[r].gpus).count();
             if free as u32 != self.state.clusters[c].free_racks {
                 return Err(format!("cluster {c} counts {} free racks, has {free}", self.state.clusters[c].free_racks));
+            }
+            for b in cluster.first_block..cluster.first_block + cluster.block_count() {
+                let free =
+                    cluster.racks.clone().filter(|&r| self.state.racks[r].block == b && self.state.is_whole(r)).count()
+                        as u32;
+                if free != self.state.blocks[b as usize].free_racks {
+                    return Err(format!(
+                        "block {b} counts {} free racks, has {free}",
+                        self.state.blocks[b as usize].free_racks
+                    ));
+                }
             }
         }
         if let Some(r) = self.state.racks.iter().position(|r| r.free_gpus > r.gpus) {

@@ -9,7 +9,10 @@ use crate::engine::classes::ClassIndex;
 use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::reasons::{Reason, unplaced_reason};
 use crate::error::ScoreError;
-use crate::kernel::score::{JobGpu, MAX_CANDIDATES, NO_RACK, REJECT_ONLINE, STATIC_REJECTS, TERM_COUNT, better};
+use crate::kernel::score::{
+    BLOCK_ANY, BLOCK_PREFERRED, Candidate, JobGpu, MAX_CANDIDATES, NO_RACK, REJECT_ONLINE, STATIC_REJECTS, TERM_COUNT,
+    better,
+};
 use crate::kernel::shape::shape_on;
 use crate::kernel::state::FleetState;
 use crate::model::date::Day;
@@ -256,14 +259,31 @@ pub fn place_reference(ledger: &mut Ledger, jobs: &[JobGpu], order: &[usize]) ->
     order
         .iter()
         .map(|&j| {
-            let job = &jobs[j];
-            let outcome = match ledger.best_rack(job) {
-                Some(best) => Outcome::Placed { allocation: ledger.commit(job, best.rack), score: best.score },
-                None => Outcome::Unplaced { reason: reasons.reason(ledger, job) },
+            let (job, best) = best_with_relaxing(&jobs[j], ledger, |job, ledger| ledger.best_rack(job));
+            let outcome = match best {
+                Some(best) => Outcome::Placed { allocation: ledger.commit(&job, best.rack), score: best.score },
+                None => Outcome::Unplaced { reason: reasons.reason(ledger, &job) },
             };
             Decision { job: j, outcome }
         })
         .collect()
+}
+
+/// A job that prefers one topology block is decided as if it required one; when no rack is
+/// feasible so, it is decided again without the rule ([`BLOCK_PREFERRED`]). Returns the job as
+/// decided (the relaxed one when it was relaxed) and its best rack by `best`.
+pub(crate) fn best_with_relaxing(
+    job: &JobGpu,
+    ledger: &Ledger,
+    best: impl Fn(&JobGpu, &Ledger) -> Option<Candidate>,
+) -> (JobGpu, Option<Candidate>) {
+    match best(job, ledger) {
+        None if job.block_rule == BLOCK_PREFERRED => {
+            let relaxed = JobGpu { block_rule: BLOCK_ANY, ..*job };
+            (relaxed, best(&relaxed, ledger))
+        }
+        found => (*job, found),
+    }
 }
 
 /// How often (in decided jobs) the engine reports progress.
@@ -338,6 +358,7 @@ pub(crate) fn place_batched_with(
             let i = position - round_start;
             let j = order[position];
             let job = &jobs[j];
+            let job_as_given = job;
             position += 1;
             let best = if scored.feasible[i] == 0 {
                 // Infeasible against the snapshot means infeasible now: capacity only shrinks.
@@ -362,8 +383,24 @@ pub(crate) fn place_batched_with(
                     }
                 }
             };
+            // A job preferring one block with nothing feasible in one: decided again without the rule,
+            // on the host from scratch, as the reference does.
+            let (job, best) = match best {
+                None if job.block_rule == BLOCK_PREFERRED => {
+                    stats.host_rescans += 1;
+                    best_with_relaxing(job, ledger, |job, ledger| {
+                        if job.block_rule == BLOCK_PREFERRED {
+                            None
+                        } else {
+                            ledger.classes().best(job, ledger.state())
+                        }
+                    })
+                }
+                found => (*job, found),
+            };
+            let job = &job;
             if cross_check {
-                let expected = ledger.best_rack(job);
+                let (_, expected) = best_with_relaxing(job_as_given, ledger, |job, ledger| ledger.best_rack(job));
                 assert_eq!(
                     best, expected,
                     "the batched engine diverged from the reference rule on job {j} (best feasible rack, \

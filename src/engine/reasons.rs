@@ -239,10 +239,23 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         let rt = rack_type(c);
         shape_on(job.gpus, job.pods, job.pod_gpus, rt.node_gpus, rt.nodes)
     };
+    // The whole racks the job may count on in a cluster: the cluster's, or for a job kept to one
+    // topology block, those of its block with the most.
+    let whole_racks = |c: usize| {
+        let cluster = &fleet.clusters[c];
+        if job.block_rule == crate::kernel::score::BLOCK_ANY {
+            state.clusters[c].free_racks
+        } else {
+            (cluster.first_block..cluster.first_block + cluster.block_count())
+                .map(|b| state.blocks[b as usize].free_racks)
+                .max()
+                .unwrap_or(0)
+        }
+    };
     // Some rack of the cluster holds the job's pods (the shape rule, power aside).
     let gpus_fit = |c: usize| {
         let (layout, per_rack) = layout_in(c);
-        let (gpus, whole) = (rack_type(c).gpus, state.clusters[c].free_racks);
+        let (gpus, whole) = (rack_type(c).gpus, whole_racks(c));
         let rack = &state.racks[fleet.clusters[c].racks.start];
         classes
             .keys(c)
@@ -314,7 +327,7 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
             .iter()
             .copied()
             .filter(|&c| layout_in(c).1 != 0)
-            .max_by_key(|&c| (state.clusters[c].free_racks, std::cmp::Reverse(c)))
+            .max_by_key(|&c| (whole_racks(c), std::cmp::Reverse(c)))
         else {
             let tray_gpus = eligible.iter().map(|&c| rack_type(c).node_gpus).max().unwrap_or(0);
             let pod_gpus = job.pod_gpus;
@@ -326,10 +339,11 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         };
         let (layout, per_rack) = layout_in(c);
         let needed_racks = racks_needed(layout, per_rack);
-        let free_racks = state.clusters[c].free_racks;
+        let free_racks = whole_racks(c);
         let (site, cluster) = names(c);
+        let in_one = if job.block_rule == crate::kernel::score::BLOCK_ANY { "" } else { " in one topology block" };
         let text = format!(
-            "{need}; closest feasible: {site}/{cluster} has {free_racks} fully free racks, the job needs {needed_racks}"
+            "{need}; closest feasible: {site}/{cluster} has {free_racks} fully free racks{in_one}, the job needs {needed_racks}"
         );
         Reason { cause: Cause::FreeRacks { site, cluster, free_racks, needed_racks }, text }
     }

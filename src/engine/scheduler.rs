@@ -252,10 +252,12 @@ impl Scheduler {
             return Err(refuse("the workload was compiled by a scheduler of another fleet").into());
         }
         let record = compiled.jobs.get(job).ok_or_else(|| refuse("no job has this index in the workload"))?;
-        if self.ledger.best_rack(record).is_some() {
+        let (record, best) =
+            crate::engine::place::best_with_relaxing(record, &self.ledger, |job, ledger| ledger.best_rack(job));
+        if best.is_some() {
             return Ok(None);
         }
-        Ok(Some(crate::engine::reasons::unplaced_reason(&self.ledger, record)))
+        Ok(Some(crate::engine::reasons::unplaced_reason(&self.ledger, &record)))
     }
 
     /// The reference oracle on the same inputs, from the live capacity, without changing it (slow;

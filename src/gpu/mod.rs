@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::ScoreError;
 use crate::kernel::cpu::ScoreOutput;
-use crate::kernel::score::{Candidate, ClusterGpu, JobGpu, MAX_CANDIDATES, Params, RackGpu, SiteGpu};
+use crate::kernel::score::{BlockGpu, Candidate, ClusterGpu, JobGpu, MAX_CANDIDATES, Params, RackGpu, SiteGpu};
 use crate::kernel::state::FleetState;
 
 /// The kernel's source, compiled into the binary.
@@ -214,7 +214,7 @@ impl Device {
         });
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let (pipeline, layout) = build_pipeline(&device, "score", SCORE_WGSL, 8, &[6, 7]);
+        let (pipeline, layout) = build_pipeline(&device, "score", SCORE_WGSL, 9, &[6, 7]);
         let (nodes_pipeline, nodes_layout) = build_pipeline(&device, "frag", nodes::FRAG_WGSL, 4, &[3]);
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(ScoreError::Validation(error.to_string()));
@@ -309,6 +309,7 @@ struct Buffers {
     racks: wgpu::Buffer,
     sites: wgpu::Buffer,
     clusters: wgpu::Buffer,
+    blocks: wgpu::Buffer,
     latency: wgpu::Buffer,
     candidates: wgpu::Buffer,
     feasible: wgpu::Buffer,
@@ -420,13 +421,24 @@ impl GpuScorer {
 
     /// Makes sure every buffer holds at least the given element counts, recreating the bind group if
     /// any buffer had to grow.
-    fn ensure_buffers(&mut self, jobs: usize, racks: usize, sites: usize, clusters: usize, latency: usize, k: usize) {
+    #[expect(clippy::too_many_arguments, reason = "one count per buffer, named")]
+    fn ensure_buffers(
+        &mut self,
+        jobs: usize,
+        racks: usize,
+        sites: usize,
+        clusters: usize,
+        blocks: usize,
+        latency: usize,
+        k: usize,
+    ) {
         let bytes = |count: usize, size: usize| ((count.max(1) * size) as u64).next_multiple_of(16);
         let need = [
             bytes(jobs, size_of::<JobGpu>()),
             bytes(racks, size_of::<RackGpu>()),
             bytes(sites, size_of::<SiteGpu>()),
             bytes(clusters, size_of::<ClusterGpu>()),
+            bytes(blocks, size_of::<BlockGpu>()),
             bytes(latency, 4),
             bytes(jobs * k, size_of::<Candidate>()),
             bytes(jobs, 4),
@@ -437,6 +449,7 @@ impl GpuScorer {
                 b.racks.size(),
                 b.sites.size(),
                 b.clusters.size(),
+                b.blocks.size(),
                 b.latency.size(),
                 b.candidates.size(),
                 b.feasible.size(),
@@ -471,9 +484,10 @@ impl GpuScorer {
         let racks = storage("racks", size(1), wgpu::BufferUsages::empty());
         let sites = storage("sites", size(2), wgpu::BufferUsages::empty());
         let clusters = storage("clusters", size(3), wgpu::BufferUsages::empty());
-        let latency = storage("latency", size(4), wgpu::BufferUsages::empty());
-        let candidates = storage("candidates", size(5), wgpu::BufferUsages::COPY_SRC);
-        let feasible = storage("feasible", size(6), wgpu::BufferUsages::COPY_SRC);
+        let blocks = storage("blocks", size(4), wgpu::BufferUsages::empty());
+        let latency = storage("latency", size(5), wgpu::BufferUsages::empty());
+        let candidates = storage("candidates", size(6), wgpu::BufferUsages::COPY_SRC);
+        let feasible = storage("feasible", size(7), wgpu::BufferUsages::COPY_SRC);
         let readback = self.context.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: candidates.size() + feasible.size(),
@@ -492,10 +506,22 @@ impl GpuScorer {
                 wgpu::BindGroupEntry { binding: 5, resource: latency.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 6, resource: candidates.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 7, resource: feasible.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 8, resource: blocks.as_entire_binding() },
             ],
         });
-        self.buffers =
-            Some(Buffers { params, jobs, racks, sites, clusters, latency, candidates, feasible, readback, bind_group });
+        self.buffers = Some(Buffers {
+            params,
+            jobs,
+            racks,
+            sites,
+            clusters,
+            blocks,
+            latency,
+            candidates,
+            feasible,
+            readback,
+            bind_group,
+        });
     }
 
     /// Scores `jobs` against `state` on the device, keeping `k` candidates per job: the GPU twin of
@@ -520,6 +546,7 @@ impl GpuScorer {
         for (name, bytes) in [
             ("site", state.sites.len() * size_of::<SiteGpu>()),
             ("cluster", state.clusters.len() * 8),
+            ("block", state.blocks.len() * 4),
             ("latency", state.latency.len() * 4),
         ] {
             if bytes as u64 > max_binding {
@@ -537,6 +564,7 @@ impl GpuScorer {
             racks_per_tile,
             state.sites.len(),
             state.clusters.len(),
+            state.blocks.len(),
             state.latency.len(),
             k,
         );
@@ -570,6 +598,7 @@ impl GpuScorer {
         let buffers = self.buffers.as_ref().expect("ensure_buffers ran");
         self.context.queue.write_buffer(&buffers.sites, 0, bytemuck::cast_slice(&state.sites));
         self.context.queue.write_buffer(&buffers.clusters, 0, bytemuck::cast_slice(&state.clusters));
+        self.context.queue.write_buffer(&buffers.blocks, 0, bytemuck::cast_slice(&state.blocks));
         self.context.queue.write_buffer(&buffers.latency, 0, bytemuck::cast_slice(&state.latency));
         let rack_tiles: Vec<(usize, &[RackGpu])> =
             state.racks.chunks(racks_per_tile).enumerate().map(|(i, tile)| (i * racks_per_tile, tile)).collect();

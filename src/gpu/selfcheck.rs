@@ -11,7 +11,8 @@
 use crate::kernel::cpu::ScoreOutput;
 use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{
-    ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM, TERM_SCALE, inv_q16, mix,
+    BlockGpu, ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM, TERM_SCALE,
+    inv_q16, mix,
 };
 use crate::kernel::shape::job_tables;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
@@ -75,15 +76,19 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 node_gpus,
                 nodes: gpus / node_gpus,
                 first_node,
+                // Blocks of 3 racks (numbered globally), so blocks bind for jobs kept to one.
+                block: r / 3,
                 summary: [0; 6],
             }
         })
         .collect();
-    let mut state = FleetState { racks, nodes, sites, clusters, latency: Vec::new(), region_count: REGIONS };
+    let blocks = vec![BlockGpu { free_racks: 0 }; RACKS.div_ceil(3) as usize];
+    let mut state = FleetState { racks, nodes, sites, clusters, blocks, latency: Vec::new(), region_count: REGIONS };
     for r in 0..state.racks.len() {
         state.recount(r);
         if state.is_whole(r) {
             state.clusters[state.racks[r].cluster as usize].free_racks += 1;
+            state.blocks[state.racks[r].block as usize].free_racks += 1;
         }
     }
     let latency = (0..SITES * REGIONS).map(|i| draw(7, i, 250)).collect();
@@ -124,6 +129,7 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 jurisdiction_mask: if draw(18, j, 4) == 0 { 1 + draw(19, j, 7) } else { u32::MAX },
                 provider_mask: if draw(20, j, 5) == 0 { 1 } else { u32::MAX },
                 ready_day: 20_000 + draw(22, j, 40),
+                block_rule: draw(27, j, 3),
                 random_salt: mix(j),
                 weights,
             }

@@ -4,7 +4,8 @@
 use rayon::prelude::*;
 
 use crate::kernel::score::{
-    Candidate, ClusterGpu, JobGpu, NO_RACK, REJECT_GPUS, RackGpu, SiteGpu, better, check, insert_candidate, score,
+    BlockGpu, Candidate, ClusterGpu, JobGpu, NO_RACK, REJECT_GPUS, RackGpu, SiteGpu, better, check, insert_candidate,
+    score,
 };
 use crate::kernel::shape::{cluster_has_room, shape_on};
 use crate::kernel::state::FleetState;
@@ -55,6 +56,7 @@ struct RackColumns {
     energy_term: Vec<u32>,
     carbon_term: Vec<u32>,
     free_racks: Vec<u32>,
+    block_free_racks: Vec<u32>,
     online_day: Vec<u32>,
     /// `latency[region][rack]`; empty for regions no job of the batch comes from.
     latency: Vec<Vec<u32>>,
@@ -97,6 +99,7 @@ impl RackColumns {
             energy_term: column(&|r| site(r).energy_term),
             carbon_term: column(&|r| site(r).carbon_term),
             free_racks: column(&|r| cluster(r).free_racks),
+            block_free_racks: column(&|r| state.blocks[r.block as usize].free_racks),
             online_day: column(&|r| cluster(r).online_day),
             latency: (0..state.region_count)
                 .map(
@@ -126,6 +129,7 @@ impl RackColumns {
             node_gpus: self.node_gpus[i],
             nodes: self.nodes[i],
             first_node: 0,
+            block: 0,
             summary: std::array::from_fn(|word| self.summary[word][i]),
         }
     }
@@ -142,6 +146,10 @@ impl RackColumns {
 
     fn cluster(&self, i: usize) -> ClusterGpu {
         ClusterGpu { free_racks: self.free_racks[i], online_day: self.online_day[i] }
+    }
+
+    fn block(&self, i: usize) -> BlockGpu {
+        BlockGpu { free_racks: self.block_free_racks[i] }
     }
 }
 
@@ -220,10 +228,8 @@ fn score_job_columns_portable(job: &JobGpu, c: &RackColumns, top: &mut [Candidat
             continue;
         }
         // Every constraint but GPU capacity is the same for all racks of a cluster.
-        if check(job, &c.rack(first), &c.site(first), &c.cluster(first), c.latency[job.region as usize][first])
-            & !REJECT_GPUS
-            != 0
-        {
+        let latency = c.latency[job.region as usize][first];
+        if check(job, &c.rack(first), &c.site(first), &c.cluster(first), &c.block(first), latency) & !REJECT_GPUS != 0 {
             continue;
         }
         let (layout, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, c.node_gpus[first], c.nodes[first]);
@@ -271,8 +277,12 @@ fn score_range(
         let (power_free_w, jurisdiction_bit, provider_bit) =
             (&c.power_free_w[range.clone()], &c.jurisdiction_bit[range.clone()], &c.provider_bit[range.clone()]);
         let (energy_term, carbon_term) = (&c.energy_term[range.clone()], &c.carbon_term[range.clone()]);
-        let (free_racks, online_day, latency) =
-            (&c.free_racks[range.clone()], &c.online_day[range.clone()], &latency[range]);
+        let (free_racks, block_free_racks, online_day, latency) = (
+            &c.free_racks[range.clone()],
+            &c.block_free_racks[range.clone()],
+            &c.online_day[range.clone()],
+            &latency[range],
+        );
         let mut block_feasible = 0u32;
         for i in 0..len {
             // Views of one rack for the shared `check` and `score`; the compiler keeps them in vector
@@ -289,6 +299,7 @@ fn score_range(
                 node_gpus,
                 nodes,
                 first_node: 0,
+                block: 0,
                 summary: std::array::from_fn(|word| summary[word][i]),
             };
             let site = SiteGpu {
@@ -299,7 +310,8 @@ fn score_range(
                 carbon_term: carbon_term[i],
             };
             let cluster = ClusterGpu { free_racks: free_racks[i], online_day: online_day[i] };
-            let ok = check(job, &rack, &site, &cluster, latency[i]) == 0;
+            let block = BlockGpu { free_racks: block_free_racks[i] };
+            let ok = check(job, &rack, &site, &cluster, &block, latency[i]) == 0;
             let key = score(job, &rack, &site, latency[i]) + 1;
             keys[i] = if ok { key } else { 0 };
             block_feasible += u32::from(ok);
@@ -331,8 +343,9 @@ pub fn score_job(job: &JobGpu, state: &FleetState, top: &mut [Candidate]) -> u32
     for (index, rack) in state.racks.iter().enumerate() {
         let site = &state.sites[rack.site as usize];
         let cluster = &state.clusters[rack.cluster as usize];
+        let block = &state.blocks[rack.block as usize];
         let latency_ms = state.latency_of(rack, job.region);
-        if check(job, rack, site, cluster, latency_ms) == 0 {
+        if check(job, rack, site, cluster, block, latency_ms) == 0 {
             feasible += 1;
             let candidate = Candidate { score: score(job, rack, site, latency_ms), rack: index as u32 };
             if better(candidate, top[k - 1]) {

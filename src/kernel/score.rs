@@ -81,6 +81,13 @@ pub const TERM_RANDOM: u32 = 6;
 /// Number of score terms.
 pub const TERM_COUNT: usize = 7;
 
+/// A job spanning racks may take whole racks anywhere in the cluster (the anchor's block first).
+pub const BLOCK_ANY: u32 = 0;
+/// A job spanning racks must take whole racks of one topology block.
+pub const BLOCK_REQUIRED: u32 = 1;
+/// A job spanning racks takes one block's whole racks when any block has enough, else any.
+pub const BLOCK_PREFERRED: u32 = 2;
+
 /// Reject bit: the rack's usable nodes cannot hold the job's pods (see [`crate::kernel::shape`]).
 pub const REJECT_GPUS: u32 = 1;
 /// Reject bit: the rack's HBM per GPU is below the job's need.
@@ -194,6 +201,9 @@ pub struct JobGpu {
     pub ready_day: u32,
     /// Per-job seed of the random term.
     pub random_salt: u32,
+    /// Topology rule of a job spanning racks: [`BLOCK_ANY`], [`BLOCK_REQUIRED`] or
+    /// [`BLOCK_PREFERRED`] (scored as required; the engine relaxes it when nothing is feasible).
+    pub block_rule: u32,
     /// Weight of each term, indexed by `TERM_*`.
     pub weights: [u32; TERM_COUNT],
 }
@@ -224,6 +234,9 @@ pub struct RackGpu {
     pub nodes: u32,
     /// Index of its first node in the state's node table (the host's; the kernel reads the counts).
     pub first_node: u32,
+    /// Global index of the rack's topology block (racks behind one leaf switch; a cluster that
+    /// states none is one block).
+    pub block: u32,
     /// What the kernel knows of the rack's nodes: usable nodes with at least 1..=8 free GPUs, and
     /// the pods of 1..=8 GPUs they hold ([`crate::kernel::shape::rack_summary`]).
     pub summary: [u32; 6],
@@ -253,6 +266,14 @@ pub struct ClusterGpu {
     pub free_racks: u32,
     /// Day the cluster's capacity comes online.
     pub online_day: u32,
+}
+
+/// A topology block as the kernel reads it. Keep in sync with `struct Block` in the shader.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct BlockGpu {
+    /// Racks of the block with every GPU free.
+    pub free_racks: u32,
 }
 
 /// One entry of a job's candidate list. Keep in sync with `struct Candidate` in the shader.
@@ -289,8 +310,9 @@ pub struct Params {
 
 // Storage-buffer records are arrays of 4-byte scalars (WGSL aligns them to 4); the uniform `Params`
 // is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's pod_shape.
-const _: () = assert!(size_of::<JobGpu>() == (12 + 8 + TERM_COUNT) * 4);
-const _: () = assert!(size_of::<RackGpu>() == 68);
+const _: () = assert!(size_of::<JobGpu>() == (13 + 8 + TERM_COUNT) * 4);
+const _: () = assert!(size_of::<RackGpu>() == 72);
+const _: () = assert!(size_of::<BlockGpu>() == 4);
 const _: () = assert!(size_of::<SiteGpu>() == 20);
 const _: () = assert!(size_of::<ClusterGpu>() == 8);
 const _: () = assert!(size_of::<Candidate>() == 8);
@@ -309,12 +331,21 @@ pub fn inv_q16(divisor: u32) -> u32 {
 /// The feasibility test: 0 when the job can run on the rack now, else the OR of the `REJECT_*` bits
 /// of every constraint it fails. Keep in sync with `fn check` in the shader.
 #[inline(always)]
-pub fn check(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, cluster: &ClusterGpu, latency_ms: u32) -> u32 {
+pub fn check(
+    job: &JobGpu,
+    rack: &RackGpu,
+    site: &SiteGpu,
+    cluster: &ClusterGpu,
+    block: &BlockGpu,
+    latency_ms: u32,
+) -> u32 {
     let mut reject = 0u32;
     let packed = job.shapes[(rack.node_gpus - 1) as usize];
     let pod_shape = unpack_shape(packed);
     let per_rack = pods_per_rack(packed, rack.nodes);
-    if !fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, cluster.free_racks) {
+    // A job kept to one block counts that block's whole racks, any other the cluster's.
+    let whole_racks = if job.block_rule == BLOCK_ANY { cluster.free_racks } else { block.free_racks };
+    if !fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, whole_racks) {
         reject |= REJECT_GPUS;
     }
     if rack.hbm_gb < job.hbm_gb {

@@ -1,7 +1,7 @@
 //! The tables a scoring pass reads: the fleet in the kernel's record layout, with its capacity at
 //! one moment. The engine's ledger keeps one current; a scoring pass reads a snapshot of it.
 
-use crate::kernel::score::{ClusterGpu, JobGpu, RackGpu, SiteGpu, check, score};
+use crate::kernel::score::{BlockGpu, ClusterGpu, JobGpu, RackGpu, SiteGpu, check, score};
 use crate::kernel::shape::rack_summary;
 
 /// What a node (tray) can do: `ready` takes new pods; `cordoned` keeps its pods but takes no new
@@ -49,7 +49,8 @@ impl NodeCell {
 }
 
 /// The fleet as the kernel reads it. Placement changes `nodes[].used`, with each rack's
-/// `free_gpus` and node counts, `sites[].power_free_w` and `clusters[].free_racks` following;
+/// `free_gpus` and node counts, `sites[].power_free_w`, `clusters[].free_racks` and
+/// `blocks[].free_racks` following;
 /// every other field is fixed by the fleet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetState {
@@ -62,6 +63,8 @@ pub struct FleetState {
     pub sites: Vec<SiteGpu>,
     /// Clusters.
     pub clusters: Vec<ClusterGpu>,
+    /// Topology blocks, cluster by cluster (a rack's is `blocks[rack.block]`).
+    pub blocks: Vec<BlockGpu>,
     /// Latency table: `latency[site * region_count + region]`, ms.
     pub latency: Vec<u32>,
     /// Regions per row of the latency table.
@@ -110,6 +113,7 @@ impl FleetState {
             rack,
             &self.sites[rack.site as usize],
             &self.clusters[rack.cluster as usize],
+            &self.blocks[rack.block as usize],
             self.latency_of(rack, job.region),
         )
     }

@@ -13,7 +13,7 @@ use crate::kernel::limits::{
     MAX_CLUSTER_RACKS, MAX_DISTINCT_TAGS, MAX_FLEET_NODES, MAX_FLEET_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS,
     MAX_NODE_GPUS, MAX_RACK_GPUS, MAX_RACK_NODES, MAX_REGIONS, MAX_SITE_POWER_W,
 };
-use crate::kernel::score::{ClusterGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
+use crate::kernel::score::{BlockGpu, ClusterGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
 use crate::kernel::shape::rack_summary;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
 use crate::model::date::Day;
@@ -128,6 +128,13 @@ pub struct ClusterFile {
     /// filled by `used_gpus`): cordoned or failed trays, and GPUs in use node by node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<Vec<NodeFile>>,
+    /// Racks per topology block (racks behind one leaf switch, as NVIDIA topograph or Slurm's
+    /// topology/block describe them): racks 0 .. n − 1 are block 0, the next n block 1, and so on
+    /// (the last block may be smaller). Without it the cluster is one block. A job spanning racks
+    /// may require or prefer one block (`block` in the job file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_CLUSTER_RACKS))]
+    pub block_racks: Option<u32>,
 }
 
 /// One node of a cluster whose state or occupancy a fleet file gives.
@@ -304,7 +311,14 @@ impl ClusterFile {
             online: None,
             used_gpus: None,
             nodes: None,
+            block_racks: None,
         }
+    }
+
+    /// Topology blocks of `racks` racks each.
+    pub fn with_block_racks(mut self, racks: u32) -> ClusterFile {
+        self.block_racks = Some(racks);
+        self
     }
 
     /// Online from `day` (when later than the site).
@@ -409,6 +423,22 @@ pub struct Cluster {
     pub online: Day,
     /// Global indices of its racks.
     pub racks: std::ops::Range<usize>,
+    /// Racks per topology block (all its racks when the file states none).
+    pub block_racks: u32,
+    /// Global index of its first block; its racks' blocks follow in order.
+    pub first_block: u32,
+}
+
+impl Cluster {
+    /// The global block of its rack `rack` (a global rack index within [`Cluster::racks`]).
+    pub fn block_of(&self, rack: usize) -> u32 {
+        self.first_block + ((rack - self.racks.start) as u32) / self.block_racks
+    }
+
+    /// Its blocks.
+    pub fn block_count(&self) -> u32 {
+        (self.racks.len() as u32).div_ceil(self.block_racks)
+    }
 }
 
 /// A validated fleet, with global rack indices: racks are numbered site by site, cluster by cluster,
@@ -775,6 +805,14 @@ impl Fleet {
                     return Err(past(&record, &field("online"), day));
                 }
                 let cluster_online = cf.online.map_or(online, |day| day.max(online));
+                if let Some(b) = cf.block_racks.filter(|&b| b == 0 || b > MAX_CLUSTER_RACKS) {
+                    return Err(InputError::new(
+                        src,
+                        &record,
+                        field("block_racks"),
+                        format!("{b} is out of range: must be between 1 and {MAX_CLUSTER_RACKS}"),
+                    ));
+                }
                 let rt = &rack_types[rack_type];
                 let rack_start = racks.len();
                 if let Some(used) = &cf.used_gpus {
@@ -853,12 +891,15 @@ impl Fleet {
                     slot.used_gpus = nodes[first..first + rt.nodes as usize].iter().map(|n| n.used.count_ones()).sum();
                     power_used_w += u64::from(slot.used_gpus) * u64::from(rt.gpu_watts);
                 }
+                let first_block = clusters.last().map_or(0, |c: &Cluster| c.first_block + c.block_count());
                 clusters.push(Cluster {
                     name: cf.name.clone(),
                     site: site_index,
                     rack_type,
                     online: cluster_online,
                     racks: rack_start..racks.len(),
+                    block_racks: cf.block_racks.unwrap_or(cf.racks).min(cf.racks),
+                    first_block,
                 });
             }
             if power_used_w > u64::from(power_w) {
@@ -918,7 +959,8 @@ impl Fleet {
         let racks = self
             .racks
             .iter()
-            .map(|slot| {
+            .enumerate()
+            .map(|(index, slot)| {
                 let cluster = &self.clusters[slot.cluster as usize];
                 let rt = &self.rack_types[cluster.rack_type];
                 let first = slot.first_node as usize;
@@ -936,6 +978,7 @@ impl Fleet {
                     node_gpus: rt.node_gpus,
                     nodes: rt.nodes,
                     first_node: slot.first_node,
+                    block: cluster.block_of(index),
                     summary,
                 }
             })
@@ -959,12 +1002,18 @@ impl Fleet {
                 online_day: cluster.online.0,
             })
             .collect();
+        let block_count = self.clusters.last().map_or(0, |c| c.first_block + c.block_count());
+        let mut blocks = vec![BlockGpu { free_racks: 0 }; block_count as usize];
+        for rack in racks.iter().filter(|r| r.free_gpus == r.gpus) {
+            blocks[rack.block as usize].free_racks += 1;
+        }
         let latency = self.sites.iter().flat_map(|site| site.latency_ms.iter().copied()).collect();
         FleetState {
             racks,
             nodes: self.nodes.clone(),
             sites,
             clusters,
+            blocks,
             latency,
             region_count: self.regions.len() as u32,
         }

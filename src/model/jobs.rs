@@ -90,6 +90,41 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MAX_DURATION_S))]
     pub duration_s: Option<u64>,
+    /// For a job spanning racks: `required` keeps its racks in one topology block of its cluster
+    /// (the fleet's `block_racks`), `preferred` does so when any block has room and else takes
+    /// racks anywhere in the cluster. Absent: anywhere in the cluster, the anchor's block first.
+    /// A job within one rack is always within one block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockRule>,
+}
+
+/// How a job spanning racks treats topology blocks (as Kueue's required and preferred topology).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockRule {
+    /// All its racks in one block, or not placed.
+    Required,
+    /// All its racks in one block when any block has room, else anywhere in the cluster.
+    Preferred,
+}
+
+impl BlockRule {
+    /// Its name in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockRule::Required => "required",
+            BlockRule::Preferred => "preferred",
+        }
+    }
+
+    /// The kernel's code ([`crate::kernel::score::BLOCK_REQUIRED`], …).
+    pub fn code(rule: Option<BlockRule>) -> u32 {
+        match rule {
+            None => crate::kernel::score::BLOCK_ANY,
+            Some(BlockRule::Required) => crate::kernel::score::BLOCK_REQUIRED,
+            Some(BlockRule::Preferred) => crate::kernel::score::BLOCK_PREFERRED,
+        }
+    }
 }
 
 impl Job {
@@ -112,6 +147,7 @@ impl Job {
             not_before: None,
             submit_s: None,
             duration_s: None,
+            block: None,
         }
     }
 
@@ -325,7 +361,7 @@ impl JobsFormat {
 }
 
 /// The field names of the CSV format, in the order `generate` writes them.
-pub const CSV_FIELDS: [&str; 14] = [
+pub const CSV_FIELDS: [&str; 15] = [
     "id",
     "kind",
     "gpus",
@@ -340,6 +376,7 @@ pub const CSV_FIELDS: [&str; 14] = [
     "submit_s",
     "duration_s",
     "pods",
+    "block",
 ];
 
 /// Columns a CSV jobs file must have (indices into [`CSV_FIELDS`]).
@@ -540,6 +577,13 @@ impl Workload {
                 submit_s: optional(11).map(|_| parse_u64(11)).transpose()?,
                 duration_s: optional(12).map(|_| parse_u64(12)).transpose()?,
                 pods: optional(13).map(|_| parse_u32(13)).transpose()?,
+                block: optional(14)
+                    .map(|text| match text {
+                        "required" => Ok(BlockRule::Required),
+                        "preferred" => Ok(BlockRule::Preferred),
+                        other => Err(err(14, format!("`{}` is not required or preferred", shown(other)))),
+                    })
+                    .transpose()?,
             };
             jobs.push(job);
             lines.push(line);
@@ -608,6 +652,7 @@ impl Workload {
                 &number(job.submit_s),
                 &number(job.duration_s),
                 &number(job.pods.map(u64::from)),
+                job.block.map_or("", BlockRule::name),
             ])?;
         }
         writer.flush()
@@ -708,6 +753,7 @@ impl Workload {
                 provider_mask,
                 ready_day: not_before.map_or(at, |d| d.max(at)).0,
                 random_salt: random_salt(policy.seed, &job.id),
+                block_rule: BlockRule::code(job.block),
                 weights,
             });
         }

@@ -162,6 +162,7 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Result<Wo
             kind,
             gpus,
             pods: None,
+            block: None,
             hbm_gb_per_gpu: hbm,
             priority,
             duration_h: Some(duration_h),

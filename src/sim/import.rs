@@ -239,6 +239,7 @@ pub fn alibaba_pods(
             kind,
             gpus,
             pods: None,
+            block: None,
             hbm_gb_per_gpu: 0,
             priority,
             duration_h: None,
@@ -347,6 +348,7 @@ pub fn alibaba_nodes(
             online: None,
             used_gpus: None,
             nodes: None,
+            block_racks: None,
         });
         report.imported += *nodes as usize;
     }
@@ -592,6 +594,7 @@ pub fn azure(
                     kind: trace.kind,
                     gpus: options.replica_gpus,
                     pods: None,
+                    block: None,
                     hbm_gb_per_gpu: options.hbm_gb_per_gpu,
                     priority,
                     duration_h: None,

@@ -171,6 +171,12 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                             .collect()
                     });
                     let mut cluster = ClusterFile::new(format!("c{c}"), rack_type, racks);
+                    // Half the clusters have topology blocks of 1 to `racks` racks, drawn from a hash
+                    // (not the generator) so that seeds keep giving the problems they gave before.
+                    let h = gpuplace::kernel::score::mix((s as u32) << 16 ^ (c as u32) << 8 ^ racks);
+                    if h.is_multiple_of(2) {
+                        cluster = cluster.with_block_racks(1 + (h >> 8) % racks);
+                    }
                     if rng.percent(20) {
                         cluster = cluster.with_online(Day(at().0 + rng.between(0, 120) as u32 - 60));
                     }
@@ -283,6 +289,12 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
                 job.gpus = pods * pod_gpus;
                 job = job.with_pods(pods);
             }
+            // Jobs spanning racks may require or prefer one topology block (from a hash, as above).
+            job.block = match gpuplace::kernel::score::mix(n as u32 ^ 0xB10C) % 4 {
+                2 => Some(gpuplace::model::jobs::BlockRule::Required),
+                3 => Some(gpuplace::model::jobs::BlockRule::Preferred),
+                _ => None,
+            };
             job
         })
         .collect();
