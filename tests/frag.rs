@@ -234,6 +234,8 @@ fn node_kernel_matches_cpu_on_every_adapter_and_its_check_can_fail() {
         scorer.self_check_against_altered_cpu(|_| {}).unwrap();
         assert!(scorer.self_check_against_altered_cpu(|p| p.w_pack += 1).is_err(), "{adapter}: altered weight");
         assert!(scorer.self_check_against_altered_cpu(|p| p.pod_cpu += 3000).is_err(), "{adapter}: altered pod");
+        // Scoring before any nodes are loaded is an error, not a panic.
+        assert!(GpuNodeScorer::open_adapter(index).unwrap().best(&NodeParams::default()).is_err());
     }
     if ran == 0 {
         assert!(!common::gpu_required(), "GPUPLACE_REQUIRE_GPU=1 but no adapter ran");
@@ -279,6 +281,9 @@ fn arrivals_are_the_shuffled_list_then_draws_up_to_the_target() {
     assert_eq!(first, (0..pods.len() as u32).collect::<Vec<_>>(), "every pod once first");
     let total: u64 = order.iter().map(|&i| pods[i as usize].request()).sum();
     assert!(total <= target && total + 600 > target, "stops just short of the target: {total} of {target}");
+    // A list with no GPU request is refused, not looped over.
+    assert!(arrivals(&[pod(500, 0, 0)], target, 7).is_err());
+    assert!(arrivals(&[], target, 7).is_err());
     // A list that asks for more than the target is cut.
     let short = arrivals(&pods, list_total / 2, 7).unwrap();
     assert!(short.len() < pods.len());
@@ -400,7 +405,7 @@ fn inflate_survives_a_device_lost_mid_run() {
         assert!(!common::gpu_required(), "GPUPLACE_REQUIRE_GPU=1 but no adapter");
         return;
     };
-    let mut scorer = GpuNodeScorer::on_own_device(index).unwrap();
+    let mut scorer = GpuNodeScorer::on_own_device(index, |limits| limits).unwrap();
     scorer.destroy_device_before_pass(20);
     let mut backend = NodeBackend::Gpu(Box::new(scorer));
     let lost = inflate(&cluster, config, &mut backend, ("n", "p"), &mut |_, _| {}).unwrap();
@@ -408,6 +413,16 @@ fn inflate_survives_a_device_lost_mid_run() {
     assert_eq!(lost.allocated_gpu_milli, cpu.allocated_gpu_milli);
     assert!(lost.backend.contains("then cpu after pod 20"), "{}", lost.backend);
     assert!(matches!(backend, NodeBackend::Cpu));
+    // A device too small for the node table hands over before the first pod, with the same result.
+    let small = GpuNodeScorer::on_own_device(index, |mut limits| {
+        limits.max_storage_buffer_binding_size = 1024;
+        limits
+    })
+    .unwrap();
+    let mut backend = NodeBackend::Gpu(Box::new(small));
+    let refused = inflate(&cluster, config, &mut backend, ("n", "p"), &mut |_, _| {}).unwrap();
+    assert_eq!(refused.curve, cpu.curve);
+    assert!(refused.backend.contains("then cpu before pod 0"), "{}", refused.backend);
 }
 
 /// The FGD experiment on the real trace reproduces the published baseline: best fit lands near the

@@ -491,13 +491,13 @@ fn parse_tune(text: &str) -> Result<u32, String> {
         || fraction.len() > 3
         || !whole.bytes().all(|b| b.is_ascii_digit())
         || !fraction.bytes().all(|b| b.is_ascii_digit())
-        || whole.len() > 3
+        || whole.len() > 9
     {
         return Err(bad());
     }
-    let whole: u32 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
-    let fraction: u32 = format!("{fraction:0<3}").parse().map_err(|_| bad())?;
-    let permille = whole * 1000 + fraction;
+    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+    let fraction: u64 = format!("{fraction:0<3}").parse().map_err(|_| bad())?;
+    let permille = u32::try_from(whole * 1000 + fraction).map_err(|_| bad())?;
     if !gpuplace::sim::inflate::TUNE_PERMILLE.contains(&permille) {
         return Err(bad());
     }

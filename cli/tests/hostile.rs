@@ -893,7 +893,7 @@ fn inflate_refuses_bad_lists_and_values_in_one_line_and_writes_nothing() {
         assert_fails_cleanly(text, &out, needles);
         assert!(!Path::new(&json).exists(), "{text}: wrote output");
     }
-    for tune in ["0", "11", "1.3333", "-1", "abc", "1e3"] {
+    for tune in ["0", "11", "1.3333", "-1", "abc", "1e3", "999999999", "4294967.296", ".", ""] {
         let out = gpuplace(&["inflate", "--nodes", &nodes, "--pods", &pods, "--tune", tune, "--json", &json]);
         assert_eq!(out.status.code(), Some(2), "--tune {tune}: {}", stderr(&out));
         assert!(!Path::new(&json).exists());

@@ -386,16 +386,9 @@ pub(crate) fn place_batched_with(
             // A job preferring one block with nothing feasible in one: decided again without the rule,
             // on the host from scratch, as the reference does.
             let (job, best) = match best {
-                None if job.block_rule == BLOCK_PREFERRED => {
-                    stats.host_rescans += 1;
-                    best_with_relaxing(job, ledger, |job, ledger| {
-                        if job.block_rule == BLOCK_PREFERRED {
-                            None
-                        } else {
-                            ledger.classes().best(job, ledger.state())
-                        }
-                    })
-                }
+                None if job.block_rule == BLOCK_PREFERRED => best_with_relaxing(job, ledger, |job, ledger| {
+                    if job.block_rule == BLOCK_PREFERRED { None } else { ledger.classes().best(job, ledger.state()) }
+                }),
                 found => (*job, found),
             };
             let job = &job;

@@ -47,16 +47,20 @@ impl GpuNodeScorer {
         }
     }
 
-    /// Test hook: a scorer on a device of its own on adapter `index` (self-checked), which
+    /// Test hook: a scorer on a device of its own on adapter `index`, opened with limits derived
+    /// from the adapter's by `choose` (tests lower them) and self-checked, which
     /// [`GpuNodeScorer::destroy_device_before_pass`] may destroy without harming other scorers.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
-    pub fn on_own_device(index: usize) -> Result<GpuNodeScorer, ScoreError> {
+    pub fn on_own_device(
+        index: usize,
+        choose: impl FnOnce(wgpu::Limits) -> wgpu::Limits,
+    ) -> Result<GpuNodeScorer, ScoreError> {
         let (adapter, summary) = super::registry()
             .adapters
             .get(index)
             .ok_or_else(|| ScoreError::NoAdapter(format!("wgpu found no adapter number {index}")))?;
-        Ok(GpuNodeScorer::on(Device::open(adapter, summary, |limits| limits)?))
+        Ok(GpuNodeScorer::on(Device::open(adapter, summary, choose)?))
     }
 
     /// Test hook: destroy the device just before pass `pass` (0-based), to exercise the hand-over
@@ -155,8 +159,11 @@ impl GpuNodeScorer {
     }
 
     /// Replaces node `index` on the device (after a placement changed it).
+    ///
+    /// # Panics
+    /// When no table is loaded or `index` is past it (the caller's contract).
     pub fn update_node(&mut self, index: usize, node: &NodeGpu) {
-        let buffers = self.buffers.as_ref().expect("load ran");
+        let buffers = self.buffers.as_ref().expect("update_node before load");
         assert!(index < buffers.node_count as usize, "node {index} is not loaded");
         let offset = (index * size_of::<NodeGpu>()) as u64;
         self.context.queue.write_buffer(&buffers.nodes, offset, bytemuck::bytes_of(node));
@@ -173,7 +180,11 @@ impl GpuNodeScorer {
         if let Some(fault) = self.context.fault() {
             return Err(fault);
         }
-        let buffers = self.buffers.as_ref().expect("load ran");
+        let Some(buffers) = self.buffers.as_ref() else {
+            return Err(ScoreError::Validation(
+                "the node kernel was asked to score before any nodes were loaded".into(),
+            ));
+        };
         let mut params = *params;
         params.node_count = params.node_count.min(buffers.node_count);
         if params.node_count == 0 {

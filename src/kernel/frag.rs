@@ -8,7 +8,7 @@
 //! Keep in sync with `shaders/frag.wgsl`: the structs below are the shader's, field for field and in
 //! the same order; the constants have the same names and values; [`accessible`] … [`better_node`]
 //! read line for line like the shader's functions of the same names and come in the same order
-//! (`tests/shader.rs` checks structs, constants and order; `tests/parity.rs` runs both).
+//! (`tests/shader.rs` checks structs, constants and order; `tests/frag.rs` runs both).
 //!
 //! # Fragmentation (FGD, Weng et al., USENIX ATC'23)
 //! The workload's typical pods form a table of shapes (CPU, GPUs, milli-GPU per GPU, allowed
@@ -205,7 +205,7 @@ const _: () = assert!(size_of::<ShapeGpu>() == 32);
 const _: () = assert!(size_of::<NodeParams>() == 64);
 const _: () = assert!(size_of::<NodeCandidate>() == 16);
 const _: () = assert!(FRAG_OFFSET as u64 == MAX_NODE_GPUS as u64 * GPU_MILLI as u64 * FRAG_WEIGHT_SUM as u64);
-//X const _: () = assert!(((2 * FRAG_OFFSET as u64) >> FRAG_SHIFT) * FRAG_STEP as u64 == TERM_SCALE as u64);
+const _: () = assert!(((2 * FRAG_OFFSET as u64) >> FRAG_SHIFT) * FRAG_STEP as u64 == TERM_SCALE as u64);
 
 /// *Twin.* True when a pod allowing `models` may run on a node of model bit `model`.
 #[inline(always)]
@@ -319,6 +319,8 @@ pub fn node_score(terms: &[u32; NODE_TERM_COUNT], params: &NodeParams) -> u32 {
 /// *Twin.* The pod scored on node `index`: [`NodeCandidate::NONE`] when it does not fit, else the
 /// best choice of GPUs there (see the module's rule) with its score.
 pub fn score_node(node: &NodeGpu, index: u32, params: &NodeParams, shapes: &[ShapeGpu]) -> NodeCandidate {
+    // The shader reads `shape_count` shapes; so does its twin.
+    let shapes = &shapes[..params.shape_count as usize];
     if !fits_node(node, params) {
         return NodeCandidate::NONE;
     }
@@ -356,6 +358,9 @@ pub fn better_node(a: &NodeCandidate, b: &NodeCandidate) -> bool {
 }
 
 /// The best node for the pod of `params` over `nodes` on the CPU (one thread), by [`better_node`].
+///
+/// # Panics
+/// When `params.shape_count` exceeds `shapes.len()` (the caller's contract, as on the device).
 pub fn best_node(nodes: &[NodeGpu], params: &NodeParams, shapes: &[ShapeGpu]) -> NodeCandidate {
     let mut best = NodeCandidate::NONE;
     for (i, node) in nodes.iter().enumerate().take(params.node_count as usize) {
@@ -392,6 +397,7 @@ pub fn best_node_parallel(nodes: &[NodeGpu], params: &NodeParams, shapes: &[Shap
 /// Applies a placement to a node: the pod's GPUs (`gpu_mask`, `milli` each), CPU and memory, and
 /// the node's fragmentation recomputed.
 pub fn commit_pod(node: &mut NodeGpu, params: &NodeParams, gpu_mask: u32, shapes: &[ShapeGpu]) {
+    let shapes = &shapes[..params.shape_count as usize];
     for g in 0..MAX_NODE_GPUS {
         if (gpu_mask >> g) & 1 == 1 {
             node.left[g as usize] -= params.pod_milli;

@@ -395,6 +395,9 @@ impl InflateReport {
 
 /// The arrival sequence: indices into `pods` (see the module documentation).
 pub fn arrivals(pods: &[PodReq], target_milli: u64, seed: u64) -> Result<Vec<u32>, InputError> {
+    if !pods.iter().any(|p| p.request() > 0) {
+        return Err(InputError::new("pod list", "document", "num_gpu", "no pod asks for a GPU"));
+    }
     let mean_request = pods.iter().map(PodReq::request).sum::<u64>() as f64 / pods.len() as f64;
     let expected = target_milli as f64 / mean_request;
     if expected > MAX_ARRIVALS as f64 {
@@ -425,8 +428,16 @@ pub fn arrivals(pods: &[PodReq], target_milli: u64, seed: u64) -> Result<Vec<u32
     loop {
         let i = rng.below(pods.len() as u64) as u32;
         let request = pods[i as usize].request();
-        if total + request > target_milli || out.len() as u64 == MAX_ARRIVALS {
+        if total + request > target_milli {
             return Ok(out);
+        }
+        if out.len() as u64 == MAX_ARRIVALS {
+            return Err(InputError::new(
+                "command line",
+                "--tune",
+                "tune",
+                format!("reaching {target_milli} milli-GPU took more than {MAX_ARRIVALS} pods of this list"),
+            ));
         }
         total += request;
         out.push(i);
@@ -495,6 +506,9 @@ pub fn inflate(
 ) -> Result<InflateReport, crate::error::Error> {
     config.validate()?;
     let capacity = cluster.total_gpu_milli();
+    if capacity == 0 {
+        return Err(InputError::new(names.0, "document", "gpu", "no node has a GPU").into());
+    }
     let target = capacity * u64::from(config.tune_permille) / 1000;
     let order = arrivals(&cluster.pods, target, config.seed)?;
     let shapes = typical_shapes(&cluster.pods);
@@ -522,9 +536,15 @@ pub fn inflate(
         inv_gpu_q16: inv_q16(max_gpu),
         ..Default::default()
     };
+    #[cfg_attr(not(feature = "gpu"), expect(unused_mut, reason = "only the GPU can fail and change it"))]
+    let mut backend_name = backend.name();
+    // A device that cannot take the tables hands over to the CPU, as one failing mid-run does.
     #[cfg(feature = "gpu")]
-    if let NodeBackend::Gpu(scorer) = backend {
-        scorer.load(&nodes, &shapes)?;
+    if let NodeBackend::Gpu(scorer) = backend
+        && let Err(e) = scorer.load(&nodes, &shapes)
+    {
+        backend_name = format!("{backend_name}, then cpu before pod 0 ({e})");
+        *backend = NodeBackend::Cpu;
     }
     let max_pct = config.tune_permille / 10;
     // Per whole percent: (Σ allocated milli, pods).
@@ -532,8 +552,6 @@ pub fn inflate(
     let (mut arrived, mut allocated) = (0u64, 0u64);
     let (mut placed, mut failed_gpu, mut failed_cpu) = (0u64, 0u64, 0u64);
     let seed32 = (config.seed ^ (config.seed >> 32)) as u32;
-    #[cfg_attr(not(feature = "gpu"), expect(unused_mut, reason = "only the GPU can fail and change it"))]
-    let mut backend_name = backend.name();
     for (n, &i) in order.iter().enumerate() {
         let pod = cluster.pods[i as usize];
         arrived += pod.request();
