@@ -37,8 +37,11 @@ fn day(text: &str) -> Day {
     Day::parse(text).expect("the built-in dates are valid")
 }
 
+/// A GB300 NVL72 cluster. ASSUMPTION: topology blocks of 8 racks (576 GPUs) behind one set of leaf
+/// switches, after the scalable unit of NVIDIA's DGX SuperPOD with DGX GB200 (8 NVL72 racks per SU);
+/// the operators' actual leaf layouts are not public.
 fn gb300(name: &str, racks: u32, online: Option<&str>) -> ClusterFile {
-    let cluster = ClusterFile::new(name, "gb300-nvl72", racks);
+    let cluster = ClusterFile::new(name, "gb300-nvl72", racks).with_block_racks(8);
     match online {
         Some(text) => cluster.with_online(day(text)),
         None => cluster,
