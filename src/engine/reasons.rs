@@ -30,8 +30,13 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
         per_rack == 0 || spans_racks(layout, per_rack)
     });
     let pods = if job.pod_gpus != 0 { format!(" as {} pods of {}", job.pods, job.pod_gpus) } else { String::new() };
+    let block = match job.block_rule {
+        crate::kernel::score::BLOCK_REQUIRED => " in one topology block",
+        crate::kernel::score::BLOCK_PREFERRED => ", in one topology block if any has room",
+        _ => "",
+    };
     let mut need = if spans_everywhere {
-        format!("needs {} GPUs{pods} across whole free racks of one cluster", job.gpus)
+        format!("needs {} GPUs{pods} across whole free racks of one cluster{block}", job.gpus)
     } else {
         format!("needs {} GPUs{pods} in one NVLink domain", job.gpus)
     };

@@ -13,7 +13,7 @@
 use crate::error::InputError;
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
-use crate::model::jobs::{Job, MAX_JOBS, MAX_TRACE_S, Workload};
+use crate::model::jobs::{BlockRule, Job, MAX_JOBS, MAX_TRACE_S, Workload};
 use crate::model::kind::JobKind;
 
 /// SplitMix64 (Steele, Lea and Flood 2014): tiny, fast and stable forever.
@@ -162,7 +162,9 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Result<Wo
             kind,
             gpus,
             pods: None,
-            block: None,
+            // Training across racks prefers one topology block (its all-reduce stays under one
+            // set of leaf switches); decided without drawing, so the other draws are as before.
+            block: (kind == JobKind::Training && gpus > 72).then_some(BlockRule::Preferred),
             hbm_gb_per_gpu: hbm,
             priority,
             duration_h: Some(duration_h),
