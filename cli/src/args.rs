@@ -175,7 +175,7 @@ data/; CC BY 4.0)."
   gpuplace inflate --nodes openb_node_list_gpu_node.csv --pods openb_pod_list_default.csv \\
       --policy-preset best-fit --seed 43 --json best-fit.json --plot best-fit.svg
 
-Presets: default (fragmentation, then best fit), fgd (fragmentation only), best-fit, random.
+Presets: default and fgd (fragmentation, FGD), best-fit, random.
 The trace files are the Alibaba GPU trace v2023 (github.com/alibaba/clusterdata,
 cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
     Inflate {

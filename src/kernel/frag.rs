@@ -31,11 +31,11 @@
 //! `int(100 · sigmoid(Δ / 1000))`, is as coarse (about 40 milli-GPU per step near Δ = 0, far more
 //! beyond), with the same effect.
 //!
-//! The small-node term `1000 − node GPUs / the largest node's` prefers the node with fewer GPUs,
-//! keeping large nodes for the rare large pods the typical shapes leave out. `inflate`'s default
-//! preset weighs it 40 beside the frag term's 1000: a 2-GPU node beats an 8-GPU one when their
-//! fragmentation differs by at most 3 steps (384 milli-GPU). Chosen on seeds 42–51, checked on
-//! 52–61 (BENCHMARKS.md).
+//! The small-node term `1000 − node GPUs / the largest node's` prefers the node with fewer GPUs
+//! (keeping large nodes for large pods). No preset weighs it: beside frag it allocated 0.08 points
+//! more on openb's default pod list (seeds 42–51) but 6.5 points less on a list where a third of the
+//! GPU pods name allowed models (`scripts/typed_pod_list.py`), where it spends the scarce models'
+//! small nodes on pods that could run anywhere (BENCHMARKS.md).
 //!
 //! # Choosing GPUs inside a node
 //! A pod of one GPU share (`gpus` 1, `milli` < 1000) may go on any GPU with enough free: each is

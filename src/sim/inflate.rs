@@ -67,7 +67,9 @@ pub const TYPICAL_PERCENT: u64 = 95;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum InflatePreset {
-    /// gpuplace's default: fragmentation first; among equals, the node with fewer GPUs.
+    /// gpuplace's default: fragmentation (FGD's), ties to the first node in the seeded order. The
+    /// same weights as `fgd` in this version: a small-node tie-break won 0.08 points on the default
+    /// list and lost 6.5 on a model-constrained one (BENCHMARKS.md), so it was dropped.
     Default,
     /// FGD: fragmentation only (GPU choice inside a node by fragmentation, then best fit).
     Fgd,
@@ -100,7 +102,7 @@ impl InflatePreset {
     /// Weights of the node terms: (frag, pack, random, small node).
     pub fn weights(self) -> (u32, u32, u32, u32) {
         match self {
-            InflatePreset::Default => (1000, 0, 0, 40),
+            InflatePreset::Default => (1000, 0, 0, 0),
             InflatePreset::Fgd => (1000, 0, 0, 0),
             InflatePreset::BestFit => (0, 1000, 0, 0),
             InflatePreset::Random => (0, 0, 1000, 0),
