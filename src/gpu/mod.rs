@@ -238,6 +238,24 @@ impl Device {
     fn fault(&self) -> Option<ScoreError> {
         self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Maps `slice` of a readback buffer for reading and waits for it: the device's fault, if it
+    /// had one meanwhile, or the mapping's failure, as a [`ScoreError`]. Both kernels' readbacks.
+    fn map_for_reading(&self, slice: &wgpu::BufferSlice<'_>) -> Result<(), ScoreError> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
+        if let Some(fault) = self.fault() {
+            return Err(fault);
+        }
+        match receiver.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ScoreError::DeviceLost(format!("mapping results failed: {e}"))),
+            Err(_) => Err(ScoreError::DeviceLost("mapping results never completed".into())),
+        }
+    }
 }
 
 /// The shared device of adapter `index` of [`adapters`], opened and self-checked on first use.
@@ -663,24 +681,7 @@ impl GpuScorer {
         let candidate_bytes = (job_count * k * size_of::<Candidate>()) as u64;
         let total = candidate_bytes + (job_count * 4) as u64;
         let slice = buffers.readback.slice(0..total);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
-        self.context
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
-        if let Some(fault) = self.context.fault() {
-            return Err(fault);
-        }
-        match receiver.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ScoreError::DeviceLost(format!("mapping results failed: {e}"))),
-            Err(_) => {
-                return Err(ScoreError::DeviceLost("mapping results never completed".into()));
-            }
-        }
+        self.context.map_for_reading(&slice)?;
         {
             let view = slice.get_mapped_range().map_err(|e| ScoreError::Validation(e.to_string()))?;
             let (candidate_view, feasible_view) = view.split_at(candidate_bytes as usize);

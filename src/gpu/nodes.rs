@@ -207,25 +207,11 @@ impl GpuNodeScorer {
         self.context.queue.submit([encoder.finish()]);
 
         let slice = buffers.readback.slice(0..bytes);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
-        self.context
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
+        let mapped = self.context.map_for_reading(&slice);
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(ScoreError::Validation(error.to_string()));
         }
-        if let Some(fault) = self.context.fault() {
-            return Err(fault);
-        }
-        match receiver.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ScoreError::DeviceLost(format!("mapping results failed: {e}"))),
-            Err(_) => return Err(ScoreError::DeviceLost("mapping results never completed".into())),
-        }
+        mapped?;
         let mut best = NodeCandidate::NONE;
         {
             let view = slice.get_mapped_range().map_err(|e| ScoreError::Validation(e.to_string()))?;
