@@ -236,3 +236,99 @@ fn node_kernel_parses_validates_and_matches_its_twin() {
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{label}: the twins are out of order");
     }
 }
+
+/// Why `src` might hold a loop that never ends, or `None`: the GPU backend compiles both kernels
+/// without wgpu's forced loop bounding (src/gpu/mod.rs `build_pipeline`), which is sound only if
+/// every loop terminates. Accepted forms: `for (var i = A; i < B; i++)` and
+/// `for (var i = A; i > 0u; i >>= 1u)`, where the body assigns neither `i` nor anything `B` names,
+/// and declares no second `i`; no `loop`, `while` or `continuing`. (`i++` on a u32 reaches any
+/// bound `B` of `<` before it could wrap.)
+fn unbounded_loop(src: &str) -> Option<String> {
+    let code: String = src.lines().map(|line| line.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).map(String::from).collect()
+    };
+    for keyword in ["loop", "while", "continuing"] {
+        if words(&code).iter().any(|w| w == keyword) {
+            return Some(format!("a `{keyword}` statement"));
+        }
+    }
+    let assigns = |body: &str, name: &str| -> bool {
+        let ops = ["=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", ">>=", "<<=", "++", "--"];
+        let mut rest = body;
+        while let Some(at) = rest.find(name) {
+            let before = rest[..at].chars().last();
+            let after = rest[at + name.len()..].trim_start();
+            let whole = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                && !rest[at + name.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_');
+            let declared = rest[..at].trim_end().ends_with("var") || rest[..at].trim_end().ends_with("let");
+            if whole && (declared || ops.iter().any(|op| after.starts_with(op) && !after.starts_with("=="))) {
+                return true;
+            }
+            rest = &rest[at + name.len()..];
+        }
+        false
+    };
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("for (") {
+        let header_end = at + rest[at..].find(')')?;
+        let header = &rest[at + 5..header_end];
+        let parts: Vec<&str> = header.split(';').map(str::trim).collect();
+        let [init, condition, step] = parts[..] else { return Some(format!("`for ({header})`")) };
+        let Some(name) = init.strip_prefix("var ").and_then(|s| s.split([' ', ':', '=']).next()) else {
+            return Some(format!("`for ({header})`: no fresh counter"));
+        };
+        let counted_up = condition.starts_with(&format!("{name} < ")) && step == format!("{name}++");
+        let halved = condition == format!("{name} > 0u") && step == format!("{name} >>= 1u");
+        if !counted_up && !halved {
+            return Some(format!("`for ({header})`"));
+        }
+        let bound = condition[name.len() + 3..].to_string();
+        let open = header_end + rest[header_end..].find('{')?;
+        let mut depth = 0;
+        let mut close = open;
+        for (i, c) in rest[open..].char_indices() {
+            depth += match c {
+                '{' => 1,
+                '}' => -1,
+                _ => 0,
+            };
+            if depth == 0 {
+                close = open + i;
+                break;
+            }
+        }
+        let body = &rest[open..close];
+        if assigns(body, name) {
+            return Some(format!("`for ({header})` assigns or redeclares `{name}` in its body"));
+        }
+        if let Some(word) = words(&bound).into_iter().find(|w| assigns(body, w)) {
+            return Some(format!("`for ({header})` assigns its bound's `{word}` in its body"));
+        }
+        rest = &rest[header_end..];
+    }
+    None
+}
+
+#[test]
+fn every_loop_terminates() {
+    for (name, src) in [("score.wgsl", SCORE_WGSL), ("frag.wgsl", FRAG_WGSL)] {
+        assert_eq!(unbounded_loop(src), None, "{name}");
+        assert!(src.matches("for (").count() >= 4, "{name}: the check saw its loops");
+    }
+    // Negative controls: each of these must be caught.
+    for bad in [
+        "fn f() { loop { } }",
+        "fn f(n: u32) { var i = 0u; while (i < n) { i++; } }",
+        "fn f(n: u32) { for (var i = 0u; i <= n; i++) { } }",
+        "fn f(n: u32) { for (var i = 0u; i < n; i++) { i = 0u; } }",
+        "fn f(n: u32) { for (var i = 0u; i < n; i++) { i -= 1u; } }",
+        "fn f(n: u32) { var m = n; for (var i = 0u; i < m; i++) { m++; } }",
+        "fn f(n: u32) { for (var i = 0u; i < n; i += 2u) { } }",
+        "fn f(n: u32) { var i = 0u; for (; i < n; i++) { } }",
+        "fn f(n: u32) { for (var i = 8u; i > 0u; i >>= 1u) { var i = 9u; } }",
+    ] {
+        assert!(unbounded_loop(bad).is_some(), "not caught: {bad}");
+    }
+    assert_eq!(unbounded_loop("fn f(n: u32) { for (var i = 0u; i < n; i++) { let j = i; } }"), None);
+}

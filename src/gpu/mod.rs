@@ -278,14 +278,25 @@ fn shared_device(index: usize) -> Result<Arc<Device>, ScoreError> {
 fn build_pipeline(
     device: &wgpu::Device,
     label: &str,
-    source: &str,
+    source: &'static str,
     bindings: u32,
     writable: &[u32],
 ) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    });
+    let descriptor =
+        wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(source.into()) };
+    // Without wgpu's forced loop bounding: it adds a 64-bit counter to every loop, and on an H200
+    // the score kernel ran 1.5× faster without it (BENCHMARKS.md, "Kernel variants on an H200").
+    // Bounds checks stay on.
+    // SAFETY: wgpu asks that the shader contain no infinite loop. `source` is one of the two
+    // kernels compiled into this crate (SCORE_WGSL, FRAG_WGSL), and every loop in them counts a
+    // fresh variable up by one to a uniform or constant bound, or halves one to zero;
+    // tests/shader.rs (`every_loop_terminates`) checks that form on both sources.
+    let module = unsafe {
+        device.create_shader_module_trusted(
+            descriptor,
+            wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() },
+        )
+    };
     let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..bindings)
         .map(|binding| wgpu::BindGroupLayoutEntry {
             binding,
