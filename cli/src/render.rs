@@ -57,6 +57,13 @@ pub fn summary(out: &OutFile, placement: &Placement, wall: Duration) -> String {
         "backend: {}; {} scoring rounds, {} pairs scored, {} host re-scans",
         placement.backend, placement.stats.rounds, placement.stats.scored_pairs, placement.stats.host_rescans
     );
+    if placement.policy.consolidate {
+        let _ = writeln!(
+            text,
+            "consolidation: {} jobs placed by moving {} placed ones ({} racks tried)",
+            placement.stats.consolidated, placement.stats.moves, placement.consolidation.tries
+        );
+    }
     let _ = write!(text, "wall time: {:.3} s", wall.as_secs_f64());
     text
 }

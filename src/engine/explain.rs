@@ -136,9 +136,18 @@ pub fn explain(
     let order = decision_order(&workload.jobs, &compiled, fleet, &placement.before);
     let rank = order.iter().position(|&j| j == index).expect("every job has a rank");
     let decided = placement.decisions.get(rank).filter(|d| d.job == index).ok_or_else(foreign)?;
+    // The state at its turn: what the jobs before it held then. Consolidation ran after every
+    // decision, so a job it placed held nothing then, and a job it moved held what it first had.
+    let consolidation = &placement.consolidation;
     let mut ledger = Ledger::with_state(std::sync::Arc::clone(fleet), placement.before.clone());
     for decision in &placement.decisions[..rank] {
-        if let Outcome::Placed { allocation, .. } = &decision.outcome {
+        if consolidation.placed.contains(&decision.job) {
+            continue;
+        }
+        let first_move = consolidation.moves.iter().find(|m| m.job == decision.job);
+        if let Some(moved) = first_move {
+            ledger.apply(&moved.from);
+        } else if let Outcome::Placed { allocation, .. } = &decision.outcome {
             ledger.apply(allocation);
         }
     }
@@ -155,13 +164,35 @@ pub fn explain(
             let trays: Vec<String> = trays.iter().map(u32::to_string).collect();
             let more =
                 if on.racks.len() > 1 { format!(" and {} more racks", on.racks.len() - 1) } else { String::new() };
-            let words = format!(
+            let mut words = format!(
                 "placed on {}/{} rack {anchor} (tray{} {}){more} with score {score}",
                 on.site,
                 on.cluster,
                 if trays.len() == 1 { "" } else { "s" },
                 trays.join(", ")
             );
+            let name = |job: usize| format!("`{}`", workload.jobs[job].id);
+            if consolidation.placed.contains(&index) {
+                let moved: Vec<String> =
+                    consolidation.moves.iter().filter(|m| m.for_job == index).map(|m| name(m.job)).collect();
+                words += &if moved.is_empty() {
+                    ", by consolidation after every job was decided: no rack had room at its turn, and moves for other jobs opened one".to_string()
+                } else {
+                    format!(
+                        ", by consolidation after every job was decided: no rack had room at its turn; {} moved to make room",
+                        moved.join(", ")
+                    )
+                };
+            } else {
+                let reasons: Vec<String> =
+                    consolidation.moves.iter().filter(|m| m.job == index).map(|m| name(m.for_job)).collect();
+                if !reasons.is_empty() {
+                    words += &format!(
+                        ", where consolidation moved it to make room for {} (at its turn, the best rack was the first candidate below)",
+                        reasons.join(", ")
+                    );
+                }
+            }
             (words, Some(on), None)
         }
         Outcome::Unplaced { reason } => (format!("unplaced: {reason}"), None, Some(Reason::clone(reason))),

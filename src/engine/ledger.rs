@@ -121,6 +121,12 @@ impl Ledger {
         best
     }
 
+    /// [`Ledger::best_rack`], scoring one rack per class of interchangeable racks (the batched
+    /// engine's host path; equal by the invariants in [`crate::engine`]).
+    pub fn best_rack_by_class(&self, job: &JobGpu) -> Option<Candidate> {
+        self.classes.best(job, &self.state)
+    }
+
     /// Takes the job's GPUs and power, anchored at `anchor`, which must be feasible for it now
     /// (`check` is 0): the racks, nodes and GPUs the shape rule gives ([`crate::kernel::shape`]).
     pub fn commit(&mut self, job: &JobGpu, anchor: u32) -> Allocation {

@@ -12,6 +12,10 @@
 //! which trays (nodes) of them, which GPUs of each tray — is the shape rule of
 //! [`crate::kernel::shape`].
 //!
+//! Then, when the policy says so (the default does), [`consolidate`] places jobs left unplaced by
+//! moving jobs of the same batch to other racks, never unplacing one; it runs after the decisions,
+//! the same function after the oracle and after the batched engine, so both stay equal.
+//!
 //! [`place::place_reference`] is that definition written as plainly as possible: for each job,
 //! scan every rack ([`Ledger::best_rack`]). [`place::place_batched`] is the production path and
 //! gives *exactly* the same decisions: it scores the pending jobs at once against a snapshot (on
@@ -43,6 +47,7 @@
 
 mod backend;
 mod classes;
+pub mod consolidate;
 pub mod explain;
 mod ledger;
 pub mod place;

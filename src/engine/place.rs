@@ -47,6 +47,32 @@ pub struct Decision {
     pub outcome: Outcome,
 }
 
+/// A job moved to make room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Move {
+    /// The moved job (index into the workload).
+    pub job: usize,
+    /// What it held before.
+    pub from: Allocation,
+    /// What it holds now.
+    pub to: Allocation,
+    /// The job placed thanks to the move (index into the workload).
+    pub for_job: usize,
+}
+
+/// What a consolidation pass ([`crate::engine::consolidate`]) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Consolidation {
+    /// Jobs placed by the pass (indices into the workload), in the order it placed them.
+    pub placed: Vec<usize>,
+    /// The moves, in the order they were made; a job moved twice appears twice.
+    pub moves: Vec<Move>,
+    /// Racks tried.
+    pub tries: usize,
+}
+
 /// Counters of the batched engine, for the curious and for benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -61,6 +87,10 @@ pub struct EngineStats {
     pub host_rescans: u64,
     /// Unplaced reasons worded (the rest came from the cache: same needs, same state).
     pub reasons_worded: u64,
+    /// Jobs placed by consolidation ([`crate::engine::consolidate`]).
+    pub consolidated: u64,
+    /// Jobs moved by consolidation (a job moved twice counts twice).
+    pub moves: u64,
 }
 
 /// Time spent in each phase of a placement.
@@ -91,6 +121,9 @@ pub struct Placement {
     pub policy: Policy,
     /// Engine counters.
     pub stats: EngineStats,
+    /// What consolidation did after the decisions: jobs placed and jobs moved (empty when the
+    /// policy does not consolidate). `decisions` hold the final allocations.
+    pub consolidation: Consolidation,
     /// The backend that finished the run.
     pub backend: String,
     /// Things the user should know that happened during this placement (a GPU failing over).
@@ -218,6 +251,12 @@ fn usable_gpus_of_all(compiled: &[JobGpu], fleet: &Fleet, state: &FleetState) ->
         .collect()
 }
 
+/// What decides whether a job can be placed and why not: the job without what only orders racks
+/// (its weights, latency reference and per-job random salt).
+pub(crate) fn need_of(job: &JobGpu) -> JobGpu {
+    JobGpu { latency_ref_ms: 0, inv_latency_ref_q16: 0, random_salt: 0, weights: [0; TERM_COUNT], ..*job }
+}
+
 /// Unplaced reasons, worded once per (need, ledger version): jobs of one need in one state share one.
 #[derive(Default)]
 struct ReasonCache {
@@ -236,11 +275,9 @@ impl ReasonCache {
         if let Some(skipped) = &self.skipped {
             return Arc::clone(skipped);
         }
-        // Reasons depend only on what the job needs, not on how it scores: leave the weights, the
-        // latency reference and the per-job random salt out of the key, or no two jobs would share one.
-        let need =
-            JobGpu { latency_ref_ms: 0, inv_latency_ref_q16: 0, random_salt: 0, weights: [0; TERM_COUNT], ..*job };
-        let key = (need, ledger.version());
+        // Reasons depend only on what the job needs, not on how it scores, or no two jobs would
+        // share one.
+        let key = (need_of(job), ledger.version());
         if let Some(reason) = self.cache.get(&key) {
             return Arc::clone(reason);
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::backend::{Backend, BackendChoice};
+use crate::engine::consolidate::{Consolidation, consolidate};
 use crate::engine::explain::Explanation;
 use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::place::{
@@ -158,7 +159,7 @@ impl Scheduler {
         subset: &[usize],
         reasons: Reasons,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<(Vec<Decision>, EngineStats)> {
+    ) -> Result<(Vec<Decision>, EngineStats, Consolidation)> {
         let workload = compiled.workload;
         let refuse = |j: usize, message: &str| -> crate::error::Error {
             let record = workload.jobs.get(j).map_or_else(|| format!("record {j}"), |job| format!("job `{}`", job.id));
@@ -191,14 +192,21 @@ impl Scheduler {
         order.sort_unstable_by_key(|&j| compiled.rank[j]);
         let k = self.policy.candidates as usize;
         let limits = RoundLimits { reasons, ..self.limits };
-        let (decisions, stats) =
+        let (mut decisions, mut stats) =
             place_batched_with(&mut self.ledger, &compiled.jobs, &order, &mut self.backend, k, limits, progress)?;
+        let consolidation = if self.policy.consolidate {
+            consolidate(&mut self.ledger, &compiled.jobs, &mut decisions)
+        } else {
+            Consolidation::default()
+        };
+        stats.consolidated = consolidation.placed.len() as u64;
+        stats.moves = consolidation.moves.len() as u64;
         for decision in &decisions {
             if let Outcome::Placed { allocation, .. } = &decision.outcome {
                 self.running.insert(workload.jobs[decision.job].id.clone(), allocation.clone());
             }
         }
-        Ok((decisions, stats))
+        Ok((decisions, stats, consolidation))
     }
 
     /// Places every job of `workload` on the live capacity on the date `at` (default: the fleet's
@@ -222,7 +230,7 @@ impl Scheduler {
         let scoring_before = self.backend.scoring_time();
         let before = self.ledger.state().clone();
         let all: Vec<usize> = (0..workload.jobs.len()).collect();
-        let (decisions, stats) = self.place_compiled(&compiled, &all, Reasons::Worded, progress)?;
+        let (decisions, stats, consolidation) = self.place_compiled(&compiled, &all, Reasons::Worded, progress)?;
         let score = self.backend.scoring_time() - scoring_before;
         let placed_at = Instant::now();
         Ok(Placement {
@@ -232,6 +240,7 @@ impl Scheduler {
             at,
             policy: self.policy,
             stats,
+            consolidation,
             backend: self.backend.describe(),
             notices: self.backend.notices()[notices_before..].to_vec(),
             timings: Timings {
@@ -267,7 +276,11 @@ impl Scheduler {
         let mut order: Vec<usize> = (0..workload.jobs.len()).collect();
         order.sort_unstable_by_key(|&j| compiled.rank[j]);
         let mut ledger = self.ledger.clone();
-        Ok(crate::engine::place::place_reference(&mut ledger, &compiled.jobs, &order))
+        let mut decisions = crate::engine::place::place_reference(&mut ledger, &compiled.jobs, &order);
+        if self.policy.consolidate {
+            consolidate(&mut ledger, &compiled.jobs, &mut decisions);
+        }
+        Ok(decisions)
     }
 
     /// Explains job `id` of `workload` as `placement` (made by [`Scheduler::place`] on that

@@ -149,6 +149,15 @@ pub struct Policy {
     /// Seed of the random term (only matters when a `random` weight is non-zero).
     #[serde(default)]
     pub seed: u64,
+    /// After the decisions, place jobs left unplaced by moving jobs of the same batch to other
+    /// racks, never unplacing any (see the README's placement guarantee). The default policy does;
+    /// the baseline presets do not. Default when absent: true.
+    #[serde(default = "yes")]
+    pub consolidate: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The built-in policies: the default multi-objective one and the baselines people use today.
@@ -190,8 +199,15 @@ impl Preset {
 
     /// The policy, with `seed` for the random term.
     pub fn policy(self, seed: u64) -> Policy {
-        let same =
-            |w: Weights| Policy { inference: w, agentic: w, multimodal: w, training: w, seed, ..Policy::default() };
+        let same = |w: Weights| Policy {
+            inference: w,
+            agentic: w,
+            multimodal: w,
+            training: w,
+            seed,
+            consolidate: false,
+            ..Policy::default()
+        };
         match self {
             Preset::Default => Policy { seed, ..Policy::default() },
             Preset::FirstFit => same(PerTerm::default()),
@@ -240,6 +256,7 @@ impl Default for Policy {
             latency_ref_ms: None,
             candidates: default_candidates(),
             seed: 0,
+            consolidate: true,
             format_version: None,
         }
     }

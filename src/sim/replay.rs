@@ -408,7 +408,7 @@ fn replay_with(
             for &j in &to_place {
                 compiled.jobs[j].ready_day = today.0;
             }
-            let (decisions, _) = scheduler.place_compiled(&compiled, &to_place, Reasons::Skipped, &mut |_, _| {})?;
+            let (decisions, _, _) = scheduler.place_compiled(&compiled, &to_place, Reasons::Skipped, &mut |_, _| {})?;
             for decision in decisions {
                 let j = decision.job;
                 match decision.outcome {

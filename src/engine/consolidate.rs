@@ -1,0 +1,265 @@
+//! Consolidation: after the decisions, place jobs that were left unplaced by moving jobs placed in
+//! the same batch to other racks, never unplacing any. In the spirit of KAI-Scheduler's
+//! consolidation action, where nothing has started yet, so a move costs nothing.
+//!
+//! Greedy placement in priority order fragments: a high-priority 2-GPU job takes a corner of the
+//! rack a later 5-GPU job needed, while another rack had room for the 2 GPUs. The pass, for each
+//! job left unplaced (in decision order) whose pods fit one rack:
+//!
+//! 1. If the moves made so far freed a feasible rack, it takes the best one, as placement would.
+//! 2. Otherwise it tries racks where only GPUs or power are short and where the free GPUs plus
+//!    those of movable jobs (placed by this batch, on that rack alone) reach the job's GPUs: fewest
+//!    GPUs missing first, then lowest index, at most [`RACKS_PER_JOB`] racks. On a rack it releases
+//!    one movable job (the smallest first; among equals the one decided last) or, when no single
+//!    one makes room, the smallest ones until the job fits; commits the job there; and places each
+//!    released job again, in decision order, on its best feasible rack. If one of them finds no
+//!    rack, everything is put back as it was and the next rack is tried.
+//!
+//! After each job it places, the pass starts again from the first job left unplaced (a move can
+//! open room for a job passed over earlier), so room that moves opened goes to the job decided
+//! first among those it fits. Every step is deterministic, and the pass does the same on any
+//! ledger holding the same decisions, so the reference oracle and the batched engine stay equal.
+//!
+//! The work is bounded. A job whose needs equal those of a job that found no room since the last
+//! success is passed over (the outcome would be the same), and a call visits at most
+//! [`MAX_WORK`] racks, counted, not timed, so that the result does not depend on the machine: a
+//! million-job batch with most jobs waiting spends a bounded time here, on its highest-priority
+//! waiting jobs. Jobs are not consolidated onto racks where they would span racks (that would need
+//! whole racks emptied).
+
+use std::collections::HashSet;
+
+use crate::engine::ledger::{Allocation, Ledger};
+pub use crate::engine::place::{Consolidation, Move};
+use crate::engine::place::{Decision, Outcome, best_with_relaxing, need_of};
+use crate::kernel::score::{JobGpu, REJECT_GPUS, REJECT_POWER};
+use crate::kernel::shape::{shape_on, spans_racks};
+
+/// Racks tried per waiting job.
+pub const RACKS_PER_JOB: usize = 4;
+/// The work of one call, in racks visited (a scan of the fleet's racks for a job's candidate
+/// racks, or of its rack classes for a best rack): about a second on one core at the most.
+pub const MAX_WORK: usize = 100_000_000;
+
+/// Runs the pass over `decisions` (one batch, in decision order, as placement returned them, whose
+/// allocations `ledger` holds), updating the decisions of the jobs it places or moves and the
+/// ledger with them.
+pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decision]) -> Consolidation {
+    let mut done = Consolidation::default();
+    // The decision (position in `decisions`) holding each rack's movable allocations.
+    let mut holders: Vec<Vec<usize>> = vec![Vec::new(); ledger.state().racks.len()];
+    for (position, decision) in decisions.iter().enumerate() {
+        if let Outcome::Placed { allocation, .. } = &decision.outcome
+            && allocation.racks.len() == 1
+        {
+            holders[allocation.anchor() as usize].push(position);
+        }
+    }
+    let mut work = Work { left: MAX_WORK, per_scan: ledger.state().racks.len(), per_best: ledger.classes().len() };
+    // Needs that found no room since the last success (then the outcome is the same for them).
+    let mut failed: HashSet<JobGpu> = HashSet::new();
+    // Sweeps in decision order; each success starts the next one from the first job, so that room
+    // opened by a move goes to the job decided first among those it fits.
+    'sweep: loop {
+        for position in 0..decisions.len() {
+            if matches!(decisions[position].outcome, Outcome::Placed { .. }) {
+                continue;
+            }
+            let job = jobs[decisions[position].job];
+            if failed.contains(&need_of(&job)) {
+                continue;
+            }
+            // Plain room, opened by earlier moves (never before the first one: placement found none).
+            if !done.moves.is_empty() {
+                if !work.take(work.per_best) {
+                    return done;
+                }
+                let (decided, best) = best_with_relaxing(&job, ledger, |job, ledger| ledger.best_rack_by_class(job));
+                if let Some(best) = best {
+                    let allocation = ledger.commit(&decided, best.rack);
+                    if allocation.racks.len() == 1 {
+                        holders[best.rack as usize].push(position);
+                    }
+                    decisions[position].outcome = Outcome::Placed { allocation, score: best.score };
+                    done.placed.push(decisions[position].job);
+                    failed.clear();
+                    continue 'sweep;
+                }
+            }
+            match make_room(ledger, jobs, decisions, &mut holders, position, &mut done, &mut work) {
+                Some(true) => {
+                    done.placed.push(decisions[position].job);
+                    failed.clear();
+                    continue 'sweep;
+                }
+                Some(false) => {
+                    failed.insert(need_of(&job));
+                }
+                None => return done,
+            }
+        }
+        return done;
+    }
+}
+
+/// The work left, in racks visited.
+struct Work {
+    left: usize,
+    /// A scan of every rack.
+    per_scan: usize,
+    /// A best rack by class, counted as the fleet's racks (an upper bound; the same on every ledger
+    /// of the fleet, so that the oracle and the batched engine stop at the same point).
+    per_best: usize,
+}
+
+impl Work {
+    /// Takes `amount`, or returns false when not that much is left.
+    fn take(&mut self, amount: usize) -> bool {
+        let enough = self.left >= amount;
+        self.left = self.left.saturating_sub(amount);
+        enough
+    }
+}
+
+/// True when the job's pods fit `rack` alone (on its node size), ignoring what is in use.
+fn fits_one_rack(job: &JobGpu, ledger: &Ledger, rack: usize) -> bool {
+    let rack = &ledger.state().racks[rack];
+    let (shape, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rack.node_gpus, rack.nodes);
+    per_rack != 0 && !spans_racks(shape, per_rack)
+}
+
+/// GPUs held on `rack` by movable allocations.
+fn movable_gpus(decisions: &[Decision], holders: &[Vec<usize>], rack: usize) -> u32 {
+    holders[rack].iter().map(|&p| placed(&decisions[p]).gpus()).sum()
+}
+
+fn placed(decision: &Decision) -> &Allocation {
+    match &decision.outcome {
+        Outcome::Placed { allocation, .. } => allocation,
+        Outcome::Unplaced { .. } => unreachable!("holders list placed decisions only"),
+    }
+}
+
+/// Tries to place the job of `decisions[position]` by moving movable jobs: Some(true) when it did,
+/// Some(false) when it found no way, None when the work ran out.
+fn make_room(
+    ledger: &mut Ledger,
+    jobs: &[JobGpu],
+    decisions: &mut [Decision],
+    holders: &mut [Vec<usize>],
+    position: usize,
+    done: &mut Consolidation,
+    work: &mut Work,
+) -> Option<bool> {
+    let job = jobs[decisions[position].job];
+    if !work.take(work.per_scan) {
+        return None;
+    }
+    let state = ledger.state();
+    let mut racks: Vec<(u32, usize)> = (0..state.racks.len())
+        .filter(|&r| {
+            !holders[r].is_empty()
+                && state.check(&job, r) & !(REJECT_GPUS | REJECT_POWER) == 0
+                && fits_one_rack(&job, ledger, r)
+        })
+        .filter_map(|r| {
+            let reachable = state.racks[r].free_gpus + movable_gpus(decisions, holders, r);
+            (reachable >= job.gpus).then(|| (job.gpus.saturating_sub(state.racks[r].free_gpus), r))
+        })
+        .collect();
+    racks.sort_unstable();
+    for &(_, rack) in racks.iter().take(RACKS_PER_JOB) {
+        // Each released job is placed again with one best rack by class.
+        if !work.take(work.per_best * holders[rack].len().max(1)) {
+            return None;
+        }
+        done.tries += 1;
+        if try_rack(ledger, jobs, decisions, holders, position, rack, done) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// Releases movable jobs on `rack` until the job fits, commits it there and places the released
+/// jobs again; puts everything back and returns false if that fails.
+fn try_rack(
+    ledger: &mut Ledger,
+    jobs: &[JobGpu],
+    decisions: &mut [Decision],
+    holders: &mut [Vec<usize>],
+    position: usize,
+    rack: usize,
+    done: &mut Consolidation,
+) -> bool {
+    let job = jobs[decisions[position].job];
+    // Smallest first; among equals the one decided last (the lowest in the order).
+    let mut movable = holders[rack].clone();
+    movable.sort_unstable_by_key(|&p| (placed(&decisions[p]).gpus(), std::cmp::Reverse(p)));
+    // One job that makes room alone, else the smallest ones together.
+    let mut victims: Vec<usize> = Vec::new();
+    for &p in &movable {
+        ledger.release(placed(&decisions[p]));
+        let fits = ledger.state().check(&job, rack) == 0;
+        ledger.apply(placed(&decisions[p]));
+        if fits {
+            victims.push(p);
+            break;
+        }
+    }
+    if victims.is_empty() {
+        let mut fits = false;
+        for &p in &movable {
+            victims.push(p);
+            ledger.release(placed(&decisions[p]));
+            if ledger.state().check(&job, rack) == 0 {
+                fits = true;
+                break;
+            }
+        }
+        for &p in victims.iter().rev() {
+            ledger.apply(placed(&decisions[p]));
+        }
+        if !fits {
+            return false;
+        }
+    }
+    for &p in &victims {
+        ledger.release(placed(&decisions[p]));
+    }
+    let score = ledger.state().score(&job, rack);
+    let allocation = ledger.commit(&job, rack as u32);
+    // The released jobs again, in decision order.
+    victims.sort_unstable();
+    let mut moved: Vec<(usize, Allocation, u32)> = Vec::new();
+    for &p in &victims {
+        let (decided, best) =
+            best_with_relaxing(&jobs[decisions[p].job], ledger, |job, ledger| ledger.best_rack_by_class(job));
+        match best {
+            Some(best) => moved.push((p, ledger.commit(&decided, best.rack), best.score)),
+            None => {
+                for (_, allocation, _) in moved.iter().rev() {
+                    ledger.release(allocation);
+                }
+                ledger.release(&allocation);
+                for &v in &victims {
+                    ledger.apply(placed(&decisions[v]));
+                }
+                return false;
+            }
+        }
+    }
+    let for_job = decisions[position].job;
+    for (p, to, score) in moved {
+        let from = placed(&decisions[p]).clone();
+        holders[from.anchor() as usize].retain(|&h| h != p);
+        if to.racks.len() == 1 {
+            holders[to.anchor() as usize].push(p);
+        }
+        done.moves.push(Move { job: decisions[p].job, from, to: to.clone(), for_job });
+        decisions[p].outcome = Outcome::Placed { allocation: to, score };
+    }
+    holders[rack].push(position);
+    decisions[position].outcome = Outcome::Placed { allocation, score };
+    true
+}
