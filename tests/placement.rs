@@ -932,3 +932,46 @@ fn verify_consolidated_catches_an_unplaced_job() {
     let caught = std::panic::catch_unwind(|| verify_consolidated(&fleet, &workload, &policy, &main, &fin)).is_err();
     assert!(caught, "verify_consolidated accepted a job unplaced by consolidation");
 }
+
+#[test]
+fn consolidation_empties_racks_for_a_job_that_spans_them() {
+    const TEST: &str = "consolidation_empties_racks_for_a_job_that_spans_them";
+    // Cluster a: two racks of 8; cluster b: one rack of 8. With best fit, a (4 GPUs) takes rack 0
+    // (all empty, lowest index); c (16 GPUs, two whole racks of one cluster) then finds one whole
+    // rack in a and one in b. Moving a to b's rack empties rack 0 for c.
+    let fleet = Fleet::from_json(
+        r#"{"regions": ["r"],
+        "rack_types": {"t8": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8}},
+        "sites": [
+          {"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1, "pue": 1.2,
+           "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 10},
+           "clusters": [{"name": "a", "rack_type": "t8", "racks": 2}, {"name": "b", "rack_type": "t8", "racks": 1}]}]}"#,
+        "<fleet>",
+    )
+    .unwrap();
+    let workload = Workload::from_json(
+        r#"[{"id": "a", "kind": "inference", "gpus": 4, "hbm_gb_per_gpu": 0, "priority": 90, "duration_h": 1, "region": "r"},
+            {"id": "c", "kind": "training", "gpus": 16, "hbm_gb_per_gpu": 0, "priority": 70, "duration_h": 1, "region": "r"}]"#,
+        "<jobs>",
+    )
+    .unwrap();
+    let mut policy = gpuplace::model::policy::Preset::BestFit.policy(0);
+    policy.consolidate = true;
+    on_every_backend(TEST, |name, backend| {
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, backend).unwrap();
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        scheduler.ledger().check_consistency().unwrap();
+        let racks_of = |id: &str| -> Vec<u32> {
+            let d = placement.decisions.iter().find(|d| workload.jobs[d.job].id == id).unwrap();
+            match &d.outcome {
+                Outcome::Placed { allocation, .. } => allocation.racks.iter().map(|s| s.rack).collect(),
+                other => panic!("{name}: {id}: {other:?}"),
+            }
+        };
+        assert_eq!(racks_of("a"), [2], "{name}: a moved to cluster b");
+        assert_eq!(racks_of("c"), [1, 0], "{name}: c on cluster a's two racks, anchored on the one that was whole");
+        assert_eq!((placement.stats.consolidated, placement.stats.moves), (1, 1), "{name}");
+        scheduler.reset();
+        assert_eq!(scheduler.place_reference(&workload, Some(at())).unwrap(), placement.decisions, "{name}");
+    });
+}

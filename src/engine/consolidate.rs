@@ -3,13 +3,20 @@
 //! consolidation action, where nothing has started yet, so a move costs nothing.
 //!
 //! Greedy placement in priority order fragments: a high-priority 2-GPU job takes a corner of the
-//! rack a later 5-GPU job needed, while another rack had room for the 2 GPUs. The pass, for each
-//! job left unplaced (in decision order) whose pods fit one rack:
+//! rack a later 5-GPU job needed, while another rack had room for the 2 GPUs; or a small job
+//! breaks the last whole rack a gang spanning racks needed. The pass, for each job left unplaced
+//! (in decision order):
 //!
 //! 1. If the moves made so far freed a feasible rack, it takes the best one, as placement would.
-//! 2. Otherwise it tries racks where only GPUs or power are short and where the free GPUs plus
+//! 2. If it spans racks on some cluster's rack type (and is not kept to or preferring one topology
+//!    block), it tries clusters where racks whose every GPU in use is held by movable jobs (placed
+//!    by this batch, on that rack alone) would give it the whole racks it needs: the least used
+//!    racks of the cluster are emptied, clusters needing the fewest GPUs moved first, at most
+//!    [`RACKS_PER_JOB`] clusters.
+//! 3. Otherwise it tries racks where only GPUs or power are short and where the free GPUs plus
 //!    those of movable jobs (placed by this batch, on that rack alone) reach the job's GPUs: fewest
-//!    GPUs missing first, then lowest index, at most [`RACKS_PER_JOB`] racks. On a rack it releases
+//!    GPUs missing first, then lowest index, at most [`RACKS_PER_JOB`] racks where its pods fit
+//!    one rack. On a rack it releases
 //!    one movable job (the smallest first; among equals the one decided last) or, when no single
 //!    one makes room, the smallest ones until the job fits; commits the job there; and places each
 //!    released job again, in decision order, on its best feasible rack. If one of them finds no
@@ -24,16 +31,15 @@
 //! success is passed over (the outcome would be the same), and a call visits at most
 //! [`MAX_WORK`] racks, counted, not timed, so that the result does not depend on the machine: a
 //! million-job batch with most jobs waiting spends a bounded time here, on its highest-priority
-//! waiting jobs. Jobs are not consolidated onto racks where they would span racks (that would need
-//! whole racks emptied).
+//! waiting jobs.
 
 use std::collections::HashSet;
 
 use crate::engine::ledger::{Allocation, Ledger};
 pub use crate::engine::place::{Consolidation, Move};
 use crate::engine::place::{Decision, Outcome, best_with_relaxing, need_of};
-use crate::kernel::score::{JobGpu, REJECT_GPUS, REJECT_POWER};
-use crate::kernel::shape::{shape_on, spans_racks};
+use crate::kernel::score::{BLOCK_ANY, JobGpu, REJECT_GPUS, REJECT_POWER};
+use crate::kernel::shape::{racks_needed, shape_on, spans_racks};
 
 /// Racks tried per waiting job.
 pub const RACKS_PER_JOB: usize = 4;
@@ -155,6 +161,9 @@ fn make_room(
     if !work.take(work.per_scan) {
         return None;
     }
+    if job.block_rule == BLOCK_ANY && make_whole_racks(ledger, jobs, decisions, holders, position, done, work)? {
+        return Some(true);
+    }
     let state = ledger.state();
     let mut racks: Vec<(u32, usize)> = (0..state.racks.len())
         .filter(|&r| {
@@ -175,6 +184,69 @@ fn make_room(
         }
         done.tries += 1;
         if try_rack(ledger, jobs, decisions, holders, position, rack, done) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// For a job that spans racks (on some cluster's rack type): empties the racks of a cluster whose
+/// every GPU in use is held by movable jobs, the least used first, until the cluster has the
+/// whole racks the job needs, and places it there (see [`attempt`]). Clusters needing the fewest
+/// GPUs moved first, at most [`RACKS_PER_JOB`] of them. Jobs kept to or preferring one topology
+/// block are left out (`make_room` does not call this for them). Some(true) when it placed the job,
+/// None when the work ran out.
+fn make_whole_racks(
+    ledger: &mut Ledger,
+    jobs: &[JobGpu],
+    decisions: &mut [Decision],
+    holders: &mut [Vec<usize>],
+    position: usize,
+    done: &mut Consolidation,
+    work: &mut Work,
+) -> Option<bool> {
+    let job = jobs[decisions[position].job];
+    // (GPUs to move, cluster, anchor, victims) per cluster where emptying racks could do.
+    let mut plans: Vec<(u32, usize, usize, Vec<usize>)> = Vec::new();
+    for (c, cluster) in ledger.fleet().clusters.iter().enumerate() {
+        let state = ledger.state();
+        let first = &state.racks[cluster.racks.start];
+        let (shape, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, first.node_gpus, first.nodes);
+        if per_rack == 0
+            || !spans_racks(shape, per_rack)
+            || state.check(&job, cluster.racks.start) & !(REJECT_GPUS | REJECT_POWER) != 0
+        {
+            continue;
+        }
+        let needed = racks_needed(shape, per_rack) as usize;
+        // Racks that are whole, or would be once their movable jobs left: the least used first.
+        let mut clearable: Vec<(u32, usize)> = cluster
+            .racks
+            .clone()
+            .filter_map(|r| {
+                let used = state.racks[r].gpus - state.racks[r].free_gpus;
+                (used == movable_gpus(decisions, holders, r)).then_some((used, r))
+            })
+            .collect();
+        if clearable.len() < needed {
+            continue;
+        }
+        clearable.sort_unstable();
+        let chosen = &clearable[..needed];
+        let victims: Vec<usize> = chosen.iter().flat_map(|&(_, r)| holders[r].iter().copied()).collect();
+        if victims.is_empty() {
+            // Whole racks enough already: something else (power) stands in the way.
+            continue;
+        }
+        plans.push((chosen.iter().map(|&(used, _)| used).sum(), c, chosen[0].1, victims));
+    }
+    plans.sort_unstable();
+    for (_, _, anchor, victims) in plans.into_iter().take(RACKS_PER_JOB) {
+        if !work.take(work.per_best * victims.len()) {
+            return None;
+        }
+        done.tries += 1;
+        if attempt(ledger, jobs, decisions, holders, position, anchor, victims, done) {
             return Some(true);
         }
     }
@@ -224,8 +296,33 @@ fn try_rack(
             return false;
         }
     }
+    attempt(ledger, jobs, decisions, holders, position, rack, victims, done)
+}
+
+/// Releases `victims` (positions of movable decisions), commits the job of `decisions[position]`
+/// anchored at `rack` (feasible once they are released) and places the victims again, in
+/// decision order, each on its best feasible rack. If one of them finds no rack, puts everything
+/// back as it was and returns false.
+#[expect(clippy::too_many_arguments, reason = "one step of the pass, on the pass's own state")]
+fn attempt(
+    ledger: &mut Ledger,
+    jobs: &[JobGpu],
+    decisions: &mut [Decision],
+    holders: &mut [Vec<usize>],
+    position: usize,
+    rack: usize,
+    mut victims: Vec<usize>,
+    done: &mut Consolidation,
+) -> bool {
+    let job = jobs[decisions[position].job];
     for &p in &victims {
         ledger.release(placed(&decisions[p]));
+    }
+    if ledger.state().check(&job, rack) != 0 {
+        for &p in victims.iter().rev() {
+            ledger.apply(placed(&decisions[p]));
+        }
+        return false;
     }
     let score = ledger.state().score(&job, rack);
     let allocation = ledger.commit(&job, rack as u32);
@@ -259,7 +356,9 @@ fn try_rack(
         done.moves.push(Move { job: decisions[p].job, from, to: to.clone(), for_job });
         decisions[p].outcome = Outcome::Placed { allocation: to, score };
     }
-    holders[rack].push(position);
+    if allocation.racks.len() == 1 {
+        holders[rack].push(position);
+    }
     decisions[position].outcome = Outcome::Placed { allocation, score };
     true
 }
