@@ -886,6 +886,20 @@ fn consolidation_moves_a_job_to_make_room_and_never_unplaces_one() {
         let b = scheduler.explain(&workload, &placement, "b").unwrap();
         assert_eq!(b.candidates[0].global_rack, 0, "{name}: b was decided onto rack 0");
         assert!(b.decision.contains("moved it to make room for `d`"), "{}", b.decision);
+        // `--out` says so too, and reads back in both forms.
+        let out = gpuplace::report::out_file(&fleet, &workload, &placement);
+        let record = |id: &str| out.placements.iter().find(|p| p.job == id).unwrap();
+        assert!(record("d").consolidated && record("d").moved_for.is_empty(), "{name}");
+        assert!(!record("b").consolidated && record("b").moved_for == ["d"], "{name}");
+        assert!(!record("a").consolidated && record("a").moved_for.is_empty(), "{name}");
+        assert_eq!((out.summary.consolidated, out.summary.moves), (1, 1), "{name}");
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(json.contains(r#""consolidated":true"#) && json.contains(r#""moved_for":["d"]"#), "{json}");
+        assert_eq!(serde_json::from_str::<gpuplace::report::out::OutFile>(&json).unwrap(), out, "{name}");
+        let mut lines = Vec::new();
+        gpuplace::report::out::write_jsonl(&out, &mut lines).unwrap();
+        let back = gpuplace::report::out::read_jsonl(std::str::from_utf8(&lines).unwrap(), "<out>").unwrap();
+        assert_eq!(back, out, "{name}");
     });
 }
 

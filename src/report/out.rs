@@ -41,6 +41,14 @@ pub struct PlacedRecord {
     /// Where it runs.
     #[serde(flatten)]
     pub on: PlacedOn,
+    /// Placed by consolidation after every job was decided (no rack had room at its turn). Absent
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consolidated: bool,
+    /// The jobs consolidation moved it to make room for, in the order of the moves (it is then
+    /// not on the rack it was decided onto). Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved_for: Vec<String>,
 }
 
 /// One unplaced job, written `{"job": …, "reason": <the sentence>, "cause": <the code and data>}`.
@@ -123,6 +131,12 @@ pub struct Summary {
     /// Placed jobs further from their users than their latency bound, checked against the fleet's
     /// own numbers (a hard constraint: always 0).
     pub latency_violations: u64,
+    /// Jobs placed by consolidation (0 in files from before it).
+    #[serde(default)]
+    pub consolidated: usize,
+    /// Jobs moved by consolidation, a job moved twice counting twice (0 in files from before it).
+    #[serde(default)]
+    pub moves: usize,
 }
 
 /// Totals of one job kind.
@@ -166,12 +180,26 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
     let mut energy = EnergyTally::default();
     let mut latency_violations = 0;
     let mut unplaced_by_code: BTreeMap<&'static str, usize> = BTreeMap::new();
+    // What consolidation did, by job, looked up once per placed job.
+    let consolidated: std::collections::HashSet<usize> = placement.consolidation.placed.iter().copied().collect();
+    let mut moved_for: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
+    for m in &placement.consolidation.moves {
+        moved_for.entry(m.job).or_default().push(m.for_job);
+    }
     for decision in &placement.decisions {
         let job = &workload.jobs[decision.job];
         let kind = &mut kinds[job.kind.index()];
         match &decision.outcome {
             Outcome::Placed { allocation, score } => {
-                placements.push(PlacedRecord { job: job.id.clone(), on: PlacedOn::new(fleet, allocation, *score) });
+                placements.push(PlacedRecord {
+                    job: job.id.clone(),
+                    on: PlacedOn::new(fleet, allocation, *score),
+                    consolidated: consolidated.contains(&decision.job),
+                    moved_for: moved_for
+                        .get(&decision.job)
+                        .map(|jobs| jobs.iter().map(|&j| workload.jobs[j].id.clone()).collect())
+                        .unwrap_or_default(),
+                });
                 kind.placed += 1;
                 kind.gpus_placed += u64::from(job.gpus);
                 energy.add(fleet, allocation, HOUR_S);
@@ -216,6 +244,8 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
             energy_usd_per_hour: energy.usd(),
             carbon_kg_per_hour: energy.kg_co2(),
             latency_violations,
+            consolidated: placement.consolidation.placed.len(),
+            moves: placement.consolidation.moves.len(),
         },
         placements,
         unplaced,
