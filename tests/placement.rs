@@ -57,6 +57,95 @@ pub fn verify_consolidated(
     gained
 }
 
+/// Replays consolidation's log (`c`) from the end of the main pass (`main`) and checks it step by
+/// step on a ledger: the jobs it placed are exactly those unplaced in `main` and placed in `fin`;
+/// each moved job's moves chain from its allocation in `main` (or where consolidation placed it)
+/// to its allocation in `fin`; every job neither placed nor moved by it keeps its allocation; each
+/// placement passes the feasibility test at its step (a gang takes only racks whole then); and
+/// the log ends in the final state.
+pub fn verify_log(
+    fleet: &Fleet,
+    workload: &Workload,
+    policy: &Policy,
+    main: &[Decision],
+    fin: &[Decision],
+    c: &gpuplace::engine::consolidate::Consolidation,
+) {
+    use std::collections::HashMap;
+    let jobs = workload.compile(fleet, policy, at()).unwrap();
+    let held = |d: &Decision| match &d.outcome {
+        Outcome::Placed { allocation, .. } => Some(allocation.clone()),
+        _ => None,
+    };
+    let before: HashMap<usize, Option<Allocation>> = main.iter().map(|d| (d.job, held(d))).collect();
+    let after: HashMap<usize, Option<Allocation>> = fin.iter().map(|d| (d.job, held(d))).collect();
+    let mut gained: Vec<usize> =
+        main.iter().filter(|d| held(d).is_none() && after[&d.job].is_some()).map(|d| d.job).collect();
+    let mut placed = c.placed.clone();
+    gained.sort_unstable();
+    placed.sort_unstable();
+    assert_eq!(placed, gained, "the jobs consolidation says it placed are not those it placed");
+    // Where each job was when consolidation first touched it.
+    let mut at_start: HashMap<usize, Allocation> = HashMap::new();
+    for m in &c.moves {
+        at_start.entry(m.job).or_insert_with(|| m.from.clone());
+    }
+    for d in fin {
+        let id = &workload.jobs[d.job].id;
+        let moves: Vec<_> = c.moves.iter().filter(|m| m.job == d.job).collect();
+        for pair in moves.windows(2) {
+            assert_eq!(pair[0].to, pair[1].from, "{id}: its moves do not chain");
+        }
+        match moves.last() {
+            Some(last) => {
+                assert_eq!(Some(&last.to), after[&d.job].as_ref(), "{id}: its last move is not where it ended");
+                assert_ne!(last.to, moves[0].from, "{id}: moved back where it was");
+                if !c.placed.contains(&d.job) {
+                    assert_eq!(Some(&moves[0].from), before[&d.job].as_ref(), "{id}: first moved from elsewhere");
+                }
+            }
+            None if !c.placed.contains(&d.job) => assert_eq!(before[&d.job], after[&d.job], "{id} changed unlogged"),
+            None => {}
+        }
+    }
+    let mut ledger = Ledger::new(std::sync::Arc::new(fleet.clone()));
+    for allocation in before.values().flatten() {
+        ledger.apply(allocation);
+    }
+    // A gang takes only racks that are whole when it is placed.
+    let take = |ledger: &mut Ledger, job: usize, allocation: &Allocation| {
+        let id = &workload.jobs[job].id;
+        if allocation.racks.len() > 1 {
+            for share in &allocation.racks {
+                assert!(ledger.state().is_whole(share.rack as usize), "{id}: rack {} was not whole", share.rack);
+            }
+        }
+        ledger.apply(allocation);
+    };
+    for &j in &c.placed {
+        let id = &workload.jobs[j].id;
+        let for_j: Vec<_> = c.moves.iter().filter(|m| m.for_job == j).collect();
+        for m in &for_j {
+            ledger.release(&m.from);
+        }
+        let own = at_start.get(&j).cloned().or_else(|| after[&j].clone()).unwrap();
+        let mut job = jobs[j];
+        if ledger.state().check(&job, own.anchor() as usize) != 0 && job.block_rule == BLOCK_PREFERRED {
+            job.block_rule = BLOCK_ANY;
+        }
+        assert_eq!(ledger.state().check(&job, own.anchor() as usize), 0, "{id}: infeasible where consolidation put it");
+        take(&mut ledger, j, &own);
+        for m in &for_j {
+            take(&mut ledger, m.job, &m.to);
+        }
+    }
+    let mut expected = Ledger::new(std::sync::Arc::new(fleet.clone()));
+    for allocation in after.values().flatten() {
+        expected.apply(allocation);
+    }
+    assert_eq!(ledger.state(), expected.state(), "the log does not end in the final state");
+}
+
 /// `policy` without consolidation.
 pub fn without_consolidation(policy: &Policy) -> Policy {
     let mut plain = *policy;
@@ -245,6 +334,9 @@ fn run_case(seed: u64, shape: Shape, backend_name: &str, backend: Backend) -> Ba
         scheduler.set_round_limits(max_dirty_racks, max_jobs_per_round);
         let placement = scheduler.place(&workload, Some(at())).unwrap();
         assert_eq!(placement.decisions, reference, "{setting}: batched differs from the oracle");
+        if policy.consolidate {
+            verify_log(&fleet, &workload, &policy, &main, &placement.decisions, &placement.consolidation);
+        }
         assert_eq!(&placement.state, reference_ledger.state(), "{setting}: final capacity differs");
         scheduler.ledger().check_consistency().unwrap_or_else(|e| panic!("{setting}: {e}"));
         assert!(scheduler.backend().notices().is_empty(), "{setting}: {:?}", scheduler.backend().notices());
@@ -924,6 +1016,7 @@ fn consolidation_places_more_and_never_unplaces_on_random_problems() {
         let placement = scheduler.place(&workload, Some(at())).unwrap();
         scheduler.ledger().check_consistency().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         gained += verify_consolidated(&fleet, &workload, &policy, &main, &placement.decisions);
+        verify_log(&fleet, &workload, &policy, &main, &placement.decisions, &placement.consolidation);
         assert_eq!(placement.consolidation.placed.len(), placement.stats.consolidated as usize);
     }
     assert!(gained > 0, "consolidation placed no job on 60 contended problems");
@@ -942,7 +1035,15 @@ fn verify_consolidated_catches_an_unplaced_job() {
         .unwrap();
     let mut fin = main.clone();
     let placed = fin.iter().position(|d| matches!(d.outcome, Outcome::Placed { .. })).unwrap();
-    fin[placed].outcome = Outcome::Unplaced { reason: std::sync::Arc::new(Reason::not_evaluated()) };
+    // A worded reason from a real unplaced decision, so that only the consolidation check can fire.
+    let reason = main
+        .iter()
+        .find_map(|d| match &d.outcome {
+            Outcome::Unplaced { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    fin[placed].outcome = Outcome::Unplaced { reason };
     let caught = std::panic::catch_unwind(|| verify_consolidated(&fleet, &workload, &policy, &main, &fin)).is_err();
     assert!(caught, "verify_consolidated accepted a job unplaced by consolidation");
 }
@@ -988,4 +1089,43 @@ fn consolidation_empties_racks_for_a_job_that_spans_them() {
         scheduler.reset();
         assert_eq!(scheduler.place_reference(&workload, Some(at())).unwrap(), placement.decisions, "{name}");
     });
+}
+
+#[test]
+fn verify_log_catches_a_wrong_log() {
+    // Negative controls for `verify_log`: a placement consolidation did not log, and a move whose
+    // chain is broken, must be caught.
+    let shape =
+        Shape { max_sites: 2, max_clusters: 2, max_racks: 6, jobs: 120, occupancy_percent: 40, all_ties: false };
+    for seed in 3000..3060 {
+        let mut rng = SplitMix64::new(seed);
+        let fleet = random_fleet(&mut rng, shape);
+        let workload = random_workload(&mut rng, &fleet, shape.jobs);
+        let mut policy = random_policy(&mut rng, false);
+        policy.consolidate = true;
+        let main = Scheduler::with_backend(fleet.clone(), without_consolidation(&policy), Backend::cpu())
+            .unwrap()
+            .place_reference(&workload, Some(at()))
+            .unwrap();
+        let placement = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu())
+            .unwrap()
+            .place(&workload, Some(at()))
+            .unwrap();
+        if placement.consolidation.moves.is_empty() {
+            continue;
+        }
+        verify_log(&fleet, &workload, &policy, &main, &placement.decisions, &placement.consolidation);
+        let mut unlogged = placement.consolidation.clone();
+        unlogged.placed.pop();
+        let caught =
+            std::panic::catch_unwind(|| verify_log(&fleet, &workload, &policy, &main, &placement.decisions, &unlogged));
+        assert!(caught.is_err(), "seed {seed}: an unlogged placement passed");
+        let mut broken = placement.consolidation.clone();
+        broken.moves[0].from = broken.moves[0].to.clone();
+        let caught =
+            std::panic::catch_unwind(|| verify_log(&fleet, &workload, &policy, &main, &placement.decisions, &broken));
+        assert!(caught.is_err(), "seed {seed}: a broken move passed");
+        return;
+    }
+    panic!("no seed moved a job");
 }

@@ -33,7 +33,7 @@
 //! million-job batch with most jobs waiting spends a bounded time here, on its highest-priority
 //! waiting jobs.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use crate::engine::ledger::{Allocation, Ledger};
 pub use crate::engine::place::{Consolidation, Move};
@@ -62,19 +62,32 @@ pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decisi
         }
     }
     let mut work = Work { left: MAX_WORK, per_scan: ledger.state().racks.len(), per_best: ledger.classes().len() };
+    // The jobs waiting, in decision order, each with the index of its need.
+    let mut needs: HashMap<JobGpu, usize> = HashMap::new();
+    let mut waiting: Vec<(usize, usize)> = decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| matches!(d.outcome, Outcome::Unplaced { .. }))
+        .map(|(position, d)| {
+            let next = needs.len();
+            (position, *needs.entry(need_of(&jobs[d.job])).or_insert(next))
+        })
+        .collect();
     // Needs that found no room since the last success (then the outcome is the same for them).
-    let mut failed: HashSet<JobGpu> = HashSet::new();
+    let mut failed = vec![false; needs.len()];
     // Sweeps in decision order; each success starts the next one from the first job, so that room
-    // opened by a move goes to the job decided first among those it fits.
+    // opened by a move goes to the job decided first among those it fits. Every job visited costs
+    // one unit of work, so that restarts are bounded too.
     'sweep: loop {
-        for position in 0..decisions.len() {
-            if matches!(decisions[position].outcome, Outcome::Placed { .. }) {
+        for i in 0..waiting.len() {
+            let (position, need) = waiting[i];
+            if !work.take(1) {
+                return done;
+            }
+            if failed[need] {
                 continue;
             }
             let job = jobs[decisions[position].job];
-            if failed.contains(&need_of(&job)) {
-                continue;
-            }
             // Plain room, opened by earlier moves (never before the first one: placement found none).
             if !done.moves.is_empty() {
                 if !work.take(work.per_best) {
@@ -88,19 +101,19 @@ pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decisi
                     }
                     decisions[position].outcome = Outcome::Placed { allocation, score: best.score };
                     done.placed.push(decisions[position].job);
-                    failed.clear();
+                    waiting.remove(i);
+                    failed.fill(false);
                     continue 'sweep;
                 }
             }
             match make_room(ledger, jobs, decisions, &mut holders, position, &mut done, &mut work) {
                 Some(true) => {
                     done.placed.push(decisions[position].job);
-                    failed.clear();
+                    waiting.remove(i);
+                    failed.fill(false);
                     continue 'sweep;
                 }
-                Some(false) => {
-                    failed.insert(need_of(&job));
-                }
+                Some(false) => failed[need] = true,
                 None => return done,
             }
         }
@@ -289,11 +302,23 @@ fn try_rack(
                 break;
             }
         }
+        if !fits {
+            for &p in victims.iter().rev() {
+                ledger.apply(placed(&decisions[p]));
+            }
+            return false;
+        }
+        // Keep in place any released job the job fits without (the last released first).
+        for k in (0..victims.len()).rev() {
+            ledger.apply(placed(&decisions[victims[k]]));
+            if ledger.state().check(&job, rack) == 0 {
+                victims.remove(k);
+            } else {
+                ledger.release(placed(&decisions[victims[k]]));
+            }
+        }
         for &p in victims.iter().rev() {
             ledger.apply(placed(&decisions[p]));
-        }
-        if !fits {
-            return false;
         }
     }
     attempt(ledger, jobs, decisions, holders, position, rack, victims, done)
@@ -348,6 +373,10 @@ fn attempt(
     }
     let for_job = decisions[position].job;
     for (p, to, score) in moved {
+        if &to == placed(&decisions[p]) {
+            // Back where it was: not a move.
+            continue;
+        }
         let from = placed(&decisions[p]).clone();
         holders[from.anchor() as usize].retain(|&h| h != p);
         if to.racks.len() == 1 {

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ledger::Ledger;
+use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::place::{Outcome, Placement, decision_order};
 use crate::engine::reasons::{Reason, RejectCounts, describe_need};
 use crate::engine::view::PlacedOn;
@@ -139,14 +139,18 @@ pub fn explain(
     // The state at its turn: what the jobs before it held then. Consolidation ran after every
     // decision, so a job it placed held nothing then, and a job it moved held what it first had.
     let consolidation = &placement.consolidation;
+    let consolidated: std::collections::HashSet<usize> = consolidation.placed.iter().copied().collect();
+    let mut first_move: std::collections::HashMap<usize, &Allocation> = std::collections::HashMap::new();
+    for m in &consolidation.moves {
+        first_move.entry(m.job).or_insert(&m.from);
+    }
     let mut ledger = Ledger::with_state(std::sync::Arc::clone(fleet), placement.before.clone());
     for decision in &placement.decisions[..rank] {
-        if consolidation.placed.contains(&decision.job) {
+        if consolidated.contains(&decision.job) {
             continue;
         }
-        let first_move = consolidation.moves.iter().find(|m| m.job == decision.job);
-        if let Some(moved) = first_move {
-            ledger.apply(&moved.from);
+        if let Some(from) = first_move.get(&decision.job) {
+            ledger.apply(from);
         } else if let Outcome::Placed { allocation, .. } = &decision.outcome {
             ledger.apply(allocation);
         }
@@ -183,15 +187,19 @@ pub fn explain(
                         moved.join(", ")
                     )
                 };
-            } else {
-                let reasons: Vec<String> =
-                    consolidation.moves.iter().filter(|m| m.job == index).map(|m| name(m.for_job)).collect();
-                if !reasons.is_empty() {
-                    words += &format!(
-                        ", where consolidation moved it to make room for {} (at its turn, the best rack was the first candidate below)",
-                        reasons.join(", ")
-                    );
-                }
+            }
+            let reasons: Vec<String> =
+                consolidation.moves.iter().filter(|m| m.job == index).map(|m| name(m.for_job)).collect();
+            if !reasons.is_empty() {
+                words += &format!(
+                    ", where consolidation moved it to make room for {}{}",
+                    reasons.join(", "),
+                    if consolidated.contains(&index) {
+                        ""
+                    } else {
+                        " (at its turn, the best rack was the first candidate below)"
+                    }
+                );
             }
             (words, Some(on), None)
         }
