@@ -301,11 +301,23 @@ fn replay_waits_for_capacity_to_come_online_and_for_not_before() {
 #[test]
 fn retrying_waiting_jobs_only_when_capacity_grew_changes_no_decision() {
     // The shortcut against its definition: the same fates, timeline and metrics as trying every
-    // waiting job at every interval, on contended problems with and without max-wait.
+    // waiting job at every interval, on contended problems with and without max-wait. Most
+    // policies consolidate (waiting jobs then take part in each batch's pass); that must change
+    // the outcome somewhere, or the comparison says nothing about it.
+    let mut consolidation_mattered = 0;
     for seed in 400..430 {
         let (fleet, workload, policy) = problem(seed);
         for max_wait_s in [None, Some(900)] {
             let config = ReplayConfig { interval_s: [60, 7][seed as usize % 2], max_wait_s, start: at() };
+            if policy.consolidate {
+                let mut plain = policy;
+                plain.consolidate = false;
+                let mut scheduler = Scheduler::with_backend(fleet.clone(), plain, Backend::cpu()).unwrap();
+                let without = replay(&mut scheduler, &workload, config, &mut |_, _| {}, &mut |_, _, _| {}).unwrap();
+                let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu()).unwrap();
+                let with = replay(&mut scheduler, &workload, config, &mut |_, _| {}, &mut |_, _, _| {}).unwrap();
+                consolidation_mattered += usize::from(with.fates != without.fates);
+            }
             let run = |retry_all: bool| {
                 let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu()).unwrap();
                 if retry_all {
@@ -320,4 +332,5 @@ fn retrying_waiting_jobs_only_when_capacity_grew_changes_no_decision() {
             assert_eq!(shortcut.kinds, definition.kinds, "seed {seed}");
         }
     }
+    assert!(consolidation_mattered > 0, "consolidation changed no replay");
 }

@@ -33,7 +33,7 @@
 //! million-job batch with most jobs waiting spends a bounded time here, on its highest-priority
 //! waiting jobs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::engine::ledger::{Allocation, Ledger};
 pub use crate::engine::place::{Consolidation, Move};
@@ -43,9 +43,35 @@ use crate::kernel::shape::{racks_needed, shape_on, spans_racks};
 
 /// Racks tried per waiting job.
 pub const RACKS_PER_JOB: usize = 4;
-/// The work of one call, in racks visited (a scan of the fleet's racks for a job's candidate
-/// racks, or of its rack classes for a best rack): about a second on one core at the most.
+/// The work of one call, in racks or jobs visited (a waiting job, the racks holding movable jobs
+/// and the clusters when looking for room, the fleet's racks for a best rack): about a second on
+/// one core at the most.
 pub const MAX_WORK: usize = 100_000_000;
+
+/// The movable allocations: by rack, the positions of the decisions holding one there alone, and
+/// the racks holding any, so that looking for room costs what the batch placed, not the fleet.
+struct Holders {
+    by_rack: Vec<Vec<usize>>,
+    occupied: BTreeSet<usize>,
+}
+
+impl Holders {
+    fn on(&self, rack: usize) -> &[usize] {
+        &self.by_rack[rack]
+    }
+
+    fn add(&mut self, rack: usize, position: usize) {
+        self.by_rack[rack].push(position);
+        self.occupied.insert(rack);
+    }
+
+    fn remove(&mut self, rack: usize, position: usize) {
+        self.by_rack[rack].retain(|&h| h != position);
+        if self.by_rack[rack].is_empty() {
+            self.occupied.remove(&rack);
+        }
+    }
+}
 
 /// Runs the pass over `decisions` (one batch, in decision order, as placement returned them, whose
 /// allocations `ledger` holds), updating the decisions of the jobs it places or moves and the
@@ -53,15 +79,15 @@ pub const MAX_WORK: usize = 100_000_000;
 pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decision]) -> Consolidation {
     let mut done = Consolidation::default();
     // The decision (position in `decisions`) holding each rack's movable allocations.
-    let mut holders: Vec<Vec<usize>> = vec![Vec::new(); ledger.state().racks.len()];
+    let mut holders = Holders { by_rack: vec![Vec::new(); ledger.state().racks.len()], occupied: BTreeSet::new() };
     for (position, decision) in decisions.iter().enumerate() {
         if let Outcome::Placed { allocation, .. } = &decision.outcome
             && allocation.racks.len() == 1
         {
-            holders[allocation.anchor() as usize].push(position);
+            holders.add(allocation.anchor() as usize, position);
         }
     }
-    let mut work = Work { left: MAX_WORK, per_scan: ledger.state().racks.len(), per_best: ledger.classes().len() };
+    let mut work = Work { left: MAX_WORK, per_best: ledger.classes().len() };
     // The jobs waiting, in decision order, each with the index of its need.
     let mut needs: HashMap<JobGpu, usize> = HashMap::new();
     let mut waiting: Vec<(usize, usize)> = decisions
@@ -82,6 +108,7 @@ pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decisi
         for i in 0..waiting.len() {
             let (position, need) = waiting[i];
             if !work.take(1) {
+                done.exhausted = true;
                 return done;
             }
             if failed[need] {
@@ -91,13 +118,14 @@ pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decisi
             // Plain room, opened by earlier moves (never before the first one: placement found none).
             if !done.moves.is_empty() {
                 if !work.take(work.per_best) {
+                    done.exhausted = true;
                     return done;
                 }
                 let (decided, best) = best_with_relaxing(&job, ledger, |job, ledger| ledger.best_rack_by_class(job));
                 if let Some(best) = best {
                     let allocation = ledger.commit(&decided, best.rack);
                     if allocation.racks.len() == 1 {
-                        holders[best.rack as usize].push(position);
+                        holders.add(best.rack as usize, position);
                     }
                     decisions[position].outcome = Outcome::Placed { allocation, score: best.score };
                     done.placed.push(decisions[position].job);
@@ -114,7 +142,10 @@ pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decisi
                     continue 'sweep;
                 }
                 Some(false) => failed[need] = true,
-                None => return done,
+                None => {
+                    done.exhausted = true;
+                    return done;
+                }
             }
         }
         return done;
@@ -124,8 +155,6 @@ pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decisi
 /// The work left, in racks visited.
 struct Work {
     left: usize,
-    /// A scan of every rack.
-    per_scan: usize,
     /// A best rack by class, counted as the fleet's racks (an upper bound; the same on every ledger
     /// of the fleet, so that the oracle and the batched engine stop at the same point).
     per_best: usize,
@@ -148,8 +177,8 @@ fn fits_one_rack(job: &JobGpu, ledger: &Ledger, rack: usize) -> bool {
 }
 
 /// GPUs held on `rack` by movable allocations.
-fn movable_gpus(decisions: &[Decision], holders: &[Vec<usize>], rack: usize) -> u32 {
-    holders[rack].iter().map(|&p| placed(&decisions[p]).gpus()).sum()
+fn movable_gpus(decisions: &[Decision], holders: &Holders, rack: usize) -> u32 {
+    holders.on(rack).iter().map(|&p| placed(&decisions[p]).gpus()).sum()
 }
 
 fn placed(decision: &Decision) -> &Allocation {
@@ -165,25 +194,24 @@ fn make_room(
     ledger: &mut Ledger,
     jobs: &[JobGpu],
     decisions: &mut [Decision],
-    holders: &mut [Vec<usize>],
+    holders: &mut Holders,
     position: usize,
     done: &mut Consolidation,
     work: &mut Work,
 ) -> Option<bool> {
     let job = jobs[decisions[position].job];
-    if !work.take(work.per_scan) {
+    if !work.take(holders.occupied.len() + ledger.fleet().clusters.len()) {
         return None;
     }
     if job.block_rule == BLOCK_ANY && make_whole_racks(ledger, jobs, decisions, holders, position, done, work)? {
         return Some(true);
     }
     let state = ledger.state();
-    let mut racks: Vec<(u32, usize)> = (0..state.racks.len())
-        .filter(|&r| {
-            !holders[r].is_empty()
-                && state.check(&job, r) & !(REJECT_GPUS | REJECT_POWER) == 0
-                && fits_one_rack(&job, ledger, r)
-        })
+    let mut racks: Vec<(u32, usize)> = holders
+        .occupied
+        .iter()
+        .copied()
+        .filter(|&r| state.check(&job, r) & !(REJECT_GPUS | REJECT_POWER) == 0 && fits_one_rack(&job, ledger, r))
         .filter_map(|r| {
             let reachable = state.racks[r].free_gpus + movable_gpus(decisions, holders, r);
             (reachable >= job.gpus).then(|| (job.gpus.saturating_sub(state.racks[r].free_gpus), r))
@@ -192,7 +220,7 @@ fn make_room(
     racks.sort_unstable();
     for &(_, rack) in racks.iter().take(RACKS_PER_JOB) {
         // Each released job is placed again with one best rack by class.
-        if !work.take(work.per_best * holders[rack].len().max(1)) {
+        if !work.take(work.per_best * holders.on(rack).len().max(1)) {
             return None;
         }
         done.tries += 1;
@@ -213,7 +241,7 @@ fn make_whole_racks(
     ledger: &mut Ledger,
     jobs: &[JobGpu],
     decisions: &mut [Decision],
-    holders: &mut [Vec<usize>],
+    holders: &mut Holders,
     position: usize,
     done: &mut Consolidation,
     work: &mut Work,
@@ -232,26 +260,30 @@ fn make_whole_racks(
             continue;
         }
         let needed = racks_needed(shape, per_rack) as usize;
-        // Racks that are whole, or would be once their movable jobs left: the least used first.
-        let mut clearable: Vec<(u32, usize)> = cluster
-            .racks
-            .clone()
-            .filter_map(|r| {
+        // Every whole rack (lowest index first), then racks that would be whole once their movable
+        // jobs left, the least used first.
+        let whole = state.clusters[c].free_racks as usize;
+        if whole >= needed {
+            // Whole racks enough already: something else (power) stands in the way.
+            continue;
+        }
+        let mut clearable: Vec<(u32, usize)> = holders
+            .occupied
+            .range(cluster.racks.clone())
+            .filter_map(|&r| {
                 let used = state.racks[r].gpus - state.racks[r].free_gpus;
                 (used == movable_gpus(decisions, holders, r)).then_some((used, r))
             })
             .collect();
-        if clearable.len() < needed {
+        if whole + clearable.len() < needed {
             continue;
         }
         clearable.sort_unstable();
-        let chosen = &clearable[..needed];
-        let victims: Vec<usize> = chosen.iter().flat_map(|&(_, r)| holders[r].iter().copied()).collect();
-        if victims.is_empty() {
-            // Whole racks enough already: something else (power) stands in the way.
-            continue;
-        }
-        plans.push((chosen.iter().map(|&(used, _)| used).sum(), c, chosen[0].1, victims));
+        let cleared = &clearable[..needed - whole];
+        let victims: Vec<usize> = cleared.iter().flat_map(|&(_, r)| holders.on(r).iter().copied()).collect();
+        let anchor = ledger.classes().whole_racks(c).next().map_or(cleared[0].1, |r| r as usize);
+        let chosen: Vec<(u32, usize)> = cleared.to_vec();
+        plans.push((chosen.iter().map(|&(used, _)| used).sum(), c, anchor, victims));
     }
     plans.sort_unstable();
     for (_, _, anchor, victims) in plans.into_iter().take(RACKS_PER_JOB) {
@@ -272,14 +304,14 @@ fn try_rack(
     ledger: &mut Ledger,
     jobs: &[JobGpu],
     decisions: &mut [Decision],
-    holders: &mut [Vec<usize>],
+    holders: &mut Holders,
     position: usize,
     rack: usize,
     done: &mut Consolidation,
 ) -> bool {
     let job = jobs[decisions[position].job];
     // Smallest first; among equals the one decided last (the lowest in the order).
-    let mut movable = holders[rack].clone();
+    let mut movable = holders.on(rack).to_vec();
     movable.sort_unstable_by_key(|&p| (placed(&decisions[p]).gpus(), std::cmp::Reverse(p)));
     // One job that makes room alone, else the smallest ones together.
     let mut victims: Vec<usize> = Vec::new();
@@ -333,7 +365,7 @@ fn attempt(
     ledger: &mut Ledger,
     jobs: &[JobGpu],
     decisions: &mut [Decision],
-    holders: &mut [Vec<usize>],
+    holders: &mut Holders,
     position: usize,
     rack: usize,
     mut victims: Vec<usize>,
@@ -378,15 +410,15 @@ fn attempt(
             continue;
         }
         let from = placed(&decisions[p]).clone();
-        holders[from.anchor() as usize].retain(|&h| h != p);
+        holders.remove(from.anchor() as usize, p);
         if to.racks.len() == 1 {
-            holders[to.anchor() as usize].push(p);
+            holders.add(to.anchor() as usize, p);
         }
         done.moves.push(Move { job: decisions[p].job, from, to: to.clone(), for_job });
         decisions[p].outcome = Outcome::Placed { allocation: to, score };
     }
     if allocation.racks.len() == 1 {
-        holders[rack].push(position);
+        holders.add(rack, position);
     }
     decisions[position].outcome = Outcome::Placed { allocation, score };
     true

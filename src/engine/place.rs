@@ -71,6 +71,9 @@ pub struct Consolidation {
     pub moves: Vec<Move>,
     /// Racks tried.
     pub tries: usize,
+    /// The pass stopped because its work ran out ([`crate::engine::consolidate::MAX_WORK`]), not
+    /// because nothing more could be placed.
+    pub exhausted: bool,
 }
 
 /// Counters of the batched engine, for the curious and for benchmarks.

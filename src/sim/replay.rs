@@ -403,12 +403,19 @@ fn replay_with(
         capacity_grew |= retry_all || last_today != Some(today);
         last_today = Some(today);
         let first = if capacity_grew { 0 } else { tried_since };
+        let mut retry_next = false;
         if first < waiting.len() {
             let to_place = waiting.split_off(first);
             for &j in &to_place {
                 compiled.jobs[j].ready_day = today.0;
             }
-            let (decisions, _, _) = scheduler.place_compiled(&compiled, &to_place, Reasons::Skipped, &mut |_, _| {})?;
+            let (decisions, _, consolidation) =
+                scheduler.place_compiled(&compiled, &to_place, Reasons::Skipped, &mut |_, _| {})?;
+            // Consolidation keeps the shortcut exact: it ends only when no waiting job fits the
+            // final state, even by moving the batch's jobs, and moving a later batch's jobs cannot
+            // make room for one either (what it frees is no more than that final state had free).
+            // A pass that ran out of work has not checked them all: try every waiting job next time.
+            retry_next = consolidation.exhausted;
             for decision in decisions {
                 let j = decision.job;
                 match decision.outcome {
@@ -423,7 +430,7 @@ fn replay_with(
             }
         }
         tried_since = waiting.len();
-        capacity_grew = false;
+        capacity_grew = retry_next;
         scheduling.push(started.elapsed());
         let fleet = scheduler.fleet();
         let state = scheduler.ledger().state();
