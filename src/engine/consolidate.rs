@@ -33,7 +33,9 @@
 //! million-job batch with most jobs waiting spends a bounded time here, on its highest-priority
 //! waiting jobs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
 
 use crate::engine::ledger::{Allocation, Ledger};
 pub use crate::engine::place::{Consolidation, Move};
@@ -87,9 +89,13 @@ pub fn consolidate(ledger: &mut Ledger, jobs: &[JobGpu], decisions: &mut [Decisi
             holders.add(allocation.anchor() as usize, position);
         }
     }
+    if holders.occupied.is_empty() {
+        // Nothing can move, so nothing opens: placement already found no rack for the rest.
+        return done;
+    }
     let mut work = Work { left: MAX_WORK, per_best: ledger.classes().len() };
     // The jobs waiting, in decision order, each with the index of its need.
-    let mut needs: HashMap<JobGpu, usize> = HashMap::new();
+    let mut needs: FxHashMap<JobGpu, usize> = FxHashMap::default();
     let mut waiting: Vec<(usize, usize)> = decisions
         .iter()
         .enumerate()
