@@ -112,6 +112,9 @@ pub fn verify_log(
     for allocation in before.values().flatten() {
         ledger.apply(allocation);
     }
+    // What each job holds at the current step of the log.
+    let mut current: HashMap<usize, Allocation> =
+        before.iter().filter_map(|(&j, a)| a.clone().map(|a| (j, a))).collect();
     // A gang takes only racks that are whole when it is placed.
     let take = |ledger: &mut Ledger, job: usize, allocation: &Allocation| {
         let id = &workload.jobs[job].id;
@@ -126,17 +129,34 @@ pub fn verify_log(
         let id = &workload.jobs[j].id;
         let for_j: Vec<_> = c.moves.iter().filter(|m| m.for_job == j).collect();
         for m in &for_j {
+            assert_eq!(current.remove(&m.job).as_ref(), Some(&m.from), "{id}: a move from where the job was not");
             ledger.release(&m.from);
         }
         let own = at_start.get(&j).cloned().or_else(|| after[&j].clone()).unwrap();
+        // Jobs left on its racks: released for the job's feasibility test and put back after it
+        // (a gang needs its racks whole to be placed, and a job that was released to make it so
+        // and came back to the same GPUs, in the room the gang left, is not a move).
+        let residents: Vec<(usize, Allocation)> = current
+            .iter()
+            .filter(|(_, a)| a.racks.iter().any(|s| own.racks.iter().any(|o| o.rack == s.rack)))
+            .map(|(&r, a)| (r, a.clone()))
+            .collect();
+        for (_, a) in &residents {
+            ledger.release(a);
+        }
         let mut job = jobs[j];
         if ledger.state().check(&job, own.anchor() as usize) != 0 && job.block_rule == BLOCK_PREFERRED {
             job.block_rule = BLOCK_ANY;
         }
         assert_eq!(ledger.state().check(&job, own.anchor() as usize), 0, "{id}: infeasible where consolidation put it");
         take(&mut ledger, j, &own);
+        for (_, a) in &residents {
+            ledger.apply(a);
+        }
+        current.insert(j, own);
         for m in &for_j {
             take(&mut ledger, m.job, &m.to);
+            current.insert(m.job, m.to.clone());
         }
     }
     let mut expected = Ledger::new(std::sync::Arc::new(fleet.clone()));
@@ -1128,4 +1148,66 @@ fn verify_log_catches_a_wrong_log() {
         return;
     }
     panic!("no seed moved a job");
+}
+
+#[test]
+fn consolidation_keeps_a_gang_to_its_topology_block() {
+    const TEST: &str = "consolidation_keeps_a_gang_to_its_topology_block";
+    // Cluster x: four racks of 8 in blocks of two (racks 0-1, 2-3); cluster y: one rack of 8
+    // (rack 4). With best fit a, b, c (5 GPUs each) take racks 0, 1, 2; g (16 GPUs: two whole
+    // racks) finds one whole rack (3). Consolidation empties a rack by moving one job to rack 4:
+    // without a rule the least used, lowest rack 0; kept to or preferring one block, rack 2, in
+    // rack 3's block.
+    let fleet = Fleet::from_json(
+        r#"{"regions": ["r"],
+        "rack_types": {"t8": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8}},
+        "sites": [
+          {"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1, "pue": 1.2,
+           "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 10},
+           "clusters": [{"name": "x", "rack_type": "t8", "racks": 4, "block_racks": 2},
+                        {"name": "y", "rack_type": "t8", "racks": 1}]}]}"#,
+        "<fleet>",
+    )
+    .unwrap();
+    let jobs = |rule: &str| {
+        let small = |id: &str, priority: u32| {
+            format!(
+                r#"{{"id": "{id}", "kind": "inference", "gpus": 5, "hbm_gb_per_gpu": 0, "priority": {priority},
+                    "duration_h": 1, "region": "r"}}"#
+            )
+        };
+        let gang = format!(
+            r#"{{"id": "g", "kind": "training", "gpus": 16, "hbm_gb_per_gpu": 0, "priority": 50,
+                "duration_h": 1, "region": "r"{rule}}}"#
+        );
+        Workload::from_json(&format!("[{}, {}, {}, {gang}]", small("a", 90), small("b", 80), small("c", 70)), "<jobs>")
+            .unwrap()
+    };
+    let mut policy = gpuplace::model::policy::Preset::BestFit.policy(0);
+    policy.consolidate = true;
+    for (rule, moved, racks) in [
+        ("", "a", vec![3, 0]),
+        (r#", "block": "required""#, "c", vec![3, 2]),
+        (r#", "block": "preferred""#, "c", vec![3, 2]),
+    ] {
+        let workload = jobs(rule);
+        on_every_backend(TEST, |name, backend| {
+            let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, backend).unwrap();
+            let placement = scheduler.place(&workload, Some(at())).unwrap();
+            scheduler.ledger().check_consistency().unwrap();
+            let racks_of = |id: &str| -> Vec<u32> {
+                let d = placement.decisions.iter().find(|d| workload.jobs[d.job].id == id).unwrap();
+                match &d.outcome {
+                    Outcome::Placed { allocation, .. } => allocation.racks.iter().map(|s| s.rack).collect(),
+                    other => panic!("{name} {rule}: {id}: {other:?}"),
+                }
+            };
+            assert_eq!(racks_of("g"), racks, "{name} {rule}");
+            assert_eq!(racks_of(moved), [4], "{name} {rule}: {moved} moved to cluster y");
+            let c = &placement.consolidation;
+            assert_eq!(c.moves.iter().map(|m| workload.jobs[m.job].id.as_str()).collect::<Vec<_>>(), [moved]);
+            scheduler.reset();
+            assert_eq!(scheduler.place_reference(&workload, Some(at())).unwrap(), placement.decisions, "{name}");
+        });
+    }
 }

@@ -8,11 +8,11 @@
 //! (in decision order):
 //!
 //! 1. If the moves made so far freed a feasible rack, it takes the best one, as placement would.
-//! 2. If it spans racks on some cluster's rack type (and is not kept to or preferring one topology
-//!    block), it tries clusters where racks whose every GPU in use is held by movable jobs (placed
-//!    by this batch, on that rack alone) would give it the whole racks it needs: the least used
-//!    racks of the cluster are emptied, clusters needing the fewest GPUs moved first, at most
-//!    [`RACKS_PER_JOB`] clusters.
+//! 2. If it spans racks on some cluster's rack type, it tries clusters (topology blocks, for a job
+//!    kept to or preferring one; a preferring job then its clusters without the rule) where racks
+//!    whose every GPU in use is held by movable jobs (placed by this batch, on that rack alone)
+//!    would give it the whole racks it needs: the least used racks are emptied, domains needing the
+//!    fewest GPUs moved first, at most [`RACKS_PER_JOB`] of them.
 //! 3. Otherwise it tries racks where only GPUs or power are short and where the free GPUs plus
 //!    those of movable jobs (placed by this batch, on that rack alone) reach the job's GPUs: fewest
 //!    GPUs missing first, then lowest index, at most [`RACKS_PER_JOB`] racks where its pods fit
@@ -40,7 +40,7 @@ use rustc_hash::FxHashMap;
 use crate::engine::ledger::{Allocation, Ledger};
 pub use crate::engine::place::{Consolidation, Move};
 use crate::engine::place::{Decision, Outcome, best_with_relaxing, need_of};
-use crate::kernel::score::{BLOCK_ANY, JobGpu, REJECT_GPUS, REJECT_POWER};
+use crate::kernel::score::{BLOCK_ANY, BLOCK_PREFERRED, JobGpu, REJECT_GPUS, REJECT_POWER};
 use crate::kernel::shape::{racks_needed, shape_on, spans_racks};
 
 /// Racks tried per waiting job.
@@ -209,7 +209,7 @@ fn make_room(
     if !work.take(holders.occupied.len() + ledger.fleet().clusters.len()) {
         return None;
     }
-    if job.block_rule == BLOCK_ANY && make_whole_racks(ledger, jobs, decisions, holders, position, done, work)? {
+    if make_whole_racks(ledger, jobs, decisions, holders, position, done, work)? {
         return Some(true);
     }
     let state = ledger.state();
@@ -237,12 +237,13 @@ fn make_room(
     Some(false)
 }
 
-/// For a job that spans racks (on some cluster's rack type): empties the racks of a cluster whose
-/// every GPU in use is held by movable jobs, the least used first, until the cluster has the
-/// whole racks the job needs, and places it there (see [`attempt`]). Clusters needing the fewest
-/// GPUs moved first, at most [`RACKS_PER_JOB`] of them. Jobs kept to or preferring one topology
-/// block are left out (`make_room` does not call this for them). Some(true) when it placed the job,
-/// None when the work ran out.
+/// For a job that spans racks (on some cluster's rack type): empties the racks of a cluster (or,
+/// for a job kept to or preferring one topology block, of a block) whose every GPU in use is held
+/// by movable jobs, the least used first, until it has the whole racks the job needs, and places
+/// it there (see [`attempt`]). Domains needing the fewest GPUs moved first, at most
+/// [`RACKS_PER_JOB`] of them; a job preferring one block is tried across its cluster (without the
+/// rule) only when no block would do. Some(true) when it placed the job, None when the work ran
+/// out.
 fn make_whole_racks(
     ledger: &mut Ledger,
     jobs: &[JobGpu],
@@ -253,52 +254,72 @@ fn make_whole_racks(
     work: &mut Work,
 ) -> Option<bool> {
     let job = jobs[decisions[position].job];
-    // (GPUs to move, cluster, anchor, victims) per cluster where emptying racks could do.
-    let mut plans: Vec<(u32, usize, usize, Vec<usize>)> = Vec::new();
-    for (c, cluster) in ledger.fleet().clusters.iter().enumerate() {
-        let state = ledger.state();
-        let first = &state.racks[cluster.racks.start];
-        let (shape, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, first.node_gpus, first.nodes);
-        if per_rack == 0
-            || !spans_racks(shape, per_rack)
-            || state.check(&job, cluster.racks.start) & !(REJECT_GPUS | REJECT_POWER) != 0
-        {
-            continue;
+    let tries: Vec<(JobGpu, bool)> = match job.block_rule {
+        BLOCK_ANY => vec![(job, false)],
+        BLOCK_PREFERRED => vec![(job, true), (JobGpu { block_rule: BLOCK_ANY, ..job }, false)],
+        _ => vec![(job, true)],
+    };
+    for (job, by_block) in tries {
+        // (GPUs to move, anchor, victims) per domain where emptying racks could do.
+        let mut plans: Vec<(u32, usize, Vec<usize>)> = Vec::new();
+        for (c, cluster) in ledger.fleet().clusters.iter().enumerate() {
+            let state = ledger.state();
+            let first = &state.racks[cluster.racks.start];
+            let (shape, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, first.node_gpus, first.nodes);
+            if per_rack == 0
+                || !spans_racks(shape, per_rack)
+                || state.check(&job, cluster.racks.start) & !(REJECT_GPUS | REJECT_POWER) != 0
+            {
+                continue;
+            }
+            let needed = racks_needed(shape, per_rack) as usize;
+            let domains: Vec<(std::ops::Range<usize>, usize)> = if by_block {
+                let size = cluster.block_racks as usize;
+                (0..cluster.block_count() as usize)
+                    .map(|b| {
+                        let start = cluster.racks.start + b * size;
+                        let range = start..(start + size).min(cluster.racks.end);
+                        (range, state.blocks[cluster.first_block as usize + b].free_racks as usize)
+                    })
+                    .collect()
+            } else {
+                vec![(cluster.racks.clone(), state.clusters[c].free_racks as usize)]
+            };
+            for (racks, whole) in domains {
+                if whole >= needed {
+                    // Whole racks enough already: something else (power) stands in the way.
+                    continue;
+                }
+                // Every whole rack (the lowest index is the anchor), then racks that would be whole
+                // once their movable jobs left, the least used first.
+                let mut clearable: Vec<(u32, usize)> = holders
+                    .occupied
+                    .range(racks.clone())
+                    .filter_map(|&r| {
+                        let used = state.racks[r].gpus - state.racks[r].free_gpus;
+                        (used == movable_gpus(decisions, holders, r)).then_some((used, r))
+                    })
+                    .collect();
+                if whole + clearable.len() < needed {
+                    continue;
+                }
+                clearable.sort_unstable();
+                let cleared = &clearable[..needed - whole];
+                let victims: Vec<usize> = cleared.iter().flat_map(|&(_, r)| holders.on(r).iter().copied()).collect();
+                let first_whole = ledger.classes().whole_racks(c).map(|r| r as usize).find(|r| racks.contains(r));
+                let anchor = first_whole.unwrap_or(cleared[0].1);
+                plans.push((cleared.iter().map(|&(used, _)| used).sum(), anchor, victims));
+            }
         }
-        let needed = racks_needed(shape, per_rack) as usize;
-        // Every whole rack (lowest index first), then racks that would be whole once their movable
-        // jobs left, the least used first.
-        let whole = state.clusters[c].free_racks as usize;
-        if whole >= needed {
-            // Whole racks enough already: something else (power) stands in the way.
-            continue;
-        }
-        let mut clearable: Vec<(u32, usize)> = holders
-            .occupied
-            .range(cluster.racks.clone())
-            .filter_map(|&r| {
-                let used = state.racks[r].gpus - state.racks[r].free_gpus;
-                (used == movable_gpus(decisions, holders, r)).then_some((used, r))
-            })
-            .collect();
-        if whole + clearable.len() < needed {
-            continue;
-        }
-        clearable.sort_unstable();
-        let cleared = &clearable[..needed - whole];
-        let victims: Vec<usize> = cleared.iter().flat_map(|&(_, r)| holders.on(r).iter().copied()).collect();
-        let anchor = ledger.classes().whole_racks(c).next().map_or(cleared[0].1, |r| r as usize);
-        let chosen: Vec<(u32, usize)> = cleared.to_vec();
-        plans.push((chosen.iter().map(|&(used, _)| used).sum(), c, anchor, victims));
-    }
-    plans.sort_unstable();
-    for (_, _, anchor, victims) in plans.into_iter().take(RACKS_PER_JOB) {
-        if !work.take(work.per_best * victims.len()) {
-            return None;
-        }
-        done.tries += 1;
-        if attempt(ledger, jobs, decisions, holders, position, anchor, victims, done) {
-            return Some(true);
+        plans.sort_unstable();
+        for (_, anchor, victims) in plans.into_iter().take(RACKS_PER_JOB) {
+            if !work.take(work.per_best * victims.len()) {
+                return None;
+            }
+            done.tries += 1;
+            if attempt(ledger, &job, jobs, decisions, holders, position, anchor, victims, done) {
+                return Some(true);
+            }
         }
     }
     Some(false)
@@ -359,16 +380,17 @@ fn try_rack(
             ledger.apply(placed(&decisions[p]));
         }
     }
-    attempt(ledger, jobs, decisions, holders, position, rack, victims, done)
+    attempt(ledger, &job, jobs, decisions, holders, position, rack, victims, done)
 }
 
-/// Releases `victims` (positions of movable decisions), commits the job of `decisions[position]`
-/// anchored at `rack` (feasible once they are released) and places the victims again, in
+/// Releases `victims` (positions of movable decisions), commits `job` (the job of
+/// `decisions[position]`, or it without its preferred block) anchored at `rack` (feasible once they are released) and places the victims again, in
 /// decision order, each on its best feasible rack. If one of them finds no rack, puts everything
 /// back as it was and returns false.
 #[expect(clippy::too_many_arguments, reason = "one step of the pass, on the pass's own state")]
 fn attempt(
     ledger: &mut Ledger,
+    job: &JobGpu,
     jobs: &[JobGpu],
     decisions: &mut [Decision],
     holders: &mut Holders,
@@ -377,7 +399,7 @@ fn attempt(
     mut victims: Vec<usize>,
     done: &mut Consolidation,
 ) -> bool {
-    let job = jobs[decisions[position].job];
+    let job = *job;
     for &p in &victims {
         ledger.release(placed(&decisions[p]));
     }
