@@ -21,7 +21,12 @@ const TERM_ENERGY: u32 = 3u;
 const TERM_CARBON: u32 = 4u;
 const TERM_HBM: u32 = 5u;
 const TERM_RANDOM: u32 = 6u;
-const TERM_COUNT: u32 = 7u;
+const TERM_FRAG: u32 = 7u;
+const TERM_COUNT: u32 = 8u;
+
+const FRAG_BUCKETS: u32 = 9u;
+const FRAG_MIX_SUM: u32 = 1000u;
+const FRAG_DIVISOR: u32 = 125u;
 
 const BLOCK_ANY: u32 = 0u;
 const BLOCK_REQUIRED: u32 = 1u;
@@ -53,6 +58,7 @@ struct Job {
     ready_day: u32,
     random_salt: u32,
     block_rule: u32,
+    frag_mix: array<u32, 3>,
     weights: array<u32, TERM_COUNT>,
 }
 
@@ -202,6 +208,70 @@ fn mix(x: u32) -> u32 {
     return h;
 }
 
+// The fragmentation term (src/kernel/score.rs says it in words and bounds it).
+fn frag_share(frag_mix: array<u32, 3>, bucket: u32) -> u32 {
+    return (frag_mix[bucket / 3u] >> (10u * (bucket % 3u))) & 0x3FFu;
+}
+
+fn frag_expected(count: array<u32, 9>, frag_mix: array<u32, 3>, node_gpus: u32) -> u32 {
+    var below: array<u32, 9>;
+    for (var e = 1u; e < 9u; e++) {
+        below[e] = below[e - 1u] + (e - 1u) * count[e - 1u];
+    }
+    var total = 0u;
+    for (var bucket = 0u; bucket < FRAG_BUCKETS; bucket++) {
+        total += frag_share(frag_mix, bucket) * below[min(bucket + 1u, node_gpus)];
+    }
+    return total;
+}
+
+fn frag_term(job: Job, rack: Rack, pod_shape: vec3<u32>, per_rack: u32) -> u32 {
+    let full = pod_shape.x;
+    let size = pod_shape.y;
+    let rest = pod_shape.z;
+    let node_gpus = rack.node_gpus;
+    var count: array<u32, 9>;
+    for (var f = 1u; f < 9u; f++) {
+        var above = 0u;
+        if (f < MAX_NODE_GPUS) {
+            above = nodes_with_at_least(rack.summary, f + 1u);
+        }
+        count[f] = nodes_with_at_least(rack.summary, f) - above;
+    }
+    let before = frag_expected(count, job.frag_mix, node_gpus);
+    let pods = full + select(0u, 1u, rest != 0u);
+    if (size != 0u && pods <= per_rack) {
+        var left = full;
+        for (var f = size; f < node_gpus + 1u; f++) {
+            let per_tray = f / size;
+            let trays = min(count[f], left / per_tray);
+            count[f] -= trays;
+            count[f % size] += trays;
+            left -= trays * per_tray;
+            if (left != 0u && count[f] != 0u) {
+                count[f] -= 1u;
+                count[f - left * size] += 1u;
+                left = 0u;
+            }
+        }
+        var rest_left = rest;
+        for (var f = rest; f < node_gpus + 1u; f++) {
+            if (rest_left != 0u && count[f] != 0u) {
+                count[f] -= 1u;
+                count[f - rest] += 1u;
+                rest_left = 0u;
+            }
+        }
+    }
+    let after = frag_expected(count, job.frag_mix, node_gpus);
+    var shares = 0u;
+    for (var bucket = 0u; bucket < FRAG_BUCKETS; bucket++) {
+        shares += frag_share(job.frag_mix, bucket);
+    }
+    let change = after + shares * rack.gpus - before;
+    return TERM_SCALE - ((((change / FRAG_DIVISOR) * rack.inv_gpus_q16) >> RECIP_SHIFT) >> 4u);
+}
+
 fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> array<u32, TERM_COUNT> {
     var t: array<u32, TERM_COUNT>;
     let packed = job.shapes[rack.node_gpus - 1u];
@@ -224,6 +294,10 @@ fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> array<u32, TERM_C
         let rack_class = rack.cluster * RANDOM_CLUSTER_STRIDE + rack.free_gpus;
         let draw = mix(job.random_salt ^ mix(rack_class));
         t[TERM_RANDOM] = ((draw >> 16u) * (TERM_SCALE + 1u)) >> 16u;
+    }
+    // Likewise the fragmentation term (a few dozen operations per pair) when not weighed.
+    if (job.weights[TERM_FRAG] != 0u) {
+        t[TERM_FRAG] = frag_term(job, rack, pod_shape, per_rack);
     }
     return t;
 }

@@ -10,7 +10,7 @@ mod common;
 use common::{Shape, at, compare, gpu_scorers, random_fleet, random_problem, random_workload};
 use gpuplace::gpu::{GpuScorer, TilePlan, adapters};
 use gpuplace::kernel::cpu::score_batch;
-use gpuplace::kernel::score::{JobGpu, TERM_ENERGY};
+use gpuplace::kernel::score::{JobGpu, TERM_ENERGY, TERM_FRAG};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Policy, Scheduler};
 
@@ -19,6 +19,7 @@ fn kernel_matches_cpu_on_600_random_problems() {
     for (name, mut gpu) in gpu_scorers("kernel_matches_cpu_on_600_random_problems") {
         let mut pairs = 0u64;
         let mut feasible = 0u64;
+        let mut frag_decides = 0u32;
         for seed in 0..600 {
             let (jobs, state, k) = random_problem(seed);
             let cpu = score_batch(&jobs, &state, k);
@@ -26,11 +27,22 @@ fn kernel_matches_cpu_on_600_random_problems() {
             if let Err(difference) = compare(&out, &cpu) {
                 panic!("{name}, seed {seed} ({} jobs × {} racks, k={k}): {difference}", jobs.len(), state.racks.len());
             }
+            // The fragmentation term (the kernel's longest) must matter in these problems.
+            let without_frag: Vec<JobGpu> = jobs
+                .iter()
+                .map(|j| {
+                    let mut j = *j;
+                    j.weights[TERM_FRAG as usize] = 0;
+                    j
+                })
+                .collect();
+            frag_decides += u32::from(compare(&score_batch(&without_frag, &state, k), &cpu).is_err());
             pairs += (jobs.len() * state.racks.len()) as u64;
             feasible += cpu.feasible.iter().map(|&f| u64::from(f)).sum::<u64>();
         }
         // The problems must exercise both outcomes, or parity would be trivial.
         assert!(feasible > 0 && feasible < pairs, "{feasible} feasible of {pairs} pairs");
+        assert!(frag_decides > 100, "the fragmentation term changed {frag_decides} of 600 problems only");
     }
 }
 

@@ -7,14 +7,17 @@ use gpuplace::kernel::limits::{
     MAX_RACK_NODES, MAX_SITE_POWER_W,
 };
 use gpuplace::kernel::score::{
-    BlockGpu, ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16, score, terms,
+    BlockGpu, ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16, pack_frag_mix,
+    score, terms,
 };
 use gpuplace::kernel::shape::{job_tables, rack_summary};
 use proptest::prelude::*;
 
 prop_compose! {
     fn job()(
-        gpus in 1..=MAX_JOB_GPUS,
+        // Small jobs half the time, so that many land inside one rack (the fragmentation term's
+        // placement on the rack's trays runs only then).
+        gpus in prop_oneof![1..=64u32, 1..=MAX_JOB_GPUS],
         hbm_gb in 0..=MAX_HBM_GB,
         region in 0u32..4,
         latency_limit_ms in 1..=MAX_LATENCY_MS,
@@ -23,14 +26,16 @@ prop_compose! {
         ready_day in 0u32..3_000_000,
         weights in proptest::array::uniform::<_, TERM_COUNT>(0..=MAX_WEIGHT),
         random_salt in any::<u32>(),
-        pods in 1..=MAX_JOB_GPUS,
+        pods in prop_oneof![1..=64u32, 1..=MAX_JOB_GPUS],
         pod_gpus in 0..=MAX_NODE_GPUS,
+        mix_counts in proptest::array::uniform::<_, 9>(0u64..1000),
     ) -> JobGpu {
         let shapes = job_tables(gpus, pods, pod_gpus);
         JobGpu {
             gpus, pods, pod_gpus, shapes, hbm_gb, region, latency_limit_ms, latency_ref_ms,
             inv_latency_ref_q16: inv_q16(latency_ref_ms),
-            jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, block_rule: random_salt % 3, weights,
+            jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, block_rule: random_salt % 3,
+            frag_mix: pack_frag_mix(&mix_counts), weights,
         }
     }
 }
@@ -113,6 +118,7 @@ fn extremes_do_not_overflow() {
         ready_day: 0,
         random_salt: u32::MAX,
         block_rule: 1,
+        frag_mix: pack_frag_mix(&[1, 0, 0, 0, 0, 0, 0, 0, 0]),
         weights: [MAX_WEIGHT; TERM_COUNT],
     };
     let rack = RackGpu {
@@ -124,11 +130,12 @@ fn extremes_do_not_overflow() {
         cluster: 0,
         inv_gpus_q16: inv_q16(MAX_RACK_GPUS),
         inv_hbm_q16: inv_q16(MAX_HBM_GB),
-        node_gpus: 4,
-        nodes: MAX_RACK_GPUS / 4,
+        // The most GPUs a rack may have, on as few trays as may hold them (at most 255 trays).
+        node_gpus: 8,
+        nodes: MAX_RACK_GPUS / 8,
         first_node: 0,
         block: 0,
-        summary: rack_summary(std::iter::repeat_n(4, (MAX_RACK_GPUS / 4) as usize)),
+        summary: rack_summary(std::iter::repeat_n(8, (MAX_RACK_GPUS / 8) as usize)),
     };
     let site = SiteGpu {
         power_free_w: MAX_SITE_POWER_W,
@@ -144,5 +151,14 @@ fn extremes_do_not_overflow() {
         gpuplace::kernel::score::REJECT_POWER
     );
     let s = score(&job, &rack, &site, 0);
-    assert!(s <= 7_000_000, "{s}");
+    assert!(s <= 8_000_000, "{s}");
+    // The largest jobs one rack holds, which the fragmentation term places on its trays.
+    for (gpus, pods, pod_gpus) in [(MAX_RACK_GPUS, MAX_RACK_GPUS, 1), (MAX_RACK_GPUS, 128, 8), (MAX_RACK_GPUS, 0, 0)] {
+        let job = JobGpu { gpus, pods, pod_gpus, shapes: job_tables(gpus, pods, pod_gpus), ..job };
+        assert_eq!(check(&job, &rack, &site, &cluster, &BlockGpu { free_racks: 0 }, 0) & 1, 0, "fits one rack");
+        for term in terms(&job, &rack, &site, 0) {
+            assert!(term <= TERM_SCALE);
+        }
+        assert!(score(&job, &rack, &site, 0) <= 8_000_000);
+    }
 }

@@ -133,7 +133,11 @@ fn shared_constants_have_the_same_values() {
         ("TERM_CARBON", score::TERM_CARBON),
         ("TERM_HBM", score::TERM_HBM),
         ("TERM_RANDOM", score::TERM_RANDOM),
+        ("TERM_FRAG", score::TERM_FRAG),
         ("TERM_COUNT", score::TERM_COUNT as u32),
+        ("FRAG_BUCKETS", score::FRAG_BUCKETS),
+        ("FRAG_MIX_SUM", score::FRAG_MIX_SUM),
+        ("FRAG_DIVISOR", score::FRAG_DIVISOR),
     ];
     for (name, value) in expected {
         assert_eq!(constants.get(name), Some(&value), "constant {name}");
@@ -157,7 +161,7 @@ fn functions_appear_in_the_same_order_on_both_sides() {
         names.iter().map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f}"))).collect()
     };
     let shape = ["unpack_shape", "pods_per_rack", "nodes_with_at_least", "pods_fit", "fits", "gpus_on_anchor"];
-    let scoring = ["check", "terms", "score", "better"];
+    let scoring = ["check", "mix", "frag_share", "frag_expected", "frag_term", "terms", "score", "better"];
     let wgsl = order(SCORE_WGSL, "fn ", &[&shape[..], &scoring[..]].concat());
     assert!(wgsl.windows(2).all(|w| w[0] < w[1]), "score.wgsl order");
     let rust_shape = order(SHAPE_RS, "pub fn ", &shape);

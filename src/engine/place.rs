@@ -257,7 +257,14 @@ fn usable_gpus_of_all(compiled: &[JobGpu], fleet: &Fleet, state: &FleetState) ->
 /// What decides whether a job can be placed and why not: the job without what only orders racks
 /// (its weights, latency reference and per-job random salt).
 pub(crate) fn need_of(job: &JobGpu) -> JobGpu {
-    JobGpu { latency_ref_ms: 0, inv_latency_ref_q16: 0, random_salt: 0, weights: [0; TERM_COUNT], ..*job }
+    JobGpu {
+        latency_ref_ms: 0,
+        inv_latency_ref_q16: 0,
+        random_salt: 0,
+        frag_mix: [0; 3],
+        weights: [0; TERM_COUNT],
+        ..*job
+    }
 }
 
 /// Unplaced reasons, worded once per (need, ledger version): jobs of one need in one state share one.

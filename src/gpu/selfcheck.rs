@@ -12,7 +12,7 @@ use crate::kernel::cpu::ScoreOutput;
 use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{
     BlockGpu, ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM, TERM_SCALE,
-    inv_q16, mix,
+    inv_q16, mix, pack_frag_mix,
 };
 use crate::kernel::shape::job_tables;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
@@ -131,6 +131,7 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 ready_day: 20_000 + draw(22, j, 40),
                 block_rule: draw(27, j, 3),
                 random_salt: mix(j),
+                frag_mix: pack_frag_mix(&std::array::from_fn(|bucket| u64::from(draw(30 + bucket as u32, 0, 10)))),
                 weights,
             }
         })

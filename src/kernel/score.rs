@@ -37,19 +37,28 @@
 //! | every term | 0 ..= 1000 ([`TERM_SCALE`]) | (shift by 16 of the line above) |
 //! | every weight | 0 ..= 1000 ([`MAX_WEIGHT`]) | policy |
 //! | random term: `((mix(..) >> 16) · 1001) >> 16` | ≤ 65 535 · 1001 < 2³², so ≤ 1000 | (hash is wrapping by design) |
-//! | score = Σ over the [`TERM_COUNT`] = 7 terms of weight·term | ≤ 7 000 000 < 2³² | (sum) |
+//! | fragmentation: shares of the table of typical pods | each ≤ 1000, Σ ≤ 1000 ([`FRAG_MIX_SUM`]) | [`pack_frag_mix`] |
+//! | trays counted by free GPUs, before and after placing a job | Σ f · count ≤ free GPUs ≤ 1024 | (the placed pods only take GPUs) |
+//! | expected fragment: Σ share · (free GPUs on trays too small) | ≤ 1000 · 1024 = 1 024 000 | [`frag_expected`] |
+//! | `after + shares · gpus − before` | 0 ..= 2 048 000 | (each expectation ≤ shares · gpus) |
+//! | `(change / 125) · inv_gpus_q16` | ≤ 16 · gpus · floor(65 536 000 / gpus) ≤ 1 048 576 000 | (change ≤ 2000 · gpus) |
+//! | fragmentation term: `1000 − (that >> 16 >> 4)` | 0 ..= 1000 | (16 000 >> 4) |
+//! | score = Σ over the [`TERM_COUNT`] = 8 terms of weight·term | ≤ 8 000 000 < 2³² | (sum) |
 //! | day numbers | 0 ..= 2 932 896 (9999-12-31) | `MAX_DAY` |
 //!
-//! Nothing divides per pair: every divisor (a rack's GPUs, the fleet's largest HBM, a job's latency
-//! reference) is replaced by a reciprocal computed once per rack or job, and the *definition* of each
-//! term is the product with that reciprocal, so the shader and the CPU compute the same integer. The
+//! Nothing divides per pair but the fragmentation term, which divides by tray sizes and pod counts
+//! (exact in integers on both sides) and by the constant [`FRAG_DIVISOR`]; every other divisor (a
+//! rack's GPUs, the fleet's largest HBM, a job's latency reference) is replaced by a reciprocal
+//! computed once per rack or job, and the *definition* of each term is the product with that
+//! reciprocal, so the shader and the CPU compute the same integer. The
 //! shape rule's divisions are done ahead: a job's GPUs by a node's once per job, for every node size
 //! 1..=8, into its `shapes` table, and a node's free GPUs by every pod size once per change of a
 //! rack, into its `summary`.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::kernel::shape::{fits, gpus_on_anchor, pods_per_rack, unpack_shape};
+use crate::kernel::limits::MAX_NODE_GPUS;
+use crate::kernel::shape::{fits, gpus_on_anchor, nodes_with_at_least, pods_per_rack, unpack_shape};
 
 /// Terms are fractions expressed in thousandths (permille).
 pub const TERM_SCALE: u32 = 1000;
@@ -78,8 +87,21 @@ pub const TERM_CARBON: u32 = 4;
 pub const TERM_HBM: u32 = 5;
 /// Index of the seeded random term.
 pub const TERM_RANDOM: u32 = 6;
+/// Index of the fragmentation term.
+pub const TERM_FRAG: u32 = 7;
 /// Number of score terms.
-pub const TERM_COUNT: usize = 7;
+pub const TERM_COUNT: usize = 8;
+
+/// Buckets of the fragmentation term's table of typical pods: pods of 1, 2, …, 8 GPUs, and a ninth
+/// for jobs larger than 8 GPUs stated by `gpus` alone (whole trays of any rack).
+pub const FRAG_BUCKETS: u32 = 9;
+/// The table's frequencies are in thousandths and sum to at most this (10 bits each, three to a
+/// word of the job's `frag_mix`).
+pub const FRAG_MIX_SUM: u32 = 1000;
+/// The fragmentation term divides the weighted change (in GPU-thousandths) by this before scaling
+/// by the rack's reciprocal: 1/8 GPU resolution, and the product stays in a `u32` (table in the
+/// module's documentation).
+pub const FRAG_DIVISOR: u32 = 125;
 
 /// A job spanning racks may take whole racks anywhere in the cluster (the anchor's block first).
 pub const BLOCK_ANY: u32 = 0;
@@ -131,12 +153,18 @@ pub enum Term {
     /// A seeded pseudo-random draw per job and rack class (cluster, free GPUs): racks that are
     /// interchangeable draw the same value, so ties still go to the lowest index.
     Random,
+    /// Fragmentation in the sense of FGD (Weng et al., USENIX ATC'23), on a rack's trays: how much
+    /// the placement changes the free GPUs of the rack that the workload's typical pods could not
+    /// use (free GPUs on trays with fewer free than the pod needs), weighted by how often each pod
+    /// size occurs; 500 for no change, above when the placement uses up fragments, below when it
+    /// makes them ([`frag_term`]).
+    Frag,
 }
 
 impl Term {
     /// Every term, in index order.
     pub const ALL: [Term; TERM_COUNT] =
-        [Term::Pack, Term::Spread, Term::Latency, Term::Energy, Term::Carbon, Term::Hbm, Term::Random];
+        [Term::Pack, Term::Spread, Term::Latency, Term::Energy, Term::Carbon, Term::Hbm, Term::Random, Term::Frag];
 
     /// Its index in weight and term arrays (the `TERM_*` constant).
     pub const fn index(self) -> usize {
@@ -148,6 +176,7 @@ impl Term {
             Term::Carbon => TERM_CARBON,
             Term::Hbm => TERM_HBM,
             Term::Random => TERM_RANDOM,
+            Term::Frag => TERM_FRAG,
         }) as usize
     }
 
@@ -161,6 +190,7 @@ impl Term {
             Term::Carbon => "carbon",
             Term::Hbm => "hbm",
             Term::Random => "random",
+            Term::Frag => "frag",
         }
     }
 
@@ -204,6 +234,10 @@ pub struct JobGpu {
     /// Topology rule of a job spanning racks: [`BLOCK_ANY`], [`BLOCK_REQUIRED`] or
     /// [`BLOCK_PREFERRED`] (scored as required; the engine relaxes it when nothing is feasible).
     pub block_rule: u32,
+    /// The fragmentation term's table of typical pods: the share in thousandths of pods of 1..=8
+    /// GPUs and of larger shorthand jobs ([`FRAG_BUCKETS`]), 10 bits each, three to a word
+    /// ([`pack_frag_mix`]); the same for every job of a workload.
+    pub frag_mix: [u32; 3],
     /// Weight of each term, indexed by `TERM_*`.
     pub weights: [u32; TERM_COUNT],
 }
@@ -310,7 +344,7 @@ pub struct Params {
 
 // Storage-buffer records are arrays of 4-byte scalars (WGSL aligns them to 4); the uniform `Params`
 // is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's pod_shape.
-const _: () = assert!(size_of::<JobGpu>() == (13 + 8 + TERM_COUNT) * 4);
+const _: () = assert!(size_of::<JobGpu>() == (13 + 8 + 3 + TERM_COUNT) * 4);
 const _: () = assert!(size_of::<RackGpu>() == 72);
 const _: () = assert!(size_of::<BlockGpu>() == 4);
 const _: () = assert!(size_of::<SiteGpu>() == 20);
@@ -326,6 +360,28 @@ impl Candidate {
 /// floor(1000·2¹⁶ / divisor), the reciprocal every term uses instead of a division. `divisor` ≥ 1.
 pub fn inv_q16(divisor: u32) -> u32 {
     (TERM_SCALE << RECIP_SHIFT) / divisor
+}
+
+/// The bucket of a job in the fragmentation term's table (0-based): its pods' GPUs when it states
+/// pods, else its GPUs, 9 GPUs and more in the last bucket.
+pub fn frag_bucket(job_gpus: u32, pod_gpus: u32) -> u32 {
+    let gpus = if pod_gpus != 0 { pod_gpus } else { job_gpus };
+    gpus.clamp(1, FRAG_BUCKETS) - 1
+}
+
+/// Packs a table of typical pods from counts per bucket: each share is floor(1000 × count / total),
+/// so the shares sum to at most [`FRAG_MIX_SUM`]; all zero when the counts are.
+pub fn pack_frag_mix(counts: &[u64; FRAG_BUCKETS as usize]) -> [u32; 3] {
+    let total: u64 = counts.iter().sum();
+    let mut mix = [0u32; 3];
+    if total == 0 {
+        return mix;
+    }
+    for (bucket, &n) in counts.iter().enumerate() {
+        let share = (u128::from(n) * u128::from(FRAG_MIX_SUM) / u128::from(total)) as u32;
+        mix[bucket / 3] |= share << (10 * (bucket % 3));
+    }
+    mix
 }
 
 /// The feasibility test: 0 when the job can run on the rack now, else the OR of the `REJECT_*` bits
@@ -382,6 +438,87 @@ pub fn mix(x: u32) -> u32 {
     h
 }
 
+/// The share (thousandths) of typical pods in bucket `bucket` (0-based: pods of `bucket + 1` GPUs)
+/// of a job's table. *Twin.*
+#[inline(always)]
+pub fn frag_share(frag_mix: [u32; 3], bucket: u32) -> u32 {
+    (frag_mix[(bucket / 3) as usize] >> (10 * (bucket % 3))) & 0x3FF
+}
+
+/// The expected fragment of a rack whose usable trays of `node_gpus` GPUs number `count[f]` with
+/// exactly `f` free: Σ over the table's buckets of share × (free GPUs on trays with fewer free than
+/// the bucket's pod needs). A pod larger than a tray counts as a whole tray (what the `gpus`
+/// shorthand makes of it). At most [`FRAG_MIX_SUM`] × the rack's free GPUs ≤ 1 024 000. *Twin.*
+#[inline(always)]
+pub fn frag_expected(count: [u32; 9], frag_mix: [u32; 3], node_gpus: u32) -> u32 {
+    // below[e]: free GPUs on trays with fewer than e free, for e = 1..=8.
+    let mut below = [0u32; 9];
+    for e in 1..9u32 {
+        below[e as usize] = below[(e - 1) as usize] + (e - 1) * count[(e - 1) as usize];
+    }
+    let mut total = 0u32;
+    for bucket in 0..FRAG_BUCKETS {
+        total += frag_share(frag_mix, bucket) * below[(bucket + 1).min(node_gpus) as usize];
+    }
+    total
+}
+
+/// The fragmentation term of a job on a rack: the change of the rack's expected fragment
+/// ([`frag_expected`]) when the job's pods are placed by the shape rule, mapped to 0..=1000: 500 for
+/// no change (always so for a job spanning racks, whose anchor is whole before and full after),
+/// 1000 when the placement removes a rack's worth of fragment, 0 when it makes one. Needs only the
+/// rack's trays counted by free GPUs: the rule puts each pod on the tray with the fewest free GPUs
+/// that holds it, which fills one tray before it starts the next of the same count, so the trays
+/// change level by level (the host's [`crate::kernel::shape::pods_on_nodes`] places the same pods;
+/// `tests/frag_term.rs` compares the two). *Twin.*
+#[inline(always)]
+pub fn frag_term(job: &JobGpu, rack: &RackGpu, pod_shape: [u32; 3], per_rack: u32) -> u32 {
+    let [full, size, rest] = pod_shape;
+    let node_gpus = rack.node_gpus;
+    let mut count = [0u32; 9];
+    for f in 1..9u32 {
+        let above = if f < MAX_NODE_GPUS { nodes_with_at_least(rack.summary, f + 1) } else { 0 };
+        count[f as usize] = nodes_with_at_least(rack.summary, f) - above;
+    }
+    let before = frag_expected(count, job.frag_mix, node_gpus);
+    let pods = full + u32::from(rest != 0);
+    if size != 0 && pods <= per_rack {
+        // Full-size pods, level by level from the fewest free GPUs that hold one: each tray there
+        // takes as many as it holds, the last one what is left.
+        let mut left = full;
+        for f in size..node_gpus + 1 {
+            let per_tray = f / size;
+            let trays = count[f as usize].min(left / per_tray);
+            count[f as usize] -= trays;
+            count[(f % size) as usize] += trays;
+            left -= trays * per_tray;
+            if left != 0 && count[f as usize] != 0 {
+                count[f as usize] -= 1;
+                count[(f - left * size) as usize] += 1;
+                left = 0;
+            }
+        }
+        // Then the remainder pod, on the tray with the fewest free GPUs that holds it.
+        let mut rest_left = rest;
+        for f in rest..node_gpus + 1 {
+            if rest_left != 0 && count[f as usize] != 0 {
+                count[f as usize] -= 1;
+                count[(f - rest) as usize] += 1;
+                rest_left = 0;
+            }
+        }
+    }
+    let after = frag_expected(count, job.frag_mix, node_gpus);
+    let mut shares = 0u32;
+    for bucket in 0..FRAG_BUCKETS {
+        shares += frag_share(job.frag_mix, bucket);
+    }
+    // after − before + shares × gpus, in 0 ..= 2 × shares × gpus (both expectations lie in
+    // 0 ..= shares × free GPUs).
+    let change = after + shares * rack.gpus - before;
+    TERM_SCALE - ((((change / FRAG_DIVISOR) * rack.inv_gpus_q16) >> RECIP_SHIFT) >> 4)
+}
+
 /// The terms of a pair that passed [`check`], each 0..=1000, indexed by `TERM_*`. Keep in sync
 /// with `fn terms` in the shader.
 #[inline(always)]
@@ -407,6 +544,10 @@ pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [
         let rack_class = rack.cluster.wrapping_mul(RANDOM_CLUSTER_STRIDE).wrapping_add(rack.free_gpus);
         let draw = mix(job.random_salt ^ mix(rack_class));
         t[TERM_RANDOM as usize] = ((draw >> 16) * (TERM_SCALE + 1)) >> 16;
+    }
+    // Likewise the fragmentation term (a few dozen operations per pair) when not weighed.
+    if job.weights[TERM_FRAG as usize] != 0 {
+        t[TERM_FRAG as usize] = frag_term(job, rack, pod_shape, per_rack);
     }
     t
 }

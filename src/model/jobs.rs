@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{InputError, Result};
 use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS};
-use crate::kernel::score::{JobGpu, inv_q16, mix};
+use crate::kernel::score::{FRAG_BUCKETS, JobGpu, frag_bucket, inv_q16, mix, pack_frag_mix};
 use crate::kernel::shape::job_tables;
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
@@ -701,6 +701,8 @@ impl Workload {
     /// scorer. `at` is the placement date. Errors name the file, the record and the field.
     pub fn compile(&self, fleet: &Fleet, policy: &Policy, at: Day) -> std::result::Result<Vec<JobGpu>, InputError> {
         self.validate()?;
+        // The fragmentation term's typical pods: this workload's, one per job.
+        let frag_mix = self.frag_mix();
         let mut compiled = Vec::with_capacity(self.jobs.len());
         for (i, job) in self.jobs.iter().enumerate() {
             // Built only on the error path: formatting a name per job would cost more than compiling it.
@@ -754,10 +756,21 @@ impl Workload {
                 ready_day: not_before.map_or(at, |d| d.max(at)).0,
                 random_salt: random_salt(policy.seed, &job.id),
                 block_rule: BlockRule::code(job.block),
+                frag_mix,
                 weights,
             });
         }
         Ok(compiled)
+    }
+
+    /// The table of typical pods the fragmentation term weighs: the share of this workload's jobs
+    /// by the GPUs of their pods ([`crate::kernel::score::frag_bucket`]).
+    pub fn frag_mix(&self) -> [u32; 3] {
+        let mut counts = [0u64; FRAG_BUCKETS as usize];
+        for job in &self.jobs {
+            counts[frag_bucket(job.gpus, job.pod_gpus()) as usize] += 1;
+        }
+        pack_frag_mix(&counts)
     }
 }
 

@@ -58,7 +58,7 @@ static TERM_NAMES: [&str; TERM_COUNT] = {
 
 /// Terms a policy file may leave out (weight 0): those added after the format was first published,
 /// so that older policy files still load. Every other term must be given.
-const OPTIONAL_TERMS: [Term; 1] = [Term::Random];
+const OPTIONAL_TERMS: [Term; 2] = [Term::Random, Term::Frag];
 
 /// An object with one integer per term name, each optional.
 impl schemars::JsonSchema for PerTerm {
