@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use crate::kernel::score::{
-    BlockGpu, Candidate, ClusterGpu, JobGpu, NO_RACK, REJECT_GPUS, RackGpu, SiteGpu, better, check, insert_candidate,
-    score,
+    BlockGpu, Candidate, ClusterGpu, JobGpu, NO_RACK, REJECT_GPUS, RackGpu, SiteGpu, TERM_FRAG, better, check,
+    frag_score, insert_candidate, score, score_without_frag,
 };
 use crate::kernel::shape::{cluster_has_room, shape_on};
 use crate::kernel::state::FleetState;
@@ -312,13 +312,21 @@ fn score_range(
             let cluster = ClusterGpu { free_racks: free_racks[i], online_day: online_day[i] };
             let block = BlockGpu { free_racks: block_free_racks[i] };
             let ok = check(job, &rack, &site, &cluster, &block, latency[i]) == 0;
-            let key = score(job, &rack, &site, latency[i]) + 1;
+            let key = score_without_frag(job, &rack, &site, latency[i]) + 1;
             keys[i] = if ok { key } else { 0 };
             block_feasible += u32::from(ok);
         }
         feasible += block_feasible;
         if block_feasible == 0 {
             continue;
+        }
+        // The fragmentation term, for the feasible racks only, outside the vectorized loop.
+        if job.weights[TERM_FRAG as usize] != 0 {
+            for (i, key) in keys[..len].iter_mut().enumerate() {
+                if *key != 0 {
+                    *key += frag_score(job, &c.rack(block_start + i));
+                }
+            }
         }
         let mut threshold = if top[k - 1].rack == NO_RACK { 0 } else { top[k - 1].score + 1 };
         for (i, &key) in keys[..len].iter().enumerate() {

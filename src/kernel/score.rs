@@ -523,6 +523,14 @@ pub fn frag_term(job: &JobGpu, rack: &RackGpu, pod_shape: [u32; 3], per_rack: u3
 /// with `fn terms` in the shader.
 #[inline(always)]
 pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
+    terms_of::<true>(job, rack, site, latency_ms)
+}
+
+/// [`terms`], with the fragmentation term left at 0 when `FRAG` is false: the CPU scorer's
+/// vectorized pass scores every rack so (the term's loops would keep that pass from vectorizing)
+/// and adds [`frag_score`] for the feasible racks after it; the sum is the same.
+#[inline(always)]
+fn terms_of<const FRAG: bool>(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
     let mut t = [0u32; TERM_COUNT];
     let packed = job.shapes[(rack.node_gpus - 1) as usize];
     let pod_shape = unpack_shape(packed);
@@ -546,7 +554,7 @@ pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [
         t[TERM_RANDOM as usize] = ((draw >> 16) * (TERM_SCALE + 1)) >> 16;
     }
     // Likewise the fragmentation term (a few dozen operations per pair) when not weighed.
-    if job.weights[TERM_FRAG as usize] != 0 {
+    if FRAG && job.weights[TERM_FRAG as usize] != 0 {
         t[TERM_FRAG as usize] = frag_term(job, rack, pod_shape, per_rack);
     }
     t
@@ -563,6 +571,25 @@ pub fn score(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> u
         total += job.weights[term] * t[term];
     }
     total
+}
+
+/// [`score`] without the fragmentation term (see [`terms_of`]).
+#[inline(always)]
+pub fn score_without_frag(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> u32 {
+    let t = terms_of::<false>(job, rack, site, latency_ms);
+    job.weights.iter().zip(t).map(|(w, t)| w * t).sum()
+}
+
+/// The fragmentation term's share of [`score`]: its weight times [`frag_term`] (0 when not
+/// weighed), so that `score = score_without_frag + frag_score`.
+#[inline]
+pub fn frag_score(job: &JobGpu, rack: &RackGpu) -> u32 {
+    let weight = job.weights[TERM_FRAG as usize];
+    if weight == 0 {
+        return 0;
+    }
+    let packed = job.shapes[(rack.node_gpus - 1) as usize];
+    weight * frag_term(job, rack, unpack_shape(packed), pods_per_rack(packed, rack.nodes))
 }
 
 /// True when candidate `a` ranks before `b`: higher score, then lower rack index. Keep in sync with
