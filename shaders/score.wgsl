@@ -59,6 +59,8 @@ struct Job {
     random_salt: u32,
     block_rule: u32,
     frag_mix: array<u32, 3>,
+    pod_cpu_milli: u32,
+    pod_memory_mib: u32,
     weights: array<u32, TERM_COUNT>,
 }
 
@@ -76,6 +78,17 @@ struct Rack {
     first_node: u32,
     block: u32,
     summary: array<u32, 6>,
+    node_cpu_milli: u32,
+    node_memory_mib: u32,
+    cpu_per_gpu: u32,
+    memory_per_gpu: u32,
+}
+
+// Read from `tables` after the latency table (params.node_base), three words each.
+struct Node {
+    free_gpus: u32,
+    free_cpu_milli: u32,
+    free_memory_mib: u32,
 }
 
 struct Site {
@@ -108,7 +121,7 @@ struct Params {
     k: u32,
     accumulate: u32,
     groups_per_row: u32,
-    _pad: u32,
+    node_base: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -116,7 +129,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> racks: array<Rack>;
 @group(0) @binding(3) var<storage, read> sites: array<Site>;
 @group(0) @binding(4) var<storage, read> clusters: array<Cluster>;
-@group(0) @binding(5) var<storage, read> latency: array<u32>;
+// The latency table (site × region, ms), then the node table (3 words per node).
+@group(0) @binding(5) var<storage, read> tables: array<u32>;
 @group(0) @binding(6) var<storage, read_write> candidates: array<Candidate>;
 @group(0) @binding(7) var<storage, read_write> feasible_counts: array<u32>;
 @group(0) @binding(8) var<storage, read> blocks: array<Block>;
@@ -132,8 +146,15 @@ fn unpack_shape(packed: u32) -> vec3<u32> {
     return vec3<u32>(packed & 0xFFFFu, (packed >> 16u) & 0xFu, (packed >> 20u) & 0xFu);
 }
 
-fn pods_per_rack(packed: u32, nodes: u32) -> u32 {
-    return nodes * ((packed >> 24u) & 0xFu);
+fn pods_per_rack(packed: u32, nodes: u32, pod_cpu: u32, pod_memory: u32, node_cpu: u32, node_memory: u32) -> u32 {
+    var per_node = (packed >> 24u) & 0xFu;
+    if (pod_cpu != 0u) {
+        per_node = min(per_node, node_cpu / pod_cpu);
+    }
+    if (pod_memory != 0u) {
+        per_node = min(per_node, node_memory / pod_memory);
+    }
+    return nodes * per_node;
 }
 
 fn nodes_with_at_least(summary: array<u32, 6>, gpus: u32) -> u32 {
@@ -149,14 +170,12 @@ fn pods_fit(summary: array<u32, 6>, size: u32) -> u32 {
 }
 
 fn fits(pod_shape: vec3<u32>, per_rack: u32, free_gpus: u32, rack_gpus: u32, summary: array<u32, 6>,
-        whole_racks: u32) -> bool {
+        whole_racks: u32, pods_here: u32) -> bool {
     let full = pod_shape.x;
     let size = pod_shape.y;
     let rest = pod_shape.z;
     let pods = full + select(0u, 1u, rest != 0u);
-    // `size` is at least 1 where `per_rack` is not 0; the clamp keeps the lookup in range otherwise.
-    let fits_one_rack = pods_fit(summary, max(size, 1u)) >= full
-        && (rest == 0u || nodes_with_at_least(summary, rest) > full);
+    let fits_one_rack = pods_here >= full && (rest == 0u || nodes_with_at_least(summary, rest) > full);
     let fits_many_racks = free_gpus == rack_gpus && whole_racks * per_rack >= pods;
     return per_rack != 0u && select(fits_many_racks, fits_one_rack, pods <= per_rack);
 }
@@ -167,14 +186,45 @@ fn gpus_on_anchor(job_gpus: u32, pod_shape: vec3<u32>, per_rack: u32, free_gpus:
     return min(on_anchor, free_gpus);
 }
 
+fn rack_pods(job: Job, rack: Rack, packed: u32) -> u32 {
+    return pods_per_rack(packed, rack.nodes, job.pod_cpu_milli, job.pod_memory_mib, rack.node_cpu_milli,
+        rack.node_memory_mib);
+}
+
+// Full-size pods the rack's usable nodes hold now: the summary answers unless the job asks for more
+// CPU or memory per GPU than some usable node has free; then node by node.
+fn pods_here(job: Job, rack: Rack, size: u32) -> u32 {
+    let by_summary = pods_fit(rack.summary, max(size, 1u));
+    let cpu_held = job.pod_cpu_milli <= size * rack.cpu_per_gpu;
+    let memory_held = job.pod_memory_mib <= size * rack.memory_per_gpu;
+    if (size == 0u || (cpu_held && memory_held)) {
+        return by_summary;
+    }
+    var held = 0u;
+    for (var n = 0u; n < rack.nodes; n++) {
+        let at = params.node_base + 3u * (rack.first_node + n);
+        let node = Node(tables[at], tables[at + 1u], tables[at + 2u]);
+        var pods = node.free_gpus / size;
+        if (job.pod_cpu_milli != 0u) {
+            pods = min(pods, node.free_cpu_milli / job.pod_cpu_milli);
+        }
+        if (job.pod_memory_mib != 0u) {
+            pods = min(pods, node.free_memory_mib / job.pod_memory_mib);
+        }
+        held += pods;
+    }
+    return held;
+}
+
 fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, block: Block, latency_ms: u32) -> u32 {
     var reject = 0u;
     let packed = job.shapes[rack.node_gpus - 1u];
     let pod_shape = unpack_shape(packed);
-    let per_rack = pods_per_rack(packed, rack.nodes);
+    let per_rack = rack_pods(job, rack, packed);
     // A job kept to one block counts that block's whole racks, any other the cluster's.
     let whole_racks = select(block.free_racks, cluster.free_racks, job.block_rule == BLOCK_ANY);
-    if (!fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, whole_racks)) {
+    let here = pods_here(job, rack, pod_shape.y);
+    if (!fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, whole_racks, here)) {
         reject |= REJECT_GPUS;
     }
     if (rack.hbm_gb < job.hbm_gb) {
@@ -276,7 +326,7 @@ fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> array<u32, TERM_C
     var t: array<u32, TERM_COUNT>;
     let packed = job.shapes[rack.node_gpus - 1u];
     let pod_shape = unpack_shape(packed);
-    let per_rack = pods_per_rack(packed, rack.nodes);
+    let per_rack = rack_pods(job, rack, packed);
     let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, pod_shape, per_rack, rack.free_gpus);
     t[TERM_PACK] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
     t[TERM_SPREAD] = TERM_SCALE - t[TERM_PACK];
@@ -347,7 +397,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         let rack = racks[r];
         let site = sites[rack.site];
         let cluster = clusters[rack.cluster];
-        let latency_ms = latency[rack.site * params.region_count + job.region];
+        let latency_ms = tables[rack.site * params.region_count + job.region];
         if (check(job, rack, site, cluster, blocks[rack.block], latency_ms) == 0u) {
             feasible += 1u;
             let candidate = Candidate(score(job, rack, site, latency_ms), params.rack_offset + r);

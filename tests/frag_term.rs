@@ -27,6 +27,10 @@ fn rack_of(free: &[u32], node_gpus: u32) -> RackGpu {
         first_node: 0,
         block: 0,
         summary: rack_summary(free.iter().copied()),
+        node_cpu_milli: 4_000_000,
+        node_memory_mib: 67_108_864,
+        cpu_per_gpu: 4_000_000,
+        memory_per_gpu: 67_108_864,
     }
 }
 
@@ -49,6 +53,8 @@ fn job_of(gpus: u32, pods: u32, pod_gpus: u32, frag_mix: [u32; 3]) -> JobGpu {
         random_salt: 0,
         block_rule: 0,
         frag_mix,
+        pod_cpu_milli: 0,
+        pod_memory_mib: 0,
         weights,
     }
 }
@@ -67,15 +73,10 @@ fn fragment(free: &[u32], node_gpus: u32, frag_mix: [u32; 3]) -> u32 {
 /// The term from a placement made tray by tray by `place`, for a job the rack can hold or one
 /// spanning racks (its anchor does not change level: whole before, full after); None for a job the
 /// rack cannot hold (the kernel's term is then never used: the pair is infeasible).
-fn plain_term(
-    free: &[u32],
-    node_gpus: u32,
-    job: &JobGpu,
-    place: impl Fn(&mut [u32], [u32; 3]) -> bool,
-) -> Option<u32> {
+fn plain_term(free: &[u32], node_gpus: u32, job: &JobGpu, place: impl Fn(&mut [u32], [u32; 3]) -> bool) -> Option<u32> {
     let packed = job.shapes[(node_gpus - 1) as usize];
     let shape = unpack_shape(packed);
-    let per_rack = pods_per_rack(packed, free.len() as u32);
+    let per_rack = pods_per_rack(packed, free.len() as u32, 0, 0, 0, 0);
     let pods = shape[0] + u32::from(shape[2] != 0);
     let mut after = free.to_vec();
     if shape[1] != 0 && pods <= per_rack && !place(&mut after, shape) {
@@ -128,7 +129,7 @@ fn the_term_is_the_fragment_of_the_placement_the_rule_makes() {
                 for frag_mix in [pack_frag_mix(&counts), pack_frag_mix(&single)] {
                     for job in jobs(frag_mix) {
                         let packed = job.shapes[(node_gpus - 1) as usize];
-                        let (shape, per_rack) = (unpack_shape(packed), pods_per_rack(packed, nodes));
+                        let (shape, per_rack) = (unpack_shape(packed), pods_per_rack(packed, nodes, 0, 0, 0, 0));
                         let kernel = frag_term(&job, &rack, shape, per_rack);
                         let Some(plain) = plain_term(&free, node_gpus, &job, best_fit) else { continue };
                         assert_eq!(kernel, plain, "free {free:?} of {node_gpus}, job {shape:?}, mix {frag_mix:?}");
@@ -155,12 +156,12 @@ fn the_term_prefers_the_tray_a_pod_fills_and_is_neutral_without_a_table() {
     let packed = job.shapes[3];
     let holed = rack_of(&[2, 4, 4, 0], 4);
     let whole = rack_of(&[4, 4, 4, 0], 4);
-    let on_holed = frag_term(&job, &holed, unpack_shape(packed), pods_per_rack(packed, 4));
-    let on_whole = frag_term(&job, &whole, unpack_shape(packed), pods_per_rack(packed, 4));
+    let on_holed = frag_term(&job, &holed, unpack_shape(packed), pods_per_rack(packed, 4, 0, 0, 0, 0));
+    let on_whole = frag_term(&job, &whole, unpack_shape(packed), pods_per_rack(packed, 4, 0, 0, 0, 0));
     // For typical pods of 4 GPUs, filling the tray of 2 removes a fragment; splitting a whole tray
     // makes one.
     assert!(on_holed > 500 && on_whole < 500, "{on_holed} {on_whole}");
     let neutral = job_of(2, 0, 0, [0; 3]);
-    assert_eq!(frag_term(&neutral, &holed, unpack_shape(packed), pods_per_rack(packed, 4)), TERM_SCALE);
-    assert_eq!(frag_term(&neutral, &whole, unpack_shape(packed), pods_per_rack(packed, 4)), TERM_SCALE);
+    assert_eq!(frag_term(&neutral, &holed, unpack_shape(packed), pods_per_rack(packed, 4, 0, 0, 0, 0)), TERM_SCALE);
+    assert_eq!(frag_term(&neutral, &whole, unpack_shape(packed), pods_per_rack(packed, 4, 0, 0, 0, 0)), TERM_SCALE);
 }

@@ -13,7 +13,7 @@ use gpuplace::engine::{Allocation, Cause, Ledger, NamedOutcome, Reason, RejectCo
 use gpuplace::kernel::score::{
     BLOCK_ANY, BLOCK_PREFERRED, BLOCK_REQUIRED, Candidate, JobGpu, STATIC_REJECTS, better, check, score,
 };
-use gpuplace::kernel::shape::{racks_needed, shape_on, spans_racks};
+use gpuplace::kernel::shape::{racks_needed, spans_racks};
 use gpuplace::kernel::state::{FleetState, NodeState};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Fleet, Policy, Scheduler, Workload};
@@ -192,7 +192,7 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                 let cluster = &state.clusters[rack.cluster as usize];
                 let block = &state.blocks[block_of[r] as usize];
                 let latency = state.latency[(rack.site * state.region_count + job.region) as usize];
-                if check(job, rack, site, cluster, block, latency) == 0 {
+                if check(job, rack, site, cluster, block, latency, &state.node_table) == 0 {
                     let candidate = Candidate { score: score(job, rack, site, latency), rack: r as u32 };
                     if best.is_none_or(|b| better(candidate, b)) {
                         best = Some(candidate);
@@ -228,7 +228,7 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                 assert_eq!(allocation.site, anchor.site, "{id}: allocation names another site");
                 assert_eq!(allocation.power_w, job.gpus * anchor.gpu_watts, "{id}: power not the job's draw");
                 // The pods: as many and as large as the job's shape on this rack type says.
-                let (shape, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, anchor.node_gpus, anchor.nodes);
+                let (shape, per_rack) = job.shape_on(&anchor);
                 let mut sizes: Vec<u32> = allocation.pods.iter().map(|p| p.gpus.count_ones()).collect();
                 let mut expected = vec![shape[1]; shape[0] as usize];
                 if shape[2] != 0 {
@@ -272,7 +272,7 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                     let block = &state.blocks[block_of[share.rack as usize] as usize];
                     let latency = state.latency[(rack.site * state.region_count + job.region) as usize];
                     assert_eq!(
-                        check(job, &rack, site, cluster, block, latency) & STATIC_REJECTS,
+                        check(job, &rack, site, cluster, block, latency, &state.node_table) & STATIC_REJECTS,
                         0,
                         "{id} breaks a constraint"
                     );
@@ -290,6 +290,19 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                     assert_eq!(u32::from(pod.gpus) >> rack.node_gpus, 0, "{id}: a GPU the node lacks");
                     assert_eq!(node.used & pod.gpus, 0, "{id}: a GPU in use twice");
                     node.used |= pod.gpus;
+                    // And the CPU and memory each pod asks for, within what the tray has left.
+                    assert_eq!(
+                        (pod.cpu_milli, pod.memory_mib),
+                        (job.pod_cpu_milli, job.pod_memory_mib),
+                        "{id}: pod's ask"
+                    );
+                    let tray = &mut state.node_table[(rack.first_node + pod.node) as usize];
+                    assert!(
+                        tray.free_cpu_milli >= pod.cpu_milli && tray.free_memory_mib >= pod.memory_mib,
+                        "{id}: a tray's CPU or memory overdrawn"
+                    );
+                    tray.free_cpu_milli -= pod.cpu_milli;
+                    tray.free_memory_mib -= pod.memory_mib;
                 }
                 for share in racks {
                     let r = share.rack as usize;
@@ -1210,4 +1223,77 @@ fn consolidation_keeps_a_gang_to_its_topology_block() {
             assert_eq!(scheduler.place_reference(&workload, Some(at())).unwrap(), placement.decisions, "{name}");
         });
     }
+}
+
+#[test]
+fn pods_asking_for_cpu_and_memory_take_trays_that_have_them() {
+    const TEST: &str = "pods_asking_for_cpu_and_memory_take_trays_that_have_them";
+    // Two racks of two 4-GPU trays with 16 cores and 64 GB each. Rack 0's tray 0 already runs a pod
+    // holding 2 GPUs, 12 cores and 8 GB: by GPUs it still holds two 1-GPU pods, by CPU neither of
+    // the pods below (8 cores each).
+    let fleet = Fleet::from_json(
+        r#"{"regions": ["r"],
+        "rack_types": {"t8": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 2,
+                              "node_cpu": 16, "node_memory_gb": 64}},
+        "sites": [
+          {"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1, "pue": 1.2,
+           "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 10},
+           "clusters": [{"name": "a", "rack_type": "t8", "racks": 2,
+                         "nodes": [{"rack": 0, "node": 0, "used_gpus": 2, "cpu_used": 12, "memory_gb_used": 8}]}]}]}"#,
+        "<fleet>",
+    )
+    .unwrap();
+    let job = |id: &str, pods: u32, cpu: u32, memory: u32, priority: u32| {
+        format!(
+            r#"{{"id": "{id}", "kind": "inference", "gpus": {pods}, "pods": {pods}, "cpu": {cpu}, "memory_gb": {memory},
+                "hbm_gb_per_gpu": 0, "priority": {priority}, "duration_h": 1, "region": "r"}}"#
+        )
+    };
+    // a: 2 pods of 8 cores. Best fit picks rack 0 (6 free GPUs), where tray 0 (2 GPUs free) has 4
+    // cores left: both pods go to tray 1. b: 2 pods of 40 GB, one per tray: rack 0 has one tray
+    // with 40 GB and a pod's CPU left, rack 1 two. c: 4 pods of 8 cores fit nowhere then: by GPUs
+    // alone rack 0 holds them (2 + 2 free), but its trays have 4 and 0 cores left.
+    let jobs = format!("[{}, {}, {}]", job("a", 2, 8, 1, 90), job("b", 2, 1, 40, 80), job("c", 4, 8, 1, 70));
+    let workload = Workload::from_json(&jobs, "<jobs>").unwrap();
+    let best_fit = gpuplace::model::policy::Preset::BestFit.policy(0);
+    on_every_backend(TEST, |name, backend| {
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), best_fit, backend).unwrap();
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        scheduler.ledger().check_consistency().unwrap();
+        let mut pods_of: Vec<(String, Vec<(u32, u32)>)> = Vec::new();
+        let mut reasons = Vec::new();
+        for d in &placement.decisions {
+            match &d.outcome {
+                Outcome::Placed { allocation, .. } => pods_of.push((
+                    workload.jobs[d.job].id.clone(),
+                    allocation.pods.iter().map(|p| (p.rack, p.node)).collect(),
+                )),
+                Outcome::Unplaced { reason } => reasons.push((workload.jobs[d.job].id.clone(), reason.clone())),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        pods_of.sort();
+        assert_eq!(
+            pods_of,
+            [("a".to_string(), vec![(0, 1), (0, 1)]), ("b".to_string(), vec![(1, 0), (1, 1)])],
+            "{name}: each pod on a tray with its CPU and memory"
+        );
+        assert_eq!(reasons.len(), 1, "{name}");
+        let (id, reason) = &reasons[0];
+        assert_eq!(id, "c");
+        assert_eq!(reason.cause.code(), "tray_resources", "{name}: {}", reason.text);
+        assert!(reason.text.contains("not their cpu"), "{name}: {}", reason.text);
+        // What is left on each tray: rack 0 tray 1 gave 16 cores to a's two pods.
+        let table = &scheduler.ledger().state().node_table;
+        let first = |r: usize| scheduler.ledger().state().racks[r].first_node as usize;
+        assert_eq!(table[first(0)].free_cpu_milli, 4_000, "{name}");
+        assert_eq!(table[first(0) + 1].free_cpu_milli, 0, "{name}");
+        assert_eq!(table[first(1)].free_memory_mib, 24 * 1024, "{name}");
+        // Released, the trays get back exactly what the pods held.
+        for id in ["a", "b"] {
+            scheduler.release(id).unwrap();
+        }
+        let fresh = fleet.initial_state();
+        assert_eq!(scheduler.ledger().state().node_table, fresh.node_table, "{name}: release restores the trays");
+    });
 }

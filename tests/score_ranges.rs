@@ -3,12 +3,12 @@
 //! is within 0..=1000 and the score within 0..=7,000,000 (7 terms of at most 1000 × 1000).
 
 use gpuplace::kernel::limits::{
-    MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS, MAX_RACK_GPUS,
-    MAX_RACK_NODES, MAX_SITE_POWER_W,
+    MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_CPU_MILLI, MAX_NODE_GPUS,
+    MAX_NODE_MEMORY_MIB, MAX_RACK_GPUS, MAX_RACK_NODES, MAX_SITE_POWER_W,
 };
 use gpuplace::kernel::score::{
-    BlockGpu, ClusterGpu, JobGpu, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16, pack_frag_mix,
-    score, terms,
+    BlockGpu, ClusterGpu, JobGpu, MAX_WEIGHT, NodeGpu, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16,
+    pack_frag_mix, score, terms,
 };
 use gpuplace::kernel::shape::{job_tables, rack_summary};
 use proptest::prelude::*;
@@ -29,34 +29,54 @@ prop_compose! {
         pods in prop_oneof![1..=64u32, 1..=MAX_JOB_GPUS],
         pod_gpus in 0..=MAX_NODE_GPUS,
         mix_counts in proptest::array::uniform::<_, 9>(0u64..1000),
+        resources in (prop_oneof![Just(0u32), 1..=MAX_NODE_CPU_MILLI], prop_oneof![Just(0u32), 1..=MAX_NODE_MEMORY_MIB]),
     ) -> JobGpu {
         let shapes = job_tables(gpus, pods, pod_gpus);
         JobGpu {
             gpus, pods, pod_gpus, shapes, hbm_gb, region, latency_limit_ms, latency_ref_ms,
             inv_latency_ref_q16: inv_q16(latency_ref_ms),
             jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, block_rule: random_salt % 3,
-            frag_mix: pack_frag_mix(&mix_counts), weights,
+            frag_mix: pack_frag_mix(&mix_counts),
+            pod_cpu_milli: resources.0, pod_memory_mib: resources.1, weights,
         }
     }
 }
 
 /// Racks of 1..=8 GPUs per node and as many nodes as the limits allow, each node with any number of
-/// free GPUs (0 for cordoned and failed ones too).
-fn rack() -> impl Strategy<Value = RackGpu> {
+/// free GPUs (0 for cordoned and failed ones too) and any CPU and memory free up to the node's (any
+/// up to the limits), with the node table the kernel reads for them.
+fn rack() -> impl Strategy<Value = (RackGpu, Vec<NodeGpu>)> {
     (1..=MAX_NODE_GPUS)
         .prop_flat_map(|node_gpus| {
             let most_nodes = MAX_RACK_NODES.min(MAX_RACK_GPUS / node_gpus) as usize;
-            (Just(node_gpus), proptest::collection::vec(0..=node_gpus, 1..=most_nodes))
+            (Just(node_gpus), proptest::collection::vec((0..=node_gpus, any::<u32>(), any::<u32>()), 1..=most_nodes))
         })
         .prop_flat_map(|(node_gpus, free)| {
-            (Just(node_gpus), Just(free), any::<u32>(), 1..=MAX_HBM_GB, 1..=MAX_GPU_WATTS)
+            (
+                Just(node_gpus),
+                Just(free),
+                any::<u32>(),
+                1..=MAX_HBM_GB,
+                1..=MAX_GPU_WATTS,
+                (1..=MAX_NODE_CPU_MILLI, 1..=MAX_NODE_MEMORY_MIB),
+            )
         })
-        .prop_map(|(node_gpus, free, cluster, hbm_gb, gpu_watts)| {
+        .prop_map(|(node_gpus, free, cluster, hbm_gb, gpu_watts, (node_cpu, node_memory))| {
             let nodes = free.len() as u32;
             let gpus = nodes * node_gpus;
-            let summary = rack_summary(free.iter().copied());
-            RackGpu {
-                free_gpus: free.iter().sum(),
+            let table: Vec<NodeGpu> = free
+                .iter()
+                .map(|&(f, cpu, memory)| NodeGpu {
+                    free_gpus: f,
+                    free_cpu_milli: cpu % (node_cpu + 1),
+                    free_memory_mib: memory % (node_memory + 1),
+                })
+                .collect();
+            let per_gpu = |field: fn(&NodeGpu) -> u32, most: u32| {
+                table.iter().filter(|n| n.free_gpus != 0).map(|n| field(n) / n.free_gpus).min().unwrap_or(most)
+            };
+            let rack = RackGpu {
+                free_gpus: free.iter().map(|n| n.0).sum(),
                 gpus,
                 hbm_gb,
                 gpu_watts,
@@ -68,8 +88,13 @@ fn rack() -> impl Strategy<Value = RackGpu> {
                 nodes,
                 first_node: 0,
                 block: 0,
-                summary,
-            }
+                summary: rack_summary(free.iter().map(|n| n.0)),
+                node_cpu_milli: node_cpu,
+                node_memory_mib: node_memory,
+                cpu_per_gpu: per_gpu(|n| n.free_cpu_milli, MAX_NODE_CPU_MILLI),
+                memory_per_gpu: per_gpu(|n| n.free_memory_mib, MAX_NODE_MEMORY_MIB),
+            };
+            (rack, table)
         })
 }
 
@@ -84,7 +109,7 @@ proptest! {
     #[test]
     fn no_overflow_and_terms_in_range(
         job in job(),
-        rack in rack(),
+        (rack, nodes) in rack(),
         site in site(),
         free_racks in 0..=MAX_CLUSTER_RACKS,
         online_day in 0u32..3_000_000,
@@ -92,7 +117,7 @@ proptest! {
     ) {
         let cluster = ClusterGpu { free_racks, online_day };
         let block = BlockGpu { free_racks: free_racks / 2 };
-        let _ = check(&job, &rack, &site, &cluster, &block, latency_ms);
+        let _ = check(&job, &rack, &site, &cluster, &block, latency_ms, &nodes);
         for term in terms(&job, &rack, &site, latency_ms) {
             prop_assert!(term <= TERM_SCALE);
         }
@@ -119,6 +144,8 @@ fn extremes_do_not_overflow() {
         random_salt: u32::MAX,
         block_rule: 1,
         frag_mix: pack_frag_mix(&[1, 0, 0, 0, 0, 0, 0, 0, 0]),
+        pod_cpu_milli: 1,
+        pod_memory_mib: 1,
         weights: [MAX_WEIGHT; TERM_COUNT],
     };
     let rack = RackGpu {
@@ -136,7 +163,14 @@ fn extremes_do_not_overflow() {
         first_node: 0,
         block: 0,
         summary: rack_summary(std::iter::repeat_n(8, (MAX_RACK_GPUS / 8) as usize)),
+        node_cpu_milli: MAX_NODE_CPU_MILLI,
+        node_memory_mib: MAX_NODE_MEMORY_MIB,
+        // Every pod asking for CPU is counted node by node (1 > 8 × 0).
+        cpu_per_gpu: 0,
+        memory_per_gpu: 0,
     };
+    let nodes =
+        vec![NodeGpu { free_gpus: 8, free_cpu_milli: MAX_NODE_CPU_MILLI, free_memory_mib: MAX_NODE_MEMORY_MIB }; 128];
     let site = SiteGpu {
         power_free_w: MAX_SITE_POWER_W,
         jurisdiction_bit: 1,
@@ -146,7 +180,7 @@ fn extremes_do_not_overflow() {
     };
     let cluster = ClusterGpu { free_racks: MAX_CLUSTER_RACKS, online_day: 0 };
     assert_eq!(
-        check(&job, &rack, &site, &cluster, &BlockGpu { free_racks: MAX_CLUSTER_RACKS }, 0)
+        check(&job, &rack, &site, &cluster, &BlockGpu { free_racks: MAX_CLUSTER_RACKS }, 0, &nodes)
             & gpuplace::kernel::score::REJECT_POWER,
         gpuplace::kernel::score::REJECT_POWER
     );
@@ -155,7 +189,7 @@ fn extremes_do_not_overflow() {
     // The largest jobs one rack holds, which the fragmentation term places on its trays.
     for (gpus, pods, pod_gpus) in [(MAX_RACK_GPUS, MAX_RACK_GPUS, 1), (MAX_RACK_GPUS, 128, 8), (MAX_RACK_GPUS, 0, 0)] {
         let job = JobGpu { gpus, pods, pod_gpus, shapes: job_tables(gpus, pods, pod_gpus), ..job };
-        assert_eq!(check(&job, &rack, &site, &cluster, &BlockGpu { free_racks: 0 }, 0) & 1, 0, "fits one rack");
+        assert_eq!(check(&job, &rack, &site, &cluster, &BlockGpu { free_racks: 0 }, 0, &nodes) & 1, 0, "fits one rack");
         for term in terms(&job, &rack, &site, 0) {
             assert!(term <= TERM_SCALE);
         }

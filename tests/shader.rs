@@ -161,7 +161,18 @@ fn functions_appear_in_the_same_order_on_both_sides() {
         names.iter().map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f}"))).collect()
     };
     let shape = ["unpack_shape", "pods_per_rack", "nodes_with_at_least", "pods_fit", "fits", "gpus_on_anchor"];
-    let scoring = ["check", "mix", "frag_share", "frag_expected", "frag_term", "terms", "score", "better"];
+    let scoring = [
+        "rack_pods",
+        "pods_here",
+        "check",
+        "mix",
+        "frag_share",
+        "frag_expected",
+        "frag_term",
+        "terms",
+        "score",
+        "better",
+    ];
     let wgsl = order(SCORE_WGSL, "fn ", &[&shape[..], &scoring[..]].concat());
     assert!(wgsl.windows(2).all(|w| w[0] < w[1]), "score.wgsl order");
     let rust_shape = order(SHAPE_RS, "pub fn ", &shape);

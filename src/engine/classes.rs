@@ -1,27 +1,45 @@
 //! Racks grouped into classes of interchangeable racks: racks of one cluster with the same free
-//! GPUs and the same counts of usable nodes by free GPUs give identical `check` and `score` results
-//! for every job (same site, same rack type, the same occupancy as the kernel sees it), so only the lowest-indexed rack of each class needs scoring, and ties between them
-//! go to that rack anyway. The engine's invariants (see [`crate::engine`]) are what make this true.
+//! GPUs and the same counts of usable nodes by free GPUs, whose trays hold no CPU or memory, give
+//! identical `check` and `score` results for every job (same site, same rack type, the same
+//! occupancy as the kernel sees it), so only the lowest-indexed rack of each class needs scoring,
+//! and ties between them go to that rack anyway. A rack whose trays hold CPU or memory is a class
+//! of its own. The engine's invariants (see [`crate::engine`]) are what make this true.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::kernel::score::{Candidate, JobGpu, REJECT_GPUS, RackGpu, better};
-use crate::kernel::shape::{min_anchor_free, shape_on};
+use crate::kernel::score::{Candidate, JobGpu, REJECT_GPUS, better};
+use crate::kernel::shape::min_anchor_free;
 use crate::kernel::state::FleetState;
 use crate::model::fleet::Fleet;
 
 /// A rack's class within its cluster: its free GPUs, then its usable nodes counted by free GPUs
 /// (the first two words of the kernel's `summary`: nodes with at least 1..=8 free GPUs, which
-/// determine the rest). Free GPUs first, so that a range of keys is the racks
-/// with at least so many free GPUs.
+/// determine the rest), then what else tells racks apart. Free GPUs first, so that a range of keys
+/// is the racks with at least so many free GPUs.
 ///
-/// A whole rack (every tray ready and free) is keyed by its topology block too: for a job kept to
-/// one block, whole racks of different blocks are not interchangeable.
+/// The last field: a whole rack (every tray ready and free) is keyed by its topology block (for a
+/// job kept to one block, whole racks of different blocks are not interchangeable); a rack some of
+/// whose trays hold CPU or memory is a class of its own (`RESOURCES_HELD` | its index: trays with
+/// equal free GPUs may then differ in what a pod asking for CPU or memory finds); any other rack,
+/// whose trays all have their CPU and memory free, 0.
 type ClassKey = (u32, u32, u32, u32);
 
-fn key_of(rack: &RackGpu) -> ClassKey {
-    let block = if rack.free_gpus == rack.gpus { rack.block } else { 0 };
-    (rack.free_gpus, rack.summary[0], rack.summary[1], block)
+/// Marks the last field of a rack whose trays hold CPU or memory (rack indices stay below 2³¹).
+const RESOURCES_HELD: u32 = 1 << 31;
+
+fn key_of(r: u32, state: &FleetState) -> ClassKey {
+    let rack = &state.racks[r as usize];
+    let trays = &state.node_table[rack.first_node as usize..(rack.first_node + rack.nodes) as usize];
+    let held =
+        trays.iter().any(|n| n.free_cpu_milli != rack.node_cpu_milli || n.free_memory_mib != rack.node_memory_mib);
+    let last = if rack.free_gpus == rack.gpus {
+        rack.block
+    } else if held {
+        RESOURCES_HELD | r
+    } else {
+        0
+    };
+    (rack.free_gpus, rack.summary[0], rack.summary[1], last)
 }
 
 /// A set of racks by (cluster, class key).
@@ -72,8 +90,7 @@ impl ClassIndex {
 
     /// Files `rack` under its class in `state`, adding it if it is not a member.
     pub(crate) fn update(&mut self, rack: u32, state: &FleetState) {
-        let r = &state.racks[rack as usize];
-        let (cluster, new_key) = (r.cluster, key_of(r));
+        let (cluster, new_key) = (state.racks[rack as usize].cluster, key_of(rack, state));
         let buckets = &mut self.buckets[cluster as usize];
         match self.member[rack as usize] {
             Some(old) => {
@@ -144,7 +161,7 @@ impl ClassIndex {
                 continue;
             };
             let shape = &state.racks[*first as usize];
-            let (layout, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, shape.node_gpus, shape.nodes);
+            let (layout, per_rack) = job.shape_on(shape);
             let min_free = min_anchor_free(job.gpus, layout, per_rack, self.rack_gpus[cluster as usize]);
             for bucket in self.buckets[cluster as usize].range((min_free, 0, 0, 0)..).map(|(_, racks)| racks) {
                 let Some(&rack) = bucket.first() else {
@@ -169,9 +186,9 @@ impl ClassIndex {
     /// (for an index holding every rack).
     pub(crate) fn matches(&self, state: &FleetState) -> Result<(), String> {
         for (r, rack) in state.racks.iter().enumerate() {
-            let in_bucket =
-                self.buckets[rack.cluster as usize].get(&key_of(rack)).is_some_and(|b| b.contains(&(r as u32)));
-            if self.member[r] != Some(key_of(rack)) || !in_bucket {
+            let key = key_of(r as u32, state);
+            let in_bucket = self.buckets[rack.cluster as usize].get(&key).is_some_and(|b| b.contains(&(r as u32)));
+            if self.member[r] != Some(key) || !in_bucket {
                 return Err(format!("rack {r} with {} free GPUs is not in its class", rack.free_gpus));
             }
         }

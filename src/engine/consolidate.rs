@@ -41,7 +41,7 @@ use crate::engine::ledger::{Allocation, Ledger};
 pub use crate::engine::place::{Consolidation, Move};
 use crate::engine::place::{Decision, Outcome, best_with_relaxing, need_of};
 use crate::kernel::score::{BLOCK_ANY, BLOCK_PREFERRED, JobGpu, REJECT_GPUS, REJECT_POWER};
-use crate::kernel::shape::{racks_needed, shape_on, spans_racks};
+use crate::kernel::shape::{racks_needed, spans_racks};
 
 /// Racks tried per waiting job.
 pub const RACKS_PER_JOB: usize = 4;
@@ -178,7 +178,7 @@ impl Work {
 /// True when the job's pods fit `rack` alone (on its node size), ignoring what is in use.
 fn fits_one_rack(job: &JobGpu, ledger: &Ledger, rack: usize) -> bool {
     let rack = &ledger.state().racks[rack];
-    let (shape, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rack.node_gpus, rack.nodes);
+    let (shape, per_rack) = job.shape_on(rack);
     per_rack != 0 && !spans_racks(shape, per_rack)
 }
 
@@ -265,7 +265,7 @@ fn make_whole_racks(
         for (c, cluster) in ledger.fleet().clusters.iter().enumerate() {
             let state = ledger.state();
             let first = &state.racks[cluster.racks.start];
-            let (shape, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, first.node_gpus, first.nodes);
+            let (shape, per_rack) = job.shape_on(first);
             if per_rack == 0
                 || !spans_racks(shape, per_rack)
                 || state.check(&job, cluster.racks.start) & !(REJECT_GPUS | REJECT_POWER) != 0

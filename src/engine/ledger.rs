@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use crate::engine::classes::ClassIndex;
 use crate::kernel::score::{BLOCK_ANY, Candidate, JobGpu, better};
-use crate::kernel::shape::{RackShare, pods_on_nodes, racks_needed, shape_on, spans_racks};
+use crate::kernel::shape::{RackShare, pods_on_nodes_sized, racks_needed, spans_racks};
 use crate::kernel::state::{FleetState, NodeState};
 use crate::model::fleet::Fleet;
 
-/// One pod of a placed job: its rack, its node in the rack, and its GPUs on the node.
+/// One pod of a placed job: its rack, its node in the rack, and its GPUs, CPU and memory there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct PodSlot {
@@ -20,6 +20,10 @@ pub struct PodSlot {
     pub node: u32,
     /// Its GPUs on the node, one bit each (bit i: GPU i).
     pub gpus: u8,
+    /// CPU it holds on the node, milli-cores (0 when its job asks for none).
+    pub cpu_milli: u32,
+    /// Memory it holds on the node, MiB (likewise).
+    pub memory_mib: u32,
 }
 
 impl PodSlot {
@@ -132,7 +136,7 @@ impl Ledger {
     pub fn commit(&mut self, job: &JobGpu, anchor: u32) -> Allocation {
         debug_assert_eq!(self.state.check(job, anchor as usize), 0, "commit on an infeasible rack");
         let rack = self.state.racks[anchor as usize];
-        let ([full, size, rest], per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rack.node_gpus, rack.nodes);
+        let ([full, size, rest], per_rack) = job.shape_on(&rack);
         let racks: Vec<u32> = if spans_racks([full, size, rest], per_rack) {
             // The other racks of a job spanning racks: the whole racks of the anchor's block by
             // index, then (unless the job is kept to one block, whose racks then suffice) the
@@ -157,11 +161,14 @@ impl Ledger {
         for &r in &racks {
             let full_here = full_left.min(per_rack);
             let rest_here = if full_here == full_left && full_here < per_rack { rest_left } else { 0 };
-            let mut free = self.state.node_free(r as usize);
-            let placed = pods_on_nodes(&mut free, full_here, size, rest_here)
+            let first = self.state.racks[r as usize].first_node as usize;
+            let table = &self.state.node_table[first..first + self.state.racks[r as usize].nodes as usize];
+            let mut free: Vec<[u32; 3]> =
+                table.iter().map(|n| [n.free_gpus, n.free_cpu_milli, n.free_memory_mib]).collect();
+            let need = [job.pod_cpu_milli, job.pod_memory_mib];
+            let placed = pods_on_nodes_sized(&mut free, full_here, size, rest_here, need)
                 .expect("the anchor passed `fits`, so the shape rule places every pod");
             (full_left, rest_left) = (full_left - full_here, rest_left - rest_here);
-            let first = self.state.racks[r as usize].first_node as usize;
             let mut taken = vec![0u8; free.len()];
             for (node, gpus) in placed {
                 // The node's lowest-numbered GPUs that are neither in use nor taken by this job.
@@ -171,7 +178,9 @@ impl Ledger {
                     mask |= 1 << bit;
                 }
                 taken[node as usize] |= mask;
-                pods.push(PodSlot { rack: r, node, gpus: mask });
+                // The remainder pod of a shorthand job (smaller than the others) asks for nothing.
+                let [cpu_milli, memory_mib] = if gpus == size { need } else { [0, 0] };
+                pods.push(PodSlot { rack: r, node, gpus: mask, cpu_milli, memory_mib });
             }
             shares.push(RackShare { rack: r, gpus: taken.iter().map(|m| m.count_ones()).sum() });
         }
@@ -196,6 +205,15 @@ impl Ledger {
                 pod.gpus
             );
             node.used |= pod.gpus;
+            let free = &mut self.state.node_table[(first + pod.node) as usize];
+            assert!(
+                free.free_cpu_milli >= pod.cpu_milli && free.free_memory_mib >= pod.memory_mib,
+                "rack {} node {} lacks the CPU or memory of the pod",
+                pod.rack,
+                pod.node
+            );
+            free.free_cpu_milli -= pod.cpu_milli;
+            free.free_memory_mib -= pod.memory_mib;
         }
         self.restate(allocation);
         let site = &mut self.state.sites[allocation.site as usize];
@@ -219,6 +237,16 @@ impl Ledger {
                 pod.gpus
             );
             node.used &= !pod.gpus;
+            let rack = &self.state.racks[pod.rack as usize];
+            let free = &mut self.state.node_table[(first + pod.node) as usize];
+            free.free_cpu_milli += pod.cpu_milli;
+            free.free_memory_mib += pod.memory_mib;
+            assert!(
+                free.free_cpu_milli <= rack.node_cpu_milli && free.free_memory_mib <= rack.node_memory_mib,
+                "rack {} node {} would have more CPU or memory free than it has",
+                pod.rack,
+                pod.node
+            );
         }
         self.restate(allocation);
         let capacity = self.fleet.sites[allocation.site as usize].power_w;
@@ -286,6 +314,19 @@ impl Ledger {
         for (i, node) in self.state.nodes.iter().enumerate() {
             if node.state == NodeState::Failed && node.used != 0 {
                 return Err(format!("node {i} has failed but holds GPUs"));
+            }
+        }
+        for (r, rack) in self.state.racks.iter().enumerate() {
+            for n in rack.first_node..rack.first_node + rack.nodes {
+                let (cell, free) = (self.state.nodes[n as usize], self.state.node_table[n as usize]);
+                if free.free_cpu_milli > rack.node_cpu_milli || free.free_memory_mib > rack.node_memory_mib {
+                    return Err(format!("rack {r} node {n} has more CPU or memory free than it has"));
+                }
+                let all_free =
+                    free.free_cpu_milli == rack.node_cpu_milli && free.free_memory_mib == rack.node_memory_mib;
+                if cell.used == 0 && !all_free {
+                    return Err(format!("rack {r} node {n} holds CPU or memory but no GPU"));
+                }
             }
         }
         for (s, site) in self.fleet.sites.iter().enumerate() {

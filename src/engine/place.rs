@@ -13,7 +13,6 @@ use crate::kernel::score::{
     BLOCK_ANY, BLOCK_PREFERRED, Candidate, JobGpu, MAX_CANDIDATES, NO_RACK, REJECT_ONLINE, STATIC_REJECTS, TERM_COUNT,
     better,
 };
-use crate::kernel::shape::shape_on;
 use crate::kernel::state::FleetState;
 use crate::model::date::Day;
 use crate::model::fleet::Fleet;
@@ -225,7 +224,7 @@ pub fn usable_gpus(job: &JobGpu, fleet: &Fleet, state: &FleetState) -> u64 {
         .filter(|cluster| {
             let first = cluster.racks.start;
             let rack = &state.racks[first];
-            let (_, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rack.node_gpus, rack.nodes);
+            let (_, per_rack) = job.shape_on(rack);
             per_rack != 0 && state.check(job, first) & STATIC_REJECTS & !REJECT_ONLINE == 0
         })
         .map(|cluster| cluster.racks.len() as u64 * u64::from(fleet.rack_types[cluster.rack_type].gpus))

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ledger::Ledger;
 use crate::kernel::limits::MAX_LATENCY_MS;
-use crate::kernel::score::{JobGpu, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS};
-use crate::kernel::shape::{fits, nodes_with_free, rack_summary, racks_needed, shape_on, spans_racks};
+use crate::kernel::score::{JobGpu, REJECT_GPUS, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS};
+use crate::kernel::shape::{
+    fits, nodes_with_free, pod_layout, pods_fit, pods_per_rack, rack_summary, racks_needed, spans_racks,
+};
 use crate::model::fleet::Fleet;
 
 /// Formats watts for people: MW from 1 MW up, kW from 0.1 kW, W below. (999,950 W and up would
@@ -26,10 +28,22 @@ pub(crate) fn power(watts: u64) -> String {
 /// within 40 ms of eu-west in EU".
 pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
     let spans_everywhere = fleet.rack_types.iter().all(|rt| {
-        let (layout, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, rt.node_gpus, rt.nodes);
+        let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
+        let packed = job.shapes[(rt.node_gpus - 1) as usize];
+        let per_rack = pods_per_rack(
+            packed,
+            rt.nodes,
+            job.pod_cpu_milli,
+            job.pod_memory_mib,
+            rt.node_cpu_milli,
+            rt.node_memory_mib,
+        );
         per_rack == 0 || spans_racks(layout, per_rack)
     });
-    let pods = if job.pod_gpus != 0 { format!(" as {} pods of {}", job.pods, job.pod_gpus) } else { String::new() };
+    let mut pods = if job.pod_gpus != 0 { format!(" as {} pods of {}", job.pods, job.pod_gpus) } else { String::new() };
+    if job.asks_cpu_or_memory() {
+        pods += &format!(" GPUs, {} each", pod_resources(job));
+    }
     let block = match job.block_rule {
         crate::kernel::score::BLOCK_REQUIRED => " in one topology block",
         crate::kernel::score::BLOCK_PREFERRED => ", in one topology block if any has room",
@@ -111,6 +125,21 @@ pub enum Cause {
         #[serde(default)]
         pod_gpus: u32,
     },
+    /// A tray's CPU or memory binds for a job whose pods ask for them: a rack that meets the
+    /// fixed needs has trays with the GPUs its pods need, but none of those trays has the CPU (or
+    /// memory) one pod asks for left.
+    TrayResources {
+        /// The site.
+        site: String,
+        /// The cluster.
+        cluster: String,
+        /// `cpu` or `memory`.
+        resource: String,
+        /// What one pod asks for: milli-cores of CPU, or MiB of memory.
+        per_pod: u32,
+        /// The most any tray of that rack with the pod's GPUs free has left, same unit.
+        most_free_on_a_tray: u32,
+    },
     /// GPUs bind for a job that spans racks: no cluster that meets the fixed needs has enough
     /// fully free racks. The cluster with the most.
     FreeRacks {
@@ -144,6 +173,7 @@ impl Cause {
             Cause::Gpus { .. } => "gpus",
             Cause::FreeRacks { .. } => "free_racks",
             Cause::PodTooLarge { .. } => "pod_too_large",
+            Cause::TrayResources { .. } => "tray_resources",
             Cause::NotEvaluated => "not_evaluated",
         }
     }
@@ -240,10 +270,7 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         };
     }
     let rack_type = |c: usize| &fleet.rack_types[fleet.clusters[c].rack_type];
-    let layout_in = |c: usize| {
-        let rt = rack_type(c);
-        shape_on(job.gpus, job.pods, job.pod_gpus, rt.node_gpus, rt.nodes)
-    };
+    let layout_in = |c: usize| job.shape_on(&state.racks[fleet.clusters[c].racks.start]);
     // The whole racks the job may count on in a cluster: the cluster's, or for a job kept to one
     // topology block, those of its block with the most.
     let whole_racks = |c: usize| {
@@ -257,15 +284,20 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
                 .unwrap_or(0)
         }
     };
-    // Some rack of the cluster holds the job's pods (the shape rule, power aside).
+    // Some rack of the cluster holds the job's pods (the shape rule, power aside). By class, which
+    // holds for GPUs; a job asking for CPU or memory is checked rack by rack (trays with the same
+    // free GPUs may differ in CPU and memory).
     let gpus_fit = |c: usize| {
+        if job.asks_cpu_or_memory() {
+            return fleet.clusters[c].racks.clone().any(|r| state.check(job, r) & REJECT_GPUS == 0);
+        }
         let (layout, per_rack) = layout_in(c);
         let (gpus, whole) = (rack_type(c).gpus, whole_racks(c));
         let rack = &state.racks[fleet.clusters[c].racks.start];
-        classes
-            .keys(c)
-            .rev()
-            .any(|(free, lo, hi)| fits(layout, per_rack, free, gpus, summary_of_class(rack, lo, hi), whole))
+        classes.keys(c).rev().any(|(free, lo, hi)| {
+            let summary = summary_of_class(rack, lo, hi);
+            fits(layout, per_rack, free, gpus, summary, whole, pods_fit(summary, layout[1].max(1)))
+        })
     };
     let names = |c: usize| {
         let cluster = &fleet.clusters[c];
@@ -287,6 +319,12 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
             power(needed_w)
         );
         return Reason { cause: Cause::Power { site, cluster, free_w, needed_w }, text };
+    }
+    // A tray's CPU or memory binds where some rack has the trays for the pods' GPUs.
+    if job.asks_cpu_or_memory()
+        && let Some(reason) = tray_resources(ledger, job, &eligible, &need)
+    {
+        return reason;
     }
     // Otherwise GPUs bind: name the eligible place closest to fitting.
     let within_one_domain: Vec<usize> = eligible
@@ -352,6 +390,67 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         );
         Reason { cause: Cause::FreeRacks { site, cluster, free_racks, needed_racks }, text }
     }
+}
+
+/// "32 cores and 256 GB": what each pod of `job` asks for.
+fn pod_resources(job: &JobGpu) -> String {
+    let mut asked = Vec::new();
+    if job.pod_cpu_milli != 0 {
+        asked.push(format!("{} cores", f64::from(job.pod_cpu_milli) / 1000.0));
+    }
+    if job.pod_memory_mib != 0 {
+        asked.push(format!("{} GB memory", f64::from(job.pod_memory_mib) / 1024.0));
+    }
+    asked.join(" and ")
+}
+
+/// For a job asking for CPU or memory per pod: the first eligible cluster with a rack whose trays
+/// have the pods' GPUs (the job without its CPU and memory would fit there), and which of the two
+/// the trays lack.
+fn tray_resources(ledger: &Ledger, job: &JobGpu, eligible: &[usize], need: &str) -> Option<Reason> {
+    let (fleet, state) = (ledger.fleet(), ledger.state());
+    let gpus_only = JobGpu { pod_cpu_milli: 0, pod_memory_mib: 0, ..*job };
+    let (c, r) = eligible.iter().find_map(|&c| {
+        let (layout, per_rack) = gpus_only.shape_on(&state.racks[fleet.clusters[c].racks.start]);
+        if per_rack == 0 || spans_racks(layout, per_rack) {
+            return None;
+        }
+        fleet.clusters[c].racks.clone().find(|&r| state.check(&gpus_only, r) & REJECT_GPUS == 0).map(|r| (c, r))
+    })?;
+    let size = job.pod_gpus;
+    let rack = &state.racks[r];
+    let trays = &state.node_table[rack.first_node as usize..(rack.first_node + rack.nodes) as usize];
+    let with_gpus = || trays.iter().filter(|n| n.free_gpus >= size);
+    let most_cpu = with_gpus().map(|n| n.free_cpu_milli).max().unwrap_or(0);
+    let most_memory = with_gpus().map(|n| n.free_memory_mib).max().unwrap_or(0);
+    let (resource, per_pod, most) = if job.pod_cpu_milli > most_cpu {
+        ("cpu", job.pod_cpu_milli, most_cpu)
+    } else if job.pod_memory_mib > most_memory {
+        ("memory", job.pod_memory_mib, most_memory)
+    } else {
+        // Each tray holds one pod or more, but not as many as the job has.
+        let cpu_short =
+            job.pod_cpu_milli != 0 && with_gpus().any(|n| n.free_cpu_milli / job.pod_cpu_milli < n.free_gpus / size);
+        if cpu_short { ("cpu", job.pod_cpu_milli, most_cpu) } else { ("memory", job.pod_memory_mib, most_memory) }
+    };
+    let (site, cluster) = (fleet.sites[fleet.clusters[c].site].name.clone(), fleet.clusters[c].name.clone());
+    let shown = |v: u32| {
+        if resource == "cpu" {
+            format!("{} cores", f64::from(v) / 1000.0)
+        } else {
+            format!("{} GB", f64::from(v) / 1024.0)
+        }
+    };
+    let text = format!(
+        "{need}; closest feasible: {site}/{cluster} has trays with the pods' GPUs free, but not their {resource}: \
+         a pod asks for {}, a tray with its GPUs free has at most {} left",
+        shown(per_pod),
+        shown(most)
+    );
+    Some(Reason {
+        cause: Cause::TrayResources { site, cluster, resource: resource.into(), per_pod, most_free_on_a_tray: most },
+        text,
+    })
 }
 
 /// The summary of a rack of `rack`'s type in the class whose nodes with at least 1..=8 free GPUs

@@ -38,6 +38,16 @@ pub struct PodOn {
     pub node: u32,
     /// Indices of its GPUs on the node, ascending.
     pub gpus: Vec<u32>,
+    /// CPU it holds on the node, milli-cores (absent when its job asks for none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cpu_milli: u32,
+    /// Memory it holds on the node, MiB (absent when its job asks for none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub memory_mib: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 impl PlacedOn {
@@ -60,6 +70,8 @@ impl PlacedOn {
                     rack: fleet.racks[p.rack as usize].index_in_cluster,
                     node: p.node,
                     gpus: p.gpu_indices(),
+                    cpu_milli: p.cpu_milli,
+                    memory_mib: p.memory_mib,
                 })
                 .collect(),
             score,

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::ScoreError;
 use crate::kernel::cpu::ScoreOutput;
-use crate::kernel::score::{BlockGpu, Candidate, ClusterGpu, JobGpu, MAX_CANDIDATES, Params, RackGpu, SiteGpu};
+use crate::kernel::score::{
+    BlockGpu, Candidate, ClusterGpu, JobGpu, MAX_CANDIDATES, NodeGpu, Params, RackGpu, SiteGpu,
+};
 use crate::kernel::state::FleetState;
 
 /// The kernel's source, compiled into the binary.
@@ -96,6 +98,55 @@ impl TilePlan {
         let racks_per_tile = (max_binding / size_of::<RackGpu>() as u64).max(1) as usize;
         TilePlan { jobs_per_tile, racks_per_tile, max_groups_per_dim: limits.max_compute_workgroups_per_dimension }
     }
+}
+
+/// One dispatch's racks: consecutive racks from global index `offset`, and when the batch reads the
+/// node table, their nodes (which are consecutive too, from `first_node`).
+struct RackTile<'a> {
+    offset: usize,
+    racks: &'a [RackGpu],
+    first_node: u32,
+    nodes: &'a [NodeGpu],
+}
+
+/// Splits the racks into tiles of at most `racks_per_tile`, and when `with_nodes`, also small
+/// enough that the latency table and the tile's nodes fit one binding.
+fn rack_tiles<'a>(
+    state: &'a FleetState,
+    racks_per_tile: usize,
+    with_nodes: bool,
+    max_binding: u64,
+) -> Result<Vec<RackTile<'a>>, ScoreError> {
+    let node_room = (max_binding / 4).saturating_sub(state.latency.len() as u64) / 3;
+    let mut tiles = Vec::new();
+    let mut start = 0;
+    while start < state.racks.len() {
+        let mut end = (start + racks_per_tile).min(state.racks.len());
+        let first_node = state.racks[start].first_node;
+        if with_nodes {
+            let nodes_to = |end: usize| {
+                let last = &state.racks[end - 1];
+                u64::from(last.first_node + last.nodes - first_node)
+            };
+            while end > start && nodes_to(end) > node_room {
+                end -= 1;
+            }
+            if end == start {
+                return Err(ScoreError::TooLarge(format!(
+                    "rack {start}'s nodes with the latency table exceed the device's largest binding ({max_binding} bytes)"
+                )));
+            }
+        }
+        let nodes = if with_nodes {
+            let last = &state.racks[end - 1];
+            &state.node_table[first_node as usize..(last.first_node + last.nodes) as usize]
+        } else {
+            &[]
+        };
+        tiles.push(RackTile { offset: start, racks: &state.racks[start..end], first_node, nodes });
+        start = end;
+    }
+    Ok(tiles)
 }
 
 /// The outcome of opening an adapter's shared device: kept, so that an adapter that failed is
@@ -572,6 +623,10 @@ impl GpuScorer {
         }
         let plan = TilePlan::for_limits(&self.context.limits, k);
         let max_binding = max_binding(&self.context.limits);
+        // The `tables` binding holds the latency table and, when a job of the batch asks for CPU
+        // or memory (no other job reads them), the nodes of the rack tile being scored: one
+        // binding keeps the kernel within 8 storage buffers.
+        let with_nodes = jobs.iter().any(JobGpu::asks_cpu_or_memory);
         for (name, bytes) in [
             ("site", state.sites.len() * size_of::<SiteGpu>()),
             ("cluster", state.clusters.len() * 8),
@@ -584,8 +639,10 @@ impl GpuScorer {
                 )));
             }
         }
+        let rack_tiles = rack_tiles(state, plan.racks_per_tile, with_nodes, max_binding)?;
+        let tables_words = rack_tiles.iter().map(|t| state.latency.len() + 3 * t.nodes.len()).max().unwrap_or(0);
         let jobs_per_tile = plan.jobs_per_tile.min(jobs.len());
-        let racks_per_tile = plan.racks_per_tile.min(state.racks.len());
+        let racks_per_tile = rack_tiles.iter().map(|t| t.racks.len()).max().unwrap_or(1);
         let scope_oom = self.context.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let scope_validation = self.context.device.push_error_scope(wgpu::ErrorFilter::Validation);
         self.ensure_buffers(
@@ -594,10 +651,10 @@ impl GpuScorer {
             state.sites.len(),
             state.clusters.len(),
             state.blocks.len(),
-            state.latency.len(),
+            tables_words,
             k,
         );
-        let result = self.run_tiles(jobs, state, k, plan, jobs_per_tile, racks_per_tile, &mut out);
+        let result = self.run_tiles(jobs, state, &rack_tiles, k, plan, jobs_per_tile, &mut out);
         let validation = pollster::block_on(scope_validation.pop());
         let oom = pollster::block_on(scope_oom.pop());
         if let Some(fault) = self.context.fault() {
@@ -618,10 +675,10 @@ impl GpuScorer {
         &self,
         jobs: &[JobGpu],
         state: &FleetState,
+        rack_tiles: &[RackTile<'_>],
         k: usize,
         plan: TilePlan,
         jobs_per_tile: usize,
-        racks_per_tile: usize,
         out: &mut ScoreOutput,
     ) -> Result<(), ScoreError> {
         let buffers = self.buffers.as_ref().expect("ensure_buffers ran");
@@ -629,29 +686,36 @@ impl GpuScorer {
         self.context.queue.write_buffer(&buffers.clusters, 0, bytemuck::cast_slice(&state.clusters));
         self.context.queue.write_buffer(&buffers.blocks, 0, bytemuck::cast_slice(&state.blocks));
         self.context.queue.write_buffer(&buffers.latency, 0, bytemuck::cast_slice(&state.latency));
-        let rack_tiles: Vec<(usize, &[RackGpu])> =
-            state.racks.chunks(racks_per_tile).enumerate().map(|(i, tile)| (i * racks_per_tile, tile)).collect();
+        let write_tile = |tile: &RackTile<'_>| {
+            self.context.queue.write_buffer(&buffers.racks, 0, bytemuck::cast_slice(tile.racks));
+            if !tile.nodes.is_empty() {
+                let at = (state.latency.len() * 4) as u64;
+                self.context.queue.write_buffer(&buffers.latency, at, bytemuck::cast_slice(tile.nodes));
+            }
+        };
         if rack_tiles.len() == 1 {
-            self.context.queue.write_buffer(&buffers.racks, 0, bytemuck::cast_slice(rack_tiles[0].1));
+            write_tile(&rack_tiles[0]);
         }
         for (tile_index, job_tile) in jobs.chunks(jobs_per_tile).enumerate() {
             self.context.queue.write_buffer(&buffers.jobs, 0, bytemuck::cast_slice(job_tile));
             let groups = (job_tile.len() as u32).div_ceil(WG_SIZE);
             let groups_per_row = groups.min(plan.max_groups_per_dim);
             let rows = groups.div_ceil(groups_per_row);
-            for (rack_tile_index, &(rack_offset, rack_tile)) in rack_tiles.iter().enumerate() {
+            for (rack_tile_index, tile) in rack_tiles.iter().enumerate() {
                 if rack_tiles.len() > 1 {
-                    self.context.queue.write_buffer(&buffers.racks, 0, bytemuck::cast_slice(rack_tile));
+                    write_tile(tile);
                 }
                 let params = Params {
                     job_count: job_tile.len() as u32,
-                    rack_offset: rack_offset as u32,
-                    rack_count: rack_tile.len() as u32,
+                    rack_offset: tile.offset as u32,
+                    rack_count: tile.racks.len() as u32,
                     region_count: state.region_count,
                     k: k as u32,
                     accumulate: u32::from(rack_tile_index > 0),
                     groups_per_row,
-                    _pad: 0,
+                    // The tile's first node sits right after the latency table: the kernel addresses
+                    // node i at node_base + 3·i, wrapping (u32 arithmetic wraps in WGSL).
+                    node_base: (state.latency.len() as u32).wrapping_sub(3u32.wrapping_mul(tile.first_node)),
                 };
                 self.context.queue.write_buffer(&buffers.params, 0, bytemuck::bytes_of(&params));
                 let mut encoder = self

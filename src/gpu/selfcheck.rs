@@ -11,8 +11,8 @@
 use crate::kernel::cpu::ScoreOutput;
 use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{
-    BlockGpu, ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM, TERM_SCALE,
-    inv_q16, mix, pack_frag_mix,
+    BlockGpu, ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, NodeGpu, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM,
+    TERM_SCALE, inv_q16, mix, pack_frag_mix,
 };
 use crate::kernel::shape::job_tables;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
@@ -44,6 +44,7 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
         })
         .collect();
     let mut nodes: Vec<NodeCell> = Vec::new();
+    let mut node_table: Vec<NodeGpu> = Vec::new();
     let racks: Vec<RackGpu> = (0..RACKS)
         .map(|r| {
             let cluster = r * CLUSTERS / RACKS;
@@ -51,6 +52,9 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
             let node_gpus = gpus.min(if gpus > 8 { 4 } else { 8 });
             let hbm = [80u32, 186, 288][(cluster % 3) as usize];
             let first_node = nodes.len() as u32;
+            // Nodes of 18 Grace cores and 120 GiB per GPU (GB300's trays), so that some pods ask for
+            // more than some trays have left and are counted node by node.
+            let (node_cpu, node_memory) = (18_000 * node_gpus, 122_880 * node_gpus);
             // Many racks of a cluster share one occupancy, so scores tie; some trays are cordoned
             // or failed, and some racks have their free GPUs scattered over trays.
             let busy = draw(5, r, 3) == 0;
@@ -63,6 +67,17 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 };
                 let used = if state == NodeState::Failed { 0 } else { used };
                 nodes.push(NodeCell { used: ((1u32 << used) - 1) as u8, state });
+                // CPU and memory in use only next to GPUs in use, as the ledger keeps them.
+                let (cpu, memory) = if used == 0 {
+                    (0, 0)
+                } else {
+                    (draw(28, r * 64 + n, node_cpu + 1), draw(29, r * 64 + n, node_memory + 1))
+                };
+                node_table.push(NodeGpu {
+                    free_gpus: 0,
+                    free_cpu_milli: node_cpu - cpu,
+                    free_memory_mib: node_memory - memory,
+                });
             }
             RackGpu {
                 free_gpus: 0,
@@ -79,11 +94,16 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 // Blocks of 3 racks (numbered globally), so blocks bind for jobs kept to one.
                 block: r / 3,
                 summary: [0; 6],
+                node_cpu_milli: node_cpu,
+                node_memory_mib: node_memory,
+                cpu_per_gpu: 0,
+                memory_per_gpu: 0,
             }
         })
         .collect();
     let blocks = vec![BlockGpu { free_racks: 0 }; RACKS.div_ceil(3) as usize];
-    let mut state = FleetState { racks, nodes, sites, clusters, blocks, latency: Vec::new(), region_count: REGIONS };
+    let mut state =
+        FleetState { racks, nodes, node_table, sites, clusters, blocks, latency: Vec::new(), region_count: REGIONS };
     for r in 0..state.racks.len() {
         state.recount(r);
         if state.is_whole(r) {
@@ -131,6 +151,9 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 ready_day: 20_000 + draw(22, j, 40),
                 block_rule: draw(27, j, 3),
                 random_salt: mix(j),
+                // A third of the jobs with pods ask for CPU and memory per pod, up to a whole tray's.
+                pod_cpu_milli: if pod_gpus != 0 && draw(31, j, 3) == 0 { 1 + draw(32, j, 80_000) } else { 0 },
+                pod_memory_mib: if pod_gpus != 0 && draw(33, j, 3) == 0 { 1 + draw(34, j, 500_000) } else { 0 },
                 frag_mix: pack_frag_mix(&std::array::from_fn(|bucket| u64::from(draw(30 + bucket as u32, 0, 10)))),
                 weights,
             }

@@ -5,9 +5,9 @@ use rayon::prelude::*;
 
 use crate::kernel::score::{
     BlockGpu, Candidate, ClusterGpu, JobGpu, NO_RACK, REJECT_GPUS, RackGpu, SiteGpu, TERM_FRAG, better, check,
-    frag_score, insert_candidate, score, score_without_frag,
+    check_of, frag_score, insert_candidate, score, score_without_frag,
 };
-use crate::kernel::shape::{cluster_has_room, shape_on};
+use crate::kernel::shape::cluster_has_room;
 use crate::kernel::state::FleetState;
 
 /// What a scoring pass returns for each job: its best `k` candidates (best first, empty slots are
@@ -131,6 +131,11 @@ impl RackColumns {
             first_node: 0,
             block: 0,
             summary: std::array::from_fn(|word| self.summary[word][i]),
+            // Read only for jobs that ask for CPU or memory, which this layout does not score.
+            node_cpu_milli: 0,
+            node_memory_mib: 0,
+            cpu_per_gpu: 0,
+            memory_per_gpu: 0,
         }
     }
 
@@ -192,7 +197,13 @@ fn score_batch_with(jobs: &[JobGpu], state: &FleetState, k: usize, prune: bool) 
         .zip(jobs.par_chunks(JOBS_PER_TASK))
         .for_each(|((top_chunk, feasible_chunk), job_chunk)| {
             for ((job, top), feasible) in job_chunk.iter().zip(top_chunk.chunks_mut(k)).zip(feasible_chunk.iter_mut()) {
-                *feasible = score_job_columns(job, &columns, top, prune);
+                // A job asking for CPU or memory may need its racks' nodes counted one by one,
+                // which the columns do not hold: it is scored rack by rack.
+                *feasible = if job.asks_cpu_or_memory() {
+                    score_job(job, state, top)
+                } else {
+                    score_job_columns(job, &columns, top, prune)
+                };
             }
         });
     out
@@ -229,10 +240,13 @@ fn score_job_columns_portable(job: &JobGpu, c: &RackColumns, top: &mut [Candidat
         }
         // Every constraint but GPU capacity is the same for all racks of a cluster.
         let latency = c.latency[job.region as usize][first];
-        if check(job, &c.rack(first), &c.site(first), &c.cluster(first), &c.block(first), latency) & !REJECT_GPUS != 0 {
+        if check_of::<true>(job, &c.rack(first), &c.site(first), &c.cluster(first), &c.block(first), latency, &[])
+            & !REJECT_GPUS
+            != 0
+        {
             continue;
         }
-        let (layout, per_rack) = shape_on(job.gpus, job.pods, job.pod_gpus, c.node_gpus[first], c.nodes[first]);
+        let (layout, per_rack) = job.shape_on(&c.rack(first));
         if cluster_has_room(job.gpus, layout, per_rack, run.max_free, c.free_racks[first]) {
             feasible += score_range(job, c, run.start..run.end, top, &mut keys);
         }
@@ -301,6 +315,10 @@ fn score_range(
                 first_node: 0,
                 block: 0,
                 summary: std::array::from_fn(|word| summary[word][i]),
+                node_cpu_milli: 0,
+                node_memory_mib: 0,
+                cpu_per_gpu: 0,
+                memory_per_gpu: 0,
             };
             let site = SiteGpu {
                 power_free_w: power_free_w[i],
@@ -311,7 +329,7 @@ fn score_range(
             };
             let cluster = ClusterGpu { free_racks: free_racks[i], online_day: online_day[i] };
             let block = BlockGpu { free_racks: block_free_racks[i] };
-            let ok = check(job, &rack, &site, &cluster, &block, latency[i]) == 0;
+            let ok = check_of::<true>(job, &rack, &site, &cluster, &block, latency[i], &[]) == 0;
             let key = score_without_frag(job, &rack, &site, latency[i]) + 1;
             keys[i] = if ok { key } else { 0 };
             block_feasible += u32::from(ok);
@@ -353,7 +371,7 @@ pub fn score_job(job: &JobGpu, state: &FleetState, top: &mut [Candidate]) -> u32
         let cluster = &state.clusters[rack.cluster as usize];
         let block = &state.blocks[rack.block as usize];
         let latency_ms = state.latency_of(rack, job.region);
-        if check(job, rack, site, cluster, block, latency_ms) == 0 {
+        if check(job, rack, site, cluster, block, latency_ms, &state.node_table) == 0 {
             feasible += 1;
             let candidate = Candidate { score: score(job, rack, site, latency_ms), rack: index as u32 };
             if better(candidate, top[k - 1]) {

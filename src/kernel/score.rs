@@ -58,7 +58,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::kernel::limits::MAX_NODE_GPUS;
-use crate::kernel::shape::{fits, gpus_on_anchor, nodes_with_at_least, pods_per_rack, unpack_shape};
+use crate::kernel::shape::{fits, gpus_on_anchor, nodes_with_at_least, pods_fit, pods_per_rack, unpack_shape};
 
 /// Terms are fractions expressed in thousandths (permille).
 pub const TERM_SCALE: u32 = 1000;
@@ -238,8 +238,28 @@ pub struct JobGpu {
     /// GPUs and of larger shorthand jobs ([`FRAG_BUCKETS`]), 10 bits each, three to a word
     /// ([`pack_frag_mix`]); the same for every job of a workload.
     pub frag_mix: [u32; 3],
+    /// CPU each pod needs, milli-cores (0: none stated; only explicit pods state it).
+    pub pod_cpu_milli: u32,
+    /// Memory each pod needs, MiB (0: none stated; only explicit pods state it).
+    pub pod_memory_mib: u32,
     /// Weight of each term, indexed by `TERM_*`.
     pub weights: [u32; TERM_COUNT],
+}
+
+impl JobGpu {
+    /// The host's view of the job on `rack`: its pod shape ([`crate::kernel::shape::pod_layout`])
+    /// and the pods one whole rack holds, with CPU and memory ([`rack_pods`]): the values the
+    /// kernel reads. Every host-side use of the shape rule asks this.
+    pub fn shape_on(&self, rack: &RackGpu) -> ([u32; 3], u32) {
+        let packed = self.shapes[(rack.node_gpus - 1) as usize];
+        let layout = crate::kernel::shape::pod_layout(self.gpus, self.pods, self.pod_gpus, rack.node_gpus);
+        (layout, rack_pods(self, rack, packed))
+    }
+
+    /// True when the job asks for CPU or memory per pod.
+    pub fn asks_cpu_or_memory(&self) -> bool {
+        self.pod_cpu_milli != 0 || self.pod_memory_mib != 0
+    }
 }
 
 /// A rack (one NVLink domain) as the kernel reads it. Keep in sync with `struct Rack` in the shader.
@@ -274,6 +294,32 @@ pub struct RackGpu {
     /// What the kernel knows of the rack's nodes: usable nodes with at least 1..=8 free GPUs, and
     /// the pods of 1..=8 GPUs they hold ([`crate::kernel::shape::rack_summary`]).
     pub summary: [u32; 6],
+    /// CPU of each node, milli-cores (the rack type's; [`crate::kernel::limits::MAX_NODE_CPU_MILLI`]
+    /// when it states none).
+    pub node_cpu_milli: u32,
+    /// Memory of each node, MiB (likewise).
+    pub node_memory_mib: u32,
+    /// The least free CPU per free GPU of the rack's usable nodes with free GPUs:
+    /// min floor(free CPU / free GPUs), milli-cores ([`crate::kernel::shape::rack_ratios`]). A pod
+    /// asking at most its GPUs times this much CPU (and likewise memory) is held wherever its GPUs
+    /// are, so the summary decides; any other is counted node by node.
+    pub cpu_per_gpu: u32,
+    /// The least free memory per free GPU, likewise, MiB.
+    pub memory_per_gpu: u32,
+}
+
+/// A node (tray) as the kernel reads it, when a job asks for CPU or memory that the rack's summary
+/// cannot answer for. Keep in sync with `struct Node` in the shader, which reads it from the
+/// `tables` binding after the latency table.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Pod, Zeroable)]
+pub struct NodeGpu {
+    /// GPUs a new pod may use: free GPUs of a ready node, 0 for a cordoned or failed one.
+    pub free_gpus: u32,
+    /// CPU not in use, milli-cores.
+    pub free_cpu_milli: u32,
+    /// Memory not in use, MiB.
+    pub free_memory_mib: u32,
 }
 
 /// A site as the kernel reads it. Keep in sync with `struct Site` in the shader.
@@ -338,14 +384,15 @@ pub struct Params {
     pub accumulate: u32,
     /// Workgroups per row of the 2-D dispatch grid (jobs are laid out row by row).
     pub groups_per_row: u32,
-    /// Explicit padding to 32 bytes (a uniform buffer's size is a multiple of 16).
-    pub _pad: u32,
+    /// Where the node table starts in the `tables` binding, in words (after the latency table).
+    pub node_base: u32,
 }
 
 // Storage-buffer records are arrays of 4-byte scalars (WGSL aligns them to 4); the uniform `Params`
 // is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's pod_shape.
-const _: () = assert!(size_of::<JobGpu>() == (13 + 8 + 3 + TERM_COUNT) * 4);
-const _: () = assert!(size_of::<RackGpu>() == 72);
+const _: () = assert!(size_of::<JobGpu>() == (13 + 8 + 3 + 2 + TERM_COUNT) * 4);
+const _: () = assert!(size_of::<RackGpu>() == 88);
+const _: () = assert!(size_of::<NodeGpu>() == 12);
 const _: () = assert!(size_of::<BlockGpu>() == 4);
 const _: () = assert!(size_of::<SiteGpu>() == 20);
 const _: () = assert!(size_of::<ClusterGpu>() == 8);
@@ -384,8 +431,46 @@ pub fn pack_frag_mix(counts: &[u64; FRAG_BUCKETS as usize]) -> [u32; 3] {
     mix
 }
 
+/// Pods of the job one whole rack holds ([`pods_per_rack`] with the job's and the rack's CPU and
+/// memory). *Twin.*
+#[inline(always)]
+pub fn rack_pods(job: &JobGpu, rack: &RackGpu, packed: u32) -> u32 {
+    pods_per_rack(packed, rack.nodes, job.pod_cpu_milli, job.pod_memory_mib, rack.node_cpu_milli, rack.node_memory_mib)
+}
+
+/// Full-size pods of `size` GPUs of the job the rack's usable nodes hold now. From the summary when
+/// the job's CPU and memory per pod are at most its GPUs times the rack's least free CPU and memory
+/// per free GPU: then every node that has a pod's GPUs has its CPU and memory too. Otherwise node
+/// by node: each holds the fewest of its free GPUs, CPU and memory divided by the pod's. *Twin.*
+#[inline(always)]
+#[expect(clippy::manual_checked_ops, reason = "reads line for line like the shader's function")]
+pub fn pods_here(job: &JobGpu, rack: &RackGpu, size: u32, nodes: &[NodeGpu]) -> u32 {
+    let by_summary = pods_fit(rack.summary, size.max(1));
+    let cpu_held = job.pod_cpu_milli <= size * rack.cpu_per_gpu;
+    let memory_held = job.pod_memory_mib <= size * rack.memory_per_gpu;
+    if size == 0 || (cpu_held && memory_held) {
+        return by_summary;
+    }
+    let mut held = 0u32;
+    for n in 0..rack.nodes {
+        let node = nodes[(rack.first_node + n) as usize];
+        let mut pods = node.free_gpus / size;
+        if job.pod_cpu_milli != 0 {
+            pods = pods.min(node.free_cpu_milli / job.pod_cpu_milli);
+        }
+        if job.pod_memory_mib != 0 {
+            pods = pods.min(node.free_memory_mib / job.pod_memory_mib);
+        }
+        held += pods;
+    }
+    held
+}
+
 /// The feasibility test: 0 when the job can run on the rack now, else the OR of the `REJECT_*` bits
 /// of every constraint it fails. Keep in sync with `fn check` in the shader.
+///
+/// `nodes` is the fleet's node table (a rack's nodes are `first_node ..`); it is read only for a
+/// job whose CPU or memory per pod the rack's summary cannot answer for ([`pods_here`]).
 #[inline(always)]
 pub fn check(
     job: &JobGpu,
@@ -394,14 +479,36 @@ pub fn check(
     cluster: &ClusterGpu,
     block: &BlockGpu,
     latency_ms: u32,
+    nodes: &[NodeGpu],
+) -> u32 {
+    check_of::<false>(job, rack, site, cluster, block, latency_ms, nodes)
+}
+
+/// [`check`]; with `SUMMARY_ONLY`, for a job that asks for no CPU and no memory per pod (the CPU
+/// scorer's vectorized pass, which must not hold the node loop), the same result without it.
+#[inline(always)]
+pub(crate) fn check_of<const SUMMARY_ONLY: bool>(
+    job: &JobGpu,
+    rack: &RackGpu,
+    site: &SiteGpu,
+    cluster: &ClusterGpu,
+    block: &BlockGpu,
+    latency_ms: u32,
+    nodes: &[NodeGpu],
 ) -> u32 {
     let mut reject = 0u32;
     let packed = job.shapes[(rack.node_gpus - 1) as usize];
     let pod_shape = unpack_shape(packed);
-    let per_rack = pods_per_rack(packed, rack.nodes);
+    let per_rack =
+        if SUMMARY_ONLY { pods_per_rack(packed, rack.nodes, 0, 0, 0, 0) } else { rack_pods(job, rack, packed) };
     // A job kept to one block counts that block's whole racks, any other the cluster's.
     let whole_racks = if job.block_rule == BLOCK_ANY { cluster.free_racks } else { block.free_racks };
-    if !fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, whole_racks) {
+    let here = if SUMMARY_ONLY {
+        pods_fit(rack.summary, pod_shape[1].max(1))
+    } else {
+        pods_here(job, rack, pod_shape[1], nodes)
+    };
+    if !fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, whole_racks, here) {
         reject |= REJECT_GPUS;
     }
     if rack.hbm_gb < job.hbm_gb {
@@ -523,18 +630,19 @@ pub fn frag_term(job: &JobGpu, rack: &RackGpu, pod_shape: [u32; 3], per_rack: u3
 /// with `fn terms` in the shader.
 #[inline(always)]
 pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
-    terms_of::<true>(job, rack, site, latency_ms)
+    terms_of::<false>(job, rack, site, latency_ms)
 }
 
-/// [`terms`], with the fragmentation term left at 0 when `FRAG` is false: the CPU scorer's
-/// vectorized pass scores every rack so (the term's loops would keep that pass from vectorizing)
-/// and adds [`frag_score`] for the feasible racks after it; the sum is the same.
+/// [`terms`]; with `FAST`, the fragmentation term is left at 0 and the job is taken to ask for no
+/// CPU or memory: the CPU scorer's vectorized pass scores every rack so for such jobs (the term's
+/// loops would keep that pass from vectorizing) and adds [`frag_score`] for the feasible racks
+/// after it; the sum is the same.
 #[inline(always)]
-fn terms_of<const FRAG: bool>(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
+fn terms_of<const FAST: bool>(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
     let mut t = [0u32; TERM_COUNT];
     let packed = job.shapes[(rack.node_gpus - 1) as usize];
     let pod_shape = unpack_shape(packed);
-    let per_rack = pods_per_rack(packed, rack.nodes);
+    let per_rack = if FAST { pods_per_rack(packed, rack.nodes, 0, 0, 0, 0) } else { rack_pods(job, rack, packed) };
     let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, pod_shape, per_rack, rack.free_gpus);
     t[TERM_PACK as usize] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
     t[TERM_SPREAD as usize] = TERM_SCALE - t[TERM_PACK as usize];
@@ -554,7 +662,7 @@ fn terms_of<const FRAG: bool>(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, late
         t[TERM_RANDOM as usize] = ((draw >> 16) * (TERM_SCALE + 1)) >> 16;
     }
     // Likewise the fragmentation term (a few dozen operations per pair) when not weighed.
-    if FRAG && job.weights[TERM_FRAG as usize] != 0 {
+    if !FAST && job.weights[TERM_FRAG as usize] != 0 {
         t[TERM_FRAG as usize] = frag_term(job, rack, pod_shape, per_rack);
     }
     t
@@ -573,10 +681,11 @@ pub fn score(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> u
     total
 }
 
-/// [`score`] without the fragmentation term (see [`terms_of`]).
+/// [`score`] without the fragmentation term, for a job that asks for no CPU or memory (see
+/// [`terms_of`]).
 #[inline(always)]
 pub fn score_without_frag(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> u32 {
-    let t = terms_of::<false>(job, rack, site, latency_ms);
+    let t = terms_of::<true>(job, rack, site, latency_ms);
     job.weights.iter().zip(t).map(|(w, t)| w * t).sum()
 }
 
@@ -589,7 +698,7 @@ pub fn frag_score(job: &JobGpu, rack: &RackGpu) -> u32 {
         return 0;
     }
     let packed = job.shapes[(rack.node_gpus - 1) as usize];
-    weight * frag_term(job, rack, unpack_shape(packed), pods_per_rack(packed, rack.nodes))
+    weight * frag_term(job, rack, unpack_shape(packed), rack_pods(job, rack, packed))
 }
 
 /// True when candidate `a` ranks before `b`: higher score, then lower rack index. Keep in sync with

@@ -92,11 +92,20 @@ pub fn pod_count(pod_shape: [u32; 3]) -> u32 {
 }
 
 /// Pods of the job one whole rack of `nodes` nodes holds (0 when a pod is larger than a node), from
-/// its table entry for the rack's node size. A shorthand job's remainder pod is smaller than a full
-/// one, so a rack holds as many of those. *Twin.*
+/// its table entry for the rack's node size, and fewer when a node's CPU or memory holds fewer of
+/// its pods than its GPUs do. A shorthand job's remainder pod is smaller than a full one (and asks
+/// for no CPU or memory), so a rack holds as many of those. *Twin.*
 #[inline(always)]
-pub fn pods_per_rack(packed: u32, nodes: u32) -> u32 {
-    nodes * ((packed >> 24) & 0xF)
+#[expect(clippy::manual_checked_ops, reason = "reads line for line like the shader's function")]
+pub fn pods_per_rack(packed: u32, nodes: u32, pod_cpu: u32, pod_memory: u32, node_cpu: u32, node_memory: u32) -> u32 {
+    let mut per_node = (packed >> 24) & 0xF;
+    if pod_cpu != 0 {
+        per_node = min_u32(per_node, node_cpu / pod_cpu);
+    }
+    if pod_memory != 0 {
+        per_node = min_u32(per_node, node_memory / pod_memory);
+    }
+    nodes * per_node
 }
 
 /// A rack's summary, what the kernel knows of its nodes: `[at_least_1_4, at_least_5_8, fit_1_2,
@@ -145,8 +154,9 @@ pub fn nodes_with_free(summary: [u32; 6], free: u32) -> u32 {
 }
 
 /// True when a job of pod shape `pod_shape` can anchor on a rack of `rack_gpus` GPUs, `free_gpus`
-/// free, of summary `summary`, which holds `per_rack` of its pods when whole, in a cluster with
-/// `whole_racks` whole racks. *Twin.*
+/// free, of summary `summary`, whose usable nodes hold `pods_here` of its full-size pods now and
+/// which holds `per_rack` of its pods when whole, in a cluster with `whole_racks` whole racks.
+/// *Twin.*
 #[inline(always)]
 pub fn fits(
     pod_shape: [u32; 3],
@@ -155,12 +165,11 @@ pub fn fits(
     rack_gpus: u32,
     summary: [u32; 6],
     whole_racks: u32,
+    pods_here: u32,
 ) -> bool {
-    let [full, size, rest] = pod_shape;
+    let [full, _, rest] = pod_shape;
     let pods = full + u32::from(rest != 0);
-    // `size` is at least 1 where `per_rack` is not 0; the clamp keeps the lookup in range otherwise.
-    let fits_one_rack =
-        pods_fit(summary, size.max(1)) >= full && (rest == 0 || nodes_with_at_least(summary, rest) > full);
+    let fits_one_rack = pods_here >= full && (rest == 0 || nodes_with_at_least(summary, rest) > full);
     let fits_many_racks = free_gpus == rack_gpus && whole_racks * per_rack >= pods;
     per_rack != 0 && if pods <= per_rack { fits_one_rack } else { fits_many_racks }
 }
@@ -214,15 +223,40 @@ pub fn cluster_has_room(job_gpus: u32, pod_shape: [u32; 3], per_rack: u32, max_f
 /// module). Returns each pod's node and GPUs in placement order and takes them from `free`, or
 /// None, leaving `free` as it was, when they do not all fit.
 pub fn pods_on_nodes(free: &mut [u32], full: u32, size: u32, rest: u32) -> Option<Vec<(u32, u32)>> {
-    let before = free.to_vec();
+    let mut nodes: Vec<[u32; 3]> = free.iter().map(|&f| [f, 0, 0]).collect();
+    let pods = pods_on_nodes_sized(&mut nodes, full, size, rest, [0, 0])?;
+    for (f, node) in free.iter_mut().zip(&nodes) {
+        *f = node[0];
+    }
+    Some(pods)
+}
+
+/// [`pods_on_nodes`] with CPU and memory: `nodes[i]` is node i's `[free GPUs, free CPU, free
+/// memory]` (free GPUs 0 for an unusable node), and each full-size pod also asks for `need` = `[CPU,
+/// memory]` (the remainder pod of a shorthand job asks for none). A node holds a pod when it has
+/// its GPUs, CPU and memory; among those, the one with the fewest free GPUs, ties to the lowest
+/// index. Identical pods still never block one another (each node holds a number of them of its
+/// own), so counting node by node is exact.
+pub fn pods_on_nodes_sized(
+    nodes: &mut [[u32; 3]],
+    full: u32,
+    size: u32,
+    rest: u32,
+    need: [u32; 2],
+) -> Option<Vec<(u32, u32)>> {
+    let before = nodes.to_vec();
     let mut pods = Vec::with_capacity(full as usize + 1);
-    for gpus in std::iter::repeat_n(size, full as usize).chain((rest != 0).then_some(rest)) {
-        let best = (0..free.len()).filter(|&n| free[n] >= gpus).min_by_key(|&n| (free[n], n));
+    let full_pods = std::iter::repeat_n((size, need), full as usize);
+    for (gpus, [cpu, memory]) in full_pods.chain((rest != 0).then_some((rest, [0, 0]))) {
+        let holds = |n: &[u32; 3]| n[0] >= gpus && n[1] >= cpu && n[2] >= memory;
+        let best = (0..nodes.len()).filter(|&n| holds(&nodes[n])).min_by_key(|&n| (nodes[n][0], n));
         let Some(node) = best else {
-            free.copy_from_slice(&before);
+            nodes.copy_from_slice(&before);
             return None;
         };
-        free[node] -= gpus;
+        nodes[node][0] -= gpus;
+        nodes[node][1] -= cpu;
+        nodes[node][2] -= memory;
         pods.push((node as u32, gpus));
     }
     Some(pods)
@@ -254,7 +288,11 @@ mod tests {
                 if per_rack != 0 {
                     assert_eq!(unpack_shape(shapes[i]), shape);
                 }
-                assert_eq!(pods_per_rack(shapes[i], 18), per_rack, "{job_gpus} {pods} {pod_gpus} {node_gpus}");
+                assert_eq!(
+                    pods_per_rack(shapes[i], 18, 0, 0, 0, 0),
+                    per_rack,
+                    "{job_gpus} {pods} {pod_gpus} {node_gpus}"
+                );
             }
         }
         // The summary is the counts: nodes with at least f free, pods of each size.
@@ -283,12 +321,20 @@ mod tests {
                         let packed = job_tables(job_gpus, pods, pod_gpus)[3];
                         let pod_shape = unpack_shape(packed);
                         assert_eq!(pod_shape, pod_layout(job_gpus, pods, pod_gpus, 4), "the table is the rule");
-                        let per_rack = pods_per_rack(packed, nodes);
+                        let per_rack = pods_per_rack(packed, nodes, 0, 0, 0, 0);
                         assert_eq!(per_rack, shape_on(job_gpus, pods, pod_gpus, 4, nodes).1);
                         if spans_racks(pod_shape, per_rack) || per_rack == 0 {
                             continue;
                         }
-                        let says = fits(pod_shape, per_rack, total, 4 * nodes, summary, 0);
+                        let says = fits(
+                            pod_shape,
+                            per_rack,
+                            total,
+                            4 * nodes,
+                            summary,
+                            0,
+                            pods_fit(summary, pod_shape[1].max(1)),
+                        );
                         let mut left = free.clone();
                         let placed = pods_on_nodes(&mut left, pod_shape[0], pod_shape[1], pod_shape[2]);
                         assert_eq!(says, placed.is_some(), "free {free:?}, pod_shape {pod_shape:?}");
@@ -304,7 +350,8 @@ mod tests {
     #[test]
     fn one_rack_and_many_racks() {
         let fits_job = |gpus: u32, per_rack: u32, free: u32, rack_gpus: u32, summary: [u32; 6], whole: u32| {
-            fits(unpack_shape(job_tables(gpus, 0, 0)[3]), per_rack, free, rack_gpus, summary, whole)
+            let shape = unpack_shape(job_tables(gpus, 0, 0)[3]);
+            fits(shape, per_rack, free, rack_gpus, summary, whole, pods_fit(summary, shape[1].max(1)))
         };
         let whole = counts(&[4; 18]);
         assert!(fits_job(8, 18, 72, 72, whole, 0));

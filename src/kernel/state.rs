@@ -1,7 +1,8 @@
 //! The tables a scoring pass reads: the fleet in the kernel's record layout, with its capacity at
 //! one moment. The engine's ledger keeps one current; a scoring pass reads a snapshot of it.
 
-use crate::kernel::score::{BlockGpu, ClusterGpu, JobGpu, RackGpu, SiteGpu, check, score};
+use crate::kernel::limits::{MAX_NODE_CPU_MILLI, MAX_NODE_MEMORY_MIB};
+use crate::kernel::score::{BlockGpu, ClusterGpu, JobGpu, NodeGpu, RackGpu, SiteGpu, check, score};
 use crate::kernel::shape::rack_summary;
 
 /// What a node (tray) can do: `ready` takes new pods; `cordoned` keeps its pods but takes no new
@@ -59,6 +60,10 @@ pub struct FleetState {
     /// Nodes, rack by rack (a rack's are `first_node .. first_node + nodes`); the host's table,
     /// summarized for the kernel in each rack's `free_gpus` and counts.
     pub nodes: Vec<NodeCell>,
+    /// The kernel's record of each node, indexed like `nodes`: its usable free GPUs (kept by
+    /// [`FleetState::recount`]) and its free CPU and memory (kept by the ledger; a node with no
+    /// GPU in use has all its CPU and memory free).
+    pub node_table: Vec<NodeGpu>,
     /// Sites.
     pub sites: Vec<SiteGpu>,
     /// Clusters.
@@ -84,12 +89,26 @@ impl FleetState {
         self.nodes_of(rack).iter().map(|n| n.usable_free(node_gpus)).collect()
     }
 
-    /// Sets rack `rack`'s free GPUs and summary from its nodes.
+    /// Sets rack `rack`'s free GPUs, summary and CPU and memory per free GPU from its nodes, and
+    /// its nodes' usable free GPUs in the kernel's table.
     pub fn recount(&mut self, rack: usize) {
         let free = self.node_free(rack);
+        let first = self.racks[rack].first_node as usize;
+        let (mut cpu_per_gpu, mut memory_per_gpu) = (MAX_NODE_CPU_MILLI, MAX_NODE_MEMORY_MIB);
+        for (i, &f) in free.iter().enumerate() {
+            let node = &mut self.node_table[first + i];
+            node.free_gpus = f;
+            if let (Some(cpu), Some(memory)) = (node.free_cpu_milli.checked_div(f), node.free_memory_mib.checked_div(f))
+            {
+                cpu_per_gpu = cpu_per_gpu.min(cpu);
+                memory_per_gpu = memory_per_gpu.min(memory);
+            }
+        }
         let r = &mut self.racks[rack];
         r.free_gpus = free.iter().sum();
         r.summary = rack_summary(free.iter().copied());
+        r.cpu_per_gpu = cpu_per_gpu;
+        r.memory_per_gpu = memory_per_gpu;
     }
 
     /// True when every node of rack `rack` is ready and free (a rack a spanning job may take).
@@ -115,6 +134,7 @@ impl FleetState {
             &self.clusters[rack.cluster as usize],
             &self.blocks[rack.block as usize],
             self.latency_of(rack, job.region),
+            &self.node_table,
         )
     }
 

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{InputError, Result};
 use crate::kernel::limits::{
     MAX_CLUSTER_RACKS, MAX_DISTINCT_TAGS, MAX_FLEET_NODES, MAX_FLEET_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_LATENCY_MS,
-    MAX_NODE_GPUS, MAX_RACK_GPUS, MAX_RACK_NODES, MAX_REGIONS, MAX_SITE_POWER_W,
+    MAX_NODE_CPU_MILLI, MAX_NODE_GPUS, MAX_NODE_MEMORY_MIB, MAX_RACK_GPUS, MAX_RACK_NODES, MAX_REGIONS,
+    MAX_SITE_POWER_W,
 };
-use crate::kernel::score::{BlockGpu, ClusterGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
+use crate::kernel::score::{BlockGpu, ClusterGpu, NodeGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
 use crate::kernel::shape::rack_summary;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
 use crate::model::date::Day;
@@ -69,6 +70,14 @@ pub struct RackTypeFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MAX_RACK_NODES))]
     pub nodes: Option<u32>,
+    /// CPU cores each node gives pods (its allocatable CPU; 0.001 … 4000, in thousandths). When
+    /// absent, CPU is not tracked: pods asking for CPU are held by GPUs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_cpu: Option<f64>,
+    /// Memory each node gives pods, GB (GiB: 1 GB = 1024 MiB; 0.001 … 65536). When absent, memory
+    /// is not tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_memory_gb: Option<f64>,
 }
 
 /// A site: one campus with one power envelope, price, carbon intensity and jurisdiction.
@@ -138,7 +147,7 @@ pub struct ClusterFile {
 }
 
 /// One node of a cluster whose state or occupancy a fleet file gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NodeFile {
@@ -155,6 +164,18 @@ pub struct NodeFile {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(max = MAX_NODE_GPUS))]
     pub used_gpus: u32,
+    /// CPU cores in use by the node's pods (thousandths; at most the rack type's `node_cpu`). Only
+    /// on a node with GPUs in use: gpuplace places GPU pods, and CPU kept for anything else is
+    /// left out of `node_cpu`.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub cpu_used: f64,
+    /// Memory in use by the node's pods, GB (GiB), likewise.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub memory_gb_used: f64,
+}
+
+fn is_zero_f64(value: &f64) -> bool {
+    *value == 0.0
 }
 
 fn is_ready(state: &NodeState) -> bool {
@@ -168,7 +189,7 @@ fn is_zero(value: &u32) -> bool {
 impl NodeFile {
     /// Node `node` of rack `rack` (indices in the cluster and the rack), ready and free.
     pub fn new(rack: u32, node: u32) -> NodeFile {
-        NodeFile { rack, node, state: NodeState::Ready, used_gpus: 0 }
+        NodeFile { rack, node, state: NodeState::Ready, used_gpus: 0, cpu_used: 0.0, memory_gb_used: 0.0 }
     }
 
     /// In state `state`.
@@ -180,6 +201,12 @@ impl NodeFile {
     /// With its `gpus` lowest-numbered GPUs in use.
     pub fn with_used_gpus(mut self, gpus: u32) -> NodeFile {
         self.used_gpus = gpus;
+        self
+    }
+
+    /// With `cores` CPU cores and `memory_gb` GB (GiB) in use by its pods.
+    pub fn with_resources_used(mut self, cores: f64, memory_gb: f64) -> NodeFile {
+        (self.cpu_used, self.memory_gb_used) = (cores, memory_gb);
         self
     }
 }
@@ -244,7 +271,21 @@ impl RackTypeFile {
     /// A rack type: one NVLink domain of `gpus` GPUs of `gpu_model` with `hbm_gb_per_gpu` each,
     /// drawing `kw` of IT power at load.
     pub fn new(gpu_model: impl Into<String>, gpus: u32, hbm_gb_per_gpu: u32, kw: f64) -> RackTypeFile {
-        RackTypeFile { gpu_model: gpu_model.into(), gpus, hbm_gb_per_gpu, kw, nodes: None }
+        RackTypeFile {
+            gpu_model: gpu_model.into(),
+            gpus,
+            hbm_gb_per_gpu,
+            kw,
+            nodes: None,
+            node_cpu: None,
+            node_memory_gb: None,
+        }
+    }
+
+    /// Each node giving pods `cores` CPU cores and `memory_gb` GB (GiB) of memory.
+    pub fn with_node_resources(mut self, cores: f64, memory_gb: f64) -> RackTypeFile {
+        (self.node_cpu, self.node_memory_gb) = (Some(cores), Some(memory_gb));
+        self
     }
 
     /// Its GPUs split over `nodes` nodes (trays) of `gpus / nodes` GPUs each.
@@ -369,6 +410,10 @@ pub struct RackType {
     pub nodes: u32,
     /// GPUs per node.
     pub node_gpus: u32,
+    /// CPU per node, milli-cores ([`MAX_NODE_CPU_MILLI`] when the file states none: not tracked).
+    pub node_cpu_milli: u32,
+    /// Memory per node, MiB ([`MAX_NODE_MEMORY_MIB`] when the file states none: not tracked).
+    pub node_memory_mib: u32,
 }
 
 /// A validated site.
@@ -467,6 +512,9 @@ pub struct Fleet {
     /// Every node's state and GPUs in use at the start, rack by rack (a rack's nodes are
     /// `first_node ..` of its [`RackSlot`]).
     pub nodes: Vec<NodeCell>,
+    /// Every node's CPU (milli-cores) and memory (MiB) in use at the start, indexed like `nodes`
+    /// (0 on a node with no GPU in use).
+    pub node_resources_used: Vec<[u32; 2]>,
 }
 
 /// A rack's place and initial occupancy.
@@ -480,6 +528,21 @@ pub struct RackSlot {
     pub used_gpus: u32,
     /// Index of its first node in [`Fleet::nodes`].
     pub first_node: u32,
+}
+
+/// The most CPU cores and GB (GiB) of memory a node or a pod may state: the kernel's limits.
+pub const MAX_CPU_CORES: f64 = MAX_NODE_CPU_MILLI as f64 / 1000.0;
+/// See [`MAX_CPU_CORES`].
+pub const MAX_MEMORY_GB: f64 = MAX_NODE_MEMORY_MIB as f64 / 1024.0;
+
+/// Cores (validated, ≤ [`MAX_CPU_CORES`]) in the kernel's milli-cores, rounded to the nearest.
+pub fn cpu_milli(cores: f64) -> u32 {
+    ((cores * 1000.0).round() as u32).min(MAX_NODE_CPU_MILLI)
+}
+
+/// GB (GiB; validated, ≤ [`MAX_MEMORY_GB`]) in the kernel's MiB, rounded to the nearest.
+pub fn memory_mib(gb: f64) -> u32 {
+    ((gb * 1024.0).round() as u32).min(MAX_NODE_MEMORY_MIB)
 }
 
 fn number_in(
@@ -650,6 +713,16 @@ impl Fleet {
                     ),
                 ));
             }
+            let node_cpu_milli = match rt.node_cpu {
+                Some(cores) => cpu_milli(number_in(src, &record, "node_cpu", cores, 0.001, MAX_CPU_CORES, "cores")?),
+                None => MAX_NODE_CPU_MILLI,
+            };
+            let node_memory_mib = match rt.node_memory_gb {
+                Some(gb) => {
+                    memory_mib(number_in(src, &record, "node_memory_gb", gb, 0.001, MAX_MEMORY_GB, "GB")?).max(1)
+                }
+                None => MAX_NODE_MEMORY_MIB,
+            };
             rack_types.push(RackType {
                 name: name.clone(),
                 gpu_model: rt.gpu_model.clone(),
@@ -658,6 +731,8 @@ impl Fleet {
                 gpu_watts,
                 nodes,
                 node_gpus: rt.gpus / nodes,
+                node_cpu_milli: node_cpu_milli.max(1),
+                node_memory_mib,
             });
         }
         if file.sites.is_empty() {
@@ -698,6 +773,7 @@ impl Fleet {
         let mut clusters = Vec::new();
         let mut racks = Vec::with_capacity(total_racks as usize);
         let mut nodes: Vec<NodeCell> = Vec::with_capacity(total_nodes as usize);
+        let mut node_resources_used: Vec<[u32; 2]> = Vec::with_capacity(total_nodes as usize);
         let mut site_names = std::collections::BTreeSet::new();
         for (site_index, sf) in file.sites.iter().enumerate() {
             let record = if check_name(&sf.name, false).is_err() {
@@ -843,6 +919,7 @@ impl Fleet {
                         let on_node = left.min(rt.node_gpus);
                         left -= on_node;
                         nodes.push(NodeCell { used: low_bits(on_node), state: NodeState::Ready });
+                        node_resources_used.push([0, 0]);
                     }
                     racks.push(RackSlot { cluster: global_cluster, index_in_cluster: index, used_gpus: 0, first_node });
                 }
@@ -883,8 +960,32 @@ impl Fleet {
                     if nf.state == NodeState::Failed && nf.used_gpus != 0 {
                         return Err(fail("used_gpus", "a failed node runs no pods: its GPUs in use must be 0".into()));
                     }
-                    let cell = &mut nodes[cluster_nodes + (nf.rack * rt.nodes + nf.node) as usize];
-                    *cell = NodeCell { used: low_bits(nf.used_gpus), state: nf.state };
+                    let mut resources = [0u32; 2];
+                    for (i, (name, value, most, unit)) in [
+                        ("cpu_used", nf.cpu_used, f64::from(rt.node_cpu_milli) / 1000.0, "cores"),
+                        ("memory_gb_used", nf.memory_gb_used, f64::from(rt.node_memory_mib) / 1024.0, "GB"),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        if value == 0.0 {
+                            continue;
+                        }
+                        number_in(src, &record, &node_field(name), value, 0.0, most, &format!("{unit} (the node's)"))?;
+                        if nf.used_gpus == 0 {
+                            return Err(fail(
+                                name,
+                                "only a node with GPUs in use has CPU or memory in use (what other work keeps \
+                                 belongs out of the rack type's node_cpu and node_memory_gb)"
+                                    .into(),
+                            ));
+                        }
+                        let units = if i == 0 { cpu_milli(value) } else { memory_mib(value) };
+                        resources[i] = units.min(if i == 0 { rt.node_cpu_milli } else { rt.node_memory_mib });
+                    }
+                    let at = cluster_nodes + (nf.rack * rt.nodes + nf.node) as usize;
+                    nodes[at] = NodeCell { used: low_bits(nf.used_gpus), state: nf.state };
+                    node_resources_used[at] = resources;
                 }
                 for slot in &mut racks[rack_start..] {
                     let first = slot.first_node as usize;
@@ -944,6 +1045,7 @@ impl Fleet {
             clusters,
             racks,
             nodes,
+            node_resources_used,
             file,
         })
     }
@@ -980,6 +1082,11 @@ impl Fleet {
                     first_node: slot.first_node,
                     block: cluster.block_of(index),
                     summary,
+                    node_cpu_milli: rt.node_cpu_milli,
+                    node_memory_mib: rt.node_memory_mib,
+                    // Set by `recount` below, from the node table.
+                    cpu_per_gpu: 0,
+                    memory_per_gpu: 0,
                 }
             })
             .collect::<Vec<_>>();
@@ -1008,15 +1115,32 @@ impl Fleet {
             blocks[rack.block as usize].free_racks += 1;
         }
         let latency = self.sites.iter().flat_map(|site| site.latency_ms.iter().copied()).collect();
-        FleetState {
+        let mut node_table = Vec::with_capacity(self.nodes.len());
+        for slot in &self.racks {
+            let rt = &self.rack_types[self.clusters[slot.cluster as usize].rack_type];
+            for n in 0..rt.nodes {
+                let [cpu_used, memory_used] = self.node_resources_used[(slot.first_node + n) as usize];
+                node_table.push(NodeGpu {
+                    free_gpus: 0,
+                    free_cpu_milli: rt.node_cpu_milli - cpu_used,
+                    free_memory_mib: rt.node_memory_mib - memory_used,
+                });
+            }
+        }
+        let mut state = FleetState {
             racks,
             nodes: self.nodes.clone(),
+            node_table,
             sites,
             clusters,
             blocks,
             latency,
             region_count: self.regions.len() as u32,
+        };
+        for r in 0..state.racks.len() {
+            state.recount(r);
         }
+        state
     }
 }
 

@@ -10,7 +10,7 @@ use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_G
 use crate::kernel::score::{FRAG_BUCKETS, JobGpu, frag_bucket, inv_q16, mix, pack_frag_mix};
 use crate::kernel::shape::job_tables;
 use crate::model::date::Day;
-use crate::model::fleet::Fleet;
+use crate::model::fleet::{Fleet, MAX_CPU_CORES, MAX_MEMORY_GB, cpu_milli, memory_mib};
 use crate::model::json::{Expect, MAX_JOBS_BYTES, check_name, read_input, read_input_from, shown, shown_number};
 use crate::model::kind::JobKind;
 use crate::model::policy::Policy;
@@ -96,6 +96,14 @@ pub struct Job {
     /// A job within one rack is always within one block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockRule>,
+    /// CPU cores each pod needs on its node (0.001 … 4000, in thousandths); only with `pods`.
+    /// A rack type whose nodes state no `node_cpu` holds it by GPUs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Memory each pod needs on its node, GB (GiB: 1 GB = 1024 MiB; 0.001 … 65536); only with
+    /// `pods`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gb: Option<f64>,
 }
 
 /// How a job spanning racks treats topology blocks (as Kueue's required and preferred topology).
@@ -148,7 +156,21 @@ impl Job {
             submit_s: None,
             duration_s: None,
             block: None,
+            cpu: None,
+            memory_gb: None,
         }
+    }
+
+    /// Each pod needing `cores` CPU cores and `memory_gb` GB (GiB) of memory on its node (the job
+    /// must state its pods).
+    pub fn with_pod_resources(mut self, cores: f64, memory_gb: f64) -> Job {
+        (self.cpu, self.memory_gb) = (Some(cores), Some(memory_gb));
+        self
+    }
+
+    /// Each pod's CPU (milli-cores) and memory (MiB) in the kernel's units; 0 where not stated.
+    pub fn pod_resources(&self) -> [u32; 2] {
+        [self.cpu.map_or(0, cpu_milli), self.memory_gb.map_or(0, memory_mib)]
     }
 
     /// Split into `pods` pods of `gpus / pods` GPUs each.
@@ -244,6 +266,20 @@ impl Job {
                     self.gpus
                 ),
             ));
+        }
+        for (field, value, most, unit) in
+            [("cpu", self.cpu, MAX_CPU_CORES, "cores"), ("memory_gb", self.memory_gb, MAX_MEMORY_GB, "GB")]
+        {
+            let Some(value) = value else { continue };
+            if !value.is_finite() || !(0.001..=most).contains(&value) {
+                return Err((
+                    field,
+                    format!("{} is out of range: must be between 0.001 and {most} {unit}", shown_number(value)),
+                ));
+            }
+            if self.pods.is_none() {
+                return Err((field, "CPU and memory are asked per pod: give `pods` too".into()));
+            }
         }
         if self.hbm_gb_per_gpu > MAX_HBM_GB {
             return Err((
@@ -361,7 +397,7 @@ impl JobsFormat {
 }
 
 /// The field names of the CSV format, in the order `generate` writes them.
-pub const CSV_FIELDS: [&str; 15] = [
+pub const CSV_FIELDS: [&str; 17] = [
     "id",
     "kind",
     "gpus",
@@ -377,6 +413,8 @@ pub const CSV_FIELDS: [&str; 15] = [
     "duration_s",
     "pods",
     "block",
+    "cpu",
+    "memory_gb",
 ];
 
 /// Columns a CSV jobs file must have (indices into [`CSV_FIELDS`]).
@@ -584,6 +622,12 @@ impl Workload {
                         other => Err(err(14, format!("`{}` is not required or preferred", shown(other)))),
                     })
                     .transpose()?,
+                cpu: optional(15)
+                    .map(|text| text.parse::<f64>().map_err(|_| err(15, format!("`{}` is not a number", shown(text)))))
+                    .transpose()?,
+                memory_gb: optional(16)
+                    .map(|text| text.parse::<f64>().map_err(|_| err(16, format!("`{}` is not a number", shown(text)))))
+                    .transpose()?,
             };
             jobs.push(job);
             lines.push(line);
@@ -653,6 +697,8 @@ impl Workload {
                 &number(job.duration_s),
                 &number(job.pods.map(u64::from)),
                 job.block.map_or("", BlockRule::name),
+                &job.cpu.map_or(String::new(), |v| v.to_string()),
+                &job.memory_gb.map_or(String::new(), |v| v.to_string()),
             ])?;
         }
         writer.flush()
@@ -757,6 +803,8 @@ impl Workload {
                 random_salt: random_salt(policy.seed, &job.id),
                 block_rule: BlockRule::code(job.block),
                 frag_mix,
+                pod_cpu_milli: job.pod_resources()[0],
+                pod_memory_mib: job.pod_resources()[1],
                 weights,
             });
         }

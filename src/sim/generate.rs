@@ -158,6 +158,8 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Result<Wo
         };
         let not_before = if rng.percent(10) { Some(today.saturating_add(rng.between(1, 365))) } else { None };
         jobs.push(Job {
+            cpu: None,
+            memory_gb: None,
             id: format!("{}-{:0width$}", kind.name(), n),
             kind,
             gpus,

@@ -235,6 +235,8 @@ pub fn alibaba_pods(
             with_spec += 1;
         }
         jobs.push(Job {
+            cpu: None,
+            memory_gb: None,
             id: name.to_string(),
             kind,
             gpus,
@@ -339,6 +341,8 @@ pub fn alibaba_nodes(
                 kw,
                 // A server is one node: its pods share its GPUs.
                 nodes: Some(1),
+                node_cpu: None,
+                node_memory_gb: None,
             },
         );
         clusters.push(ClusterFile {
@@ -590,6 +594,8 @@ pub fn azure(
             }
             for replica in 0..replicas as u64 {
                 jobs.push(Job {
+                    cpu: None,
+                    memory_gb: None,
                     id: format!("{name}-w{window:05}-r{replica:04}"),
                     kind: trace.kind,
                     gpus: options.replica_gpus,

@@ -150,6 +150,16 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                 rack_type = rack_type.with_nodes(gpus / node_gpus);
             }
         }
+        // Half the types state their trays' CPU and memory (from a hash, not the generator, so that
+        // seeds keep giving the problems they gave before): 2 to 24 cores and 16 to 192 GB per GPU,
+        // so that pods asking for them sometimes find a tray's GPUs free but not its CPU.
+        let h = gpuplace::kernel::score::mix(0xC0DE ^ t as u32 ^ (gpus << 8));
+        if h.is_multiple_of(2) {
+            let node_gpus = gpus / rack_type.nodes.or_else(|| gpuplace::model::fleet::default_nodes(gpus)).unwrap();
+            let cores = f64::from(node_gpus * (2 + (h >> 4) % 23));
+            let memory = f64::from(node_gpus * 16 * (1 + (h >> 12) % 12));
+            rack_type = rack_type.with_node_resources(cores, memory);
+        }
         rack_types.insert(format!("t{t}"), rack_type);
     }
     let sites = (0..rng.between(1, shape.max_sites))
@@ -200,8 +210,20 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                                     } else {
                                         0
                                     };
-                                    (state != NodeState::Ready || used != 0)
-                                        .then(|| NodeFile::new(r, n).with_state(state).with_used_gpus(used))
+                                    // Pods in use hold some of the tray's CPU and memory.
+                                    let h = gpuplace::kernel::score::mix(r << 8 ^ n ^ 0x5EED);
+                                    let (cores, memory) = match (rt.node_cpu, rt.node_memory_gb) {
+                                        (Some(cpu), Some(gb)) if used != 0 => {
+                                            (cpu * f64::from(h % 5) / 4.0, (gb * f64::from((h >> 8) % 5) / 4.0).floor())
+                                        }
+                                        _ => (0.0, 0.0),
+                                    };
+                                    (state != NodeState::Ready || used != 0).then(|| {
+                                        NodeFile::new(r, n)
+                                            .with_state(state)
+                                            .with_used_gpus(used)
+                                            .with_resources_used(cores, memory)
+                                    })
                                 })
                                 .collect();
                             cluster.with_nodes(entries)
@@ -288,6 +310,13 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
                 let pods = rng.between(1, 12) as u32;
                 job.gpus = pods * pod_gpus;
                 job = job.with_pods(pods);
+                // Half of them ask for CPU and memory per pod: 1 to 32 cores and 8 to 256 GB per GPU.
+                let h = gpuplace::kernel::score::mix(n as u32 ^ 0xC9A0);
+                if h.is_multiple_of(2) {
+                    let cores = f64::from(pod_gpus * (1 + (h >> 4) % 32));
+                    let memory = f64::from(pod_gpus * 8 * (1 + (h >> 12) % 32));
+                    job = job.with_pod_resources(cores, memory);
+                }
             }
             // Jobs spanning racks may require or prefer one topology block (from a hash, as above).
             job.block = match gpuplace::kernel::score::mix(n as u32 ^ 0xB10C) % 4 {
