@@ -215,3 +215,68 @@ fn topology_blocks_and_rules_load_write_back_and_refuse_bad_values() {
     assert!(e.to_string().contains("block"), "{e}");
     workload.compile(&fleet, &Policy::default(), at()).unwrap();
 }
+
+#[test]
+fn tray_cpu_and_memory_load_write_back_and_refuse_bad_values() {
+    use gpuplace::model::fleet::NodeFile;
+    let file: FleetFile = gpuplace::builtin::default_fleet_file();
+    let name = file.sites[0].clusters[0].rack_type.clone();
+    let node =
+        |cpu: f64, memory: f64, gpus: u32| NodeFile::new(0, 0).with_used_gpus(gpus).with_resources_used(cpu, memory);
+    let with_node = |node: NodeFile| {
+        let mut f = file.clone();
+        // The first cluster's type gets the resources; its tray 0 of rack 0 holds `node`.
+        let rt = f.rack_types.get_mut(&name).unwrap();
+        (rt.node_cpu, rt.node_memory_gb) = (Some(136.5), Some(896.0));
+        f.sites[0].clusters[0].used_gpus = None;
+        f.sites[0].clusters[0].nodes = Some(vec![node]);
+        Fleet::from_file(f, "fleet.json")
+    };
+    // A node may be stated full, to the rounding of its capacity.
+    with_node(node(136.5004, 896.0, 4)).unwrap();
+    let fleet = with_node(node(4.25, 10.0, 2)).unwrap();
+    let state = fleet.initial_state();
+    let tray = state.node_table[fleet.racks[fleet.clusters[0].racks.start].first_node as usize];
+    assert_eq!((tray.free_cpu_milli, tray.free_memory_mib), (136_500 - 4_250, (896 - 10) * 1024));
+    // Bad values: each names the file, the record and the field.
+    for (bad, field, words) in [
+        (node(137.0, 0.0, 2), "cpu_used", "more than the node's 136.5 cores"),
+        (node(0.0, 897.0, 2), "memory_gb_used", "more than the node's 896 GB"),
+        (node(-1.0, 0.0, 2), "cpu_used", "out of range"),
+        (node(f64::NAN, 0.0, 2), "cpu_used", "out of range"),
+        (node(1.0, 0.0, 0), "cpu_used", "only a node with GPUs in use"),
+    ] {
+        let e = with_node(bad).unwrap_err();
+        assert_eq!(e.source_name, "fleet.json");
+        assert!(e.field.ends_with(field) && e.message.contains(words), "{e}");
+    }
+    let mut zero = file.clone();
+    zero.rack_types.get_mut(&name).unwrap().node_cpu = Some(0.0);
+    let e = Fleet::from_file(zero, "fleet.json").unwrap_err();
+    assert!(e.field == "node_cpu" && e.record.contains(&name), "{e}");
+
+    // Jobs: `cpu` and `memory_gb` per pod in JSON and CSV, written and read back the same.
+    let csv = "id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,pods,cpu,memory_gb\n\
+               a,inference,4,0,1,2,us-east,2,12.5,96\nb,training,8,0,1,2,us-east,,,\n";
+    let workload = Workload::from_csv(csv, "jobs.csv").unwrap();
+    assert_eq!(workload.jobs[0].pod_resources(), [12_500, 96 * 1024]);
+    assert_eq!(workload.jobs[1].pod_resources(), [0, 0]);
+    let again = Workload::from_csv(&workload.to_csv().unwrap(), "again.csv").unwrap();
+    assert_eq!(again.jobs, workload.jobs);
+    let json = Workload::from_json(&workload.to_json().unwrap(), "again.json").unwrap();
+    assert_eq!(json.jobs, workload.jobs);
+    let jobs = workload.compile(&fleet, &Policy::default(), at()).unwrap();
+    assert_eq!((jobs[0].pod_cpu_milli, jobs[0].pod_memory_mib), (12_500, 98_304));
+    for (line, field, words) in [
+        ("a,inference,4,0,1,2,us-east,,4,", "cpu", "give `pods`"),
+        ("a,inference,4,0,1,2,us-east,2,0,", "cpu", "out of range"),
+        ("a,inference,4,0,1,2,us-east,2,4001,", "cpu", "out of range"),
+        ("a,inference,4,0,1,2,us-east,2,,70000", "memory_gb", "out of range"),
+        ("a,inference,4,0,1,2,us-east,2,many,", "cpu", "not a number"),
+    ] {
+        let text = format!("id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,pods,cpu,memory_gb\n{line}\n");
+        let e = Workload::from_csv(&text, "jobs.csv").and_then(|w| w.validate().map(|_| w).map_err(Into::into));
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("jobs.csv") && e.contains(field) && e.contains(words), "{line}: {e}");
+    }
+}

@@ -71,12 +71,17 @@ fn kernel_matches_cpu_when_tiled_over_jobs_racks_and_grid() {
         let plan = TilePlan::for_limits(gpu.limits(), 8);
         let racks_per_binding = 1024 / size_of::<gpuplace::kernel::score::RackGpu>();
         assert!(plan.jobs_per_tile <= 16 && plan.racks_per_tile == racks_per_binding, "{plan:?}");
+        // Problems whose jobs ask for CPU or memory also tile the node table with the racks.
+        let mut with_nodes = 0;
         for seed in 0..60 {
             let (jobs, state, k) = random_problem(seed * 7 + 3);
             let cpu = score_batch(&jobs, &state, k);
             let out = gpu.score_batch(&jobs, &state, k).unwrap();
             compare(&out, &cpu).unwrap_or_else(|d| panic!("{adapter}, seed {seed}: {d}"));
+            with_nodes +=
+                usize::from(jobs.iter().any(JobGpu::asks_cpu_or_memory) && state.racks.len() > racks_per_binding);
         }
+        assert!(with_nodes >= 5, "{with_nodes} problems tiled trays over several rack tiles");
         // A problem larger than one tile in every direction, with tiles that do not divide it.
         compare(&gpu.score_batch(&big_jobs, &big_state, 8).unwrap(), &big_cpu).unwrap();
 

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_workload};
-use gpuplace::engine::place::{Decision, Outcome, decision_order};
+use gpuplace::engine::place::{Decision, Outcome, decision_order, usable_gpus};
 use gpuplace::engine::{Allocation, Cause, Ledger, NamedOutcome, Reason, RejectCounts};
 use gpuplace::kernel::score::{
     BLOCK_ANY, BLOCK_PREFERRED, BLOCK_REQUIRED, Candidate, JobGpu, STATIC_REJECTS, better, check, score,
@@ -16,7 +16,7 @@ use gpuplace::kernel::score::{
 use gpuplace::kernel::shape::{racks_needed, spans_racks};
 use gpuplace::kernel::state::{FleetState, NodeState};
 use gpuplace::sim::generate::SplitMix64;
-use gpuplace::{Backend, Fleet, Policy, Scheduler, Workload};
+use gpuplace::{Backend, BackendChoice, Fleet, Policy, Scheduler, Workload};
 use proptest::prelude::*;
 
 /// Replays `decisions` on a fresh copy of the fleet with its own arithmetic and checks each one:
@@ -1296,4 +1296,121 @@ fn pods_asking_for_cpu_and_memory_take_trays_that_have_them() {
         let fresh = fleet.initial_state();
         assert_eq!(scheduler.ledger().state().node_table, fresh.node_table, "{name}: release restores the trays");
     });
+}
+
+/// A one-site fleet of `types` (JSON entries of `rack_types`) and `clusters` (JSON cluster objects).
+fn small_fleet(types: &str, clusters: &str) -> Fleet {
+    Fleet::from_json(
+        &format!(
+            r#"{{"regions": ["r"], "rack_types": {{{types}}},
+            "sites": [{{"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1,
+              "pue": 1.2, "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01",
+              "latency_ms": {{"r": 10}}, "clusters": [{clusters}]}}]}}"#
+        ),
+        "<fleet>",
+    )
+    .unwrap()
+}
+
+/// A job of `pods` 1-GPU pods with extra JSON fields.
+fn pod_job(id: &str, pods: u32, extra: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "kind": "inference", "gpus": {pods}, "pods": {pods}, "duration_h": 1, "region": "r",
+            "hbm_gb_per_gpu": 0{extra}}}"#
+    )
+}
+
+#[test]
+fn racks_equal_by_gpus_but_not_by_cpu_are_not_interchangeable() {
+    const TEST: &str = "racks_equal_by_gpus_but_not_by_cpu_are_not_interchangeable";
+    // Two racks of two 4-GPU trays with 16 cores each; tray 0 of each runs a 1-GPU pod, rack 0's
+    // holding all 16 cores. With spread, j1 and j2 (no CPU) go to rack 0 then rack 1, which leaves
+    // both racks with the same free GPUs on the same trays; j3 (2 pods of 10 cores) fits only rack
+    // 1, whose tray 0 still has its CPU. Were the two racks one class (the key without the trays'
+    // CPU), the engine would score rack 0 for both and the cross-check against the reference rule
+    // would stop the run. (Found by review: no other test failed with that key.)
+    let fleet = small_fleet(
+        r#""x": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 2, "node_cpu": 16}"#,
+        r#"{"name": "a", "rack_type": "x", "racks": 2, "nodes": [
+             {"rack": 0, "node": 0, "used_gpus": 1, "cpu_used": 16},
+             {"rack": 1, "node": 0, "used_gpus": 1}]}"#,
+    );
+    let jobs = format!(
+        "[{}, {}, {}]",
+        pod_job("j1", 1, r#", "priority": 90"#),
+        pod_job("j2", 1, r#", "priority": 80"#),
+        pod_job("j3", 2, r#", "priority": 70, "cpu": 10"#)
+    );
+    let workload = Workload::from_json(&jobs, "<jobs>").unwrap();
+    let spread = gpuplace::model::policy::Preset::Spread.policy(0);
+    on_every_backend(TEST, |name, backend| {
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), spread, backend).unwrap();
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        let racks: Vec<u32> = placement
+            .decisions
+            .iter()
+            .map(|d| match &d.outcome {
+                Outcome::Placed { allocation, .. } => allocation.anchor(),
+                other => panic!("{name}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(racks, [0, 1, 1], "{name}");
+    });
+}
+
+#[test]
+fn cpu_and_memory_decide_the_order_and_the_reason() {
+    // Rack types x (trays of 16 cores) and y (none stated): a pod of 32 cores fits only y, so it is
+    // the more constrained job of its priority and goes first, and where y is full its reason names
+    // the trays' CPU, not the pod's GPUs.
+    let fleet = small_fleet(
+        r#""x": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 2, "node_cpu": 16},
+           "y": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 2}"#,
+        r#"{"name": "a", "rack_type": "x", "racks": 1}, {"name": "b", "rack_type": "y", "racks": 1, "used_gpus": [8]}"#,
+    );
+    let jobs = format!(
+        "[{}, {}, {}]",
+        pod_job("a", 1, r#", "priority": 50, "cpu": 32"#),
+        pod_job("b", 1, r#", "priority": 50"#),
+        pod_job("0d", 1, r#", "priority": 50, "max_latency_ms": 100"#)
+    );
+    let workload = Workload::from_json(&jobs, "<jobs>").unwrap();
+    let compiled = workload.compile(&fleet, &Policy::default(), at()).unwrap();
+    let state = fleet.initial_state();
+    let usable: Vec<u64> = compiled.iter().map(|j| usable_gpus(j, &fleet, &state)).collect();
+    assert_eq!(usable, [8, 16, 16]);
+    let order: Vec<&str> = decision_order(&workload.jobs, &compiled, &fleet, &state)
+        .into_iter()
+        .map(|j| workload.jobs[j].id.as_str())
+        .collect();
+    assert_eq!(order, ["a", "0d", "b"], "jobs of one need but their CPU must not share a cached measure");
+    let mut scheduler = Scheduler::new(fleet, Policy::default(), BackendChoice::Cpu).unwrap();
+    let placement = scheduler.place(&workload, Some(at())).unwrap();
+    let Outcome::Unplaced { reason } = &placement.decisions[0].outcome else {
+        panic!("{:?}", placement.decisions[0].outcome)
+    };
+    assert_eq!(reason.cause.code(), "tray_resources", "{}", reason.text);
+    assert!(
+        reason.text.contains("but not their cpu") && reason.text.contains("at most 16 cores left"),
+        "{}",
+        reason.text
+    );
+    // With x full too, no tray anywhere has the pod's GPUs free: still the trays' CPU, not the pod's
+    // size, is what no tray of x could ever give.
+    let full = small_fleet(
+        r#""x": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 2, "node_cpu": 16}"#,
+        r#"{"name": "a", "rack_type": "x", "racks": 1, "used_gpus": [8]}"#,
+    );
+    let one =
+        Workload::from_json(&format!("[{}]", pod_job("a", 1, r#", "priority": 50, "cpu": 32"#)), "<jobs>").unwrap();
+    let mut scheduler = Scheduler::new(full, Policy::default(), BackendChoice::Cpu).unwrap();
+    let placement = scheduler.place(&one, Some(at())).unwrap();
+    let Outcome::Unplaced { reason } = &placement.decisions[0].outcome else { panic!() };
+    assert_eq!(reason.cause.code(), "tray_resources", "{}", reason.text);
+    assert!(
+        reason.text.contains("more cpu than any tray") && reason.text.contains("16 cores in all"),
+        "{}",
+        reason.text
+    );
+    assert!(reason.text.contains("in one NVLink domain"), "{}", reason.text);
 }

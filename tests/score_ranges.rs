@@ -1,6 +1,7 @@
 //! The documented ranges of `src/kernel/score.rs` are enough: for any values inside them, `check`
 //! and `score` never overflow (tests build with overflow checks, so an overflow panics), every term
-//! is within 0..=1000 and the score within 0..=7,000,000 (7 terms of at most 1000 × 1000).
+//! is within 0..=1000 and the score within 0..=8,000,000 (8 terms of at most 1000 × 1000), with
+//! any trays, CPU and memory (the node-by-node count included).
 
 use gpuplace::kernel::limits::{
     MAX_CLUSTER_RACKS, MAX_GPU_WATTS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_CPU_MILLI, MAX_NODE_GPUS,

@@ -19,7 +19,7 @@ use crate::model::fleet::Fleet;
 ///
 /// The last field: a whole rack (every tray ready and free) is keyed by its topology block (for a
 /// job kept to one block, whole racks of different blocks are not interchangeable); a rack some of
-/// whose trays hold CPU or memory is a class of its own (`RESOURCES_HELD` | its index: trays with
+/// whose trays with free GPUs hold CPU or memory is a class of its own (`RESOURCES_HELD` | its index: trays with
 /// equal free GPUs may then differ in what a pod asking for CPU or memory finds); any other rack,
 /// whose trays all have their CPU and memory free, 0.
 type ClassKey = (u32, u32, u32, u32);
@@ -30,8 +30,10 @@ const RESOURCES_HELD: u32 = 1 << 31;
 fn key_of(r: u32, state: &FleetState) -> ClassKey {
     let rack = &state.racks[r as usize];
     let trays = &state.node_table[rack.first_node as usize..(rack.first_node + rack.nodes) as usize];
-    let held =
-        trays.iter().any(|n| n.free_cpu_milli != rack.node_cpu_milli || n.free_memory_mib != rack.node_memory_mib);
+    // Only trays with free GPUs matter: a tray with none holds no pod, whatever its CPU.
+    let held = trays.iter().any(|n| {
+        n.free_gpus != 0 && (n.free_cpu_milli != rack.node_cpu_milli || n.free_memory_mib != rack.node_memory_mib)
+    });
     let last = if rack.free_gpus == rack.gpus {
         rack.block
     } else if held {

@@ -311,6 +311,9 @@ impl Ledger {
                 return Err(format!("rack {r}'s free GPUs or node counts are not those of its nodes"));
             }
         }
+        if recounted.node_table != self.state.node_table {
+            return Err("the kernel's node table is not that of the nodes".into());
+        }
         for (i, node) in self.state.nodes.iter().enumerate() {
             if node.state == NodeState::Failed && node.used != 0 {
                 return Err(format!("node {i} has failed but holds GPUs"));

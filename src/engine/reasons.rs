@@ -29,15 +29,8 @@ pub(crate) fn power(watts: u64) -> String {
 pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
     let spans_everywhere = fleet.rack_types.iter().all(|rt| {
         let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
-        let packed = job.shapes[(rt.node_gpus - 1) as usize];
-        let per_rack = pods_per_rack(
-            packed,
-            rt.nodes,
-            job.pod_cpu_milli,
-            job.pod_memory_mib,
-            rt.node_cpu_milli,
-            rt.node_memory_mib,
-        );
+        // By GPUs: a pod asking more CPU than a tray has is worded by `tray_resources`.
+        let per_rack = pods_per_rack(job.shapes[(rt.node_gpus - 1) as usize], rt.nodes, 0, 0, 0, 0);
         per_rack == 0 || spans_racks(layout, per_rack)
     });
     let mut pods = if job.pod_gpus != 0 { format!(" as {} pods of {}", job.pods, job.pod_gpus) } else { String::new() };
@@ -372,6 +365,11 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
             .filter(|&c| layout_in(c).1 != 0)
             .max_by_key(|&c| (whole_racks(c), std::cmp::Reverse(c)))
         else {
+            if job.asks_cpu_or_memory()
+                && let Some(reason) = tray_too_small(ledger, job, &eligible, &need)
+            {
+                return reason;
+            }
             let tray_gpus = eligible.iter().map(|&c| rack_type(c).node_gpus).max().unwrap_or(0);
             let pod_gpus = job.pod_gpus;
             let text = format!(
@@ -441,9 +439,51 @@ fn tray_resources(ledger: &Ledger, job: &JobGpu, eligible: &[usize], need: &str)
             format!("{} GB", f64::from(v) / 1024.0)
         }
     };
+    let text = if per_pod > most {
+        format!(
+            "{need}; closest feasible: {site}/{cluster} has trays with the pods' GPUs free, but not their \
+             {resource}: a pod asks for {}, a tray with its GPUs free has at most {} left",
+            shown(per_pod),
+            shown(most)
+        )
+    } else {
+        format!(
+            "{need}; closest feasible: {site}/{cluster} has trays with the pods' GPUs free, but not the \
+             {resource} for all its pods: a pod asks for {}, those trays have at most {} left each",
+            shown(per_pod),
+            shown(most)
+        )
+    };
+    Some(Reason {
+        cause: Cause::TrayResources { site, cluster, resource: resource.into(), per_pod, most_free_on_a_tray: most },
+        text,
+    })
+}
+
+/// For a job asking for CPU or memory whose pods no tray of the eligible clusters could hold even
+/// empty, though their GPUs fit one: the tray's CPU (or memory) in all is what is too small.
+fn tray_too_small(ledger: &Ledger, job: &JobGpu, eligible: &[usize], need: &str) -> Option<Reason> {
+    let (fleet, state) = (ledger.fleet(), ledger.state());
+    let gpus_only = JobGpu { pod_cpu_milli: 0, pod_memory_mib: 0, ..*job };
+    let c =
+        eligible.iter().copied().find(|&c| gpus_only.shape_on(&state.racks[fleet.clusters[c].racks.start]).1 != 0)?;
+    let rt = &fleet.rack_types[fleet.clusters[c].rack_type];
+    let (resource, per_pod, most) = if job.pod_cpu_milli > rt.node_cpu_milli {
+        ("cpu", job.pod_cpu_milli, rt.node_cpu_milli)
+    } else {
+        ("memory", job.pod_memory_mib, rt.node_memory_mib)
+    };
+    let (site, cluster) = (fleet.sites[fleet.clusters[c].site].name.clone(), fleet.clusters[c].name.clone());
+    let shown = |v: u32| {
+        if resource == "cpu" {
+            format!("{} cores", f64::from(v) / 1000.0)
+        } else {
+            format!("{} GB", f64::from(v) / 1024.0)
+        }
+    };
     let text = format!(
-        "{need}; closest feasible: {site}/{cluster} has trays with the pods' GPUs free, but not their {resource}: \
-         a pod asks for {}, a tray with its GPUs free has at most {} left",
+        "{need}; its pods ask for more {resource} than any tray that qualifies has: a pod asks for {}, a tray \
+         of {site}/{cluster} has {} in all",
         shown(per_pod),
         shown(most)
     );

@@ -768,3 +768,41 @@ impl GpuScorer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rack_tiles_cover_every_rack_and_hold_their_nodes_within_a_binding() {
+        // The self-check's fleet: racks of 1 to 18 trays.
+        let (_, mut state) = selfcheck::problem();
+        state.latency = vec![7; 40];
+        let latency_bytes = (state.latency.len() * 4) as u64;
+        for max_binding in [latency_bytes + 12 * 18, latency_bytes + 12 * 100, 1 << 20] {
+            for racks_per_tile in [1, 7, 5000] {
+                let tiles = rack_tiles(&state, racks_per_tile, true, max_binding).unwrap();
+                let mut next = 0;
+                for tile in &tiles {
+                    assert_eq!(tile.offset, next, "tiles are consecutive");
+                    assert!(!tile.racks.is_empty() && tile.racks.len() <= racks_per_tile);
+                    assert!(latency_bytes + 12 * tile.nodes.len() as u64 <= max_binding, "the tile fits a binding");
+                    // Node i of rack r sits where the kernel looks: node_base + 3·(first_node + i).
+                    let node_base = (state.latency.len() as u32).wrapping_sub(3u32.wrapping_mul(tile.first_node));
+                    for rack in tile.racks {
+                        for n in 0..rack.nodes {
+                            let word = node_base.wrapping_add(3 * (rack.first_node + n)) as usize - state.latency.len();
+                            assert_eq!(tile.nodes[word / 3], state.node_table[(rack.first_node + n) as usize]);
+                        }
+                    }
+                    next += tile.racks.len();
+                }
+                assert_eq!(next, state.racks.len(), "every rack in a tile");
+            }
+        }
+        // A binding too small for one rack's trays is an error, not an endless loop.
+        assert!(rack_tiles(&state, 10, true, latency_bytes + 12).is_err());
+        // Without CPU or memory asked, tiles carry no nodes.
+        assert!(rack_tiles(&state, 10, false, 1 << 20).unwrap().iter().all(|t| t.nodes.is_empty()));
+    }
+}

@@ -300,7 +300,7 @@ pub struct RackGpu {
     /// Memory of each node, MiB (likewise).
     pub node_memory_mib: u32,
     /// The least free CPU per free GPU of the rack's usable nodes with free GPUs:
-    /// min floor(free CPU / free GPUs), milli-cores ([`crate::kernel::shape::rack_ratios`]). A pod
+    /// min floor(free CPU / free GPUs), milli-cores ([`crate::kernel::state::FleetState::recount`]). A pod
     /// asking at most its GPUs times this much CPU (and likewise memory) is held wherever its GPUs
     /// are, so the summary decides; any other is counted node by node.
     pub cpu_per_gpu: u32,

@@ -23,13 +23,20 @@ fn rack_types() -> [(&'static str, RackTypeFile); 3] {
         // GB300 NVL72 page: "72 NVIDIA Blackwell Ultra GPUs and 36 NVIDIA Grace CPUs"; the MGX
         // compute tray holds two GB300 superchips of one Grace and two GPUs each); a tray is one
         // Kubernetes or Slurm node.
-        ("gb300-nvl72", RackTypeFile::new("GB300", 72, 288, 140.0).with_nodes(18)),
+        //
+        // Each tray's two Grace CPUs have 72 Arm Neoverse V2 cores and up to 480 GB of LPDDR5X each
+        // (NVIDIA Grace datasheet; the GB300 NVL72 page lists up to 17 TB of LPDDR5X for 36
+        // Graces): 144 cores and 960 GB. ASSUMPTION: 8 cores and 64 GB are kept for the operating
+        // system and the kubelet, so pods get 136 cores and 896 GB.
+        ("gb300-nvl72", RackTypeFile::new("GB300", 72, 288, 140.0).with_nodes(18).with_node_resources(136.0, 896.0)),
         // NVIDIA GB200 NVL72: 72 Blackwell GPUs, 186 GB HBM3e each (NVIDIA), about 120–132 kW per
-        // rack; 18 compute trays of two GB200 superchips (4 GPUs, 2 Grace CPUs) each.
-        ("gb200-nvl72", RackTypeFile::new("GB200", 72, 186, 132.0).with_nodes(18)),
+        // rack; 18 compute trays of two GB200 superchips (4 GPUs, 2 Grace CPUs) each; the same
+        // Graces and the same ASSUMPTION as GB300 for what pods get.
+        ("gb200-nvl72", RackTypeFile::new("GB200", 72, 186, 132.0).with_nodes(18).with_node_resources(136.0, 896.0)),
         // NVIDIA HGX H100 8-GPU node: one NVLink domain of 8 GPUs with 80 GB HBM3 each, about 10.2 kW;
-        // one server, one node.
-        ("hgx-h100-8", RackTypeFile::new("H100", 8, 80, 10.2).with_nodes(1)),
+        // one server, one node. CPU and memory as NVIDIA's DGX H100 (2 × 56-core Xeon Platinum
+        // 8480C, 2 TB); ASSUMPTION: pods get 104 cores and 1,920 GB.
+        ("hgx-h100-8", RackTypeFile::new("H100", 8, 80, 10.2).with_nodes(1).with_node_resources(104.0, 1920.0)),
     ]
 }
 
@@ -188,7 +195,8 @@ pub fn default_fleet_file() -> FleetFile {
 
 /// Trays as a running fleet has them. ASSUMPTION (no operator publishes these): about 0.3% of trays
 /// failed and 0.5% cordoned (NVL72 operators keep spare trays and drain trays for maintenance), and
-/// in clusters already online on [`AS_OF`] about 15% of racks with 1 to 6 trays running work. Drawn
+/// in clusters already online on [`AS_OF`] about 15% of racks with 1 to 6 trays running work (all
+/// their GPUs, and 16 cores and 96 GB per GPU). Drawn
 /// from a hash of the cluster's name, rack and tray, so the fleet is the same on every run.
 fn with_tray_state(mut site: SiteFile) -> SiteFile {
     let as_of = day(AS_OF);
@@ -211,8 +219,15 @@ fn with_tray_state(mut site: SiteFile) -> SiteFile {
                     _ => NodeState::Ready,
                 };
                 let used = if tray < busy_trays && state != NodeState::Failed { tray_gpus } else { 0 };
+                // ASSUMPTION: a busy tray's pods hold 16 cores and 96 GB per GPU.
+                let (cores, memory) = if used != 0 { (f64::from(16 * used), f64::from(96 * used)) } else { (0.0, 0.0) };
                 if state != NodeState::Ready || used != 0 {
-                    nodes.push(NodeFile::new(rack, tray).with_state(state).with_used_gpus(used));
+                    nodes.push(
+                        NodeFile::new(rack, tray)
+                            .with_state(state)
+                            .with_used_gpus(used)
+                            .with_resources_used(cores, memory),
+                    );
                 }
             }
         }

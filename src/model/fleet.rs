@@ -71,12 +71,14 @@ pub struct RackTypeFile {
     #[schemars(range(min = 1, max = MAX_RACK_NODES))]
     pub nodes: Option<u32>,
     /// CPU cores each node gives pods (its allocatable CPU; 0.001 … 4000, in thousandths). When
-    /// absent, CPU is not tracked: pods asking for CPU are held by GPUs alone.
+    /// absent, 4000 (the limit): in effect not tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001, max = 4000.0))]
     pub node_cpu: Option<f64>,
-    /// Memory each node gives pods, GB (GiB: 1 GB = 1024 MiB; 0.001 … 65536). When absent, memory
-    /// is not tracked.
+    /// Memory each node gives pods, GB (GiB: 1 GB = 1024 MiB; 0.001 … 65536). When absent, 65536
+    /// (the limit): in effect not tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001, max = 65536.0))]
     pub node_memory_gb: Option<f64>,
 }
 
@@ -962,8 +964,8 @@ impl Fleet {
                     }
                     let mut resources = [0u32; 2];
                     for (i, (name, value, most, unit)) in [
-                        ("cpu_used", nf.cpu_used, f64::from(rt.node_cpu_milli) / 1000.0, "cores"),
-                        ("memory_gb_used", nf.memory_gb_used, f64::from(rt.node_memory_mib) / 1024.0, "GB"),
+                        ("cpu_used", nf.cpu_used, rt.node_cpu_milli, "cores"),
+                        ("memory_gb_used", nf.memory_gb_used, rt.node_memory_mib, "GB"),
                     ]
                     .into_iter()
                     .enumerate()
@@ -971,7 +973,21 @@ impl Fleet {
                         if value == 0.0 {
                             continue;
                         }
-                        number_in(src, &record, &node_field(name), value, 0.0, most, &format!("{unit} (the node's)"))?;
+                        let scale = if i == 0 { 1000.0 } else { 1024.0 };
+                        let limit = if i == 0 { MAX_CPU_CORES } else { MAX_MEMORY_GB };
+                        number_in(src, &record, &node_field(name), value, 0.0, limit, unit)?;
+                        // Compared in the kernel's units, as rounded: a node may be stated full.
+                        let units = if i == 0 { cpu_milli(value) } else { memory_mib(value) };
+                        if units > most {
+                            return Err(fail(
+                                name,
+                                format!(
+                                    "{} {unit} is more than the node's {} {unit}",
+                                    shown_number(value),
+                                    shown_number(f64::from(most) / scale)
+                                ),
+                            ));
+                        }
                         if nf.used_gpus == 0 {
                             return Err(fail(
                                 name,
@@ -980,8 +996,7 @@ impl Fleet {
                                     .into(),
                             ));
                         }
-                        let units = if i == 0 { cpu_milli(value) } else { memory_mib(value) };
-                        resources[i] = units.min(if i == 0 { rt.node_cpu_milli } else { rt.node_memory_mib });
+                        resources[i] = units;
                     }
                     let at = cluster_nodes + (nf.rack * rt.nodes + nf.node) as usize;
                     nodes[at] = NodeCell { used: low_bits(nf.used_gpus), state: nf.state };

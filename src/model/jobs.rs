@@ -97,12 +97,13 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockRule>,
     /// CPU cores each pod needs on its node (0.001 … 4000, in thousandths); only with `pods`.
-    /// A rack type whose nodes state no `node_cpu` holds it by GPUs alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001, max = 4000.0))]
     pub cpu: Option<f64>,
     /// Memory each pod needs on its node, GB (GiB: 1 GB = 1024 MiB; 0.001 … 65536); only with
     /// `pods`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001, max = 65536.0))]
     pub memory_gb: Option<f64>,
 }
 

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::error::InputError;
-use crate::kernel::limits::{MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS};
+use crate::kernel::limits::{
+    MAX_CLUSTER_RACKS, MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_CPU_MILLI, MAX_NODE_GPUS, MAX_NODE_MEMORY_MIB,
+};
 use crate::model::date::Day;
 use crate::model::fleet::{ClusterFile, Fleet, FleetFile, RackTypeFile, SiteFile};
 use crate::model::jobs::{Job, MAX_DURATION_S, MAX_JOBS, MAX_TRACE_S, Workload};
@@ -132,6 +134,19 @@ pub(crate) fn number<T: std::str::FromStr>(row: &Row, field: &str) -> Result<T, 
     })
 }
 
+/// An optional resource column (`cpu_milli`, `memory_mib`): None when absent, empty or 0, else the
+/// value, at most `most`.
+fn resource(row: &Row, field: &str, most: u32) -> Result<Option<u32>, (String, String)> {
+    if row.get(field).trim().is_empty() {
+        return Ok(None);
+    }
+    let value: u32 = number(row, field)?;
+    if value > most {
+        return Err((field.to_string(), format!("{value} is out of range: at most {most}")));
+    }
+    Ok((value != 0).then_some(value))
+}
+
 /// Reads a trace file for the importers: at most 4 GiB (an endless or larger input is refused with
 /// the limit named), and CSV from its first bytes (a header line within the first MiB).
 pub fn read_trace(path: impl AsRef<std::path::Path>) -> crate::error::Result<Vec<u8>> {
@@ -165,6 +180,8 @@ fn validated(workload: Workload) -> Result<Workload, InputError> {
 /// - `name` → `id`; `creation_time` → `submit_s`; `deletion_time − creation_time` → `duration_s`
 ///   (at least 1 s); `num_gpu` → `gpus`; pods with 0 GPUs are skipped and counted;
 /// - a GPU-sharing pod (`gpu_milli` < 1000) takes one whole GPU: gpuplace does not model sharing;
+/// - a pod of at most 8 GPUs is one pod (`pods` 1) asking for its `cpu_milli` and `memory_mib`
+///   (as `cpu` cores and `memory_gb`, GB of 1024 MiB) when the list has those columns;
 /// - `qos` → kind and priority: LS → inference (100), Burstable → agentic (60), Guaranteed →
 ///   multimodal (80), BE → training (20); any other class is a malformed row;
 /// - `hbm_gb_per_gpu` 0, no latency bound, `region` = `region` (default [`ALIBABA_REGION`]);
@@ -190,6 +207,8 @@ pub fn alibaba_pods(
     read_rows(data.as_ref(), source_name, &required, strict, &mut report, |line, row| {
         let gpus: u32 = number(row, "num_gpu")?;
         let gpu_milli: u32 = number(row, "gpu_milli")?;
+        let cpu_milli = resource(row, "cpu_milli", MAX_NODE_CPU_MILLI)?;
+        let memory_mib = resource(row, "memory_mib", MAX_NODE_MEMORY_MIB)?;
         let creation: u64 = number(row, "creation_time")?;
         let deletion: u64 = number(row, "deletion_time")?;
         if gpus > MAX_JOB_GPUS {
@@ -234,13 +253,16 @@ pub fn alibaba_pods(
         if !row.get("gpu_spec").is_empty() {
             with_spec += 1;
         }
+        // One pod, on one node, with its CPU and memory; a pod of more GPUs than a node can have
+        // stays the `gpus` shorthand (no node holds it either way).
+        let one_pod = gpus <= MAX_NODE_GPUS;
         jobs.push(Job {
-            cpu: None,
-            memory_gb: None,
+            cpu: cpu_milli.filter(|_| one_pod).map(|m| f64::from(m) / 1000.0),
+            memory_gb: memory_mib.filter(|_| one_pod).map(|m| f64::from(m) / 1024.0),
             id: name.to_string(),
             kind,
             gpus,
-            pods: None,
+            pods: one_pod.then_some(1),
             block: None,
             hbm_gb_per_gpu: 0,
             priority,
@@ -276,9 +298,12 @@ fn alibaba_hbm(model: &str) -> Option<u32> {
     })
 }
 
-/// Alibaba openb node list → a fleet: one site, one cluster per (GPU model, GPUs per node), each
-/// node one NVLink domain. Nodes without GPUs are skipped and counted; a node with more than 1,024
-/// GPUs or an unknown model is malformed. The fleet is validated before it is returned.
+/// Alibaba openb node list → a fleet: one site, one cluster per (GPU model, GPUs per node, CPU,
+/// memory), each node one NVLink domain whose rack type states the node's `cpu_milli` and
+/// `memory_mib` (as `node_cpu` cores and `node_memory_gb`, GB of 1024 MiB) when the list has those
+/// columns. Nodes without GPUs are skipped and counted; a node with more than 8 GPUs, more CPU or
+/// memory than gpuplace's limits, or an unknown model is malformed. The fleet is validated before
+/// it is returned.
 ///
 /// ASSUMPTIONS (the trace gives none of these): 300 W per GPU, PUE 1.3, 80 USD/MWh, 550 gCO2/kWh,
 /// IT power = the nodes' total, online 2023-01-01, jurisdiction CN, 1 ms to [`ALIBABA_REGION`].
@@ -288,7 +313,8 @@ pub fn alibaba_nodes(
     strict: bool,
 ) -> Result<(FleetFile, ImportReport), InputError> {
     let mut report = ImportReport::default();
-    let mut groups: BTreeMap<(String, u32), u32> = BTreeMap::new();
+    // Nodes by (model, GPUs, CPU, memory): a rack type each.
+    let mut groups: BTreeMap<(String, u32, Option<u32>, Option<u32>), u32> = BTreeMap::new();
     let mut no_gpu = 0usize;
     read_rows(data.as_ref(), source_name, &["sn", "gpu", "model"], strict, &mut report, |_, row| {
         let gpus: u32 = number(row, "gpu")?;
@@ -303,7 +329,9 @@ pub fn alibaba_nodes(
         if alibaba_hbm(&model).is_none() {
             return Err(("model".into(), format!("unknown GPU model `{}`", shown(&model))));
         }
-        let nodes = groups.entry((model, gpus)).or_default();
+        let cpu_milli = resource(row, "cpu_milli", MAX_NODE_CPU_MILLI)?;
+        let memory_mib = resource(row, "memory_mib", MAX_NODE_MEMORY_MIB)?;
+        let nodes = groups.entry((model, gpus, cpu_milli, memory_mib)).or_default();
         if *nodes == MAX_CLUSTER_RACKS {
             return Err(("sn".into(), format!("more than {MAX_CLUSTER_RACKS} nodes of one model and size")));
         }
@@ -328,8 +356,14 @@ pub fn alibaba_nodes(
     let mut rack_types = BTreeMap::new();
     let mut clusters = Vec::new();
     let mut total_kw = 0.0;
-    for ((model, gpus), nodes) in &groups {
-        let name = format!("{}-{}gpu", model.to_lowercase(), gpus);
+    for ((model, gpus, cpu_milli, memory_mib), nodes) in &groups {
+        let mut name = format!("{}-{}gpu", model.to_lowercase(), gpus);
+        if let Some(cpu) = cpu_milli {
+            name += &format!("-{}c", f64::from(*cpu) / 1000.0);
+        }
+        if let Some(memory) = memory_mib {
+            name += &format!("-{}g", f64::from(*memory) / 1024.0);
+        }
         let kw = 0.3 * f64::from(*gpus);
         total_kw += kw * f64::from(*nodes);
         rack_types.insert(
@@ -341,8 +375,8 @@ pub fn alibaba_nodes(
                 kw,
                 // A server is one node: its pods share its GPUs.
                 nodes: Some(1),
-                node_cpu: None,
-                node_memory_gb: None,
+                node_cpu: cpu_milli.map(|m| f64::from(m) / 1000.0),
+                node_memory_gb: memory_mib.map(|m| f64::from(m) / 1024.0),
             },
         );
         clusters.push(ClusterFile {
