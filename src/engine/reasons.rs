@@ -280,17 +280,23 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
     // Some rack of the cluster holds the job's pods (the shape rule, power aside). By class, which
     // holds for GPUs; a job asking for CPU or memory is checked rack by rack (trays with the same
     // free GPUs may differ in CPU and memory).
-    let gpus_fit = |c: usize| {
-        if job.asks_cpu_or_memory() {
-            return fleet.clusters[c].racks.clone().any(|r| state.check(job, r) & REJECT_GPUS == 0);
-        }
-        let (layout, per_rack) = layout_in(c);
+    let gpus_only = JobGpu { pod_cpu_milli: 0, pod_memory_mib: 0, ..*job };
+    let fits_by_class = |c: usize, job: &JobGpu| {
+        let (layout, per_rack) = job.shape_on(&state.racks[fleet.clusters[c].racks.start]);
         let (gpus, whole) = (rack_type(c).gpus, whole_racks(c));
         let rack = &state.racks[fleet.clusters[c].racks.start];
         classes.keys(c).rev().any(|(free, lo, hi)| {
             let summary = summary_of_class(rack, lo, hi);
             fits(layout, per_rack, free, gpus, summary, whole, pods_fit(summary, layout[1].max(1)))
         })
+    };
+    let gpus_fit = |c: usize| {
+        if job.asks_cpu_or_memory() {
+            // The GPUs alone (by class) first: where they do not fit, neither does the job.
+            return fits_by_class(c, &gpus_only)
+                && fleet.clusters[c].racks.clone().any(|r| state.check(job, r) & REJECT_GPUS == 0);
+        }
+        fits_by_class(c, job)
     };
     let names = |c: usize| {
         let cluster = &fleet.clusters[c];

@@ -200,7 +200,7 @@ fn score_batch_with(jobs: &[JobGpu], state: &FleetState, k: usize, prune: bool) 
                 // A job asking for CPU or memory may need its racks' nodes counted one by one,
                 // which the columns do not hold: it is scored rack by rack.
                 *feasible = if job.asks_cpu_or_memory() {
-                    score_job(job, state, top)
+                    if prune { score_job_pruned(job, state, &columns.runs, top) } else { score_job(job, state, top) }
                 } else {
                     score_job_columns(job, &columns, top, prune)
                 };
@@ -352,6 +352,40 @@ fn score_range(
                 insert_candidate(top, Candidate { score: key - 1, rack: (block_start + i) as u32 });
                 if top[k - 1].rack != NO_RACK {
                     threshold = top[k - 1].score + 1;
+                }
+            }
+        }
+    }
+    feasible
+}
+
+/// [`score_job`], skipping whole clusters that cannot host the job, as the pruned columns path
+/// does: the result is the same (a skipped rack is infeasible).
+fn score_job_pruned(job: &JobGpu, state: &FleetState, runs: &[ClusterRun], top: &mut [Candidate]) -> u32 {
+    top.fill(Candidate::NONE);
+    let mut feasible = 0u32;
+    let k = top.len();
+    for run in runs {
+        let first = &state.racks[run.start];
+        if state.check(job, run.start) & !REJECT_GPUS != 0 {
+            continue;
+        }
+        let (layout, per_rack) = job.shape_on(first);
+        if !cluster_has_room(
+            job.gpus,
+            layout,
+            per_rack,
+            run.max_free,
+            state.clusters[first.cluster as usize].free_racks,
+        ) {
+            continue;
+        }
+        for index in run.start..run.end {
+            if state.check(job, index) == 0 {
+                feasible += 1;
+                let candidate = Candidate { score: state.score(job, index), rack: index as u32 };
+                if better(candidate, top[k - 1]) {
+                    insert_candidate(top, candidate);
                 }
             }
         }
