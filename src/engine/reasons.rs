@@ -33,7 +33,9 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
         let per_rack = pods_per_rack(job.shapes[(rt.node_gpus - 1) as usize], rt.nodes, 0, 0, 0, 0);
         per_rack == 0 || spans_racks(layout, per_rack)
     });
-    let mut pods = if job.pod_gpus != 0 { format!(" as {} pods of {}", job.pods, job.pod_gpus) } else { String::new() };
+    let plural = if job.pods == 1 { "" } else { "s" };
+    let mut pods =
+        if job.pod_gpus != 0 { format!(" as {} pod{plural} of {}", job.pods, job.pod_gpus) } else { String::new() };
     if job.asks_cpu_or_memory() {
         pods += &format!(" GPUs, {} each", pod_resources(job));
     }
