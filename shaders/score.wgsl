@@ -13,6 +13,8 @@ const RECIP_SHIFT: u32 = 16u;
 const MAX_CANDIDATES: u32 = 16u;
 const NO_RACK: u32 = 0xFFFFFFFFu;
 const MAX_NODE_GPUS: u32 = 8u;
+const NODE_WORDS: u32 = 6u;
+const GPU_MILLI: u32 = 1000u;
 
 const TERM_PACK: u32 = 0u;
 const TERM_SPREAD: u32 = 1u;
@@ -61,6 +63,8 @@ struct Job {
     frag_mix: array<u32, 3>,
     pod_cpu_milli: u32,
     pod_memory_mib: u32,
+    gpu_milli: u32,
+    pods_per_gpu: u32,
     weights: array<u32, TERM_COUNT>,
 }
 
@@ -89,6 +93,7 @@ struct Node {
     free_gpus: u32,
     free_cpu_milli: u32,
     free_memory_mib: u32,
+    shared_free: array<u32, 3>,
 }
 
 struct Site {
@@ -146,15 +151,19 @@ fn unpack_shape(packed: u32) -> vec3<u32> {
     return vec3<u32>(packed & 0xFFFFu, (packed >> 16u) & 0xFu, (packed >> 20u) & 0xFu);
 }
 
-fn pods_per_rack(packed: u32, nodes: u32, pod_cpu: u32, pod_memory: u32, node_cpu: u32, node_memory: u32) -> u32 {
-    var per_node = (packed >> 24u) & 0xFu;
+fn pods_per_node(packed: u32) -> u32 {
+    return (packed >> 24u) & 0xFu;
+}
+
+fn pods_per_rack(per_node: u32, nodes: u32, pod_cpu: u32, pod_memory: u32, node_cpu: u32, node_memory: u32) -> u32 {
+    var held = per_node;
     if (pod_cpu != 0u) {
-        per_node = min(per_node, node_cpu / pod_cpu);
+        held = min(held, node_cpu / pod_cpu);
     }
     if (pod_memory != 0u) {
-        per_node = min(per_node, node_memory / pod_memory);
+        held = min(held, node_memory / pod_memory);
     }
-    return nodes * per_node;
+    return nodes * held;
 }
 
 fn nodes_with_at_least(summary: array<u32, 6>, gpus: u32) -> u32 {
@@ -176,7 +185,8 @@ fn fits(pod_shape: vec3<u32>, per_rack: u32, free_gpus: u32, rack_gpus: u32, sum
     let rest = pod_shape.z;
     let pods = full + select(0u, 1u, rest != 0u);
     let fits_one_rack = pods_here >= full && (rest == 0u || nodes_with_at_least(summary, rest) > full);
-    let fits_many_racks = free_gpus == rack_gpus && whole_racks * per_rack >= pods;
+    // whole_racks × per_rack ≥ pods, each factor capped at pods so that the product stays in a u32.
+    let fits_many_racks = free_gpus == rack_gpus && min(whole_racks, pods) * min(per_rack, pods) >= pods;
     return per_rack != 0u && select(fits_many_racks, fits_one_rack, pods <= per_rack);
 }
 
@@ -186,25 +196,38 @@ fn gpus_on_anchor(job_gpus: u32, pod_shape: vec3<u32>, per_rack: u32, free_gpus:
     return min(on_anchor, free_gpus);
 }
 
+// Pods one node holds by GPUs: its table entry, or, for pods of a shared GPU, their share of each.
 fn rack_pods(job: Job, rack: Rack, packed: u32) -> u32 {
-    return pods_per_rack(packed, rack.nodes, job.pod_cpu_milli, job.pod_memory_mib, rack.node_cpu_milli,
+    let per_node = select(pods_per_node(packed), rack.node_gpus * job.pods_per_gpu, job.pods_per_gpu != 0u);
+    return pods_per_rack(per_node, rack.nodes, job.pod_cpu_milli, job.pod_memory_mib, rack.node_cpu_milli,
         rack.node_memory_mib);
 }
 
-// Full-size pods the rack's usable nodes hold now: the summary answers unless the job asks for more
-// CPU or memory per GPU than some usable node has free; then node by node.
+fn shared_free_milli(shared_free: array<u32, 3>, gpu: u32) -> u32 {
+    return (shared_free[gpu / 3u] >> (10u * (gpu % 3u))) & 0x3FFu;
+}
+
+// Full-size pods the rack's usable nodes hold now: the summary answers unless the job shares GPUs
+// or asks for more CPU or memory per GPU than some usable node has free; then node by node.
 fn pods_here(job: Job, rack: Rack, size: u32) -> u32 {
     let by_summary = pods_fit(rack.summary, max(size, 1u));
     let cpu_held = job.pod_cpu_milli <= size * rack.cpu_per_gpu;
     let memory_held = job.pod_memory_mib <= size * rack.memory_per_gpu;
-    if (size == 0u || (cpu_held && memory_held)) {
+    if (size == 0u || (job.gpu_milli == 0u && cpu_held && memory_held)) {
         return by_summary;
     }
     var held = 0u;
     for (var n = 0u; n < rack.nodes; n++) {
-        let at = params.node_base + 3u * (rack.first_node + n);
-        let node = Node(tables[at], tables[at + 1u], tables[at + 2u]);
+        let at = params.node_base + NODE_WORDS * (rack.first_node + n);
+        let node = Node(tables[at], tables[at + 1u], tables[at + 2u],
+            array<u32, 3>(tables[at + 3u], tables[at + 4u], tables[at + 5u]));
         var pods = node.free_gpus / size;
+        if (job.gpu_milli != 0u) {
+            pods = node.free_gpus * job.pods_per_gpu;
+            for (var gpu = 0u; gpu < rack.node_gpus; gpu++) {
+                pods += shared_free_milli(node.shared_free, gpu) / job.gpu_milli;
+            }
+        }
         if (job.pod_cpu_milli != 0u) {
             pods = min(pods, node.free_cpu_milli / job.pod_cpu_milli);
         }
@@ -290,7 +313,8 @@ fn frag_term(job: Job, rack: Rack, pod_shape: vec3<u32>, per_rack: u32) -> u32 {
     }
     let before = frag_expected(count, job.frag_mix, node_gpus);
     let pods = full + select(0u, 1u, rest != 0u);
-    if (size != 0u && pods <= per_rack) {
+    // Pods of a shared GPU leave the trays' free GPUs as they are (so far as this term sees them).
+    if (size != 0u && pods <= per_rack && job.gpu_milli == 0u) {
         var left = full;
         for (var f = size; f < node_gpus + 1u; f++) {
             let per_tray = f / size;

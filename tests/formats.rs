@@ -2,6 +2,7 @@
 //! fleets with unusual names), and what it must refuse it refuses before allocating or writing.
 
 use gpuplace::import::{AzureOptions, AzureTrace, azure};
+use gpuplace::kernel::state::NodeState;
 use gpuplace::model::fleet::FleetFile;
 use gpuplace::{Day, Fleet, JobKind, Policy, Workload};
 use proptest::prelude::*;
@@ -275,6 +276,67 @@ fn tray_cpu_and_memory_load_write_back_and_refuse_bad_values() {
         ("a,inference,4,0,1,2,us-east,2,many,", "cpu", "not a number"),
     ] {
         let text = format!("id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,pods,cpu,memory_gb\n{line}\n");
+        let e = Workload::from_csv(&text, "jobs.csv").and_then(|w| w.validate().map(|_| w).map_err(Into::into));
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("jobs.csv") && e.contains(field) && e.contains(words), "{line}: {e}");
+    }
+}
+
+#[test]
+fn shared_gpus_load_write_back_and_refuse_bad_values() {
+    use gpuplace::model::fleet::NodeFile;
+    let file: FleetFile = gpuplace::builtin::default_fleet_file();
+    let with_node = |node: NodeFile| {
+        let mut f = file.clone();
+        f.sites[0].clusters[0].used_gpus = None;
+        f.sites[0].clusters[0].nodes = Some(vec![node]);
+        Fleet::from_file(f, "fleet.json")
+    };
+    // Tray 0 of rack 0 (4 GPUs): GPU 0 in use whole, GPUs 1 and 2 shared, GPU 3 free.
+    let fleet = with_node(NodeFile::new(0, 0).with_used_gpus(1).with_shared_gpus(vec![250, 1000])).unwrap();
+    let state = fleet.initial_state();
+    let first = fleet.racks[fleet.clusters[0].racks.start].first_node as usize;
+    let cell = state.nodes[first];
+    assert_eq!((cell.used, cell.shared_milli[..4].to_vec()), (0b0111, vec![0, 250, 1000, 0]));
+    let tray = state.node_table[first];
+    assert_eq!(tray.free_gpus, 1, "shared GPUs are not free for whole pods");
+    assert_eq!(tray.shared_free, [750 << 10, 0, 0], "what is left on each shared GPU, none on a full one");
+    // Bad values: each names the file, the record and the field.
+    for (bad, field, words) in [
+        (NodeFile::new(0, 0).with_used_gpus(3).with_shared_gpus(vec![1, 1]), "gpu_milli_used", "exceed the node's 4"),
+        (NodeFile::new(0, 0).with_shared_gpus(vec![0]), "gpu_milli_used[0]", "out of range"),
+        (NodeFile::new(0, 0).with_shared_gpus(vec![5, 1001]), "gpu_milli_used[1]", "out of range"),
+        (
+            NodeFile::new(0, 0).with_state(NodeState::Failed).with_shared_gpus(vec![5]),
+            "gpu_milli_used",
+            "a failed node",
+        ),
+    ] {
+        let e = with_node(bad).unwrap_err();
+        assert_eq!(e.source_name, "fleet.json");
+        assert!(e.field.ends_with(field) && e.message.contains(words), "{e}");
+    }
+    // Jobs: `gpu_milli` in JSON and CSV, written and read back the same; the job holds its shares
+    // rounded up to whole GPUs.
+    let csv = "id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,pods,gpu_milli\n\
+               a,inference,5,0,1,2,us-east,5,300\nb,training,8,0,1,2,us-east,,\n";
+    let workload = Workload::from_csv(csv, "jobs.csv").unwrap();
+    assert_eq!((workload.jobs[0].gpu_milli, workload.jobs[0].gpus_held()), (Some(300), 2));
+    assert_eq!((workload.jobs[1].gpu_milli, workload.jobs[1].gpus_held()), (None, 8));
+    let again = Workload::from_csv(&workload.to_csv().unwrap(), "again.csv").unwrap();
+    assert_eq!(again.jobs, workload.jobs);
+    let json = Workload::from_json(&workload.to_json().unwrap(), "again.json").unwrap();
+    assert_eq!(json.jobs, workload.jobs);
+    let jobs = workload.compile(&fleet, &Policy::default(), at()).unwrap();
+    assert_eq!((jobs[0].gpus, jobs[0].pods, jobs[0].gpu_milli, jobs[0].pods_per_gpu), (2, 5, 300, 3));
+    for (line, field, words) in [
+        ("a,inference,5,0,1,2,us-east,,300", "gpu_milli", "give `pods` equal to `gpus`"),
+        ("a,inference,4,0,1,2,us-east,2,300", "gpu_milli", "give `pods` equal to `gpus`"),
+        ("a,inference,4,0,1,2,us-east,4,0", "gpu_milli", "out of range"),
+        ("a,inference,4,0,1,2,us-east,4,1000", "gpu_milli", "out of range"),
+        ("a,inference,4,0,1,2,us-east,4,half", "gpu_milli", "not a whole number"),
+    ] {
+        let text = format!("id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,pods,gpu_milli\n{line}\n");
         let e = Workload::from_csv(&text, "jobs.csv").and_then(|w| w.validate().map(|_| w).map_err(Into::into));
         let e = e.unwrap_err().to_string();
         assert!(e.contains("jobs.csv") && e.contains(field) && e.contains(words), "{line}: {e}");

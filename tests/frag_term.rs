@@ -55,6 +55,8 @@ fn job_of(gpus: u32, pods: u32, pod_gpus: u32, frag_mix: [u32; 3]) -> JobGpu {
         frag_mix,
         pod_cpu_milli: 0,
         pod_memory_mib: 0,
+        gpu_milli: 0,
+        pods_per_gpu: 0,
         weights,
     }
 }

@@ -14,12 +14,17 @@ use gpuplace::kernel::score::{JobGpu, TERM_ENERGY, TERM_FRAG};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Policy, Scheduler};
 
+/// The binding size of the tiled test: a few racks per tile, and room for the latency table and
+/// the largest rack's trays (72 trays of one GPU, 24 bytes each).
+const TINY_BINDING: u64 = 2048;
+
 #[test]
 fn kernel_matches_cpu_on_600_random_problems() {
     for (name, mut gpu) in gpu_scorers("kernel_matches_cpu_on_600_random_problems") {
         let mut pairs = 0u64;
         let mut feasible = 0u64;
         let mut frag_decides = 0u32;
+        let mut shares_decide = 0u32;
         for seed in 0..600 {
             let (jobs, state, k) = random_problem(seed);
             let cpu = score_batch(&jobs, &state, k);
@@ -37,12 +42,18 @@ fn kernel_matches_cpu_on_600_random_problems() {
                 })
                 .collect();
             frag_decides += u32::from(compare(&score_batch(&without_frag, &state, k), &cpu).is_err());
+            // And the shared GPUs' free thousandths on trays (the node table's last words): zeroed,
+            // the feasible racks of pods sharing GPUs change.
+            let mut unshared = state.clone();
+            unshared.node_table.iter_mut().for_each(|n| n.shared_free = [0; 3]);
+            shares_decide += u32::from(score_batch(&jobs, &unshared, k).feasible != cpu.feasible);
             pairs += (jobs.len() * state.racks.len()) as u64;
             feasible += cpu.feasible.iter().map(|&f| u64::from(f)).sum::<u64>();
         }
         // The problems must exercise both outcomes, or parity would be trivial.
         assert!(feasible > 0 && feasible < pairs, "{feasible} feasible of {pairs} pairs");
         assert!(frag_decides > 100, "the fragmentation term changed {frag_decides} of 600 problems only");
+        assert!(shares_decide > 20, "shared GPUs changed {shares_decide} of 600 problems only");
     }
 }
 
@@ -62,16 +73,17 @@ fn kernel_matches_cpu_when_tiled_over_jobs_racks_and_grid() {
     let big_cpu = score_batch(&big_jobs, &big_state, 8);
     for (index, adapter) in adapters().iter().enumerate() {
         let tiny = GpuScorer::on_adapter_with_limits(index, |mut limits| {
-            limits.max_storage_buffer_binding_size = 1024;
-            limits.max_buffer_size = 4096;
+            limits.max_storage_buffer_binding_size = TINY_BINDING;
+            limits.max_buffer_size = 4 * TINY_BINDING;
             limits.max_compute_workgroups_per_dimension = 2;
             limits
         });
         let mut gpu = tiny.unwrap_or_else(|e| panic!("{adapter}: cannot open with small limits: {e}"));
         let plan = TilePlan::for_limits(gpu.limits(), 8);
-        let racks_per_binding = 1024 / size_of::<gpuplace::kernel::score::RackGpu>();
+        let racks_per_binding = TINY_BINDING as usize / size_of::<gpuplace::kernel::score::RackGpu>();
         assert!(plan.jobs_per_tile <= 16 && plan.racks_per_tile == racks_per_binding, "{plan:?}");
-        // Problems whose jobs ask for CPU or memory also tile the node table with the racks.
+        // Problems whose jobs ask for CPU or memory, or share GPUs, also tile the node table with
+        // the racks.
         let mut with_nodes = 0;
         for seed in 0..60 {
             let (jobs, state, k) = random_problem(seed * 7 + 3);
@@ -79,7 +91,7 @@ fn kernel_matches_cpu_when_tiled_over_jobs_racks_and_grid() {
             let out = gpu.score_batch(&jobs, &state, k).unwrap();
             compare(&out, &cpu).unwrap_or_else(|d| panic!("{adapter}, seed {seed}: {d}"));
             with_nodes +=
-                usize::from(jobs.iter().any(JobGpu::asks_cpu_or_memory) && state.racks.len() > racks_per_binding);
+                usize::from(jobs.iter().any(JobGpu::needs_node_table) && state.racks.len() > racks_per_binding);
         }
         assert!(with_nodes >= 5, "{with_nodes} problems tiled trays over several rack tiles");
         // A problem larger than one tile in every direction, with tiles that do not divide it.

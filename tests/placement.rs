@@ -276,8 +276,15 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                         0,
                         "{id} breaks a constraint"
                     );
-                    let on_rack: u32 =
-                        allocation.pods.iter().filter(|p| p.rack == share.rack).map(|p| p.gpus.count_ones()).sum();
+                    // Pods of a shared GPU count as their shares, rounded up to whole GPUs: the pods
+                    // up to this rack's, less those before it.
+                    let index = allocation.pods.iter().position(|p| p.rack == share.rack).unwrap() as u32;
+                    let count = allocation.pods.iter().filter(|p| p.rack == share.rack).count() as u32;
+                    let on_rack: u32 = if job.gpu_milli != 0 {
+                        ((index + count) * job.gpu_milli).div_ceil(1000) - (index * job.gpu_milli).div_ceil(1000)
+                    } else {
+                        allocation.pods.iter().filter(|p| p.rack == share.rack).map(|p| p.gpus.count_ones()).sum()
+                    };
                     assert_eq!(on_rack, share.gpus, "{id}: rack {}'s GPUs are not its pods'", share.rack);
                 }
                 // Every pod on a ready node, on GPUs that exist and are free.
@@ -288,7 +295,17 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                     let node = &mut state.nodes[(rack.first_node + pod.node) as usize];
                     assert_eq!(node.state, NodeState::Ready, "{id}: a pod on a {:?} node", node.state);
                     assert_eq!(u32::from(pod.gpus) >> rack.node_gpus, 0, "{id}: a GPU the node lacks");
-                    assert_eq!(node.used & pod.gpus, 0, "{id}: a GPU in use twice");
+                    if job.gpu_milli == 0 {
+                        assert_eq!(node.used & pod.gpus, 0, "{id}: a GPU in use twice");
+                    } else {
+                        // One GPU, free or shared, within its thousandths.
+                        assert_eq!((pod.gpus.count_ones(), pod.gpu_milli), (1, job.gpu_milli), "{id}: pod's share");
+                        let g = pod.gpus.trailing_zeros() as usize;
+                        let shared = u32::from(node.shared_milli[g]);
+                        assert!(shared != 0 || node.used & pod.gpus == 0, "{id}: a share of a GPU in use whole");
+                        assert!(shared + pod.gpu_milli <= 1000, "{id}: a GPU shared beyond its thousandths");
+                        node.shared_milli[g] = (shared + pod.gpu_milli) as u16;
+                    }
                     node.used |= pod.gpus;
                     // And the CPU and memory each pod asks for, within what the tray has left.
                     assert_eq!(
@@ -1413,4 +1430,85 @@ fn cpu_and_memory_decide_the_order_and_the_reason() {
         reason.text
     );
     assert!(reason.text.contains("in one NVLink domain"), "{}", reason.text);
+}
+
+/// A pod as (rack, tray, its first GPU, its thousandths of a shared GPU).
+type SharedPod = (u32, u32, u32, u32);
+
+#[test]
+fn pods_of_a_shared_gpu_fill_shared_gpus_first_and_never_take_a_whole_one() {
+    const TEST: &str = "pods_of_a_shared_gpu_fill_shared_gpus_first_and_never_take_a_whole_one";
+    // Two racks of two 4-GPU trays. Rack 0's tray 0 runs 3 GPUs whole and shares GPU 3 with 600
+    // thousandths in use (400 left). Best fit, so rack 0 (the fuller) first wherever it fits:
+    // s1 (2 pods of 200) fills GPU 3 of tray 0; s2 (500) opens tray 1's GPU 0; s3 (3 of 400) takes
+    // what is left there (one pod), then GPU 1 twice (the fewest left that holds one); w (a pod of 4
+    // whole GPUs) finds two free GPUs on tray 1 and none on tray 0, so rack 1; x (999) takes tray
+    // 1's GPU 2 of rack 0; y (6 pods of 600) finds room for 1 on rack 0 and 4 on rack 1: unplaced,
+    // with the rack that holds the most named.
+    let fleet = small_fleet(
+        r#""x": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 2}"#,
+        r#"{"name": "a", "rack_type": "x", "racks": 2, "nodes": [
+             {"rack": 0, "node": 0, "used_gpus": 3, "gpu_milli_used": [600]}]}"#,
+    );
+    let shared = |id: &str, pods: u32, milli: u32, priority: u32| {
+        pod_job(id, pods, &format!(r#", "gpu_milli": {milli}, "priority": {priority}"#))
+    };
+    let jobs = format!(
+        "[{}, {}, {}, {}, {}, {}]",
+        shared("s1", 2, 200, 90),
+        shared("s2", 1, 500, 80),
+        shared("s3", 3, 400, 70),
+        r#"{"id": "w", "kind": "inference", "gpus": 4, "pods": 1, "duration_h": 1, "region": "r",
+            "hbm_gb_per_gpu": 0, "priority": 60}"#,
+        shared("x", 1, 999, 50),
+        shared("y", 6, 600, 40),
+    );
+    let workload = Workload::from_json(&jobs, "<jobs>").unwrap();
+    let best_fit = gpuplace::model::policy::Preset::BestFit.policy(0);
+    let fleet = std::sync::Arc::new(fleet);
+    on_every_backend(TEST, |name, backend| {
+        let mut scheduler = Scheduler::with_backend((*fleet).clone(), best_fit, backend).unwrap();
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        scheduler.ledger().check_consistency().unwrap();
+        let mut placed: Vec<(String, Vec<SharedPod>)> = Vec::new();
+        let mut ledger = Ledger::new(fleet.clone());
+        for d in &placement.decisions {
+            let id = workload.jobs[d.job].id.clone();
+            match &d.outcome {
+                Outcome::Placed { allocation, .. } => {
+                    let pods = allocation.pods.iter().map(|p| (p.rack, p.node, p.gpus.trailing_zeros(), p.gpu_milli));
+                    placed.push((id, pods.collect()));
+                    ledger.apply(allocation);
+                }
+                Outcome::Unplaced { reason } => {
+                    assert_eq!(id, "y", "{name}: {reason}");
+                    assert_eq!(reason.cause.code(), "gpu_shares", "{name}: {}", reason.text);
+                    assert!(reason.text.contains("hold 4 of its 6 pods"), "{name}: {}", reason.text);
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let expected = [
+            ("s1", vec![(0, 0, 3, 200), (0, 0, 3, 200)]),
+            ("s2", vec![(0, 1, 0, 500)]),
+            ("s3", vec![(0, 1, 0, 400), (0, 1, 1, 400), (0, 1, 1, 400)]),
+            ("w", vec![(1, 0, 0, 0)]),
+            ("x", vec![(0, 1, 2, 999)]),
+        ];
+        let expected: Vec<(String, Vec<SharedPod>)> =
+            expected.into_iter().map(|(id, pods)| (id.to_string(), pods)).collect();
+        assert_eq!(placed, expected, "{name}");
+        // The allocations replayed on a fresh ledger give the same trays; given back, the fleet
+        // as its file states it.
+        assert_eq!(ledger.state(), scheduler.ledger().state(), "{name}");
+        let tray = ledger.state().nodes[1];
+        assert_eq!((tray.used, tray.shared_milli[..4].to_vec()), (0b0111, vec![900, 800, 999, 0]), "{name}");
+        for d in placement.decisions.iter().rev() {
+            if let Outcome::Placed { allocation, .. } = &d.outcome {
+                ledger.release(allocation);
+            }
+        }
+        ledger.check_consistency().unwrap();
+        assert_eq!(ledger.state(), &fleet.initial_state(), "{name}: release is not the inverse of commit");
+    });
 }

@@ -6,6 +6,7 @@ mod common;
 use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_workload};
 use gpuplace::engine::Cause;
 use gpuplace::import::{AzureOptions, AzureTrace, alibaba_nodes, alibaba_pods, azure};
+use gpuplace::kernel::state::NodeState;
 use gpuplace::replay::{JobFate, Rejection, ReplayConfig, ReplayReport, replay};
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{Backend, Fleet, JobKind, Policy, Scheduler, Workload};
@@ -43,16 +44,28 @@ fn checked_replay(
         intervals += 1;
         let state = scheduler.ledger().state();
         scheduler.ledger().check_consistency().unwrap_or_else(|e| panic!("at t={t}: {e}"));
-        let mut free: Vec<u32> = initial.racks.iter().map(|r| r.free_gpus).collect();
+        // The trays as the initial occupancy and the pods of the jobs running now make them: each
+        // pod's GPUs (whole ones taken once; a shared one within its thousandths).
+        let mut nodes = initial.nodes.clone();
         let mut power: Vec<u32> = initial.sites.iter().map(|s| s.power_free_w).collect();
         for (j, fate) in fates.iter().enumerate() {
             if let Some(JobFate::Placed { start_s, end_s, allocation, .. }) = fate {
                 assert!(*start_s >= workload.jobs[j].submit_s.unwrap(), "job {j} started before it arrived");
                 assert!(*start_s <= t);
                 if *end_s > t {
-                    for share in &allocation.racks {
-                        free[share.rack as usize] =
-                            free[share.rack as usize].checked_sub(share.gpus).expect("rack over capacity");
+                    for pod in &allocation.pods {
+                        let cell = &mut nodes[(initial.racks[pod.rack as usize].first_node + pod.node) as usize];
+                        assert_eq!(cell.state, NodeState::Ready, "job {j}: a pod on a tray that is not ready");
+                        if pod.gpu_milli == 0 {
+                            assert_eq!(cell.used & pod.gpus, 0, "job {j}: a GPU taken twice");
+                        } else {
+                            let g = pod.gpus.trailing_zeros() as usize;
+                            let shared = u32::from(cell.shared_milli[g]);
+                            assert!(shared != 0 || cell.used & pod.gpus == 0, "job {j}: a share of a GPU in use whole");
+                            assert!(shared + pod.gpu_milli <= 1000, "job {j}: a GPU shared beyond its thousandths");
+                            cell.shared_milli[g] = (shared + pod.gpu_milli) as u16;
+                        }
+                        cell.used |= pod.gpus;
                     }
                     let anchor = &initial.racks[allocation.racks[0].rack as usize];
                     power[anchor.site as usize] = power[anchor.site as usize]
@@ -61,11 +74,7 @@ fn checked_replay(
                 }
             }
         }
-        assert_eq!(
-            state.racks.iter().map(|r| r.free_gpus).collect::<Vec<_>>(),
-            free,
-            "at t={t}: GPUs not exactly those of running jobs"
-        );
+        assert!(state.nodes == nodes, "at t={t}: trays not exactly those of running jobs");
         assert_eq!(
             state.sites.iter().map(|s| s.power_free_w).collect::<Vec<_>>(),
             power,

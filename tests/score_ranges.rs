@@ -8,8 +8,8 @@ use gpuplace::kernel::limits::{
     MAX_NODE_MEMORY_MIB, MAX_RACK_GPUS, MAX_RACK_NODES, MAX_SITE_POWER_W,
 };
 use gpuplace::kernel::score::{
-    BlockGpu, ClusterGpu, JobGpu, MAX_WEIGHT, NodeGpu, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check, inv_q16,
-    pack_frag_mix, score, terms,
+    BlockGpu, ClusterGpu, GPU_MILLI, JobGpu, MAX_WEIGHT, NodeGpu, RackGpu, SiteGpu, TERM_COUNT, TERM_SCALE, check,
+    inv_q16, pack_frag_mix, score, terms,
 };
 use gpuplace::kernel::shape::{job_tables, rack_summary};
 use proptest::prelude::*;
@@ -31,14 +31,19 @@ prop_compose! {
         pod_gpus in 0..=MAX_NODE_GPUS,
         mix_counts in proptest::array::uniform::<_, 9>(0u64..1000),
         resources in (prop_oneof![Just(0u32), 1..=MAX_NODE_CPU_MILLI], prop_oneof![Just(0u32), 1..=MAX_NODE_MEMORY_MIB]),
+        // Pods of a shared GPU a third of the time (one GPU per pod), any share.
+        gpu_milli in prop_oneof![Just(0u32), Just(0u32), 1..GPU_MILLI],
     ) -> JobGpu {
+        let pod_gpus = if gpu_milli != 0 { 1 } else { pod_gpus };
+        let gpus = if gpu_milli != 0 { (pods * gpu_milli).div_ceil(GPU_MILLI) } else { gpus };
         let shapes = job_tables(gpus, pods, pod_gpus);
         JobGpu {
             gpus, pods, pod_gpus, shapes, hbm_gb, region, latency_limit_ms, latency_ref_ms,
             inv_latency_ref_q16: inv_q16(latency_ref_ms),
             jurisdiction_mask: masks.0, provider_mask: masks.1, ready_day, random_salt, block_rule: random_salt % 3,
             frag_mix: pack_frag_mix(&mix_counts),
-            pod_cpu_milli: resources.0, pod_memory_mib: resources.1, weights,
+            pod_cpu_milli: resources.0, pod_memory_mib: resources.1,
+            gpu_milli, pods_per_gpu: GPU_MILLI.checked_div(gpu_milli).unwrap_or(0), weights,
         }
     }
 }
@@ -50,7 +55,10 @@ fn rack() -> impl Strategy<Value = (RackGpu, Vec<NodeGpu>)> {
     (1..=MAX_NODE_GPUS)
         .prop_flat_map(|node_gpus| {
             let most_nodes = MAX_RACK_NODES.min(MAX_RACK_GPUS / node_gpus) as usize;
-            (Just(node_gpus), proptest::collection::vec((0..=node_gpus, any::<u32>(), any::<u32>()), 1..=most_nodes))
+            // Each node: free GPUs, free CPU and memory, and its other GPUs' free thousandths when
+            // shared (0..=999 each).
+            let node = (0..=node_gpus, any::<u32>(), any::<u32>(), proptest::array::uniform8(0..GPU_MILLI));
+            (Just(node_gpus), proptest::collection::vec(node, 1..=most_nodes))
         })
         .prop_flat_map(|(node_gpus, free)| {
             (
@@ -67,10 +75,17 @@ fn rack() -> impl Strategy<Value = (RackGpu, Vec<NodeGpu>)> {
             let gpus = nodes * node_gpus;
             let table: Vec<NodeGpu> = free
                 .iter()
-                .map(|&(f, cpu, memory)| NodeGpu {
-                    free_gpus: f,
-                    free_cpu_milli: cpu % (node_cpu + 1),
-                    free_memory_mib: memory % (node_memory + 1),
+                .map(|&(f, cpu, memory, shared)| {
+                    let mut shared_free = [0u32; 3];
+                    for (gpu, milli) in shared.iter().enumerate().skip(f as usize).take((node_gpus - f) as usize) {
+                        shared_free[gpu / 3] |= milli << (10 * (gpu % 3));
+                    }
+                    NodeGpu {
+                        free_gpus: f,
+                        free_cpu_milli: cpu % (node_cpu + 1),
+                        free_memory_mib: memory % (node_memory + 1),
+                        shared_free,
+                    }
                 })
                 .collect();
             let per_gpu = |field: fn(&NodeGpu) -> u32, most: u32| {
@@ -147,6 +162,8 @@ fn extremes_do_not_overflow() {
         frag_mix: pack_frag_mix(&[1, 0, 0, 0, 0, 0, 0, 0, 0]),
         pod_cpu_milli: 1,
         pod_memory_mib: 1,
+        gpu_milli: 0,
+        pods_per_gpu: 0,
         weights: [MAX_WEIGHT; TERM_COUNT],
     };
     let rack = RackGpu {
@@ -170,8 +187,15 @@ fn extremes_do_not_overflow() {
         cpu_per_gpu: 0,
         memory_per_gpu: 0,
     };
-    let nodes =
-        vec![NodeGpu { free_gpus: 8, free_cpu_milli: MAX_NODE_CPU_MILLI, free_memory_mib: MAX_NODE_MEMORY_MIB }; 128];
+    let nodes = vec![
+        NodeGpu {
+            free_gpus: 8,
+            free_cpu_milli: MAX_NODE_CPU_MILLI,
+            free_memory_mib: MAX_NODE_MEMORY_MIB,
+            shared_free: [0; 3]
+        };
+        128
+    ];
     let site = SiteGpu {
         power_free_w: MAX_SITE_POWER_W,
         jurisdiction_bit: 1,
@@ -191,6 +215,37 @@ fn extremes_do_not_overflow() {
     for (gpus, pods, pod_gpus) in [(MAX_RACK_GPUS, MAX_RACK_GPUS, 1), (MAX_RACK_GPUS, 128, 8), (MAX_RACK_GPUS, 0, 0)] {
         let job = JobGpu { gpus, pods, pod_gpus, shapes: job_tables(gpus, pods, pod_gpus), ..job };
         assert_eq!(check(&job, &rack, &site, &cluster, &BlockGpu { free_racks: 0 }, 0, &nodes) & 1, 0, "fits one rack");
+        for term in terms(&job, &rack, &site, 0) {
+            assert!(term <= TERM_SCALE);
+        }
+        assert!(score(&job, &rack, &site, 0) <= 8_000_000);
+    }
+    // Pods of the smallest share: a thousand to a GPU, every tray's GPUs shared with 999 left (the
+    // most pods a tray holds), and as many pods and whole racks as there may be.
+    let shared_nodes = vec![
+        NodeGpu {
+            free_gpus: 0,
+            free_cpu_milli: MAX_NODE_CPU_MILLI,
+            free_memory_mib: MAX_NODE_MEMORY_MIB,
+            shared_free: [999 | 999 << 10 | 999 << 20; 3],
+        };
+        128
+    ];
+    for (free_gpus, table) in [(MAX_RACK_GPUS, &nodes), (0, &shared_nodes)] {
+        let job = JobGpu {
+            gpus: MAX_JOB_GPUS.div_ceil(1000),
+            pods: MAX_JOB_GPUS,
+            pod_gpus: 1,
+            shapes: job_tables(MAX_JOB_GPUS.div_ceil(1000), MAX_JOB_GPUS, 1),
+            pod_cpu_milli: 0,
+            pod_memory_mib: 0,
+            gpu_milli: 1,
+            pods_per_gpu: GPU_MILLI,
+            ..job
+        };
+        let rack = RackGpu { free_gpus, summary: rack_summary(std::iter::repeat_n(free_gpus / 128, 128)), ..rack };
+        let cluster = ClusterGpu { free_racks: MAX_CLUSTER_RACKS, online_day: 0 };
+        let _ = check(&job, &rack, &site, &cluster, &BlockGpu { free_racks: MAX_CLUSTER_RACKS }, 0, table);
         for term in terms(&job, &rack, &site, 0) {
             assert!(term <= TERM_SCALE);
         }

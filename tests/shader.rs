@@ -160,9 +160,11 @@ fn functions_appear_in_the_same_order_on_both_sides() {
     let order = |source: &str, prefix: &str, names: &[&str]| -> Vec<usize> {
         names.iter().map(|f| source.find(&format!("{prefix}{f}(")).unwrap_or_else(|| panic!("no fn {f}"))).collect()
     };
-    let shape = ["unpack_shape", "pods_per_rack", "nodes_with_at_least", "pods_fit", "fits", "gpus_on_anchor"];
+    let shape =
+        ["unpack_shape", "pods_per_node", "pods_per_rack", "nodes_with_at_least", "pods_fit", "fits", "gpus_on_anchor"];
     let scoring = [
         "rack_pods",
+        "shared_free_milli",
         "pods_here",
         "check",
         "mix",

@@ -62,6 +62,8 @@ fn job_of(pods: u32, pod_gpus: u32, cpu: u32, memory: u32) -> JobGpu {
         frag_mix: [0; 3],
         pod_cpu_milli: cpu,
         pod_memory_mib: memory,
+        gpu_milli: 0,
+        pods_per_gpu: 0,
         weights: [0; TERM_COUNT],
     }
 }
@@ -86,9 +88,14 @@ fn the_kernel_says_yes_exactly_when_the_trays_hold_every_pod() {
                     let free_gpus = (code % 5) as u32;
                     let (cpu, memory) = (cpus[code / 5 % cpus.len()], memories[code / 5 / cpus.len()]);
                     if free_gpus == NODE_GPUS {
-                        NodeGpu { free_gpus, free_cpu_milli: NODE_CPU, free_memory_mib: NODE_MEMORY }
+                        NodeGpu {
+                            free_gpus,
+                            free_cpu_milli: NODE_CPU,
+                            free_memory_mib: NODE_MEMORY,
+                            shared_free: [0; 3],
+                        }
                     } else {
-                        NodeGpu { free_gpus, free_cpu_milli: cpu, free_memory_mib: memory }
+                        NodeGpu { free_gpus, free_cpu_milli: cpu, free_memory_mib: memory, shared_free: [0; 3] }
                     }
                 })
                 .collect();

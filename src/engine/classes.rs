@@ -2,13 +2,13 @@
 //! GPUs and the same counts of usable nodes by free GPUs, whose trays hold no CPU or memory, give
 //! identical `check` and `score` results for every job (same site, same rack type, the same
 //! occupancy as the kernel sees it), so only the lowest-indexed rack of each class needs scoring,
-//! and ties between them go to that rack anyway. A rack whose trays hold CPU or memory is a class
-//! of its own. The engine's invariants (see [`crate::engine`]) are what make this true.
+//! and ties between them go to that rack anyway. A rack whose trays hold CPU or memory, or have
+//! shared GPUs with room left, is a class of its own. The engine's invariants (see [`crate::engine`]) are what make this true.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::kernel::score::{Candidate, JobGpu, REJECT_GPUS, better};
-use crate::kernel::shape::min_anchor_free;
+use crate::kernel::shape::{min_anchor_free, spans_racks};
 use crate::kernel::state::FleetState;
 use crate::model::fleet::Fleet;
 
@@ -21,7 +21,8 @@ use crate::model::fleet::Fleet;
 /// job kept to one block, whole racks of different blocks are not interchangeable); a rack some of
 /// whose trays with free GPUs hold CPU or memory is a class of its own (`RESOURCES_HELD` | its index: trays with
 /// equal free GPUs may then differ in what a pod asking for CPU or memory finds); any other rack,
-/// whose trays all have their CPU and memory free, 0.
+/// whose trays all have their CPU and memory free, 0. A rack with a shared GPU that has room left is
+/// `RESOURCES_HELD` too: pods of a share of a GPU may fit there and not on a rack of equal free GPUs.
 type ClassKey = (u32, u32, u32, u32);
 
 /// Marks the last field of a rack whose trays hold CPU or memory (rack indices stay below 2³¹).
@@ -30,9 +31,11 @@ const RESOURCES_HELD: u32 = 1 << 31;
 fn key_of(r: u32, state: &FleetState) -> ClassKey {
     let rack = &state.racks[r as usize];
     let trays = &state.node_table[rack.first_node as usize..(rack.first_node + rack.nodes) as usize];
-    // Only trays with free GPUs matter: a tray with none holds no pod, whatever its CPU.
+    // Only trays with free GPUs matter: a tray with none holds no pod, whatever its CPU. Shared
+    // GPUs with room left hold pods of a share of a GPU that racks of equal free GPUs may not.
     let held = trays.iter().any(|n| {
-        n.free_gpus != 0 && (n.free_cpu_milli != rack.node_cpu_milli || n.free_memory_mib != rack.node_memory_mib)
+        (n.free_gpus != 0 && (n.free_cpu_milli != rack.node_cpu_milli || n.free_memory_mib != rack.node_memory_mib))
+            || n.shared_free != [0; 3]
     });
     let last = if rack.free_gpus == rack.gpus {
         rack.block
@@ -147,6 +150,12 @@ impl ClassIndex {
         self.buckets[cluster].keys().map(|&(free, lo, hi, _)| (free, lo, hi))
     }
 
+    /// The lowest-indexed member rack of each class of `cluster`: one rack per class of
+    /// interchangeable racks, in key order.
+    pub(crate) fn representatives(&self, cluster: usize) -> impl Iterator<Item = u32> + '_ {
+        self.buckets[cluster].values().filter_map(|racks| racks.first().copied())
+    }
+
     /// The member racks of `cluster` with every node ready and free, in index order (one class per
     /// block, and blocks are runs of consecutive racks, so block by block is index order).
     pub(crate) fn whole_racks(&self, cluster: usize) -> impl Iterator<Item = u32> + '_ {
@@ -164,7 +173,13 @@ impl ClassIndex {
             };
             let shape = &state.racks[*first as usize];
             let (layout, per_rack) = job.shape_on(shape);
-            let min_free = min_anchor_free(job.gpus, layout, per_rack, self.rack_gpus[cluster as usize]);
+            let rack_gpus = self.rack_gpus[cluster as usize];
+            // Pods of a shared GPU may fit a rack's shared GPUs with none free.
+            let min_free = if job.shares_gpus() && !spans_racks(layout, per_rack) {
+                0
+            } else {
+                min_anchor_free(job.gpus, layout, per_rack, rack_gpus)
+            };
             for bucket in self.buckets[cluster as usize].range((min_free, 0, 0, 0)..).map(|(_, racks)| racks) {
                 let Some(&rack) = bucket.first() else {
                     continue;

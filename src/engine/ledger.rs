@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use crate::engine::classes::ClassIndex;
-use crate::kernel::score::{BLOCK_ANY, Candidate, JobGpu, better};
-use crate::kernel::shape::{RackShare, pods_on_nodes_sized, racks_needed, spans_racks};
+use crate::kernel::score::{BLOCK_ANY, Candidate, GPU_MILLI, JobGpu, better};
+use crate::kernel::shape::{
+    RackShare, SharedNode, pods_on_nodes_sized, racks_needed, shared_pods_on_gpus, spans_racks,
+};
 use crate::kernel::state::{FleetState, NodeState};
 use crate::model::fleet::Fleet;
 
@@ -24,6 +26,9 @@ pub struct PodSlot {
     pub cpu_milli: u32,
     /// Memory it holds on the node, MiB (likewise).
     pub memory_mib: u32,
+    /// For a pod of a shared GPU, the thousandths of its one GPU it holds (1..=999); 0 for a pod of
+    /// whole GPUs.
+    pub gpu_milli: u32,
 }
 
 impl PodSlot {
@@ -163,9 +168,39 @@ impl Ledger {
             let rest_here = if full_here == full_left && full_here < per_rack { rest_left } else { 0 };
             let first = self.state.racks[r as usize].first_node as usize;
             let table = &self.state.node_table[first..first + self.state.racks[r as usize].nodes as usize];
+            let need = [job.pod_cpu_milli, job.pod_memory_mib];
+            if job.shares_gpus() {
+                let node_gpus = self.state.racks[r as usize].node_gpus;
+                let cells = &self.state.nodes[first..first + table.len()];
+                let mut view: Vec<SharedNode> = cells
+                    .iter()
+                    .zip(table)
+                    .map(|(cell, n)| (cell.gpu_free_milli(node_gpus), n.free_cpu_milli, n.free_memory_mib))
+                    .collect();
+                let placed = shared_pods_on_gpus(&mut view, full_here, job.gpu_milli, need)
+                    .expect("the anchor passed `fits`, so the shape rule places every pod");
+                for (node, gpu) in placed {
+                    let [cpu_milli, memory_mib] = need;
+                    pods.push(PodSlot {
+                        rack: r,
+                        node,
+                        gpus: 1 << gpu,
+                        cpu_milli,
+                        memory_mib,
+                        gpu_milli: job.gpu_milli,
+                    });
+                }
+                // A shared job holds its pods' shares rounded up to whole GPUs: on each rack, what
+                // the pods so far round up to less what those before it did, so that its racks add
+                // up to the job's GPUs.
+                let shares_up_to = |pods: u32| (pods * job.gpu_milli).div_ceil(GPU_MILLI);
+                let done = full - full_left;
+                shares.push(RackShare { rack: r, gpus: shares_up_to(done + full_here) - shares_up_to(done) });
+                full_left -= full_here;
+                continue;
+            }
             let mut free: Vec<[u32; 3]> =
                 table.iter().map(|n| [n.free_gpus, n.free_cpu_milli, n.free_memory_mib]).collect();
-            let need = [job.pod_cpu_milli, job.pod_memory_mib];
             let placed = pods_on_nodes_sized(&mut free, full_here, size, rest_here, need)
                 .expect("the anchor passed `fits`, so the shape rule places every pod");
             (full_left, rest_left) = (full_left - full_here, rest_left - rest_here);
@@ -180,7 +215,7 @@ impl Ledger {
                 taken[node as usize] |= mask;
                 // The remainder pod of a shorthand job (smaller than the others) asks for nothing.
                 let [cpu_milli, memory_mib] = if gpus == size { need } else { [0, 0] };
-                pods.push(PodSlot { rack: r, node, gpus: mask, cpu_milli, memory_mib });
+                pods.push(PodSlot { rack: r, node, gpus: mask, cpu_milli, memory_mib, gpu_milli: 0 });
             }
             shares.push(RackShare { rack: r, gpus: taken.iter().map(|m| m.count_ones()).sum() });
         }
@@ -197,13 +232,28 @@ impl Ledger {
         for pod in &allocation.pods {
             let first = self.state.racks[pod.rack as usize].first_node;
             let node = &mut self.state.nodes[(first + pod.node) as usize];
-            assert!(
-                node.state == NodeState::Ready && node.used & pod.gpus == 0,
-                "rack {} node {} cannot take GPUs {:#b}",
-                pod.rack,
-                pod.node,
-                pod.gpus
-            );
+            if pod.gpu_milli != 0 {
+                // One GPU: free (it becomes shared) or shared with room for the pod's share.
+                let g = pod.gpus.trailing_zeros() as usize;
+                let shared = u32::from(node.shared_milli[g]);
+                let room = if shared == 0 { node.used & pod.gpus == 0 } else { shared + pod.gpu_milli <= GPU_MILLI };
+                assert!(
+                    node.state == NodeState::Ready && pod.gpus.count_ones() == 1 && room,
+                    "rack {} node {} cannot take {} thousandths of GPU {g}",
+                    pod.rack,
+                    pod.node,
+                    pod.gpu_milli
+                );
+                node.shared_milli[g] = (shared + pod.gpu_milli) as u16;
+            } else {
+                assert!(
+                    node.state == NodeState::Ready && node.used & pod.gpus == 0,
+                    "rack {} node {} cannot take GPUs {:#b}",
+                    pod.rack,
+                    pod.node,
+                    pod.gpus
+                );
+            }
             node.used |= pod.gpus;
             let free = &mut self.state.node_table[(first + pod.node) as usize];
             assert!(
@@ -236,7 +286,29 @@ impl Ledger {
                 pod.node,
                 pod.gpus
             );
-            node.used &= !pod.gpus;
+            if pod.gpu_milli != 0 {
+                let g = pod.gpus.trailing_zeros() as usize;
+                let shared = u32::from(node.shared_milli[g]);
+                assert!(
+                    shared >= pod.gpu_milli,
+                    "rack {} node {} GPU {g} does not hold the pod's share",
+                    pod.rack,
+                    pod.node
+                );
+                node.shared_milli[g] = (shared - pod.gpu_milli) as u16;
+                // The last share given back frees the GPU.
+                if node.shared_milli[g] == 0 {
+                    node.used &= !pod.gpus;
+                }
+            } else {
+                assert!(
+                    pod.gpus & node.shared_gpus() == 0,
+                    "rack {} node {}: a pod of whole GPUs on a shared GPU",
+                    pod.rack,
+                    pod.node
+                );
+                node.used &= !pod.gpus;
+            }
             let rack = &self.state.racks[pod.rack as usize];
             let free = &mut self.state.node_table[(first + pod.node) as usize];
             free.free_cpu_milli += pod.cpu_milli;
@@ -317,6 +389,12 @@ impl Ledger {
         for (i, node) in self.state.nodes.iter().enumerate() {
             if node.state == NodeState::Failed && node.used != 0 {
                 return Err(format!("node {i} has failed but holds GPUs"));
+            }
+            if node.shared_gpus() & !node.used != 0 {
+                return Err(format!("node {i} has a shared GPU it does not count as in use"));
+            }
+            if node.shared_milli.iter().any(|&m| u32::from(m) > GPU_MILLI) {
+                return Err(format!("node {i} has a GPU shared beyond its thousandths"));
             }
         }
         for (r, rack) in self.state.racks.iter().enumerate() {

@@ -234,7 +234,7 @@ pub fn usable_gpus(job: &JobGpu, fleet: &Fleet, state: &FleetState) -> u64 {
 /// [`usable_gpus`] of every job, computed once per distinct need (jobs of one need share it).
 fn usable_gpus_of_all(compiled: &[JobGpu], fleet: &Fleet, state: &FleetState) -> Vec<u64> {
     // Everything `usable_gpus` reads of a job (its ready day does not count: online dates are left out).
-    let mut cache: HashMap<[u32; 10], u64> = HashMap::new();
+    let mut cache: HashMap<[u32; 11], u64> = HashMap::new();
     compiled
         .iter()
         .map(|job| {
@@ -249,6 +249,7 @@ fn usable_gpus_of_all(compiled: &[JobGpu], fleet: &Fleet, state: &FleetState) ->
                 job.provider_mask,
                 job.pod_cpu_milli,
                 job.pod_memory_mib,
+                job.gpu_milli,
             ];
             *cache.entry(need).or_insert_with(|| usable_gpus(job, fleet, state))
         })

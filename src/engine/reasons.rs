@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ledger::Ledger;
 use crate::kernel::limits::MAX_LATENCY_MS;
-use crate::kernel::score::{JobGpu, REJECT_GPUS, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS};
+use crate::kernel::score::{JobGpu, REJECT_GPUS, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS, pods_here};
 use crate::kernel::shape::{
-    fits, nodes_with_free, pod_layout, pods_fit, pods_per_rack, rack_summary, racks_needed, spans_racks,
+    fits, nodes_with_free, pod_layout, pods_fit, pods_per_node, pods_per_rack, rack_summary, racks_needed, spans_racks,
 };
 use crate::model::fleet::Fleet;
 
@@ -30,14 +30,19 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
     let spans_everywhere = fleet.rack_types.iter().all(|rt| {
         let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
         // By GPUs: a pod asking more CPU than a tray has is worded by `tray_resources`.
-        let per_rack = pods_per_rack(job.shapes[(rt.node_gpus - 1) as usize], rt.nodes, 0, 0, 0, 0);
+        let per_rack = pods_per_rack(pods_per_node(job.shapes[(rt.node_gpus - 1) as usize]), rt.nodes, 0, 0, 0, 0);
         per_rack == 0 || spans_racks(layout, per_rack)
     });
     let plural = if job.pods == 1 { "" } else { "s" };
-    let mut pods =
-        if job.pod_gpus != 0 { format!(" as {} pod{plural} of {}", job.pods, job.pod_gpus) } else { String::new() };
+    let mut pods = if job.shares_gpus() {
+        format!(" as {} pod{plural} of {} thousandths of one GPU", job.pods, job.gpu_milli)
+    } else if job.pod_gpus != 0 {
+        format!(" as {} pod{plural} of {}", job.pods, job.pod_gpus)
+    } else {
+        String::new()
+    };
     if job.asks_cpu_or_memory() {
-        pods += &format!(" GPUs, {} each", pod_resources(job));
+        pods += &format!("{}, {} each", if job.shares_gpus() { "" } else { " GPUs" }, pod_resources(job));
     }
     let block = match job.block_rule {
         crate::kernel::score::BLOCK_REQUIRED => " in one topology block",
@@ -135,6 +140,21 @@ pub enum Cause {
         /// The most any tray of that rack with the pod's GPUs free has left, same unit.
         most_free_on_a_tray: u32,
     },
+    /// GPUs bind for a job whose pods share GPUs: no rack that meets the fixed needs holds all its
+    /// pods on what is free of its GPUs (whole free GPUs, and what is left on shared ones, with the
+    /// pods' CPU and memory on the same trays). The cluster with the rack that holds the most.
+    GpuShares {
+        /// The site.
+        site: String,
+        /// The cluster.
+        cluster: String,
+        /// The job's pods.
+        pods: u32,
+        /// Thousandths of one GPU each pod asks for.
+        gpu_milli: u32,
+        /// The most of its pods one rack of that cluster holds now.
+        most_pods_in_a_rack: u32,
+    },
     /// GPUs bind for a job that spans racks: no cluster that meets the fixed needs has enough
     /// fully free racks. The cluster with the most.
     FreeRacks {
@@ -169,6 +189,7 @@ impl Cause {
             Cause::FreeRacks { .. } => "free_racks",
             Cause::PodTooLarge { .. } => "pod_too_large",
             Cause::TrayResources { .. } => "tray_resources",
+            Cause::GpuShares { .. } => "gpu_shares",
             Cause::NotEvaluated => "not_evaluated",
         }
     }
@@ -293,6 +314,10 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         })
     };
     let gpus_fit = |c: usize| {
+        if job.shares_gpus() {
+            // Shared GPUs differ rack by rack: one rack per class.
+            return classes.representatives(c).any(|r| state.check(job, r as usize) & REJECT_GPUS == 0);
+        }
         if job.asks_cpu_or_memory() {
             // The GPUs alone (by class) first: where they do not fit, neither does the job.
             return fits_by_class(c, &gpus_only)
@@ -320,6 +345,12 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
             power(needed_w)
         );
         return Reason { cause: Cause::Power { site, cluster, free_w, needed_w }, text };
+    }
+    // Pods of a shared GPU: the rack that holds the most of them.
+    if job.shares_gpus()
+        && let Some(reason) = gpu_shares(ledger, job, &eligible, &need)
+    {
+        return reason;
     }
     // A tray's CPU or memory binds where some rack has the trays for the pods' GPUs.
     if job.asks_cpu_or_memory()
@@ -396,6 +427,36 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         );
         Reason { cause: Cause::FreeRacks { site, cluster, free_racks, needed_racks }, text }
     }
+}
+
+/// For a job whose pods share GPUs and fit one NVLink domain: the eligible cluster with the rack
+/// that holds the most of its pods now (one rack per class: racks of a class hold the same).
+fn gpu_shares(ledger: &Ledger, job: &JobGpu, eligible: &[usize], need: &str) -> Option<Reason> {
+    let (fleet, state, classes) = (ledger.fleet(), ledger.state(), ledger.classes());
+    let mut best: Option<(u32, usize)> = None;
+    for &c in eligible {
+        let first = &state.racks[fleet.clusters[c].racks.start];
+        let (layout, per_rack) = job.shape_on(first);
+        if per_rack == 0 || spans_racks(layout, per_rack) {
+            continue;
+        }
+        for r in classes.representatives(c) {
+            let held = pods_here(job, &state.racks[r as usize], 1, &state.node_table);
+            if best.is_none_or(|(most, _)| held > most) {
+                best = Some((held, c));
+            }
+        }
+    }
+    let (most_pods_in_a_rack, c) = best?;
+    let cluster = &fleet.clusters[c];
+    let (site, cluster) = (fleet.sites[cluster.site].name.clone(), cluster.name.clone());
+    let text = format!(
+        "{need}; closest feasible: {site}/{cluster} has a rack whose free GPUs and shares hold {most_pods_in_a_rack} \
+         of its {} pods",
+        job.pods
+    );
+    let cause = Cause::GpuShares { site, cluster, pods: job.pods, gpu_milli: job.gpu_milli, most_pods_in_a_rack };
+    Some(Reason { cause, text })
 }
 
 /// "32 cores and 256 GB": what each pod of `job` asks for.

@@ -44,6 +44,10 @@ pub struct PodOn {
     /// Memory it holds on the node, MiB (absent when its job asks for none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub memory_mib: u32,
+    /// For a pod of a shared GPU, the thousandths of its one GPU (`gpus`) it holds (absent for a
+    /// pod of whole GPUs).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpu_milli: u32,
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -72,6 +76,7 @@ impl PlacedOn {
                     gpus: p.gpu_indices(),
                     cpu_milli: p.cpu_milli,
                     memory_mib: p.memory_mib,
+                    gpu_milli: p.gpu_milli,
                 })
                 .collect(),
             score,

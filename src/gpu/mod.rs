@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::error::ScoreError;
 use crate::kernel::cpu::ScoreOutput;
 use crate::kernel::score::{
-    BlockGpu, Candidate, ClusterGpu, JobGpu, MAX_CANDIDATES, NodeGpu, Params, RackGpu, SiteGpu,
+    BlockGpu, Candidate, ClusterGpu, JobGpu, MAX_CANDIDATES, NODE_WORDS, NodeGpu, Params, RackGpu, SiteGpu,
 };
 use crate::kernel::state::FleetState;
 
@@ -117,7 +117,7 @@ fn rack_tiles<'a>(
     with_nodes: bool,
     max_binding: u64,
 ) -> Result<Vec<RackTile<'a>>, ScoreError> {
-    let node_room = (max_binding / 4).saturating_sub(state.latency.len() as u64) / 3;
+    let node_room = (max_binding / 4).saturating_sub(state.latency.len() as u64) / u64::from(NODE_WORDS);
     let mut tiles = Vec::new();
     let mut start = 0;
     while start < state.racks.len() {
@@ -624,9 +624,9 @@ impl GpuScorer {
         let plan = TilePlan::for_limits(&self.context.limits, k);
         let max_binding = max_binding(&self.context.limits);
         // The `tables` binding holds the latency table and, when a job of the batch asks for CPU
-        // or memory (no other job reads them), the nodes of the rack tile being scored: one
-        // binding keeps the kernel within 8 storage buffers.
-        let with_nodes = jobs.iter().any(JobGpu::asks_cpu_or_memory);
+        // or memory or shares GPUs (no other job reads them), the nodes of the rack tile being
+        // scored: one binding keeps the kernel within 8 storage buffers.
+        let with_nodes = jobs.iter().any(JobGpu::needs_node_table);
         for (name, bytes) in [
             ("site", state.sites.len() * size_of::<SiteGpu>()),
             ("cluster", state.clusters.len() * 8),
@@ -640,7 +640,8 @@ impl GpuScorer {
             }
         }
         let rack_tiles = rack_tiles(state, plan.racks_per_tile, with_nodes, max_binding)?;
-        let tables_words = rack_tiles.iter().map(|t| state.latency.len() + 3 * t.nodes.len()).max().unwrap_or(0);
+        let tables_words =
+            rack_tiles.iter().map(|t| state.latency.len() + NODE_WORDS as usize * t.nodes.len()).max().unwrap_or(0);
         let jobs_per_tile = plan.jobs_per_tile.min(jobs.len());
         let racks_per_tile = rack_tiles.iter().map(|t| t.racks.len()).max().unwrap_or(1);
         let scope_oom = self.context.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -714,8 +715,8 @@ impl GpuScorer {
                     accumulate: u32::from(rack_tile_index > 0),
                     groups_per_row,
                     // The tile's first node sits right after the latency table: the kernel addresses
-                    // node i at node_base + 3·i, wrapping (u32 arithmetic wraps in WGSL).
-                    node_base: (state.latency.len() as u32).wrapping_sub(3u32.wrapping_mul(tile.first_node)),
+                    // node i at node_base + NODE_WORDS·i, wrapping (u32 arithmetic wraps in WGSL).
+                    node_base: (state.latency.len() as u32).wrapping_sub(NODE_WORDS.wrapping_mul(tile.first_node)),
                 };
                 self.context.queue.write_buffer(&buffers.params, 0, bytemuck::bytes_of(&params));
                 let mut encoder = self
@@ -779,20 +780,28 @@ mod tests {
         let (_, mut state) = selfcheck::problem();
         state.latency = vec![7; 40];
         let latency_bytes = (state.latency.len() * 4) as u64;
-        for max_binding in [latency_bytes + 12 * 18, latency_bytes + 12 * 100, 1 << 20] {
+        let node_bytes = u64::from(NODE_WORDS) * 4;
+        for max_binding in [latency_bytes + node_bytes * 18, latency_bytes + node_bytes * 100, 1 << 20] {
             for racks_per_tile in [1, 7, 5000] {
                 let tiles = rack_tiles(&state, racks_per_tile, true, max_binding).unwrap();
                 let mut next = 0;
                 for tile in &tiles {
                     assert_eq!(tile.offset, next, "tiles are consecutive");
                     assert!(!tile.racks.is_empty() && tile.racks.len() <= racks_per_tile);
-                    assert!(latency_bytes + 12 * tile.nodes.len() as u64 <= max_binding, "the tile fits a binding");
-                    // Node i of rack r sits where the kernel looks: node_base + 3·(first_node + i).
-                    let node_base = (state.latency.len() as u32).wrapping_sub(3u32.wrapping_mul(tile.first_node));
+                    assert!(
+                        latency_bytes + node_bytes * tile.nodes.len() as u64 <= max_binding,
+                        "the tile fits a binding"
+                    );
+                    // Node i of rack r sits where the kernel looks: node_base + NODE_WORDS·(first_node + i).
+                    let node_base = (state.latency.len() as u32).wrapping_sub(NODE_WORDS.wrapping_mul(tile.first_node));
                     for rack in tile.racks {
                         for n in 0..rack.nodes {
-                            let word = node_base.wrapping_add(3 * (rack.first_node + n)) as usize - state.latency.len();
-                            assert_eq!(tile.nodes[word / 3], state.node_table[(rack.first_node + n) as usize]);
+                            let word = node_base.wrapping_add(NODE_WORDS * (rack.first_node + n)) as usize
+                                - state.latency.len();
+                            assert_eq!(
+                                tile.nodes[word / NODE_WORDS as usize],
+                                state.node_table[(rack.first_node + n) as usize]
+                            );
                         }
                     }
                     next += tile.racks.len();
@@ -801,7 +810,7 @@ mod tests {
             }
         }
         // A binding too small for one rack's trays is an error, not an endless loop.
-        assert!(rack_tiles(&state, 10, true, latency_bytes + 12).is_err());
+        assert!(rack_tiles(&state, 10, true, latency_bytes + node_bytes).is_err());
         // Without CPU or memory asked, tiles carry no nodes.
         assert!(rack_tiles(&state, 10, false, 1 << 20).unwrap().iter().all(|t| t.nodes.is_empty()));
     }

@@ -11,8 +11,8 @@
 use crate::kernel::cpu::ScoreOutput;
 use crate::kernel::limits::MAX_LATENCY_MS;
 use crate::kernel::score::{
-    BlockGpu, ClusterGpu, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, NodeGpu, RackGpu, SiteGpu, TERM_COUNT, TERM_RANDOM,
-    TERM_SCALE, inv_q16, mix, pack_frag_mix,
+    BlockGpu, ClusterGpu, GPU_MILLI, JobGpu, MAX_CANDIDATES, MAX_WEIGHT, NodeGpu, RackGpu, SiteGpu, TERM_COUNT,
+    TERM_RANDOM, TERM_SCALE, inv_q16, mix, pack_frag_mix,
 };
 use crate::kernel::shape::job_tables;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
@@ -66,7 +66,14 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                     _ => NodeState::Ready,
                 };
                 let used = if state == NodeState::Failed { 0 } else { used };
-                nodes.push(NodeCell { used: ((1u32 << used) - 1) as u8, state });
+                let mut cell = NodeCell::new(((1u32 << used) - 1) as u8, state);
+                // On a third of the busy trays, the GPU after those in use is shared, some of them
+                // fully.
+                if busy && used < node_gpus && state != NodeState::Failed && draw(35, r * 64 + n, 3) == 0 {
+                    cell.used |= 1 << used;
+                    cell.shared_milli[used as usize] = (1 + draw(36, r * 64 + n, GPU_MILLI)) as u16;
+                }
+                nodes.push(cell);
                 // CPU and memory in use only next to GPUs in use, as the ledger keeps them.
                 let (cpu, memory) = if used == 0 {
                     (0, 0)
@@ -77,6 +84,7 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                     free_gpus: 0,
                     free_cpu_milli: node_cpu - cpu,
                     free_memory_mib: node_memory - memory,
+                    shared_free: [0; 3],
                 });
             }
             RackGpu {
@@ -134,7 +142,15 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
             // A quarter of the jobs state pods (of 1, 2 or 4 GPUs; 8 never fits a tray of 4).
             let pod_gpus = if draw(24, j, 4) == 0 { [1u32, 2, 4, 8][draw(25, j, 4) as usize] } else { 0 };
             let pods = if pod_gpus == 0 { 0 } else { 1 + draw(26, j, 30) };
-            let gpus = if pod_gpus == 0 { gpus } else { pods * pod_gpus };
+            // Half the jobs of 1-GPU pods share GPUs (some of them ten pods to a GPU and more).
+            let gpu_milli = if pod_gpus == 1 && draw(37, j, 2) == 0 { 1 + draw(38, j, GPU_MILLI - 1) } else { 0 };
+            let gpus = if gpu_milli != 0 {
+                (pods * gpu_milli).div_ceil(GPU_MILLI)
+            } else if pod_gpus == 0 {
+                gpus
+            } else {
+                pods * pod_gpus
+            };
             let shapes = job_tables(gpus, pods, pod_gpus);
             JobGpu {
                 gpus,
@@ -154,6 +170,8 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 // A third of the jobs with pods ask for CPU and memory per pod, up to a whole tray's.
                 pod_cpu_milli: if pod_gpus != 0 && draw(31, j, 3) == 0 { 1 + draw(32, j, 80_000) } else { 0 },
                 pod_memory_mib: if pod_gpus != 0 && draw(33, j, 3) == 0 { 1 + draw(34, j, 500_000) } else { 0 },
+                gpu_milli,
+                pods_per_gpu: GPU_MILLI.checked_div(gpu_milli).unwrap_or(0),
                 frag_mix: pack_frag_mix(&std::array::from_fn(|bucket| u64::from(draw(30 + bucket as u32, 0, 10)))),
                 weights,
             }

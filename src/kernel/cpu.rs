@@ -197,9 +197,9 @@ fn score_batch_with(jobs: &[JobGpu], state: &FleetState, k: usize, prune: bool) 
         .zip(jobs.par_chunks(JOBS_PER_TASK))
         .for_each(|((top_chunk, feasible_chunk), job_chunk)| {
             for ((job, top), feasible) in job_chunk.iter().zip(top_chunk.chunks_mut(k)).zip(feasible_chunk.iter_mut()) {
-                // A job asking for CPU or memory may need its racks' nodes counted one by one,
-                // which the columns do not hold: it is scored rack by rack.
-                *feasible = if job.asks_cpu_or_memory() {
+                // A job asking for CPU or memory, or sharing GPUs, may need its racks' nodes
+                // counted one by one, which the columns do not hold: it is scored rack by rack.
+                *feasible = if job.needs_node_table() {
                     if prune { score_job_pruned(job, state, &columns.runs, top) } else { score_job(job, state, top) }
                 } else {
                     score_job_columns(job, &columns, top, prune)
@@ -371,13 +371,9 @@ fn score_job_pruned(job: &JobGpu, state: &FleetState, runs: &[ClusterRun], top: 
             continue;
         }
         let (layout, per_rack) = job.shape_on(first);
-        if !cluster_has_room(
-            job.gpus,
-            layout,
-            per_rack,
-            run.max_free,
-            state.clusters[first.cluster as usize].free_racks,
-        ) {
+        // Pods of a shared GPU may fit a cluster's shared GPUs with none free.
+        let max_free = if job.shares_gpus() { u32::MAX } else { run.max_free };
+        if !cluster_has_room(job.gpus, layout, per_rack, max_free, state.clusters[first.cluster as usize].free_racks) {
             continue;
         }
         for index in run.start..run.end {

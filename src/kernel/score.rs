@@ -24,7 +24,10 @@
 //! | rack `node_gpus` / `nodes` (GPUs per node, nodes per rack) | 1 ..= 8 / 1 ..= 255 | `MAX_NODE_GPUS`, `MAX_RACK_NODES` |
 //! | rack `summary`: nodes with at least f free GPUs / pods of each size they hold | ≤ 255 (8 bits) / ≤ 255 · 8 = 2 040 (16 bits) | (nodes per rack, GPUs per node) |
 //! | job `pods` / `pod_gpus` | 0 ..= 65 535 / 0 ..= 8 (0: the `gpus` shorthand) | `MAX_JOB_GPUS`, `MAX_NODE_GPUS` |
-//! | `free_racks * pods_per_rack` | ≤ 1 000 000 · 2 040 = 2 040 000 000 | (product) |
+//! | job `gpu_milli` / `pods_per_gpu` = floor(1000 / gpu_milli) | 0 or 1 ..= 999 / 0 or 1 ..= 1000 | `GPU_MILLI` |
+//! | pods of a shared GPU one node holds: free GPUs · pods_per_gpu + Σ shared GPUs' free / gpu_milli | ≤ 8 · 1000 + 8 · 999 | (per GPU ≤ 1000) |
+//! | pods one whole rack holds (`per_rack`) / its usable nodes hold now | ≤ 255 · 8 · 1000 = 2 040 000 / ≤ 255 · 15 992 < 4 080 000 | (nodes · the line above) |
+//! | `min(free_racks, pods) · min(per_rack, pods)` | ≤ 65 535² < 2³² | (each factor capped at the job's pods) |
 //! | rack `hbm_gb` / job `hbm_gb` | 1 ..= 65 535 / 0 ..= 65 535 | `MAX_HBM_GB` |
 //! | rack `gpu_watts` = ceil(rack W / GPUs) | 1 ..= 65 535 | `MAX_GPU_WATTS` |
 //! | job `gpus` | 1 ..= 65 535 | `MAX_JOB_GPUS` |
@@ -58,7 +61,9 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::kernel::limits::MAX_NODE_GPUS;
-use crate::kernel::shape::{fits, gpus_on_anchor, nodes_with_at_least, pods_fit, pods_per_rack, unpack_shape};
+use crate::kernel::shape::{
+    fits, gpus_on_anchor, nodes_with_at_least, pods_fit, pods_per_node, pods_per_rack, unpack_shape,
+};
 
 /// Terms are fractions expressed in thousandths (permille).
 pub const TERM_SCALE: u32 = 1000;
@@ -242,6 +247,11 @@ pub struct JobGpu {
     pub pod_cpu_milli: u32,
     /// Memory each pod needs, MiB (0: none stated; only explicit pods state it).
     pub pod_memory_mib: u32,
+    /// The share of one GPU each pod needs, thousandths, 1..=999, for pods of one shared GPU; 0
+    /// for pods of whole GPUs.
+    pub gpu_milli: u32,
+    /// floor(1000 / `gpu_milli`): the job's pods one free GPU holds (0 for whole GPUs).
+    pub pods_per_gpu: u32,
     /// Weight of each term, indexed by `TERM_*`.
     pub weights: [u32; TERM_COUNT],
 }
@@ -259,6 +269,17 @@ impl JobGpu {
     /// True when the job asks for CPU or memory per pod.
     pub fn asks_cpu_or_memory(&self) -> bool {
         self.pod_cpu_milli != 0 || self.pod_memory_mib != 0
+    }
+
+    /// True when the job's pods share GPUs (`gpu_milli` below 1000).
+    pub fn shares_gpus(&self) -> bool {
+        self.gpu_milli != 0
+    }
+
+    /// True when the kernel may read the node table for this job: it asks for CPU or memory, or
+    /// its pods share GPUs ([`pods_here`]).
+    pub fn needs_node_table(&self) -> bool {
+        self.asks_cpu_or_memory() || self.shares_gpus()
     }
 }
 
@@ -309,8 +330,8 @@ pub struct RackGpu {
 }
 
 /// A node (tray) as the kernel reads it, when a job asks for CPU or memory that the rack's summary
-/// cannot answer for. Keep in sync with `struct Node` in the shader, which reads it from the
-/// `tables` binding after the latency table.
+/// cannot answer for, or shares GPUs. Keep in sync with `struct Node` in the shader, which reads it
+/// from the `tables` binding after the latency table, [`NODE_WORDS`] words a node.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Pod, Zeroable)]
 pub struct NodeGpu {
@@ -320,7 +341,16 @@ pub struct NodeGpu {
     pub free_cpu_milli: u32,
     /// Memory not in use, MiB.
     pub free_memory_mib: u32,
+    /// The thousandths of a GPU not in use on each of its shared GPUs, 10 bits a GPU (GPU i in word
+    /// i / 3 at bit 10·(i % 3)): 0 for a GPU that is free or whole in use, and for every GPU of a
+    /// node that is not ready ([`shared_free_milli`]).
+    pub shared_free: [u32; 3],
 }
+
+/// Words of one node in the shader's node table.
+pub const NODE_WORDS: u32 = 6;
+/// A GPU's thousandths: a pod of a shared GPU asks for 1 ..= `GPU_MILLI` − 1 of them.
+pub const GPU_MILLI: u32 = 1000;
 
 /// A site as the kernel reads it. Keep in sync with `struct Site` in the shader.
 #[repr(C)]
@@ -390,9 +420,9 @@ pub struct Params {
 
 // Storage-buffer records are arrays of 4-byte scalars (WGSL aligns them to 4); the uniform `Params`
 // is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's pod_shape.
-const _: () = assert!(size_of::<JobGpu>() == (13 + 8 + 3 + 2 + TERM_COUNT) * 4);
+const _: () = assert!(size_of::<JobGpu>() == (13 + 8 + 3 + 4 + TERM_COUNT) * 4);
 const _: () = assert!(size_of::<RackGpu>() == 88);
-const _: () = assert!(size_of::<NodeGpu>() == 12);
+const _: () = assert!(size_of::<NodeGpu>() == NODE_WORDS as usize * 4);
 const _: () = assert!(size_of::<BlockGpu>() == 4);
 const _: () = assert!(size_of::<SiteGpu>() == 20);
 const _: () = assert!(size_of::<ClusterGpu>() == 8);
@@ -432,29 +462,53 @@ pub fn pack_frag_mix(counts: &[u64; FRAG_BUCKETS as usize]) -> [u32; 3] {
 }
 
 /// Pods of the job one whole rack holds ([`pods_per_rack`] with the job's and the rack's CPU and
-/// memory). *Twin.*
+/// memory): a node holds pods of whole GPUs by its table entry, pods of a shared GPU by their share
+/// of each of its GPUs. *Twin.*
 #[inline(always)]
 pub fn rack_pods(job: &JobGpu, rack: &RackGpu, packed: u32) -> u32 {
-    pods_per_rack(packed, rack.nodes, job.pod_cpu_milli, job.pod_memory_mib, rack.node_cpu_milli, rack.node_memory_mib)
+    let per_node = if job.pods_per_gpu != 0 { rack.node_gpus * job.pods_per_gpu } else { pods_per_node(packed) };
+    pods_per_rack(
+        per_node,
+        rack.nodes,
+        job.pod_cpu_milli,
+        job.pod_memory_mib,
+        rack.node_cpu_milli,
+        rack.node_memory_mib,
+    )
+}
+
+/// The free thousandths of GPU `gpu` (0..=7) of a node, when it is shared ([`NodeGpu::shared_free`]).
+/// *Twin.*
+#[inline(always)]
+pub fn shared_free_milli(shared_free: [u32; 3], gpu: u32) -> u32 {
+    (shared_free[(gpu / 3) as usize] >> (10 * (gpu % 3))) & 0x3FF
 }
 
 /// Full-size pods of `size` GPUs of the job the rack's usable nodes hold now. From the summary when
-/// the job's CPU and memory per pod are at most its GPUs times the rack's least free CPU and memory
-/// per free GPU: then every node that has a pod's GPUs has its CPU and memory too. Otherwise node
-/// by node: each holds the fewest of its free GPUs, CPU and memory divided by the pod's. *Twin.*
+/// the job's pods have whole GPUs and their CPU and memory per pod are at most its GPUs times the
+/// rack's least free CPU and memory per free GPU: then every node that has a pod's GPUs has its CPU
+/// and memory too. Otherwise node by node: each holds the fewest of its pods by GPUs (for pods of a
+/// shared GPU: their share of each free GPU, and of what is left on each shared one), CPU and
+/// memory. *Twin.*
 #[inline(always)]
 #[expect(clippy::manual_checked_ops, reason = "reads line for line like the shader's function")]
 pub fn pods_here(job: &JobGpu, rack: &RackGpu, size: u32, nodes: &[NodeGpu]) -> u32 {
     let by_summary = pods_fit(rack.summary, size.max(1));
     let cpu_held = job.pod_cpu_milli <= size * rack.cpu_per_gpu;
     let memory_held = job.pod_memory_mib <= size * rack.memory_per_gpu;
-    if size == 0 || (cpu_held && memory_held) {
+    if size == 0 || (job.gpu_milli == 0 && cpu_held && memory_held) {
         return by_summary;
     }
     let mut held = 0u32;
     for n in 0..rack.nodes {
         let node = nodes[(rack.first_node + n) as usize];
         let mut pods = node.free_gpus / size;
+        if job.gpu_milli != 0 {
+            pods = node.free_gpus * job.pods_per_gpu;
+            for gpu in 0..rack.node_gpus {
+                pods += shared_free_milli(node.shared_free, gpu) / job.gpu_milli;
+            }
+        }
         if job.pod_cpu_milli != 0 {
             pods = pods.min(node.free_cpu_milli / job.pod_cpu_milli);
         }
@@ -499,8 +553,11 @@ pub(crate) fn check_of<const SUMMARY_ONLY: bool>(
     let mut reject = 0u32;
     let packed = job.shapes[(rack.node_gpus - 1) as usize];
     let pod_shape = unpack_shape(packed);
-    let per_rack =
-        if SUMMARY_ONLY { pods_per_rack(packed, rack.nodes, 0, 0, 0, 0) } else { rack_pods(job, rack, packed) };
+    let per_rack = if SUMMARY_ONLY {
+        pods_per_rack(pods_per_node(packed), rack.nodes, 0, 0, 0, 0)
+    } else {
+        rack_pods(job, rack, packed)
+    };
     // A job kept to one block counts that block's whole racks, any other the cluster's.
     let whole_racks = if job.block_rule == BLOCK_ANY { cluster.free_racks } else { block.free_racks };
     let here = if SUMMARY_ONLY {
@@ -589,7 +646,9 @@ pub fn frag_term(job: &JobGpu, rack: &RackGpu, pod_shape: [u32; 3], per_rack: u3
     }
     let before = frag_expected(count, job.frag_mix, node_gpus);
     let pods = full + u32::from(rest != 0);
-    if size != 0 && pods <= per_rack {
+    // Pods of a shared GPU leave the trays' free GPUs as they are (so far as this term sees them):
+    // no change.
+    if size != 0 && pods <= per_rack && job.gpu_milli == 0 {
         // Full-size pods, level by level from the fewest free GPUs that hold one: each tray there
         // takes as many as it holds, the last one what is left.
         let mut left = full;
@@ -642,7 +701,8 @@ fn terms_of<const FAST: bool>(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, late
     let mut t = [0u32; TERM_COUNT];
     let packed = job.shapes[(rack.node_gpus - 1) as usize];
     let pod_shape = unpack_shape(packed);
-    let per_rack = if FAST { pods_per_rack(packed, rack.nodes, 0, 0, 0, 0) } else { rack_pods(job, rack, packed) };
+    let per_rack =
+        if FAST { pods_per_rack(pods_per_node(packed), rack.nodes, 0, 0, 0, 0) } else { rack_pods(job, rack, packed) };
     let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, pod_shape, per_rack, rack.free_gpus);
     t[TERM_PACK as usize] = (used_after * rack.inv_gpus_q16) >> RECIP_SHIFT;
     t[TERM_SPREAD as usize] = TERM_SCALE - t[TERM_PACK as usize];

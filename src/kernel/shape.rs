@@ -91,21 +91,28 @@ pub fn pod_count(pod_shape: [u32; 3]) -> u32 {
     pod_shape[0] + u32::from(pod_shape[2] != 0)
 }
 
-/// Pods of the job one whole rack of `nodes` nodes holds (0 when a pod is larger than a node), from
-/// its table entry for the rack's node size, and fewer when a node's CPU or memory holds fewer of
-/// its pods than its GPUs do. A shorthand job's remainder pod is smaller than a full one (and asks
-/// for no CPU or memory), so a rack holds as many of those. *Twin.*
+/// Pods of the job one node holds by GPUs alone, from its table entry for the node's size (0 when a
+/// pod is larger than a node). *Twin.*
+#[inline(always)]
+pub fn pods_per_node(packed: u32) -> u32 {
+    (packed >> 24) & 0xF
+}
+
+/// Pods of the job one whole rack of `nodes` nodes holds, when one node holds `per_node` of them by
+/// GPUs ([`pods_per_node`], or the GPUs' shares for pods of a shared GPU), and fewer when a node's
+/// CPU or memory holds fewer of its pods. A shorthand job's remainder pod is smaller than a full
+/// one (and asks for no CPU or memory), so a rack holds as many of those. *Twin.*
 #[inline(always)]
 #[expect(clippy::manual_checked_ops, reason = "reads line for line like the shader's function")]
-pub fn pods_per_rack(packed: u32, nodes: u32, pod_cpu: u32, pod_memory: u32, node_cpu: u32, node_memory: u32) -> u32 {
-    let mut per_node = (packed >> 24) & 0xF;
+pub fn pods_per_rack(per_node: u32, nodes: u32, pod_cpu: u32, pod_memory: u32, node_cpu: u32, node_memory: u32) -> u32 {
+    let mut held = per_node;
     if pod_cpu != 0 {
-        per_node = min_u32(per_node, node_cpu / pod_cpu);
+        held = min_u32(held, node_cpu / pod_cpu);
     }
     if pod_memory != 0 {
-        per_node = min_u32(per_node, node_memory / pod_memory);
+        held = min_u32(held, node_memory / pod_memory);
     }
-    nodes * per_node
+    nodes * held
 }
 
 /// A rack's summary, what the kernel knows of its nodes: `[at_least_1_4, at_least_5_8, fit_1_2,
@@ -170,7 +177,9 @@ pub fn fits(
     let [full, _, rest] = pod_shape;
     let pods = full + u32::from(rest != 0);
     let fits_one_rack = pods_here >= full && (rest == 0 || nodes_with_at_least(summary, rest) > full);
-    let fits_many_racks = free_gpus == rack_gpus && whole_racks * per_rack >= pods;
+    // whole_racks × per_rack ≥ pods, with each factor capped at pods (≤ 65 535), so the product
+    // stays in a u32 when pods share GPUs (a rack then holds up to 2 040 000 of them).
+    let fits_many_racks = free_gpus == rack_gpus && min_u32(whole_racks, pods) * min_u32(per_rack, pods) >= pods;
     per_rack != 0 && if pods <= per_rack { fits_one_rack } else { fits_many_racks }
 }
 
@@ -262,6 +271,48 @@ pub fn pods_on_nodes_sized(
     Some(pods)
 }
 
+/// A node as [`shared_pods_on_gpus`] sees it: the free thousandths of each of its GPUs (1000 for a
+/// free GPU, what is left on a shared one, 0 for a GPU in use whole and for every GPU of a node that
+/// is not ready), its free CPU and its free memory.
+pub type SharedNode = ([u32; MAX_NODE_GPUS as usize], u32, u32);
+
+/// Places `pods` pods of `milli` (1..=999) thousandths of one GPU each on the nodes of one rack,
+/// each also asking `need` = `[CPU, memory]`: each pod on the GPU with the fewest free thousandths
+/// that holds it (so a shared GPU before a free one), on a node with the pod's CPU and memory, ties
+/// to the lowest node and then GPU index. Returns each pod's node and GPU in placement order and
+/// takes them from `nodes`, or None, leaving `nodes` as they were, when they do not all fit.
+///
+/// A pod taken from a GPU lowers the pods its node holds (the fewest of its GPUs' shares, its CPU
+/// and its memory, each divided by the pod's) by exactly one, so identical pods never block one
+/// another and the kernel's count node by node ([`crate::kernel::score::pods_here`]) is exact.
+pub fn shared_pods_on_gpus(nodes: &mut [SharedNode], pods: u32, milli: u32, need: [u32; 2]) -> Option<Vec<(u32, u32)>> {
+    let before = nodes.to_vec();
+    let [cpu, memory] = need;
+    let mut placed = Vec::with_capacity(pods as usize);
+    for _ in 0..pods {
+        let mut best: Option<(u32, usize, usize)> = None;
+        for (n, (gpus, free_cpu, free_memory)) in nodes.iter().enumerate() {
+            if *free_cpu < cpu || *free_memory < memory {
+                continue;
+            }
+            for (g, &free) in gpus.iter().enumerate() {
+                if free >= milli && best.is_none_or(|(least, _, _)| free < least) {
+                    best = Some((free, n, g));
+                }
+            }
+        }
+        let Some((_, n, g)) = best else {
+            nodes.copy_from_slice(&before);
+            return None;
+        };
+        nodes[n].0[g] -= milli;
+        nodes[n].1 -= cpu;
+        nodes[n].2 -= memory;
+        placed.push((n as u32, g as u32));
+    }
+    Some(placed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,7 +340,7 @@ mod tests {
                     assert_eq!(unpack_shape(shapes[i]), shape);
                 }
                 assert_eq!(
-                    pods_per_rack(shapes[i], 18, 0, 0, 0, 0),
+                    pods_per_rack(pods_per_node(shapes[i]), 18, 0, 0, 0, 0),
                     per_rack,
                     "{job_gpus} {pods} {pod_gpus} {node_gpus}"
                 );
@@ -321,7 +372,7 @@ mod tests {
                         let packed = job_tables(job_gpus, pods, pod_gpus)[3];
                         let pod_shape = unpack_shape(packed);
                         assert_eq!(pod_shape, pod_layout(job_gpus, pods, pod_gpus, 4), "the table is the rule");
-                        let per_rack = pods_per_rack(packed, nodes, 0, 0, 0, 0);
+                        let per_rack = pods_per_rack(pods_per_node(packed), nodes, 0, 0, 0, 0);
                         assert_eq!(per_rack, shape_on(job_gpus, pods, pod_gpus, 4, nodes).1);
                         if spans_racks(pod_shape, per_rack) || per_rack == 0 {
                             continue;

@@ -14,7 +14,7 @@ use crate::kernel::limits::{
     MAX_NODE_CPU_MILLI, MAX_NODE_GPUS, MAX_NODE_MEMORY_MIB, MAX_RACK_GPUS, MAX_RACK_NODES, MAX_REGIONS,
     MAX_SITE_POWER_W,
 };
-use crate::kernel::score::{BlockGpu, ClusterGpu, NodeGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
+use crate::kernel::score::{BlockGpu, ClusterGpu, GPU_MILLI, NodeGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
 use crate::kernel::shape::rack_summary;
 use crate::kernel::state::{FleetState, NodeCell, NodeState};
 use crate::model::date::Day;
@@ -149,7 +149,7 @@ pub struct ClusterFile {
 }
 
 /// One node of a cluster whose state or occupancy a fleet file gives.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NodeFile {
@@ -174,6 +174,12 @@ pub struct NodeFile {
     /// Memory in use by the node's pods, GB (GiB), likewise.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub memory_gb_used: f64,
+    /// Thousandths in use of each of the node's shared GPUs (each 1 … 1000): the GPUs right after
+    /// its `used_gpus` whole ones, one entry each. Pods of whole GPUs never take a shared GPU; pods
+    /// of a shared GPU take what is left on it. Empty when absent; must be empty on a failed node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_NODE_GPUS))]
+    pub gpu_milli_used: Vec<u32>,
 }
 
 fn is_zero_f64(value: &f64) -> bool {
@@ -191,7 +197,15 @@ fn is_zero(value: &u32) -> bool {
 impl NodeFile {
     /// Node `node` of rack `rack` (indices in the cluster and the rack), ready and free.
     pub fn new(rack: u32, node: u32) -> NodeFile {
-        NodeFile { rack, node, state: NodeState::Ready, used_gpus: 0, cpu_used: 0.0, memory_gb_used: 0.0 }
+        NodeFile {
+            rack,
+            node,
+            state: NodeState::Ready,
+            used_gpus: 0,
+            cpu_used: 0.0,
+            memory_gb_used: 0.0,
+            gpu_milli_used: Vec::new(),
+        }
     }
 
     /// In state `state`.
@@ -203,6 +217,12 @@ impl NodeFile {
     /// With its `gpus` lowest-numbered GPUs in use.
     pub fn with_used_gpus(mut self, gpus: u32) -> NodeFile {
         self.used_gpus = gpus;
+        self
+    }
+
+    /// With shared GPUs after its GPUs in use whole, each with the thousandths in `milli` in use.
+    pub fn with_shared_gpus(mut self, milli: Vec<u32>) -> NodeFile {
+        self.gpu_milli_used = milli;
         self
     }
 
@@ -920,7 +940,7 @@ impl Fleet {
                     for _ in 0..rt.nodes {
                         let on_node = left.min(rt.node_gpus);
                         left -= on_node;
-                        nodes.push(NodeCell { used: low_bits(on_node), state: NodeState::Ready });
+                        nodes.push(NodeCell::new(low_bits(on_node), NodeState::Ready));
                         node_resources_used.push([0, 0]);
                     }
                     racks.push(RackSlot { cluster: global_cluster, index_in_cluster: index, used_gpus: 0, first_node });
@@ -962,6 +982,27 @@ impl Fleet {
                     if nf.state == NodeState::Failed && nf.used_gpus != 0 {
                         return Err(fail("used_gpus", "a failed node runs no pods: its GPUs in use must be 0".into()));
                     }
+                    let shared = nf.gpu_milli_used.len() as u32;
+                    if nf.used_gpus + shared > rt.node_gpus {
+                        return Err(fail(
+                            "gpu_milli_used",
+                            format!(
+                                "{} GPUs in use and {shared} shared exceed the node's {} GPUs",
+                                nf.used_gpus, rt.node_gpus
+                            ),
+                        ));
+                    }
+                    if nf.state == NodeState::Failed && shared != 0 {
+                        return Err(fail("gpu_milli_used", "a failed node runs no pods: it has no shared GPUs".into()));
+                    }
+                    if let Some((i, milli)) =
+                        nf.gpu_milli_used.iter().enumerate().find(|(_, m)| **m == 0 || **m > GPU_MILLI)
+                    {
+                        return Err(fail(
+                            &format!("gpu_milli_used[{i}]"),
+                            format!("{milli} is out of range: must be between 1 and {GPU_MILLI} thousandths of a GPU"),
+                        ));
+                    }
                     let mut resources = [0u32; 2];
                     for (i, (name, value, most, unit)) in [
                         ("cpu_used", nf.cpu_used, rt.node_cpu_milli, "cores"),
@@ -988,7 +1029,7 @@ impl Fleet {
                                 ),
                             ));
                         }
-                        if nf.used_gpus == 0 {
+                        if nf.used_gpus == 0 && nf.gpu_milli_used.is_empty() {
                             return Err(fail(
                                 name,
                                 "only a node with GPUs in use has CPU or memory in use (what other work keeps \
@@ -999,7 +1040,11 @@ impl Fleet {
                         resources[i] = units;
                     }
                     let at = cluster_nodes + (nf.rack * rt.nodes + nf.node) as usize;
-                    nodes[at] = NodeCell { used: low_bits(nf.used_gpus), state: nf.state };
+                    let mut cell = NodeCell::new(low_bits(nf.used_gpus + shared), nf.state);
+                    for (gpu, &milli) in nf.gpu_milli_used.iter().enumerate() {
+                        cell.shared_milli[(nf.used_gpus as usize) + gpu] = milli as u16;
+                    }
+                    nodes[at] = cell;
                     node_resources_used[at] = resources;
                 }
                 for slot in &mut racks[rack_start..] {
@@ -1139,6 +1184,8 @@ impl Fleet {
                     free_gpus: 0,
                     free_cpu_milli: rt.node_cpu_milli - cpu_used,
                     free_memory_mib: rt.node_memory_mib - memory_used,
+                    // Set by `recount` below, from the nodes.
+                    shared_free: [0; 3],
                 });
             }
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{InputError, Result};
 use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS};
-use crate::kernel::score::{FRAG_BUCKETS, JobGpu, frag_bucket, inv_q16, mix, pack_frag_mix};
+use crate::kernel::score::{FRAG_BUCKETS, GPU_MILLI, JobGpu, frag_bucket, inv_q16, mix, pack_frag_mix};
 use crate::kernel::shape::job_tables;
 use crate::model::date::Day;
 use crate::model::fleet::{Fleet, MAX_CPU_CORES, MAX_MEMORY_GB, cpu_milli, memory_mib};
@@ -105,6 +105,12 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.001, max = 65536.0))]
     pub memory_gb: Option<f64>,
+    /// For pods that share GPUs: the thousandths of one GPU each pod needs (1 … 999), its pods one
+    /// GPU each (`pods` equal to `gpus`). The job then counts as its pods' shares rounded up to
+    /// whole GPUs ([`Job::gpus_held`]) in power and in GPUs placed. Only with `pods`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 999))]
+    pub gpu_milli: Option<u32>,
 }
 
 /// How a job spanning racks treats topology blocks (as Kueue's required and preferred topology).
@@ -159,6 +165,23 @@ impl Job {
             block: None,
             cpu: None,
             memory_gb: None,
+            gpu_milli: None,
+        }
+    }
+
+    /// Pods of `milli` thousandths of one GPU each: its `gpus` become that many pods of one shared
+    /// GPU.
+    pub fn with_gpu_milli(mut self, milli: u32) -> Job {
+        (self.pods, self.gpu_milli) = (Some(self.gpus), Some(milli));
+        self
+    }
+
+    /// The GPUs the job holds when placed: its `gpus`, or for pods that share GPUs their shares
+    /// rounded up to whole GPUs (what its power and the GPUs placed count).
+    pub fn gpus_held(&self) -> u32 {
+        match self.gpu_milli {
+            Some(milli) => (self.pods.unwrap_or(0) * milli).div_ceil(GPU_MILLI),
+            None => self.gpus,
         }
     }
 
@@ -282,6 +305,20 @@ impl Job {
                 return Err((field, "CPU and memory are asked per pod: give `pods` too".into()));
             }
         }
+        if let Some(milli) = self.gpu_milli {
+            if milli == 0 || milli >= GPU_MILLI {
+                return Err((
+                    "gpu_milli",
+                    format!(
+                        "{milli} is out of range: must be between 1 and {} (a pod of a whole GPU leaves it out)",
+                        GPU_MILLI - 1
+                    ),
+                ));
+            }
+            if self.pods != Some(self.gpus) {
+                return Err(("gpu_milli", "a pod of a shared GPU has one GPU: give `pods` equal to `gpus`".into()));
+            }
+        }
         if self.hbm_gb_per_gpu > MAX_HBM_GB {
             return Err((
                 "hbm_gb_per_gpu",
@@ -398,7 +435,7 @@ impl JobsFormat {
 }
 
 /// The field names of the CSV format, in the order `generate` writes them.
-pub const CSV_FIELDS: [&str; 17] = [
+pub const CSV_FIELDS: [&str; 18] = [
     "id",
     "kind",
     "gpus",
@@ -416,6 +453,7 @@ pub const CSV_FIELDS: [&str; 17] = [
     "block",
     "cpu",
     "memory_gb",
+    "gpu_milli",
 ];
 
 /// Columns a CSV jobs file must have (indices into [`CSV_FIELDS`]).
@@ -629,6 +667,7 @@ impl Workload {
                 memory_gb: optional(16)
                     .map(|text| text.parse::<f64>().map_err(|_| err(16, format!("`{}` is not a number", shown(text)))))
                     .transpose()?,
+                gpu_milli: optional(17).map(|_| parse_u32(17)).transpose()?,
             };
             jobs.push(job);
             lines.push(line);
@@ -700,6 +739,7 @@ impl Workload {
                 job.block.map_or("", BlockRule::name),
                 &job.cpu.map_or(String::new(), |v| v.to_string()),
                 &job.memory_gb.map_or(String::new(), |v| v.to_string()),
+                &number(job.gpu_milli.map(u64::from)),
             ])?;
         }
         writer.flush()
@@ -788,8 +828,9 @@ impl Workload {
                 }
             };
             let shapes = job_tables(job.gpus, job.pods.unwrap_or(0), job.pod_gpus());
+            let gpu_milli = job.gpu_milli.unwrap_or(0);
             compiled.push(JobGpu {
-                gpus: job.gpus,
+                gpus: job.gpus_held(),
                 pods: job.pods.unwrap_or(0),
                 pod_gpus: job.pod_gpus(),
                 shapes,
@@ -806,6 +847,8 @@ impl Workload {
                 frag_mix,
                 pod_cpu_milli: job.pod_resources()[0],
                 pod_memory_mib: job.pod_resources()[1],
+                gpu_milli,
+                pods_per_gpu: GPU_MILLI.checked_div(gpu_milli).unwrap_or(0),
                 weights,
             });
         }

@@ -201,7 +201,7 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
                         .unwrap_or_default(),
                 });
                 kind.placed += 1;
-                kind.gpus_placed += u64::from(job.gpus);
+                kind.gpus_placed += u64::from(job.gpus_held());
                 energy.add(fleet, allocation, HOUR_S);
                 latency_violations += u64::from(violates_latency(fleet, job, allocation));
             }

@@ -160,6 +160,7 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Result<Wo
         jobs.push(Job {
             cpu: None,
             memory_gb: None,
+            gpu_milli: None,
             id: format!("{}-{:0width$}", kind.name(), n),
             kind,
             gpus,

@@ -247,7 +247,9 @@ pub fn alibaba_pods(
             zero_gpu += 1;
             return Ok(());
         }
-        if gpu_milli < 1000 {
+        // A pod of one GPU asking less than all of it shares its GPU with others.
+        let share = (gpus == 1 && (1..1000).contains(&gpu_milli)).then_some(gpu_milli);
+        if share.is_some() {
             shared += 1;
         }
         if !row.get("gpu_spec").is_empty() {
@@ -259,6 +261,7 @@ pub fn alibaba_pods(
         jobs.push(Job {
             cpu: cpu_milli.filter(|_| one_pod).map(|m| f64::from(m) / 1000.0),
             memory_gb: memory_mib.filter(|_| one_pod).map(|m| f64::from(m) / 1024.0),
+            gpu_milli: share,
             id: name.to_string(),
             kind,
             gpus,
@@ -281,7 +284,7 @@ pub fn alibaba_pods(
         report.skipped.insert("pods with 0 GPUs".into(), zero_gpu);
     }
     report.imported = jobs.len();
-    report.notes.push(format!("{shared} GPU-sharing pods (gpu_milli < 1000) each take one whole GPU"));
+    report.notes.push(format!("{shared} pods share their GPU (gpu_milli below 1000, kept)"));
     report.notes.push(format!("{with_spec} pods name allowed GPU models (gpu_spec), which gpuplace does not model"));
     Ok((validated(Workload::from_jobs(jobs, source_name))?, report))
 }
@@ -630,6 +633,7 @@ pub fn azure(
                 jobs.push(Job {
                     cpu: None,
                     memory_gb: None,
+                    gpu_milli: None,
                     id: format!("{name}-w{window:05}-r{replica:04}"),
                     kind: trace.kind,
                     gpus: options.replica_gpus,

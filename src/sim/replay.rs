@@ -123,7 +123,7 @@ pub struct ReplayJob {
     pub job: String,
     /// Its kind.
     pub kind: JobKind,
-    /// GPUs it asked for.
+    /// GPUs it asked for (for pods that share GPUs, their shares rounded up: [`Job::gpus_held`]).
     pub gpus: u32,
     /// When it arrived, seconds of trace time.
     pub arrived_s: u64,
@@ -183,7 +183,7 @@ impl ReplayJob {
                 },
             ),
         };
-        ReplayJob { job: job.id.clone(), kind: job.kind, gpus: job.gpus, arrived_s, fate }
+        ReplayJob { job: job.id.clone(), kind: job.kind, gpus: job.gpus_held(), arrived_s, fate }
     }
 }
 
@@ -526,7 +526,7 @@ fn summarize(
             JobFate::Placed { arrived_s, start_s, end_s, allocation, .. } => {
                 kinds[kind].placed += 1;
                 delays[kind].push(start_s - arrived_s);
-                gpus_placed += u64::from(job.gpus);
+                gpus_placed += u64::from(job.gpus_held());
                 energy.add(fleet, allocation, end_s - start_s);
                 violations += u64::from(violates_latency(fleet, job, allocation));
             }

@@ -218,11 +218,21 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
                                         }
                                         _ => (0.0, 0.0),
                                     };
-                                    (state != NodeState::Ready || used != 0).then(|| {
+                                    // A third of the trays with GPUs left share one or two of them.
+                                    let s = gpuplace::kernel::score::mix(r << 8 ^ n ^ 0x54A2);
+                                    let shared: Vec<u32> =
+                                        if state != NodeState::Failed && used < node_gpus && s.is_multiple_of(3) {
+                                            let count = (node_gpus - used).min(1 + (s >> 2) % 2);
+                                            (0..count).map(|i| 1 + (s >> (4 + 10 * i)) % 1000).collect()
+                                        } else {
+                                            Vec::new()
+                                        };
+                                    (state != NodeState::Ready || used != 0 || !shared.is_empty()).then(|| {
                                         NodeFile::new(r, n)
                                             .with_state(state)
                                             .with_used_gpus(used)
                                             .with_resources_used(cores, memory)
+                                            .with_shared_gpus(shared)
                                     })
                                 })
                                 .collect();
@@ -316,6 +326,11 @@ pub fn random_workload(rng: &mut SplitMix64, fleet: &Fleet, jobs: usize) -> Work
                     let cores = f64::from(pod_gpus * (1 + (h >> 4) % 32));
                     let memory = f64::from(pod_gpus * 8 * (1 + (h >> 12) % 32));
                     job = job.with_pod_resources(cores, memory);
+                }
+                // Half of the jobs of 1-GPU pods share GPUs: 1 to 999 thousandths of one each.
+                let g = gpuplace::kernel::score::mix(n as u32 ^ 0x5A4E);
+                if pod_gpus == 1 && g.is_multiple_of(2) {
+                    job = job.with_gpu_milli(1 + (g >> 4) % 999);
                 }
             }
             // Jobs spanning racks may require or prefer one topology block (from a hash, as above).
