@@ -239,6 +239,13 @@ fn pods_here(job: Job, rack: Rack, size: u32) -> u32 {
     return held;
 }
 
+fn job_watts(job: Job, gpu_watts: u32) -> u32 {
+    if (job.gpu_milli != 0u) {
+        return job.pods * ((job.gpu_milli * gpu_watts + GPU_MILLI - 1u) / GPU_MILLI);
+    }
+    return job.gpus * gpu_watts;
+}
+
 fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, block: Block, latency_ms: u32) -> u32 {
     var reject = 0u;
     let packed = job.shapes[rack.node_gpus - 1u];
@@ -262,7 +269,7 @@ fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, block: Block, laten
     if (latency_ms > job.latency_limit_ms) {
         reject |= REJECT_LATENCY;
     }
-    if (job.gpus * rack.gpu_watts > site.power_free_w) {
+    if (job_watts(job, rack.gpu_watts) > site.power_free_w) {
         reject |= REJECT_POWER;
     }
     if (cluster.online_day > job.ready_day) {

@@ -301,6 +301,11 @@ fn shared_gpus_load_write_back_and_refuse_bad_values() {
     let tray = state.node_table[first];
     assert_eq!(tray.free_gpus, 1, "shared GPUs are not free for whole pods");
     assert_eq!(tray.shared_free, [750 << 10, 0, 0], "what is left on each shared GPU, none on a full one");
+    // A shared GPU draws its thousandths in use of a GPU's watts, rounded up.
+    let plain = with_node(NodeFile::new(0, 0).with_used_gpus(1)).unwrap();
+    let watts = u64::from(fleet.rack_types[fleet.clusters[0].rack_type].gpu_watts);
+    let drawn = u64::from(fleet.sites[0].power_used_w - plain.sites[0].power_used_w);
+    assert_eq!(drawn, (250 * watts).div_ceil(1000) + watts);
     // Bad values: each names the file, the record and the field.
     for (bad, field, words) in [
         (NodeFile::new(0, 0).with_used_gpus(3).with_shared_gpus(vec![1, 1]), "gpu_milli_used", "exceed the node's 4"),

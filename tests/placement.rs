@@ -226,7 +226,13 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                 let anchor = state.racks[racks[0].rack as usize];
                 assert_eq!(allocation.gpus(), job.gpus, "{id}: gang not whole");
                 assert_eq!(allocation.site, anchor.site, "{id}: allocation names another site");
-                assert_eq!(allocation.power_w, job.gpus * anchor.gpu_watts, "{id}: power not the job's draw");
+                // Each GPU its watts; each pod of a shared GPU its share of them, rounded up.
+                let draw = if job.gpu_milli != 0 {
+                    job.pods * (job.gpu_milli * anchor.gpu_watts).div_ceil(1000)
+                } else {
+                    job.gpus * anchor.gpu_watts
+                };
+                assert_eq!(allocation.power_w, draw, "{id}: power not the job's draw");
                 // The pods: as many and as large as the job's shape on this rack type says.
                 let (shape, per_rack) = job.shape_on(&anchor);
                 let mut sizes: Vec<u32> = allocation.pods.iter().map(|p| p.gpus.count_ones()).collect();

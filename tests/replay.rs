@@ -69,7 +69,11 @@ fn checked_replay(
                     }
                     let anchor = &initial.racks[allocation.racks[0].rack as usize];
                     power[anchor.site as usize] = power[anchor.site as usize]
-                        .checked_sub(jobs[j].gpus * anchor.gpu_watts)
+                        .checked_sub(if jobs[j].gpu_milli != 0 {
+                            jobs[j].pods * (jobs[j].gpu_milli * anchor.gpu_watts).div_ceil(1000)
+                        } else {
+                            jobs[j].gpus * anchor.gpu_watts
+                        })
                         .expect("site over power");
                 }
             }

@@ -166,6 +166,7 @@ fn functions_appear_in_the_same_order_on_both_sides() {
         "rack_pods",
         "shared_free_milli",
         "pods_here",
+        "job_watts",
         "check",
         "mix",
         "frag_share",

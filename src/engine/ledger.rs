@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::engine::classes::ClassIndex;
-use crate::kernel::score::{BLOCK_ANY, Candidate, GPU_MILLI, JobGpu, better};
+use crate::kernel::score::{BLOCK_ANY, Candidate, GPU_MILLI, JobGpu, better, job_watts};
 use crate::kernel::shape::{
     RackShare, SharedNode, pods_on_nodes_sized, racks_needed, shared_pods_on_gpus, spans_racks,
 };
@@ -220,7 +220,7 @@ impl Ledger {
             shares.push(RackShare { rack: r, gpus: taken.iter().map(|m| m.count_ones()).sum() });
         }
         assert_eq!((full_left, rest_left), (0, 0), "the anchor passed `fits`, so its cluster has the whole racks");
-        let allocation = Allocation { racks: shares, pods, site: rack.site, power_w: job.gpus * rack.gpu_watts };
+        let allocation = Allocation { racks: shares, pods, site: rack.site, power_w: job_watts(job, rack.gpu_watts) };
         self.apply(&allocation);
         allocation
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ledger::Ledger;
 use crate::kernel::limits::MAX_LATENCY_MS;
-use crate::kernel::score::{JobGpu, REJECT_GPUS, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS, pods_here};
+use crate::kernel::score::{JobGpu, REJECT_GPUS, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS, job_watts, pods_here};
 use crate::kernel::shape::{
     fits, nodes_with_free, pod_layout, pods_fit, pods_per_node, pods_per_rack, rack_summary, racks_needed, spans_racks,
 };
@@ -337,7 +337,7 @@ pub(crate) fn unplaced_reason(ledger: &Ledger, job: &JobGpu) -> Reason {
         .max_by_key(|&c| (state.sites[fleet.clusters[c].site].power_free_w, std::cmp::Reverse(c)))
     {
         let free_w = u64::from(state.sites[fleet.clusters[c].site].power_free_w);
-        let needed_w = u64::from(job.gpus) * u64::from(fleet.rack_types[fleet.clusters[c].rack_type].gpu_watts);
+        let needed_w = u64::from(job_watts(job, fleet.rack_types[fleet.clusters[c].rack_type].gpu_watts));
         let (site, cluster) = names(c);
         let text = format!(
             "{need}; GPUs are free but power is not: {site} has {} of IT power left, the job draws {}",

@@ -32,6 +32,7 @@
 //! | rack `gpu_watts` = ceil(rack W / GPUs) | 1 ..= 65 535 | `MAX_GPU_WATTS` |
 //! | job `gpus` | 1 ..= 65 535 | `MAX_JOB_GPUS` |
 //! | `job.gpus * rack.gpu_watts` | ≤ 65 535² = 4 294 836 225 < 2³² | (product of the two) |
+//! | shared: `gpu_milli · gpu_watts + 999`, then `pods ·` that `/ 1000` | ≤ 999 · 65 535 + 999 / ≤ 65 535 · 65 535 | (each pod ≤ one GPU's watts) |
 //! | site `power_free_w` | 0 ..= 4 000 000 000 (4 000 MW) | `MAX_SITE_POWER_W` |
 //! | cluster `free_racks` | 0 ..= 1 000 000 | `MAX_CLUSTER_RACKS` |
 //! | latencies, latency limits and `latency_ref_ms` | 0 ..= 60 000 ms (limits ≥ 1) | `MAX_LATENCY_MS` |
@@ -520,6 +521,17 @@ pub fn pods_here(job: &JobGpu, rack: &RackGpu, size: u32, nodes: &[NodeGpu]) -> 
     held
 }
 
+/// IT power the job draws on a rack of `gpu_watts` W per GPU: its GPUs' watts, or for pods of a
+/// shared GPU each pod's share of one GPU's watts, rounded up to a watt. *Twin.*
+#[inline(always)]
+#[expect(clippy::manual_div_ceil, reason = "reads line for line like the shader's function")]
+pub fn job_watts(job: &JobGpu, gpu_watts: u32) -> u32 {
+    if job.gpu_milli != 0 {
+        return job.pods * ((job.gpu_milli * gpu_watts + GPU_MILLI - 1) / GPU_MILLI);
+    }
+    job.gpus * gpu_watts
+}
+
 /// The feasibility test: 0 when the job can run on the rack now, else the OR of the `REJECT_*` bits
 /// of every constraint it fails. Keep in sync with `fn check` in the shader.
 ///
@@ -580,7 +592,9 @@ pub(crate) fn check_of<const SUMMARY_ONLY: bool>(
     if latency_ms > job.latency_limit_ms {
         reject |= REJECT_LATENCY;
     }
-    if job.gpus * rack.gpu_watts > site.power_free_w {
+    // The vectorized pass (no shared GPUs) multiplies inline, as it always did.
+    let watts = if SUMMARY_ONLY { job.gpus * rack.gpu_watts } else { job_watts(job, rack.gpu_watts) };
+    if watts > site.power_free_w {
         reject |= REJECT_POWER;
     }
     if cluster.online_day > job.ready_day {

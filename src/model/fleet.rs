@@ -1049,8 +1049,17 @@ impl Fleet {
                 }
                 for slot in &mut racks[rack_start..] {
                     let first = slot.first_node as usize;
-                    slot.used_gpus = nodes[first..first + rt.nodes as usize].iter().map(|n| n.used.count_ones()).sum();
-                    power_used_w += u64::from(slot.used_gpus) * u64::from(rt.gpu_watts);
+                    let cells = &nodes[first..first + rt.nodes as usize];
+                    slot.used_gpus = cells.iter().map(|n| n.used.count_ones()).sum();
+                    // GPUs in use whole draw their watts; a shared GPU its thousandths in use of
+                    // them, rounded up to a watt (as the pods of a shared GPU do).
+                    let whole = cells.iter().map(|n| (n.used & !n.shared_gpus()).count_ones()).sum::<u32>();
+                    let shared_w: u64 = cells
+                        .iter()
+                        .flat_map(|n| n.shared_milli)
+                        .map(|m| (u64::from(m) * u64::from(rt.gpu_watts)).div_ceil(u64::from(GPU_MILLI)))
+                        .sum();
+                    power_used_w += u64::from(whole) * u64::from(rt.gpu_watts) + shared_w;
                 }
                 let first_block = clusters.last().map_or(0, |c: &Cluster| c.first_block + c.block_count());
                 clusters.push(Cluster {

@@ -106,8 +106,8 @@ pub struct Job {
     #[schemars(range(min = 0.001, max = 65536.0))]
     pub memory_gb: Option<f64>,
     /// For pods that share GPUs: the thousandths of one GPU each pod needs (1 … 999), its pods one
-    /// GPU each (`pods` equal to `gpus`). The job then counts as its pods' shares rounded up to
-    /// whole GPUs ([`Job::gpus_held`]) in power and in GPUs placed. Only with `pods`.
+    /// GPU each (`pods` equal to `gpus`). Each pod draws its share of a GPU's power, and the GPUs
+    /// placed of a report count its shares ([`Job::gpu_milli_held`]). Only with `pods`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 999))]
     pub gpu_milli: Option<u32>,
@@ -177,11 +177,20 @@ impl Job {
     }
 
     /// The GPUs the job holds when placed: its `gpus`, or for pods that share GPUs their shares
-    /// rounded up to whole GPUs (what its power and the GPUs placed count).
+    /// rounded up to whole GPUs (how the kernel sizes it: at least one GPU).
     pub fn gpus_held(&self) -> u32 {
         match self.gpu_milli {
             Some(milli) => (self.pods.unwrap_or(0) * milli).div_ceil(GPU_MILLI),
             None => self.gpus,
+        }
+    }
+
+    /// The thousandths of a GPU the job holds when placed: 1000 per GPU, or its pods' shares
+    /// (what the GPUs placed of a report add up).
+    pub fn gpu_milli_held(&self) -> u64 {
+        match self.gpu_milli {
+            Some(milli) => u64::from(self.pods.unwrap_or(0)) * u64::from(milli),
+            None => u64::from(self.gpus) * u64::from(GPU_MILLI),
         }
     }
 

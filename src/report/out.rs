@@ -118,7 +118,7 @@ pub struct Summary {
     pub unplaced: usize,
     /// Jobs not placed, per cause code ([`Cause::code`]; codes of no job are left out).
     pub unplaced_by_cause: BTreeMap<String, usize>,
-    /// GPUs of placed jobs.
+    /// GPUs of placed jobs (the sum over its kinds').
     pub gpus_placed: u64,
     /// Per job kind.
     pub kinds: Vec<KindSummary>,
@@ -149,7 +149,7 @@ pub struct KindSummary {
     pub placed: usize,
     /// Jobs unplaced.
     pub unplaced: usize,
-    /// GPUs placed.
+    /// GPUs placed: the kind's placed jobs' GPUs and shares of a GPU, summed, to the nearest GPU.
     pub gpus_placed: u64,
 }
 
@@ -201,7 +201,8 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
                         .unwrap_or_default(),
                 });
                 kind.placed += 1;
-                kind.gpus_placed += u64::from(job.gpus_held());
+                // Thousandths here; whole GPUs once every job is counted.
+                kind.gpus_placed += job.gpu_milli_held();
                 energy.add(fleet, allocation, HOUR_S);
                 latency_violations += u64::from(violates_latency(fleet, job, allocation));
             }
@@ -229,6 +230,9 @@ pub fn out_file(fleet: &Fleet, workload: &Workload, placement: &Placement) -> Ou
             it_mw_available: f64::from(site.power_w) / 1e6,
         })
         .collect();
+    for kind in &mut kinds {
+        kind.gpus_placed = (kind.gpus_placed + 500) / 1000;
+    }
     let gpus_placed = kinds.iter().map(|k| k.gpus_placed).sum();
     OutFile {
         format_version: crate::model::FORMAT_VERSION,

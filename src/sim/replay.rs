@@ -241,7 +241,7 @@ pub struct ReplayReport {
     pub site_gpus: Vec<u64>,
     /// Per kind.
     pub kinds: Vec<KindReplay>,
-    /// GPUs of placed jobs, summed over jobs.
+    /// GPUs of placed jobs, summed over jobs (shares of a GPU summed first), to the nearest GPU.
     pub gpus_placed: u64,
     /// Energy of placed jobs over their run time, USD (IT power × PUE × price).
     pub energy_usd: f64,
@@ -526,7 +526,7 @@ fn summarize(
             JobFate::Placed { arrived_s, start_s, end_s, allocation, .. } => {
                 kinds[kind].placed += 1;
                 delays[kind].push(start_s - arrived_s);
-                gpus_placed += u64::from(job.gpus_held());
+                gpus_placed += job.gpu_milli_held();
                 energy.add(fleet, allocation, end_s - start_s);
                 violations += u64::from(violates_latency(fleet, job, allocation));
             }
@@ -548,7 +548,7 @@ fn summarize(
         sites: fleet.sites.iter().map(|s| s.name.clone()).collect(),
         site_gpus: site_gpus(fleet),
         kinds,
-        gpus_placed,
+        gpus_placed: (gpus_placed + 500) / 1000,
         energy_usd: energy.usd(),
         carbon_kg: energy.kg_co2(),
         latency_violations: violations,
