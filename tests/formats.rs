@@ -297,7 +297,8 @@ fn shared_gpus_load_write_back_and_refuse_bad_values() {
     let state = fleet.initial_state();
     let first = fleet.racks[fleet.clusters[0].racks.start].first_node as usize;
     let cell = state.nodes[first];
-    assert_eq!((cell.used, cell.shared_milli[..4].to_vec()), (0b0111, vec![0, 250, 1000, 0]));
+    assert_eq!((cell.used, cell.shared), (0b0111, 0b0110));
+    assert_eq!(state.shares_of(first)[..4], [0, 250, 1000, 0]);
     let tray = state.node_table[first];
     assert_eq!(tray.free_gpus, 1, "shared GPUs are not free for whole pods");
     assert_eq!(tray.shared_free, [750 << 10, 0, 0], "what is left on each shared GPU, none on a full one");

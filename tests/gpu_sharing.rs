@@ -10,21 +10,21 @@ use gpuplace::kernel::score::{
     BlockGpu, ClusterGpu, GPU_MILLI, JobGpu, NodeGpu, REJECT_GPUS, RackGpu, SiteGpu, TERM_COUNT, check, inv_q16,
 };
 use gpuplace::kernel::shape::{SharedNode, job_tables, rack_summary, shared_pods_on_gpus};
-use gpuplace::kernel::state::{NodeCell, NodeState};
+use gpuplace::kernel::state::{NodeCell, NodeState, Shares};
 
 const NODE_GPUS: u32 = 2;
 const NODE_CPU: u32 = 16_000;
 
 /// A rack of `cells`, with the kernel's node table as `FleetState::recount` keeps it.
-fn rack_of(cells: &[NodeCell], cpu_free: &[u32]) -> (RackGpu, Vec<NodeGpu>) {
+fn rack_of(cells: &[(NodeCell, Shares)], cpu_free: &[u32]) -> (RackGpu, Vec<NodeGpu>) {
     let table: Vec<NodeGpu> = cells
         .iter()
         .zip(cpu_free)
-        .map(|(cell, &cpu)| NodeGpu {
+        .map(|((cell, shares), &cpu)| NodeGpu {
             free_gpus: cell.usable_free(NODE_GPUS),
             free_cpu_milli: cpu,
             free_memory_mib: MAX_NODE_MEMORY_MIB,
-            shared_free: cell.shared_free(),
+            shared_free: cell.shared_free(shares),
         })
         .collect();
     let nodes = cells.len() as u32;
@@ -83,19 +83,20 @@ fn shared_job(pods: u32, milli: u32, cpu: u32) -> JobGpu {
 /// Each GPU of a tray: free, in use whole, or shared with this many thousandths in use.
 const GPU_STATES: [Option<u32>; 6] = [None, Some(0), Some(1), Some(400), Some(700), Some(1000)];
 
-fn cell_of(code: usize, state: NodeState) -> NodeCell {
-    let mut cell = NodeCell::new(0, state);
+fn cell_of(code: usize, state: NodeState) -> (NodeCell, Shares) {
+    let (mut cell, mut shares) = (NodeCell::new(0, state), Shares::default());
     for gpu in 0..NODE_GPUS as usize {
         match GPU_STATES[code / GPU_STATES.len().pow(gpu as u32) % GPU_STATES.len()] {
             None => {}
             Some(0) => cell.used |= 1 << gpu,
             Some(milli) => {
                 cell.used |= 1 << gpu;
-                cell.shared_milli[gpu] = milli as u16;
+                cell.shared |= 1 << gpu;
+                shares[gpu] = milli as u16;
             }
         }
     }
-    cell
+    (cell, shares)
 }
 
 #[test]
@@ -111,11 +112,11 @@ fn the_kernel_says_yes_exactly_when_the_gpus_hold_every_pod() {
     for nodes in 1..=2usize {
         for code in 0..per_tray.pow(nodes as u32) {
             let tray = |n: usize| code / per_tray.pow(n as u32) % per_tray;
-            let cells: Vec<NodeCell> =
+            let cells: Vec<(NodeCell, Shares)> =
                 (0..nodes).map(|n| cell_of(tray(n) % per_node, states[tray(n) / per_node / cpus.len()])).collect();
             // A tray with nothing in use has all its CPU free, as the ledger keeps it.
             let cpu_free: Vec<u32> = (0..nodes)
-                .map(|n| if cells[n].used == 0 { NODE_CPU } else { cpus[tray(n) / per_node % cpus.len()] })
+                .map(|n| if cells[n].0.used == 0 { NODE_CPU } else { cpus[tray(n) / per_node % cpus.len()] })
                 .collect();
             let (rack, table) = rack_of(&cells, &cpu_free);
             for pods in 1..=7u32 {
@@ -126,7 +127,9 @@ fn the_kernel_says_yes_exactly_when_the_gpus_hold_every_pod() {
                         let mut view: Vec<SharedNode> = cells
                             .iter()
                             .zip(&table)
-                            .map(|(cell, n)| (cell.gpu_free_milli(NODE_GPUS), n.free_cpu_milli, n.free_memory_mib))
+                            .map(|((cell, shares), n)| {
+                                (cell.gpu_free_milli(shares, NODE_GPUS), n.free_cpu_milli, n.free_memory_mib)
+                            })
                             .collect();
                         let before = view.clone();
                         let placed = shared_pods_on_gpus(&mut view, pods, milli, [cpu, 0]);
@@ -139,9 +142,9 @@ fn the_kernel_says_yes_exactly_when_the_gpus_hold_every_pod() {
                             Some(slots) => {
                                 // Every GPU within its thousandths, and only free or shared GPUs taken.
                                 for &(node, gpu) in slots {
-                                    let cell = cells[node as usize];
+                                    let (cell, _) = cells[node as usize];
                                     assert_eq!(cell.state, NodeState::Ready, "a pod on a tray that is not ready");
-                                    let shared = cell.shared_milli[gpu as usize] != 0;
+                                    let shared = cell.shared & (1 << gpu) != 0;
                                     assert!(shared || cell.used & (1 << gpu) == 0, "a pod on a GPU in use whole");
                                 }
                                 assert!(
@@ -171,9 +174,9 @@ fn the_kernel_says_yes_exactly_when_the_gpus_hold_every_pod() {
                         let one_each: u32 = cells
                             .iter()
                             .zip(&table)
-                            .map(|(cell, n)| {
+                            .map(|((cell, shares), n)| {
                                 let by_cpu = n.free_cpu_milli.checked_div(cpu).unwrap_or(u32::MAX);
-                                let room = cell.gpu_free_milli(NODE_GPUS);
+                                let room = cell.gpu_free_milli(shares, NODE_GPUS);
                                 let shared_with_room = room.iter().filter(|&&m| m >= milli && m < GPU_MILLI).count();
                                 (n.free_gpus * (GPU_MILLI / milli) + shared_with_room as u32).min(by_cpu)
                             })

@@ -298,7 +298,8 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                     assert!(racks.iter().any(|s| s.rack == pod.rack), "{id}: a pod off the job's racks");
                     let rack = state.racks[pod.rack as usize];
                     assert!(pod.node < rack.nodes, "{id}: node {} of a rack of {}", pod.node, rack.nodes);
-                    let node = &mut state.nodes[(rack.first_node + pod.node) as usize];
+                    let at = rack.first_node + pod.node;
+                    let node = &mut state.nodes[at as usize];
                     assert_eq!(node.state, NodeState::Ready, "{id}: a pod on a {:?} node", node.state);
                     assert_eq!(u32::from(pod.gpus) >> rack.node_gpus, 0, "{id}: a GPU the node lacks");
                     if job.gpu_milli == 0 {
@@ -307,10 +308,12 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
                         // One GPU, free or shared, within its thousandths.
                         assert_eq!((pod.gpus.count_ones(), pod.gpu_milli), (1, job.gpu_milli), "{id}: pod's share");
                         let g = pod.gpus.trailing_zeros() as usize;
-                        let shared = u32::from(node.shared_milli[g]);
+                        let shares = state.shares.entry(at).or_default();
+                        let shared = u32::from(shares[g]);
                         assert!(shared != 0 || node.used & pod.gpus == 0, "{id}: a share of a GPU in use whole");
                         assert!(shared + pod.gpu_milli <= 1000, "{id}: a GPU shared beyond its thousandths");
-                        node.shared_milli[g] = (shared + pod.gpu_milli) as u16;
+                        shares[g] = (shared + pod.gpu_milli) as u16;
+                        node.shared |= pod.gpus;
                     }
                     node.used |= pod.gpus;
                     // And the CPU and memory each pod asks for, within what the tray has left.
@@ -1508,7 +1511,8 @@ fn pods_of_a_shared_gpu_fill_shared_gpus_first_and_never_take_a_whole_one() {
         // as its file states it.
         assert_eq!(ledger.state(), scheduler.ledger().state(), "{name}");
         let tray = ledger.state().nodes[1];
-        assert_eq!((tray.used, tray.shared_milli[..4].to_vec()), (0b0111, vec![900, 800, 999, 0]), "{name}");
+        assert_eq!((tray.used, tray.shared), (0b0111, 0b0111), "{name}");
+        assert_eq!(ledger.state().shares_of(1)[..4], [900, 800, 999, 0], "{name}");
         for d in placement.decisions.iter().rev() {
             if let Outcome::Placed { allocation, .. } = &d.outcome {
                 ledger.release(allocation);

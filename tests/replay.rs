@@ -44,9 +44,15 @@ fn checked_replay(
         intervals += 1;
         let state = scheduler.ledger().state();
         scheduler.ledger().check_consistency().unwrap_or_else(|e| panic!("at t={t}: {e}"));
+        // Stranded GPUs (read from racks' summaries) are the free GPUs of partly used ready trays.
+        let partly_free: u64 = (0..state.racks.len())
+            .flat_map(|r| state.node_free(r).into_iter().filter(move |&f| f > 0 && f < state.racks[r].node_gpus))
+            .map(u64::from)
+            .sum();
+        assert_eq!(gpuplace::report::metrics::stranded_gpus(state), partly_free, "at t={t}");
         // The trays as the initial occupancy and the pods of the jobs running now make them: each
         // pod's GPUs (whole ones taken once; a shared one within its thousandths).
-        let mut nodes = initial.nodes.clone();
+        let (mut nodes, mut shares) = (initial.nodes.clone(), initial.shares.clone());
         let mut power: Vec<u32> = initial.sites.iter().map(|s| s.power_free_w).collect();
         for (j, fate) in fates.iter().enumerate() {
             if let Some(JobFate::Placed { start_s, end_s, allocation, .. }) = fate {
@@ -54,16 +60,19 @@ fn checked_replay(
                 assert!(*start_s <= t);
                 if *end_s > t {
                     for pod in &allocation.pods {
-                        let cell = &mut nodes[(initial.racks[pod.rack as usize].first_node + pod.node) as usize];
+                        let at = initial.racks[pod.rack as usize].first_node + pod.node;
+                        let cell = &mut nodes[at as usize];
                         assert_eq!(cell.state, NodeState::Ready, "job {j}: a pod on a tray that is not ready");
                         if pod.gpu_milli == 0 {
                             assert_eq!(cell.used & pod.gpus, 0, "job {j}: a GPU taken twice");
                         } else {
                             let g = pod.gpus.trailing_zeros() as usize;
-                            let shared = u32::from(cell.shared_milli[g]);
+                            let milli = shares.entry(at).or_default();
+                            let shared = u32::from(milli[g]);
                             assert!(shared != 0 || cell.used & pod.gpus == 0, "job {j}: a share of a GPU in use whole");
                             assert!(shared + pod.gpu_milli <= 1000, "job {j}: a GPU shared beyond its thousandths");
-                            cell.shared_milli[g] = (shared + pod.gpu_milli) as u16;
+                            milli[g] = (shared + pod.gpu_milli) as u16;
+                            cell.shared |= pod.gpus;
                         }
                         cell.used |= pod.gpus;
                     }
@@ -78,7 +87,7 @@ fn checked_replay(
                 }
             }
         }
-        assert!(state.nodes == nodes, "at t={t}: trays not exactly those of running jobs");
+        assert!(state.nodes == nodes && state.shares == shares, "at t={t}: trays not exactly those of running jobs");
         assert_eq!(
             state.sites.iter().map(|s| s.power_free_w).collect::<Vec<_>>(),
             power,

@@ -175,7 +175,11 @@ impl Ledger {
                 let mut view: Vec<SharedNode> = cells
                     .iter()
                     .zip(table)
-                    .map(|(cell, n)| (cell.gpu_free_milli(node_gpus), n.free_cpu_milli, n.free_memory_mib))
+                    .enumerate()
+                    .map(|(i, (cell, n))| {
+                        let shares = self.state.shares_of(first + i);
+                        (cell.gpu_free_milli(&shares, node_gpus), n.free_cpu_milli, n.free_memory_mib)
+                    })
                     .collect();
                 let placed = shared_pods_on_gpus(&mut view, full_here, job.gpu_milli, need)
                     .expect("the anchor passed `fits`, so the shape rule places every pod");
@@ -231,12 +235,18 @@ impl Ledger {
         self.version += 1;
         for pod in &allocation.pods {
             let first = self.state.racks[pod.rack as usize].first_node;
-            let node = &mut self.state.nodes[(first + pod.node) as usize];
+            let at = first + pod.node;
+            let node = &mut self.state.nodes[at as usize];
             if pod.gpu_milli != 0 {
                 // One GPU: free (it becomes shared) or shared with room for the pod's share.
                 let g = pod.gpus.trailing_zeros() as usize;
-                let shared = u32::from(node.shared_milli[g]);
-                let room = if shared == 0 { node.used & pod.gpus == 0 } else { shared + pod.gpu_milli <= GPU_MILLI };
+                let shares = self.state.shares.entry(at).or_default();
+                let shared = u32::from(shares[g]);
+                let room = if node.shared & pod.gpus == 0 {
+                    node.used & pod.gpus == 0
+                } else {
+                    shared + pod.gpu_milli <= GPU_MILLI
+                };
                 assert!(
                     node.state == NodeState::Ready && pod.gpus.count_ones() == 1 && room,
                     "rack {} node {} cannot take {} thousandths of GPU {g}",
@@ -244,7 +254,8 @@ impl Ledger {
                     pod.node,
                     pod.gpu_milli
                 );
-                node.shared_milli[g] = (shared + pod.gpu_milli) as u16;
+                shares[g] = (shared + pod.gpu_milli) as u16;
+                node.shared |= pod.gpus;
             } else {
                 assert!(
                     node.state == NodeState::Ready && node.used & pod.gpus == 0,
@@ -278,7 +289,8 @@ impl Ledger {
         self.version += 1;
         for pod in &allocation.pods {
             let first = self.state.racks[pod.rack as usize].first_node;
-            let node = &mut self.state.nodes[(first + pod.node) as usize];
+            let at = first + pod.node;
+            let node = &mut self.state.nodes[at as usize];
             assert!(
                 node.used & pod.gpus == pod.gpus,
                 "rack {} node {} does not hold GPUs {:#b}",
@@ -288,21 +300,28 @@ impl Ledger {
             );
             if pod.gpu_milli != 0 {
                 let g = pod.gpus.trailing_zeros() as usize;
-                let shared = u32::from(node.shared_milli[g]);
+                let shares = self.state.shares.get_mut(&at).filter(|_| node.shared & pod.gpus != 0);
+                let shares =
+                    shares.unwrap_or_else(|| panic!("rack {} node {} GPU {g} is not shared", pod.rack, pod.node));
+                let shared = u32::from(shares[g]);
                 assert!(
                     shared >= pod.gpu_milli,
                     "rack {} node {} GPU {g} does not hold the pod's share",
                     pod.rack,
                     pod.node
                 );
-                node.shared_milli[g] = (shared - pod.gpu_milli) as u16;
-                // The last share given back frees the GPU.
-                if node.shared_milli[g] == 0 {
+                shares[g] = (shared - pod.gpu_milli) as u16;
+                // The last share given back frees the GPU, and the last shared GPU the node's entry.
+                if shares[g] == 0 {
                     node.used &= !pod.gpus;
+                    node.shared &= !pod.gpus;
+                    if node.shared == 0 {
+                        self.state.shares.remove(&at);
+                    }
                 }
             } else {
                 assert!(
-                    pod.gpus & node.shared_gpus() == 0,
+                    pod.gpus & node.shared == 0,
                     "rack {} node {}: a pod of whole GPUs on a shared GPU",
                     pod.rack,
                     pod.node
@@ -390,11 +409,18 @@ impl Ledger {
             if node.state == NodeState::Failed && node.used != 0 {
                 return Err(format!("node {i} has failed but holds GPUs"));
             }
-            if node.shared_gpus() & !node.used != 0 {
+            if node.shared & !node.used != 0 {
                 return Err(format!("node {i} has a shared GPU it does not count as in use"));
             }
-            if node.shared_milli.iter().any(|&m| u32::from(m) > GPU_MILLI) {
-                return Err(format!("node {i} has a GPU shared beyond its thousandths"));
+            let shares = self.state.shares.get(&(i as u32));
+            if (node.shared != 0) != shares.is_some() {
+                return Err(format!("node {i}'s shared GPUs and its record of their shares differ"));
+            }
+            for (g, &milli) in shares.into_iter().flatten().enumerate() {
+                let shared = node.shared & (1 << g) != 0;
+                if shared != (milli != 0) || u32::from(milli) > GPU_MILLI {
+                    return Err(format!("node {i} GPU {g}: {milli} thousandths in use on a GPU shared: {shared}"));
+                }
             }
         }
         for (r, rack) in self.state.racks.iter().enumerate() {

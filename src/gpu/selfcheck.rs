@@ -15,7 +15,7 @@ use crate::kernel::score::{
     TERM_RANDOM, TERM_SCALE, inv_q16, mix, pack_frag_mix,
 };
 use crate::kernel::shape::job_tables;
-use crate::kernel::state::{FleetState, NodeCell, NodeState};
+use crate::kernel::state::{FleetState, NodeCell, NodeState, Shares};
 
 const SITES: u32 = 5;
 const CLUSTERS: u32 = 12;
@@ -45,6 +45,7 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
         .collect();
     let mut nodes: Vec<NodeCell> = Vec::new();
     let mut node_table: Vec<NodeGpu> = Vec::new();
+    let mut shares = std::collections::BTreeMap::new();
     let racks: Vec<RackGpu> = (0..RACKS)
         .map(|r| {
             let cluster = r * CLUSTERS / RACKS;
@@ -71,7 +72,10 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 // fully.
                 if busy && used < node_gpus && state != NodeState::Failed && draw(35, r * 64 + n, 3) == 0 {
                     cell.used |= 1 << used;
-                    cell.shared_milli[used as usize] = (1 + draw(36, r * 64 + n, GPU_MILLI)) as u16;
+                    cell.shared |= 1 << used;
+                    let mut milli = Shares::default();
+                    milli[used as usize] = (1 + draw(36, r * 64 + n, GPU_MILLI)) as u16;
+                    shares.insert(nodes.len() as u32, milli);
                 }
                 nodes.push(cell);
                 // CPU and memory in use only next to GPUs in use, as the ledger keeps them.
@@ -110,8 +114,17 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
         })
         .collect();
     let blocks = vec![BlockGpu { free_racks: 0 }; RACKS.div_ceil(3) as usize];
-    let mut state =
-        FleetState { racks, nodes, node_table, sites, clusters, blocks, latency: Vec::new(), region_count: REGIONS };
+    let mut state = FleetState {
+        racks,
+        nodes,
+        shares,
+        node_table,
+        sites,
+        clusters,
+        blocks,
+        latency: Vec::new(),
+        region_count: REGIONS,
+    };
     for r in 0..state.racks.len() {
         state.recount(r);
         if state.is_whole(r) {

@@ -1,6 +1,8 @@
 //! The tables a scoring pass reads: the fleet in the kernel's record layout, with its capacity at
 //! one moment. The engine's ledger keeps one current; a scoring pass reads a snapshot of it.
 
+use std::collections::BTreeMap;
+
 use crate::kernel::limits::{MAX_NODE_CPU_MILLI, MAX_NODE_GPUS, MAX_NODE_MEMORY_MIB};
 use crate::kernel::score::{BlockGpu, ClusterGpu, GPU_MILLI, JobGpu, NodeGpu, RackGpu, SiteGpu, check, score};
 use crate::kernel::shape::rack_summary;
@@ -32,46 +34,39 @@ impl NodeState {
     }
 }
 
-/// One node's occupancy: which of its GPUs are in use (bit i: GPU i), how much of each shared GPU,
-/// and its state.
+/// The thousandths in use of each GPU of a node that has shared GPUs: 1..=1000 for a shared GPU,
+/// 0 for any other. Kept apart from [`NodeCell`] (in [`FleetState::shares`], for the nodes with
+/// shared GPUs only), so that a fleet without sharing pays nothing for it.
+pub type Shares = [u16; MAX_NODE_GPUS as usize];
+
+/// One node's occupancy: which of its GPUs are in use (bit i: GPU i), which of those are shared,
+/// and its state. Three bytes: the ledger holds one per tray.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct NodeCell {
     /// GPUs in use, one bit each (at most 8): whole, or shared by pods of a share of a GPU.
     pub used: u8,
     /// Ready, cordoned or failed.
     pub state: NodeState,
-    /// Thousandths in use of each shared GPU (1..=1000; 0 for a GPU that is free or in use whole).
-    /// A shared GPU's bit is set in `used`: pods of whole GPUs never take it.
-    pub shared_milli: [u16; MAX_NODE_GPUS as usize],
+    /// The GPUs of `used` that are shared (their thousandths in use are the node's [`Shares`]):
+    /// pods of whole GPUs never take them.
+    pub shared: u8,
 }
 
 impl NodeCell {
     /// A node with the GPUs of mask `used` in use whole, in state `state`.
     pub fn new(used: u8, state: NodeState) -> NodeCell {
-        NodeCell { used, state, shared_milli: [0; MAX_NODE_GPUS as usize] }
+        NodeCell { used, state, shared: 0 }
     }
 
-    /// Its shared GPUs, one bit each.
-    pub fn shared_gpus(self) -> u8 {
-        let mut mask = 0u8;
-        for (gpu, &used) in self.shared_milli.iter().enumerate() {
-            if used != 0 {
-                mask |= 1 << gpu;
-            }
-        }
-        mask
-    }
-
-    /// The free thousandths of each of its `node_gpus` GPUs for a pod of a shared GPU: 1000 for a
-    /// free GPU, what is left on a shared one, 0 for one in use whole, and 0 for all when the node
-    /// is not ready.
-    pub fn gpu_free_milli(self, node_gpus: u32) -> [u32; MAX_NODE_GPUS as usize] {
+    /// The free thousandths of each of its `node_gpus` GPUs for a pod of a shared GPU, given its
+    /// `shares`: 1000 for a free GPU, what is left on a shared one, 0 for one in use whole, and 0
+    /// for all when the node is not ready.
+    pub fn gpu_free_milli(self, shares: &Shares, node_gpus: u32) -> [u32; MAX_NODE_GPUS as usize] {
         let mut free = [0u32; MAX_NODE_GPUS as usize];
         if self.state == NodeState::Ready {
             for (gpu, slot) in free.iter_mut().enumerate().take(node_gpus as usize) {
-                let shared = u32::from(self.shared_milli[gpu]);
-                *slot = if shared != 0 {
-                    GPU_MILLI - shared
+                *slot = if self.shared & (1 << gpu) != 0 {
+                    GPU_MILLI - u32::from(shares[gpu])
                 } else if self.used & (1 << gpu) == 0 {
                     GPU_MILLI
                 } else {
@@ -82,13 +77,13 @@ impl NodeCell {
         free
     }
 
-    /// The kernel's record of its shared GPUs' free thousandths ([`NodeGpu::shared_free`]): none
-    /// unless the node is ready.
-    pub fn shared_free(self) -> [u32; 3] {
+    /// The kernel's record of its shared GPUs' free thousandths ([`NodeGpu::shared_free`]), given
+    /// its `shares`: none unless the node is ready.
+    pub fn shared_free(self, shares: &Shares) -> [u32; 3] {
         let mut words = [0u32; 3];
         if self.state == NodeState::Ready {
-            for (gpu, &used) in self.shared_milli.iter().enumerate().filter(|(_, u)| **u != 0) {
-                words[gpu / 3] |= (GPU_MILLI - u32::from(used)) << (10 * (gpu % 3));
+            for gpu in (0..MAX_NODE_GPUS as usize).filter(|g| self.shared & (1 << g) != 0) {
+                words[gpu / 3] |= (GPU_MILLI - u32::from(shares[gpu])) << (10 * (gpu % 3));
             }
         }
         words
@@ -112,6 +107,8 @@ pub struct FleetState {
     /// Nodes, rack by rack (a rack's are `first_node .. first_node + nodes`); the host's table,
     /// summarized for the kernel in each rack's `free_gpus` and counts.
     pub nodes: Vec<NodeCell>,
+    /// The [`Shares`] of every node with shared GPUs (`nodes[i].shared` not 0), by node index.
+    pub shares: BTreeMap<u32, Shares>,
     /// The kernel's record of each node, indexed like `nodes`: its usable free GPUs and shared GPUs'
     /// free thousandths (kept by [`FleetState::recount`]) and its free CPU and memory (kept by the ledger; a node with no
     /// GPU in use has all its CPU and memory free).
@@ -129,6 +126,11 @@ pub struct FleetState {
 }
 
 impl FleetState {
+    /// The [`Shares`] of node `node` (all 0 for a node without shared GPUs).
+    pub fn shares_of(&self, node: usize) -> Shares {
+        self.shares.get(&(node as u32)).copied().unwrap_or_default()
+    }
+
     /// The nodes of rack `rack`.
     pub fn nodes_of(&self, rack: usize) -> &[NodeCell] {
         let r = &self.racks[rack];
@@ -148,7 +150,8 @@ impl FleetState {
         let first = self.racks[rack].first_node as usize;
         let (mut cpu_per_gpu, mut memory_per_gpu) = (MAX_NODE_CPU_MILLI, MAX_NODE_MEMORY_MIB);
         for (i, &f) in free.iter().enumerate() {
-            let shared_free = self.nodes[first + i].shared_free();
+            let cell = self.nodes[first + i];
+            let shared_free = if cell.shared == 0 { [0; 3] } else { cell.shared_free(&self.shares_of(first + i)) };
             let node = &mut self.node_table[first + i];
             node.free_gpus = f;
             node.shared_free = shared_free;

@@ -16,7 +16,7 @@ use crate::kernel::limits::{
 };
 use crate::kernel::score::{BlockGpu, ClusterGpu, GPU_MILLI, NodeGpu, RackGpu, SiteGpu, TERM_SCALE, inv_q16};
 use crate::kernel::shape::rack_summary;
-use crate::kernel::state::{FleetState, NodeCell, NodeState};
+use crate::kernel::state::{FleetState, NodeCell, NodeState, Shares};
 use crate::model::date::Day;
 use crate::model::json::{check_format_version, check_name, shown, shown_number, unique_map};
 
@@ -537,6 +537,8 @@ pub struct Fleet {
     /// Every node's CPU (milli-cores) and memory (MiB) in use at the start, indexed like `nodes`
     /// (0 on a node with no GPU in use).
     pub node_resources_used: Vec<[u32; 2]>,
+    /// The thousandths in use of the shared GPUs of every node that has some, by node index.
+    pub node_shares: std::collections::BTreeMap<u32, Shares>,
 }
 
 /// A rack's place and initial occupancy.
@@ -796,6 +798,7 @@ impl Fleet {
         let mut racks = Vec::with_capacity(total_racks as usize);
         let mut nodes: Vec<NodeCell> = Vec::with_capacity(total_nodes as usize);
         let mut node_resources_used: Vec<[u32; 2]> = Vec::with_capacity(total_nodes as usize);
+        let mut node_shares = std::collections::BTreeMap::new();
         let mut site_names = std::collections::BTreeSet::new();
         for (site_index, sf) in file.sites.iter().enumerate() {
             let record = if check_name(&sf.name, false).is_err() {
@@ -1041,8 +1044,15 @@ impl Fleet {
                     }
                     let at = cluster_nodes + (nf.rack * rt.nodes + nf.node) as usize;
                     let mut cell = NodeCell::new(low_bits(nf.used_gpus + shared), nf.state);
-                    for (gpu, &milli) in nf.gpu_milli_used.iter().enumerate() {
-                        cell.shared_milli[(nf.used_gpus as usize) + gpu] = milli as u16;
+                    if shared != 0 {
+                        let mut shares = Shares::default();
+                        for (gpu, &milli) in nf.gpu_milli_used.iter().enumerate() {
+                            shares[nf.used_gpus as usize + gpu] = milli as u16;
+                        }
+                        cell.shared = low_bits(nf.used_gpus + shared) & !low_bits(nf.used_gpus);
+                        node_shares.insert(at as u32, shares);
+                    } else {
+                        node_shares.remove(&(at as u32));
                     }
                     nodes[at] = cell;
                     node_resources_used[at] = resources;
@@ -1053,11 +1063,11 @@ impl Fleet {
                     slot.used_gpus = cells.iter().map(|n| n.used.count_ones()).sum();
                     // GPUs in use whole draw their watts; a shared GPU its thousandths in use of
                     // them, rounded up to a watt (as the pods of a shared GPU do).
-                    let whole = cells.iter().map(|n| (n.used & !n.shared_gpus()).count_ones()).sum::<u32>();
-                    let shared_w: u64 = cells
-                        .iter()
-                        .flat_map(|n| n.shared_milli)
-                        .map(|m| (u64::from(m) * u64::from(rt.gpu_watts)).div_ceil(u64::from(GPU_MILLI)))
+                    let whole = cells.iter().map(|n| (n.used & !n.shared).count_ones()).sum::<u32>();
+                    let shared_w: u64 = (first..first + rt.nodes as usize)
+                        .filter_map(|n| node_shares.get(&(n as u32)))
+                        .flatten()
+                        .map(|&m| (u64::from(m) * u64::from(rt.gpu_watts)).div_ceil(u64::from(GPU_MILLI)))
                         .sum();
                     power_used_w += u64::from(whole) * u64::from(rt.gpu_watts) + shared_w;
                 }
@@ -1115,6 +1125,7 @@ impl Fleet {
             racks,
             nodes,
             node_resources_used,
+            node_shares,
             file,
         })
     }
@@ -1201,6 +1212,7 @@ impl Fleet {
         let mut state = FleetState {
             racks,
             nodes: self.nodes.clone(),
+            shares: self.node_shares.clone(),
             node_table,
             sites,
             clusters,

@@ -2,6 +2,7 @@
 //! `replay` and `compare`.
 
 use crate::engine::Allocation;
+use crate::kernel::shape::nodes_with_free;
 use crate::kernel::state::FleetState;
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Job;
@@ -52,13 +53,12 @@ fn ratio(n: u128, d: u128) -> f64 {
 /// tray's free GPUs next to running pods). Whole free trays, and the GPUs of cordoned and failed
 /// trays, do not count.
 pub fn stranded_gpus(state: &FleetState) -> u64 {
+    // From each rack's summary (usable trays counted by free GPUs), not tray by tray: replay
+    // samples this at every interval.
     let mut stranded = 0u64;
-    for (r, rack) in state.racks.iter().enumerate() {
-        for node in state.nodes_of(r) {
-            let free = node.usable_free(rack.node_gpus);
-            if free > 0 && free < rack.node_gpus {
-                stranded += u64::from(free);
-            }
+    for rack in &state.racks {
+        for free in 1..rack.node_gpus {
+            stranded += u64::from(free * nodes_with_free(rack.summary, free));
         }
     }
     stranded
