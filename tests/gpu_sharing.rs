@@ -80,6 +80,23 @@ fn shared_job(pods: u32, milli: u32, cpu: u32) -> JobGpu {
     }
 }
 
+/// The rule of `shared_pods_on_gpus` read literally, one pod at a time: the GPU with the fewest free
+/// thousandths that holds the pod, on a node with its CPU and memory, ties to the lowest node and
+/// GPU. (The library places a GPU's pods in a row at once.)
+fn one_at_a_time(nodes: &mut [SharedNode], pods: u32, milli: u32, [cpu, memory]: [u32; 2]) -> Option<Vec<(u32, u32)>> {
+    let mut placed = Vec::new();
+    for _ in 0..pods {
+        let candidates = nodes.iter().enumerate().filter(|(_, n)| n.1 >= cpu && n.2 >= memory);
+        let gpus = candidates.flat_map(|(i, n)| n.0.iter().enumerate().map(move |(g, &f)| (f, i, g)));
+        let (_, n, g) = gpus.filter(|&(f, _, _)| f >= milli).min()?;
+        nodes[n].0[g] -= milli;
+        nodes[n].1 -= cpu;
+        nodes[n].2 -= memory;
+        placed.push((n as u32, g as u32));
+    }
+    Some(placed)
+}
+
 /// Each GPU of a tray: free, in use whole, or shared with this many thousandths in use.
 const GPU_STATES: [Option<u32>; 6] = [None, Some(0), Some(1), Some(400), Some(700), Some(1000)];
 
@@ -133,6 +150,8 @@ fn the_kernel_says_yes_exactly_when_the_gpus_hold_every_pod() {
                             .collect();
                         let before = view.clone();
                         let placed = shared_pods_on_gpus(&mut view, pods, milli, [cpu, 0]);
+                        let mut literal = before.clone();
+                        assert_eq!(placed, one_at_a_time(&mut literal, pods, milli, [cpu, 0]), "the rule, pod by pod");
                         assert_eq!(
                             says,
                             placed.is_some(),

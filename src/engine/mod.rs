@@ -25,19 +25,19 @@
 //!
 //! # The invariants the batched engine rests on
 //! 1. Within a round capacity only shrinks (jobs commit, nothing is released; a tray with fewer
-//!    free GPUs holds no more pods of any size), so a rack infeasible in the snapshot stays
-//!    infeasible.
+//!    free GPUs, or a shared GPU with fewer free thousandths, holds no more pods of any size), so
+//!    a rack infeasible in the snapshot stays infeasible.
 //! 2. Of the state that changes, a score reads only the rack's own occupancy: its free GPUs and
-//!    its trays counted by free GPUs (and, for a job asking for CPU or memory, its trays' free
-//!    CPU and memory) (site power and whole racks only affect feasibility, which is
+//!    its trays counted by free GPUs (and, for a job asking for CPU or memory or sharing GPUs, its
+//!    trays' free CPU and memory and its shared GPUs' free thousandths) (site power and whole racks only affect feasibility, which is
 //!    re-checked exactly against the current state), so a rack none of whose trays changed keeps
 //!    its snapshot score.
 //! 3. Every constraint but GPU capacity is the same for all racks of a cluster, so a cluster that
 //!    fails one of them can be skipped whole.
 //! 4. Racks of a cluster with equal free GPUs and equal counts of trays by free GPUs, whose trays
-//!    hold no CPU or memory, are interchangeable (same feasibility and score for every job), so
-//!    only the lowest-indexed rack of each class ([`classes`]) needs scoring; a rack whose trays
-//!    hold CPU or memory is a class of its own.
+//!    with free GPUs hold no CPU or memory and which have no shared GPU with room left, are
+//!    interchangeable (same feasibility and score for every job), so only the lowest-indexed rack
+//!    of each class ([`classes`]) needs scoring; any other rack is a class of its own.
 //!
 //! Racks whose trays changed ("dirty") are re-scored on the host, one per class; when every
 //! listed candidate is gone and the snapshot had more feasible racks than the list holds, the job

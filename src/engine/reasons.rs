@@ -29,20 +29,29 @@ pub(crate) fn power(watts: u64) -> String {
 pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
     let spans_everywhere = fleet.rack_types.iter().all(|rt| {
         let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
-        // By GPUs: a pod asking more CPU than a tray has is worded by `tray_resources`.
-        let per_rack = pods_per_rack(pods_per_node(job.shapes[(rt.node_gpus - 1) as usize]), rt.nodes, 0, 0, 0, 0);
+        // By GPUs (pods of a shared GPU: by their share of each): a pod asking more CPU than a tray
+        // has is worded by `tray_resources`.
+        let per_node = if job.shares_gpus() {
+            rt.node_gpus * job.pods_per_gpu
+        } else {
+            pods_per_node(job.shapes[(rt.node_gpus - 1) as usize])
+        };
+        let per_rack = pods_per_rack(per_node, rt.nodes, 0, 0, 0, 0);
         per_rack == 0 || spans_racks(layout, per_rack)
     });
     let plural = if job.pods == 1 { "" } else { "s" };
-    let mut pods = if job.shares_gpus() {
-        format!(" as {} pod{plural} of {} thousandths of one GPU", job.pods, job.gpu_milli)
+    // "8 GPUs as 2 pods of 4"; pods of a shared GPU by their share: "4 pods of 250 thousandths of
+    // one GPU"; then what each pod asks of its tray.
+    let mut gpus = if job.shares_gpus() {
+        format!("{} pod{plural} of {} thousandths of one GPU", job.pods, job.gpu_milli)
     } else if job.pod_gpus != 0 {
-        format!(" as {} pod{plural} of {}", job.pods, job.pod_gpus)
+        format!("{} GPUs as {} pod{plural} of {}", job.gpus, job.pods, job.pod_gpus)
     } else {
-        String::new()
+        format!("{} GPUs", job.gpus)
     };
     if job.asks_cpu_or_memory() {
-        pods += &format!("{}, {} each", if job.shares_gpus() { "" } else { " GPUs" }, pod_resources(job));
+        let unit = if job.shares_gpus() { "" } else { " GPUs" };
+        gpus += &format!("{unit}, {} each", pod_resources(job));
     }
     let block = match job.block_rule {
         crate::kernel::score::BLOCK_REQUIRED => " in one topology block",
@@ -50,9 +59,9 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
         _ => "",
     };
     let mut need = if spans_everywhere {
-        format!("needs {} GPUs{pods} across whole free racks of one cluster{block}", job.gpus)
+        format!("needs {gpus} across whole free racks of one cluster{block}")
     } else {
-        format!("needs {} GPUs{pods} in one NVLink domain", job.gpus)
+        format!("needs {gpus} in one NVLink domain")
     };
     if job.hbm_gb > 0 {
         need += &format!(" with {} GB HBM per GPU", job.hbm_gb);

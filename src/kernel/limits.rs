@@ -32,8 +32,8 @@ pub const MAX_NODE_GPUS: u32 = 8;
 /// The most nodes in one rack: the kernel counts a rack's nodes by free GPUs in 8-bit fields.
 pub const MAX_RACK_NODES: u32 = 255;
 /// The most nodes in a fleet (18 million trays is a million GB300 NVL72 racks); a node costs the
-/// ledger 14 bytes (its GPUs in use and state, and the kernel's record of its free GPUs, CPU and
-/// memory).
+/// ledger 27 bytes (its GPUs in use, shared GPUs and state, and the kernel's record of its free
+/// GPUs, CPU, memory and shared GPUs' free thousandths), and 16 more with shared GPUs.
 pub const MAX_FLEET_NODES: u32 = 32_000_000;
 /// The most CPU of one node, milli-cores (4 000 cores), and of one pod; a rack type that states
 /// none has this much per node (CPU not tracked). A pod's GPUs (≤ 8) × a rack's CPU per free GPU

@@ -536,7 +536,8 @@ pub fn job_watts(job: &JobGpu, gpu_watts: u32) -> u32 {
 /// of every constraint it fails. Keep in sync with `fn check` in the shader.
 ///
 /// `nodes` is the fleet's node table (a rack's nodes are `first_node ..`); it is read only for a
-/// job whose CPU or memory per pod the rack's summary cannot answer for ([`pods_here`]).
+/// job whose pods share GPUs or whose CPU or memory per pod the rack's summary cannot answer for
+/// ([`pods_here`]).
 #[inline(always)]
 pub fn check(
     job: &JobGpu,
@@ -550,8 +551,10 @@ pub fn check(
     check_of::<false>(job, rack, site, cluster, block, latency_ms, nodes)
 }
 
-/// [`check`]; with `SUMMARY_ONLY`, for a job that asks for no CPU and no memory per pod (the CPU
-/// scorer's vectorized pass, which must not hold the node loop), the same result without it.
+/// [`check`]; with `SUMMARY_ONLY`, for a job that asks for no CPU and no memory per pod and whose
+/// pods do not share GPUs (the CPU scorer's vectorized pass, which must not hold the node loop),
+/// the same result without it. Wrong for any other job ([`JobGpu::needs_node_table`]): its callers
+/// never pass one.
 #[inline(always)]
 pub(crate) fn check_of<const SUMMARY_ONLY: bool>(
     job: &JobGpu,

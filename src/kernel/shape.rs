@@ -20,10 +20,11 @@
 //! this rule, so the counting test of [`fits`] is exact: the pods fit if and only if the rule
 //! places them all.
 //!
-//! The kernel sees a rack's nodes only through its summary ([`rack_summary`]): how many usable
-//! nodes have at least 1, 2, …, 8 free GPUs, and how many pods of 1, 2, …, 8 GPUs they hold, so
-//! that the test of a pair costs a few shifts whatever the rack. Cordoned and failed nodes count as
-//! no free GPUs. The job's side is a table per node size ([`job_tables`]); nothing divides per pair.
+//! The kernel sees a rack's nodes through its summary ([`rack_summary`]): how many usable nodes
+//! have at least 1, 2, …, 8 free GPUs, and how many pods of 1, 2, …, 8 GPUs they hold, so that the
+//! test of a pair costs a few shifts whatever the rack. Cordoned and failed nodes count as no free
+//! GPUs. Only pods asking more CPU or memory than the summary answers for, and pods of a shared
+//! GPU (placed by [`shared_pods_on_gpus`]), are counted node by node from the node table. The job's side is a table per node size ([`job_tables`]); nothing divides per pair.
 //!
 //! Everything that depends on this rule (feasibility in the kernel, the CPU scorer's pruning, the
 //! engine's commit and its rack classes, the words of `explain`) asks this module.
@@ -289,7 +290,7 @@ pub fn shared_pods_on_gpus(nodes: &mut [SharedNode], pods: u32, milli: u32, need
     let before = nodes.to_vec();
     let [cpu, memory] = need;
     let mut placed = Vec::with_capacity(pods as usize);
-    for _ in 0..pods {
+    while (placed.len() as u32) < pods {
         let mut best: Option<(u32, usize, usize)> = None;
         for (n, (gpus, free_cpu, free_memory)) in nodes.iter().enumerate() {
             if *free_cpu < cpu || *free_memory < memory {
@@ -301,14 +302,19 @@ pub fn shared_pods_on_gpus(nodes: &mut [SharedNode], pods: u32, milli: u32, need
                 }
             }
         }
-        let Some((_, n, g)) = best else {
+        let Some((free, n, g)) = best else {
             nodes.copy_from_slice(&before);
             return None;
         };
-        nodes[n].0[g] -= milli;
-        nodes[n].1 -= cpu;
-        nodes[n].2 -= memory;
-        placed.push((n as u32, g as u32));
+        // The GPU stays the one with the fewest free thousandths that holds a pod while it holds
+        // one and its node has the pod's CPU and memory: the pods it takes in a row, at once.
+        let mut run = (free / milli).min(pods - placed.len() as u32);
+        run = run.min(nodes[n].1.checked_div(cpu).unwrap_or(u32::MAX));
+        run = run.min(nodes[n].2.checked_div(memory).unwrap_or(u32::MAX));
+        nodes[n].0[g] -= run * milli;
+        nodes[n].1 -= run * cpu;
+        nodes[n].2 -= run * memory;
+        placed.extend(std::iter::repeat_n((n as u32, g as u32), run as usize));
     }
     Some(placed)
 }

@@ -178,7 +178,7 @@ pub struct NodeFile {
     /// its `used_gpus` whole ones, one entry each. Pods of whole GPUs never take a shared GPU; pods
     /// of a shared GPU take what is left on it. Empty when absent; must be empty on a failed node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = MAX_NODE_GPUS))]
+    #[schemars(length(max = MAX_NODE_GPUS), inner(range(min = 1, max = 1000)))]
     pub gpu_milli_used: Vec<u32>,
 }
 

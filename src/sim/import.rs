@@ -179,7 +179,9 @@ fn validated(workload: Workload) -> Result<Workload, InputError> {
 /// Mapping (the trace has no job-type label, no HBM demand and no latency bound):
 /// - `name` → `id`; `creation_time` → `submit_s`; `deletion_time − creation_time` → `duration_s`
 ///   (at least 1 s); `num_gpu` → `gpus`; pods with 0 GPUs are skipped and counted;
-/// - a GPU-sharing pod (`gpu_milli` < 1000) takes one whole GPU: gpuplace does not model sharing;
+/// - a pod of one GPU asking part of it (`gpu_milli` < 1000) shares it: its `gpu_milli` is kept; any
+///   other pod with `gpu_milli` < 1000 (several GPUs, or 0 thousandths: the trace has none) takes
+///   whole GPUs, and is counted in the notes;
 /// - a pod of at most 8 GPUs is one pod (`pods` 1) asking for its `cpu_milli` and `memory_mib`
 ///   (as `cpu` cores and `memory_gb`, GB of 1024 MiB) when the list has those columns;
 /// - `qos` → kind and priority: LS → inference (100), Burstable → agentic (60), Guaranteed →
@@ -200,7 +202,7 @@ pub fn alibaba_pods(
     check_name(region, true).map_err(|m| InputError::new("command line", "--region", "region", m))?;
     let mut report = ImportReport::default();
     let mut jobs = Vec::new();
-    let (mut shared, mut with_spec) = (0usize, 0usize);
+    let (mut shared, mut with_spec, mut several_partial) = (0usize, 0usize, 0usize);
     let mut zero_gpu = 0usize;
     let mut first_line: HashMap<String, u64> = HashMap::new();
     let required = ["name", "num_gpu", "gpu_milli", "gpu_spec", "qos", "creation_time", "deletion_time"];
@@ -251,6 +253,8 @@ pub fn alibaba_pods(
         let share = (gpus == 1 && (1..1000).contains(&gpu_milli)).then_some(gpu_milli);
         if share.is_some() {
             shared += 1;
+        } else if gpu_milli < 1000 {
+            several_partial += 1;
         }
         if !row.get("gpu_spec").is_empty() {
             with_spec += 1;
@@ -285,6 +289,11 @@ pub fn alibaba_pods(
     }
     report.imported = jobs.len();
     report.notes.push(format!("{shared} pods share their GPU (gpu_milli below 1000, kept)"));
+    if several_partial != 0 {
+        report.notes.push(format!(
+            "{several_partial} pods with gpu_milli below 1000 but several GPUs, or 0 thousandths, take whole GPUs"
+        ));
+    }
     report.notes.push(format!("{with_spec} pods name allowed GPU models (gpu_spec), which gpuplace does not model"));
     Ok((validated(Workload::from_jobs(jobs, source_name))?, report))
 }
