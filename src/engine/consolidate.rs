@@ -42,6 +42,7 @@ pub use crate::engine::place::{Consolidation, Move};
 use crate::engine::place::{Decision, Outcome, best_with_relaxing, need_of};
 use crate::kernel::score::{BLOCK_ANY, BLOCK_PREFERRED, JobGpu, REJECT_GPUS, REJECT_POWER};
 use crate::kernel::shape::{racks_needed, spans_racks};
+use crate::kernel::state::NodeState;
 
 /// Racks tried per waiting job.
 pub const RACKS_PER_JOB: usize = 4;
@@ -182,9 +183,35 @@ fn fits_one_rack(job: &JobGpu, ledger: &Ledger, rack: usize) -> bool {
     per_rack != 0 && !spans_racks(shape, per_rack)
 }
 
-/// GPUs held on `rack` by movable allocations.
-fn movable_gpus(decisions: &[Decision], holders: &Holders, rack: usize) -> u32 {
-    holders.on(rack).iter().map(|&p| placed(&decisions[p]).gpus()).sum()
+/// What the movable allocations on `rack` hold there: the GPUs their pods touch (a GPU shared by
+/// several counted once), and whether releasing them all would leave the rack with nothing in use
+/// (every tray ready, no GPU held by anything else, whole or shared): whole. Read from their pods, not from their GPU
+/// counts: pods of a shared GPU count their shares rounded up, not the GPUs they touch.
+fn movable_footprint(ledger: &Ledger, decisions: &[Decision], holders: &Holders, rack: usize) -> (u32, bool) {
+    let state = ledger.state();
+    let r = &state.racks[rack];
+    let mut touched = vec![0u8; r.nodes as usize];
+    let mut shares: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+    for &p in holders.on(rack) {
+        for pod in &placed(&decisions[p]).pods {
+            touched[pod.node as usize] |= pod.gpus;
+            if pod.gpu_milli != 0 {
+                *shares.entry((pod.node, pod.gpus.trailing_zeros())).or_default() += pod.gpu_milli;
+            }
+        }
+    }
+    let gpus = touched.iter().map(|m| m.count_ones()).sum();
+    let clears = touched.iter().enumerate().all(|(n, &mask)| {
+        let at = (r.first_node as usize) + n;
+        let cell = state.nodes[at];
+        let held = state.shares_of(at);
+        cell.state == NodeState::Ready
+            && mask == cell.used
+            && (0..8u32)
+                .filter(|g| cell.shared & (1 << g) != 0)
+                .all(|g| shares.get(&(n as u32, g)).copied().unwrap_or(0) == u32::from(held[g as usize]))
+    });
+    (gpus, clears)
 }
 
 fn placed(decision: &Decision) -> &Allocation {
@@ -219,7 +246,7 @@ fn make_room(
         .copied()
         .filter(|&r| state.check(&job, r) & !(REJECT_GPUS | REJECT_POWER) == 0 && fits_one_rack(&job, ledger, r))
         .filter_map(|r| {
-            let reachable = state.racks[r].free_gpus + movable_gpus(decisions, holders, r);
+            let reachable = state.racks[r].free_gpus + movable_footprint(ledger, decisions, holders, r).0;
             (reachable >= job.gpus).then(|| (job.gpus.saturating_sub(state.racks[r].free_gpus), r))
         })
         .collect();
@@ -297,7 +324,7 @@ fn make_whole_racks(
                     .range(racks.clone())
                     .filter_map(|&r| {
                         let used = state.racks[r].gpus - state.racks[r].free_gpus;
-                        (used == movable_gpus(decisions, holders, r)).then_some((used, r))
+                        movable_footprint(ledger, decisions, holders, r).1.then_some((used, r))
                     })
                     .collect();
                 if whole + clearable.len() < needed {
