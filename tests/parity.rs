@@ -218,3 +218,55 @@ fn scorer_is_reused_and_grows_its_buffers() {
         }
     }
 }
+
+#[test]
+fn kernel_matches_cpu_past_llvmpipes_loop_limit() {
+    // Mesa's llvmpipe (lavapipe, and its GL driver) silently ends a shader loop after 65,535
+    // iterations of one invocation; the GPU scorer keeps software adapters' dispatches under it.
+    // Each problem here has one invocation loop more than that without tiling (a loop iteration
+    // per rack at least, and per tray for the second), and the one best rack is the last.
+    let site = |clusters: &str| {
+        format!(
+            r#"{{"regions": ["r"], "rack_types": {{
+                  "h8": {{"gpu_model": "H100", "gpus": 8, "hbm_gb_per_gpu": 80, "kw": 10, "nodes": 1}},
+                  "gb300": {{"gpu_model": "GB300", "gpus": 72, "hbm_gb_per_gpu": 288, "kw": 140, "nodes": 18}}}},
+                "sites": [{{"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 4000,
+                  "pue": 1.2, "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01",
+                  "latency_ms": {{"r": 10}}, "clusters": [{clusters}]}}]}}"#
+        )
+    };
+    let servers = 70_000usize;
+    let used: Vec<String> = (0..servers).map(|r| if r + 1 == servers { "4" } else { "0" }.to_string()).collect();
+    let wide = gpuplace::Fleet::from_json(
+        &site(&format!(r#"{{"name": "a", "rack_type": "h8", "racks": {servers}, "used_gpus": [{}]}}"#, used.join(","))),
+        "<wide>",
+    )
+    .unwrap();
+    let trays = gpuplace::Fleet::from_json(
+        &site(r#"{"name": "b", "rack_type": "gb300", "racks": 3700, "nodes": [{"rack": 3699, "node": 0, "state": "cordoned"}]}"#),
+        "<trays>",
+    )
+    .unwrap();
+    let job = |extra: &str| {
+        format!(
+            r#"{{"id": "j", "kind": "inference", "duration_h": 1, "region": "r", "hbm_gb_per_gpu": 0, "priority": 1{extra}}}"#
+        )
+    };
+    let problems = [
+        (&wide, job(r#", "gpus": 2"#)),
+        (&trays, job(r#", "gpus": 1, "pods": 1, "gpu_milli": 100"#)),
+        (&trays, job(r#", "gpus": 1, "pods": 1, "cpu": 4000"#)),
+    ];
+    for (name, mut gpu) in gpu_scorers("kernel_matches_cpu_past_llvmpipes_loop_limit") {
+        for (fleet, job) in &problems {
+            let workload = gpuplace::Workload::from_json(&format!("[{job}]"), "<job>").unwrap();
+            let jobs = workload.compile(fleet, &Policy::default(), at()).unwrap();
+            let state = fleet.initial_state();
+            let cpu = score_batch(&jobs, &state, 4);
+            assert_eq!(cpu.candidates_of(0)[0].rack as usize, state.racks.len() - 1, "the last rack is the best");
+            assert_eq!(cpu.feasible[0] as usize, state.racks.len());
+            let out = gpu.score_batch(&jobs, &state, 4).unwrap();
+            compare(&out, &cpu).unwrap_or_else(|d| panic!("{name}, {job}: {d}"));
+        }
+    }
+}

@@ -76,6 +76,18 @@ fn max_binding(limits: &wgpu::Limits) -> u64 {
     limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
 }
 
+/// Racks one dispatch scores on a software adapter. Mesa's llvmpipe (behind lavapipe and its GL
+/// driver) ends a shader's loops after 65,535 iterations of one invocation, silently: a job scored
+/// against more racks than that in one dispatch missed the racks after it (measured: 10,919 of
+/// 70,000 one-server racks feasible; 575 of 576 GB300 racks for pods of a shared GPU, counted tray
+/// by tray). Real GPUs have no such limit. One rack costs an invocation at most about 80 loop
+/// iterations (the rack loop, the terms and the score's sums, the insertion into a list of up to 16
+/// and the fragmentation term's loops), so 512 racks stay under 41,000 …
+pub const SOFTWARE_RACKS_PER_TILE: usize = 512;
+/// … and its trays, read one by one for a job asking CPU or memory or sharing GPUs (at most 9
+/// iterations each: the tray, and its GPUs for a shared pod), 2,048 trays under 18,500 more.
+pub const SOFTWARE_NODES_PER_TILE: u64 = 2048;
+
 /// How big a tile may be on this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TilePlan {
@@ -85,6 +97,8 @@ pub struct TilePlan {
     pub racks_per_tile: usize,
     /// Workgroups in one dimension of the dispatch grid.
     pub max_groups_per_dim: u32,
+    /// Trays per dispatch when the batch reads them (besides what the binding holds).
+    pub nodes_per_tile: u64,
 }
 
 impl TilePlan {
@@ -96,7 +110,22 @@ impl TilePlan {
         let jobs_by_grid = groups * groups * u64::from(WG_SIZE);
         let jobs_per_tile = (max_binding / per_job).min(jobs_by_grid).min(MAX_JOBS_PER_TILE as u64).max(1) as usize;
         let racks_per_tile = (max_binding / size_of::<RackGpu>() as u64).max(1) as usize;
-        TilePlan { jobs_per_tile, racks_per_tile, max_groups_per_dim: limits.max_compute_workgroups_per_dimension }
+        TilePlan {
+            jobs_per_tile,
+            racks_per_tile,
+            max_groups_per_dim: limits.max_compute_workgroups_per_dimension,
+            nodes_per_tile: u64::MAX,
+        }
+    }
+
+    /// [`TilePlan::for_limits`] on a software adapter: tiles small enough that no invocation
+    /// loops more than llvmpipe allows ([`SOFTWARE_RACKS_PER_TILE`]).
+    pub fn for_software(self) -> TilePlan {
+        TilePlan {
+            racks_per_tile: self.racks_per_tile.min(SOFTWARE_RACKS_PER_TILE),
+            nodes_per_tile: self.nodes_per_tile.min(SOFTWARE_NODES_PER_TILE),
+            ..self
+        }
     }
 }
 
@@ -116,8 +145,10 @@ fn rack_tiles<'a>(
     racks_per_tile: usize,
     with_nodes: bool,
     max_binding: u64,
+    nodes_per_tile: u64,
 ) -> Result<Vec<RackTile<'a>>, ScoreError> {
-    let node_room = (max_binding / 4).saturating_sub(state.latency.len() as u64) / u64::from(NODE_WORDS);
+    let node_room =
+        ((max_binding / 4).saturating_sub(state.latency.len() as u64) / u64::from(NODE_WORDS)).min(nodes_per_tile);
     let mut tiles = Vec::new();
     let mut start = 0;
     while start < state.racks.len() {
@@ -621,7 +652,10 @@ impl GpuScorer {
         if jobs.is_empty() || state.racks.is_empty() {
             return Ok(out);
         }
-        let plan = TilePlan::for_limits(&self.context.limits, k);
+        let mut plan = TilePlan::for_limits(&self.context.limits, k);
+        if self.context.adapter.software {
+            plan = plan.for_software();
+        }
         let max_binding = max_binding(&self.context.limits);
         // The `tables` binding holds the latency table and, when a job of the batch asks for CPU
         // or memory or shares GPUs (no other job reads them), the nodes of the rack tile being
@@ -639,7 +673,7 @@ impl GpuScorer {
                 )));
             }
         }
-        let rack_tiles = rack_tiles(state, plan.racks_per_tile, with_nodes, max_binding)?;
+        let rack_tiles = rack_tiles(state, plan.racks_per_tile, with_nodes, max_binding, plan.nodes_per_tile)?;
         let tables_words =
             rack_tiles.iter().map(|t| state.latency.len() + NODE_WORDS as usize * t.nodes.len()).max().unwrap_or(0);
         let jobs_per_tile = plan.jobs_per_tile.min(jobs.len());
@@ -783,7 +817,7 @@ mod tests {
         let node_bytes = u64::from(NODE_WORDS) * 4;
         for max_binding in [latency_bytes + node_bytes * 18, latency_bytes + node_bytes * 100, 1 << 20] {
             for racks_per_tile in [1, 7, 5000] {
-                let tiles = rack_tiles(&state, racks_per_tile, true, max_binding).unwrap();
+                let tiles = rack_tiles(&state, racks_per_tile, true, max_binding, u64::MAX).unwrap();
                 let mut next = 0;
                 for tile in &tiles {
                     assert_eq!(tile.offset, next, "tiles are consecutive");
@@ -810,8 +844,11 @@ mod tests {
             }
         }
         // A binding too small for one rack's trays is an error, not an endless loop.
-        assert!(rack_tiles(&state, 10, true, latency_bytes + node_bytes).is_err());
+        assert!(rack_tiles(&state, 10, true, latency_bytes + node_bytes, u64::MAX).is_err());
         // Without CPU or memory asked, tiles carry no nodes.
-        assert!(rack_tiles(&state, 10, false, 1 << 20).unwrap().iter().all(|t| t.nodes.is_empty()));
+        assert!(rack_tiles(&state, 10, false, 1 << 20, u64::MAX).unwrap().iter().all(|t| t.nodes.is_empty()));
+        // A cap on trays per tile holds too.
+        let capped = rack_tiles(&state, 5000, true, 1 << 20, 40).unwrap();
+        assert!(capped.len() > 1 && capped.iter().all(|t| t.nodes.len() <= 40));
     }
 }
