@@ -322,6 +322,23 @@ fn shared_gpus_load_write_back_and_refuse_bad_values() {
         assert_eq!(e.source_name, "fleet.json");
         assert!(e.field.ends_with(field) && e.message.contains(words), "{e}");
     }
+    // A site whose power does not feed the shares its file states is refused, in watts.
+    let site = |power_mw: &str| {
+        Fleet::from_json(
+            &format!(
+                r#"{{"regions": ["r"], "rack_types": {{"x": {{"gpu_model": "X", "gpus": 4, "hbm_gb_per_gpu": 80, "kw": 4, "nodes": 1}}}},
+                "sites": [{{"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": {power_mw},
+                  "pue": 1.2, "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01",
+                  "latency_ms": {{"r": 10}}, "clusters": [{{"name": "a", "rack_type": "x", "racks": 1,
+                  "nodes": [{{"rack": 0, "node": 0, "gpu_milli_used": [333]}}]}}]}}]}}"#
+            ),
+            "fleet.json",
+        )
+    };
+    site("0.000333").unwrap();
+    let e = site("0.000332").unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("fleet.json") && e.contains("clusters[].nodes") && e.contains("draw 333 W"), "{e}");
     // Jobs: `gpu_milli` in JSON and CSV, written and read back the same; the job holds its shares
     // rounded up to whole GPUs.
     let csv = "id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,pods,gpu_milli\n\

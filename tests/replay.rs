@@ -247,11 +247,18 @@ fn importers_count_malformed_rows_and_strict_rejects_them() {
                 p1,1000,1024,0,0,,BE,Running,5,50,5\n\
                 p2,1000,1024,2,1000,,BE,Running,10,5,10\n\
                 p3,1000,1024,1,300,,Burstable,Running,20\n\
-                p4,1000,1024,8,1000,,BE,Running,30,3600,30\n";
+                p4,1000,1024,8,1000,,BE,Running,30,3600,30\n\
+                p5,1000,1024,1,250,,LS,Running,40,100,40\n\
+                p6,1000,1024,1,1001,,LS,Running,40,100,40\n\
+                p7,1000,1024,1,0,,LS,Running,40,100,40\n";
     let (workload, report) = alibaba_pods(pods, "pods.csv", "openb", false).unwrap();
-    assert_eq!(workload.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec!["p0", "p4"]);
+    assert_eq!(workload.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec!["p0", "p4", "p5"]);
     assert_eq!(report.skipped.get("pods with 0 GPUs"), Some(&1));
-    assert_eq!(report.malformed.iter().map(|(line, _)| *line).collect::<Vec<_>>(), vec![4, 5]);
+    // A pod of one GPU asking part of it shares the GPU; a GPU pod's share out of 1..=1000 is malformed.
+    assert_eq!((workload.jobs[2].gpu_milli, workload.jobs[2].pods), (Some(250), Some(1)));
+    assert_eq!(workload.jobs[0].gpu_milli, None);
+    assert_eq!(report.malformed.iter().map(|(line, _)| *line).collect::<Vec<_>>(), vec![4, 5, 8, 9]);
+    assert!(report.malformed[2..].iter().all(|(_, e)| e.contains("gpu_milli")), "{:?}", report.malformed);
     assert_eq!(workload.jobs[1].kind, JobKind::Training);
     assert_eq!((workload.jobs[1].submit_s, workload.jobs[1].duration_s), (Some(30), Some(3570)));
     assert!(alibaba_pods(pods, "pods.csv", "openb", true).is_err());

@@ -183,7 +183,11 @@ impl Ledger {
                     .collect();
                 let placed = shared_pods_on_gpus(&mut view, full_here, job.gpu_milli, need)
                     .expect("the anchor passed `fits`, so the shape rule places every pod");
-                for (node, gpu) in placed {
+                // On the rack it holds the GPUs its pods touch.
+                let mut touched = placed.clone();
+                touched.sort_unstable();
+                touched.dedup();
+                for &(node, gpu) in &placed {
                     let [cpu_milli, memory_mib] = need;
                     pods.push(PodSlot {
                         rack: r,
@@ -194,12 +198,7 @@ impl Ledger {
                         gpu_milli: job.gpu_milli,
                     });
                 }
-                // A shared job holds its pods' shares rounded up to whole GPUs: on each rack, what
-                // the pods so far round up to less what those before it did, so that its racks add
-                // up to the job's GPUs.
-                let shares_up_to = |pods: u32| (pods * job.gpu_milli).div_ceil(GPU_MILLI);
-                let done = full - full_left;
-                shares.push(RackShare { rack: r, gpus: shares_up_to(done + full_here) - shares_up_to(done) });
+                shares.push(RackShare { rack: r, gpus: touched.len() as u32 });
                 full_left -= full_here;
                 continue;
             }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ledger::Ledger;
 use crate::kernel::limits::MAX_LATENCY_MS;
-use crate::kernel::score::{JobGpu, REJECT_GPUS, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS, job_watts, pods_here};
+use crate::kernel::score::{
+    JobGpu, NodeGpu, REJECT_GPUS, REJECT_KINDS, REJECT_NAMES, STATIC_REJECTS, job_watts, pods_here, shared_free_milli,
+};
 use crate::kernel::shape::{
     fits, nodes_with_free, pod_layout, pods_fit, pods_per_node, pods_per_rack, rack_summary, racks_needed, spans_racks,
 };
@@ -496,7 +498,16 @@ fn tray_resources(ledger: &Ledger, job: &JobGpu, eligible: &[usize], need: &str)
     let size = job.pod_gpus;
     let rack = &state.racks[r];
     let trays = &state.node_table[rack.first_node as usize..(rack.first_node + rack.nodes) as usize];
-    let with_gpus = || trays.iter().filter(|n| n.free_gpus >= size);
+    // The pods a tray holds by GPUs alone (for pods of a shared GPU, by their share of each).
+    let by_gpus = |n: &NodeGpu| {
+        if job.shares_gpus() {
+            n.free_gpus * job.pods_per_gpu
+                + (0..rack.node_gpus).map(|g| shared_free_milli(n.shared_free, g) / job.gpu_milli).sum::<u32>()
+        } else {
+            n.free_gpus / size
+        }
+    };
+    let with_gpus = || trays.iter().filter(|n| by_gpus(n) != 0);
     let most_cpu = with_gpus().map(|n| n.free_cpu_milli).max().unwrap_or(0);
     let most_memory = with_gpus().map(|n| n.free_memory_mib).max().unwrap_or(0);
     let (resource, per_pod, most) = if job.pod_cpu_milli > most_cpu {
@@ -506,7 +517,7 @@ fn tray_resources(ledger: &Ledger, job: &JobGpu, eligible: &[usize], need: &str)
     } else {
         // Each tray holds one pod or more, but not as many as the job has.
         let cpu_short =
-            job.pod_cpu_milli != 0 && with_gpus().any(|n| n.free_cpu_milli / job.pod_cpu_milli < n.free_gpus / size);
+            job.pod_cpu_milli != 0 && with_gpus().any(|n| n.free_cpu_milli / job.pod_cpu_milli < by_gpus(n));
         if cpu_short { ("cpu", job.pod_cpu_milli, most_cpu) } else { ("memory", job.pod_memory_mib, most_memory) }
     };
     let (site, cluster) = (fleet.sites[fleet.clusters[c].site].name.clone(), fleet.clusters[c].name.clone());

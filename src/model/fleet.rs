@@ -1086,10 +1086,10 @@ impl Fleet {
                 return Err(InputError::new(
                     src,
                     &record,
-                    "clusters[].used_gpus",
+                    "clusters[].used_gpus and clusters[].nodes",
                     format!(
-                        "the GPUs in use draw {:.3} MW, more than power_mw ({power_mw})",
-                        power_used_w as f64 / 1e6
+                        "the GPUs in use (whole, and the shares in use of shared ones) draw {power_used_w} W, more \
+                         than power_mw gives ({power_w} W)"
                     ),
                 ));
             }

@@ -179,9 +179,9 @@ fn validated(workload: Workload) -> Result<Workload, InputError> {
 /// Mapping (the trace has no job-type label, no HBM demand and no latency bound):
 /// - `name` → `id`; `creation_time` → `submit_s`; `deletion_time − creation_time` → `duration_s`
 ///   (at least 1 s); `num_gpu` → `gpus`; pods with 0 GPUs are skipped and counted;
-/// - a pod of one GPU asking part of it (`gpu_milli` < 1000) shares it: its `gpu_milli` is kept; any
-///   other pod with `gpu_milli` < 1000 (several GPUs, or 0 thousandths: the trace has none) takes
-///   whole GPUs, and is counted in the notes;
+/// - a pod of one GPU asking part of it (`gpu_milli` < 1000) shares it: its `gpu_milli` is kept; a
+///   pod of several GPUs with `gpu_milli` < 1000 (the trace has none) takes them whole, and is
+///   counted in the notes; a GPU pod's `gpu_milli` outside 1 ..= 1000 makes the row malformed;
 /// - a pod of at most 8 GPUs is one pod (`pods` 1) asking for its `cpu_milli` and `memory_mib`
 ///   (as `cpu` cores and `memory_gb`, GB of 1024 MiB) when the list has those columns;
 /// - `qos` → kind and priority: LS → inference (100), Burstable → agentic (60), Guaranteed →
@@ -215,6 +215,10 @@ pub fn alibaba_pods(
         let deletion: u64 = number(row, "deletion_time")?;
         if gpus > MAX_JOB_GPUS {
             return Err(("num_gpu".into(), format!("{gpus} is out of range: at most {MAX_JOB_GPUS} GPUs per job")));
+        }
+        if gpus > 0 && !(1..=1000).contains(&gpu_milli) {
+            let message = format!("{gpu_milli} is out of range: a GPU pod asks for 1..=1000 thousandths of each GPU");
+            return Err(("gpu_milli".into(), message));
         }
         if creation > MAX_TRACE_S {
             return Err(("creation_time".into(), format!("{creation} is past {MAX_TRACE_S} s (100 years)")));
@@ -290,9 +294,7 @@ pub fn alibaba_pods(
     report.imported = jobs.len();
     report.notes.push(format!("{shared} pods share their GPU (gpu_milli below 1000, kept)"));
     if several_partial != 0 {
-        report.notes.push(format!(
-            "{several_partial} pods with gpu_milli below 1000 but several GPUs, or 0 thousandths, take whole GPUs"
-        ));
+        report.notes.push(format!("{several_partial} pods of several GPUs with gpu_milli below 1000 take them whole"));
     }
     report.notes.push(format!("{with_spec} pods name allowed GPU models (gpu_spec), which gpuplace does not model"));
     Ok((validated(Workload::from_jobs(jobs, source_name))?, report))
