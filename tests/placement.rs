@@ -1546,3 +1546,23 @@ fn pods_of_a_shared_gpu_short_of_cpu_are_told_so() {
     assert_eq!((resource.as_str(), *per_pod, *most_free_on_a_tray), ("cpu", 2000, 8000), "{reason}");
     assert!(reason.text.starts_with("needs 5 pods of 100 thousandths of one GPU, 2 cores each"), "{reason}");
 }
+
+#[test]
+fn a_job_whose_cpu_spans_racks_is_worded_so() {
+    // A tray of 8 GPUs and 8 cores: 5 pods of one GPU and 2 cores each fit it by GPUs, but by CPU
+    // a whole rack holds 4 of them, so the job takes whole racks (the kernel's count) and its need
+    // says so, as its reason does. (Found by hostile testing: the need said "in one NVLink domain".)
+    let fleet = small_fleet(
+        r#""x": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 1, "node_cpu": 8}"#,
+        r#"{"name": "a", "rack_type": "x", "racks": 1, "used_gpus": [4]}"#,
+    );
+    let workload =
+        Workload::from_json(&format!("[{}]", pod_job("s", 5, r#", "cpu": 2, "priority": 1"#)), "<jobs>").unwrap();
+    let mut scheduler = Scheduler::new(fleet, Policy::default(), BackendChoice::Cpu).unwrap();
+    let placement = scheduler.place(&workload, Some(at())).unwrap();
+    let Outcome::Unplaced { reason } = &placement.decisions[0].outcome else {
+        panic!("{:?}", placement.decisions[0].outcome)
+    };
+    assert_eq!(reason.cause.code(), "free_racks", "{reason}");
+    assert!(reason.text.contains("across whole free racks of one cluster"), "{reason}");
+}

@@ -32,14 +32,24 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
     let spans_everywhere = fleet.rack_types.iter().all(|rt| {
         let layout = pod_layout(job.gpus, job.pods, job.pod_gpus, rt.node_gpus);
         // By GPUs (pods of a shared GPU: by their share of each): a pod asking more CPU than a tray
-        // has is worded by `tray_resources`.
+        // has at all is worded by `tray_too_small`.
         let per_node = if job.shares_gpus() {
             rt.node_gpus * job.pods_per_gpu
         } else {
             pods_per_node(job.shapes[(rt.node_gpus - 1) as usize])
         };
-        let per_rack = pods_per_rack(per_node, rt.nodes, 0, 0, 0, 0);
-        per_rack == 0 || spans_racks(layout, per_rack)
+        // And the pods a whole rack holds with the trays' CPU and memory, as the kernel counts them:
+        // a job they make span racks is worded so (its reason then counts whole racks).
+        let by_gpus = pods_per_rack(per_node, rt.nodes, 0, 0, 0, 0);
+        let per_rack = pods_per_rack(
+            per_node,
+            rt.nodes,
+            job.pod_cpu_milli,
+            job.pod_memory_mib,
+            rt.node_cpu_milli,
+            rt.node_memory_mib,
+        );
+        by_gpus == 0 || spans_racks(layout, by_gpus) || (per_rack != 0 && spans_racks(layout, per_rack))
     });
     let plural = if job.pods == 1 { "" } else { "s" };
     // "8 GPUs as 2 pods of 4"; pods of a shared GPU by their share: "4 pods of 250 thousandths of
@@ -52,7 +62,11 @@ pub fn describe_need(fleet: &Fleet, job: &JobGpu) -> String {
         format!("{} GPUs", job.gpus)
     };
     if job.asks_cpu_or_memory() {
-        let unit = if job.shares_gpus() { "" } else { " GPUs" };
+        let unit = match (job.shares_gpus(), job.pod_gpus) {
+            (true, _) => "",
+            (false, 1) => " GPU",
+            (false, _) => " GPUs",
+        };
         gpus += &format!("{unit}, {} each", pod_resources(job));
     }
     let block = match job.block_rule {
