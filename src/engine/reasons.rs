@@ -496,6 +496,11 @@ fn pod_resources(job: &JobGpu) -> String {
     asked.join(" and ")
 }
 
+/// An amount of a tray's `cpu` (milli-cores) or `memory` (MiB) in words: "12.5 cores", "96 GB".
+fn tray_amount(resource: &str, v: u32) -> String {
+    if resource == "cpu" { format!("{} cores", f64::from(v) / 1000.0) } else { format!("{} GB", f64::from(v) / 1024.0) }
+}
+
 /// For a job asking for CPU or memory per pod: the first eligible cluster with a rack whose trays
 /// have the pods' GPUs (the job without its CPU and memory would fit there), and which of the two
 /// the trays lack.
@@ -535,13 +540,7 @@ fn tray_resources(ledger: &Ledger, job: &JobGpu, eligible: &[usize], need: &str)
         if cpu_short { ("cpu", job.pod_cpu_milli, most_cpu) } else { ("memory", job.pod_memory_mib, most_memory) }
     };
     let (site, cluster) = (fleet.sites[fleet.clusters[c].site].name.clone(), fleet.clusters[c].name.clone());
-    let shown = |v: u32| {
-        if resource == "cpu" {
-            format!("{} cores", f64::from(v) / 1000.0)
-        } else {
-            format!("{} GB", f64::from(v) / 1024.0)
-        }
-    };
+    let shown = |v: u32| tray_amount(resource, v);
     let text = if per_pod > most {
         format!(
             "{need}; closest feasible: {site}/{cluster} has trays with the pods' GPUs free, but not their \
@@ -577,13 +576,7 @@ fn tray_too_small(ledger: &Ledger, job: &JobGpu, eligible: &[usize], need: &str)
         ("memory", job.pod_memory_mib, rt.node_memory_mib)
     };
     let (site, cluster) = (fleet.sites[fleet.clusters[c].site].name.clone(), fleet.clusters[c].name.clone());
-    let shown = |v: u32| {
-        if resource == "cpu" {
-            format!("{} cores", f64::from(v) / 1000.0)
-        } else {
-            format!("{} GB", f64::from(v) / 1024.0)
-        }
-    };
+    let shown = |v: u32| tray_amount(resource, v);
     let text = format!(
         "{need}; its pods ask for more {resource} than any tray that qualifies has: a pod asks for {}, a tray \
          of {site}/{cluster} has {} in all",
