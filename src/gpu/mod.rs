@@ -6,7 +6,8 @@
 //! its buffers, which grow when a larger batch arrives and never shrink. Batches larger than the
 //! device allows in one binding or one dispatch are tiled over jobs and over racks; rack tiles
 //! after the first continue the candidate lists left by earlier tiles, which is exact (see the
-//! shader).
+//! shader). Job tiles alternate between two sets of buffers, so that the host uploads the next tile
+//! and reads back the last while the device scores the current one.
 
 pub mod nodes;
 mod selfcheck;
@@ -323,16 +324,33 @@ impl Device {
 
     /// Maps `slice` of a readback buffer for reading and waits for it: the device's fault, if it
     /// had one meanwhile, or the mapping's failure, as a [`ScoreError`]. Both kernels' readbacks.
-    fn map_for_reading(&self, slice: &wgpu::BufferSlice<'_>) -> Result<(), ScoreError> {
+    fn map_for_reading(
+        &self,
+        slice: &wgpu::BufferSlice<'_>,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<(), ScoreError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = sender.send(result);
         });
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
+        // Wait for the submission that wrote the buffer, not for later ones still running.
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+            .map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
         if let Some(fault) = self.fault() {
             return Err(fault);
         }
-        match receiver.recv() {
+        let result = match receiver.try_recv() {
+            Ok(result) => Ok(result),
+            // Not called back yet: wait for everything, then it must have been.
+            Err(_) => {
+                self.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
+                receiver.recv()
+            }
+        };
+        match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ScoreError::DeviceLost(format!("mapping results failed: {e}"))),
             Err(_) => Err(ScoreError::DeviceLost("mapping results never completed".into())),
@@ -413,15 +431,21 @@ fn build_pipeline(
     (pipeline, layout)
 }
 
-/// Device buffers, grown on demand.
+/// Device buffers, grown on demand: the fleet's tables, and one or two slots of per-job buffers.
 struct Buffers {
     params: wgpu::Buffer,
-    jobs: wgpu::Buffer,
     racks: wgpu::Buffer,
     sites: wgpu::Buffer,
     clusters: wgpu::Buffer,
     blocks: wgpu::Buffer,
     latency: wgpu::Buffer,
+    slots: Vec<Slot>,
+}
+
+/// One job tile's buffers. With two slots, the host uploads the next tile and reads back the last
+/// while the device scores the current one.
+struct Slot {
+    jobs: wgpu::Buffer,
     candidates: wgpu::Buffer,
     feasible: wgpu::Buffer,
     readback: wgpu::Buffer,
@@ -530,8 +554,8 @@ impl GpuScorer {
         self.self_check(alter)
     }
 
-    /// Makes sure every buffer holds at least the given element counts, recreating the bind group if
-    /// any buffer had to grow.
+    /// Makes sure every buffer holds at least the given element counts and that there are at least
+    /// `slots` job slots, recreating the bind groups if any buffer had to grow.
     #[expect(clippy::too_many_arguments, reason = "one count per buffer, named")]
     fn ensure_buffers(
         &mut self,
@@ -542,6 +566,7 @@ impl GpuScorer {
         blocks: usize,
         latency: usize,
         k: usize,
+        slots: usize,
     ) {
         let bytes = |count: usize, size: usize| ((count.max(1) * size) as u64).next_multiple_of(16);
         let need = [
@@ -555,18 +580,22 @@ impl GpuScorer {
             bytes(jobs, 4),
         ];
         let old = self.buffers.as_ref().map(|b| {
+            let slot = &b.slots[0];
             [
-                b.jobs.size(),
+                slot.jobs.size(),
                 b.racks.size(),
                 b.sites.size(),
                 b.clusters.size(),
                 b.blocks.size(),
                 b.latency.size(),
-                b.candidates.size(),
-                b.feasible.size(),
+                slot.candidates.size(),
+                slot.feasible.size(),
             ]
         });
-        if old.is_some_and(|have| have.iter().zip(&need).all(|(h, n)| h >= n)) {
+        let slots = slots.max(self.buffers.as_ref().map_or(1, |b| b.slots.len()));
+        if old.is_some_and(|have| have.iter().zip(&need).all(|(h, n)| h >= n))
+            && self.buffers.as_ref().is_some_and(|b| b.slots.len() >= slots)
+        {
             return;
         }
         // Grow to at least twice the old size so that slowly growing batches do not reallocate each time.
@@ -591,48 +620,41 @@ impl GpuScorer {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let jobs = storage("jobs", size(0), wgpu::BufferUsages::empty());
         let racks = storage("racks", size(1), wgpu::BufferUsages::empty());
         let sites = storage("sites", size(2), wgpu::BufferUsages::empty());
         let clusters = storage("clusters", size(3), wgpu::BufferUsages::empty());
         let blocks = storage("blocks", size(4), wgpu::BufferUsages::empty());
         let latency = storage("latency", size(5), wgpu::BufferUsages::empty());
-        let candidates = storage("candidates", size(6), wgpu::BufferUsages::COPY_SRC);
-        let feasible = storage("feasible", size(7), wgpu::BufferUsages::COPY_SRC);
-        let readback = self.context.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: candidates.size() + feasible.size(),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let bind_group = self.context.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("score"),
-            layout: &self.context.layout,
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: jobs.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: racks.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 3, resource: sites.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 4, resource: clusters.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 5, resource: latency.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 6, resource: candidates.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 7, resource: feasible.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 8, resource: blocks.as_entire_binding() },
-            ],
-        });
-        self.buffers = Some(Buffers {
-            params,
-            jobs,
-            racks,
-            sites,
-            clusters,
-            blocks,
-            latency,
-            candidates,
-            feasible,
-            readback,
-            bind_group,
-        });
+        let slots = (0..slots)
+            .map(|_| {
+                let jobs = storage("jobs", size(0), wgpu::BufferUsages::empty());
+                let candidates = storage("candidates", size(6), wgpu::BufferUsages::COPY_SRC);
+                let feasible = storage("feasible", size(7), wgpu::BufferUsages::COPY_SRC);
+                let readback = self.context.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size: candidates.size() + feasible.size(),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                let bind_group = self.context.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("score"),
+                    layout: &self.context.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 1, resource: jobs.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 2, resource: racks.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 3, resource: sites.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 4, resource: clusters.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 5, resource: latency.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 6, resource: candidates.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 7, resource: feasible.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 8, resource: blocks.as_entire_binding() },
+                    ],
+                });
+                Slot { jobs, candidates, feasible, readback, bind_group }
+            })
+            .collect();
+        self.buffers = Some(Buffers { params, racks, sites, clusters, blocks, latency, slots });
     }
 
     /// Scores `jobs` against `state` on the device, keeping `k` candidates per job: the GPU twin of
@@ -688,6 +710,8 @@ impl GpuScorer {
             state.blocks.len(),
             tables_words,
             k,
+            // Two slots when the batch has more than one job tile, so that transfers overlap scoring.
+            if jobs.len() > jobs_per_tile { 2 } else { 1 },
         );
         let result = self.run_tiles(jobs, state, &rack_tiles, k, plan, jobs_per_tile, &mut out);
         let validation = pollster::block_on(scope_validation.pop());
@@ -731,11 +755,23 @@ impl GpuScorer {
         if rack_tiles.len() == 1 {
             write_tile(&rack_tiles[0]);
         }
+        // The job tile whose results are still on the device: its slot, size, first job and submission.
+        let mut in_flight: Option<(usize, usize, usize, wgpu::SubmissionIndex)> = None;
+        let slots = buffers.slots.len();
         for (tile_index, job_tile) in jobs.chunks(jobs_per_tile).enumerate() {
-            self.context.queue.write_buffer(&buffers.jobs, 0, bytemuck::cast_slice(job_tile));
+            let slot_index = tile_index % slots;
+            let slot = &buffers.slots[slot_index];
+            if slots == 1 {
+                // One slot: the last tile must be read back before its buffers are written again.
+                if let Some((slot, count, first, submission)) = in_flight.take() {
+                    self.read_back(slot, count, k, first, submission, out)?;
+                }
+            }
+            self.context.queue.write_buffer(&slot.jobs, 0, bytemuck::cast_slice(job_tile));
             let groups = (job_tile.len() as u32).div_ceil(WG_SIZE);
             let groups_per_row = groups.min(plan.max_groups_per_dim);
             let rows = groups.div_ceil(groups_per_row);
+            let mut submission = None;
             for (rack_tile_index, tile) in rack_tiles.iter().enumerate() {
                 if rack_tiles.len() > 1 {
                     write_tile(tile);
@@ -752,6 +788,8 @@ impl GpuScorer {
                     // node i at node_base + NODE_WORDS·i, wrapping (u32 arithmetic wraps in WGSL).
                     node_base: (state.latency.len() as u32).wrapping_sub(NODE_WORDS.wrapping_mul(tile.first_node)),
                 };
+                // Queue writes and submissions run in order, so each dispatch sees its own params
+                // and rack tile even while an earlier one is still running.
                 self.context.queue.write_buffer(&buffers.params, 0, bytemuck::bytes_of(&params));
                 let mut encoder = self
                     .context
@@ -763,35 +801,47 @@ impl GpuScorer {
                         timestamp_writes: None,
                     });
                     pass.set_pipeline(&self.context.pipeline);
-                    pass.set_bind_group(0, &buffers.bind_group, &[]);
+                    pass.set_bind_group(0, &slot.bind_group, &[]);
                     pass.dispatch_workgroups(groups_per_row, rows, 1);
                 }
                 if rack_tile_index + 1 == rack_tiles.len() {
                     let candidate_bytes = (job_tile.len() * k * size_of::<Candidate>()) as u64;
                     let feasible_bytes = (job_tile.len() * 4) as u64;
-                    encoder.copy_buffer_to_buffer(&buffers.candidates, 0, &buffers.readback, 0, candidate_bytes);
-                    encoder.copy_buffer_to_buffer(
-                        &buffers.feasible,
-                        0,
-                        &buffers.readback,
-                        candidate_bytes,
-                        feasible_bytes,
-                    );
+                    encoder.copy_buffer_to_buffer(&slot.candidates, 0, &slot.readback, 0, candidate_bytes);
+                    encoder.copy_buffer_to_buffer(&slot.feasible, 0, &slot.readback, candidate_bytes, feasible_bytes);
                 }
-                self.context.queue.submit([encoder.finish()]);
+                submission = Some(self.context.queue.submit([encoder.finish()]));
             }
-            self.read_back(job_tile.len(), k, tile_index * jobs_per_tile, out)?;
+            // Read the previous tile back while the device scores this one (its slot is the other).
+            if let Some((slot, count, first, submission)) = in_flight.take() {
+                self.read_back(slot, count, k, first, submission, out)?;
+            }
+            let submission = submission.expect("at least one rack tile");
+            in_flight = Some((slot_index, job_tile.len(), tile_index * jobs_per_tile, submission));
+        }
+        if let Some((slot, count, first, submission)) = in_flight {
+            self.read_back(slot, count, k, first, submission, out)?;
         }
         Ok(())
     }
 
-    /// Maps the readback buffer and copies one job tile's results into `out`.
-    fn read_back(&self, job_count: usize, k: usize, first_job: usize, out: &mut ScoreOutput) -> Result<(), ScoreError> {
+    /// Waits for `submission`, maps slot `slot`'s readback buffer and copies one job tile's results
+    /// into `out`.
+    fn read_back(
+        &self,
+        slot: usize,
+        job_count: usize,
+        k: usize,
+        first_job: usize,
+        submission: wgpu::SubmissionIndex,
+        out: &mut ScoreOutput,
+    ) -> Result<(), ScoreError> {
         let buffers = self.buffers.as_ref().expect("ensure_buffers ran");
+        let readback = &buffers.slots[slot].readback;
         let candidate_bytes = (job_count * k * size_of::<Candidate>()) as u64;
         let total = candidate_bytes + (job_count * 4) as u64;
-        let slice = buffers.readback.slice(0..total);
-        self.context.map_for_reading(&slice)?;
+        let slice = readback.slice(0..total);
+        self.context.map_for_reading(&slice, submission)?;
         {
             let view = slice.get_mapped_range().map_err(|e| ScoreError::Validation(e.to_string()))?;
             let (candidate_view, feasible_view) = view.split_at(candidate_bytes as usize);
@@ -799,7 +849,7 @@ impl GpuScorer {
                 .copy_from_slice(bytemuck::cast_slice(candidate_view));
             out.feasible[first_job..first_job + job_count].copy_from_slice(bytemuck::cast_slice(feasible_view));
         }
-        buffers.readback.unmap();
+        readback.unmap();
         Ok(())
     }
 }

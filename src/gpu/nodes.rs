@@ -204,10 +204,10 @@ impl GpuNodeScorer {
         }
         let bytes = groups as u64 * size_of::<NodeCandidate>() as u64;
         encoder.copy_buffer_to_buffer(&buffers.best, 0, &buffers.readback, 0, bytes);
-        self.context.queue.submit([encoder.finish()]);
+        let submission = self.context.queue.submit([encoder.finish()]);
 
         let slice = buffers.readback.slice(0..bytes);
-        let mapped = self.context.map_for_reading(&slice);
+        let mapped = self.context.map_for_reading(&slice, submission);
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(ScoreError::Validation(error.to_string()));
         }
