@@ -29,6 +29,8 @@ if ! grep -qi nvidia <<<"$p"; then
     p=$(probe)
 fi
 log "$p"
+# What the probe chose, for later commands of the same call.
+{ declare -p VK_DRIVER_FILES __EGL_VENDOR_LIBRARY_FILENAMES 2>/dev/null || true; } >/tmp/gpuplace-vk-env
 
 step() { # where stdout goes, limit in seconds, command...
     local to=$1 limit=$2 t rc
@@ -48,5 +50,5 @@ for list in default typed; do
             --pods ".bin/openb_pod_list_$list.csv" --policy-preset fgd --backend "$backend" --json "$O/inflate-$list-$backend.json"
     done
 done
-step bench.md 300 "$B" bench --count 10000000 --racks 5000 --repeat 2 --no-single-thread --markdown
+step bench.md 150 "$B" bench --count 10000000 --racks 5000 --repeat 1 --no-single-thread --no-place --markdown
 log "done"
