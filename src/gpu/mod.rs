@@ -7,12 +7,14 @@
 //! device allows in one binding or one dispatch are tiled over jobs and over racks; rack tiles
 //! after the first continue the candidate lists left by earlier tiles, which is exact (see the
 //! shader). Job tiles alternate between two sets of buffers, so that the host uploads the next tile
-//! and reads back the last while the device scores the current one.
+//! and reads back the last while the device scores the current one; the host copies on all cores.
 
 pub mod nodes;
 mod selfcheck;
 
 use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::prelude::*;
 
 use crate::error::ScoreError;
 use crate::kernel::cpu::ScoreOutput;
@@ -25,9 +27,13 @@ use crate::kernel::state::FleetState;
 pub const SCORE_WGSL: &str = include_str!("../../shaders/score.wgsl");
 /// Must equal `WG_SIZE` in the shader.
 pub const WG_SIZE: u32 = 64;
-/// The most jobs scored per dispatch regardless of limits, to bound device memory (64 MiB of jobs
-/// and candidates at K = 8).
-pub const MAX_JOBS_PER_TILE: usize = 1 << 19;
+/// Bytes per piece of a memory copy between the host and a mapped buffer, spread over all cores.
+const COPY_CHUNK: usize = 1 << 20;
+/// The most jobs scored per dispatch regardless of limits, to bound device memory: each of the two
+/// slots holds a tile's jobs twice (upload and storage, 144 bytes a job) and its candidates twice
+/// (storage and readback, 68 bytes a job at K = 8), 106 MiB in all. On an H200, tiles of 2¹⁷ and
+/// 2¹⁹ jobs scored 1M jobs equally fast (BENCHMARKS.md, "Host transfers").
+pub const MAX_JOBS_PER_TILE: usize = 1 << 17;
 
 /// An adapter, for summaries, benchmarks and the choice of a backend.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -322,21 +328,25 @@ impl Device {
         self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Maps `slice` of a readback buffer for reading and waits for it: the device's fault, if it
-    /// had one meanwhile, or the mapping's failure, as a [`ScoreError`]. Both kernels' readbacks.
-    fn map_for_reading(
+    /// Maps `slice` for `mode` and waits for it, after `after` (the last submission that used the
+    /// buffer; none when no submission did): the device's fault, if it had one meanwhile, or the
+    /// mapping's failure, as a [`ScoreError`]. Both kernels' readbacks and the score kernel's uploads.
+    fn map(
         &self,
         slice: &wgpu::BufferSlice<'_>,
-        submission: wgpu::SubmissionIndex,
+        mode: wgpu::MapMode,
+        after: Option<wgpu::SubmissionIndex>,
     ) -> Result<(), ScoreError> {
         let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |result| {
+        slice.map_async(mode, move |result| {
             let _ = sender.send(result);
         });
-        // Wait for the submission that wrote the buffer, not for later ones still running.
-        self.device
-            .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
-            .map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
+        // Wait for the submission that used the buffer, not for later ones still running.
+        let poll = match after {
+            Some(submission) => wgpu::PollType::Wait { submission_index: Some(submission), timeout: None },
+            None => wgpu::PollType::Poll,
+        };
+        self.device.poll(poll).map_err(|e| ScoreError::DeviceLost(e.to_string()))?;
         if let Some(fault) = self.fault() {
             return Err(fault);
         }
@@ -352,8 +362,8 @@ impl Device {
         };
         match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ScoreError::DeviceLost(format!("mapping results failed: {e}"))),
-            Err(_) => Err(ScoreError::DeviceLost("mapping results never completed".into())),
+            Ok(Err(e)) => Err(ScoreError::DeviceLost(format!("mapping a buffer failed: {e}"))),
+            Err(_) => Err(ScoreError::DeviceLost("mapping a buffer never completed".into())),
         }
     }
 }
@@ -445,6 +455,10 @@ struct Buffers {
 /// One job tile's buffers. With two slots, the host uploads the next tile and reads back the last
 /// while the device scores the current one.
 struct Slot {
+    /// Mapped and written by the host, then copied to `jobs` on the device: a buffer of our own
+    /// rather than `Queue::write_buffer`, whose staging buffer is allocated anew for every write
+    /// (with it, 1M jobs scored in 0.12–0.13 s on an H200 against 0.08 s: BENCHMARKS.md).
+    upload: wgpu::Buffer,
     jobs: wgpu::Buffer,
     candidates: wgpu::Buffer,
     feasible: wgpu::Buffer,
@@ -628,6 +642,12 @@ impl GpuScorer {
         let slots = (0..slots)
             .map(|_| {
                 let jobs = storage("jobs", size(0), wgpu::BufferUsages::empty());
+                let upload = self.context.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("upload"),
+                    size: jobs.size(),
+                    usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
                 let candidates = storage("candidates", size(6), wgpu::BufferUsages::COPY_SRC);
                 let feasible = storage("feasible", size(7), wgpu::BufferUsages::COPY_SRC);
                 let readback = self.context.device.create_buffer(&wgpu::BufferDescriptor {
@@ -651,7 +671,7 @@ impl GpuScorer {
                         wgpu::BindGroupEntry { binding: 8, resource: blocks.as_entire_binding() },
                     ],
                 });
-                Slot { jobs, candidates, feasible, readback, bind_group }
+                Slot { upload, jobs, candidates, feasible, readback, bind_group }
             })
             .collect();
         self.buffers = Some(Buffers { params, racks, sites, clusters, blocks, latency, slots });
@@ -669,11 +689,16 @@ impl GpuScorer {
         if let Some(fault) = self.context.fault() {
             return Err(fault);
         }
-        let mut out =
-            ScoreOutput { k, candidates: vec![Candidate::NONE; jobs.len() * k], feasible: vec![0; jobs.len()] };
         if jobs.is_empty() || state.racks.is_empty() {
-            return Ok(out);
+            return Ok(ScoreOutput {
+                k,
+                candidates: vec![Candidate::NONE; jobs.len() * k],
+                feasible: vec![0; jobs.len()],
+            });
         }
+        // Filled tile by tile as the results come back (each page is written once).
+        let mut out =
+            ScoreOutput { k, candidates: Vec::with_capacity(jobs.len() * k), feasible: Vec::with_capacity(jobs.len()) };
         let mut plan = TilePlan::for_limits(&self.context.limits, k);
         if self.context.adapter.software {
             plan = plan.for_software();
@@ -758,6 +783,8 @@ impl GpuScorer {
         // The job tile whose results are still on the device: its slot, size, first job and submission.
         let mut in_flight: Option<(usize, usize, usize, wgpu::SubmissionIndex)> = None;
         let slots = buffers.slots.len();
+        // The last submission that used each slot.
+        let mut slot_submissions: Vec<Option<wgpu::SubmissionIndex>> = vec![None; slots];
         for (tile_index, job_tile) in jobs.chunks(jobs_per_tile).enumerate() {
             let slot_index = tile_index % slots;
             let slot = &buffers.slots[slot_index];
@@ -767,7 +794,25 @@ impl GpuScorer {
                     self.read_back(slot, count, k, first, submission, out)?;
                 }
             }
-            self.context.queue.write_buffer(&slot.jobs, 0, bytemuck::cast_slice(job_tile));
+            let job_bytes: &[u8] = bytemuck::cast_slice(job_tile);
+            // The slot's upload buffer was last copied from two tiles ago (or never).
+            let upload = slot.upload.slice(0..job_bytes.len() as u64);
+            self.context.map(&upload, wgpu::MapMode::Write, slot_submissions[slot_index].clone())?;
+            // Copied on all cores, a disjoint view each: on an H200's host one core's copy of a
+            // tile took about as long as the kernel (BENCHMARKS.md, "Host transfers").
+            let copied = job_bytes.par_chunks(COPY_CHUNK).enumerate().try_for_each(|(i, from)| {
+                let at = (i * COPY_CHUNK) as u64;
+                let mut to = slot
+                    .upload
+                    .slice(at..at + from.len() as u64)
+                    .get_mapped_range_mut()
+                    .map_err(|e| ScoreError::Validation(e.to_string()))?;
+                to.copy_from_slice(from);
+                Ok::<(), ScoreError>(())
+            });
+            // Unmapped whatever happened, so that the next batch can map it again.
+            slot.upload.unmap();
+            copied?;
             let groups = (job_tile.len() as u32).div_ceil(WG_SIZE);
             let groups_per_row = groups.min(plan.max_groups_per_dim);
             let rows = groups.div_ceil(groups_per_row);
@@ -795,6 +840,9 @@ impl GpuScorer {
                     .context
                     .device
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("score") });
+                if rack_tile_index == 0 {
+                    encoder.copy_buffer_to_buffer(&slot.upload, 0, &slot.jobs, 0, job_bytes.len() as u64);
+                }
                 {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("score"),
@@ -817,6 +865,7 @@ impl GpuScorer {
                 self.read_back(slot, count, k, first, submission, out)?;
             }
             let submission = submission.expect("at least one rack tile");
+            slot_submissions[slot_index] = Some(submission.clone());
             in_flight = Some((slot_index, job_tile.len(), tile_index * jobs_per_tile, submission));
         }
         if let Some((slot, count, first, submission)) = in_flight {
@@ -841,13 +890,17 @@ impl GpuScorer {
         let candidate_bytes = (job_count * k * size_of::<Candidate>()) as u64;
         let total = candidate_bytes + (job_count * 4) as u64;
         let slice = readback.slice(0..total);
-        self.context.map_for_reading(&slice, submission)?;
+        self.context.map(&slice, wgpu::MapMode::Read, Some(submission))?;
         {
             let view = slice.get_mapped_range().map_err(|e| ScoreError::Validation(e.to_string()))?;
             let (candidate_view, feasible_view) = view.split_at(candidate_bytes as usize);
-            out.candidates[first_job * k..(first_job + job_count) * k]
-                .copy_from_slice(bytemuck::cast_slice(candidate_view));
-            out.feasible[first_job..first_job + job_count].copy_from_slice(bytemuck::cast_slice(feasible_view));
+            // Tiles are read back in order: each one extends the output.
+            debug_assert_eq!((out.candidates.len(), out.feasible.len()), (first_job * k, first_job));
+            // On all cores, like the upload.
+            let candidates: &[Candidate] = bytemuck::cast_slice(candidate_view);
+            let feasible: &[u32] = bytemuck::cast_slice(feasible_view);
+            out.candidates.par_extend(candidates.par_iter().copied());
+            out.feasible.par_extend(feasible.par_iter().copied());
         }
         readback.unmap();
         Ok(())

@@ -207,7 +207,7 @@ impl GpuNodeScorer {
         let submission = self.context.queue.submit([encoder.finish()]);
 
         let slice = buffers.readback.slice(0..bytes);
-        let mapped = self.context.map_for_reading(&slice, submission);
+        let mapped = self.context.map(&slice, wgpu::MapMode::Read, Some(submission));
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(ScoreError::Validation(error.to_string()));
         }
