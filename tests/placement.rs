@@ -1566,3 +1566,46 @@ fn a_job_whose_cpu_spans_racks_is_worded_so() {
     assert_eq!(reason.cause.code(), "free_racks", "{reason}");
     assert!(reason.text.contains("across whole free racks of one cluster"), "{reason}");
 }
+
+#[test]
+fn decision_order_is_priority_then_constraint_then_size_then_id_whatever_order_the_jobs_come_in() {
+    // The order by its definition, comparing ids as strings; the engine ranks ids once (by position
+    // when the jobs come sorted by id) and must give the same order either way.
+    let fleet = gpuplace::builtin::default_fleet();
+    let state = fleet.initial_state();
+    let generated = gpuplace::generate::generate(&fleet, 3000, 5, at()).unwrap();
+    let mut sorted = generated.clone();
+    sorted.jobs.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut shuffled = sorted.clone();
+    let mut rng = SplitMix64::new(9);
+    for i in (1..shuffled.jobs.len()).rev() {
+        shuffled.jobs.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut ties = 0;
+    for workload in [&generated, &sorted, &shuffled] {
+        let compiled = workload.compile(&fleet, &Policy::default(), at()).unwrap();
+        let usable: Vec<u64> = compiled.iter().map(|j| usable_gpus(j, &fleet, &state)).collect();
+        let mut expected: Vec<usize> = (0..compiled.len()).collect();
+        expected.sort_by(|&a, &b| {
+            let (ja, jb) = (&workload.jobs[a], &workload.jobs[b]);
+            jb.priority
+                .cmp(&ja.priority)
+                .then_with(|| (usable[a] * u64::from(compiled[b].gpus)).cmp(&(usable[b] * u64::from(compiled[a].gpus))))
+                .then_with(|| compiled[b].gpus.cmp(&compiled[a].gpus))
+                .then_with(|| ja.id.cmp(&jb.id))
+        });
+        ties += expected
+            .windows(2)
+            .filter(|w| {
+                let (a, b) = (w[0], w[1]);
+                workload.jobs[a].priority == workload.jobs[b].priority
+                    && usable[a] * u64::from(compiled[b].gpus) == usable[b] * u64::from(compiled[a].gpus)
+                    && compiled[a].gpus == compiled[b].gpus
+            })
+            .count();
+        assert_eq!(decision_order(&workload.jobs, &compiled, &fleet, &state), expected);
+    }
+    // The ids must decide somewhere, or the test would not see how they are ranked.
+    assert!(ties > 100, "{ties} neighbours tied before their ids");
+    assert!(!shuffled.jobs.is_sorted_by(|a, b| a.id < b.id) && sorted.jobs.is_sorted_by(|a, b| a.id < b.id));
+}

@@ -1,6 +1,6 @@
 //! Placement: the reference oracle and the batched engine, both committing on a [`Ledger`].
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,16 +199,32 @@ pub fn decision_order(
     state: &FleetState,
 ) -> Vec<usize> {
     let usable = usable_gpus_of_all(compiled, fleet, state);
+    // Each job's rank by id: its index when the jobs come in id order (generated workloads and most
+    // files do), so that ties, which are common, compare two integers rather than two strings.
+    let id_rank: Vec<usize> = if jobs.is_sorted_by(|a, b| a.id < b.id) {
+        (0..jobs.len()).collect()
+    } else {
+        let mut by_id: Vec<usize> = (0..jobs.len()).collect();
+        by_id.sort_unstable_by(|&a, &b| jobs[a].id.cmp(&jobs[b].id));
+        let mut rank = vec![0; jobs.len()];
+        for (r, &j) in by_id.iter().enumerate() {
+            rank[j] = r;
+        }
+        rank
+    };
+    let keys: Vec<(i32, u64, u32, usize)> =
+        (0..jobs.len()).map(|j| (jobs[j].priority, usable[j], compiled[j].gpus, id_rank[j])).collect();
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     // Ids are unique, so no two jobs compare equal and an unstable sort gives the one order.
     order.sort_unstable_by(|&a, &b| {
-        jobs[b]
-            .priority
-            .cmp(&jobs[a].priority)
-            // usable[a] / gpus[a] < usable[b] / gpus[b], exactly: below 2^30 × 2^16 each side.
-            .then_with(|| (usable[a] * u64::from(compiled[b].gpus)).cmp(&(usable[b] * u64::from(compiled[a].gpus))))
-            .then_with(|| compiled[b].gpus.cmp(&compiled[a].gpus))
-            .then_with(|| jobs[a].id.cmp(&jobs[b].id))
+        let (priority_a, usable_a, gpus_a, id_a) = keys[a];
+        let (priority_b, usable_b, gpus_b, id_b) = keys[b];
+        priority_b
+            .cmp(&priority_a)
+            // usable_a / gpus_a < usable_b / gpus_b, exactly: below 2^30 × 2^16 each side.
+            .then_with(|| (usable_a * u64::from(gpus_b)).cmp(&(usable_b * u64::from(gpus_a))))
+            .then_with(|| gpus_b.cmp(&gpus_a))
+            .then_with(|| id_a.cmp(&id_b))
     });
     order
 }
@@ -234,7 +250,7 @@ pub fn usable_gpus(job: &JobGpu, fleet: &Fleet, state: &FleetState) -> u64 {
 /// [`usable_gpus`] of every job, computed once per distinct need (jobs of one need share it).
 fn usable_gpus_of_all(compiled: &[JobGpu], fleet: &Fleet, state: &FleetState) -> Vec<u64> {
     // Everything `usable_gpus` reads of a job (its ready day does not count: online dates are left out).
-    let mut cache: HashMap<[u32; 11], u64> = HashMap::new();
+    let mut cache: FxHashMap<[u32; 11], u64> = FxHashMap::default();
     compiled
         .iter()
         .map(|job| {
@@ -270,9 +286,13 @@ pub(crate) fn need_of(job: &JobGpu) -> JobGpu {
 }
 
 /// Unplaced reasons, worded once per (need, ledger version): jobs of one need in one state share one.
+/// Versions only grow, so the cache keeps the current version's reasons only (keeping them all made
+/// the map grow with every commit).
 #[derive(Default)]
 struct ReasonCache {
-    cache: HashMap<(JobGpu, u64), Arc<Reason>>,
+    version: u64,
+    // Fx rather than SipHash: the keys are our own records.
+    cache: FxHashMap<JobGpu, Arc<Reason>>,
     worded: u64,
     skipped: Option<Arc<Reason>>,
 }
@@ -289,7 +309,11 @@ impl ReasonCache {
         }
         // Reasons depend only on what the job needs, not on how it scores, or no two jobs would
         // share one.
-        let key = (need_of(job), ledger.version());
+        if ledger.version() != self.version {
+            self.cache.clear();
+            self.version = ledger.version();
+        }
+        let key = need_of(job);
         if let Some(reason) = self.cache.get(&key) {
             return Arc::clone(reason);
         }
