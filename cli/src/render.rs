@@ -183,11 +183,17 @@ pub fn explanation(e: &Explanation) -> String {
         e.decided_before, e.feasible_racks
     );
     if let Some(first) = e.candidates.first() {
+        // Shared GPUs' room, only when some candidate has a shared GPU.
+        let shared = e.candidates.iter().any(|c| !c.shared_free_milli.is_empty());
         let _ = write!(
             text,
-            "\n{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} {:>8}  ",
-            "#", "site", "cluster", "rack", "free", "trays×free", "score"
+            "\n{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} ",
+            "#", "site", "cluster", "rack", "free", "trays×free"
         );
+        if shared {
+            let _ = write!(text, "{:>16} ", "shared×milli");
+        }
+        let _ = write!(text, "{:>8}  ", "score");
         for term in Term::ALL {
             let _ = write!(text, " {:>7}", term.name());
         }
@@ -195,21 +201,28 @@ pub fn explanation(e: &Explanation) -> String {
         for (i, c) in e.candidates.iter().enumerate() {
             let _ = write!(
                 text,
-                "{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} {:>8}  ",
+                "{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} ",
                 i + 1,
                 c.site,
                 c.cluster,
                 c.rack,
                 c.free_gpus,
-                trays_by_free(&c.free_on_trays),
-                c.score
+                trays_by_free(&c.free_on_trays)
             );
+            if shared {
+                let _ = write!(text, "{:>16} ", shared_by_room(&c.shared_free_milli));
+            }
+            let _ = write!(text, "{:>8}  ", c.score);
             for term in Term::ALL {
                 let _ = write!(text, " {:>7}", c.terms.get(term));
             }
             text.push('\n');
         }
-        let _ = write!(text, "{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} {:>8}  ", "", "weights", "", "", "", "", "");
+        let _ = write!(text, "{:<3} {:<22} {:<14} {:>5} {:>5} {:>12} ", "", "weights", "", "", "", "");
+        if shared {
+            let _ = write!(text, "{:>16} ", "");
+        }
+        let _ = write!(text, "{:>8}  ", "");
         for term in Term::ALL {
             let _ = write!(text, " {:>7}", first.weights.get(term));
         }
@@ -237,6 +250,24 @@ fn trays_by_free(free_on_trays: &[u32]) -> String {
         return "-".into();
     }
     groups.iter().map(|(free, trays)| format!("{trays}×{free}")).collect::<Vec<_>>().join("+")
+}
+
+/// A rack's shared GPUs by the thousandths they have left, grouped, most room first: `2×600+1×150`
+/// is two shared GPUs with 600 left and one with 150 (`-` when none has room left).
+fn shared_by_room(room: &[u32]) -> String {
+    let mut sorted: Vec<u32> = room.iter().copied().filter(|&r| r > 0).collect();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let mut groups: Vec<(u32, usize)> = Vec::new();
+    for milli in sorted {
+        match groups.last_mut() {
+            Some((last, count)) if *last == milli => *count += 1,
+            _ => groups.push((milli, 1)),
+        }
+    }
+    if groups.is_empty() {
+        return "-".into();
+    }
+    groups.iter().map(|(milli, gpus)| format!("{gpus}×{milli}")).collect::<Vec<_>>().join("+")
 }
 
 /// `compare`: the rows as a Markdown table.

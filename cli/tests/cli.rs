@@ -147,6 +147,65 @@ fn explain_shows_terms_and_rejections() {
 }
 
 #[test]
+fn explain_shows_what_shared_gpus_have_left() {
+    // One rack of two trays of 4 GPUs; tray 0 shares two GPUs (400 and 850 thousandths in use).
+    let dir = temp_dir("explain-shared");
+    let fleet = path(&dir, "fleet.json");
+    std::fs::write(
+        &fleet,
+        r#"{"regions": ["r"], "rack_types": {"x": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 80, "kw": 8, "nodes": 2}},
+            "sites": [{"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1,
+              "pue": 1.2, "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01",
+              "latency_ms": {"r": 10}, "clusters": [{"name": "a", "rack_type": "x", "racks": 2,
+              "nodes": [{"rack": 0, "node": 0, "gpu_milli_used": [400, 850]}]}]}]}"#,
+    )
+    .unwrap();
+    let jobs = path(&dir, "jobs.csv");
+    std::fs::write(
+        &jobs,
+        "id,kind,gpus,hbm_gb_per_gpu,priority,duration_h,region,pods,gpu_milli\nw,inference,1,0,1,2,r,1,300\n",
+    )
+    .unwrap();
+    let output =
+        gpuplace(&["explain", "--fleet", &fleet, "--jobs", &jobs, "--at", AT, "--backend", "cpu", "--job", "w"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("shared×milli") && text.contains("1×600+1×150"), "{text}");
+    // The rack without shared GPUs shows none.
+    let row = text.lines().find(|l| l.contains(" a ") && l.contains("2×4") && !l.contains("×600")).unwrap_or_default();
+    assert!(row.contains(" - "), "{text}");
+    // A fleet without shared GPUs keeps the table as it was.
+    let plain_fleet = path(&dir, "plain.json");
+    let text = std::fs::read_to_string(&fleet).unwrap();
+    std::fs::write(&plain_fleet, text.replace(r#"{"rack": 0, "node": 0, "gpu_milli_used": [400, 850]}"#, "")).unwrap();
+    let plain =
+        gpuplace(&["explain", "--fleet", &plain_fleet, "--jobs", &jobs, "--at", AT, "--backend", "cpu", "--job", "w"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let text = stdout(&plain);
+    assert!(text.contains("trays×free") && !text.contains("shared×milli"), "{text}");
+    // JSON carries the room of each shared GPU.
+    let json = gpuplace(&[
+        "explain",
+        "--fleet",
+        &fleet,
+        "--jobs",
+        &jobs,
+        "--at",
+        AT,
+        "--backend",
+        "cpu",
+        "--job",
+        "w",
+        "--json",
+    ]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let rooms: Vec<&serde_json::Value> =
+        value["candidates"].as_array().unwrap().iter().map(|c| &c["shared_free_milli"]).collect();
+    assert!(rooms.contains(&&serde_json::json!([600, 150])) && rooms.contains(&&serde_json::json!([])), "{value}");
+}
+
+#[test]
 fn help_has_examples_everywhere() {
     for args in [
         &["--help"][..],

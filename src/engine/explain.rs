@@ -33,6 +33,10 @@ pub struct ExplainedCandidate {
     /// and failed trays.
     #[serde(default)]
     pub free_on_trays: Vec<u32>,
+    /// Free thousandths left on each shared GPU (one that pods of a shared GPU hold part of) of the
+    /// rack's ready trays before placement, in tray and GPU order; empty when it has none.
+    #[serde(default)]
+    pub shared_free_milli: Vec<u32>,
     /// Total score: the sum over terms of weight × term.
     pub score: u32,
     /// The terms (each 0..=1000).
@@ -85,6 +89,7 @@ fn candidates(ledger: &Ledger, job: &JobGpu, count: usize) -> (Vec<ExplainedCand
                 global_rack: c.rack,
                 free_gpus: rack.free_gpus,
                 free_on_trays: state.node_free(c.rack as usize),
+                shared_free_milli: state.shared_room(c.rack as usize),
                 score: c.score,
                 terms: PerTerm(terms(job, rack, &state.sites[rack.site as usize], state.latency_of(rack, job.region))),
                 weights: PerTerm(job.weights),

@@ -143,6 +143,23 @@ impl FleetState {
         self.nodes_of(rack).iter().map(|n| n.usable_free(node_gpus)).collect()
     }
 
+    /// The free thousandths left on each shared GPU of rack `rack`'s ready trays, in tray and GPU
+    /// order (empty when it has none).
+    pub fn shared_room(&self, rack: usize) -> Vec<u32> {
+        let first = self.racks[rack].first_node as usize;
+        let mut room = Vec::new();
+        for (i, cell) in self.nodes_of(rack).iter().enumerate() {
+            if cell.shared == 0 || cell.state != NodeState::Ready {
+                continue;
+            }
+            let shares = self.shares_of(first + i);
+            for gpu in (0..MAX_NODE_GPUS as usize).filter(|g| cell.shared & (1 << g) != 0) {
+                room.push(GPU_MILLI - u32::from(shares[gpu]));
+            }
+        }
+        room
+    }
+
     /// Sets rack `rack`'s free GPUs, summary and CPU and memory per free GPU from its nodes, and
     /// its nodes' usable free GPUs in the kernel's table.
     pub fn recount(&mut self, rack: usize) {
