@@ -4,11 +4,14 @@
 //! the placement the shape rule itself makes (`shape::pods_on_nodes`). A negative control shows that
 //! a different rule inside the rack (the tray with the most free GPUs) changes the term.
 
+mod common;
+
+use common::plain_job;
 use gpuplace::kernel::score::{
     FRAG_BUCKETS, FRAG_DIVISOR, JobGpu, RECIP_SHIFT, RackGpu, TERM_FRAG, TERM_SCALE, frag_share, frag_term, inv_q16,
     pack_frag_mix, terms,
 };
-use gpuplace::kernel::shape::{job_tables, pods_on_nodes, pods_per_rack, rack_summary, unpack_shape};
+use gpuplace::kernel::shape::{pods_on_nodes, pods_per_rack, rack_summary, unpack_shape};
 use gpuplace::sim::generate::SplitMix64;
 
 fn rack_of(free: &[u32], node_gpus: u32) -> RackGpu {
@@ -37,28 +40,7 @@ fn rack_of(free: &[u32], node_gpus: u32) -> RackGpu {
 fn job_of(gpus: u32, pods: u32, pod_gpus: u32, frag_mix: [u32; 3]) -> JobGpu {
     let mut weights = [0; gpuplace::kernel::score::TERM_COUNT];
     weights[TERM_FRAG as usize] = 1000;
-    JobGpu {
-        gpus,
-        pods,
-        pod_gpus,
-        shapes: job_tables(gpus, pods, pod_gpus),
-        hbm_gb: 0,
-        region: 0,
-        latency_limit_ms: 60_000,
-        latency_ref_ms: 60_000,
-        inv_latency_ref_q16: inv_q16(60_000),
-        jurisdiction_mask: u32::MAX,
-        provider_mask: u32::MAX,
-        ready_day: 0,
-        random_salt: 0,
-        block_rule: 0,
-        frag_mix,
-        pod_cpu_milli: 0,
-        pod_memory_mib: 0,
-        gpu_milli: 0,
-        pods_per_gpu: 0,
-        weights,
-    }
+    JobGpu { frag_mix, weights, ..plain_job(gpus, pods, pod_gpus) }
 }
 
 /// The expected fragment written out tray by tray: for each bucket, its share times the free GPUs

@@ -5,11 +5,12 @@
 //! release keep every GPU within its thousandths and give back exactly what they took. Negative
 //! controls show that counting whole free GPUs only, or one pod per shared GPU, would be wrong.
 
-use gpuplace::kernel::limits::{MAX_NODE_CPU_MILLI, MAX_NODE_MEMORY_MIB};
-use gpuplace::kernel::score::{
-    BlockGpu, ClusterGpu, GPU_MILLI, JobGpu, NodeGpu, REJECT_GPUS, RackGpu, SiteGpu, TERM_COUNT, check, inv_q16,
-};
-use gpuplace::kernel::shape::{SharedNode, job_tables, rack_summary, shared_pods_on_gpus};
+mod common;
+
+use common::{plain_job, rack_over};
+use gpuplace::kernel::limits::MAX_NODE_MEMORY_MIB;
+use gpuplace::kernel::score::{BlockGpu, ClusterGpu, GPU_MILLI, JobGpu, NodeGpu, REJECT_GPUS, RackGpu, SiteGpu, check};
+use gpuplace::kernel::shape::{SharedNode, shared_pods_on_gpus};
 use gpuplace::kernel::state::{NodeCell, NodeState, Shares};
 
 const NODE_GPUS: u32 = 2;
@@ -27,28 +28,7 @@ fn rack_of(cells: &[(NodeCell, Shares)], cpu_free: &[u32]) -> (RackGpu, Vec<Node
             shared_free: cell.shared_free(shares),
         })
         .collect();
-    let nodes = cells.len() as u32;
-    let gpus = NODE_GPUS * nodes;
-    let per_gpu = table.iter().filter(|n| n.free_gpus != 0).map(|n| n.free_cpu_milli / n.free_gpus).min();
-    let rack = RackGpu {
-        free_gpus: table.iter().map(|n| n.free_gpus).sum(),
-        gpus,
-        hbm_gb: 100,
-        gpu_watts: 1,
-        site: 0,
-        cluster: 0,
-        inv_gpus_q16: inv_q16(gpus),
-        inv_hbm_q16: inv_q16(100),
-        node_gpus: NODE_GPUS,
-        nodes,
-        first_node: 0,
-        block: 0,
-        summary: rack_summary(table.iter().map(|n| n.free_gpus)),
-        node_cpu_milli: NODE_CPU,
-        node_memory_mib: MAX_NODE_MEMORY_MIB,
-        cpu_per_gpu: per_gpu.unwrap_or(MAX_NODE_CPU_MILLI),
-        memory_per_gpu: MAX_NODE_MEMORY_MIB,
-    };
+    let rack = rack_over(&table, NODE_GPUS, NODE_CPU, MAX_NODE_MEMORY_MIB);
     (rack, table)
 }
 
@@ -56,28 +36,7 @@ fn rack_of(cells: &[(NodeCell, Shares)], cpu_free: &[u32]) -> (RackGpu, Vec<Node
 /// compiles them.
 fn shared_job(pods: u32, milli: u32, cpu: u32) -> JobGpu {
     let gpus = (pods * milli).div_ceil(GPU_MILLI);
-    JobGpu {
-        gpus,
-        pods,
-        pod_gpus: 1,
-        shapes: job_tables(gpus, pods, 1),
-        hbm_gb: 0,
-        region: 0,
-        latency_limit_ms: 60_000,
-        latency_ref_ms: 60_000,
-        inv_latency_ref_q16: inv_q16(60_000),
-        jurisdiction_mask: u32::MAX,
-        provider_mask: u32::MAX,
-        ready_day: 0,
-        random_salt: 0,
-        block_rule: 0,
-        frag_mix: [0; 3],
-        pod_cpu_milli: cpu,
-        pod_memory_mib: 0,
-        gpu_milli: milli,
-        pods_per_gpu: GPU_MILLI / milli,
-        weights: [0; TERM_COUNT],
-    }
+    JobGpu { pod_cpu_milli: cpu, gpu_milli: milli, pods_per_gpu: GPU_MILLI / milli, ..plain_job(gpus, pods, 1) }
 }
 
 /// The rule of `shared_pods_on_gpus` read literally, one pod at a time: the GPU with the fewest free

@@ -4,68 +4,22 @@
 //! (`shape::pods_on_nodes_sized`) places every pod, exhaustively over small racks. A negative
 //! control shows that the summary alone would be wrong.
 
-use gpuplace::kernel::limits::{MAX_NODE_CPU_MILLI, MAX_NODE_MEMORY_MIB};
-use gpuplace::kernel::score::{
-    BlockGpu, ClusterGpu, JobGpu, NodeGpu, REJECT_GPUS, RackGpu, SiteGpu, TERM_COUNT, check, inv_q16,
-};
-use gpuplace::kernel::shape::{job_tables, pods_fit, pods_on_nodes_sized, rack_summary};
+mod common;
+
+use common::{plain_job, rack_over};
+use gpuplace::kernel::score::{BlockGpu, ClusterGpu, JobGpu, NodeGpu, REJECT_GPUS, RackGpu, SiteGpu, check};
+use gpuplace::kernel::shape::{pods_fit, pods_on_nodes_sized};
 
 const NODE_GPUS: u32 = 4;
 const NODE_CPU: u32 = 16_000;
 const NODE_MEMORY: u32 = 65_536;
 
 fn rack_of(table: &[NodeGpu]) -> RackGpu {
-    let nodes = table.len() as u32;
-    let gpus = NODE_GPUS * nodes;
-    // The least CPU and memory per free GPU over usable trays with free GPUs, as `recount` keeps it.
-    let per_gpu = |field: fn(&NodeGpu) -> u32, most: u32| {
-        table.iter().filter(|n| n.free_gpus != 0).map(|n| field(n) / n.free_gpus).min().unwrap_or(most)
-    };
-    RackGpu {
-        free_gpus: table.iter().map(|n| n.free_gpus).sum(),
-        gpus,
-        hbm_gb: 100,
-        gpu_watts: 1,
-        site: 0,
-        cluster: 0,
-        inv_gpus_q16: inv_q16(gpus),
-        inv_hbm_q16: inv_q16(100),
-        node_gpus: NODE_GPUS,
-        nodes,
-        first_node: 0,
-        block: 0,
-        summary: rack_summary(table.iter().map(|n| n.free_gpus)),
-        node_cpu_milli: NODE_CPU,
-        node_memory_mib: NODE_MEMORY,
-        cpu_per_gpu: per_gpu(|n| n.free_cpu_milli, MAX_NODE_CPU_MILLI),
-        memory_per_gpu: per_gpu(|n| n.free_memory_mib, MAX_NODE_MEMORY_MIB),
-    }
+    rack_over(table, NODE_GPUS, NODE_CPU, NODE_MEMORY)
 }
 
 fn job_of(pods: u32, pod_gpus: u32, cpu: u32, memory: u32) -> JobGpu {
-    let gpus = pods * pod_gpus;
-    JobGpu {
-        gpus,
-        pods,
-        pod_gpus,
-        shapes: job_tables(gpus, pods, pod_gpus),
-        hbm_gb: 0,
-        region: 0,
-        latency_limit_ms: 60_000,
-        latency_ref_ms: 60_000,
-        inv_latency_ref_q16: inv_q16(60_000),
-        jurisdiction_mask: u32::MAX,
-        provider_mask: u32::MAX,
-        ready_day: 0,
-        random_salt: 0,
-        block_rule: 0,
-        frag_mix: [0; 3],
-        pod_cpu_milli: cpu,
-        pod_memory_mib: memory,
-        gpu_milli: 0,
-        pods_per_gpu: 0,
-        weights: [0; TERM_COUNT],
-    }
+    JobGpu { pod_cpu_milli: cpu, pod_memory_mib: memory, ..plain_job(pods * pod_gpus, pods, pod_gpus) }
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 #[cfg(feature = "gpu")]
 use gpuplace::gpu::{GpuScorer, adapters};
 use gpuplace::kernel::cpu::ScoreOutput;
-use gpuplace::kernel::score::JobGpu;
+use gpuplace::kernel::score::{JobGpu, NodeGpu, RackGpu, TERM_COUNT, inv_q16};
+use gpuplace::kernel::shape::{job_tables, rack_summary};
 use gpuplace::kernel::state::{FleetState, NodeState};
 use gpuplace::model::fleet::{ClusterFile, FleetFile, NodeFile, RackTypeFile, SiteFile};
 use gpuplace::sim::generate::SplitMix64;
@@ -416,4 +417,64 @@ pub fn random_problem(seed: u64) -> (Vec<JobGpu>, FleetState, usize) {
         }
     }
     (jobs, state, policy.candidates as usize)
+}
+
+/// A kernel job record of `pods` pods of `pod_gpus` GPUs (`gpus` in all) that every site, region
+/// and date accepts, with no HBM, CPU or memory asked and every weight 0: tests set what they vary
+/// with struct update syntax.
+pub fn plain_job(gpus: u32, pods: u32, pod_gpus: u32) -> JobGpu {
+    JobGpu {
+        gpus,
+        pods,
+        pod_gpus,
+        shapes: job_tables(gpus, pods, pod_gpus),
+        hbm_gb: 0,
+        region: 0,
+        latency_limit_ms: 60_000,
+        latency_ref_ms: 60_000,
+        inv_latency_ref_q16: inv_q16(60_000),
+        jurisdiction_mask: u32::MAX,
+        provider_mask: u32::MAX,
+        ready_day: 0,
+        random_salt: 0,
+        block_rule: 0,
+        frag_mix: [0; 3],
+        pod_cpu_milli: 0,
+        pod_memory_mib: 0,
+        gpu_milli: 0,
+        pods_per_gpu: 0,
+        weights: [0; TERM_COUNT],
+    }
+}
+
+/// A kernel rack record (site, cluster and block 0; 100 GB of HBM per GPU, 1 W a GPU) over the
+/// node table `table` of trays of `node_gpus` GPUs with `node_cpu` milli-cores and `node_memory`
+/// MiB each: its free GPUs, summary and least CPU and memory per free GPU as `FleetState::recount`
+/// keeps them.
+pub fn rack_over(table: &[NodeGpu], node_gpus: u32, node_cpu: u32, node_memory: u32) -> RackGpu {
+    use gpuplace::kernel::limits::{MAX_NODE_CPU_MILLI, MAX_NODE_MEMORY_MIB};
+    let nodes = table.len() as u32;
+    let gpus = node_gpus * nodes;
+    let per_gpu = |field: fn(&NodeGpu) -> u32, most: u32| {
+        table.iter().filter(|n| n.free_gpus != 0).map(|n| field(n) / n.free_gpus).min().unwrap_or(most)
+    };
+    RackGpu {
+        free_gpus: table.iter().map(|n| n.free_gpus).sum(),
+        gpus,
+        hbm_gb: 100,
+        gpu_watts: 1,
+        site: 0,
+        cluster: 0,
+        inv_gpus_q16: inv_q16(gpus),
+        inv_hbm_q16: inv_q16(100),
+        node_gpus,
+        nodes,
+        first_node: 0,
+        block: 0,
+        summary: rack_summary(table.iter().map(|n| n.free_gpus)),
+        node_cpu_milli: node_cpu,
+        node_memory_mib: node_memory,
+        cpu_per_gpu: per_gpu(|n| n.free_cpu_milli, MAX_NODE_CPU_MILLI),
+        memory_per_gpu: per_gpu(|n| n.free_memory_mib, MAX_NODE_MEMORY_MIB),
+    }
 }
