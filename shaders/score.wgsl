@@ -196,6 +196,16 @@ fn gpus_on_anchor(job_gpus: u32, pod_shape: vec3<u32>, per_rack: u32, free_gpus:
     return min(on_anchor, free_gpus);
 }
 
+// The job's table entry for nodes of `node_gpus` GPUs, by selects: an index into the job's copy makes
+// llvmpipe keep the copy in memory (src/kernel/score.rs says how much that cost).
+fn job_shape(job: Job, node_gpus: u32) -> u32 {
+    let i = node_gpus - 1u;
+    let odd = (i & 1u) != 0u;
+    let low = select(select(job.shapes[0], job.shapes[1], odd), select(job.shapes[2], job.shapes[3], odd), (i & 2u) != 0u);
+    let high = select(select(job.shapes[4], job.shapes[5], odd), select(job.shapes[6], job.shapes[7], odd), (i & 2u) != 0u);
+    return select(low, high, (i & 4u) != 0u);
+}
+
 // Pods one node holds by GPUs: its table entry, or, for pods of a shared GPU, their share of each.
 fn rack_pods(job: Job, rack: Rack, packed: u32) -> u32 {
     let per_node = select(pods_per_node(packed), rack.node_gpus * job.pods_per_gpu, job.pods_per_gpu != 0u);
@@ -248,7 +258,7 @@ fn job_watts(job: Job, gpu_watts: u32) -> u32 {
 
 fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, block: Block, latency_ms: u32) -> u32 {
     var reject = 0u;
-    let packed = job.shapes[rack.node_gpus - 1u];
+    let packed = job_shape(job, rack.node_gpus);
     let pod_shape = unpack_shape(packed);
     let per_rack = rack_pods(job, rack, packed);
     // A job kept to one block counts that block's whole racks, any other the cluster's.
@@ -355,7 +365,7 @@ fn frag_term(job: Job, rack: Rack, pod_shape: vec3<u32>, per_rack: u32) -> u32 {
 
 fn terms(job: Job, rack: Rack, site: Site, latency_ms: u32) -> array<u32, TERM_COUNT> {
     var t: array<u32, TERM_COUNT>;
-    let packed = job.shapes[rack.node_gpus - 1u];
+    let packed = job_shape(job, rack.node_gpus);
     let pod_shape = unpack_shape(packed);
     let per_rack = rack_pods(job, rack, packed);
     let used_after = rack.gpus - rack.free_gpus + gpus_on_anchor(job.gpus, pod_shape, per_rack, rack.free_gpus);

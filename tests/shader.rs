@@ -163,6 +163,7 @@ fn functions_appear_in_the_same_order_on_both_sides() {
     let shape =
         ["unpack_shape", "pods_per_node", "pods_per_rack", "nodes_with_at_least", "pods_fit", "fits", "gpus_on_anchor"];
     let scoring = [
+        "job_shape",
         "rack_pods",
         "shared_free_milli",
         "pods_here",

@@ -262,7 +262,7 @@ impl JobGpu {
     /// and the pods one whole rack holds, with CPU and memory ([`rack_pods`]): the values the
     /// kernel reads. Every host-side use of the shape rule asks this.
     pub fn shape_on(&self, rack: &RackGpu) -> ([u32; 3], u32) {
-        let packed = self.shapes[(rack.node_gpus - 1) as usize];
+        let packed = job_shape(self, rack.node_gpus);
         let layout = crate::kernel::shape::pod_layout(self.gpus, self.pods, self.pod_gpus, rack.node_gpus);
         (layout, rack_pods(self, rack, packed))
     }
@@ -462,6 +462,15 @@ pub fn pack_frag_mix(counts: &[u64; FRAG_BUCKETS as usize]) -> [u32; 3] {
     mix
 }
 
+/// The job's packed pod shape on racks whose nodes have `node_gpus` GPUs (1..=8): its table entry.
+/// The shader picks it with selects rather than an index, because llvmpipe (lavapipe, and Mesa's
+/// GL) keeps an indexed copy of the job in memory: scoring ran 1.3× faster there (BENCHMARKS.md,
+/// "Host transfers"). *Twin.*
+#[inline(always)]
+pub fn job_shape(job: &JobGpu, node_gpus: u32) -> u32 {
+    job.shapes[(node_gpus - 1) as usize]
+}
+
 /// Pods of the job one whole rack holds ([`pods_per_rack`] with the job's and the rack's CPU and
 /// memory): a node holds pods of whole GPUs by its table entry, pods of a shared GPU by their share
 /// of each of its GPUs. *Twin.*
@@ -566,7 +575,7 @@ pub(crate) fn check_of<const SUMMARY_ONLY: bool>(
     nodes: &[NodeGpu],
 ) -> u32 {
     let mut reject = 0u32;
-    let packed = job.shapes[(rack.node_gpus - 1) as usize];
+    let packed = job_shape(job, rack.node_gpus);
     let pod_shape = unpack_shape(packed);
     let per_rack = if SUMMARY_ONLY {
         pods_per_rack(pods_per_node(packed), rack.nodes, 0, 0, 0, 0)
@@ -716,7 +725,7 @@ pub fn terms(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [
 #[inline(always)]
 fn terms_of<const FAST: bool>(job: &JobGpu, rack: &RackGpu, site: &SiteGpu, latency_ms: u32) -> [u32; TERM_COUNT] {
     let mut t = [0u32; TERM_COUNT];
-    let packed = job.shapes[(rack.node_gpus - 1) as usize];
+    let packed = job_shape(job, rack.node_gpus);
     let pod_shape = unpack_shape(packed);
     let per_rack =
         if FAST { pods_per_rack(pods_per_node(packed), rack.nodes, 0, 0, 0, 0) } else { rack_pods(job, rack, packed) };
@@ -774,7 +783,7 @@ pub fn frag_score(job: &JobGpu, rack: &RackGpu) -> u32 {
     if weight == 0 {
         return 0;
     }
-    let packed = job.shapes[(rack.node_gpus - 1) as usize];
+    let packed = job_shape(job, rack.node_gpus);
     weight * frag_term(job, rack, unpack_shape(packed), rack_pods(job, rack, packed))
 }
 
