@@ -347,6 +347,13 @@ def main():
         print(f"{os.path.basename(policy):<24} {100 * s['mean']:16.2f}% {100 * s['worst']:6.2f}% "
               f"{100 * s['lexicographic_mean']:22.2f}% {100 * s['lexicographic_worst']:6.2f}% "
               f"{100 * s['top_mean']:15.2f}% {100 * s['top_worst']:6.2f}%")
+    # What no scheduler keeping strict priority can exceed: the lexicographic optimum's GPUs as a
+    # share of the optimum's (the optimum may give a lower class what a higher one needed).
+    ceiling = [r["lexicographic_gpus"] / r["optimum_gpus"] for r in rows if r["optimum_gpus"]]
+    if ceiling:
+        summary["strict_priority_ceiling"] = {"mean": sum(ceiling) / len(ceiling), "worst": min(ceiling)}
+        print(f"{'(lexicographic optimum)':<24} {100 * sum(ceiling) / len(ceiling):16.2f}% {100 * min(ceiling):6.2f}%"
+              "   <- the most a scheduler keeping strict priority can reach")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"instances": rows, "summary": summary}, f, indent=1)
