@@ -365,3 +365,24 @@ fn shared_gpus_load_write_back_and_refuse_bad_values() {
         assert!(e.contains("jobs.csv") && e.contains(field) && e.contains(words), "{line}: {e}");
     }
 }
+
+#[test]
+fn compiling_reports_the_first_bad_job_in_file_order() {
+    // Jobs compile on all cores; whichever finishes first, the error is the first bad record's.
+    let fleet = gpuplace::builtin::default_fleet();
+    let mut jobs: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| {
+            serde_json::json!({"id": format!("j{i}"), "kind": "inference", "gpus": 1, "hbm_gb_per_gpu": 0,
+                "priority": 1, "duration_h": 1, "region": "us-east"})
+        })
+        .collect();
+    jobs[17_000]["region"] = "nowhere".into();
+    jobs[9_001]["providers"] = serde_json::json!(["nope"]);
+    jobs[12_345]["jurisdictions"] = serde_json::json!(["XX"]);
+    let text = serde_json::to_string(&jobs).unwrap();
+    for _ in 0..3 {
+        let workload = Workload::from_json(&text, "jobs.json").unwrap();
+        let e = workload.compile(&fleet, &Policy::default(), at()).unwrap_err();
+        assert!(e.to_string().contains("record 9001") && e.to_string().contains("providers"), "{e}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Placement: the reference oracle and the batched engine, both committing on a [`Ledger`].
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,7 +206,8 @@ pub fn decision_order(
         (0..jobs.len()).collect()
     } else {
         let mut by_id: Vec<usize> = (0..jobs.len()).collect();
-        by_id.sort_unstable_by(|&a, &b| jobs[a].id.cmp(&jobs[b].id));
+        // Unique ids (`Workload::validate`): a total order, the same on any number of cores.
+        by_id.par_sort_unstable_by(|&a, &b| jobs[a].id.cmp(&jobs[b].id));
         let mut rank = vec![0; jobs.len()];
         for (r, &j) in by_id.iter().enumerate() {
             rank[j] = r;
@@ -215,8 +217,9 @@ pub fn decision_order(
     let keys: Vec<(i32, u64, u32, usize)> =
         (0..jobs.len()).map(|j| (jobs[j].priority, usable[j], compiled[j].gpus, id_rank[j])).collect();
     let mut order: Vec<usize> = (0..jobs.len()).collect();
-    // Ids are unique, so no two jobs compare equal and an unstable sort gives the one order.
-    order.sort_unstable_by(|&a, &b| {
+    // Ids are unique, so no two jobs compare equal and an unstable sort, on all cores, gives the one
+    // order.
+    order.par_sort_unstable_by(|&a, &b| {
         let (priority_a, usable_a, gpus_a, id_a) = keys[a];
         let (priority_b, usable_b, gpus_b, id_b) = keys[b];
         priority_b

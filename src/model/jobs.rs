@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{InputError, Result};
@@ -799,69 +800,79 @@ impl Workload {
         self.validate()?;
         // The fragmentation term's typical pods: this workload's, one per job.
         let frag_mix = self.frag_mix();
-        let mut compiled = Vec::with_capacity(self.jobs.len());
-        for (i, job) in self.jobs.iter().enumerate() {
-            // Built only on the error path: formatting a name per job would cost more than compiling it.
-            let err =
-                |field: &str, message: String| InputError::new(&self.source_name, self.error_record(i), field, message);
-            let region = fleet.region_index(&job.region).ok_or_else(|| {
-                err(
-                    "region",
-                    format!("unknown region `{}`: the fleet knows {}", shown(&job.region), fleet.regions.join(", ")),
-                )
-            })?;
-            let jurisdiction_mask = tag_mask(&job.jurisdictions, &fleet.jurisdictions).map_err(|name| {
-                err(
-                    "jurisdictions",
-                    format!(
-                        "unknown jurisdiction `{}`: the fleet has {}",
-                        shown(&name),
-                        fleet.jurisdictions.join(", ")
-                    ),
-                )
-            })?;
-            let provider_mask = tag_mask(&job.providers, &fleet.providers).map_err(|name| {
-                err(
-                    "providers",
-                    format!("unknown provider `{}`: the fleet has {}", shown(&name), fleet.providers.join(", ")),
-                )
-            })?;
-            let not_before = job.not_before;
-            // A job without a latency bound is steered by latency only when the policy says how.
-            let mut weights = policy.weights(job.kind).0;
-            let latency_ref_ms = match job.max_latency_ms.or(policy.latency_ref_ms) {
-                Some(reference) => reference,
-                None => {
-                    weights[crate::kernel::score::TERM_LATENCY as usize] = 0;
-                    MAX_LATENCY_MS
-                }
-            };
-            let shapes = job_tables(job.gpus, job.pods.unwrap_or(0), job.pod_gpus());
-            let gpu_milli = job.gpu_milli.unwrap_or(0);
-            compiled.push(JobGpu {
-                gpus: job.gpus_held(),
-                pods: job.pods.unwrap_or(0),
-                pod_gpus: job.pod_gpus(),
-                shapes,
-                hbm_gb: job.hbm_gb_per_gpu,
-                region: region as u32,
-                latency_limit_ms: job.max_latency_ms.unwrap_or(MAX_LATENCY_MS),
-                latency_ref_ms,
-                inv_latency_ref_q16: inv_q16(latency_ref_ms),
-                jurisdiction_mask,
-                provider_mask,
-                ready_day: not_before.map_or(at, |d| d.max(at)).0,
-                random_salt: random_salt(policy.seed, &job.id),
-                block_rule: BlockRule::code(job.block),
-                frag_mix,
-                pod_cpu_milli: job.pod_resources()[0],
-                pod_memory_mib: job.pod_resources()[1],
-                gpu_milli,
-                pods_per_gpu: GPU_MILLI.checked_div(gpu_milli).unwrap_or(0),
-                weights,
-            });
-        }
-        Ok(compiled)
+        // Jobs compile independently, on all cores; the first error in file order is the one reported.
+        let compiled: Vec<std::result::Result<JobGpu, InputError>> = self
+            .jobs
+            .par_iter()
+            .enumerate()
+            .map(|(i, job)| {
+                // Built only on the error path: formatting a name per job would cost more than compiling it.
+                let err = |field: &str, message: String| {
+                    InputError::new(&self.source_name, self.error_record(i), field, message)
+                };
+                let region = fleet.region_index(&job.region).ok_or_else(|| {
+                    err(
+                        "region",
+                        format!(
+                            "unknown region `{}`: the fleet knows {}",
+                            shown(&job.region),
+                            fleet.regions.join(", ")
+                        ),
+                    )
+                })?;
+                let jurisdiction_mask = tag_mask(&job.jurisdictions, &fleet.jurisdictions).map_err(|name| {
+                    err(
+                        "jurisdictions",
+                        format!(
+                            "unknown jurisdiction `{}`: the fleet has {}",
+                            shown(&name),
+                            fleet.jurisdictions.join(", ")
+                        ),
+                    )
+                })?;
+                let provider_mask = tag_mask(&job.providers, &fleet.providers).map_err(|name| {
+                    err(
+                        "providers",
+                        format!("unknown provider `{}`: the fleet has {}", shown(&name), fleet.providers.join(", ")),
+                    )
+                })?;
+                let not_before = job.not_before;
+                // A job without a latency bound is steered by latency only when the policy says how.
+                let mut weights = policy.weights(job.kind).0;
+                let latency_ref_ms = match job.max_latency_ms.or(policy.latency_ref_ms) {
+                    Some(reference) => reference,
+                    None => {
+                        weights[crate::kernel::score::TERM_LATENCY as usize] = 0;
+                        MAX_LATENCY_MS
+                    }
+                };
+                let shapes = job_tables(job.gpus, job.pods.unwrap_or(0), job.pod_gpus());
+                let gpu_milli = job.gpu_milli.unwrap_or(0);
+                Ok(JobGpu {
+                    gpus: job.gpus_held(),
+                    pods: job.pods.unwrap_or(0),
+                    pod_gpus: job.pod_gpus(),
+                    shapes,
+                    hbm_gb: job.hbm_gb_per_gpu,
+                    region: region as u32,
+                    latency_limit_ms: job.max_latency_ms.unwrap_or(MAX_LATENCY_MS),
+                    latency_ref_ms,
+                    inv_latency_ref_q16: inv_q16(latency_ref_ms),
+                    jurisdiction_mask,
+                    provider_mask,
+                    ready_day: not_before.map_or(at, |d| d.max(at)).0,
+                    random_salt: random_salt(policy.seed, &job.id),
+                    block_rule: BlockRule::code(job.block),
+                    frag_mix,
+                    pod_cpu_milli: job.pod_resources()[0],
+                    pod_memory_mib: job.pod_resources()[1],
+                    gpu_milli,
+                    pods_per_gpu: GPU_MILLI.checked_div(gpu_milli).unwrap_or(0),
+                    weights,
+                })
+            })
+            .collect();
+        compiled.into_iter().collect()
     }
 
     /// The table of typical pods the fragmentation term weighs: the share of this workload's jobs
