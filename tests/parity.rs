@@ -270,3 +270,34 @@ fn kernel_matches_cpu_past_llvmpipes_loop_limit() {
         }
     }
 }
+
+#[test]
+fn one_scorer_matches_the_cpu_as_batches_grow_and_shrink_across_tiles() {
+    // A scorer keeps its buffers: one slot while batches fit one job tile, two once a batch needs
+    // several (tiles alternate between them), and both afterwards. Batches of one tile, many tiles
+    // (odd and even counts, so either slot ends), and one tile again, on the same scorer.
+    let fleet = gpuplace::builtin::default_fleet();
+    let workload = gpuplace::generate::generate(&fleet, 2000, 17, at()).unwrap();
+    let jobs = workload.compile(&fleet, &Policy::default(), at()).unwrap();
+    let mut state = fleet.initial_state();
+    state.racks.truncate(300);
+    let blocks = state.racks.iter().map(|r| r.block).max().unwrap() as usize + 1;
+    state.blocks.truncate(blocks);
+    for (index, adapter) in adapters().iter().enumerate() {
+        let mut gpu = GpuScorer::on_adapter_with_limits(index, |mut limits| {
+            // 256 jobs a tile.
+            limits.max_storage_buffer_binding_size = 256 * size_of::<JobGpu>() as u64;
+            limits
+        })
+        .unwrap_or_else(|e| panic!("{adapter}: {e}"));
+        assert_eq!(TilePlan::for_limits(gpu.limits(), 8).jobs_per_tile, 256, "{adapter}");
+        for count in [100, 2000, 1000, 256, 257, 1, 1999] {
+            for k in [8, 3] {
+                let batch = &jobs[..count];
+                let cpu = score_batch(batch, &state, k);
+                let out = gpu.score_batch(batch, &state, k).unwrap();
+                compare(&out, &cpu).unwrap_or_else(|d| panic!("{adapter}, {count} jobs, k {k}: {d}"));
+            }
+        }
+    }
+}
