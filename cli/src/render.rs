@@ -370,6 +370,8 @@ pub fn bench_markdown(report: &BenchReport) -> String {
             row.place_speedup.map_or("-".into(), |s| format!("{s:.2}×"))
         );
     }
+    // A blank line after the table, so that sections appended one after another stay apart.
+    text.push('\n');
     text
 }
 
