@@ -788,12 +788,8 @@ impl GpuScorer {
         for (tile_index, job_tile) in jobs.chunks(jobs_per_tile).enumerate() {
             let slot_index = tile_index % slots;
             let slot = &buffers.slots[slot_index];
-            if slots == 1 {
-                // One slot: the last tile must be read back before its buffers are written again.
-                if let Some((slot, count, first, submission)) = in_flight.take() {
-                    self.read_back(slot, count, k, first, submission, out)?;
-                }
-            }
+            // One slot only when the batch is one tile (`score_batch` asks for two otherwise).
+            debug_assert!(slots > 1 || in_flight.is_none(), "a slot reused before its tile was read back");
             let job_bytes: &[u8] = bytemuck::cast_slice(job_tile);
             // The slot's upload buffer was last copied from two tiles ago (or never).
             let upload = slot.upload.slice(0..job_bytes.len() as u64);
