@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::engine::classes::ClassIndex;
+use crate::kernel::limits::MAX_NODE_GPUS;
 use crate::kernel::score::{BLOCK_ANY, Candidate, GPU_MILLI, JobGpu, better, job_watts};
 use crate::kernel::shape::{
     RackShare, SharedNode, pods_on_nodes_sized, racks_needed, shared_pods_on_gpus, spans_racks,
@@ -13,7 +14,9 @@ use crate::kernel::state::{FleetState, NodeState};
 use crate::model::fleet::Fleet;
 
 /// One pod of a placed job: its rack, its node in the rack, and its GPUs, CPU and memory there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Serializable so that a service can keep what each job holds across restarts
+/// ([`crate::Scheduler::restore`] checks it against the ledger before taking it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct PodSlot {
     /// Global rack index.
@@ -45,7 +48,7 @@ impl PodSlot {
 
 /// What a placed job holds: its pods (on each node, the GPUs), GPUs on each of its racks (anchor
 /// first, then by index) and IT power at its site. Releasing it gives back exactly this.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Allocation {
     /// Racks and GPUs taken, anchor rack first, then by rack index.
@@ -226,6 +229,126 @@ impl Ledger {
         let allocation = Allocation { racks: shares, pods, site: rack.site, power_w: job_watts(job, rack.gpu_watts) };
         self.apply(&allocation);
         allocation
+    }
+
+    /// Why `allocation` cannot be applied to this ledger, or Ok when [`Ledger::apply`] would take
+    /// it without panicking: every index in range, its racks at its site and holding exactly its
+    /// pods' GPUs, and the capacity there (its pods' GPUs free on ready nodes, or room on a shared
+    /// GPU, and the CPU, memory and power). For allocations read back from storage, which may
+    /// come from another fleet or be damaged.
+    pub fn check_allocation(&self, allocation: &Allocation) -> Result<(), String> {
+        let state = &self.state;
+        let site = allocation.site as usize;
+        if site >= state.sites.len() {
+            return Err(format!("site {site} does not exist"));
+        }
+        if allocation.racks.is_empty() || allocation.pods.is_empty() {
+            return Err("it holds no rack or no pod".into());
+        }
+        let mut rack_gpus: Vec<(u32, u32)> = Vec::with_capacity(allocation.racks.len());
+        for share in &allocation.racks {
+            let rack =
+                state.racks.get(share.rack as usize).ok_or_else(|| format!("rack {} does not exist", share.rack))?;
+            if rack.site as usize != site {
+                return Err(format!("rack {} is not at site {site}", share.rack));
+            }
+            if rack_gpus.iter().any(|&(r, _)| r == share.rack) {
+                return Err(format!("rack {} is named twice", share.rack));
+            }
+            rack_gpus.push((share.rack, 0));
+        }
+        // What the pods take on each node: GPUs whole, thousandths of shared GPUs, CPU, memory.
+        let mut taken: Vec<(u32, u8, [u32; MAX_NODE_GPUS as usize], u64, u64)> = Vec::new();
+        for pod in &allocation.pods {
+            let rack = state.racks.get(pod.rack as usize).ok_or_else(|| format!("rack {} does not exist", pod.rack))?;
+            if pod.node >= rack.nodes {
+                return Err(format!("rack {} has no node {}", pod.rack, pod.node));
+            }
+            if pod.gpus == 0 || u32::from(pod.gpus) >> rack.node_gpus != 0 {
+                return Err(format!("rack {} node {} has no GPUs {:#b}", pod.rack, pod.node, pod.gpus));
+            }
+            if pod.gpu_milli >= GPU_MILLI || (pod.gpu_milli != 0 && pod.gpus.count_ones() != 1) {
+                return Err(format!(
+                    "a pod on rack {} node {} holds a share {} of several GPUs or of more than one",
+                    pod.rack, pod.node, pod.gpu_milli
+                ));
+            }
+            let share = rack_gpus
+                .iter_mut()
+                .find(|(r, _)| *r == pod.rack)
+                .ok_or_else(|| format!("a pod is on rack {}, which the allocation does not hold", pod.rack))?;
+            if pod.gpu_milli == 0 {
+                share.1 += pod.gpu_count();
+            }
+            let at = rack.first_node + pod.node;
+            let entry = match taken.iter().position(|t| t.0 == at) {
+                Some(i) => &mut taken[i],
+                None => {
+                    taken.push((at, 0, [0; MAX_NODE_GPUS as usize], 0, 0));
+                    taken.last_mut().expect("just pushed")
+                }
+            };
+            if pod.gpu_milli == 0 {
+                if entry.1 & pod.gpus != 0 {
+                    return Err(format!("two pods take GPUs {:#b} of rack {} node {}", pod.gpus, pod.rack, pod.node));
+                }
+                entry.1 |= pod.gpus;
+            } else {
+                entry.2[pod.gpus.trailing_zeros() as usize] += pod.gpu_milli;
+            }
+            entry.3 += u64::from(pod.cpu_milli);
+            entry.4 += u64::from(pod.memory_mib);
+        }
+        for (share, &(rack, whole)) in allocation.racks.iter().zip(&rack_gpus) {
+            // A rack is held for its pods' whole GPUs and for each shared GPU its pods touch.
+            let mut touched: Vec<(u32, u8)> = allocation
+                .pods
+                .iter()
+                .filter(|p| p.rack == rack && p.gpu_milli != 0)
+                .map(|p| (p.node, p.gpus))
+                .collect();
+            touched.sort_unstable();
+            touched.dedup();
+            let gpus = whole + touched.len() as u32;
+            if share.gpus != gpus {
+                return Err(format!("it holds {} GPUs of rack {rack} but its pods take {gpus}", share.gpus));
+            }
+        }
+        for &(at, whole, milli, cpu, memory) in &taken {
+            let node = state.nodes[at as usize];
+            let where_ = || format!("node {at}");
+            if node.state != NodeState::Ready {
+                return Err(format!("{} is not ready", where_()));
+            }
+            if node.used & whole != 0 {
+                return Err(format!("{} has GPUs {:#b} in use", where_(), node.used & whole));
+            }
+            let shares = state.shares_of(at as usize);
+            for (g, &m) in milli.iter().enumerate() {
+                if m == 0 {
+                    continue;
+                }
+                let bit = 1u8 << g;
+                let room = if node.shared & bit != 0 {
+                    GPU_MILLI - u32::from(shares[g])
+                } else if node.used & bit == 0 && whole & bit == 0 {
+                    GPU_MILLI
+                } else {
+                    0
+                };
+                if m > room {
+                    return Err(format!("{} GPU {g} has room for {room} thousandths, not {m}", where_()));
+                }
+            }
+            let free = state.node_table[at as usize];
+            if u64::from(free.free_cpu_milli) < cpu || u64::from(free.free_memory_mib) < memory {
+                return Err(format!("{} lacks the CPU or memory of the pods", where_()));
+            }
+        }
+        if state.sites[site].power_free_w < allocation.power_w {
+            return Err(format!("site {site} lacks the power of the allocation"));
+        }
+        Ok(())
     }
 
     /// Takes exactly what `allocation` holds (a recorded commit, replayed). Panics if the capacity

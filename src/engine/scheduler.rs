@@ -130,6 +130,21 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Takes `allocation` for job `id` as if it had been placed there (a service restoring what its
+    /// jobs held before a restart). An input error, with nothing taken, if a job with this id is
+    /// placed or the allocation cannot be applied to the live capacity (another fleet's, damaged,
+    /// or overlapping what others hold); see [`Ledger::check_allocation`].
+    pub fn restore(&mut self, id: &str, allocation: Allocation) -> Result<()> {
+        let refuse = |message: String| InputError::new("<api>", format!("job `{id}`"), "allocation", message);
+        if self.running.contains_key(id) {
+            return Err(refuse("a job with this id is already placed".into()).into());
+        }
+        self.ledger.check_allocation(&allocation).map_err(refuse)?;
+        self.ledger.apply(&allocation);
+        self.running.insert(id.to_string(), allocation);
+        Ok(())
+    }
+
     /// The placement date: `at`, else the fleet's `as_of`, else today.
     pub fn placement_date(&self, at: Option<Day>) -> Day {
         at.or(self.fleet.as_of).unwrap_or_else(Day::today)

@@ -32,7 +32,7 @@
 use crate::kernel::limits::MAX_NODE_GPUS;
 
 /// GPUs a placed job takes on one rack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RackShare {
     /// Global rack index.
     pub rack: u32,
