@@ -36,6 +36,7 @@ impl Command {
             | Command::Compare { inputs, .. }
             | Command::Explain { inputs, .. } => not_cpu(inputs),
             Command::Bench { no_gpu, .. } => !no_gpu,
+            Command::Serve { backend, .. } => !matches!(backend, BackendArg::Cpu),
             _ => false,
         }
     }
@@ -232,6 +233,73 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// Print the fleet in the format --fleet reads.
         #[arg(long)]
         json: bool,
+    },
+    /// Run gpuplace as a service: an HTTP/JSON API (docs/API.md) over durable state.
+    #[command(after_help = "Examples:
+  gpuplace serve --state /var/lib/gpuplace
+  gpuplace serve --fleet fleet.json --policy policy.json --state state --listen 127.0.0.1:7070
+  gpuplace submit jobs.json && gpuplace status --state-filter waiting && gpuplace finish job-1")]
+    Serve {
+        /// Fleet JSON file to start a new state directory with (default: the built-in fleet). A
+        /// state directory keeps its fleet: given again, it must be the same.
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
+        /// Policy JSON file (default: the state directory's, or the built-in policy). Given
+        /// again, it replaces the stored one for later decisions.
+        #[arg(long, value_name = "FILE", conflicts_with = "policy_preset")]
+        policy: Option<PathBuf>,
+        /// A built-in policy: default, first-fit, best-fit, spread or random.
+        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name)))]
+        policy_preset: Option<String>,
+        /// The state directory (created when absent): the jobs and their placements, durable.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Address to listen on (port 0: any free port, printed on standard error).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// File holding a bearer token that every request but /healthz must carry; required to
+        /// listen beyond loopback.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// How long to gather requests after the first of a batch, ms (0..=1000).
+        #[arg(long, value_name = "MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        batch_window_ms: u64,
+        /// Scoring backend.
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
+    },
+    /// Submit jobs (a jobs file, JSON) to a running `gpuplace serve`; prints each job's state.
+    #[command(after_help = "Examples:
+  gpuplace submit jobs.json
+  gpuplace generate --count 100 | gpuplace submit -")]
+    Submit {
+        /// Jobs JSON file: a job, an array of jobs or {"jobs": [...]}; `-` for standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show a job of a running `gpuplace serve`, or list its jobs.
+    #[command(after_help = "Examples:
+  gpuplace status job-1
+  gpuplace status --state-filter waiting")]
+    Status {
+        /// The job's id (without it: list jobs).
+        id: Option<String>,
+        /// List only jobs in this state.
+        #[arg(long, value_name = "STATE", value_parser = ["waiting", "placed", "preempted", "finished", "rejected"])]
+        state_filter: Option<String>,
+        /// List at most this many jobs.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Finish (or cancel) a job of a running `gpuplace serve`: it gives back what it holds.
+    Finish {
+        /// The job's id.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Print a built-in policy as a policy file, to read or to edit and pass to --policy.
     #[command(after_help = "Examples:
@@ -459,6 +527,17 @@ impl OutFormatArg {
         let by_name = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
         asked.unwrap_or(if by_name { OutFormatArg::Jsonl } else { OutFormatArg::Json })
     }
+}
+
+/// Where a running server is.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// File holding the server's bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -26,7 +26,11 @@ fn main() -> ExitCode {
     };
     // Held to the end of `main`: a directory made for this run only is removed then.
     let _runtime_dir = cli.command.may_open_gpu().then(quiet_runtime_dir).flatten();
-    output::cleanup_on_signals();
+    // `serve` handles SIGTERM and SIGINT itself (it finishes requests and flushes its state); it
+    // writes no output file to clean up.
+    if !matches!(cli.command, args::Command::Serve { .. }) {
+        output::cleanup_on_signals();
+    }
     // For the test that runs every example of --help and the README: examples too slow for a debug
     // build are parsed, not run (see cli/tests/examples.rs). Debug builds only.
     if cfg!(debug_assertions) && std::env::var_os("GPUPLACE_CHECK_ARGS_ONLY").is_some_and(|v| v == "1") {
@@ -86,6 +90,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<output::OutputError>().is_some()
         || error.downcast_ref::<gpuplace::ScoreError>().is_some()
         || error.downcast_ref::<gpuplace::Error>().is_some_and(device)
+        || error.downcast_ref::<gpuplace_serve::ServeError>().is_some_and(|e| e.is_output_failure())
     {
         3
     } else {

@@ -38,6 +38,10 @@ const SLOW_IN_DEBUG: [&str; 10] = [
 /// Examples too slow even for a release binary on a software GPU (minutes on lavapipe): parsed only.
 const SLOW_EVERYWHERE: [&str; 1] = ["--count 1000000"];
 
+/// Examples of the service: `serve` runs until stopped and the clients need it running, so they
+/// are parsed only; `cli/tests/serve.rs` and `serve/tests/` run the service and its clients.
+const NEEDS_A_SERVER: [&str; 4] = ["gpuplace serve", "gpuplace submit", "gpuplace status", "gpuplace finish"];
+
 fn binary() -> (PathBuf, bool) {
     match std::env::var_os("GPUPLACE_EXAMPLES_BIN") {
         Some(path) => (PathBuf::from(path), true),
@@ -162,7 +166,7 @@ fn run_all(examples: &Examples, dir: &Path) -> (usize, usize) {
             skip_notice(&examples.source, &format!("`{command}` and what follows: {} is absent", traces().display()));
             break;
         }
-        let parse_only = SLOW_EVERYWHERE.iter().any(|s| command.contains(s))
+        let parse_only = SLOW_EVERYWHERE.iter().chain(&NEEDS_A_SERVER).any(|s| command.contains(s))
             || (!release && SLOW_IN_DEBUG.iter().any(|s| command.contains(s)));
         let script = format!("gpuplace() {{ \"$GPUPLACE_BIN\" \"$@\"; }}\n{command}\n");
         let mut shell = Command::new("bash");

@@ -10,6 +10,7 @@ mod inflate;
 mod place;
 mod replay;
 mod schema;
+mod serve;
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +76,23 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
         Command::Generate { count, seed, fleet, at, output } => {
             complete(generate::run(count, seed, fleet.as_deref(), at.as_deref(), &output))
         }
+        Command::Serve { fleet, policy, policy_preset, state, listen, token_file, batch_window_ms, backend } => {
+            complete(serve::run(serve::ServeArgs {
+                fleet: fleet.as_deref(),
+                policy: policy.as_deref(),
+                policy_preset: policy_preset.as_deref(),
+                state: &state,
+                listen: &listen,
+                token_file: token_file.as_deref(),
+                batch_window_ms,
+                backend,
+            }))
+        }
+        Command::Submit { file, server } => complete(serve::submit(&file, &server)),
+        Command::Status { id, state_filter, limit, server } => {
+            complete(serve::status(id.as_deref(), state_filter.as_deref(), limit, &server))
+        }
+        Command::Finish { id, server } => complete(serve::finish(&id, &server)),
         Command::Schema { name } => complete(schema::run(name.as_deref())),
         Command::Policy { preset, seed } => {
             let preset = Preset::parse(&preset).expect("clap checked the name");

@@ -1,0 +1,134 @@
+//! `serve`, and its clients `submit`, `status` and `finish`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use gpuplace::Policy;
+use gpuplace::model::policy::Preset;
+use gpuplace_serve::{Client, JobState, Server, ServerConfig, Service, ServiceConfig};
+
+use crate::args::{BackendArg, ServerArgs};
+use crate::commands::{is_std, load_fleet};
+use crate::render::note;
+
+/// What `serve` was given.
+pub struct ServeArgs<'a> {
+    pub fleet: Option<&'a Path>,
+    pub policy: Option<&'a Path>,
+    pub policy_preset: Option<&'a str>,
+    pub state: &'a Path,
+    pub listen: &'a str,
+    pub token_file: Option<&'a Path>,
+    pub batch_window_ms: u64,
+    pub backend: BackendArg,
+}
+
+/// Serves until SIGTERM or SIGINT.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let fleet = if args.fleet.is_some() || !args.state.join(gpuplace_serve::store::STATE_FILE).exists() {
+        Some(load_fleet(args.fleet)?)
+    } else {
+        None
+    };
+    let policy = match (args.policy, args.policy_preset) {
+        (Some(path), _) => Some(Policy::from_path(path)?),
+        (None, Some(name)) => Some(Preset::parse(name).expect("clap checked the name").policy(1)),
+        (None, None) => None,
+    };
+    let token = args.token_file.map(read_token).transpose()?;
+    let service = Service::open(ServiceConfig {
+        fleet,
+        policy,
+        backend: args.backend.choice(),
+        state_dir: args.state.to_path_buf(),
+    })?;
+    for notice in service.scheduler().notices() {
+        note(notice);
+    }
+    let jobs = service.job_count();
+    let waiting = service.waiting_count();
+    let backend = service.scheduler().backend().describe();
+    let config = ServerConfig {
+        listen: args.listen.to_string(),
+        batch_window: Duration::from_millis(args.batch_window_ms),
+        token,
+    };
+    let server = Server::start(service, config)?;
+    note(&format!(
+        "listening on http://{} ({backend}; {jobs} jobs restored, {waiting} waiting; state in {})",
+        server.address(),
+        args.state.display()
+    ));
+    server.wait()?;
+    note("stopped; state flushed");
+    Ok(())
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| gpuplace::InputError::new(path.display().to_string(), "(file)", "token", e.to_string()))?;
+    let token = text.trim();
+    if token.is_empty() || token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(gpuplace::InputError::new(
+            path.display().to_string(),
+            "(file)",
+            "token",
+            "must be one line of 1 to 4096 printable ASCII characters",
+        )
+        .into());
+    }
+    Ok(token.to_string())
+}
+
+fn client(server: &ServerArgs) -> anyhow::Result<Client> {
+    let token = server.token_file.as_deref().map(read_token).transpose()?;
+    Ok(Client::new(&server.server, token))
+}
+
+/// `submit FILE`: prints the server's answer, a JSON line per job.
+pub fn submit(file: &Path, server: &ServerArgs) -> anyhow::Result<()> {
+    let body = if is_std(file) {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut body)
+            .map_err(|e| gpuplace::InputError::new(super::STDIN_NAME, "(file)", "(input)", e.to_string()))?;
+        body
+    } else {
+        std::fs::read(file)
+            .map_err(|e| gpuplace::InputError::new(file.display().to_string(), "(file)", "(input)", e.to_string()))?
+    };
+    let answer = client(server)?.submit(&body)?;
+    let mut text = String::new();
+    for job in &answer.jobs {
+        text.push_str(&serde_json::to_string(job)?);
+        text.push('\n');
+    }
+    crate::output::print(&text)
+}
+
+/// `status [ID]`: one job as JSON, or a JSON line per listed job.
+pub fn status(id: Option<&str>, state: Option<&str>, limit: usize, server: &ServerArgs) -> anyhow::Result<()> {
+    let client = client(server)?;
+    let text = match id {
+        Some(id) => serde_json::to_string_pretty(&client.job(id)?)? + "\n",
+        None => {
+            let state = state.map(|s| JobState::parse(s).expect("clap checked the name"));
+            let answer = client.list(state, Some(limit))?;
+            let mut text = String::new();
+            for job in &answer.jobs {
+                text.push_str(&serde_json::to_string(job)?);
+                text.push('\n');
+            }
+            if answer.total.is_some_and(|total| total > answer.jobs.len() as u64) {
+                note(&format!("{} of {} jobs shown (--limit)", answer.jobs.len(), answer.total.unwrap_or(0)));
+            }
+            text
+        }
+    };
+    crate::output::print(&text)
+}
+
+/// `finish ID`.
+pub fn finish(id: &str, server: &ServerArgs) -> anyhow::Result<()> {
+    let job = client(server)?.finish_job(id)?;
+    crate::output::print(&(serde_json::to_string(&job)? + "\n"))
+}

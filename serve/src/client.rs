@@ -1,0 +1,129 @@
+//! A blocking client of a running server, for `gpuplace submit`, `status` and `finish` and for
+//! tests. It returns the server's JSON as the typed bodies of [`crate::api`].
+
+use std::time::Duration;
+
+use crate::api::{ErrorResponse, JobState, JobView, JobsResponse};
+use crate::error::ServeError;
+
+/// A client of one server.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of the server at `base` (`http://127.0.0.1:7070`), sending `token` as a bearer
+    /// token when given.
+    pub fn new(base: &str, token: Option<String>) -> Client {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(600)))
+            .http_status_as_error(false)
+            .build();
+        Client { base: base.trim_end_matches('/').to_string(), token, agent: config.into() }
+    }
+
+    fn fail(&self, url: &str, message: impl Into<String>) -> ServeError {
+        ServeError::Client { url: url.to_string(), status: None, message: message.into() }
+    }
+
+    fn finish(
+        &self,
+        url: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<String, ServeError> {
+        let mut response = response.map_err(|e| self.fail(url, e.to_string()))?;
+        let status = response.status();
+        let body = response.body_mut().read_to_string().map_err(|e| self.fail(url, e.to_string()))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let line = serde_json::from_str::<ErrorResponse>(&body).map(|e| e.error).unwrap_or(body);
+        Err(ServeError::Client {
+            url: url.to_string(),
+            status: Some(status.as_u16()),
+            message: format!("{}: {}", status.as_u16(), line.trim()),
+        })
+    }
+
+    fn get(&self, path: &str) -> Result<String, ServeError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.get(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        self.finish(&url, request.call())
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> Result<String, ServeError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.post(&url).header("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        self.finish(&url, request.send(body))
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(&self, path: &str, text: &str) -> Result<T, ServeError> {
+        serde_json::from_str(text)
+            .map_err(|e| self.fail(&format!("{}{path}", self.base), format!("unexpected answer: {e}")))
+    }
+
+    /// Submits jobs (a job object, an array, or `{"jobs": [...]}`): each job's state.
+    pub fn submit(&self, body: &[u8]) -> Result<JobsResponse, ServeError> {
+        let text = self.post("/v1/jobs", body)?;
+        self.parse("/v1/jobs", &text)
+    }
+
+    /// Job `id`.
+    pub fn job(&self, id: &str) -> Result<JobView, ServeError> {
+        let path = format!("/v1/jobs/{}", encode_segment(id));
+        let text = self.get(&path)?;
+        self.parse(&path, &text)
+    }
+
+    /// Finishes (or cancels) job `id`.
+    pub fn finish_job(&self, id: &str) -> Result<JobView, ServeError> {
+        let path = format!("/v1/jobs/{}/finish", encode_segment(id));
+        let text = self.post(&path, b"")?;
+        self.parse(&path, &text)
+    }
+
+    /// Up to `limit` jobs in `state` (all states when None).
+    pub fn list(&self, state: Option<JobState>, limit: Option<usize>) -> Result<JobsResponse, ServeError> {
+        let mut query = Vec::new();
+        if let Some(state) = state {
+            query.push(format!("state={}", state.name()));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        let path = if query.is_empty() { "/v1/jobs".to_string() } else { format!("/v1/jobs?{}", query.join("&")) };
+        let text = self.get(&path)?;
+        self.parse(&path, &text)
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> Result<String, ServeError> {
+        self.get("/metrics")
+    }
+
+    /// Whether `/healthz` answers.
+    pub fn health(&self) -> Result<(), ServeError> {
+        self.get("/healthz").map(|_| ())
+    }
+}
+
+/// `id` as one path segment: every byte outside the unreserved set percent-encoded.
+fn encode_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

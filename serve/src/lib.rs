@@ -1,0 +1,24 @@
+//! gpuplace as a long-running service (`gpuplace serve`): one process holds the fleet, the policy,
+//! the live ledger and every job it accepted; an HTTP/JSON API takes jobs, finishes them and shows
+//! their state; every answer is given only after its change is durable in the state directory
+//! (redb), so a restart after any crash restores exactly what was answered.
+//!
+//! - [`service`]: the state machine (submit, finish, scheduling rounds, restore), no I/O but the
+//!   store;
+//! - [`store`]: the durable state;
+//! - [`server`]: the routes and the core thread that batches requests, places and commits;
+//! - [`client`]: a blocking client;
+//! - [`api`]: the bodies of the API (docs/API.md).
+
+pub mod api;
+pub mod client;
+pub mod error;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use api::{JobState, JobView, JobsResponse};
+pub use client::Client;
+pub use error::ServeError;
+pub use server::{Server, ServerConfig};
+pub use service::{Service, ServiceConfig};

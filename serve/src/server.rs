@@ -1,0 +1,442 @@
+//! The HTTP server: axum routes on a tokio runtime in front of one core thread that owns the
+//! [`Service`]. Handlers send requests to the core and await its answer. The core takes requests
+//! in batches — everything that arrives within the batch window after the first — applies them in
+//! arrival order, runs one scheduling round, commits the batch's changes durably in one
+//! transaction (group commit: one fsync for the whole batch), and only then answers them. So an
+//! answer is never given for a change that a crash could lose, and reads see only durable state.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use crate::api::{ApiError, ErrorResponse, JobState, JobsResponse};
+use crate::error::ServeError;
+use crate::service::Service;
+
+/// The largest request body, bytes (a submission of [`crate::service::MAX_SUBMISSION_JOBS`]
+/// pretty-printed jobs fits); larger ones are refused with 413 before they are read whole.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// The most requests one batch takes, so that one batch's answers wait for a bounded amount of
+/// work.
+pub const MAX_BATCH_REQUESTS: usize = 4096;
+/// The default number of jobs a listing returns.
+pub const DEFAULT_LIST: usize = 1000;
+
+/// How the server listens and batches.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address to listen on (`127.0.0.1:7070`; port 0 picks a free one).
+    pub listen: String,
+    /// How long the core waits, after a batch's first request, for more to batch with it.
+    pub batch_window: Duration,
+    /// When set, every route but `/healthz` asks for `Authorization: Bearer <token>`. Required to
+    /// listen on an address other than loopback.
+    pub token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: "127.0.0.1:7070".into(), batch_window: Duration::from_millis(2), token: None }
+    }
+}
+
+enum Op {
+    Submit(Bytes),
+    Finish(String),
+    Get(String),
+    List { state: Option<JobState>, limit: usize },
+    Metrics,
+    Health,
+}
+
+enum Answer {
+    Json(StatusCode, String),
+    Text(String),
+}
+
+struct Message {
+    op: Op,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<Answer, ApiError>>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    core: mpsc::SyncSender<Message>,
+    token: Option<std::sync::Arc<str>>,
+}
+
+/// A running server: its address, and the way to stop it.
+pub struct Server {
+    address: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
+    core: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Server {
+    /// Binds `config.listen` and starts serving `service`. Errors if the address cannot be used,
+    /// or is not loopback and no token is set.
+    pub fn start(service: Service, config: ServerConfig) -> Result<Server, ServeError> {
+        let listen_error = |message: String| ServeError::Listen { address: config.listen.clone(), message };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("gpuplace-http")
+            .build()
+            .map_err(|e| listen_error(format!("cannot start the runtime: {e}")))?;
+        let listener =
+            runtime.block_on(tokio::net::TcpListener::bind(&config.listen)).map_err(|e| listen_error(e.to_string()))?;
+        let address = listener.local_addr().map_err(|e| listen_error(e.to_string()))?;
+        if !address.ip().is_loopback() && config.token.is_none() {
+            return Err(listen_error("is not a loopback address: give a token (--token-file) to listen on it".into()));
+        }
+        // Bounded: when the core falls behind, handlers wait to enqueue instead of piling up memory.
+        let (sender, receiver) = mpsc::sync_channel::<Message>(MAX_BATCH_REQUESTS * 4);
+        let window = config.batch_window;
+        let core = std::thread::Builder::new()
+            .name("gpuplace-core".into())
+            .spawn(move || run_core(service, receiver, window))
+            .map_err(|e| listen_error(format!("cannot start the core thread: {e}")))?;
+        let state = AppState { core: sender, token: config.token.map(|t| std::sync::Arc::from(t.as_str())) };
+        let app = Router::new()
+            .route("/v1/jobs", post(submit).get(list))
+            .route("/v1/jobs/{id}", get(job))
+            .route("/v1/jobs/{id}/finish", post(finish))
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(health))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(state);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = runtime.spawn(async move {
+            let shutdown = async move {
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = termination() => {}
+                }
+            };
+            // Serving ends on SIGTERM/SIGINT or `stop`; requests in flight are answered first.
+            let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        });
+        Ok(Server { address, runtime: Some(runtime), stop: Some(stop), served: Some(served), core: Some(core) })
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until SIGTERM or SIGINT (or [`Server::stop`] from another handle), then finishes the
+    /// requests in flight, commits, and returns the core's result: an error if the store failed.
+    pub fn wait(mut self) -> Result<(), ServeError> {
+        self.finish()
+    }
+
+    /// Stops serving now (requests in flight are answered), and returns as [`Server::wait`] does.
+    pub fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), ServeError> {
+        let runtime = self.runtime.take().expect("finished once");
+        if let Some(served) = self.served.take() {
+            let _ = runtime.block_on(served);
+        }
+        // Dropping the runtime drops the router and with it the last sender: the core drains
+        // what was sent and ends.
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        match self.core.take().expect("finished once").join() {
+            Ok(result) => result,
+            Err(_) => Err(ServeError::Store { path: "(core)".into(), message: "the core thread panicked".into() }),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.runtime.is_some() {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            let _ = self.finish();
+        }
+    }
+}
+
+async fn termination() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// The core loop: batches, applies, places, commits, answers. Ends when every sender is gone, or
+/// with the store's error (the server then stops: memory is ahead of the store).
+fn run_core(mut service: Service, receiver: mpsc::Receiver<Message>, window: Duration) -> Result<(), ServeError> {
+    let metrics = Metrics::new();
+    // The first round after a restart: reasons for the waiting jobs.
+    if service.round_needed() {
+        service.run_round()?;
+        service.commit()?;
+    }
+    while let Ok(first) = receiver.recv() {
+        let deadline = first.arrived + window;
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_REQUESTS {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(left) {
+                Ok(message) => batch.push(message),
+                Err(_) => break,
+            }
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for message in &batch {
+            results.push(match &message.op {
+                Op::Submit(body) => service.submit(body).map(Pending::Jobs),
+                Op::Finish(id) => service.finish(id).map(Pending::Job),
+                _ => Ok(Pending::Read),
+            });
+        }
+        let placed_before = service.counters().placed;
+        let outcome = if service.round_needed() { service.run_round() } else { Ok(()) }.and_then(|()| service.commit());
+        if let Err(error) = outcome {
+            for message in batch {
+                let _ =
+                    message.reply.send(Err(ApiError::new(503, format!("the store failed; the server stops: {error}"))));
+            }
+            return Err(error);
+        }
+        metrics.decisions.inc_by(service.counters().placed - placed_before);
+        for (message, result) in batch.into_iter().zip(results) {
+            let answer = result.and_then(|pending| answer(&service, &metrics, message.op, pending));
+            if answer.is_ok() {
+                metrics.latency.observe(message.arrived.elapsed().as_secs_f64());
+            }
+            let _ = message.reply.send(answer);
+        }
+    }
+    service.commit()
+}
+
+enum Pending {
+    Jobs(Vec<usize>),
+    Job(usize),
+    Read,
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Answer {
+    Answer::Json(status, serde_json::to_string(body).expect("API bodies serialize"))
+}
+
+fn answer(service: &Service, metrics: &Metrics, op: Op, pending: Pending) -> Result<Answer, ApiError> {
+    Ok(match (op, pending) {
+        (_, Pending::Jobs(numbers)) => json(
+            StatusCode::OK,
+            &JobsResponse { jobs: numbers.into_iter().map(|n| service.view(n)).collect(), total: None },
+        ),
+        (_, Pending::Job(number)) => json(StatusCode::OK, &service.view(number)),
+        (Op::Get(id), Pending::Read) => json(StatusCode::OK, &service.job(&id)?),
+        (Op::List { state, limit }, Pending::Read) => {
+            let (jobs, total) = service.list(state, limit);
+            json(StatusCode::OK, &JobsResponse { jobs, total: Some(total) })
+        }
+        (Op::Metrics, Pending::Read) => Answer::Text(metrics.render(service)),
+        (Op::Health, Pending::Read) => Answer::Text("ok\n".into()),
+        (Op::Submit(_) | Op::Finish(_), Pending::Read) => unreachable!("mutations are pending as jobs"),
+    })
+}
+
+/// What `/metrics` shows. Counters and the latency histogram live here; the gauges are set from
+/// the service's state at each scrape.
+struct Metrics {
+    registry: Registry,
+    jobs: Family<Vec<(String, String)>, Gauge>,
+    gpus: Family<Vec<(String, String)>, Gauge>,
+    queue: Gauge,
+    decisions: Counter,
+    rounds: Gauge,
+    round_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    latency: Histogram,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("gpuplace");
+        let jobs = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register("jobs", "Jobs the server knows, by state and kind", jobs.clone());
+        let gpus = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register("gpus", "GPUs per site, used (held by jobs or the fleet file) and free", gpus.clone());
+        let queue = Gauge::default();
+        registry.register("queue_jobs", "Jobs waiting", queue.clone());
+        let decisions = Counter::default();
+        registry.register("decisions", "Jobs placed by scheduling rounds", decisions.clone());
+        let rounds = Gauge::default();
+        registry.register("rounds", "Scheduling rounds run since start", rounds.clone());
+        let round_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "round_seconds",
+            "Time spent in scheduling rounds since start, seconds",
+            round_seconds.clone(),
+        );
+        // 0.25 ms to about 4 s.
+        let latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 15));
+        registry.register(
+            "request_latency_seconds",
+            "From a request's arrival at the core to its answer (batching, placing, the durable commit)",
+            latency.clone(),
+        );
+        Metrics { registry, jobs, gpus, queue, decisions, rounds, round_seconds, latency }
+    }
+
+    fn render(&self, service: &Service) -> String {
+        let counts = service.counts();
+        for state in JobState::ALL {
+            for kind in gpuplace::JobKind::ALL {
+                let labels = vec![
+                    ("state".to_string(), state.name().to_string()),
+                    ("kind".to_string(), kind.name().to_string()),
+                ];
+                self.jobs.get_or_create(&labels).set(counts.get(&(state, kind)).copied().unwrap_or(0) as i64);
+            }
+        }
+        let fleet = service.scheduler().fleet();
+        let state = service.scheduler().ledger().state();
+        let used = gpuplace::report::metrics::site_gpus_used(fleet, state);
+        let free = gpuplace::report::metrics::site_gpus_free(fleet, state);
+        for (s, site) in fleet.sites.iter().enumerate() {
+            for (what, value) in [("used", used[s]), ("free", free[s])] {
+                let labels = vec![("site".to_string(), site.name.clone()), ("state".to_string(), what.to_string())];
+                self.gpus.get_or_create(&labels).set(value as i64);
+            }
+        }
+        self.queue.set(service.waiting_count() as i64);
+        self.rounds.set(service.counters().rounds as i64);
+        self.round_seconds.set(service.counters().round_time.as_secs_f64());
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+// Routes.
+
+async fn call(state: &AppState, headers: &HeaderMap, op: Op, authorize: bool) -> Response {
+    if authorize && let Some(token) = &state.token {
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token) {
+            return error(ApiError::new(401, "a bearer token is required (Authorization: Bearer …)"));
+        }
+    }
+    let (reply, answer) = oneshot::channel();
+    let message = Message { op, arrived: Instant::now(), reply };
+    let core = state.core.clone();
+    // `send` blocks when the queue is full: off the async workers.
+    let sent = tokio::task::spawn_blocking(move || core.send(message).is_ok()).await.unwrap_or(false);
+    if !sent {
+        return error(ApiError::new(503, "the server is stopping"));
+    }
+    match answer.await {
+        Ok(Ok(Answer::Json(status, body))) => {
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Ok(Ok(Answer::Text(body))) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+        }
+        Ok(Err(e)) => error(e),
+        Err(_) => error(ApiError::new(503, "the server is stopping")),
+    }
+}
+
+fn error(e: ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_string(&ErrorResponse { error: e.message }).expect("serializes");
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    call(&state, &headers, Op::Submit(body), true).await
+}
+
+async fn finish(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    call(&state, &headers, Op::Finish(id), true).await
+}
+
+async fn job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    call(&state, &headers, Op::Get(id), true).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(e) => return error(ApiError::new(400, format!("query: {}", e.body_text()))),
+    };
+    let wanted = match query.state.as_deref() {
+        None => None,
+        Some(name) => match JobState::parse(name) {
+            Some(s) => Some(s),
+            None => {
+                return error(ApiError::new(
+                    400,
+                    format!(
+                        "query: state: unknown state `{name}`: one of waiting, placed, preempted, finished, rejected"
+                    ),
+                ));
+            }
+        },
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIST);
+    call(&state, &headers, Op::List { state: wanted, limit }, true).await
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    call(&state, &headers, Op::Metrics, true).await
+}
+
+async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    call(&state, &headers, Op::Health, false).await
+}

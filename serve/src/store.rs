@@ -1,0 +1,203 @@
+//! The durable state: one redb file in the state directory. A table of jobs by submission number
+//! (each job's record: the job as submitted, its state, what it holds when placed) and a table of
+//! metadata (the format, the fleet and the policy the server runs). Every change of a batch of
+//! requests is one write transaction, committed durably (redb's default, `Durability::Immediate`:
+//! fsync before `commit` returns) before any request of the batch is answered.
+
+use std::path::{Path, PathBuf};
+
+use gpuplace::engine::Allocation;
+use gpuplace::model::jobs::Job;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::api::JobState;
+use crate::error::ServeError;
+
+/// The store's file in a state directory.
+pub const STATE_FILE: &str = "gpuplace.redb";
+/// The version of what the store holds; a server refuses a store of another.
+pub const STORE_FORMAT: u32 = 1;
+
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// What a store holds besides its jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// The fleet, as `Fleet::to_json` writes it.
+    pub fleet_json: String,
+    /// The policy, as `Policy::to_json` writes it.
+    pub policy_json: String,
+}
+
+/// A job as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredJob {
+    /// The job as submitted.
+    pub job: Job,
+    /// Its state.
+    pub state: JobState,
+    /// What it holds while placed, and its anchor rack's score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed: Option<(Allocation, u32)>,
+    /// The scheduling round that decided it (placed or rejected), or that finished it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u64>,
+    /// Why it was rejected or preempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The open store.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store of state directory `dir` (created, with the store, when absent), and reads
+    /// its metadata (None for a new store). A damaged, truncated or foreign file, or one another
+    /// server holds, is a [`ServeError::State`] and is left as it is.
+    pub fn open(dir: &Path) -> Result<(Store, Option<Meta>), ServeError> {
+        let path = dir.join(STATE_FILE);
+        let state_error = |record: &str, message: String| ServeError::State {
+            path: path.clone(),
+            record: record.to_string(),
+            message,
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(state_error("(directory)", "is not a directory".into()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| state_error("(directory)", format!("cannot be created: {e}")))?;
+        let existed = path.exists();
+        if existed && !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            return Err(state_error("(file)", "is not a regular file".into()));
+        }
+        let db = Database::create(&path).map_err(|e| state_error("(file)", describe_open_error(e)))?;
+        let store = Store { db, path: path.clone() };
+        let meta = store.read_meta()?;
+        if existed && meta.is_none() {
+            // redb initializes an empty file; a file that held something else does not open.
+            let jobs = store.count_jobs()?;
+            if jobs > 0 {
+                return Err(state_error("meta", "the store has jobs but no metadata".into()));
+            }
+        }
+        Ok((store, meta))
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn state_error(&self, record: &str, message: impl Into<String>) -> ServeError {
+        ServeError::State { path: self.path.clone(), record: record.to_string(), message: message.into() }
+    }
+
+    fn store_error(&self, error: impl std::fmt::Display) -> ServeError {
+        ServeError::Store { path: self.path.clone(), message: error.to_string() }
+    }
+
+    fn read_meta(&self) -> Result<Option<Meta>, ServeError> {
+        let read = self.db.begin_read().map_err(|e| self.state_error("meta", e.to_string()))?;
+        let table = match read.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.state_error("meta", e.to_string())),
+        };
+        let get = |key: &str| -> Result<Option<Vec<u8>>, ServeError> {
+            Ok(table.get(key).map_err(|e| self.state_error("meta", e.to_string()))?.map(|v| v.value().to_vec()))
+        };
+        let text = |key: &str| -> Result<String, ServeError> {
+            let bytes = get(key)?.ok_or_else(|| self.state_error(&format!("meta {key}"), "is missing"))?;
+            String::from_utf8(bytes).map_err(|_| self.state_error(&format!("meta {key}"), "is not UTF-8"))
+        };
+        let Some(format) = get("format")? else {
+            return Ok(None);
+        };
+        let format = std::str::from_utf8(&format).ok().and_then(|s| s.parse::<u32>().ok());
+        if format != Some(STORE_FORMAT) {
+            return Err(self.state_error(
+                "meta format",
+                format!(
+                    "holds format {}, this gpuplace reads format {STORE_FORMAT}",
+                    format.map_or_else(|| "(unreadable)".to_string(), |f| f.to_string())
+                ),
+            ));
+        }
+        Ok(Some(Meta { fleet_json: text("fleet")?, policy_json: text("policy")? }))
+    }
+
+    fn count_jobs(&self) -> Result<u64, ServeError> {
+        let read = self.db.begin_read().map_err(|e| self.state_error("jobs", e.to_string()))?;
+        match read.open_table(JOBS) {
+            Ok(table) => table.len().map_err(|e| self.state_error("jobs", e.to_string())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.state_error("jobs", e.to_string())),
+        }
+    }
+
+    /// Calls `each(number, job)` for every stored job, by submission number. A record that does
+    /// not read back is a [`ServeError::State`] naming it.
+    pub fn load_jobs(&self, mut each: impl FnMut(u64, StoredJob) -> Result<(), String>) -> Result<(), ServeError> {
+        let read = self.db.begin_read().map_err(|e| self.state_error("jobs", e.to_string()))?;
+        let table = match read.open_table(JOBS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.state_error("jobs", e.to_string())),
+        };
+        for entry in table.iter().map_err(|e| self.state_error("jobs", e.to_string()))? {
+            let (key, value) = entry.map_err(|e| self.state_error("jobs", e.to_string()))?;
+            let number = key.value();
+            let record = format!("job {number}");
+            let job: StoredJob =
+                serde_json::from_slice(value.value()).map_err(|e| self.state_error(&record, e.to_string()))?;
+            each(number, job).map_err(|message| self.state_error(&record, message))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `meta` (when given) and `jobs` in one transaction, durable when this returns Ok.
+    pub fn write<'a>(
+        &self,
+        meta: Option<&Meta>,
+        jobs: impl IntoIterator<Item = (u64, &'a StoredJob)>,
+    ) -> Result<(), ServeError> {
+        let write = self.db.begin_write().map_err(|e| self.store_error(e))?;
+        {
+            if let Some(meta) = meta {
+                let mut table = write.open_table(META).map_err(|e| self.store_error(e))?;
+                for (key, value) in [
+                    ("format", STORE_FORMAT.to_string()),
+                    ("fleet", meta.fleet_json.clone()),
+                    ("policy", meta.policy_json.clone()),
+                ] {
+                    table.insert(key, value.as_bytes()).map_err(|e| self.store_error(e))?;
+                }
+            }
+            let mut table = write.open_table(JOBS).map_err(|e| self.store_error(e))?;
+            let mut buffer = Vec::new();
+            for (number, job) in jobs {
+                buffer.clear();
+                serde_json::to_writer(&mut buffer, job).map_err(|e| self.store_error(e))?;
+                table.insert(number, buffer.as_slice()).map_err(|e| self.store_error(e))?;
+            }
+        }
+        write.commit().map_err(|e| self.store_error(e))
+    }
+}
+
+fn describe_open_error(error: redb::DatabaseError) -> String {
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            "is open in another process (another `gpuplace serve` on this state directory?)".into()
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => {
+            format!("is damaged or truncated ({what}); it was left as it is")
+        }
+        other => format!("cannot be opened as a gpuplace store: {other}"),
+    }
+}

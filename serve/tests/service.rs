@@ -1,0 +1,324 @@
+//! The service against its definition: each round decides as the batch engine does on the same
+//! state and the same waiting jobs; a restart restores exactly what was committed; a damaged state
+//! file is refused and left as it is; the HTTP API answers each route and refuses bad requests
+//! with the right status and a one-line message.
+
+use std::path::Path;
+
+use gpuplace::engine::place::Outcome;
+use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
+use gpuplace::{BackendChoice, Day, Fleet, Job, JobKind, Policy, Scheduler, Workload};
+use gpuplace_serve::api::JobState;
+use gpuplace_serve::{Client, ServeError, Server, ServerConfig, Service, ServiceConfig};
+
+const DAY: Day = Day(20_300);
+
+/// A small contended fleet: two sites, 8-GPU and 72-GPU racks, one site short of power.
+fn fleet() -> Fleet {
+    FleetFile::new(["us", "eu"])
+        .with_as_of(DAY)
+        .with_rack_type("hgx", RackTypeFile::new("H100", 8, 80, 10.0))
+        .with_rack_type("nvl72", RackTypeFile::new("GB300", 72, 288, 135.0))
+        .with_site(
+            SiteFile::new("texas", "IREN", "US", "US", 0.5, Day(0))
+                .with_latency_ms("us", 5)
+                .with_latency_ms("eu", 90)
+                .with_cluster(ClusterFile::new("t1", "nvl72", 3)),
+        )
+        .with_site(
+            SiteFile::new("sines", "Nscale", "PT", "EU", 20.0, Day(0))
+                .with_latency_ms("us", 95)
+                .with_latency_ms("eu", 10)
+                .with_cluster(ClusterFile::new("s1", "hgx", 6)),
+        )
+        .build("<test fleet>")
+        .unwrap()
+}
+
+fn open(dir: &Path, fleet: Option<Fleet>) -> Result<Service, ServeError> {
+    Service::open(ServiceConfig { fleet, policy: None, backend: BackendChoice::Cpu, state_dir: dir.to_path_buf() })
+}
+
+/// A job of `gpus` GPUs with priority `priority`.
+fn job(id: &str, gpus: u32, priority: i32) -> Job {
+    Job::new(id, JobKind::Training, gpus, "us").with_priority(priority).with_duration_h(1.0)
+}
+
+fn body(jobs: &[Job]) -> Vec<u8> {
+    serde_json::to_vec(jobs).unwrap()
+}
+
+/// Submits `jobs`, runs the round and commits, as the server does for one batch.
+fn batch(service: &mut Service, jobs: &[Job], finish: &[&str]) {
+    if !jobs.is_empty() {
+        service.submit(&body(jobs)).unwrap();
+    }
+    for id in finish {
+        service.finish(id).unwrap();
+    }
+    if service.round_needed() {
+        service.run_round().unwrap();
+    }
+    service.commit().unwrap();
+}
+
+fn all_views(service: &Service) -> Vec<gpuplace_serve::JobView> {
+    service.list(None, usize::MAX).0
+}
+
+#[test]
+fn each_round_decides_as_the_batch_engine_on_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet())).unwrap();
+    // The batch engine, fed what the service waits on at each round.
+    let mut mirror = Scheduler::new(fleet(), Policy::default(), BackendChoice::Cpu).unwrap();
+    let mut waiting: Vec<Job> = Vec::new();
+    let mut placed_ids: Vec<String> = Vec::new();
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let mut compared = 0;
+    for round in 0..40 {
+        let jobs: Vec<Job> = (0..1 + next() % 6)
+            .map(|i| job(&format!("r{round}-{i}"), [1, 4, 8, 16, 72, 144][(next() % 6) as usize], (next() % 4) as i32))
+            .collect();
+        let finish: Vec<String> = if round % 3 == 2 && !placed_ids.is_empty() {
+            let k = (next() as usize) % placed_ids.len();
+            vec![placed_ids.swap_remove(k)]
+        } else {
+            Vec::new()
+        };
+        for id in &finish {
+            mirror.release(id).unwrap();
+        }
+        waiting.extend(jobs.iter().cloned());
+        let refs: Vec<&str> = finish.iter().map(String::as_str).collect();
+        batch(&mut service, &jobs, &refs);
+        let workload = Workload::from_jobs(waiting.clone(), "<waiting>");
+        let placement = mirror.place(&workload, None).unwrap();
+        let mut still = Vec::new();
+        for decision in &placement.decisions {
+            let job = &workload.jobs[decision.job];
+            let view = service.job(&job.id).unwrap();
+            match &decision.outcome {
+                Outcome::Placed { allocation, score } => {
+                    assert_eq!(view.state, JobState::Placed, "round {round}: {}", job.id);
+                    let expected = gpuplace::engine::PlacedOn::new(mirror.fleet(), allocation, *score);
+                    assert_eq!(view.placement.as_ref(), Some(&expected), "round {round}: {}", job.id);
+                    placed_ids.push(job.id.clone());
+                }
+                _ => {
+                    assert_eq!(view.state, JobState::Waiting, "round {round}: {}", job.id);
+                    assert!(view.reason.is_some(), "a waiting job says why");
+                    still.push(job.clone());
+                }
+            }
+            compared += 1;
+        }
+        waiting = still;
+        assert_eq!(service.scheduler().ledger().state(), mirror.ledger().state(), "round {round}");
+    }
+    assert!(compared > 200 && !waiting.is_empty(), "the fleet must be contended ({compared}, {})", waiting.len());
+}
+
+#[test]
+fn a_restart_restores_exactly_what_was_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet())).unwrap();
+    let jobs: Vec<Job> = (0..30).map(|i| job(&format!("j{i}"), [1, 8, 72][i % 3], (i % 5) as i32)).collect();
+    batch(&mut service, &jobs[..20], &[]);
+    batch(&mut service, &jobs[20..], &["j0", "j3"]);
+    let before = all_views(&service);
+    let state = service.scheduler().ledger().state().clone();
+    assert!(before.iter().any(|v| v.state == JobState::Waiting) && before.iter().any(|v| v.state == JobState::Placed));
+    // Changes not committed are not there after a restart (as after a crash before the commit).
+    service.submit(&body(&[job("lost", 1, 9)])).unwrap();
+    drop(service);
+    let reopened = open(dir.path(), None).unwrap();
+    let after: Vec<_> = all_views(&reopened);
+    // Reasons of waiting jobs are worked out by the first round; compare the rest.
+    let strip = |views: &[gpuplace_serve::JobView]| {
+        views.iter().map(|v| (v.id.clone(), v.state, v.placement.clone(), v.round)).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&after), strip(&before));
+    assert_eq!(reopened.scheduler().ledger().state(), &state);
+    assert!(reopened.job("lost").is_err());
+    // The same fleet given again is accepted; another is refused, naming the fleet.
+    drop(reopened);
+    assert!(open(dir.path(), Some(fleet())).is_ok());
+    let other = FleetFile::new(["us"])
+        .with_rack_type("hgx", RackTypeFile::new("H100", 8, 80, 10.0))
+        .with_site(
+            SiteFile::new("x", "p", "US", "US", 1.0, Day(0))
+                .with_latency_ms("us", 1)
+                .with_cluster(ClusterFile::new("c", "hgx", 1)),
+        )
+        .build("<other>")
+        .unwrap();
+    let error = open(dir.path(), Some(other)).err().expect("another fleet is refused").to_string();
+    assert!(error.contains("meta fleet") && error.contains("another fleet"), "{error}");
+}
+
+#[test]
+fn a_damaged_or_truncated_state_file_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet())).unwrap();
+    let jobs: Vec<Job> = (0..200).map(|i| job(&format!("j{i}"), 1 + (i % 8) as u32, 1)).collect();
+    batch(&mut service, &jobs, &[]);
+    drop(service);
+    let file = dir.path().join(gpuplace_serve::store::STATE_FILE);
+    let good = std::fs::read(&file).unwrap();
+    let mut refused = 0;
+    let damages: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated to half", good[..good.len() / 2].to_vec()),
+        ("truncated to 100 bytes", good[..100].to_vec()),
+        ("garbage", b"this is not a database, and it is long enough to have a header".repeat(100)),
+        ("header flipped", {
+            let mut bad = good.clone();
+            for byte in &mut bad[..64] {
+                *byte ^= 0x5A;
+            }
+            bad
+        }),
+    ];
+    for (what, bytes) in damages {
+        std::fs::write(&file, &bytes).unwrap();
+        match open(dir.path(), None) {
+            Ok(_) => panic!("{what}: a damaged state file was opened"),
+            Err(e @ ServeError::State { .. }) => {
+                let line = e.to_string();
+                assert!(line.contains("gpuplace.redb") && !line.contains('\n'), "{what}: {line}");
+                refused += 1;
+            }
+            Err(other) => panic!("{what}: {other}"),
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), bytes, "{what}: the file was changed");
+    }
+    // The negative control: the good bytes open.
+    std::fs::write(&file, &good).unwrap();
+    assert_eq!(open(dir.path(), None).unwrap().job_count(), 200);
+    assert_eq!(refused, 4);
+    // A new state directory without a fleet is refused.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(open(empty.path(), None), Err(ServeError::State { .. })));
+}
+
+fn start(dir: &Path, token: Option<&str>) -> (Server, Client) {
+    let service = open(dir, Some(fleet())).unwrap();
+    let config =
+        ServerConfig { listen: "127.0.0.1:0".into(), token: token.map(String::from), ..ServerConfig::default() };
+    let server = Server::start(service, config).unwrap();
+    let client = Client::new(&format!("http://{}", server.address()), token.map(String::from));
+    (server, client)
+}
+
+fn status_of(result: Result<impl std::fmt::Debug, ServeError>) -> u16 {
+    match result {
+        Err(ServeError::Client { status: Some(status), message, .. }) => {
+            assert!(!message.contains('\n'), "{message}");
+            status
+        }
+        other => panic!("expected an error status, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_http_api_answers_every_route_and_refuses_bad_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = start(dir.path(), None);
+    client.health().unwrap();
+    // One job, an array, and the file's object form.
+    let one = client.submit(&serde_json::to_vec(&job("a", 8, 3)).unwrap()).unwrap();
+    assert_eq!(one.jobs.len(), 1);
+    assert_eq!(one.jobs[0].state, JobState::Placed);
+    assert!(one.jobs[0].placement.is_some());
+    let two = client.submit(&body(&[job("b", 72, 2), job("c", 1, 1)])).unwrap();
+    assert_eq!(two.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+    let file = serde_json::json!({"format_version": 1, "jobs": [job("d", 144, 0), job("e", 72, 0), job("f", 72, 0)]});
+    let three = client.submit(file.to_string().as_bytes()).unwrap();
+    assert_eq!(three.jobs.len(), 3);
+    assert!(three.jobs.iter().any(|j| j.state == JobState::Waiting), "the small fleet makes someone wait");
+    // Get, list, finish.
+    assert_eq!(client.job("a").unwrap().state, JobState::Placed);
+    let waiting = client.list(Some(JobState::Waiting), None).unwrap();
+    assert!(
+        waiting.total.unwrap() >= 1 && waiting.jobs.iter().all(|j| j.state == JobState::Waiting && j.reason.is_some())
+    );
+    let all = client.list(None, Some(2)).unwrap();
+    assert_eq!((all.jobs.len(), all.total), (2, Some(6)));
+    let finished = client.finish_job("a").unwrap();
+    assert_eq!(finished.state, JobState::Finished);
+    assert!(finished.placement.is_none());
+    let metrics = client.metrics().unwrap();
+    for name in [
+        "gpuplace_jobs{",
+        "gpuplace_gpus{",
+        "gpuplace_queue_jobs",
+        "gpuplace_decisions_total",
+        "gpuplace_request_latency_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+    assert!(metrics.contains(r#"gpuplace_jobs{state="finished",kind="training"} 1"#), "{metrics}");
+    // Refusals: status and one line naming what is wrong.
+    assert_eq!(status_of(client.submit(b"{not json")), 400);
+    assert_eq!(status_of(client.submit(b"[]")), 422);
+    let bad = serde_json::json!([{"id": "g", "kind": "training", "gpus": 0, "hbm_gb_per_gpu": 80, "priority": 1, "region": "us"}]);
+    match client.submit(bad.to_string().as_bytes()) {
+        Err(ServeError::Client { status: Some(422), message, .. }) => {
+            assert!(
+                message.contains("request") && message.contains("record 0") && message.contains("gpus"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let unknown_region = serde_json::json!({"id": "h", "kind": "training", "gpus": 1, "hbm_gb_per_gpu": 80, "priority": 1, "region": "mars"});
+    assert_eq!(status_of(client.submit(unknown_region.to_string().as_bytes())), 422);
+    assert_eq!(status_of(client.submit(&body(&[job("b", 1, 1)]))), 409, "an id already known");
+    assert_eq!(status_of(client.submit(&body(&[job("x", 1, 1), job("x", 1, 1)]))), 409, "an id twice");
+    assert!(client.job("x").is_err(), "a refused submission accepts none of its jobs");
+    assert_eq!(status_of(client.job("nobody")), 404);
+    assert_eq!(status_of(client.finish_job("nobody")), 404);
+    assert_eq!(status_of(client.finish_job("a")), 409, "finished twice");
+    // A job no cluster could ever hold is accepted as rejected.
+    // (1 ms to "us": the nearest site is 5 ms away.)
+    let never = client.submit(&body(&[job("too-far", 1, 1).with_max_latency_ms(1)])).unwrap();
+    assert_eq!(never.jobs[0].state, JobState::Rejected);
+    assert!(never.jobs[0].reason.as_deref().is_some_and(|r| r.contains("could ever hold")));
+    assert_eq!(client.list(Some(JobState::Rejected), None).unwrap().total, Some(1));
+    // Raw requests: a bad query, a body over the limit.
+    let base = format!("http://{}", server.address());
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let status = agent.get(&format!("{base}/v1/jobs?state=sleeping")).call().unwrap().status().as_u16();
+    assert_eq!(status, 400);
+    let status = agent.get(&format!("{base}/v1/jobs?limit=-1")).call().unwrap().status().as_u16();
+    assert_eq!(status, 400);
+    let huge = vec![b' '; gpuplace_serve::server::MAX_BODY_BYTES + 1];
+    let status = agent.post(&format!("{base}/v1/jobs")).send(&huge[..]).map(|r| r.status().as_u16()).unwrap_or(413);
+    assert_eq!(status, 413);
+    client.health().unwrap();
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_token_guards_every_route_but_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = start(dir.path(), Some("s3cret"));
+    client.submit(&body(&[job("a", 1, 1)])).unwrap();
+    let anonymous = Client::new(&format!("http://{}", server.address()), None);
+    anonymous.health().unwrap();
+    assert_eq!(status_of(anonymous.job("a")), 401);
+    assert_eq!(status_of(anonymous.submit(&body(&[job("b", 1, 1)]))), 401);
+    let wrong = Client::new(&format!("http://{}", server.address()), Some("guess".into()));
+    assert_eq!(status_of(wrong.metrics()), 401);
+    assert!(client.job("b").is_err(), "the refused submission did nothing");
+    server.stop().unwrap();
+    // Beyond loopback without a token: refused before listening.
+    let other = tempfile::tempdir().unwrap();
+    let service = open(other.path(), Some(fleet())).unwrap();
+    let config = ServerConfig { listen: "0.0.0.0:0".into(), ..ServerConfig::default() };
+    assert!(matches!(Server::start(service, config), Err(ServeError::Listen { .. })));
+}
