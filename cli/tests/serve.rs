@@ -112,7 +112,7 @@ fn a_killed_server_restores_exactly_what_it_acknowledged() {
                         let mine = format!("-w{w}-");
                         let victim =
                             guard.placed.keys().find(|k| !guard.finish_sent.contains(*k) && k.contains(&mine)).cloned();
-                        if n % 3 == 0
+                        if n.is_multiple_of(3)
                             && let Some(victim) = victim
                         {
                             guard.finish_sent.insert(victim.clone());
