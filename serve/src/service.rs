@@ -229,21 +229,10 @@ impl Service {
         let mut seen = HashMap::with_capacity(workload.jobs.len());
         for (i, job) in workload.jobs.iter().enumerate() {
             if self.by_id.contains_key(&job.id) {
-                return Err(ApiError::new(
-                    409,
-                    format!("request: {}: id: a job `{}` was already submitted", workload.record_name(i), job.id),
-                ));
+                return Err(conflict(&workload, i, "a job with this id was already submitted".into()));
             }
             if let Some(first) = seen.insert(job.id.as_str(), i) {
-                return Err(ApiError::new(
-                    409,
-                    format!(
-                        "request: {}: id: `{}` is also the id of {}",
-                        workload.record_name(i),
-                        job.id,
-                        workload.record_name(first)
-                    ),
-                ));
+                return Err(conflict(&workload, i, format!("{} has this id too", workload.record_name(first))));
             }
         }
         let at = self.date();
@@ -394,6 +383,12 @@ impl Service {
         let total = matching.clone().count() as u64;
         (matching.take(limit).map(|(n, _)| self.view(n)).collect(), total)
     }
+}
+
+/// 409 for job `i` of a submission, worded as the library words a refused record.
+fn conflict(workload: &Workload, i: usize, message: String) -> ApiError {
+    let record = format!("job `{}` ({})", workload.jobs[i].id, workload.record_name(i));
+    ApiError::new(409, InputError::new(REQUEST_SOURCE, record, "id", message).to_string())
 }
 
 /// The jobs of a submission: one job object, an array, or `{"jobs": [...]}`.
