@@ -288,7 +288,10 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// List only jobs in this state.
         #[arg(long, value_name = "STATE", value_parser = ["waiting", "placed", "preempted", "finished", "rejected"])]
         state_filter: Option<String>,
-        /// List at most this many jobs.
+        /// List jobs submitted after this submission number (the `submitted` of the last one shown).
+        #[arg(long, value_name = "N")]
+        after: Option<u64>,
+        /// List at most this many jobs (at most 10,000 a call).
         #[arg(long, value_name = "N", default_value_t = 1000)]
         limit: usize,
         #[command(flatten)]

@@ -1,8 +1,8 @@
 //! `gpuplace serve` killed with SIGKILL at random moments under load, many times: each restart
 //! restores exactly what the clients were answered (every acknowledged job is there, an
 //! acknowledged finish stays finished, a placement a client saw is the placement after the restart,
-//! and the restored placements fit the fleet together). Also: SIGTERM stops it cleanly, with exit 0,
-//! and the clients `submit`, `status` and `finish` work against it.
+//! and the restored placements fit the fleet together). Also: the command's clients `submit`,
+//! `status` and `finish` against it, their exit codes, and SIGTERM stopping it with exit 0.
 
 mod common;
 
@@ -35,8 +35,9 @@ fn fleet_file(dir: &Path) -> String {
     path.display().to_string()
 }
 
-/// Starts the server and returns it with its base URL (read from its first line on stderr).
-fn start(fleet: &str, state: &Path) -> (Child, String) {
+/// Starts the server and returns it with its base URL (read from its first line on stderr) and the
+/// rest of its stderr (kept open: a server writing to a closed pipe would die of SIGPIPE).
+fn start_with_stderr(fleet: &str, state: &Path) -> (Child, String, BufReader<std::process::ChildStderr>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gpuplace"))
         .args(["serve", "--fleet", fleet, "--listen", "127.0.0.1:0", "--backend", "cpu", "--batch-window-ms", "1"])
         .arg("--state")
@@ -46,12 +47,21 @@ fn start(fleet: &str, state: &Path) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    reader.read_line(&mut line).unwrap();
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in `{line}`"))
         .to_string();
+    (child, url, reader)
+}
+
+/// [`start_with_stderr`], for a server that will be killed.
+fn start(fleet: &str, state: &Path) -> (Child, String) {
+    let (child, url, reader) = start_with_stderr(fleet, state);
+    // Drained in the background until the server dies.
+    std::thread::spawn(move || reader.lines().for_each(drop));
     (child, url)
 }
 
@@ -141,7 +151,13 @@ fn a_killed_server_restores_exactly_what_it_acknowledged() {
         // Restart and compare with what was acknowledged.
         let (mut child, url) = start(&fleet, &state);
         let client = Client::new(&url, None);
-        let all = client.list(None, Some(100_000)).unwrap();
+        let mut all = client.list(None, None, Some(10_000)).unwrap();
+        while all.total.is_some_and(|t| t > all.jobs.len() as u64) {
+            let after = all.jobs.last().unwrap().submitted;
+            let more = client.list(None, Some(after), Some(10_000)).unwrap();
+            assert!(!more.jobs.is_empty());
+            all.jobs.extend(more.jobs);
+        }
         let by_id: BTreeMap<&str, &JobView> = all.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
         let log = log.lock().unwrap();
         for id in &log.accepted {
@@ -165,4 +181,62 @@ fn a_killed_server_restores_exactly_what_it_acknowledged() {
         "too little load: {} accepted, {submitted_total} sent",
         log.accepted.len()
     );
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gpuplace")).args(args).output().unwrap()
+}
+
+#[test]
+fn the_clients_work_against_the_server_and_sigterm_stops_it_cleanly() {
+    let dir = temp_dir("serve-clients");
+    let fleet = fleet_file(&dir);
+    let state = dir.join("state");
+    let (mut child, url, mut server_stderr) = start_with_stderr(&fleet, &state);
+    let jobs = dir.join("jobs.json");
+    std::fs::write(&jobs, serde_json::to_string(&[job("a", 0), job("b", 3), job("c", 5)]).unwrap()).unwrap();
+    let output = run(&["submit", jobs.to_str().unwrap(), "--server", &url]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<JobView> =
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert!(lines.iter().all(|j| j.state == JobState::Placed), "the fleet has room for three jobs");
+    let output = run(&["status", "b", "--server", &url]);
+    let view: JobView = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((view.id.as_str(), view.state), ("b", JobState::Placed));
+    let output = run(&["status", "--state-filter", "placed", "--limit", "1", "--server", &url]);
+    assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 1);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--after 0"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = run(&["status", "--state-filter", "placed", "--after", "0", "--server", &url]);
+    assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 2);
+    let output = run(&["finish", "b", "--server", &url]);
+    let view: JobView = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(view.state, JobState::Finished);
+    // Refused (4xx): exit 2, one line. No server: exit 3.
+    let output = run(&["finish", "nobody", "--server", &url]);
+    let error = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{error}");
+    assert!(error.contains("404") && error.trim().lines().count() == 1, "{error}");
+    let output = run(&["status", "--server", "http://127.0.0.1:1"]);
+    assert_eq!(output.status.code(), Some(3));
+    // SIGTERM: requests finish, state is flushed, exit 0.
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut server_stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(rest.contains("stopped"), "{rest}");
+    // And it comes back with the same jobs.
+    let (mut child, url) = start(&fleet, &state);
+    let client = Client::new(&url, None);
+    assert_eq!(client.job("b").unwrap().state, JobState::Finished);
+    assert_eq!(client.job("a").unwrap().placement, lines[0].placement);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

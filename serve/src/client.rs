@@ -6,6 +6,9 @@ use std::time::Duration;
 use crate::api::{ErrorResponse, JobState, JobView, JobsResponse};
 use crate::error::ServeError;
 
+/// The largest answer the client reads, bytes.
+pub const MAX_ANSWER_BYTES: u64 = 1 << 30;
+
 /// A client of one server.
 pub struct Client {
     base: String,
@@ -35,7 +38,13 @@ impl Client {
     ) -> Result<String, ServeError> {
         let mut response = response.map_err(|e| self.fail(url, e.to_string()))?;
         let status = response.status();
-        let body = response.body_mut().read_to_string().map_err(|e| self.fail(url, e.to_string()))?;
+        // Answers may be large (a listing, a big submission's states): well past ureq's 10 MiB default.
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .map_err(|e| self.fail(url, e.to_string()))?;
         if status.is_success() {
             return Ok(body);
         }
@@ -90,11 +99,19 @@ impl Client {
         self.parse(&path, &text)
     }
 
-    /// Up to `limit` jobs in `state` (all states when None).
-    pub fn list(&self, state: Option<JobState>, limit: Option<usize>) -> Result<JobsResponse, ServeError> {
+    /// Up to `limit` jobs in `state` (all states when None) submitted after number `after`.
+    pub fn list(
+        &self,
+        state: Option<JobState>,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<JobsResponse, ServeError> {
         let mut query = Vec::new();
         if let Some(state) = state {
             query.push(format!("state={}", state.name()));
+        }
+        if let Some(after) = after {
+            query.push(format!("after={after}"));
         }
         if let Some(limit) = limit {
             query.push(format!("limit={limit}"));

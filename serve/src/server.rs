@@ -6,15 +6,16 @@
 //! answer is never given for a change that a crash could lose, and reads see only durable state.
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use gpuplace::Workload;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,20 +23,31 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::api::{ApiError, ErrorResponse, JobState, JobsResponse};
 use crate::error::ServeError;
-use crate::service::Service;
+use crate::service::{Service, parse_jobs};
 
 /// The largest request body, bytes (a submission of [`crate::service::MAX_SUBMISSION_JOBS`]
-/// pretty-printed jobs fits); larger ones are refused with 413 before they are read whole.
+/// pretty-printed jobs fits); a larger one is refused with 413 as soon as it passes the limit.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// Submissions whose bodies are read and parsed at once; more wait for a turn, so that bodies in
+/// memory stay under this many times [`MAX_BODY_BYTES`].
+pub const SUBMISSIONS_AT_ONCE: usize = 8;
 /// The most requests one batch takes, so that one batch's answers wait for a bounded amount of
 /// work.
 pub const MAX_BATCH_REQUESTS: usize = 4096;
+/// Requests queued for the core; a handler waits for room beyond it.
+pub const QUEUE_REQUESTS: usize = 4 * MAX_BATCH_REQUESTS;
 /// The default number of jobs a listing returns.
 pub const DEFAULT_LIST: usize = 1000;
+/// How often an idle core looks whether the placement date moved on (waiting jobs whose day came
+/// are then tried again).
+pub const TICK: Duration = Duration::from_secs(60);
+/// After a stop is asked (SIGTERM, SIGINT, [`Server::stop`]), how long requests in flight get to
+/// finish before their connections are dropped. The core still commits what it answered.
+pub const GRACE: Duration = Duration::from_secs(10);
 
 /// How the server listens and batches.
 #[derive(Debug, Clone)]
@@ -47,19 +59,27 @@ pub struct ServerConfig {
     /// When set, every route but `/healthz` asks for `Authorization: Bearer <token>`. Required to
     /// listen on an address other than loopback.
     pub token: Option<String>,
+    /// Whether SIGTERM and SIGINT stop the server (the command sets it; a program embedding the
+    /// server may keep its own handlers and call [`Server::stop`]).
+    pub stop_on_signals: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:7070".into(), batch_window: Duration::from_millis(2), token: None }
+        ServerConfig {
+            listen: "127.0.0.1:7070".into(),
+            batch_window: Duration::from_millis(2),
+            token: None,
+            stop_on_signals: false,
+        }
     }
 }
 
 enum Op {
-    Submit(Bytes),
+    Submit(Workload),
     Finish(String),
     Get(String),
-    List { state: Option<JobState>, limit: usize },
+    List { state: Option<JobState>, after: Option<u64>, limit: usize },
     Metrics,
     Health,
 }
@@ -77,8 +97,9 @@ struct Message {
 
 #[derive(Clone)]
 struct AppState {
-    core: mpsc::SyncSender<Message>,
-    token: Option<std::sync::Arc<str>>,
+    core: mpsc::Sender<Message>,
+    token: Option<Arc<str>>,
+    submissions: Arc<Semaphore>,
 }
 
 /// A running server: its address, and the way to stop it.
@@ -106,32 +127,53 @@ impl Server {
         if !address.ip().is_loopback() && config.token.is_none() {
             return Err(listen_error("is not a loopback address: give a token (--token-file) to listen on it".into()));
         }
-        // Bounded: when the core falls behind, handlers wait to enqueue instead of piling up memory.
-        let (sender, receiver) = mpsc::sync_channel::<Message>(MAX_BATCH_REQUESTS * 4);
+        // Bounded: when the core falls behind, handlers wait for room instead of piling up memory.
+        let (sender, receiver) = mpsc::channel::<Message>(QUEUE_REQUESTS);
         let window = config.batch_window;
+        // When the core ends for any reason (its store failed), the server stops too.
+        let core_ended = Arc::new(Notify::new());
+        let ended = Arc::clone(&core_ended);
         let core = std::thread::Builder::new()
             .name("gpuplace-core".into())
-            .spawn(move || run_core(service, receiver, window))
+            .spawn(move || {
+                let result = run_core(service, receiver, window);
+                ended.notify_one();
+                result
+            })
             .map_err(|e| listen_error(format!("cannot start the core thread: {e}")))?;
-        let state = AppState { core: sender, token: config.token.map(|t| std::sync::Arc::from(t.as_str())) };
+        let state = AppState {
+            core: sender,
+            token: config.token.map(|t| Arc::from(t.as_str())),
+            submissions: Arc::new(Semaphore::new(SUBMISSIONS_AT_ONCE)),
+        };
         let app = Router::new()
             .route("/v1/jobs", post(submit).get(list))
             .route("/v1/jobs/{id}", get(job))
             .route("/v1/jobs/{id}/finish", post(finish))
             .route("/metrics", get(metrics))
             .route("/healthz", get(health))
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .fallback(|| async { error(ApiError::new(404, "no such route (see docs/API.md)")) })
+            .method_not_allowed_fallback(|| async { error(ApiError::new(405, "this route does not take this method")) })
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
+        let signals = config.stop_on_signals;
+        let asked = Arc::new(Notify::new());
+        let asked_too = Arc::clone(&asked);
         let served = runtime.spawn(async move {
             let shutdown = async move {
                 tokio::select! {
                     _ = stopped => {}
-                    _ = termination() => {}
+                    _ = core_ended.notified() => {}
+                    _ = termination(signals) => {}
                 }
+                asked_too.notify_one();
             };
-            // Serving ends on SIGTERM/SIGINT or `stop`; requests in flight are answered first.
-            let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+            // Serving ends on a stop; requests in flight get GRACE to finish.
+            let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            tokio::select! {
+                _ = graceful => {}
+                _ = async { asked.notified().await; tokio::time::sleep(GRACE).await } => {}
+            }
         });
         Ok(Server { address, runtime: Some(runtime), stop: Some(stop), served: Some(served), core: Some(core) })
     }
@@ -141,8 +183,9 @@ impl Server {
         self.address
     }
 
-    /// Serves until SIGTERM or SIGINT (or [`Server::stop`] from another handle), then finishes the
-    /// requests in flight, commits, and returns the core's result: an error if the store failed.
+    /// Serves until stopped — SIGTERM or SIGINT (with `stop_on_signals`), or the store failing —
+    /// then finishes the requests in flight, commits, and returns the core's result: an error if
+    /// the store failed.
     pub fn wait(mut self) -> Result<(), ServeError> {
         self.finish()
     }
@@ -160,9 +203,9 @@ impl Server {
         if let Some(served) = self.served.take() {
             let _ = runtime.block_on(served);
         }
-        // Dropping the runtime drops the router and with it the last sender: the core drains
-        // what was sent and ends.
-        runtime.shutdown_timeout(Duration::from_secs(5));
+        // Dropping the runtime drops the router and with it the last sender: the core answers
+        // what was sent, commits, and ends.
+        runtime.shutdown_timeout(Duration::from_secs(1));
         match self.core.take().expect("finished once").join() {
             Ok(result) => result,
             Err(_) => Err(ServeError::Store { path: "(core)".into(), message: "the core thread panicked".into() }),
@@ -181,7 +224,11 @@ impl Drop for Server {
     }
 }
 
-async fn termination() {
+/// SIGTERM or SIGINT, when `signals`; else never.
+async fn termination(signals: bool) {
+    if !signals {
+        return std::future::pending().await;
+    }
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -205,29 +252,49 @@ async fn termination() {
 
 /// The core loop: batches, applies, places, commits, answers. Ends when every sender is gone, or
 /// with the store's error (the server then stops: memory is ahead of the store).
-fn run_core(mut service: Service, receiver: mpsc::Receiver<Message>, window: Duration) -> Result<(), ServeError> {
+fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window: Duration) -> Result<(), ServeError> {
+    // A small runtime of the core's own, for receiving with a deadline.
+    let clock = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| ServeError::Store {
+        path: "(core)".into(),
+        message: format!("cannot start the core's timer: {e}"),
+    })?;
     let metrics = Metrics::new();
-    // The first round after a restart: reasons for the waiting jobs.
-    if service.round_needed() {
-        service.run_round()?;
-        service.commit()?;
-    }
-    while let Ok(first) = receiver.recv() {
+    loop {
+        if service.round_needed() {
+            // After a restart (reasons of the waiting jobs), or the date moved on while idle.
+            service.run_round()?;
+            service.commit()?;
+        }
+        let first = match clock.block_on(async { tokio::time::timeout(TICK, receiver.recv()).await }) {
+            Ok(Some(first)) => first,
+            Ok(None) => break,
+            Err(_) => continue,
+        };
         let deadline = first.arrived + window;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_REQUESTS {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(left) {
+            match receiver.try_recv() {
                 Ok(message) => batch.push(message),
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match clock.block_on(async { tokio::time::timeout(left, receiver.recv()).await }) {
+                        Ok(Some(message)) => batch.push(message),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
             }
         }
         let mut results = Vec::with_capacity(batch.len());
-        for message in &batch {
-            results.push(match &message.op {
-                Op::Submit(body) => service.submit(body).map(Pending::Jobs),
-                Op::Finish(id) => service.finish(id).map(Pending::Job),
-                _ => Ok(Pending::Read),
+        for message in &mut batch {
+            let op = std::mem::replace(&mut message.op, Op::Health);
+            results.push(match op {
+                Op::Submit(workload) => service.submit_workload(workload).map(Pending::Jobs),
+                Op::Finish(id) => service.finish(&id).map(Pending::Job),
+                read => Ok(Pending::Read(read)),
             });
         }
         let placed_before = service.counters().placed;
@@ -241,7 +308,7 @@ fn run_core(mut service: Service, receiver: mpsc::Receiver<Message>, window: Dur
         }
         metrics.decisions.inc_by(service.counters().placed - placed_before);
         for (message, result) in batch.into_iter().zip(results) {
-            let answer = result.and_then(|pending| answer(&service, &metrics, message.op, pending));
+            let answer = result.and_then(|pending| answer(&service, &metrics, pending));
             if answer.is_ok() {
                 metrics.latency.observe(message.arrived.elapsed().as_secs_f64());
             }
@@ -254,28 +321,28 @@ fn run_core(mut service: Service, receiver: mpsc::Receiver<Message>, window: Dur
 enum Pending {
     Jobs(Vec<usize>),
     Job(usize),
-    Read,
+    Read(Op),
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Answer {
     Answer::Json(status, serde_json::to_string(body).expect("API bodies serialize"))
 }
 
-fn answer(service: &Service, metrics: &Metrics, op: Op, pending: Pending) -> Result<Answer, ApiError> {
-    Ok(match (op, pending) {
-        (_, Pending::Jobs(numbers)) => json(
+fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answer, ApiError> {
+    Ok(match pending {
+        Pending::Jobs(numbers) => json(
             StatusCode::OK,
             &JobsResponse { jobs: numbers.into_iter().map(|n| service.view(n)).collect(), total: None },
         ),
-        (_, Pending::Job(number)) => json(StatusCode::OK, &service.view(number)),
-        (Op::Get(id), Pending::Read) => json(StatusCode::OK, &service.job(&id)?),
-        (Op::List { state, limit }, Pending::Read) => {
-            let (jobs, total) = service.list(state, limit);
+        Pending::Job(number) => json(StatusCode::OK, &service.view(number)),
+        Pending::Read(Op::Get(id)) => json(StatusCode::OK, &service.job(&id)?),
+        Pending::Read(Op::List { state, after, limit }) => {
+            let (jobs, total) = service.list(state, after, limit);
             json(StatusCode::OK, &JobsResponse { jobs, total: Some(total) })
         }
-        (Op::Metrics, Pending::Read) => Answer::Text(metrics.render(service)),
-        (Op::Health, Pending::Read) => Answer::Text("ok\n".into()),
-        (Op::Submit(_) | Op::Finish(_), Pending::Read) => unreachable!("mutations are pending as jobs"),
+        Pending::Read(Op::Metrics) => Answer::Text(metrics.render(service)),
+        Pending::Read(Op::Health) => Answer::Text("ok\n".into()),
+        Pending::Read(Op::Submit(_) | Op::Finish(_)) => unreachable!("mutations are pending as jobs"),
     })
 }
 
@@ -322,14 +389,13 @@ impl Metrics {
     }
 
     fn render(&self, service: &Service) -> String {
-        let counts = service.counts();
         for state in JobState::ALL {
             for kind in gpuplace::JobKind::ALL {
                 let labels = vec![
                     ("state".to_string(), state.name().to_string()),
                     ("kind".to_string(), kind.name().to_string()),
                 ];
-                self.jobs.get_or_create(&labels).set(counts.get(&(state, kind)).copied().unwrap_or(0) as i64);
+                self.jobs.get_or_create(&labels).set(service.count(state, kind) as i64);
             }
         }
         let fleet = service.scheduler().fleet();
@@ -351,22 +417,20 @@ impl Metrics {
     }
 }
 
-// Routes.
+// Routes. Each checks the token before it reads anything else of the request.
 
-async fn call(state: &AppState, headers: &HeaderMap, op: Op, authorize: bool) -> Response {
-    if authorize && let Some(token) = &state.token {
-        let given =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token) {
-            return error(ApiError::new(401, "a bearer token is required (Authorization: Bearer …)"));
-        }
-    }
+/// The 401 answer when a token is set and the request does not carry it.
+fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let token = state.token.as_ref()?;
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    (given != Some(&**token)).then(|| error(ApiError::new(401, "a bearer token is required (Authorization: Bearer …)")))
+}
+
+async fn call(state: &AppState, op: Op) -> Response {
     let (reply, answer) = oneshot::channel();
     let message = Message { op, arrived: Instant::now(), reply };
-    let core = state.core.clone();
-    // `send` blocks when the queue is full: off the async workers.
-    let sent = tokio::task::spawn_blocking(move || core.send(message).is_ok()).await.unwrap_or(false);
-    if !sent {
+    if state.core.send(message).await.is_err() {
         return error(ApiError::new(503, "the server is stopping"));
     }
     match answer.await {
@@ -387,22 +451,52 @@ fn error(e: ApiError) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    call(&state, &headers, Op::Submit(body), true).await
+async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    // Bodies are read and parsed a few at a time, off the core thread.
+    let Ok(_turn) = state.submissions.acquire().await else {
+        return error(ApiError::new(503, "the server is stopping"));
+    };
+    let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return error(ApiError::new(
+                413,
+                format!("request: the body is over {} MiB, or was cut off", MAX_BODY_BYTES >> 20),
+            ));
+        }
+    };
+    let parsed = match tokio::task::spawn_blocking(move || parse_jobs(&bytes)).await {
+        Ok(parsed) => parsed,
+        Err(_) => return error(ApiError::new(500, "request: parsing the body failed")),
+    };
+    match parsed {
+        Ok(workload) => call(&state, Op::Submit(workload)).await,
+        Err(e) => error(e),
+    }
 }
 
 async fn finish(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    call(&state, &headers, Op::Finish(id), true).await
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    call(&state, Op::Finish(id)).await
 }
 
 async fn job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    call(&state, &headers, Op::Get(id), true).await
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    call(&state, Op::Get(id)).await
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     state: Option<String>,
+    after: Option<u64>,
     limit: Option<usize>,
 }
 
@@ -411,6 +505,9 @@ async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
     let Query(query) = match query {
         Ok(query) => query,
         Err(e) => return error(ApiError::new(400, format!("query: {}", e.body_text()))),
@@ -423,20 +520,24 @@ async fn list(
                 return error(ApiError::new(
                     400,
                     format!(
-                        "query: state: unknown state `{name}`: one of waiting, placed, preempted, finished, rejected"
+                        "query: state: unknown state `{}`: one of waiting, placed, preempted, finished, rejected",
+                        name.escape_debug()
                     ),
                 ));
             }
         },
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIST);
-    call(&state, &headers, Op::List { state: wanted, limit }, true).await
+    call(&state, Op::List { state: wanted, after: query.after, limit }).await
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    call(&state, &headers, Op::Metrics, true).await
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    call(&state, Op::Metrics).await
 }
 
-async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    call(&state, &headers, Op::Health, false).await
+async fn health(State(state): State<AppState>) -> Response {
+    call(&state, Op::Health).await
 }

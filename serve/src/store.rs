@@ -29,6 +29,8 @@ pub struct Meta {
     pub fleet_json: String,
     /// The policy, as `Policy::to_json` writes it.
     pub policy_json: String,
+    /// The latest scheduling round's number (written with every commit).
+    pub round: u64,
 }
 
 /// A job as the store keeps it.
@@ -72,10 +74,25 @@ impl Store {
         }
         std::fs::create_dir_all(dir).map_err(|e| state_error("(directory)", format!("cannot be created: {e}")))?;
         let existed = path.exists();
-        if existed && !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            return Err(state_error("(file)", "is not a regular file".into()));
+        if existed {
+            match std::fs::metadata(&path) {
+                Ok(m) if !m.is_file() => return Err(state_error("(file)", "is not a regular file".into())),
+                // redb would make an empty file a new store: refuse it instead, as something else
+                // may have truncated it.
+                Ok(m) if m.len() == 0 => {
+                    return Err(state_error("(file)", "is empty: remove it to start a new state directory".into()));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(state_error("(file)", e.to_string())),
+            }
         }
         let db = Database::create(&path).map_err(|e| state_error("(file)", describe_open_error(e)))?;
+        if !existed {
+            // The new file's directory entry must survive a crash too.
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| state_error("(directory)", format!("cannot be synced: {e}")))?;
+        }
         let store = Store { db, path: path.clone() };
         let meta = store.read_meta()?;
         if existed && meta.is_none() {
@@ -128,7 +145,9 @@ impl Store {
                 ),
             ));
         }
-        Ok(Some(Meta { fleet_json: text("fleet")?, policy_json: text("policy")? }))
+        let round =
+            text("round")?.parse::<u64>().map_err(|_| self.state_error("meta round", "is not a round number"))?;
+        Ok(Some(Meta { fleet_json: text("fleet")?, policy_json: text("policy")?, round }))
     }
 
     fn count_jobs(&self) -> Result<u64, ServeError> {
@@ -160,16 +179,18 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `meta` (when given) and `jobs` in one transaction, durable when this returns Ok.
+    /// Writes `meta` (when given), the round number and `jobs` in one transaction, durable when
+    /// this returns Ok.
     pub fn write<'a>(
         &self,
         meta: Option<&Meta>,
+        round: u64,
         jobs: impl IntoIterator<Item = (u64, &'a StoredJob)>,
     ) -> Result<(), ServeError> {
         let write = self.db.begin_write().map_err(|e| self.store_error(e))?;
         {
+            let mut table = write.open_table(META).map_err(|e| self.store_error(e))?;
             if let Some(meta) = meta {
-                let mut table = write.open_table(META).map_err(|e| self.store_error(e))?;
                 for (key, value) in [
                     ("format", STORE_FORMAT.to_string()),
                     ("fleet", meta.fleet_json.clone()),
@@ -178,6 +199,8 @@ impl Store {
                     table.insert(key, value.as_bytes()).map_err(|e| self.store_error(e))?;
                 }
             }
+            table.insert("round", round.to_string().as_bytes()).map_err(|e| self.store_error(e))?;
+            drop(table);
             let mut table = write.open_table(JOBS).map_err(|e| self.store_error(e))?;
             let mut buffer = Vec::new();
             for (number, job) in jobs {

@@ -63,7 +63,7 @@ fn batch(service: &mut Service, jobs: &[Job], finish: &[&str]) {
 }
 
 fn all_views(service: &Service) -> Vec<gpuplace_serve::JobView> {
-    service.list(None, usize::MAX).0
+    service.list(None, None, usize::MAX).0
 }
 
 #[test]
@@ -242,12 +242,17 @@ fn the_http_api_answers_every_route_and_refuses_bad_requests() {
     assert!(three.jobs.iter().any(|j| j.state == JobState::Waiting), "the small fleet makes someone wait");
     // Get, list, finish.
     assert_eq!(client.job("a").unwrap().state, JobState::Placed);
-    let waiting = client.list(Some(JobState::Waiting), None).unwrap();
+    let waiting = client.list(Some(JobState::Waiting), None, None).unwrap();
     assert!(
         waiting.total.unwrap() >= 1 && waiting.jobs.iter().all(|j| j.state == JobState::Waiting && j.reason.is_some())
     );
-    let all = client.list(None, Some(2)).unwrap();
+    let all = client.list(None, None, Some(2)).unwrap();
     assert_eq!((all.jobs.len(), all.total), (2, Some(6)));
+    // Paging on with `after`: the next two, then the rest.
+    let next = client.list(None, Some(all.jobs[1].submitted), Some(2)).unwrap();
+    assert_eq!(next.jobs.iter().map(|j| j.submitted).collect::<Vec<_>>(), [2, 3]);
+    let rest = client.list(None, Some(3), None).unwrap();
+    assert_eq!(rest.jobs.iter().map(|j| j.submitted).collect::<Vec<_>>(), [4, 5]);
     let finished = client.finish_job("a").unwrap();
     assert_eq!(finished.state, JobState::Finished);
     assert!(finished.placement.is_none());
@@ -279,7 +284,7 @@ fn the_http_api_answers_every_route_and_refuses_bad_requests() {
     assert_eq!(status_of(client.submit(unknown_region.to_string().as_bytes())), 422);
     assert_eq!(status_of(client.submit(&body(&[job("b", 1, 1)]))), 409, "an id already known");
     assert_eq!(status_of(client.submit(&body(&[job("x", 1, 1), job("x", 1, 1)]))), 409, "an id twice");
-    assert!(client.job("x").is_err(), "a refused submission accepts none of its jobs");
+    assert_eq!(status_of(client.job("x")), 404, "a refused submission accepts none of its jobs");
     assert_eq!(status_of(client.job("nobody")), 404);
     assert_eq!(status_of(client.finish_job("nobody")), 404);
     assert_eq!(status_of(client.finish_job("a")), 409, "finished twice");
@@ -288,7 +293,7 @@ fn the_http_api_answers_every_route_and_refuses_bad_requests() {
     let never = client.submit(&body(&[job("too-far", 1, 1).with_max_latency_ms(1)])).unwrap();
     assert_eq!(never.jobs[0].state, JobState::Rejected);
     assert!(never.jobs[0].reason.as_deref().is_some_and(|r| r.contains("could ever hold")));
-    assert_eq!(client.list(Some(JobState::Rejected), None).unwrap().total, Some(1));
+    assert_eq!(client.list(Some(JobState::Rejected), None, None).unwrap().total, Some(1));
     // Raw requests: a bad query, a body over the limit.
     let base = format!("http://{}", server.address());
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -297,8 +302,18 @@ fn the_http_api_answers_every_route_and_refuses_bad_requests() {
     let status = agent.get(&format!("{base}/v1/jobs?limit=-1")).call().unwrap().status().as_u16();
     assert_eq!(status, 400);
     let huge = vec![b' '; gpuplace_serve::server::MAX_BODY_BYTES + 1];
-    let status = agent.post(&format!("{base}/v1/jobs")).send(&huge[..]).map(|r| r.status().as_u16()).unwrap_or(413);
-    assert_eq!(status, 413);
+    let mut answer = agent.post(&format!("{base}/v1/jobs")).send(&huge[..]).unwrap();
+    assert_eq!(answer.status().as_u16(), 413);
+    let text = answer.body_mut().read_to_string().unwrap();
+    assert!(serde_json::from_str::<gpuplace_serve::api::ErrorResponse>(&text).is_ok(), "{text}");
+    // Unknown routes and methods answer JSON too.
+    for (method, path, expected) in [("GET", "/v2/nothing", 404), ("DELETE", "/v1/jobs", 405)] {
+        let request = ureq::http::Request::builder().method(method).uri(format!("{base}{path}")).body(()).unwrap();
+        let mut answer = agent.run(request).unwrap();
+        assert_eq!(answer.status().as_u16(), expected, "{method} {path}");
+        let text = answer.body_mut().read_to_string().unwrap();
+        assert!(text.starts_with("{\"error\":"), "{method} {path}: {text}");
+    }
     client.health().unwrap();
     server.stop().unwrap();
 }
@@ -314,11 +329,46 @@ fn a_token_guards_every_route_but_health() {
     assert_eq!(status_of(anonymous.submit(&body(&[job("b", 1, 1)]))), 401);
     let wrong = Client::new(&format!("http://{}", server.address()), Some("guess".into()));
     assert_eq!(status_of(wrong.metrics()), 401);
-    assert!(client.job("b").is_err(), "the refused submission did nothing");
+    assert_eq!(status_of(client.job("b")), 404, "the refused submission did nothing");
     server.stop().unwrap();
     // Beyond loopback without a token: refused before listening.
     let other = tempfile::tempdir().unwrap();
     let service = open(other.path(), Some(fleet())).unwrap();
     let config = ServerConfig { listen: "0.0.0.0:0".into(), ..ServerConfig::default() };
     assert!(matches!(Server::start(service, config), Err(ServeError::Listen { .. })));
+}
+
+#[test]
+fn a_store_that_fails_stops_the_server_and_nothing_unwritten_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet())).unwrap();
+    service.fail_after_commits(1);
+    let config = ServerConfig { listen: "127.0.0.1:0".into(), ..ServerConfig::default() };
+    let server = Server::start(service, config).unwrap();
+    let client = Client::new(&format!("http://{}", server.address()), None);
+    client.submit(&body(&[job("first", 1, 1)])).unwrap();
+    assert_eq!(status_of(client.submit(&body(&[job("second", 1, 1)]))), 503);
+    // The server stops by itself, with the store's error.
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(server.wait()).unwrap());
+    let result = waited.recv_timeout(std::time::Duration::from_secs(30)).expect("the server did not stop by itself");
+    assert!(matches!(result, Err(ServeError::Store { .. })), "{result:?}");
+    // What was answered is there; what was refused is not.
+    let reopened = open(dir.path(), None).unwrap();
+    assert!(reopened.job("first").is_ok());
+    assert!(reopened.job("second").is_err());
+}
+
+#[test]
+fn a_new_state_directory_keeps_its_fleet_before_any_request_and_an_empty_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), Some(fleet())).unwrap());
+    let reopened = open(dir.path(), None).expect("the fleet was stored when the directory was made");
+    assert_eq!(reopened.scheduler().fleet().to_json(), fleet().to_json());
+    drop(reopened);
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join(gpuplace_serve::store::STATE_FILE), b"").unwrap();
+    let error = open(empty.path(), Some(fleet())).err().expect("an empty file is refused").to_string();
+    assert!(error.contains("is empty"), "{error}");
+    assert_eq!(std::fs::read(empty.path().join(gpuplace_serve::store::STATE_FILE)).unwrap(), b"");
 }

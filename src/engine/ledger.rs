@@ -258,7 +258,7 @@ impl Ledger {
             rack_gpus.push((share.rack, 0));
         }
         // What the pods take on each node: GPUs whole, thousandths of shared GPUs, CPU, memory.
-        let mut taken: Vec<(u32, u8, [u32; MAX_NODE_GPUS as usize], u64, u64)> = Vec::new();
+        let mut taken: Vec<(u32, u8, [u64; MAX_NODE_GPUS as usize], u64, u64)> = Vec::new();
         for pod in &allocation.pods {
             let rack = state.racks.get(pod.rack as usize).ok_or_else(|| format!("rack {} does not exist", pod.rack))?;
             if pod.node >= rack.nodes {
@@ -294,7 +294,7 @@ impl Ledger {
                 }
                 entry.1 |= pod.gpus;
             } else {
-                entry.2[pod.gpus.trailing_zeros() as usize] += pod.gpu_milli;
+                entry.2[pod.gpus.trailing_zeros() as usize] += u64::from(pod.gpu_milli);
             }
             entry.3 += u64::from(pod.cpu_milli);
             entry.4 += u64::from(pod.memory_mib);
@@ -336,7 +336,7 @@ impl Ledger {
                 } else {
                     0
                 };
-                if m > room {
+                if m > u64::from(room) {
                     return Err(format!("{} GPU {g} has room for {room} thousandths, not {m}", where_()));
                 }
             }

@@ -52,6 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen.to_string(),
         batch_window: Duration::from_millis(args.batch_window_ms),
         token,
+        stop_on_signals: true,
     };
     let server = Server::start(service, config)?;
     note(&format!(
@@ -106,20 +107,31 @@ pub fn submit(file: &Path, server: &ServerArgs) -> anyhow::Result<()> {
 }
 
 /// `status [ID]`: one job as JSON, or a JSON line per listed job.
-pub fn status(id: Option<&str>, state: Option<&str>, limit: usize, server: &ServerArgs) -> anyhow::Result<()> {
+pub fn status(
+    id: Option<&str>,
+    state: Option<&str>,
+    after: Option<u64>,
+    limit: usize,
+    server: &ServerArgs,
+) -> anyhow::Result<()> {
     let client = client(server)?;
     let text = match id {
         Some(id) => serde_json::to_string_pretty(&client.job(id)?)? + "\n",
         None => {
             let state = state.map(|s| JobState::parse(s).expect("clap checked the name"));
-            let answer = client.list(state, Some(limit))?;
+            let answer = client.list(state, after, Some(limit))?;
             let mut text = String::new();
             for job in &answer.jobs {
                 text.push_str(&serde_json::to_string(job)?);
                 text.push('\n');
             }
             if answer.total.is_some_and(|total| total > answer.jobs.len() as u64) {
-                note(&format!("{} of {} jobs shown (--limit)", answer.jobs.len(), answer.total.unwrap_or(0)));
+                let last = answer.jobs.last().map_or(0, |j| j.submitted);
+                note(&format!(
+                    "{} of {} jobs shown (--limit); --after {last} shows the next",
+                    answer.jobs.len(),
+                    answer.total.unwrap_or(0)
+                ));
             }
             text
         }
