@@ -36,7 +36,7 @@ impl Command {
             | Command::Compare { inputs, .. }
             | Command::Explain { inputs, .. } => not_cpu(inputs),
             Command::Bench { no_gpu, .. } => !no_gpu,
-            Command::Serve { backend, .. } => !matches!(backend, BackendArg::Cpu),
+            Command::Serve { backend, .. } | Command::Load { backend, .. } => !matches!(backend, BackendArg::Cpu),
             _ => false,
         }
     }
@@ -303,6 +303,37 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         id: String,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Measure the service: start one on loopback over a temporary state directory, fill it with
+    /// jobs, then submit and finish jobs from client threads; decisions per second and latency.
+    #[command(after_help = "Examples:
+  gpuplace load --in-system 2000 --requests 500
+  gpuplace load --in-system 100000 --requests 2000 --clients 8 --batch 10 --json load.json")]
+    Load {
+        /// Job records in the server before measuring (one tray each on the built-in fleet).
+        #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+        in_system: u64,
+        /// Of those, at most this many stay placed (the rest are finished).
+        #[arg(long, value_name = "N", default_value_t = 30_000)]
+        keep_placed: u64,
+        /// Submissions to make while measuring, all clients together.
+        #[arg(long, value_name = "N", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        requests: u64,
+        /// Client threads.
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        clients: u64,
+        /// Jobs per submission.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch: u64,
+        /// The server's batch window, ms (0..=1000).
+        #[arg(long, value_name = "MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        batch_window_ms: u64,
+        /// Scoring backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Write the measurement as JSON to this file (`-`: standard output).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Print a built-in policy as a policy file, to read or to edit and pass to --policy.
     #[command(after_help = "Examples:

@@ -22,7 +22,8 @@ use std::process::Command;
 use common::{skip_notice, stderr, stdout, temp_dir};
 
 /// Examples too slow for a debug build: parsed there, run with a release binary.
-const SLOW_IN_DEBUG: [&str; 10] = [
+const SLOW_IN_DEBUG: [&str; 11] = [
+    "load --in-system 100000",
     "inflate --nodes",
     "--count 100000",
     "--count 20000",

@@ -240,3 +240,39 @@ fn the_clients_work_against_the_server_and_sigterm_stops_it_cleanly() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn the_load_generator_measures_and_its_json_reads_back() {
+    let dir = temp_dir("serve-load");
+    let json = dir.join("load.json");
+    let output = run(&[
+        "load",
+        "--in-system",
+        "300",
+        "--keep-placed",
+        "100",
+        "--requests",
+        "40",
+        "--clients",
+        "2",
+        "--batch",
+        "2",
+        "--json",
+    ]
+    .into_iter()
+    .chain([json.to_str().unwrap()])
+    .collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(&json).unwrap();
+    let report: gpuplace::report::Versioned<gpuplace_serve::load::LoadReport> = serde_json::from_str(&text).unwrap();
+    let report = report.body;
+    assert_eq!((report.in_system, report.placed_before, report.submissions, report.finishes), (300, 100, 40, 80));
+    assert_eq!(report.decisions, 80, "the fleet has room for every job submitted");
+    assert!(
+        report.decisions_per_s > 0.0
+            && report.submit_ms[0] <= report.submit_ms[1]
+            && report.submit_ms[1] <= report.submit_ms[2]
+    );
+    // The same text table on standard output.
+    assert!(String::from_utf8_lossy(&output.stdout).contains("decisions/s"));
+}

@@ -8,11 +8,13 @@
 //! - [`store`]: the durable state;
 //! - [`server`]: the routes and the core thread that batches requests, places and commits;
 //! - [`client`]: a blocking client;
+//! - [`load`]: the load generator (`gpuplace load`);
 //! - [`api`]: the bodies of the API (docs/API.md).
 
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod load;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -93,6 +93,18 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             complete(serve::status(id.as_deref(), state_filter.as_deref(), after, limit, &server))
         }
         Command::Finish { id, server } => complete(serve::finish(&id, &server)),
+        Command::Load { in_system, keep_placed, requests, clients, batch, batch_window_ms, backend, json } => {
+            let config = gpuplace_serve::load::LoadConfig {
+                in_system: in_system as usize,
+                keep_placed: keep_placed as usize,
+                requests: requests as usize,
+                clients: clients as usize,
+                batch: batch as usize,
+                window: std::time::Duration::from_millis(batch_window_ms),
+                backend: backend.choice(),
+            };
+            complete(serve::load(&config, json.as_deref()))
+        }
         Command::Schema { name } => complete(schema::run(name.as_deref())),
         Command::Policy { preset, seed } => {
             let preset = Preset::parse(&preset).expect("clap checked the name");

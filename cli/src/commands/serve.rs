@@ -144,3 +144,49 @@ pub fn finish(id: &str, server: &ServerArgs) -> anyhow::Result<()> {
     let job = client(server)?.finish_job(id)?;
     crate::output::print(&(serde_json::to_string(&job)? + "\n"))
 }
+
+/// `load`: the load generator on the built-in fleet.
+pub fn load(config: &gpuplace_serve::load::LoadConfig, json: Option<&Path>) -> anyhow::Result<()> {
+    let mut outputs = crate::output::Outputs::new([]);
+    let json_id = json.map(|path| outputs.plan(path)).transpose()?;
+    let stdout_taken = outputs.uses_stdout();
+    let report = gpuplace_serve::load::run(gpuplace::builtin::default_fleet(), config, &mut |line| {
+        note(&format!("load: {line}"))
+    })?;
+    let r = &report;
+    let text = format!(
+        "backend {}; {} jobs in the system ({} placed); {} clients, {} jobs per submission, batch window {} ms\n\
+         {:>10} {:>10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n\
+         {:>10} {:>10} {:>12.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}\n",
+        r.backend,
+        r.in_system,
+        r.placed_before,
+        r.clients,
+        r.batch,
+        r.window_ms,
+        "submits",
+        "placed",
+        "decisions/s",
+        "requests/s",
+        "sub p50 ms",
+        "sub p99 ms",
+        "sub max ms",
+        "fin p50 ms",
+        "fin p99 ms",
+        "fin max ms",
+        r.submissions,
+        r.decisions,
+        r.decisions_per_s,
+        r.requests_per_s,
+        r.submit_ms[0],
+        r.submit_ms[1],
+        r.submit_ms[2],
+        r.finish_ms[0],
+        r.finish_ms[1],
+        r.finish_ms[2],
+    );
+    if let Some(id) = json_id {
+        outputs.write(vec![(id, crate::output::json_content(gpuplace::report::Versioned::new(report)))])?;
+    }
+    crate::commands::print_text(&text, stdout_taken)
+}

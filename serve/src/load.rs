@@ -1,0 +1,206 @@
+//! A bounded load generator for the service (`gpuplace load`): it starts a server of its own on
+//! loopback over a temporary state directory, fills it with jobs, then has client threads submit
+//! and finish jobs over HTTP for a fixed number of requests, and reports decisions per second and
+//! latency percentiles. It stops by itself and removes its state directory.
+//!
+//! The scenario, so that figures are comparable:
+//! - **Jobs in the system**: `in_system` jobs of one tray each (4 GPUs, inference) are submitted
+//!   straight to the service, 10,000 at a time, each chunk placed and committed as a batch of the
+//!   server would be. Placed jobs beyond `keep_placed` are finished, and jobs that wait are
+//!   cancelled, so that the server holds `in_system` job records, at most `keep_placed` of them
+//!   placed, and an empty queue (the measured phase then sees the cost of a large state, not of a
+//!   long queue: every round places the whole queue).
+//! - **Measured phase**: `clients` threads, each with its own connection, loop: submit `batch`
+//!   new jobs of one tray (one request), then finish them (one request each), until `requests`
+//!   submissions were made in all. Latency is per request, measured by the client (loopback
+//!   HTTP, queueing, batching, the round and the synced commit).
+
+use std::time::{Duration, Instant};
+
+use gpuplace::{BackendChoice, Fleet, Job, JobKind, Workload};
+use serde::{Deserialize, Serialize};
+
+use crate::client::Client;
+use crate::error::ServeError;
+use crate::server::{Server, ServerConfig};
+use crate::service::{MAX_SUBMISSION_JOBS, Service, ServiceConfig};
+
+/// What a load run does.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Job records in the server before the measured phase.
+    pub in_system: usize,
+    /// Of those, at most this many stay placed.
+    pub keep_placed: usize,
+    /// Submissions in the measured phase, all clients together.
+    pub requests: usize,
+    /// Client threads.
+    pub clients: usize,
+    /// Jobs per submission.
+    pub batch: usize,
+    /// The server's batch window.
+    pub window: Duration,
+    /// The scoring backend.
+    pub backend: BackendChoice,
+}
+
+/// What a load run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// The scoring backend, as the library describes it.
+    pub backend: String,
+    /// Job records in the server during the measured phase (before it).
+    pub in_system: u64,
+    /// Jobs placed before the measured phase.
+    pub placed_before: u64,
+    /// Client threads.
+    pub clients: u64,
+    /// Jobs per submission.
+    pub batch: u64,
+    /// The server's batch window, ms.
+    pub window_ms: f64,
+    /// Seconds to fill the server.
+    pub fill_s: f64,
+    /// Submissions made in the measured phase.
+    pub submissions: u64,
+    /// Finish requests made in the measured phase.
+    pub finishes: u64,
+    /// Jobs placed in the measured phase.
+    pub decisions: u64,
+    /// Wall time of the measured phase, s.
+    pub seconds: f64,
+    /// Jobs placed per second.
+    pub decisions_per_s: f64,
+    /// Requests (submissions and finishes) answered per second.
+    pub requests_per_s: f64,
+    /// Submission latency percentiles, ms: p50, p99, max.
+    pub submit_ms: [f64; 3],
+    /// Finish latency percentiles, ms: p50, p99, max.
+    pub finish_ms: [f64; 3],
+}
+
+/// The largest `in_system`.
+pub const MAX_IN_SYSTEM: usize = 10_000_000;
+
+fn tray_job(id: String) -> Job {
+    Job::new(id, JobKind::Inference, 4, "us-east").with_priority(10).with_duration_h(1.0)
+}
+
+fn load_error(message: impl Into<String>) -> ServeError {
+    ServeError::Client { url: "(load)".into(), status: None, message: message.into() }
+}
+
+/// Runs the scenario on `fleet` (which must have the region `us-east`, as the built-in fleet
+/// does), reporting progress through `log`.
+pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Result<LoadReport, ServeError> {
+    if config.clients == 0 || config.batch == 0 || config.requests == 0 || config.in_system > MAX_IN_SYSTEM {
+        return Err(load_error("clients, batch and requests must be at least 1, in_system at most 10,000,000"));
+    }
+    let dir = tempfile::tempdir().map_err(|e| load_error(format!("cannot make a state directory: {e}")))?;
+    let mut service = Service::open(ServiceConfig {
+        fleet: Some(fleet),
+        policy: None,
+        backend: config.backend,
+        state_dir: dir.path().to_path_buf(),
+    })?;
+    let backend = service.scheduler().backend().describe();
+    log(&format!("filling the server with {} jobs ({backend})", config.in_system));
+    let started = Instant::now();
+    let mut made = 0usize;
+    while made < config.in_system {
+        let chunk = (config.in_system - made).min(MAX_SUBMISSION_JOBS.min(10_000));
+        let jobs = (made..made + chunk).map(|n| tray_job(format!("fill-{n}"))).collect();
+        service.submit_workload(Workload::from_jobs(jobs, "<fill>")).map_err(|e| load_error(e.message))?;
+        service.run_round()?;
+        for n in made..made + chunk {
+            let view = service.view(n);
+            let placed = view.state == crate::api::JobState::Placed;
+            let over =
+                placed && service.count(crate::api::JobState::Placed, JobKind::Inference) as usize > config.keep_placed;
+            if over || view.state == crate::api::JobState::Waiting {
+                service.finish(&view.id).map_err(|e| load_error(e.message))?;
+            }
+        }
+        service.commit()?;
+        made += chunk;
+    }
+    let fill_s = started.elapsed().as_secs_f64();
+    let placed_before = service.count(crate::api::JobState::Placed, JobKind::Inference);
+    log(&format!("filled in {fill_s:.1} s: {placed_before} placed; measuring {} submissions", config.requests));
+    let server = Server::start(
+        service,
+        ServerConfig { listen: "127.0.0.1:0".into(), batch_window: config.window, token: None, stop_on_signals: false },
+    )?;
+    let url = format!("http://{}", server.address());
+    let per_client: Vec<usize> = (0..config.clients)
+        .map(|c| config.requests / config.clients + usize::from(c < config.requests % config.clients))
+        .collect();
+    let started = Instant::now();
+    let threads: Vec<_> = per_client
+        .into_iter()
+        .enumerate()
+        .map(|(c, count)| {
+            let (url, batch) = (url.clone(), config.batch);
+            std::thread::spawn(move || -> Result<(Vec<f64>, Vec<f64>, u64), ServeError> {
+                let client = Client::new(&url, None);
+                let (mut submits, mut finishes, mut placed) = (Vec::with_capacity(count), Vec::new(), 0u64);
+                for r in 0..count {
+                    let ids: Vec<String> = (0..batch).map(|b| format!("load-{c}-{r}-{b}")).collect();
+                    let body = serde_json::to_vec(&ids.iter().cloned().map(tray_job).collect::<Vec<_>>())
+                        .expect("jobs serialize");
+                    let t = Instant::now();
+                    let answer = client.submit(&body)?;
+                    submits.push(t.elapsed().as_secs_f64() * 1e3);
+                    for job in &answer.jobs {
+                        placed += u64::from(job.state == crate::api::JobState::Placed);
+                        let t = Instant::now();
+                        client.finish_job(&job.id)?;
+                        finishes.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+                Ok((submits, finishes, placed))
+            })
+        })
+        .collect();
+    let (mut submits, mut finishes, mut decisions) = (Vec::new(), Vec::new(), 0u64);
+    let mut failure = None;
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok((s, f, p))) => {
+                submits.extend(s);
+                finishes.extend(f);
+                decisions += p;
+            }
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(load_error("a client thread panicked")),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    server.stop()?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let percentiles = |values: &mut Vec<f64>| -> [f64; 3] {
+        values.sort_by(f64::total_cmp);
+        let at =
+            |p: f64| values.get(((values.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+        [at(0.50), at(0.99), values.last().copied().unwrap_or(0.0)]
+    };
+    Ok(LoadReport {
+        backend,
+        in_system: config.in_system as u64,
+        placed_before,
+        clients: config.clients as u64,
+        batch: config.batch as u64,
+        window_ms: config.window.as_secs_f64() * 1e3,
+        fill_s,
+        submissions: submits.len() as u64,
+        finishes: finishes.len() as u64,
+        decisions,
+        seconds,
+        decisions_per_s: decisions as f64 / seconds,
+        requests_per_s: (submits.len() + finishes.len()) as f64 / seconds,
+        submit_ms: percentiles(&mut submits),
+        finish_ms: percentiles(&mut finishes),
+    })
+}
