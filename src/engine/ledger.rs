@@ -83,6 +83,8 @@ pub struct Ledger {
     classes: ClassIndex,
     /// Changes at every commit and release: keys caches of anything computed from the state.
     version: u64,
+    /// Each site's IT power capacity now, W (the fleet's, until [`Ledger::set_site_power`]).
+    power_capacity_w: Vec<u32>,
 }
 
 impl Ledger {
@@ -96,7 +98,8 @@ impl Ledger {
     pub fn with_state(fleet: Arc<Fleet>, state: FleetState) -> Ledger {
         assert_eq!(state.racks.len(), fleet.racks.len(), "a state of another fleet");
         let classes = ClassIndex::all(&fleet, &state);
-        Ledger { fleet, state, classes, version: 0 }
+        let power_capacity_w = fleet.sites.iter().map(|s| s.power_w).collect();
+        Ledger { fleet, state, classes, version: 0, power_capacity_w }
     }
 
     /// The fleet.
@@ -109,9 +112,82 @@ impl Ledger {
         &self.state
     }
 
-    /// A number that changes at every commit and release.
+    /// A number that changes at every commit and release, and at every change of the fleet.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Sets node `node` of rack `rack` (global index) ready, cordoned (no new pods; those on it
+    /// stay) or failed (its GPUs are gone: what the fleet file had in use on it is dropped, and it
+    /// comes back empty when repaired). No allocation may hold the failed node: the caller releases
+    /// the jobs on it first ([`crate::Scheduler::set_node_state`] refuses otherwise). An error when
+    /// there is no such node.
+    pub fn set_node_state(&mut self, rack: u32, node: u32, state: NodeState) -> Result<(), String> {
+        let r = self.state.racks.get(rack as usize).ok_or_else(|| format!("rack {rack} does not exist"))?;
+        if node >= r.nodes {
+            return Err(format!("rack {rack} has no node {node}"));
+        }
+        let at = (r.first_node + node) as usize;
+        if self.state.nodes[at].state == state {
+            return Ok(());
+        }
+        self.version += 1;
+        let (node_cpu, node_memory) = (r.node_cpu_milli, r.node_memory_mib);
+        let cell = &mut self.state.nodes[at];
+        cell.state = state;
+        if state == NodeState::Failed {
+            cell.used = 0;
+            cell.shared = 0;
+            self.state.shares.remove(&(at as u32));
+            let free = &mut self.state.node_table[at];
+            free.free_cpu_milli = node_cpu;
+            free.free_memory_mib = node_memory;
+        }
+        self.restate_rack(rack as usize);
+        Ok(())
+    }
+
+    /// Each site's IT power capacity now, W.
+    pub fn site_power_capacity_w(&self) -> &[u32] {
+        &self.power_capacity_w
+    }
+
+    /// IT power drawn at site `site` now (jobs and the fleet file's own load), W.
+    pub fn site_power_drawn_w(&self, site: usize) -> u32 {
+        self.power_capacity_w[site] - self.state.sites[site].power_free_w
+    }
+
+    /// Sets site `site`'s IT power capacity to `watts` (at most `MAX_SITE_POWER_W`). An error,
+    /// with nothing changed, when the site draws more than that now: release jobs first.
+    pub fn set_site_power(&mut self, site: u32, watts: u32) -> Result<(), String> {
+        let s = site as usize;
+        if s >= self.state.sites.len() {
+            return Err(format!("site {site} does not exist"));
+        }
+        if watts > crate::kernel::limits::MAX_SITE_POWER_W {
+            return Err(format!(
+                "{watts} W is over the most a site may have ({} W)",
+                crate::kernel::limits::MAX_SITE_POWER_W
+            ));
+        }
+        let drawn = self.site_power_drawn_w(s);
+        if watts < drawn {
+            return Err(format!("the site draws {drawn} W now, more than {watts} W"));
+        }
+        self.version += 1;
+        self.power_capacity_w[s] = watts;
+        self.state.sites[s].power_free_w = watts - drawn;
+        Ok(())
+    }
+
+    /// Sets the day cluster `cluster`'s capacity comes online (a cluster brought forward or
+    /// delayed).
+    pub fn set_cluster_online(&mut self, cluster: u32, day: crate::model::date::Day) -> Result<(), String> {
+        let c =
+            self.state.clusters.get_mut(cluster as usize).ok_or_else(|| format!("cluster {cluster} does not exist"))?;
+        c.online_day = day.0;
+        self.version += 1;
+        Ok(())
     }
 
     pub(crate) fn classes(&self) -> &ClassIndex {
@@ -476,7 +552,14 @@ impl Ledger {
     /// whole racks.
     fn restate(&mut self, allocation: &Allocation) {
         for share in &allocation.racks {
-            let r = share.rack as usize;
+            self.restate_rack(share.rack as usize);
+        }
+    }
+
+    /// Recounts rack `r` after its nodes changed: its free GPUs and summary, whether it is whole
+    /// (its cluster's and block's counts), its class.
+    fn restate_rack(&mut self, r: usize) {
+        {
             let was_whole = self.state.is_whole(r);
             self.state.recount(r);
             let is_whole = self.state.is_whole(r);
@@ -488,7 +571,7 @@ impl Ledger {
                 self.state.clusters[c].free_racks += 1;
                 self.state.blocks[b].free_racks += 1;
             }
-            self.classes.update(share.rack, &self.state);
+            self.classes.update(r as u32, &self.state);
         }
     }
 

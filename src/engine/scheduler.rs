@@ -145,6 +145,58 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The placed jobs with a pod on node `node` of rack `rack` (global index), by id.
+    pub fn jobs_on_node(&self, rack: u32, node: u32) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, a)| a.pods.iter().any(|p| p.rack == rack && p.node == node))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The placed jobs at site `site`, by id, with the power each draws.
+    pub fn jobs_at_site(&self, site: u32) -> Vec<(String, u32)> {
+        let mut jobs: Vec<(String, u32)> =
+            self.running.iter().filter(|(_, a)| a.site == site).map(|(id, a)| (id.clone(), a.power_w)).collect();
+        jobs.sort_unstable();
+        jobs
+    }
+
+    /// Sets a node ready, cordoned or failed ([`Ledger::set_node_state`]): release the jobs on a
+    /// node before failing it ([`Scheduler::jobs_on_node`]). An input error for a node that does
+    /// not exist.
+    pub fn set_node_state(&mut self, rack: u32, node: u32, state: crate::kernel::state::NodeState) -> Result<()> {
+        if state == crate::kernel::state::NodeState::Failed {
+            let holding = self.jobs_on_node(rack, node);
+            if let Some(id) = holding.first() {
+                let message =
+                    format!("job `{id}` (and {} more) holds GPUs on it: release them first", holding.len() - 1);
+                return Err(InputError::new("<api>", format!("rack {rack} node {node}"), "state", message).into());
+            }
+        }
+        self.ledger
+            .set_node_state(rack, node, state)
+            .map_err(|m| InputError::new("<api>", format!("rack {rack}"), "node", m).into())
+    }
+
+    /// Sets a site's IT power capacity, W ([`Ledger::set_site_power`]). An input error when the
+    /// site does not exist or draws more now.
+    pub fn set_site_power(&mut self, site: u32, watts: u32) -> Result<()> {
+        self.ledger
+            .set_site_power(site, watts)
+            .map_err(|m| InputError::new("<api>", format!("site {site}"), "power", m).into())
+    }
+
+    /// Sets the day a cluster comes online ([`Ledger::set_cluster_online`]).
+    pub fn set_cluster_online(&mut self, cluster: u32, day: Day) -> Result<()> {
+        self.ledger
+            .set_cluster_online(cluster, day)
+            .map_err(|m| InputError::new("<api>", format!("cluster {cluster}"), "online", m).into())
+    }
+
     /// The placement date: `at`, else the fleet's `as_of`, else today.
     pub fn placement_date(&self, at: Option<Day>) -> Day {
         at.or(self.fleet.as_of).unwrap_or_else(Day::today)
