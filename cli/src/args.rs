@@ -298,6 +298,9 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         server: ServerArgs,
     },
     /// Finish (or cancel) a job of a running `gpuplace serve`: it gives back what it holds.
+    #[command(after_help = "Examples:
+  gpuplace finish job-1
+  gpuplace finish job-1 --server http://127.0.0.1:7070 --token-file token")]
     Finish {
         /// The job's id.
         id: String,

@@ -218,6 +218,11 @@ fn help_has_examples_everywhere() {
         &["bench", "--help"],
         &["import", "alibaba", "--help"],
         &["import", "azure", "--help"],
+        &["serve", "--help"],
+        &["submit", "--help"],
+        &["status", "--help"],
+        &["finish", "--help"],
+        &["load", "--help"],
     ] {
         let output = gpuplace(args);
         assert!(output.status.success());

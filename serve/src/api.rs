@@ -103,3 +103,127 @@ impl ApiError {
         ApiError { status, message: message.into() }
     }
 }
+
+/// A tray's (node's) state, as fleet events set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStateName {
+    /// In service.
+    Ready,
+    /// No new pods; those on it keep running.
+    Cordoned,
+    /// Out of service: the jobs with a pod on it are requeued.
+    Failed,
+}
+
+impl NodeStateName {
+    /// The library's state.
+    pub fn state(self) -> gpuplace::kernel::state::NodeState {
+        match self {
+            NodeStateName::Ready => gpuplace::kernel::state::NodeState::Ready,
+            NodeStateName::Cordoned => gpuplace::kernel::state::NodeState::Cordoned,
+            NodeStateName::Failed => gpuplace::kernel::state::NodeState::Failed,
+        }
+    }
+
+    /// The name of a library state.
+    pub fn of(state: gpuplace::kernel::state::NodeState) -> NodeStateName {
+        match state {
+            gpuplace::kernel::state::NodeState::Ready => NodeStateName::Ready,
+            gpuplace::kernel::state::NodeState::Cordoned => NodeStateName::Cordoned,
+            gpuplace::kernel::state::NodeState::Failed => NodeStateName::Failed,
+        }
+    }
+}
+
+/// A change of the fleet (`POST /v1/fleet/events`: one, or an array applied in order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FleetEvent {
+    /// One tray (node) of a rack becomes ready, cordoned or failed.
+    Node {
+        /// The cluster's name.
+        cluster: String,
+        /// The rack's index in its cluster.
+        rack: u32,
+        /// The node's index in its rack.
+        node: u32,
+        /// Its new state.
+        state: NodeStateName,
+    },
+    /// Every tray of a rack becomes ready, cordoned or failed.
+    Rack {
+        /// The cluster's name.
+        cluster: String,
+        /// The rack's index in its cluster.
+        rack: u32,
+        /// The new state of its trays.
+        state: NodeStateName,
+    },
+    /// A site's IT power capacity changes; when it falls below what the site draws, jobs there
+    /// are requeued, lowest priority first, then the latest submitted first, until it fits.
+    SitePower {
+        /// The site's name.
+        site: String,
+        /// Its IT power now, MW.
+        power_mw: f64,
+    },
+    /// A cluster's capacity comes online on `online` (today: now).
+    ClusterOnline {
+        /// The cluster's name.
+        cluster: String,
+        /// The day, `YYYY-MM-DD`.
+        online: gpuplace::Day,
+    },
+}
+
+/// The answer to fleet events: the jobs they requeued, as they stand after the batch's round
+/// (placed elsewhere, or waiting with the reason).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsResponse {
+    /// Events applied.
+    pub applied: u64,
+    /// The jobs requeued.
+    pub requeued: Vec<JobView>,
+}
+
+/// A site as `GET /v1/fleet` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteView {
+    /// Its name.
+    pub name: String,
+    /// IT power capacity now, MW.
+    pub power_mw: f64,
+    /// IT power drawn now, MW.
+    pub drawn_mw: f64,
+    /// GPUs held (by jobs or the fleet file's own load).
+    pub gpus_used: u64,
+    /// GPUs free on ready trays.
+    pub gpus_free: u64,
+}
+
+/// A tray that is not ready.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The rack's index in its cluster.
+    pub rack: u32,
+    /// The node's index in its rack.
+    pub node: u32,
+    /// Its state.
+    pub state: NodeStateName,
+}
+
+/// `GET /v1/fleet`: the fleet as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetView {
+    /// Sites.
+    pub sites: Vec<SiteView>,
+    /// Trays cordoned or failed (at most 10,000 listed).
+    pub nodes_not_ready: Vec<NodeView>,
+    /// How many trays are cordoned or failed.
+    pub nodes_not_ready_total: u64,
+    /// Clusters whose online day was changed by an event, with the day.
+    pub clusters_online: Vec<(String, gpuplace::Day)>,
+}

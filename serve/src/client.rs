@@ -121,6 +121,18 @@ impl Client {
         self.parse(&path, &text)
     }
 
+    /// Applies fleet events (one, or an array, as JSON): the jobs they requeued.
+    pub fn events(&self, body: &[u8]) -> Result<crate::api::EventsResponse, ServeError> {
+        let text = self.post("/v1/fleet/events", body)?;
+        self.parse("/v1/fleet/events", &text)
+    }
+
+    /// The fleet as it stands.
+    pub fn fleet(&self) -> Result<crate::api::FleetView, ServeError> {
+        let text = self.get("/v1/fleet")?;
+        self.parse("/v1/fleet", &text)
+    }
+
     /// The Prometheus text of `/metrics`.
     pub fn metrics(&self) -> Result<String, ServeError> {
         self.get("/metrics")

@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use crate::api::{ApiError, ErrorResponse, JobState, JobsResponse};
+use crate::api::{ApiError, ErrorResponse, EventsResponse, FleetEvent, JobState, JobsResponse};
 use crate::error::ServeError;
 use crate::service::{Service, parse_jobs};
 
@@ -40,6 +40,10 @@ pub const SUBMISSIONS_AT_ONCE: usize = 8;
 pub const MAX_BATCH_REQUESTS: usize = 4096;
 /// Requests queued for the core; a handler waits for room beyond it.
 pub const QUEUE_REQUESTS: usize = 4 * MAX_BATCH_REQUESTS;
+/// The largest body of fleet events, bytes.
+pub const MAX_EVENTS_BYTES: usize = 16 << 20;
+/// Trays not ready that `GET /v1/fleet` lists (it counts them all).
+pub const MAX_NODES_LISTED: usize = 10_000;
 /// The default number of jobs a listing returns.
 pub const DEFAULT_LIST: usize = 1000;
 /// How often an idle core looks whether the placement date moved on (waiting jobs whose day came
@@ -77,6 +81,8 @@ impl Default for ServerConfig {
 
 enum Op {
     Submit(Workload),
+    Events(Vec<FleetEvent>),
+    Fleet,
     Finish(String),
     Get(String),
     List { state: Option<JobState>, after: Option<u64>, limit: usize },
@@ -150,6 +156,8 @@ impl Server {
             .route("/v1/jobs", post(submit).get(list))
             .route("/v1/jobs/{id}", get(job))
             .route("/v1/jobs/{id}/finish", post(finish))
+            .route("/v1/fleet", get(fleet))
+            .route("/v1/fleet/events", post(events))
             .route("/metrics", get(metrics))
             .route("/healthz", get(health))
             .fallback(|| async { error(ApiError::new(404, "no such route (see docs/API.md)")) })
@@ -294,6 +302,7 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
             results.push(match op {
                 Op::Submit(workload) => service.submit_workload(workload).map(Pending::Jobs),
                 Op::Finish(id) => service.finish(&id).map(Pending::Job),
+                Op::Events(events) => service.apply_events(&events).map(|n| Pending::Events(events.len() as u64, n)),
                 read => Ok(Pending::Read(read)),
             });
         }
@@ -320,6 +329,7 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
 
 enum Pending {
     Jobs(Vec<usize>),
+    Events(u64, Vec<usize>),
     Job(usize),
     Read(Op),
 }
@@ -335,6 +345,11 @@ fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answ
             &JobsResponse { jobs: numbers.into_iter().map(|n| service.view(n)).collect(), total: None },
         ),
         Pending::Job(number) => json(StatusCode::OK, &service.view(number)),
+        Pending::Events(applied, numbers) => json(
+            StatusCode::OK,
+            &EventsResponse { applied, requeued: numbers.into_iter().map(|n| service.view(n)).collect() },
+        ),
+        Pending::Read(Op::Fleet) => json(StatusCode::OK, &service.fleet_view(MAX_NODES_LISTED)),
         Pending::Read(Op::Get(id)) => json(StatusCode::OK, &service.job(&id)?),
         Pending::Read(Op::List { state, after, limit }) => {
             let (jobs, total) = service.list(state, after, limit);
@@ -342,7 +357,7 @@ fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answ
         }
         Pending::Read(Op::Metrics) => Answer::Text(metrics.render(service)),
         Pending::Read(Op::Health) => Answer::Text("ok\n".into()),
-        Pending::Read(Op::Submit(_) | Op::Finish(_)) => unreachable!("mutations are pending as jobs"),
+        Pending::Read(Op::Submit(_) | Op::Finish(_) | Op::Events(_)) => unreachable!("mutations are pending as jobs"),
     })
 }
 
@@ -529,6 +544,39 @@ async fn list(
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIST);
     call(&state, Op::List { state: wanted, after: query.after, limit }).await
+}
+
+async fn events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, MAX_EVENTS_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return error(ApiError::new(
+                413,
+                format!("request: the body is over {} MiB, or was cut off", MAX_EVENTS_BYTES >> 20),
+            ));
+        }
+    };
+    // One event, or an array of them.
+    let array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if array {
+        serde_json::from_slice::<Vec<FleetEvent>>(&bytes)
+    } else {
+        serde_json::from_slice::<FleetEvent>(&bytes).map(|e| vec![e])
+    };
+    match parsed {
+        Ok(events) => call(&state, Op::Events(events)).await,
+        Err(e) => error(ApiError::new(400, format!("request: events: {}", e.to_string().replace('\n', " ")))),
+    }
+}
+
+async fn fleet(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    call(&state, Op::Fleet).await
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -5,17 +5,18 @@
 //! transaction before any request of the batch is answered. A crash loses only unanswered
 //! requests, and a restart restores exactly what was answered ([`Service::open`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gpuplace::engine::place::{Outcome, usable_gpus};
 use gpuplace::engine::{PlacedOn, Reason};
+use gpuplace::kernel::state::NodeState;
 use gpuplace::{BackendChoice, Day, Fleet, InputError, JobKind, Policy, Scheduler, Workload};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, JobState, JobView};
+use crate::api::{ApiError, FleetEvent, FleetView, JobState, JobView, NodeStateName, NodeView, SiteView};
 use crate::error::ServeError;
 use crate::store::{Meta, Store, StoredJob};
 
@@ -40,6 +41,23 @@ pub struct ServiceConfig {
     /// The state directory.
     pub state_dir: PathBuf,
 }
+
+/// What fleet events changed, kept in the store's metadata and applied again at a restart before
+/// the jobs' placements are restored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// By global node index: its state, and whether it failed since the fleet file was read (what
+    /// the file had in use on it was then dropped).
+    pub nodes: BTreeMap<u32, (NodeStateName, bool)>,
+    /// By site index: its IT power capacity, W.
+    pub power_w: BTreeMap<u32, u32>,
+    /// By cluster index: the day it comes online.
+    pub online: BTreeMap<u32, Day>,
+}
+
+/// The most events one request may carry.
+pub const MAX_EVENTS: usize = 100_000;
 
 /// One accepted job.
 struct Entry {
@@ -94,6 +112,12 @@ pub struct Service {
     counters: Counters,
     /// Test hook: commits left before the store is made to fail (None: never).
     fail_after_commits: Option<u64>,
+    /// The metadata as stored (with the latest overrides).
+    meta: Meta,
+    /// What fleet events changed.
+    overrides: Overrides,
+    /// Each node's state as the fleet file gives it.
+    initial_nodes: Vec<NodeState>,
 }
 
 impl Service {
@@ -116,7 +140,12 @@ impl Service {
             }
             (None, Some(fleet)) => {
                 let policy = config.policy.unwrap_or_default();
-                (Meta { fleet_json: fleet.to_json(), policy_json: policy.to_json(), round: 0 }, true, None)
+                let overrides_json = serde_json::to_string(&Overrides::default()).expect("serializes");
+                (
+                    Meta { fleet_json: fleet.to_json(), policy_json: policy.to_json(), round: 0, overrides_json },
+                    true,
+                    None,
+                )
             }
             (Some(meta), given) => {
                 if let Some(given) = given
@@ -145,10 +174,18 @@ impl Service {
         let source = format!("{}: meta policy", path.display());
         let policy = Policy::from_json(&meta.policy_json, &source)
             .map_err(|e| state_error("meta policy", format!("does not read back: {e}")))?;
-        let scheduler = Scheduler::new(fleet, policy, config.backend)?;
+        let overrides: Overrides = serde_json::from_str(&meta.overrides_json)
+            .map_err(|e| state_error("meta overrides", format!("does not read back: {e}")))?;
+        let initial_nodes = fleet.initial_state().nodes.iter().map(|n| n.state).collect();
+        let mut scheduler = Scheduler::new(fleet, policy, config.backend)?;
+        apply_overrides(&mut scheduler, &overrides, false).map_err(|m| state_error("meta overrides", m))?;
         if new {
             // Durable before the server answers anything: a restart without --fleet finds it.
             store.write(Some(&meta), meta.round, [])?;
+        }
+        if let Some(pending) = &meta_pending {
+            // The policy given again: `meta` below is what the next commit writes.
+            debug_assert_eq!(pending.policy_json, meta.policy_json);
         }
         let mut service = Service {
             scheduler,
@@ -164,8 +201,13 @@ impl Service {
             round: meta.round,
             counters: Counters::default(),
             fail_after_commits: None,
+            meta,
+            overrides,
+            initial_nodes,
         };
         service.restore()?;
+        apply_overrides(&mut service.scheduler, &service.overrides, true)
+            .map_err(|m| state_error("meta overrides", m))?;
         // The first round works out the waiting jobs' reasons; it places nothing that the last
         // round before the restart could not (the capacity is the same), and writes only if so.
         service.round_needed = !service.by_state[state_index(JobState::Waiting)].is_empty();
@@ -396,6 +438,7 @@ impl Service {
                     let entry = &mut self.entries[number];
                     entry.stored.placed = Some((allocation.clone(), *score));
                     entry.stored.round = Some(self.round);
+                    entry.stored.reason = None;
                     entry.waiting_reason = None;
                     self.counters.placed += 1;
                 }
@@ -438,6 +481,212 @@ impl Service {
     #[doc(hidden)]
     pub fn fail_after_commits(&mut self, commits: u64) {
         self.fail_after_commits = Some(commits);
+    }
+
+    /// Gives back what placed job `number` holds and puts it back in the queue, saying why.
+    fn requeue(&mut self, number: usize, reason: String) {
+        let id = self.entries[number].stored.job.id.clone();
+        self.scheduler.release(&id).expect("a placed job is running");
+        self.set_state(number, JobState::Waiting);
+        let entry = &mut self.entries[number];
+        entry.stored.placed = None;
+        entry.stored.round = None;
+        entry.stored.reason = Some(reason);
+        entry.waiting_reason = None;
+        self.round_needed = true;
+    }
+
+    /// Applies fleet events in order: trays or racks ready, cordoned or failed (the jobs with a
+    /// pod on a failed tray are requeued), a site's power (jobs there requeued, lowest priority
+    /// then latest submitted first, until it fits), a cluster's online day. All or none: every
+    /// event is checked before any is applied (422 for a name or index the fleet lacks, 409 for
+    /// power below the fleet file's own load at the site). Returns the requeued jobs' numbers.
+    pub fn apply_events(&mut self, events: &[FleetEvent]) -> Result<Vec<usize>, ApiError> {
+        if events.is_empty() || events.len() > MAX_EVENTS {
+            return Err(ApiError::new(422, format!("request: events: give 1 to {MAX_EVENTS} events")));
+        }
+        let fleet = self.scheduler.fleet();
+        let refuse = |i: usize, field: &str, message: String| {
+            ApiError::new(422, InputError::new(REQUEST_SOURCE, format!("event {i}"), field, message).to_string())
+        };
+        let cluster_of = |i: usize, name: &str| {
+            fleet
+                .clusters
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| refuse(i, "cluster", format!("unknown cluster `{}`", name.escape_debug())))
+        };
+        let rack_of = |i: usize, cluster: &str, rack: u32| -> Result<u32, ApiError> {
+            let c = &fleet.clusters[cluster_of(i, cluster)?];
+            if rack as usize >= c.racks.len() {
+                return Err(refuse(i, "rack", format!("cluster `{}` has {} racks", c.name, c.racks.len())));
+            }
+            Ok((c.racks.start + rack as usize) as u32)
+        };
+        // Checked in full first.
+        let mut resolved = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            resolved.push(match event {
+                FleetEvent::Node { cluster, rack, node, state } => {
+                    let r = rack_of(i, cluster, *rack)?;
+                    let nodes = self.scheduler.ledger().state().racks[r as usize].nodes;
+                    if *node >= nodes {
+                        return Err(refuse(i, "node", format!("the rack has {nodes} nodes")));
+                    }
+                    Resolved::Nodes(r, *node..*node + 1, *state)
+                }
+                FleetEvent::Rack { cluster, rack, state } => {
+                    let r = rack_of(i, cluster, *rack)?;
+                    Resolved::Nodes(r, 0..self.scheduler.ledger().state().racks[r as usize].nodes, *state)
+                }
+                FleetEvent::SitePower { site, power_mw } => {
+                    let s = fleet
+                        .sites
+                        .iter()
+                        .position(|x| &x.name == site)
+                        .ok_or_else(|| refuse(i, "site", format!("unknown site `{}`", site.escape_debug())))?;
+                    let max = gpuplace::model::fleet::MAX_SITE_MW;
+                    if !power_mw.is_finite() || *power_mw < 0.0 || *power_mw > max {
+                        return Err(refuse(i, "power_mw", format!("{power_mw} is out of range: 0 to {max} MW")));
+                    }
+                    let watts = (power_mw * 1e6).round() as u32;
+                    let jobs: u64 = self.scheduler.jobs_at_site(s as u32).iter().map(|(_, w)| u64::from(*w)).sum();
+                    let own = u64::from(self.scheduler.ledger().site_power_drawn_w(s)).saturating_sub(jobs);
+                    if u64::from(watts) < own {
+                        return Err(ApiError::new(
+                            409,
+                            InputError::new(
+                                REQUEST_SOURCE,
+                                format!("event {i}"),
+                                "power_mw",
+                                format!("the fleet file's own load at `{site}` draws {own} W, more than {watts} W"),
+                            )
+                            .to_string(),
+                        ));
+                    }
+                    Resolved::Power(s as u32, watts)
+                }
+                FleetEvent::ClusterOnline { cluster, online } => {
+                    Resolved::Online(cluster_of(i, cluster)? as u32, *online)
+                }
+            });
+        }
+        let mut requeued = BTreeSet::new();
+        for event in resolved {
+            match event {
+                Resolved::Nodes(rack, nodes, state) => {
+                    for node in nodes {
+                        if state == NodeStateName::Failed {
+                            for id in self.scheduler.jobs_on_node(rack, node) {
+                                let number = self.by_id[&id];
+                                let (cluster, index) = self.rack_name(rack);
+                                self.requeue(
+                                    number,
+                                    format!("requeued: tray {node} of rack {index} of {cluster} failed"),
+                                );
+                                requeued.insert(number);
+                            }
+                        }
+                        self.scheduler
+                            .set_node_state(rack, node, state.state())
+                            .map_err(|e| ApiError::new(500, e.to_string()))?;
+                        let at = self.scheduler.ledger().state().racks[rack as usize].first_node + node;
+                        let cleared =
+                            state == NodeStateName::Failed || self.overrides.nodes.get(&at).is_some_and(|o| o.1);
+                        if !cleared && state.state() == self.initial_nodes[at as usize] {
+                            self.overrides.nodes.remove(&at);
+                        } else {
+                            self.overrides.nodes.insert(at, (state, cleared));
+                        }
+                    }
+                }
+                Resolved::Power(site, watts) => {
+                    let mut jobs: Vec<(i32, usize, u32)> = self
+                        .scheduler
+                        .jobs_at_site(site)
+                        .into_iter()
+                        .map(|(id, w)| {
+                            let n = self.by_id[&id];
+                            (self.entries[n].stored.job.priority, n, w)
+                        })
+                        .collect();
+                    // Lowest priority first, then the latest submitted.
+                    jobs.sort_unstable_by_key(|&(priority, n, _)| (priority, std::cmp::Reverse(n)));
+                    let mut drawn = self.scheduler.ledger().site_power_drawn_w(site as usize);
+                    let name = self.scheduler.fleet().sites[site as usize].name.clone();
+                    for (_, number, w) in jobs {
+                        if drawn <= watts {
+                            break;
+                        }
+                        self.requeue(number, format!("requeued: the power of {name} fell to {watts} W"));
+                        requeued.insert(number);
+                        drawn -= w;
+                    }
+                    self.scheduler.set_site_power(site, watts).map_err(|e| ApiError::new(500, e.to_string()))?;
+                    self.overrides.power_w.insert(site, watts);
+                }
+                Resolved::Online(cluster, day) => {
+                    self.scheduler.set_cluster_online(cluster, day).map_err(|e| ApiError::new(500, e.to_string()))?;
+                    self.overrides.online.insert(cluster, day);
+                }
+            }
+        }
+        // Capacity may have grown: waiting jobs are tried again.
+        self.round_needed = true;
+        self.meta.overrides_json = serde_json::to_string(&self.overrides).expect("serializes");
+        self.meta_pending = Some(self.meta.clone());
+        Ok(requeued.into_iter().collect())
+    }
+
+    /// A global rack's cluster name and index in the cluster.
+    fn rack_name(&self, rack: u32) -> (String, u32) {
+        let fleet = self.scheduler.fleet();
+        let slot = fleet.racks[rack as usize];
+        (fleet.clusters[slot.cluster as usize].name.clone(), slot.index_in_cluster)
+    }
+
+    /// The fleet as it stands: sites (power, GPUs), trays not ready (the first `limit`), clusters
+    /// whose online day an event set.
+    pub fn fleet_view(&self, limit: usize) -> FleetView {
+        let fleet = self.scheduler.fleet();
+        let ledger = self.scheduler.ledger();
+        let used = gpuplace::report::metrics::site_gpus_used(fleet, ledger.state());
+        let free = gpuplace::report::metrics::site_gpus_free(fleet, ledger.state());
+        let sites = fleet
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(s, site)| SiteView {
+                name: site.name.clone(),
+                power_mw: f64::from(ledger.site_power_capacity_w()[s]) / 1e6,
+                drawn_mw: f64::from(ledger.site_power_drawn_w(s)) / 1e6,
+                gpus_used: used[s],
+                gpus_free: free[s],
+            })
+            .collect();
+        let state = ledger.state();
+        let mut not_ready = Vec::new();
+        let mut total = 0u64;
+        for (r, rack) in state.racks.iter().enumerate() {
+            for n in 0..rack.nodes {
+                let cell = state.nodes[(rack.first_node + n) as usize];
+                if cell.state != NodeState::Ready {
+                    total += 1;
+                    if not_ready.len() < limit {
+                        let (cluster, index) = self.rack_name(r as u32);
+                        not_ready.push(NodeView {
+                            cluster,
+                            rack: index,
+                            node: n,
+                            state: NodeStateName::of(cell.state),
+                        });
+                    }
+                }
+            }
+        }
+        let clusters_online =
+            self.overrides.online.iter().map(|(&c, &day)| (fleet.clusters[c as usize].name.clone(), day)).collect();
+        FleetView { sites, nodes_not_ready: not_ready, nodes_not_ready_total: total, clusters_online }
     }
 
     /// The job with submission number `number`, as the API shows it.
@@ -484,6 +733,50 @@ impl Service {
             }
         }
     }
+}
+
+/// An event with its names resolved to indices.
+enum Resolved {
+    Nodes(u32, std::ops::Range<u32>, NodeStateName),
+    Power(u32, u32),
+    Online(u32, Day),
+}
+
+/// Applies what fleet events changed at a restart. Before the placements are restored
+/// (`cordoned` false): failures (no placement holds a failed tray), repairs, power (placements fit
+/// the power now), online days. After (`cordoned` true): cordons, since pods placed before a
+/// cordon stay on the cordoned tray and a placement is restored only on ready trays.
+fn apply_overrides(scheduler: &mut Scheduler, overrides: &Overrides, cordoned: bool) -> Result<(), String> {
+    let firsts: Vec<u32> = scheduler.ledger().state().racks.iter().map(|r| r.first_node).collect();
+    let nodes = scheduler.ledger().state().nodes.len() as u32;
+    for (&at, &(state, cleared)) in &overrides.nodes {
+        if at >= nodes {
+            return Err(format!("node {at} does not exist"));
+        }
+        let rack = firsts.partition_point(|&f| f <= at) as u32 - 1;
+        let node = at - firsts[rack as usize];
+        if (state == NodeStateName::Cordoned) != cordoned {
+            // A cordoned tray is ready while the placements are restored.
+            if !cordoned && state == NodeStateName::Cordoned {
+                scheduler.set_node_state(rack, node, NodeState::Ready).map_err(|e| e.to_string())?;
+            }
+            continue;
+        }
+        if cleared && !cordoned {
+            scheduler.set_node_state(rack, node, NodeState::Failed).map_err(|e| e.to_string())?;
+        }
+        scheduler.set_node_state(rack, node, state.state()).map_err(|e| e.to_string())?;
+    }
+    if cordoned {
+        return Ok(());
+    }
+    for (&site, &watts) in &overrides.power_w {
+        scheduler.set_site_power(site, watts).map_err(|e| e.to_string())?;
+    }
+    for (&cluster, &day) in &overrides.online {
+        scheduler.set_cluster_online(cluster, day).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// 409 for job `i` of a submission, worded as the library words a refused record.

@@ -31,6 +31,9 @@ pub struct Meta {
     pub policy_json: String,
     /// The latest scheduling round's number (written with every commit).
     pub round: u64,
+    /// What fleet events changed (node states, site power, online days), as JSON
+    /// (`crate::service::Overrides`).
+    pub overrides_json: String,
 }
 
 /// A job as the store keeps it.
@@ -147,7 +150,12 @@ impl Store {
         }
         let round =
             text("round")?.parse::<u64>().map_err(|_| self.state_error("meta round", "is not a round number"))?;
-        Ok(Some(Meta { fleet_json: text("fleet")?, policy_json: text("policy")?, round }))
+        Ok(Some(Meta {
+            fleet_json: text("fleet")?,
+            policy_json: text("policy")?,
+            round,
+            overrides_json: text("overrides")?,
+        }))
     }
 
     fn count_jobs(&self) -> Result<u64, ServeError> {
@@ -195,6 +203,7 @@ impl Store {
                     ("format", STORE_FORMAT.to_string()),
                     ("fleet", meta.fleet_json.clone()),
                     ("policy", meta.policy_json.clone()),
+                    ("overrides", meta.overrides_json.clone()),
                 ] {
                     table.insert(key, value.as_bytes()).map_err(|e| self.store_error(e))?;
                 }

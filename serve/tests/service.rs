@@ -372,3 +372,121 @@ fn a_new_state_directory_keeps_its_fleet_before_any_request_and_an_empty_file_is
     assert!(error.contains("is empty"), "{error}");
     assert_eq!(std::fs::read(empty.path().join(gpuplace_serve::store::STATE_FILE)).unwrap(), b"");
 }
+
+fn events(
+    service: &mut Service,
+    body: serde_json::Value,
+) -> Result<Vec<gpuplace_serve::JobView>, gpuplace_serve::api::ApiError> {
+    let parsed: Vec<gpuplace_serve::api::FleetEvent> = match body {
+        serde_json::Value::Array(_) => serde_json::from_value(body).unwrap(),
+        one => vec![serde_json::from_value(one).unwrap()],
+    };
+    let numbers = service.apply_events(&parsed)?;
+    if service.round_needed() {
+        service.run_round().unwrap();
+    }
+    service.commit().unwrap();
+    Ok(numbers.into_iter().map(|n| service.view(n)).collect())
+}
+
+#[test]
+fn fleet_events_requeue_what_they_displace_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet())).unwrap();
+    // Two small jobs in sines (hgx racks; eu, priority 1 and 5), one kept to texas (nvl72) by its
+    // latency bound.
+    let eu = |id: &str, gpus: u32, priority: i32| {
+        Job::new(id, JobKind::Inference, gpus, "eu").with_priority(priority).with_duration_h(1.0)
+    };
+    batch(&mut service, &[eu("low", 8, 1), eu("high", 8, 5), job("us", 4, 3).with_max_latency_ms(10)], &[]);
+    let placed = |s: &Service, id: &str| s.job(id).unwrap().placement.unwrap();
+    let low = placed(&service, "low");
+    assert_eq!(low.site, "sines");
+    // Fail the tray that holds `low`: it is requeued and placed again elsewhere (there is room).
+    let pod = &low.pods[0];
+    let requeued = events(&mut service, serde_json::json!({"event": "node", "cluster": low.cluster, "rack": pod.rack, "node": pod.node, "state": "failed"})).unwrap();
+    assert_eq!(requeued.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["low"]);
+    let again = placed(&service, "low");
+    assert_ne!((again.racks[0].rack, again.pods[0].node), (pod.rack, pod.node), "placed on the failed tray again");
+    let view = service.fleet_view(100);
+    assert_eq!(view.nodes_not_ready_total, 1);
+    // Cordon every other hgx rack but one; a new job goes to the one left.
+    let cordon: Vec<serde_json::Value> = (0..6)
+        .filter(|&r| r != 5)
+        .map(|r| serde_json::json!({"event": "rack", "cluster": "s1", "rack": r, "state": "cordoned"}))
+        .collect();
+    let requeued = events(&mut service, serde_json::Value::Array(cordon)).unwrap();
+    assert!(requeued.is_empty(), "cordoning requeues nothing");
+    assert_eq!(service.job("low").unwrap().state, JobState::Placed, "pods on cordoned trays keep running");
+    batch(&mut service, &[eu("new", 8, 1)], &[]);
+    assert_eq!(placed(&service, "new").racks[0].rack, 5);
+    // Cut sines' power to what one 8-GPU job draws: the lowest priority, then the latest, go first.
+    let one_job_mw = 8.0 * 10.0 / 8.0 / 1000.0;
+    let requeued =
+        events(&mut service, serde_json::json!({"event": "site_power", "site": "sines", "power_mw": one_job_mw}))
+            .unwrap();
+    let ids: Vec<&str> = requeued.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&"new") && ids.contains(&"low"), "{ids:?}");
+    assert_eq!(service.job("high").unwrap().state, JobState::Placed, "the highest priority stays");
+    // Each requeued job is placed again within the power (here: at texas) or waits, saying why.
+    for id in ["low", "new"] {
+        let view = service.job(id).unwrap();
+        match view.state {
+            JobState::Placed => assert_eq!(view.placement.unwrap().site, "texas", "{id}"),
+            JobState::Waiting => assert!(view.reason.is_some(), "{id}"),
+            other => panic!("{id} is {other:?}"),
+        }
+    }
+    let sines = &service.fleet_view(100).sites[1];
+    assert!(sines.drawn_mw <= sines.power_mw + 1e-9, "{sines:?}");
+    // Bring a cluster's online day far ahead, then a restart: everything as it was.
+    events(&mut service, serde_json::json!({"event": "cluster_online", "cluster": "t1", "online": "2100-01-01"}))
+        .unwrap();
+    let before = (all_views(&service), service.fleet_view(100), service.scheduler().ledger().state().clone());
+    drop(service);
+    let reopened = open(dir.path(), None).unwrap();
+    let strip = |views: &[gpuplace_serve::JobView]| {
+        views.iter().map(|v| (v.id.clone(), v.state, v.placement.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&all_views(&reopened)), strip(&before.0));
+    assert_eq!(reopened.fleet_view(100), before.1);
+    assert_eq!(reopened.scheduler().ledger().state(), &before.2);
+}
+
+#[test]
+fn fleet_events_are_checked_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet())).unwrap();
+    batch(&mut service, &[job("a", 8, 1)], &[]);
+    let state = service.scheduler().ledger().state().clone();
+    let cases = [
+        (
+            serde_json::json!([{"event": "rack", "cluster": "s1", "rack": 0, "state": "failed"}, {"event": "rack", "cluster": "nowhere", "rack": 0, "state": "failed"}]),
+            422,
+            "cluster",
+        ),
+        (serde_json::json!({"event": "rack", "cluster": "s1", "rack": 6, "state": "failed"}), 422, "rack"),
+        (serde_json::json!({"event": "node", "cluster": "t1", "rack": 0, "node": 18, "state": "failed"}), 422, "node"),
+        (serde_json::json!({"event": "site_power", "site": "sines", "power_mw": -1.0}), 422, "power_mw"),
+        (serde_json::json!({"event": "site_power", "site": "mars", "power_mw": 1.0}), 422, "site"),
+    ];
+    for (body, status, field) in cases {
+        let parsed: Vec<gpuplace_serve::api::FleetEvent> = match body.clone() {
+            serde_json::Value::Array(_) => serde_json::from_value(body.clone()).unwrap(),
+            one => vec![serde_json::from_value(one).unwrap()],
+        };
+        let error = service.apply_events(&parsed).expect_err(&body.to_string());
+        assert_eq!(error.status, status, "{body}: {}", error.message);
+        assert!(error.message.contains(field) && error.message.starts_with("request: event"), "{}", error.message);
+        assert_eq!(service.scheduler().ledger().state(), &state, "{body}: a refused request changed the fleet");
+    }
+    // Over HTTP: malformed events are 400, and the routes answer.
+    let (server, client) = start(tempfile::tempdir().unwrap().path(), None);
+    assert_eq!(status_of(client.events(br#"{"event": "explode"}"#)), 400);
+    let answer =
+        client.events(br#"[{"event": "node", "cluster": "t1", "rack": 0, "node": 0, "state": "cordoned"}]"#).unwrap();
+    assert_eq!((answer.applied, answer.requeued.len()), (1, 0));
+    assert_eq!(client.fleet().unwrap().nodes_not_ready_total, 1);
+    server.stop().unwrap();
+}
