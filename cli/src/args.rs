@@ -261,8 +261,9 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// listen beyond loopback.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
-        /// How long to gather requests after the first of a batch, ms (0..=1000).
-        #[arg(long, value_name = "MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        /// How long to gather requests after the first of a batch, ms (0..=1000). With 0, a batch
+        /// is what arrived while the previous one was placed and committed.
+        #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
         batch_window_ms: u64,
         /// Scoring backend.
         #[arg(long, value_enum, default_value = "auto")]
@@ -329,7 +330,7 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         batch: u64,
         /// The server's batch window, ms (0..=1000).
-        #[arg(long, value_name = "MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
         batch_window_ms: u64,
         /// Scoring backend.
         #[arg(long, value_enum, default_value = "cpu")]

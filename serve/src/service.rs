@@ -429,8 +429,13 @@ impl Service {
         let numbers: Vec<usize> = self.by_state[state_index(JobState::Waiting)].iter().copied().collect();
         let workload =
             Workload::from_jobs(numbers.iter().map(|&n| self.entries[n].stored.job.clone()).collect(), "<waiting>");
-        let placement = self.scheduler.place(&workload, None)?;
-        for decision in &placement.decisions {
+        // What `Scheduler::place` does, without copying the fleet's state before and after (a
+        // round's largest fixed cost on a large fleet).
+        let compiled = self.scheduler.compile(&workload, self.date())?;
+        let all: Vec<usize> = (0..workload.jobs.len()).collect();
+        let (decisions, _, _) =
+            self.scheduler.place_compiled(&compiled, &all, gpuplace::engine::place::Reasons::Worded, &mut |_, _| {})?;
+        for decision in &decisions {
             let number = numbers[decision.job];
             match &decision.outcome {
                 Outcome::Placed { allocation, score } => {
