@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""Markdown table of `gpuplace load --json` files, one row each, for BENCHMARKS.md."""
+import json
+import sys
+
+print("| jobs in the system | placed before | clients | jobs per submission | submissions | jobs placed | decisions/s | requests/s | submit p50 ms | submit p99 ms | submit max ms | finish p50 ms | finish p99 ms |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    print(
+        f"| {r['in_system']:,} | {r['placed_before']:,} | {r['clients']} | {r['batch']} | {r['submissions']:,} | {r['decisions']:,} "
+        f"| {r['decisions_per_s']:,.0f} | {r['requests_per_s']:,.0f} | {r['submit_ms'][0]:.2f} | {r['submit_ms'][1]:.2f} "
+        f"| {r['submit_ms'][2]:.2f} | {r['finish_ms'][0]:.2f} | {r['finish_ms'][1]:.2f} |"
+    )
+print()
+print(f"Backend: {json.load(open(sys.argv[1]))['backend']}; batch window {json.load(open(sys.argv[1]))['window_ms']:.0f} ms.")
