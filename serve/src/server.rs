@@ -144,9 +144,15 @@ impl Server {
         let core = std::thread::Builder::new()
             .name("gpuplace-core".into())
             .spawn(move || {
-                let result = run_core(service, receiver, window);
-                ended.notify_one();
-                result
+                // Notifies when the core ends, even by a panic.
+                struct Ended(Arc<Notify>);
+                impl Drop for Ended {
+                    fn drop(&mut self) {
+                        self.0.notify_one();
+                    }
+                }
+                let _ended = Ended(ended);
+                run_core(service, receiver, window)
             })
             .map_err(|e| listen_error(format!("cannot start the core thread: {e}")))?;
         let state = AppState {

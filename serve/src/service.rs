@@ -57,7 +57,7 @@ pub struct Overrides {
 }
 
 /// The most events one request may carry.
-pub const MAX_EVENTS: usize = 100_000;
+pub const MAX_EVENTS: usize = 10_000;
 
 /// One accepted job.
 struct Entry {
@@ -178,7 +178,9 @@ impl Service {
             .map_err(|e| state_error("meta overrides", format!("does not read back: {e}")))?;
         let initial_nodes = fleet.initial_state().nodes.iter().map(|n| n.state).collect();
         let mut scheduler = Scheduler::new(fleet, policy, config.backend)?;
-        apply_overrides(&mut scheduler, &overrides, false).map_err(|m| state_error("meta overrides", m))?;
+        let initial_nodes: Vec<NodeState> = initial_nodes;
+        apply_overrides(&mut scheduler, &overrides, &initial_nodes, false)
+            .map_err(|m| state_error("meta overrides", m))?;
         if new {
             // Durable before the server answers anything: a restart without --fleet finds it.
             store.write(Some(&meta), meta.round, [])?;
@@ -206,7 +208,7 @@ impl Service {
             initial_nodes,
         };
         service.restore()?;
-        apply_overrides(&mut service.scheduler, &service.overrides, true)
+        apply_overrides(&mut service.scheduler, &service.overrides, &service.initial_nodes, true)
             .map_err(|m| state_error("meta overrides", m))?;
         // The first round works out the waiting jobs' reasons; it places nothing that the last
         // round before the restart could not (the capacity is the same), and writes only if so.
@@ -576,14 +578,44 @@ impl Service {
                 }
             });
         }
+        // Who holds what, indexed once per request (a scan of every placed job per tray would
+        // hold up the core). Jobs requeued by an earlier event of the request are skipped.
+        let needs_index =
+            resolved.iter().any(|e| matches!(e, Resolved::Nodes(_, _, NodeStateName::Failed) | Resolved::Power(..)));
+        let mut on_node: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
+        let mut at_site: HashMap<u32, Vec<(usize, u32)>> = HashMap::new();
+        if needs_index {
+            for (id, allocation) in self.scheduler.placed() {
+                let number = self.by_id[id];
+                at_site.entry(allocation.site).or_default().push((number, allocation.power_w));
+                for pod in &allocation.pods {
+                    let holders = on_node.entry((pod.rack, pod.node)).or_default();
+                    if holders.last() != Some(&number) {
+                        holders.push(number);
+                    }
+                }
+            }
+        }
         let mut requeued = BTreeSet::new();
         for event in resolved {
             match event {
                 Resolved::Nodes(rack, nodes, state) => {
+                    let whole_rack = nodes.len() > 1;
                     for node in nodes {
+                        let at = self.scheduler.ledger().state().racks[rack as usize].first_node + node;
+                        let now = self.scheduler.ledger().state().nodes[at as usize].state;
+                        // A rack cordoned leaves its failed trays failed (a `ready` repairs them).
+                        if whole_rack && state == NodeStateName::Cordoned && now == NodeState::Failed {
+                            continue;
+                        }
                         if state == NodeStateName::Failed {
-                            for id in self.scheduler.jobs_on_node(rack, node) {
-                                let number = self.by_id[&id];
+                            let mut holders = on_node.get(&(rack, node)).cloned().unwrap_or_default();
+                            holders.sort_unstable();
+                            holders.dedup();
+                            for number in holders {
+                                if self.entries[number].stored.state != JobState::Placed {
+                                    continue;
+                                }
                                 let (cluster, index) = self.rack_name(rack);
                                 self.requeue(
                                     number,
@@ -594,8 +626,7 @@ impl Service {
                         }
                         self.scheduler
                             .set_node_state(rack, node, state.state())
-                            .map_err(|e| ApiError::new(500, e.to_string()))?;
-                        let at = self.scheduler.ledger().state().racks[rack as usize].first_node + node;
+                            .expect("the node exists and the jobs on it were requeued");
                         let cleared =
                             state == NodeStateName::Failed || self.overrides.nodes.get(&at).is_some_and(|o| o.1);
                         if !cleared && state.state() == self.initial_nodes[at as usize] {
@@ -606,14 +637,12 @@ impl Service {
                     }
                 }
                 Resolved::Power(site, watts) => {
-                    let mut jobs: Vec<(i32, usize, u32)> = self
-                        .scheduler
-                        .jobs_at_site(site)
+                    let mut jobs: Vec<(i32, usize, u32)> = at_site
+                        .get(&site)
                         .into_iter()
-                        .map(|(id, w)| {
-                            let n = self.by_id[&id];
-                            (self.entries[n].stored.job.priority, n, w)
-                        })
+                        .flatten()
+                        .filter(|&&(n, _)| self.entries[n].stored.state == JobState::Placed)
+                        .map(|&(n, w)| (self.entries[n].stored.job.priority, n, w))
                         .collect();
                     // Lowest priority first, then the latest submitted.
                     jobs.sort_unstable_by_key(|&(priority, n, _)| (priority, std::cmp::Reverse(n)));
@@ -627,11 +656,13 @@ impl Service {
                         requeued.insert(number);
                         drawn -= w;
                     }
-                    self.scheduler.set_site_power(site, watts).map_err(|e| ApiError::new(500, e.to_string()))?;
+                    self.scheduler
+                        .set_site_power(site, watts)
+                        .expect("checked: the fleet file's own load fits, and jobs were requeued until the draw fits");
                     self.overrides.power_w.insert(site, watts);
                 }
                 Resolved::Online(cluster, day) => {
-                    self.scheduler.set_cluster_online(cluster, day).map_err(|e| ApiError::new(500, e.to_string()))?;
+                    self.scheduler.set_cluster_online(cluster, day).expect("the cluster exists");
                     self.overrides.online.insert(cluster, day);
                 }
             }
@@ -748,32 +779,55 @@ enum Resolved {
 }
 
 /// Applies what fleet events changed at a restart. Before the placements are restored
-/// (`cordoned` false): failures (no placement holds a failed tray), repairs, power (placements fit
-/// the power now), online days. After (`cordoned` true): cordons, since pods placed before a
-/// cordon stay on the cordoned tray and a placement is restored only on ready trays.
-fn apply_overrides(scheduler: &mut Scheduler, overrides: &Overrides, cordoned: bool) -> Result<(), String> {
+/// (`after` false): failures (a tray that failed drops the fleet file's load on it, even when it
+/// is ready or cordoned now), repairs, power (placements fit the power now), online days; and
+/// every tray that is cordoned now — by an event or by the fleet file — is made ready, because pods
+/// placed before a cordon stay on the cordoned tray and a placement is restored only on ready
+/// trays. After (`after` true): those trays are cordoned again.
+fn apply_overrides(
+    scheduler: &mut Scheduler,
+    overrides: &Overrides,
+    initial: &[NodeState],
+    after: bool,
+) -> Result<(), String> {
     let firsts: Vec<u32> = scheduler.ledger().state().racks.iter().map(|r| r.first_node).collect();
     let nodes = scheduler.ledger().state().nodes.len() as u32;
-    for (&at, &(state, cleared)) in &overrides.nodes {
+    let locate = |at: u32| -> Result<(u32, u32), String> {
         if at >= nodes {
             return Err(format!("node {at} does not exist"));
         }
         let rack = firsts.partition_point(|&f| f <= at) as u32 - 1;
-        let node = at - firsts[rack as usize];
-        if (state == NodeStateName::Cordoned) != cordoned {
-            // A cordoned tray is ready while the placements are restored.
-            if !cordoned && state == NodeStateName::Cordoned {
-                scheduler.set_node_state(rack, node, NodeState::Ready).map_err(|e| e.to_string())?;
-            }
-            continue;
+        Ok((rack, at - firsts[rack as usize]))
+    };
+    let set = |scheduler: &mut Scheduler, at: u32, state: NodeState| -> Result<(), String> {
+        let (rack, node) = locate(at)?;
+        scheduler.set_node_state(rack, node, state).map_err(|e| e.to_string())
+    };
+    // Every tray cordoned now: by an override, or by the fleet file with none.
+    let mut cordoned: Vec<u32> =
+        overrides.nodes.iter().filter(|(_, (state, _))| *state == NodeStateName::Cordoned).map(|(&at, _)| at).collect();
+    cordoned.extend(
+        initial
+            .iter()
+            .enumerate()
+            .filter(|&(at, &state)| state == NodeState::Cordoned && !overrides.nodes.contains_key(&(at as u32)))
+            .map(|(at, _)| at as u32),
+    );
+    if after {
+        for at in cordoned {
+            set(scheduler, at, NodeState::Cordoned)?;
         }
-        if cleared && !cordoned {
-            scheduler.set_node_state(rack, node, NodeState::Failed).map_err(|e| e.to_string())?;
-        }
-        scheduler.set_node_state(rack, node, state.state()).map_err(|e| e.to_string())?;
-    }
-    if cordoned {
         return Ok(());
+    }
+    for (&at, &(state, cleared)) in &overrides.nodes {
+        if cleared {
+            set(scheduler, at, NodeState::Failed)?;
+        }
+        let now = if state == NodeStateName::Cordoned { NodeState::Ready } else { state.state() };
+        set(scheduler, at, now)?;
+    }
+    for &at in &cordoned {
+        set(scheduler, at, NodeState::Ready)?;
     }
     for (&site, &watts) in &overrides.power_w {
         scheduler.set_site_power(site, watts).map_err(|e| e.to_string())?;

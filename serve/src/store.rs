@@ -148,8 +148,12 @@ impl Store {
                 ),
             ));
         }
-        let round =
-            text("round")?.parse::<u64>().map_err(|_| self.state_error("meta round", "is not a round number"))?;
+        let round = match get("round")? {
+            None => 0,
+            Some(_) => {
+                text("round")?.parse::<u64>().map_err(|_| self.state_error("meta round", "is not a round number"))?
+            }
+        };
         Ok(Some(Meta {
             fleet_json: text("fleet")?,
             policy_json: text("policy")?,

@@ -490,3 +490,90 @@ fn fleet_events_are_checked_all_or_none() {
     assert_eq!(client.fleet().unwrap().nodes_not_ready_total, 1);
     server.stop().unwrap();
 }
+
+/// A fleet with the fleet file's own load on trays and a tray the file cordoned.
+fn fleet_with_file_state() -> Fleet {
+    use gpuplace::kernel::state::NodeState;
+    use gpuplace::model::fleet::NodeFile;
+    FleetFile::new(["us"])
+        .with_as_of(DAY)
+        .with_rack_type("hgx", RackTypeFile::new("H100", 8, 80, 10.0))
+        .with_rack_type("nvl72", RackTypeFile::new("GB300", 72, 288, 135.0))
+        .with_site(
+            SiteFile::new("texas", "IREN", "US", "US", 0.1, Day(0))
+                .with_latency_ms("us", 5)
+                .with_cluster(
+                    ClusterFile::new("t1", "nvl72", 2)
+                        .with_nodes(vec![NodeFile::new(0, 0).with_used_gpus(2), NodeFile::new(0, 1).with_used_gpus(4)]),
+                )
+                .with_cluster(
+                    ClusterFile::new("h1", "hgx", 1)
+                        .with_nodes(vec![NodeFile::new(0, 0).with_state(NodeState::Cordoned)]),
+                ),
+        )
+        .build("<file state>")
+        .unwrap()
+}
+
+fn apply(service: &mut Service, body: serde_json::Value) -> Vec<gpuplace_serve::JobView> {
+    events(service, body).unwrap_or_else(|e| panic!("{}", e.message))
+}
+
+#[test]
+fn restarts_after_every_kind_of_tray_history_restore_the_same_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet_with_file_state())).unwrap();
+    let check_restart = |service: Service, what: &str| -> Service {
+        let state = service.scheduler().ledger().state().clone();
+        let views = all_views(&service);
+        let fleet_view = service.fleet_view(100);
+        drop(service);
+        let reopened = open(dir.path(), None).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(reopened.scheduler().ledger().state(), &state, "{what}: the ledger differs after a restart");
+        assert_eq!(reopened.fleet_view(100), fleet_view, "{what}");
+        let strip = |v: &[gpuplace_serve::JobView]| {
+            v.iter().map(|v| (v.id.clone(), v.state, v.placement.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&all_views(&reopened)), strip(&views), "{what}");
+        reopened
+    };
+    // A tray with the file's load fails, is repaired, and its rack is cordoned: the load stays gone.
+    apply(&mut service, serde_json::json!({"event": "node", "cluster": "t1", "rack": 0, "node": 0, "state": "failed"}));
+    apply(&mut service, serde_json::json!({"event": "node", "cluster": "t1", "rack": 0, "node": 0, "state": "ready"}));
+    apply(&mut service, serde_json::json!({"event": "rack", "cluster": "t1", "rack": 0, "state": "cordoned"}));
+    let mut service = check_restart(service, "failed, repaired, cordoned");
+    // A rack cordon leaves a failed tray failed.
+    apply(&mut service, serde_json::json!({"event": "node", "cluster": "t1", "rack": 1, "node": 3, "state": "failed"}));
+    apply(&mut service, serde_json::json!({"event": "rack", "cluster": "t1", "rack": 1, "state": "cordoned"}));
+    let failed = service
+        .fleet_view(100)
+        .nodes_not_ready
+        .iter()
+        .filter(|n| n.state == gpuplace_serve::api::NodeStateName::Failed)
+        .count();
+    assert_eq!(failed, 1, "the cordon repaired a failed tray");
+    let mut service = check_restart(service, "a failed tray in a cordoned rack");
+    // The tray the file cordoned is uncordoned, takes a job, and is cordoned again: the job stays.
+    apply(&mut service, serde_json::json!({"event": "node", "cluster": "h1", "rack": 0, "node": 0, "state": "ready"}));
+    batch(&mut service, &[job("on-h1", 8, 1)], &[]);
+    assert_eq!(service.job("on-h1").unwrap().placement.unwrap().cluster, "h1");
+    apply(
+        &mut service,
+        serde_json::json!({"event": "node", "cluster": "h1", "rack": 0, "node": 0, "state": "cordoned"}),
+    );
+    let mut service = check_restart(service, "a file-cordoned tray uncordoned, used, cordoned again");
+    // Power raised above the file's, used, released, lowered again: no panic, and a restart.
+    // (Rack 1 made ready, its failed tray repaired: one whole NVL72 rack of 135 kW.)
+    apply(&mut service, serde_json::json!({"event": "rack", "cluster": "t1", "rack": 1, "state": "ready"}));
+    apply(&mut service, serde_json::json!({"event": "site_power", "site": "texas", "power_mw": 3.0}));
+    let big: Vec<Job> = (0..2).map(|i| job(&format!("big-{i}"), 72, 1)).collect();
+    batch(&mut service, &big, &[]);
+    assert_eq!(service.job("big-0").unwrap().state, JobState::Placed);
+    let drawn = service.fleet_view(100).sites[0].drawn_mw;
+    assert!(drawn > 0.1, "the raised power is used ({drawn} MW)");
+    service.finish("big-0").unwrap();
+    batch(&mut service, &[], &[]);
+    apply(&mut service, serde_json::json!({"event": "site_power", "site": "texas", "power_mw": 0.05}));
+    let service = check_restart(service, "power raised, used and lowered");
+    service.scheduler().ledger().check_consistency().unwrap();
+}

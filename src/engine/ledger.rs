@@ -538,7 +538,7 @@ impl Ledger {
             );
         }
         self.restate(allocation);
-        let capacity = self.fleet.sites[allocation.site as usize].power_w;
+        let capacity = self.power_capacity_w[allocation.site as usize];
         let site = &mut self.state.sites[allocation.site as usize];
         assert!(
             u64::from(site.power_free_w) + u64::from(allocation.power_w) <= u64::from(capacity),
@@ -641,8 +641,8 @@ impl Ledger {
                 }
             }
         }
-        for (s, site) in self.fleet.sites.iter().enumerate() {
-            if self.state.sites[s].power_free_w > site.power_w {
+        for (s, &capacity) in self.power_capacity_w.iter().enumerate() {
+            if self.state.sites[s].power_free_w > capacity {
                 return Err(format!("site {s} has more power free than it has"));
             }
         }

@@ -145,6 +145,11 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Every placed job and what it holds, in no particular order.
+    pub fn placed(&self) -> impl Iterator<Item = (&str, &Allocation)> {
+        self.running.iter().map(|(id, a)| (id.as_str(), a))
+    }
+
     /// The placed jobs with a pod on node `node` of rack `rack` (global index), by id.
     pub fn jobs_on_node(&self, rack: u32, node: u32) -> Vec<String> {
         let mut ids: Vec<String> = self

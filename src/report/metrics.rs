@@ -99,9 +99,15 @@ pub fn site_gpus_free(fleet: &Fleet, state: &FleetState) -> Vec<u64> {
     free
 }
 
-/// IT power drawn at each site in `state`, W.
+/// IT power drawn at each site in `state`, W, against the fleet file's power (a ledger whose
+/// site power was changed knows its own draw: `Ledger::site_power_drawn_w`).
 pub fn site_power_drawn_w(fleet: &Fleet, state: &FleetState) -> Vec<u64> {
-    fleet.sites.iter().zip(&state.sites).map(|(site, s)| u64::from(site.power_w - s.power_free_w)).collect()
+    fleet
+        .sites
+        .iter()
+        .zip(&state.sites)
+        .map(|(site, s)| u64::from(site.power_w.saturating_sub(s.power_free_w)))
+        .collect()
 }
 
 /// True when a placed job sits further from its users than its latency bound, checked against the
