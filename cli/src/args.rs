@@ -282,6 +282,7 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
     /// Show a job of a running `gpuplace serve`, or list its jobs.
     #[command(after_help = "Examples:
   gpuplace status job-1
+  gpuplace status job-1 --explain
   gpuplace status --state-filter waiting")]
     Status {
         /// The job's id (without it: list jobs).
@@ -289,6 +290,9 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// List only jobs in this state.
         #[arg(long, value_name = "STATE", value_parser = ["waiting", "placed", "preempted", "finished", "rejected"])]
         state_filter: Option<String>,
+        /// With an ID: why the waiting job is not placed now (candidates, rejections, reason).
+        #[arg(long, requires = "id")]
+        explain: bool,
         /// List jobs submitted after this submission number (the `submitted` of the last one shown).
         #[arg(long, value_name = "N")]
         after: Option<u64>,

@@ -92,6 +92,13 @@ impl Client {
         self.parse(&path, &text)
     }
 
+    /// Why waiting job `id` is not placed now.
+    pub fn explain(&self, id: &str) -> Result<gpuplace::engine::explain::Explanation, ServeError> {
+        let path = format!("/v1/jobs/{}/explain", encode_segment(id));
+        let text = self.get(&path)?;
+        self.parse(&path, &text)
+    }
+
     /// Finishes (or cancels) job `id`.
     pub fn finish_job(&self, id: &str) -> Result<JobView, ServeError> {
         let path = format!("/v1/jobs/{}/finish", encode_segment(id));

@@ -87,6 +87,7 @@ enum Op {
     Fleet,
     Finish(String),
     Get(String),
+    Explain(String),
     List { state: Option<JobState>, after: Option<u64>, limit: usize },
     Metrics,
     Health,
@@ -164,6 +165,7 @@ impl Server {
             .route("/v1/jobs", post(submit).get(list))
             .route("/v1/jobs/{id}", get(job))
             .route("/v1/jobs/{id}/finish", post(finish))
+            .route("/v1/jobs/{id}/explain", get(explain))
             .route("/v1/fleet", get(fleet))
             .route("/v1/fleet/events", post(events))
             .route("/metrics", get(metrics))
@@ -359,6 +361,7 @@ fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answ
         ),
         Pending::Read(Op::Fleet) => json(StatusCode::OK, &service.fleet_view(MAX_NODES_LISTED)),
         Pending::Read(Op::Get(id)) => json(StatusCode::OK, &service.job(&id)?),
+        Pending::Read(Op::Explain(id)) => json(StatusCode::OK, &service.explain(&id)?),
         Pending::Read(Op::List { state, after, limit }) => {
             let (jobs, total) = service.list(state, after, limit);
             json(StatusCode::OK, &JobsResponse { jobs, total: Some(total) })
@@ -506,6 +509,13 @@ async fn finish(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         return refusal;
     }
     call(&state, Op::Finish(id)).await
+}
+
+async fn explain(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    call(&state, Op::Explain(id)).await
 }
 
 async fn job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {

@@ -745,6 +745,24 @@ impl Service {
         }
     }
 
+    /// Why waiting job `id` is not placed, against the live capacity now: its best candidates,
+    /// the racks rejected per constraint, the reason (the library's `explain_now`). 404 when
+    /// unknown, 409 when it does not wait (a placed job's placement is in its view).
+    pub fn explain(&self, id: &str) -> Result<gpuplace::engine::explain::Explanation, ApiError> {
+        let &number = self
+            .by_id
+            .get(id)
+            .ok_or_else(|| ApiError::new(404, format!("job `{}`: no such job", id.escape_debug())))?;
+        let stored = &self.entries[number].stored;
+        if !matches!(stored.state, JobState::Waiting | JobState::Preempted) {
+            return Err(ApiError::new(
+                409,
+                format!("job `{}`: it is {}; only a waiting job is explained", id.escape_debug(), stored.state.name()),
+            ));
+        }
+        self.scheduler.explain_now(&stored.job, None).map_err(|e| ApiError::new(500, e.to_string()))
+    }
+
     /// Job `id`, as the API shows it; 404 when unknown.
     pub fn job(&self, id: &str) -> Result<JobView, ApiError> {
         self.by_id

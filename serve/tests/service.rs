@@ -240,6 +240,14 @@ fn the_http_api_answers_every_route_and_refuses_bad_requests() {
     let three = client.submit(file.to_string().as_bytes()).unwrap();
     assert_eq!(three.jobs.len(), 3);
     assert!(three.jobs.iter().any(|j| j.state == JobState::Waiting), "the small fleet makes someone wait");
+    // A waiting job says why, with the racks rejected per constraint; a placed one is not explained.
+    let waiting_id = three.jobs.iter().find(|j| j.state == JobState::Waiting).unwrap().id.clone();
+    let why = client.explain(&waiting_id).unwrap();
+    assert_eq!(why.job, waiting_id);
+    assert!(why.decision.starts_with("cannot be placed now") && why.reason.is_some(), "{}", why.decision);
+    assert_eq!(why.feasible_racks, 0);
+    assert_eq!(status_of(client.explain("a")), 409);
+    assert_eq!(status_of(client.explain("nobody")), 404);
     // Get, list, finish.
     assert_eq!(client.job("a").unwrap().state, JobState::Placed);
     let waiting = client.list(Some(JobState::Waiting), None, None).unwrap();

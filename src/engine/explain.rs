@@ -222,3 +222,40 @@ pub fn explain(
         reason,
     })
 }
+
+/// Job `id` (compiled as `job`) against the live capacity of `ledger` now, as if it were decided
+/// now and alone: its best candidates, the feasible racks, the racks rejected per constraint, and
+/// where it would go or why it cannot be placed. A service explains a waiting job so. Its scores
+/// are those of the job alone (the fragmentation term's typical pods are its own), so they can
+/// differ from a round's; which racks are feasible cannot.
+pub fn explain_now(ledger: &Ledger, policy: &Policy, job: &JobGpu, id: &str) -> Explanation {
+    let fleet = ledger.fleet();
+    let (job, best) = crate::engine::place::best_with_relaxing(job, ledger, |job, ledger| ledger.best_rack(job));
+    let (candidates, feasible_racks) = candidates(ledger, &job, policy.candidates as usize);
+    let (decision, reason) = match best {
+        Some(best) => {
+            let slot = fleet.racks[best.rack as usize];
+            let cluster = &fleet.clusters[slot.cluster as usize];
+            let words = format!(
+                "would be placed now on {}/{} rack {} with score {}",
+                fleet.sites[cluster.site].name, cluster.name, slot.index_in_cluster, best.score
+            );
+            (words, None)
+        }
+        None => {
+            let reason = crate::engine::reasons::unplaced_reason(ledger, &job);
+            (format!("cannot be placed now: {reason}"), Some(reason))
+        }
+    };
+    Explanation {
+        job: id.to_string(),
+        need: describe_need(fleet, &job),
+        decided_before: 0,
+        candidates,
+        feasible_racks,
+        rejected: rejections(ledger, &job),
+        decision,
+        placed_on: None,
+        reason,
+    }
+}

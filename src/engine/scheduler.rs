@@ -362,6 +362,15 @@ impl Scheduler {
         crate::engine::explain::explain(&self.fleet, &placement.policy, workload, placement, id)
     }
 
+    /// Explains `job` against the live capacity now, as if it were decided now and alone (see
+    /// [`crate::engine::explain::explain_now`]); nothing is placed. An input error if the job does
+    /// not validate against the fleet.
+    pub fn explain_now(&self, job: &crate::model::jobs::Job, at: Option<Day>) -> Result<Explanation> {
+        let workload = Workload::from_jobs(vec![job.clone()], "<explain>");
+        let compiled = workload.compile(&self.fleet, &self.policy, self.placement_date(at))?;
+        Ok(crate::engine::explain::explain_now(&self.ledger, &self.policy, &compiled[0], &job.id))
+    }
+
     /// Test hook: scoring rounds of at most `max_jobs_per_round` jobs, ending early once more than
     /// `max_dirty_racks` racks changed, to exercise many rounds on small problems.
     #[cfg(feature = "test-hooks")]

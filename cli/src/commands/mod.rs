@@ -89,8 +89,8 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             }))
         }
         Command::Submit { file, server } => complete(serve::submit(&file, &server)),
-        Command::Status { id, state_filter, after, limit, server } => {
-            complete(serve::status(id.as_deref(), state_filter.as_deref(), after, limit, &server))
+        Command::Status { id, explain, state_filter, after, limit, server } => {
+            complete(serve::status(id.as_deref(), explain, state_filter.as_deref(), after, limit, &server))
         }
         Command::Finish { id, server } => complete(serve::finish(&id, &server)),
         Command::Load { in_system, keep_placed, requests, clients, batch, batch_window_ms, backend, json } => {

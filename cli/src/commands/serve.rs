@@ -109,6 +109,7 @@ pub fn submit(file: &Path, server: &ServerArgs) -> anyhow::Result<()> {
 /// `status [ID]`: one job as JSON, or a JSON line per listed job.
 pub fn status(
     id: Option<&str>,
+    explain: bool,
     state: Option<&str>,
     after: Option<u64>,
     limit: usize,
@@ -116,6 +117,7 @@ pub fn status(
 ) -> anyhow::Result<()> {
     let client = client(server)?;
     let text = match id {
+        Some(id) if explain => serde_json::to_string_pretty(&client.explain(id)?)? + "\n",
         Some(id) => serde_json::to_string_pretty(&client.job(id)?)? + "\n",
         None => {
             let state = state.map(|s| JobState::parse(s).expect("clap checked the name"));
