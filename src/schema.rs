@@ -38,7 +38,16 @@ enum JobsInput {
     Array(Vec<Job>),
 }
 
-fn schema_of<T: JsonSchema>(title: &str) -> Schema {
+impl Format {
+    /// A format of another package (the service's API bodies), for `gpuplace schema` to list with
+    /// these.
+    pub fn new(name: &'static str, used_by: &'static str, schema: Schema) -> Format {
+        Format { name, used_by, schema }
+    }
+}
+
+/// The schema of `T`, titled `title`.
+pub fn schema_of<T: JsonSchema>(title: &str) -> Schema {
     let mut schema = SchemaGenerator::default().into_root_schema_for::<T>();
     schema.insert("title".into(), title.into());
     schema

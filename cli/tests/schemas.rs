@@ -37,7 +37,7 @@ fn schema(name: &str) -> Value {
 #[test]
 fn committed_schemas_are_what_the_command_prints() {
     let names = names();
-    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names.len(), 18, "{names:?}");
     let update = std::env::var("GPUPLACE_UPDATE_SCHEMAS").is_ok_and(|v| v == "1");
     let mut stale = Vec::new();
     for name in &names {
@@ -189,6 +189,12 @@ fn every_file_written_validates_against_its_schema() {
     let bench = p("bench.json");
     run(&["bench", "--count", "200", "--racks", "20", "--repeat", "1", "--no-gpu", "--json", &bench]);
     assert_valid("bench", &read_json(&bench));
+
+    let load = p("load.json");
+    run(&["load", "--in-system", "50", "--requests", "10", "--clients", "1", "--json", &load]);
+    assert_valid("load", &read_json(&load));
+    // A document of another format does not pass (the check can fail).
+    assert!(!violations("load", &read_json(&bench)).is_empty());
 
     // gpuplace reads back what it wrote, in either form, to the same document.
     let out_file: OutFile = serde_json::from_value(document.clone()).unwrap();

@@ -187,6 +187,16 @@ fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gpuplace")).args(args).output().unwrap()
 }
 
+/// Fails unless `text` is a valid document of schema `name` (`gpuplace schema NAME`).
+fn assert_valid(name: &str, text: &str) {
+    let schema: serde_json::Value = serde_json::from_slice(&run(&["schema", name]).stdout).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let instance: serde_json::Value = serde_json::from_str(text).unwrap();
+    let errors: Vec<String> =
+        validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name}: {errors:?}\n{text}");
+}
+
 #[test]
 fn the_clients_work_against_the_server_and_sigterm_stops_it_cleanly() {
     let dir = temp_dir("serve-clients");
@@ -202,6 +212,7 @@ fn the_clients_work_against_the_server_and_sigterm_stops_it_cleanly() {
     assert_eq!(lines.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
     assert!(lines.iter().all(|j| j.state == JobState::Placed), "the fleet has room for three jobs");
     let output = run(&["status", "b", "--server", &url]);
+    assert_valid("api-job", &String::from_utf8_lossy(&output.stdout));
     let view: JobView = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!((view.id.as_str(), view.state), ("b", JobState::Placed));
     let output = run(&["status", "--state-filter", "placed", "--limit", "1", "--server", &url]);
@@ -216,6 +227,17 @@ fn the_clients_work_against_the_server_and_sigterm_stops_it_cleanly() {
     let output = run(&["finish", "b", "--server", &url]);
     let view: JobView = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(view.state, JobState::Finished);
+    // The answers of the other routes against their schemas.
+    let client = Client::new(&url, None);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    for (path, name) in [("/v1/jobs", "api-jobs"), ("/v1/fleet", "api-fleet"), ("/v1/jobs/nobody", "api-error")] {
+        let text = agent.get(&format!("{url}{path}")).call().unwrap().body_mut().read_to_string().unwrap();
+        assert_valid(name, &text);
+    }
+    let event = r#"{"event": "node", "cluster": "t2", "rack": 0, "node": 0, "state": "cordoned"}"#;
+    assert_valid("api-events", event);
+    let answer = client.events(event.as_bytes()).unwrap();
+    assert_valid("api-events-answer", &serde_json::to_string(&answer).unwrap());
     // Refused (4xx): exit 2, one line. No server: exit 3.
     let output = run(&["finish", "nobody", "--server", &url]);
     let error = String::from_utf8(output.stderr).unwrap();

@@ -3,10 +3,11 @@
 
 use gpuplace::JobKind;
 use gpuplace::engine::PlacedOn;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Accepted, not placed yet (its `reason` says why).
@@ -45,7 +46,7 @@ impl JobState {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobView {
     /// Its id.
     pub id: String,
@@ -71,7 +72,7 @@ pub struct JobView {
 }
 
 /// A list of jobs: the answer to a submission (each job of it, in order) or to a listing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobsResponse {
     /// The jobs.
     pub jobs: Vec<JobView>,
@@ -81,7 +82,7 @@ pub struct JobsResponse {
 }
 
 /// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorResponse {
     /// One line: for a refused job, the source (`request`), the record, the field and what is
     /// wrong, as the command prints for a file.
@@ -105,7 +106,7 @@ impl ApiError {
 }
 
 /// A tray's (node's) state, as fleet events set it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStateName {
     /// In service.
@@ -137,7 +138,7 @@ impl NodeStateName {
 }
 
 /// A change of the fleet (`POST /v1/fleet/events`: one, or an array applied in order).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FleetEvent {
     /// One tray (node) of a rack becomes ready, cordoned or failed.
@@ -179,7 +180,7 @@ pub enum FleetEvent {
 
 /// The answer to fleet events: the jobs they requeued, as they stand after the batch's round
 /// (placed elsewhere, or waiting with the reason).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventsResponse {
     /// Events applied.
     pub applied: u64,
@@ -188,7 +189,7 @@ pub struct EventsResponse {
 }
 
 /// A site as `GET /v1/fleet` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SiteView {
     /// Its name.
     pub name: String,
@@ -203,7 +204,7 @@ pub struct SiteView {
 }
 
 /// A tray that is not ready.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeView {
     /// The cluster's name.
     pub cluster: String,
@@ -216,7 +217,7 @@ pub struct NodeView {
 }
 
 /// `GET /v1/fleet`: the fleet as it stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FleetView {
     /// Sites.
     pub sites: Vec<SiteView>,

@@ -15,6 +15,7 @@ pub mod api;
 pub mod client;
 pub mod error;
 pub mod load;
+pub mod schema;
 pub mod server;
 pub mod service;
 pub mod store;

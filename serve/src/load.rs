@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use gpuplace::{BackendChoice, Fleet, Job, JobKind, Workload};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
@@ -45,7 +46,7 @@ pub struct LoadConfig {
 }
 
 /// What a load run measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LoadReport {
     /// The scoring backend, as the library describes it.
     pub backend: String,
