@@ -291,7 +291,7 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         #[arg(long, value_name = "STATE", value_parser = ["waiting", "placed", "preempted", "finished", "rejected"])]
         state_filter: Option<String>,
         /// With an ID: why the waiting job is not placed now (candidates, rejections, reason).
-        #[arg(long, requires = "id")]
+        #[arg(long, requires = "id", conflicts_with_all = ["state_filter", "after"])]
         explain: bool,
         /// List jobs submitted after this submission number (the `submitted` of the last one shown).
         #[arg(long, value_name = "N")]

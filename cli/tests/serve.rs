@@ -234,6 +234,13 @@ fn the_clients_work_against_the_server_and_sigterm_stops_it_cleanly() {
         let text = agent.get(&format!("{url}{path}")).call().unwrap().body_mut().read_to_string().unwrap();
         assert_valid(name, &text);
     }
+    assert_valid("api-submit", &serde_json::to_string(&job("x", 1)).unwrap());
+    let too_big = Job::new("too-big", JobKind::Training, 576, "us").with_duration_h(1.0);
+    assert_eq!(client.submit(&serde_json::to_vec(&too_big).unwrap()).unwrap().jobs[0].state, JobState::Waiting);
+    let output = run(&["status", "too-big", "--explain", "--server", &url]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_valid("api-explain", &String::from_utf8_lossy(&output.stdout));
+    assert_valid("api-submit", &std::fs::read_to_string(&jobs).unwrap());
     let event = r#"{"event": "node", "cluster": "t2", "rack": 0, "node": 0, "state": "cordoned"}"#;
     assert_valid("api-events", event);
     let answer = client.events(event.as_bytes()).unwrap();

@@ -60,7 +60,7 @@ pub struct JobView {
     pub gpus: u32,
     /// Its submission number: the order in which the server accepted jobs, from 0.
     pub submitted: u64,
-    /// The scheduling round that placed, rejected or finished it.
+    /// The scheduling round that placed it (while it is placed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<u64>,
     /// Where it runs, while placed: site, cluster, racks, and each pod's tray and GPUs.

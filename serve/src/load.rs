@@ -66,7 +66,7 @@ pub struct LoadReport {
     pub submissions: u64,
     /// Finish requests made in the measured phase.
     pub finishes: u64,
-    /// Jobs placed in the measured phase.
+    /// Jobs placed in the measured phase, as the server counted them (`gpuplace_decisions_total`).
     pub decisions: u64,
     /// Wall time of the measured phase, s.
     pub seconds: f64,
@@ -133,6 +133,17 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         ServerConfig { listen: "127.0.0.1:0".into(), batch_window: config.window, token: None, stop_on_signals: false },
     )?;
     let url = format!("http://{}", server.address());
+    // Placements are counted by the server (a job that waited and was placed by a later round
+    // counts too).
+    let decided = |client: &Client| -> Result<u64, ServeError> {
+        let text = client.metrics()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("gpuplace_decisions_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| load_error("the server's /metrics has no gpuplace_decisions_total"))
+    };
+    let observer = Client::new(&url, None);
+    let decided_before = decided(&observer)?;
     let per_client: Vec<usize> = (0..config.clients)
         .map(|c| config.requests / config.clients + usize::from(c < config.requests % config.clients))
         .collect();
@@ -163,24 +174,27 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
             })
         })
         .collect();
-    let (mut submits, mut finishes, mut decisions) = (Vec::new(), Vec::new(), 0u64);
+    let (mut submits, mut finishes, mut placed_in_answers) = (Vec::new(), Vec::new(), 0u64);
     let mut failure = None;
     for thread in threads {
         match thread.join() {
             Ok(Ok((s, f, p))) => {
                 submits.extend(s);
                 finishes.extend(f);
-                decisions += p;
+                placed_in_answers += p;
             }
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some(load_error("a client thread panicked")),
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let decided_after = if failure.is_none() { decided(&observer)? } else { decided_before };
     server.stop()?;
     if let Some(e) = failure {
         return Err(e);
     }
+    let decisions = decided_after - decided_before;
+    debug_assert!(decisions >= placed_in_answers, "every job an answer showed placed was counted");
     let percentiles = |values: &mut Vec<f64>| -> [f64; 3] {
         values.sort_by(f64::total_cmp);
         let at =

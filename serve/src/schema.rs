@@ -1,6 +1,8 @@
 //! The JSON Schema of the service's API bodies and of `gpuplace load --json`, listed by
 //! `gpuplace schema` after the library's formats (docs/schemas/, checked by a test).
 
+use gpuplace::engine::explain::Explanation;
+use gpuplace::model::jobs::{Job, JobsFile};
 use gpuplace::report::Versioned;
 use gpuplace::schema::{Format, schema_of};
 use schemars::JsonSchema;
@@ -19,9 +21,27 @@ enum EventsInput {
     Many(Vec<FleetEvent>),
 }
 
+/// A submission as `POST /v1/jobs` reads it: one job, an array of jobs, or a jobs file's object.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "a type for the schema only; nothing is built of it")]
+enum SubmitInput {
+    /// One job.
+    One(Job),
+    /// Jobs.
+    Many(Vec<Job>),
+    /// `{"jobs": [...]}`.
+    File(JobsFile),
+}
+
 /// The service's formats, in a fixed order.
 pub fn formats() -> Vec<Format> {
     vec![
+        Format::new(
+            "api-submit",
+            "serve: POST /v1/jobs (read)",
+            schema_of::<SubmitInput>("gpuplace service submission"),
+        ),
         Format::new(
             "api-job",
             "serve: GET /v1/jobs/{id}, POST /v1/jobs/{id}/finish (answers)",
@@ -31,6 +51,11 @@ pub fn formats() -> Vec<Format> {
             "api-jobs",
             "serve: POST /v1/jobs, GET /v1/jobs (answers)",
             schema_of::<JobsResponse>("gpuplace service jobs"),
+        ),
+        Format::new(
+            "api-explain",
+            "serve: GET /v1/jobs/{id}/explain (answer)",
+            schema_of::<Explanation>("gpuplace service explanation"),
         ),
         Format::new(
             "api-events",

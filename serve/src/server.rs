@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -280,8 +281,10 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
     loop {
         if service.round_needed() {
             // After a restart (reasons of the waiting jobs), or the date moved on while idle.
+            let placed_before = service.counters().placed;
             service.run_round()?;
             service.commit()?;
+            metrics.decisions.inc_by(service.counters().placed - placed_before);
         }
         let first = match clock.block_on(async { tokio::time::timeout(TICK, receiver.recv()).await }) {
             Ok(Some(first)) => first,
@@ -408,7 +411,7 @@ impl Metrics {
         let latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 15));
         registry.register(
             "request_latency_seconds",
-            "From a request's arrival at the core to its answer (batching, placing, the durable commit)",
+            "From a request's arrival at the core (its body read and parsed) to its answer, for answers that are not errors: batching, placing, the durable commit",
             latency.clone(),
         );
         Metrics { registry, jobs, gpus, queue, decisions, rounds, round_seconds, latency }
@@ -504,25 +507,42 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     }
 }
 
-async fn finish(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
-    call(&state, Op::Finish(id)).await
+    match id {
+        Ok(Path(id)) => call(&state, Op::Finish(id)).await,
+        Err(e) => error(ApiError::new(400, format!("path: {}", e.body_text()))),
+    }
 }
 
-async fn explain(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn explain(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
-    call(&state, Op::Explain(id)).await
+    match id {
+        Ok(Path(id)) => call(&state, Op::Explain(id)).await,
+        Err(e) => error(ApiError::new(400, format!("path: {}", e.body_text()))),
+    }
 }
 
-async fn job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn job(State(state): State<AppState>, headers: HeaderMap, id: Result<Path<String>, PathRejection>) -> Response {
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
-    call(&state, Op::Get(id)).await
+    match id {
+        Ok(Path(id)) => call(&state, Op::Get(id)).await,
+        Err(e) => error(ApiError::new(400, format!("path: {}", e.body_text()))),
+    }
 }
 
 #[derive(Deserialize)]

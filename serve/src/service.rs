@@ -250,7 +250,7 @@ impl Service {
         if !waiting.is_empty() {
             let jobs = waiting.iter().map(|&n| self.entries[n].stored.job.clone()).collect();
             let workload = Workload::from_jobs(jobs, "<waiting>");
-            let date = self.scheduler.placement_date(None);
+            let date = self.date();
             if let Err(e) = workload.compile(self.scheduler.fleet(), self.scheduler.policy(), date) {
                 return Err(ServeError::State {
                     path: self.store.path().to_path_buf(),
@@ -292,9 +292,13 @@ impl Service {
         self.round
     }
 
-    /// The placement date of a round.
+    /// The placement date of a round: today, or the fleet's `as_of` while that is later. (A batch
+    /// command places on `as_of` so that a file gives the same answer any day; a service lives in
+    /// time, and jobs waiting for their `not_before` day or a cluster's online day are placed once
+    /// it comes.)
     fn date(&self) -> Day {
-        self.scheduler.placement_date(None)
+        let today = Day::today();
+        self.scheduler.fleet().as_of.map_or(today, |as_of| as_of.max(today))
     }
 
     fn set_state(&mut self, number: usize, state: JobState) {
@@ -760,7 +764,7 @@ impl Service {
                 format!("job `{}`: it is {}; only a waiting job is explained", id.escape_debug(), stored.state.name()),
             ));
         }
-        self.scheduler.explain_now(&stored.job, None).map_err(|e| ApiError::new(500, e.to_string()))
+        self.scheduler.explain_now(&stored.job, Some(self.date())).map_err(|e| ApiError::new(500, e.to_string()))
     }
 
     /// Job `id`, as the API shows it; 404 when unknown.

@@ -47,7 +47,7 @@ pub struct StoredJob {
     /// What it holds while placed, and its anchor rack's score.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placed: Option<(Allocation, u32)>,
-    /// The scheduling round that decided it (placed or rejected), or that finished it.
+    /// The scheduling round that placed it (while it is placed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<u64>,
     /// Why it was rejected or preempted.

@@ -97,7 +97,8 @@ fn each_round_decides_as_the_batch_engine_on_the_same_state() {
         let refs: Vec<&str> = finish.iter().map(String::as_str).collect();
         batch(&mut service, &jobs, &refs);
         let workload = Workload::from_jobs(waiting.clone(), "<waiting>");
-        let placement = mirror.place(&workload, None).unwrap();
+        // The service places on today (or the fleet's as_of while that is later).
+        let placement = mirror.place(&workload, Some(Day::today().max(DAY))).unwrap();
         let mut still = Vec::new();
         for decision in &placement.decisions {
             let job = &workload.jobs[decision.job];

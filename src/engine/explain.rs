@@ -53,7 +53,9 @@ pub struct Explanation {
     pub job: String,
     /// What it asks for, in words.
     pub need: String,
-    /// Jobs decided before it in its batch (higher priority, or equal priority and smaller id).
+    /// Jobs decided before it in its batch (in the decision order: priority, then the more
+    /// constrained job, the larger, the smaller id); 0 for a job explained now and alone
+    /// ([`explain_now`]).
     pub decided_before: usize,
     /// Best feasible racks, best first.
     pub candidates: Vec<ExplainedCandidate>,
@@ -61,7 +63,9 @@ pub struct Explanation {
     pub feasible_racks: u64,
     /// Racks rejected per constraint (a rack failing several counts under each).
     pub rejected: RejectCounts,
-    /// What placement decided, in words: `placed on …` or `unplaced: ` and the reason.
+    /// What placement decided, in words: `placed on …` or `unplaced: ` and the reason; for a job
+    /// explained now ([`explain_now`]), `would be placed now on …` (its anchor rack) or
+    /// `cannot be placed now: ` and the reason.
     pub decision: String,
     /// Where placement put it, if it did.
     pub placed_on: Option<PlacedOn>,

@@ -127,10 +127,11 @@ pub fn status(
                 text.push_str(&serde_json::to_string(job)?);
                 text.push('\n');
             }
-            if answer.total.is_some_and(|total| total > answer.jobs.len() as u64) {
+            // A full page may have more after it.
+            if answer.jobs.len() == limit.min(gpuplace_serve::service::MAX_LIST) && limit > 0 {
                 let last = answer.jobs.last().map_or(0, |j| j.submitted);
                 note(&format!(
-                    "{} of {} jobs shown (--limit); --after {last} shows the next",
+                    "{} jobs shown of {} in all (--limit); --after {last} shows the next",
                     answer.jobs.len(),
                     answer.total.unwrap_or(0)
                 ));
