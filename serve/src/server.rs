@@ -507,18 +507,28 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     }
 }
 
+/// A route on one job: the token, then the id from the path (a JSON 400 when it does not decode).
+async fn on_job(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    op: fn(String) -> Op,
+) -> Response {
+    if let Some(refusal) = refused(state, headers) {
+        return refusal;
+    }
+    match id {
+        Ok(Path(id)) => call(state, op(id)).await,
+        Err(e) => error(ApiError::new(400, format!("path: {}", e.body_text()))),
+    }
+}
+
 async fn finish(
     State(state): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
-        return refusal;
-    }
-    match id {
-        Ok(Path(id)) => call(&state, Op::Finish(id)).await,
-        Err(e) => error(ApiError::new(400, format!("path: {}", e.body_text()))),
-    }
+    on_job(&state, &headers, id, Op::Finish).await
 }
 
 async fn explain(
@@ -526,23 +536,11 @@ async fn explain(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
-        return refusal;
-    }
-    match id {
-        Ok(Path(id)) => call(&state, Op::Explain(id)).await,
-        Err(e) => error(ApiError::new(400, format!("path: {}", e.body_text()))),
-    }
+    on_job(&state, &headers, id, Op::Explain).await
 }
 
 async fn job(State(state): State<AppState>, headers: HeaderMap, id: Result<Path<String>, PathRejection>) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
-        return refusal;
-    }
-    match id {
-        Ok(Path(id)) => call(&state, Op::Get(id)).await,
-        Err(e) => error(ApiError::new(400, format!("path: {}", e.body_text()))),
-    }
+    on_job(&state, &headers, id, Op::Get).await
 }
 
 #[derive(Deserialize)]

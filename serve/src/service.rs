@@ -73,10 +73,6 @@ pub struct Counters {
     pub rounds: u64,
     /// Jobs decided placed.
     pub placed: u64,
-    /// Jobs accepted.
-    pub submitted: u64,
-    /// Jobs finished or cancelled.
-    pub finished: u64,
     /// Time spent in rounds.
     pub round_time: Duration,
 }
@@ -184,10 +180,6 @@ impl Service {
         if new {
             // Durable before the server answers anything: a restart without --fleet finds it.
             store.write(Some(&meta), meta.round, [])?;
-        }
-        if let Some(pending) = &meta_pending {
-            // The policy given again: `meta` below is what the next commit writes.
-            debug_assert_eq!(pending.policy_json, meta.policy_json);
         }
         let mut service = Service {
             scheduler,
@@ -384,7 +376,6 @@ impl Service {
             self.dirty.insert(number);
             numbers.push(number);
         }
-        self.counters.submitted += numbers.len() as u64;
         Ok(numbers)
     }
 
@@ -412,7 +403,6 @@ impl Service {
         entry.stored.round = None;
         entry.stored.reason = None;
         entry.waiting_reason = None;
-        self.counters.finished += 1;
         Ok(number)
     }
 
