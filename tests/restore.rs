@@ -48,7 +48,7 @@ fn restored_allocations_give_the_same_ledger_and_the_same_later_decisions() {
             let text = serde_json::to_string(allocation).unwrap();
             let back: Allocation = serde_json::from_str(&text).unwrap();
             assert_eq!(&back, allocation, "seed {seed}: an allocation changed through JSON");
-            restored.restore(id, back).unwrap_or_else(|e| panic!("seed {seed}: job {id}: {e}"));
+            restored.restore(id, back, 0).unwrap_or_else(|e| panic!("seed {seed}: job {id}: {e}"));
         }
         restored_jobs += held.len();
         assert_eq!(restored.ledger().state(), original.ledger().state(), "seed {seed}: the restored capacity differs");
@@ -79,8 +79,8 @@ fn an_allocation_that_cannot_be_applied_is_refused_with_nothing_taken() {
         let Some((id, allocation)) = held.first().cloned() else { continue };
         let before = scheduler.ledger().state().clone();
         // Held twice: under its own id and under another.
-        assert!(scheduler.restore(&id, allocation.clone()).is_err(), "seed {seed}: the same id restored twice");
-        assert!(scheduler.restore("another", allocation.clone()).is_err(), "seed {seed}: its capacity taken twice");
+        assert!(scheduler.restore(&id, allocation.clone(), 0).is_err(), "seed {seed}: the same id restored twice");
+        assert!(scheduler.restore("another", allocation.clone(), 0).is_err(), "seed {seed}: its capacity taken twice");
         // Damaged in each field.
         let racks = fleet.racks.len() as u32;
         let mut damaged: Vec<Allocation> = Vec::new();
@@ -116,11 +116,11 @@ fn an_allocation_that_cannot_be_applied_is_refused_with_nothing_taken() {
         scheduler.release(&id).unwrap();
         let released = scheduler.ledger().state().clone();
         for (n, bad) in damaged.into_iter().enumerate() {
-            assert!(scheduler.restore("damaged", bad).is_err(), "seed {seed}: damage {n} was taken");
+            assert!(scheduler.restore("damaged", bad, 0).is_err(), "seed {seed}: damage {n} was taken");
             assert_eq!(scheduler.ledger().state(), &released, "seed {seed}: damage {n} changed the capacity");
             refused += 1;
         }
-        scheduler.restore(&id, allocation).unwrap();
+        scheduler.restore(&id, allocation, 0).unwrap();
         assert_eq!(scheduler.ledger().state(), &before);
     }
     assert!(refused > 100, "too few cases ({refused})");

@@ -224,7 +224,9 @@ impl Service {
             }
             match (stored.state, &stored.placed) {
                 (JobState::Placed, Some((allocation, _))) => {
-                    scheduler.restore(&id, allocation.clone()).map_err(|e| format!("its placement: {e}"))?;
+                    scheduler
+                        .restore(&id, allocation.clone(), stored.job.priority)
+                        .map_err(|e| format!("its placement: {e}"))?;
                 }
                 (JobState::Placed, None) => return Err("is placed but holds nothing".into()),
                 (_, Some(_)) => return Err(format!("is {} but holds a placement", stored.state.name())),

@@ -16,6 +16,12 @@
 //! moving jobs of the same batch to other racks, never unplacing one; it runs after the decisions,
 //! the same function after the oracle and after the batched engine, so both stay equal.
 //!
+//! Preemption is a separate pass the caller asks for ([`Scheduler::preempt`]: the service and
+//! replay do, after each placement): jobs left unplaced are decided again in the same order, each
+//! evicting placed jobs of strictly lower priority when that lets it run, by the rule of
+//! [`preempt`]. Afterwards no job waits while evicting every job of lower priority would let it
+//! run; a job of equal or higher priority is never evicted.
+//!
 //! [`place::place_reference`] is that definition written as plainly as possible: for each job,
 //! scan every rack ([`Ledger::best_rack`]). [`place::place_batched`] is the production path and
 //! gives *exactly* the same decisions: it scores the pending jobs at once against a snapshot (on
@@ -53,6 +59,7 @@ pub mod consolidate;
 pub mod explain;
 mod ledger;
 pub mod place;
+pub mod preempt;
 pub mod reasons;
 mod scheduler;
 pub mod view;

@@ -292,7 +292,7 @@ pub(crate) fn need_of(job: &JobGpu) -> JobGpu {
 /// Versions only grow, so the cache keeps the current version's reasons only (keeping them all made
 /// the map grow with every commit).
 #[derive(Default)]
-struct ReasonCache {
+pub(crate) struct ReasonCache {
     version: u64,
     // Fx rather than SipHash: the keys are our own records.
     cache: FxHashMap<JobGpu, Arc<Reason>>,
@@ -302,11 +302,11 @@ struct ReasonCache {
 
 impl ReasonCache {
     /// A cache that works nothing out: every reason is [`Reason::not_evaluated`].
-    fn skipping() -> Self {
+    pub(crate) fn skipping() -> Self {
         ReasonCache { skipped: Some(Arc::new(Reason::not_evaluated())), ..ReasonCache::default() }
     }
 
-    fn reason(&mut self, ledger: &Ledger, job: &JobGpu) -> Arc<Reason> {
+    pub(crate) fn reason(&mut self, ledger: &Ledger, job: &JobGpu) -> Arc<Reason> {
         if let Some(skipped) = &self.skipped {
             return Arc::clone(skipped);
         }

@@ -10,7 +10,8 @@ use crate::engine::consolidate::{Consolidation, consolidate};
 use crate::engine::explain::Explanation;
 use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::place::{
-    Decision, EngineStats, Outcome, Placement, Reasons, RoundLimits, Timings, decision_order, place_batched_with,
+    Decision, EngineStats, Outcome, Placement, ReasonCache, Reasons, RoundLimits, Timings, best_with_relaxing,
+    decision_order, need_of, place_batched_with,
 };
 use crate::engine::reasons::Reason;
 use crate::error::{InputError, Result};
@@ -37,6 +38,13 @@ pub struct Compiled<'w> {
     fleet: Arc<Fleet>,
 }
 
+/// A placed job: what it holds and its priority (what preemption weighs).
+#[derive(Debug, Clone)]
+struct Running {
+    allocation: Allocation,
+    priority: i32,
+}
+
 /// Places workloads on a fleet under a policy with a backend, keeping the fleet's live capacity:
 /// each [`Scheduler::place`] places on what earlier placements left, [`Scheduler::release`] gives a
 /// job's capacity back, and [`Scheduler::reset`] returns to the fleet file's occupancy.
@@ -45,8 +53,8 @@ pub struct Scheduler {
     policy: Policy,
     backend: Backend,
     ledger: Ledger,
-    /// What each placed job holds, by id, until it is released.
-    running: HashMap<String, Allocation>,
+    /// What each placed job holds, and its priority, by id, until it is released.
+    running: HashMap<String, Running>,
     limits: RoundLimits,
 }
 
@@ -112,7 +120,7 @@ impl Scheduler {
 
     /// What job `id` holds, if it is placed and not released.
     pub fn allocation(&self, id: &str) -> Option<&Allocation> {
-        self.running.get(id)
+        self.running.get(id).map(|r| &r.allocation)
     }
 
     /// Back to the fleet file's occupancy, with no job placed.
@@ -123,31 +131,31 @@ impl Scheduler {
 
     /// Gives back what job `id` holds. An input error if no placed job has this id.
     pub fn release(&mut self, id: &str) -> Result<()> {
-        let allocation = self.running.remove(id).ok_or_else(|| {
+        let running = self.running.remove(id).ok_or_else(|| {
             InputError::new("<api>", format!("job `{id}`"), "id", "no placed job has this id (or it was released)")
         })?;
-        self.ledger.release(&allocation);
+        self.ledger.release(&running.allocation);
         Ok(())
     }
 
-    /// Takes `allocation` for job `id` as if it had been placed there (a service restoring what its
-    /// jobs held before a restart). An input error, with nothing taken, if a job with this id is
+    /// Takes `allocation` for job `id` of priority `priority` as if it had been placed there (a
+    /// service restoring what its jobs held before a restart). An input error, with nothing taken, if a job with this id is
     /// placed or the allocation cannot be applied to the live capacity (another fleet's, damaged,
     /// or overlapping what others hold); see [`Ledger::check_allocation`].
-    pub fn restore(&mut self, id: &str, allocation: Allocation) -> Result<()> {
+    pub fn restore(&mut self, id: &str, allocation: Allocation, priority: i32) -> Result<()> {
         let refuse = |message: String| InputError::new("<api>", format!("job `{id}`"), "allocation", message);
         if self.running.contains_key(id) {
             return Err(refuse("a job with this id is already placed".into()).into());
         }
         self.ledger.check_allocation(&allocation).map_err(refuse)?;
         self.ledger.apply(&allocation);
-        self.running.insert(id.to_string(), allocation);
+        self.running.insert(id.to_string(), Running { allocation, priority });
         Ok(())
     }
 
     /// Every placed job and what it holds, in no particular order.
     pub fn placed(&self) -> impl Iterator<Item = (&str, &Allocation)> {
-        self.running.iter().map(|(id, a)| (id.as_str(), a))
+        self.running.iter().map(|(id, r)| (id.as_str(), &r.allocation))
     }
 
     /// The placed jobs with a pod on node `node` of rack `rack` (global index), by id.
@@ -155,7 +163,7 @@ impl Scheduler {
         let mut ids: Vec<String> = self
             .running
             .iter()
-            .filter(|(_, a)| a.pods.iter().any(|p| p.rack == rack && p.node == node))
+            .filter(|(_, r)| r.allocation.pods.iter().any(|p| p.rack == rack && p.node == node))
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort_unstable();
@@ -164,8 +172,12 @@ impl Scheduler {
 
     /// The placed jobs at site `site`, by id, with the power each draws.
     pub fn jobs_at_site(&self, site: u32) -> Vec<(String, u32)> {
-        let mut jobs: Vec<(String, u32)> =
-            self.running.iter().filter(|(_, a)| a.site == site).map(|(id, a)| (id.clone(), a.power_w)).collect();
+        let mut jobs: Vec<(String, u32)> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.allocation.site == site)
+            .map(|(id, r)| (id.clone(), r.allocation.power_w))
+            .collect();
         jobs.sort_unstable();
         jobs
     }
@@ -232,6 +244,36 @@ impl Scheduler {
         reasons: Reasons,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<Decision>, EngineStats, Consolidation)> {
+        self.check_subset(compiled, subset)?;
+        let workload = compiled.workload;
+        let mut order = subset.to_vec();
+        order.sort_unstable_by_key(|&j| compiled.rank[j]);
+        let k = self.policy.candidates as usize;
+        let limits = RoundLimits { reasons, ..self.limits };
+        let (mut decisions, mut stats) =
+            place_batched_with(&mut self.ledger, &compiled.jobs, &order, &mut self.backend, k, limits, progress)?;
+        let consolidation = if self.policy.consolidate {
+            consolidate(&mut self.ledger, &compiled.jobs, &mut decisions)
+        } else {
+            Consolidation::default()
+        };
+        stats.consolidated = consolidation.placed.len() as u64;
+        stats.moves = consolidation.moves.len() as u64;
+        for decision in &decisions {
+            if let Outcome::Placed { allocation, .. } = &decision.outcome {
+                let priority = workload.jobs[decision.job].priority;
+                self.running.insert(
+                    workload.jobs[decision.job].id.clone(),
+                    Running { allocation: allocation.clone(), priority },
+                );
+            }
+        }
+        Ok((decisions, stats, consolidation))
+    }
+
+    /// An input error, naming the job, if `subset` names a job of `compiled` twice, one it lacks or
+    /// one already placed, or if `compiled` came from a scheduler of another fleet.
+    fn check_subset(&self, compiled: &Compiled, subset: &[usize]) -> Result<()> {
         let workload = compiled.workload;
         let refuse = |j: usize, message: &str| -> crate::error::Error {
             let record = workload.jobs.get(j).map_or_else(|| format!("record {j}"), |job| format!("job `{}`", job.id));
@@ -260,25 +302,111 @@ impl Scheduler {
             )
             .into());
         }
-        let mut order = subset.to_vec();
-        order.sort_unstable_by_key(|&j| compiled.rank[j]);
-        let k = self.policy.candidates as usize;
-        let limits = RoundLimits { reasons, ..self.limits };
-        let (mut decisions, mut stats) =
-            place_batched_with(&mut self.ledger, &compiled.jobs, &order, &mut self.backend, k, limits, progress)?;
-        let consolidation = if self.policy.consolidate {
-            consolidate(&mut self.ledger, &compiled.jobs, &mut decisions)
-        } else {
-            Consolidation::default()
-        };
-        stats.consolidated = consolidation.placed.len() as u64;
-        stats.moves = consolidation.moves.len() as u64;
-        for decision in &decisions {
-            if let Outcome::Placed { allocation, .. } = &decision.outcome {
-                self.running.insert(workload.jobs[decision.job].id.clone(), allocation.clone());
+        Ok(())
+    }
+
+    /// The preemption pass: decides the unplaced jobs `subset` of `compiled` again, in decision
+    /// order, each placed if a rack is free for it now, else by evicting placed jobs of strictly
+    /// lower priority (the rule of [`crate::engine::preempt`]), else left unplaced. A job of
+    /// `compiled` that it evicts is decided again later in the same pass (it comes later in the
+    /// order); a job placed by an earlier call and evicted is only released: the caller queues it
+    /// again. Afterwards no job the pass left unplaced could be placed by evicting every placed job
+    /// of lower priority. Input errors as for [`Scheduler::place_compiled`].
+    pub fn preempt(
+        &mut self,
+        compiled: &Compiled,
+        subset: &[usize],
+        reasons: Reasons,
+    ) -> Result<crate::engine::preempt::PreemptionPass> {
+        use crate::engine::preempt::{Eviction, Holder, PreemptionPass, choose_victims};
+        use std::collections::{BTreeSet, HashMap as Map};
+        self.check_subset(compiled, subset)?;
+        let workload = compiled.workload;
+        let mut pass = PreemptionPass::default();
+        let mut queue: BTreeSet<(u32, usize)> = subset.iter().map(|&j| (compiled.rank[j], j)).collect();
+        let mut position: Map<usize, usize> = Map::new();
+        let mut index_of: Option<Map<&str, usize>> = None;
+        let mut reason_cache =
+            if reasons == Reasons::Worded { ReasonCache::default() } else { ReasonCache::skipping() };
+        // Needs (at a priority) that no eviction can help, at the ledger's version.
+        let mut hopeless: (u64, rustc_hash::FxHashSet<(JobGpu, i32)>) = (self.ledger.version(), Default::default());
+        while let Some((_, j)) = queue.pop_first() {
+            let priority = workload.jobs[j].priority;
+            let (mut job, mut best) =
+                best_with_relaxing(&compiled.jobs[j], &self.ledger, |job, ledger| ledger.best_rack_by_class(job));
+            if best.is_none() {
+                if hopeless.0 != self.ledger.version() {
+                    hopeless = (self.ledger.version(), Default::default());
+                }
+                let need = (need_of(&compiled.jobs[j]), priority);
+                if !hopeless.1.contains(&need) {
+                    let victims = {
+                        let mut ids: Vec<(&String, &Running)> =
+                            self.running.iter().filter(|(_, r)| r.priority < priority).collect();
+                        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                        let holders: Vec<Holder> = ids
+                            .iter()
+                            .map(|(id, r)| Holder { id, priority: r.priority, allocation: &r.allocation })
+                            .collect();
+                        choose_victims(&mut self.ledger, &compiled.jobs[j], priority, &holders).map(|c| {
+                            pass.trials += c.trials as u64;
+                            pass.inexact += u64::from(!c.exact);
+                            c.victims.iter().map(|&h| ids[h].0.clone()).collect::<Vec<String>>()
+                        })
+                    };
+                    match victims {
+                        None => {
+                            hopeless.1.insert(need);
+                        }
+                        Some(victims) => {
+                            pass.preempting += 1;
+                            for id in victims {
+                                let running = self.running.remove(&id).expect("a victim is placed");
+                                self.ledger.release(&running.allocation);
+                                let index = index_of
+                                    .get_or_insert_with(|| {
+                                        workload.jobs.iter().enumerate().map(|(i, job)| (job.id.as_str(), i)).collect()
+                                    })
+                                    .get(id.as_str())
+                                    .copied();
+                                if let Some(v) = index {
+                                    queue.insert((compiled.rank[v], v));
+                                }
+                                pass.evictions.push(Eviction {
+                                    by: j,
+                                    id,
+                                    priority: running.priority,
+                                    allocation: running.allocation,
+                                    job: index,
+                                });
+                            }
+                            (job, best) = best_with_relaxing(&compiled.jobs[j], &self.ledger, |job, ledger| {
+                                ledger.best_rack_by_class(job)
+                            });
+                            assert!(best.is_some(), "the victims' release was tried: the job fits");
+                        }
+                    }
+                }
+            }
+            let outcome = match best {
+                Some(best) => {
+                    let allocation = self.ledger.commit(&job, best.rack);
+                    self.running
+                        .insert(workload.jobs[j].id.clone(), Running { allocation: allocation.clone(), priority });
+                    Outcome::Placed { allocation, score: best.score }
+                }
+                None => Outcome::Unplaced { reason: reason_cache.reason(&self.ledger, &job) },
+            };
+            let decision = Decision { job: j, outcome };
+            match position.get(&j) {
+                Some(&at) => pass.decisions[at] = decision,
+                None => {
+                    position.insert(j, pass.decisions.len());
+                    pass.decisions.push(decision);
+                }
             }
         }
-        Ok((decisions, stats, consolidation))
+        Ok(pass)
     }
 
     /// Places every job of `workload` on the live capacity on the date `at` (default: the fleet's

@@ -1,0 +1,220 @@
+//! Preemption: which placed jobs of strictly lower priority to evict so that a job that does not
+//! fit can be placed.
+//!
+//! # The rule
+//! A job `J` of priority `p` that no rack can take now may evict placed jobs of priority strictly
+//! below `p`, never one of equal or higher priority. Among the sets of such jobs whose release
+//! lets `J` be placed (by the placement rule of [`crate::engine`], on the capacity they leave), the
+//! victims are the set that is least by, in order:
+//! 1. the fewest jobs;
+//! 2. the lowest priorities: the victims' priorities sorted from highest to lowest, compared
+//!    element by element (so first the highest priority among them as low as possible);
+//! 3. the fewest GPUs held in all;
+//! 4. the lowest ids: the victims' ids sorted ascending, compared element by element (a total
+//!    order, so the choice is unique).
+//!
+//! `J` then goes where the placement rule puts it on the capacity left after the eviction.
+//!
+//! # The search, and its bound
+//! Only jobs at a site where `J` could ever run (some rack passes every check but free GPUs and
+//! power) are candidates: a job elsewhere frees nothing `J` can use. If releasing all candidates
+//! does not let `J` fit, no set does and the search ends at once. Otherwise sets are tried by
+//! size, 1, 2, …: every set of a size is looked at and the least feasible one by the rule is the
+//! answer ([`VictimChoice::exact`]). A set is tried (released, `J` checked, taken back: exact
+//! inverses on the ledger) only when it would beat the best of its size so far.
+//!
+//! The number of sets grows combinatorially, so one search looks at most [`MAX_SETS`] sets and
+//! tries at most [`MAX_TRIALS`]. When either runs out the answer is the least set found so far
+//! if one was, else the greedy one Kubernetes' scheduler uses: all candidates released, then each
+//! reprieved (taken back), highest priority and most GPUs first, when `J` still fits without it.
+//! That set is feasible and minimal under inclusion, but not always least by the rule; the choice
+//! says so ([`VictimChoice::exact`] false). A search that finds the first feasible size small (one
+//! or two victims, the usual case) ends long before either bound.
+
+use crate::engine::ledger::{Allocation, Ledger};
+use crate::engine::place::best_with_relaxing;
+use crate::kernel::score::{JobGpu, STATIC_REJECTS};
+
+/// A placed job preemption may evict: its id, priority and what it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    /// Its id (the last tie-break of the rule).
+    pub id: &'a str,
+    /// Its priority.
+    pub priority: i32,
+    /// What it holds.
+    pub allocation: &'a Allocation,
+}
+
+/// The most victim sets one search looks at (comparing their keys) before it settles.
+pub const MAX_SETS: usize = 1 << 16;
+
+/// The most victim sets one search tries on the ledger before it settles.
+pub const MAX_TRIALS: usize = 4096;
+
+/// The victims chosen for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VictimChoice {
+    /// Indices into the holders given, ascending.
+    pub victims: Vec<usize>,
+    /// The least set by the rule (the search finished); false when a bound ran out and the set is
+    /// the best found or the greedy one (feasible and minimal under inclusion).
+    pub exact: bool,
+    /// Sets tried on the ledger.
+    pub trials: usize,
+}
+
+/// Whether `job` can be placed on `ledger` now (a preferred block relaxed as placement relaxes it).
+pub fn fits(ledger: &Ledger, job: &JobGpu) -> bool {
+    best_with_relaxing(job, ledger, |job, ledger| ledger.best_rack_by_class(job)).1.is_some()
+}
+
+/// The rule's order of victim sets (see the module docs): smaller is better.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key<'a> {
+    count: usize,
+    priorities_desc: Vec<i32>,
+    gpus: u64,
+    ids_asc: Vec<&'a str>,
+}
+
+fn key<'a>(holders: &[Holder<'a>], set: &[usize]) -> Key<'a> {
+    let mut priorities_desc: Vec<i32> = set.iter().map(|&h| holders[h].priority).collect();
+    priorities_desc.sort_unstable_by(|a, b| b.cmp(a));
+    let mut ids_asc: Vec<&str> = set.iter().map(|&h| holders[h].id).collect();
+    ids_asc.sort_unstable();
+    Key {
+        count: set.len(),
+        priorities_desc,
+        gpus: set.iter().map(|&h| u64::from(holders[h].allocation.gpus())).sum(),
+        ids_asc,
+    }
+}
+
+/// Whether `job` fits once the holders `set` are released; the ledger is as it was afterwards.
+fn fits_without(ledger: &mut Ledger, job: &JobGpu, holders: &[Holder], set: &[usize]) -> bool {
+    for &h in set {
+        ledger.release(holders[h].allocation);
+    }
+    let fits = fits(ledger, job);
+    for &h in set.iter().rev() {
+        ledger.apply(holders[h].allocation);
+    }
+    fits
+}
+
+/// The victims for `job` (of priority `priority`, not placed, and not fitting now) among
+/// `holders` (placed jobs, each holding what the ledger has taken for it): the rule of the module
+/// docs, or None when no set of holders of lower priority lets it fit. The ledger is left as it
+/// was (sets are tried on it and taken back); nothing is evicted here.
+pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders: &[Holder]) -> Option<VictimChoice> {
+    let state = ledger.state();
+    let mut usable_site = vec![false; state.sites.len()];
+    for (r, rack) in state.racks.iter().enumerate() {
+        if !usable_site[rack.site as usize] && state.check(job, r) & STATIC_REJECTS == 0 {
+            usable_site[rack.site as usize] = true;
+        }
+    }
+    // Candidates, cheapest first (lowest priority, fewest GPUs, lowest id): the first set of each
+    // size is then the least by priority and the greedy reprieve keeps the dearest.
+    let mut pool: Vec<usize> = (0..holders.len())
+        .filter(|&h| holders[h].priority < priority && usable_site[holders[h].allocation.site as usize])
+        .collect();
+    pool.sort_unstable_by(|&a, &b| {
+        let (a, b) = (&holders[a], &holders[b]);
+        (a.priority, a.allocation.gpus(), a.id).cmp(&(b.priority, b.allocation.gpus(), b.id))
+    });
+    if pool.is_empty() || !fits_without(ledger, job, holders, &pool) {
+        return None;
+    }
+    let mut trials = 1;
+    let mut sets = 0;
+    let mut best: Option<(Key, Vec<usize>)> = None;
+    'sizes: for size in 1..=pool.len() {
+        let mut at: Vec<usize> = (0..size).collect();
+        loop {
+            sets += 1;
+            if sets > MAX_SETS || trials >= MAX_TRIALS {
+                break 'sizes;
+            }
+            let set: Vec<usize> = at.iter().map(|&i| pool[i]).collect();
+            let candidate = key(holders, &set);
+            if best.as_ref().is_none_or(|(b, _)| candidate < *b) {
+                trials += 1;
+                if fits_without(ledger, job, holders, &set) {
+                    best = Some((candidate, set));
+                }
+            }
+            // The next combination of `size` of the pool's positions, in lexicographic order.
+            let Some(i) = (0..size).rev().find(|&i| at[i] < pool.len() - size + i) else { break };
+            at[i] += 1;
+            for k in i + 1..size {
+                at[k] = at[k - 1] + 1;
+            }
+        }
+        if let Some((_, mut set)) = best.take() {
+            set.sort_unstable();
+            return Some(VictimChoice { victims: set, exact: true, trials });
+        }
+    }
+    if let Some((_, mut set)) = best {
+        set.sort_unstable();
+        return Some(VictimChoice { victims: set, exact: false, trials });
+    }
+    // Greedy: release every candidate, then take back each one that `job` can do without,
+    // dearest first.
+    for &h in &pool {
+        ledger.release(holders[h].allocation);
+    }
+    let mut victims = Vec::new();
+    for &h in pool.iter().rev() {
+        ledger.apply(holders[h].allocation);
+        trials += 1;
+        if !fits(ledger, job) {
+            ledger.release(holders[h].allocation);
+            victims.push(h);
+        }
+    }
+    for &h in &victims {
+        ledger.apply(holders[h].allocation);
+    }
+    victims.sort_unstable();
+    Some(VictimChoice { victims, exact: false, trials })
+}
+
+/// A job evicted by a preemption pass ([`crate::Scheduler::preempt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Eviction {
+    /// The job it was evicted for (index into the pass's workload).
+    pub by: usize,
+    /// The evicted job's id.
+    pub id: String,
+    /// Its priority.
+    pub priority: i32,
+    /// What it held.
+    pub allocation: Allocation,
+    /// Its index in the pass's workload when it belongs to it (it was then decided again in the
+    /// same pass: see [`PreemptionPass::decisions`]); None for a job placed by an earlier call,
+    /// which the caller queues again.
+    pub job: Option<usize>,
+}
+
+/// What a preemption pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PreemptionPass {
+    /// The final outcome of every job the pass decided (those it was given, then any job of the
+    /// workload it evicted and decided again), each once, in the order first decided.
+    pub decisions: Vec<crate::engine::place::Decision>,
+    /// The evictions, in the order made.
+    pub evictions: Vec<Eviction>,
+    /// Jobs placed by evicting others.
+    pub preempting: u64,
+    /// Victim sets tried on the ledger in all.
+    pub trials: u64,
+    /// Victim choices that are not the rule's least set because a bound of the search ran out
+    /// ([`VictimChoice::exact`]).
+    pub inexact: u64,
+}
