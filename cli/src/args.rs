@@ -238,6 +238,7 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
     #[command(after_help = "Examples:
   gpuplace serve --state /var/lib/gpuplace
   gpuplace serve --fleet fleet.json --policy policy.json --state state --listen 127.0.0.1:7070
+  gpuplace serve --fleet fleet.json --state state --preemption
   gpuplace submit jobs.json && gpuplace status --state-filter waiting && gpuplace finish job-1")]
     Serve {
         /// Fleet JSON file to start a new state directory with (default: the built-in fleet). A
@@ -268,6 +269,10 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// Scoring backend.
         #[arg(long, value_enum, default_value = "auto")]
         backend: BackendArg,
+        /// Let a job that does not fit evict placed jobs of strictly lower priority (the fewest,
+        /// then the lowest priorities, then the fewest GPUs); they wait again as `preempted`.
+        #[arg(long)]
+        preemption: bool,
     },
     /// Submit jobs (a jobs file, JSON) to a running `gpuplace serve`; prints each job's state.
     #[command(after_help = "Examples:

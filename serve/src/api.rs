@@ -14,8 +14,7 @@ pub enum JobState {
     Waiting,
     /// Holding its placement.
     Placed,
-    /// Evicted by a job of higher priority and waiting again (not produced yet: preemption is
-    /// future work).
+    /// Evicted by a job of higher priority (`serve --preemption`) and waiting again.
     Preempted,
     /// Finished or cancelled: holds nothing.
     Finished,

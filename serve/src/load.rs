@@ -103,6 +103,7 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         policy: None,
         backend: config.backend,
         state_dir: dir.path().to_path_buf(),
+        preemption: false,
     })?;
     let backend = service.scheduler().backend().describe();
     log(&format!("filling the server with {} jobs ({backend})", config.in_system));

@@ -383,6 +383,7 @@ struct Metrics {
     gpus: Family<Vec<(String, String)>, Gauge>,
     queue: Gauge,
     decisions: Counter,
+    preemptions: Gauge,
     rounds: Gauge,
     round_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     latency: Histogram,
@@ -396,9 +397,11 @@ impl Metrics {
         let gpus = Family::<Vec<(String, String)>, Gauge>::default();
         registry.register("gpus", "GPUs per site, used (held by jobs or the fleet file) and free", gpus.clone());
         let queue = Gauge::default();
-        registry.register("queue_jobs", "Jobs waiting", queue.clone());
+        registry.register("queue_jobs", "Jobs waiting (preempted ones included)", queue.clone());
         let decisions = Counter::default();
         registry.register("decisions", "Jobs placed by scheduling rounds", decisions.clone());
+        let preemptions = Gauge::default();
+        registry.register("preemptions", "Jobs evicted by preemption since start", preemptions.clone());
         let rounds = Gauge::default();
         registry.register("rounds", "Scheduling rounds run since start", rounds.clone());
         let round_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -414,7 +417,7 @@ impl Metrics {
             "From a request's arrival at the core (its body read and parsed) to its answer, for answers that are not errors: batching, placing, the durable commit",
             latency.clone(),
         );
-        Metrics { registry, jobs, gpus, queue, decisions, rounds, round_seconds, latency }
+        Metrics { registry, jobs, gpus, queue, decisions, preemptions, rounds, round_seconds, latency }
     }
 
     fn render(&self, service: &Service) -> String {
@@ -439,6 +442,7 @@ impl Metrics {
         }
         self.queue.set(service.waiting_count() as i64);
         self.rounds.set(service.counters().rounds as i64);
+        self.preemptions.set(service.counters().preempted as i64);
         self.round_seconds.set(service.counters().round_time.as_secs_f64());
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");

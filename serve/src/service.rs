@@ -40,6 +40,9 @@ pub struct ServiceConfig {
     pub backend: BackendChoice,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// Whether a job that does not fit may evict placed jobs of strictly lower priority
+    /// ([`gpuplace::Scheduler::preempt`]): they go back to the queue as `preempted`.
+    pub preemption: bool,
 }
 
 /// What fleet events changed, kept in the store's metadata and applied again at a restart before
@@ -75,6 +78,8 @@ pub struct Counters {
     pub placed: u64,
     /// Time spent in rounds.
     pub round_time: Duration,
+    /// Jobs evicted by preemption.
+    pub preempted: u64,
 }
 
 fn state_index(state: JobState) -> usize {
@@ -114,6 +119,8 @@ pub struct Service {
     overrides: Overrides,
     /// Each node's state as the fleet file gives it.
     initial_nodes: Vec<NodeState>,
+    /// See [`ServiceConfig::preemption`].
+    preemption: bool,
 }
 
 impl Service {
@@ -198,13 +205,14 @@ impl Service {
             meta,
             overrides,
             initial_nodes,
+            preemption: config.preemption,
         };
         service.restore()?;
         apply_overrides(&mut service.scheduler, &service.overrides, &service.initial_nodes, true)
             .map_err(|m| state_error("meta overrides", m))?;
         // The first round works out the waiting jobs' reasons; it places nothing that the last
         // round before the restart could not (the capacity is the same), and writes only if so.
-        service.round_needed = !service.by_state[state_index(JobState::Waiting)].is_empty();
+        service.round_needed = service.waiting_count() > 0;
         Ok(service)
     }
 
@@ -240,7 +248,7 @@ impl Service {
         })?;
         // Waiting jobs must still compile (the policy may have changed): else every round would
         // fail. Checked here, naming the first that does not.
-        let waiting: Vec<usize> = self.by_state[state_index(JobState::Waiting)].iter().copied().collect();
+        let waiting = self.queued();
         if !waiting.is_empty() {
             let jobs = waiting.iter().map(|&n| self.entries[n].stored.job.clone()).collect();
             let workload = Workload::from_jobs(jobs, "<waiting>");
@@ -271,9 +279,20 @@ impl Service {
         self.entries.len()
     }
 
-    /// Jobs waiting.
+    /// Jobs waiting (those preempted and waiting again included).
     pub fn waiting_count(&self) -> usize {
-        self.by_state[state_index(JobState::Waiting)].len()
+        self.by_state[state_index(JobState::Waiting)].len() + self.by_state[state_index(JobState::Preempted)].len()
+    }
+
+    /// The numbers of the jobs a round decides: waiting and preempted, in submission order.
+    fn queued(&self) -> Vec<usize> {
+        let mut numbers: Vec<usize> = self.by_state[state_index(JobState::Waiting)]
+            .iter()
+            .chain(&self.by_state[state_index(JobState::Preempted)])
+            .copied()
+            .collect();
+        numbers.sort_unstable();
+        numbers
     }
 
     /// Jobs in `state` of `kind`.
@@ -424,15 +443,29 @@ impl Service {
         }
         let started = std::time::Instant::now();
         self.round += 1;
-        let numbers: Vec<usize> = self.by_state[state_index(JobState::Waiting)].iter().copied().collect();
+        let numbers = self.queued();
         let workload =
             Workload::from_jobs(numbers.iter().map(|&n| self.entries[n].stored.job.clone()).collect(), "<waiting>");
         // What `Scheduler::place` does, without copying the fleet's state before and after (a
         // round's largest fixed cost on a large fleet).
         let compiled = self.scheduler.compile(&workload, self.date())?;
         let all: Vec<usize> = (0..workload.jobs.len()).collect();
-        let (decisions, _, _) =
+        let (mut decisions, _, _) =
             self.scheduler.place_compiled(&compiled, &all, gpuplace::engine::place::Reasons::Worded, &mut |_, _| {})?;
+        let mut evicted = Vec::new();
+        if self.preemption {
+            let unplaced: Vec<usize> =
+                decisions.iter().filter(|d| matches!(d.outcome, Outcome::Unplaced { .. })).map(|d| d.job).collect();
+            if !unplaced.is_empty() {
+                let pass = self.scheduler.preempt(&compiled, &unplaced, gpuplace::engine::place::Reasons::Worded)?;
+                // The pass's decisions are the final ones of the jobs it decided (the order of
+                // `decisions` does not matter below).
+                let again: std::collections::HashSet<usize> = pass.decisions.iter().map(|d| d.job).collect();
+                decisions.retain(|d| !again.contains(&d.job));
+                decisions.extend(pass.decisions);
+                evicted = pass.evictions;
+            }
+        }
         for decision in &decisions {
             let number = numbers[decision.job];
             match &decision.outcome {
@@ -448,6 +481,21 @@ impl Service {
                 Outcome::Unplaced { reason } => self.entries[number].waiting_reason = Some(Arc::clone(reason)),
                 _ => {}
             }
+        }
+        // Jobs of earlier rounds evicted: released already; back to the queue as preempted, and
+        // another round soon (they may fit elsewhere, or evict jobs of lower priority still).
+        for eviction in evicted.into_iter().filter(|e| e.job.is_none()) {
+            let number = self.by_id[&eviction.id];
+            let by = &workload.jobs[eviction.by];
+            self.set_state(number, JobState::Preempted);
+            let entry = &mut self.entries[number];
+            entry.stored.placed = None;
+            entry.stored.round = None;
+            entry.stored.reason =
+                Some(format!("preempted in round {} by job `{}` (priority {})", self.round, by.id, by.priority));
+            entry.waiting_reason = None;
+            self.counters.preempted += 1;
+            self.round_needed = true;
         }
         self.counters.rounds += 1;
         self.counters.round_time += started.elapsed();
@@ -721,6 +769,11 @@ impl Service {
         FleetView { sites, nodes_not_ready: not_ready, nodes_not_ready_total: total, clusters_online }
     }
 
+    /// Job `id` as it was submitted.
+    pub fn submitted_job(&self, id: &str) -> Option<&gpuplace::Job> {
+        self.by_id.get(id).map(|&n| &self.entries[n].stored.job)
+    }
+
     /// The job with submission number `number`, as the API shows it.
     pub fn view(&self, number: usize) -> JobView {
         let entry = &self.entries[number];
@@ -737,7 +790,15 @@ impl Service {
                 .placed
                 .as_ref()
                 .map(|(allocation, score)| PlacedOn::new(self.scheduler.fleet(), allocation, *score)),
-            reason: entry.waiting_reason.as_ref().map(|r| r.text.clone()).or_else(|| stored.reason.clone()),
+            // A preempted job says who evicted it and, once a round has tried it again, why it
+            // still waits.
+            reason: match (&entry.waiting_reason, &stored.reason) {
+                (Some(now), Some(evicted)) if stored.state == JobState::Preempted => {
+                    Some(format!("{evicted}; still waiting: {}", now.text))
+                }
+                (Some(now), _) => Some(now.text.clone()),
+                (None, evicted) => evicted.clone(),
+            },
         }
     }
 

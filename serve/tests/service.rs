@@ -36,7 +36,17 @@ fn fleet() -> Fleet {
 }
 
 fn open(dir: &Path, fleet: Option<Fleet>) -> Result<Service, ServeError> {
-    Service::open(ServiceConfig { fleet, policy: None, backend: BackendChoice::Cpu, state_dir: dir.to_path_buf() })
+    open_with(dir, fleet, false)
+}
+
+fn open_with(dir: &Path, fleet: Option<Fleet>, preemption: bool) -> Result<Service, ServeError> {
+    Service::open(ServiceConfig {
+        fleet,
+        policy: None,
+        backend: BackendChoice::Cpu,
+        state_dir: dir.to_path_buf(),
+        preemption,
+    })
 }
 
 /// A job of `gpus` GPUs with priority `priority`.
@@ -122,6 +132,130 @@ fn each_round_decides_as_the_batch_engine_on_the_same_state() {
         assert_eq!(service.scheduler().ledger().state(), mirror.ledger().state(), "round {round}");
     }
     assert!(compared > 200 && !waiting.is_empty(), "the fleet must be contended ({compared}, {})", waiting.len());
+}
+
+/// With preemption, each round (and the rounds that follow evictions at once) decides as the
+/// library's placement plus preemption pass on the same state: the same placements, the same
+/// victims, queued again as `preempted` with the job that evicted them named; and a restart
+/// restores it all.
+#[test]
+fn with_preemption_rounds_decide_as_the_library_and_restart_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open_with(dir.path(), Some(fleet()), true).unwrap();
+    let mut mirror = Scheduler::new(fleet(), Policy::default(), BackendChoice::Cpu).unwrap();
+    // What the mirror waits on, by submission number (the service's round order).
+    let mut waiting: std::collections::BTreeMap<usize, Job> = Default::default();
+    let mut submitted = 0usize;
+    let mut placed_ids: Vec<String> = Vec::new();
+    // Jobs evicted and not placed since, with the job that evicted them last.
+    let mut preempted_by: std::collections::BTreeMap<String, String> = Default::default();
+    let mut seed = 11u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let date = Day::today().max(DAY);
+    let (mut evictions, mut rounds_after_evictions) = (0, 0);
+    for round in 0..40 {
+        let jobs: Vec<Job> = (0..1 + next() % 5)
+            .map(|i| job(&format!("r{round}-{i}"), [1, 4, 8, 16, 72][(next() % 5) as usize], (next() % 6) as i32))
+            .collect();
+        let finish: Vec<String> = if round % 4 == 3 && !placed_ids.is_empty() {
+            let k = (next() as usize) % placed_ids.len();
+            vec![placed_ids.swap_remove(k)]
+        } else {
+            Vec::new()
+        };
+        for id in &finish {
+            mirror.release(id).unwrap();
+        }
+        for job in &jobs {
+            waiting.insert(submitted, job.clone());
+            submitted += 1;
+        }
+        // The service: the batch's round, then at once the rounds evictions call for.
+        service.submit(&body(&jobs)).unwrap();
+        for id in &finish {
+            service.finish(id).unwrap();
+        }
+        while service.round_needed() {
+            service.run_round().unwrap();
+        }
+        service.commit().unwrap();
+        // The mirror: placement then the preemption pass, again while jobs of earlier rounds
+        // were evicted.
+        loop {
+            let numbers: Vec<usize> = waiting.keys().copied().collect();
+            let workload = Workload::from_jobs(waiting.values().cloned().collect(), "<waiting>");
+            let compiled = mirror.compile(&workload, date).unwrap();
+            let all: Vec<usize> = (0..workload.jobs.len()).collect();
+            let (decisions, _, _) = mirror
+                .place_compiled(&compiled, &all, gpuplace::engine::place::Reasons::Worded, &mut |_, _| {})
+                .unwrap();
+            let unplaced: Vec<usize> =
+                decisions.iter().filter(|d| matches!(d.outcome, Outcome::Unplaced { .. })).map(|d| d.job).collect();
+            let pass = mirror.preempt(&compiled, &unplaced, gpuplace::engine::place::Reasons::Worded).unwrap();
+            for (job, number) in workload.jobs.iter().zip(&numbers) {
+                if mirror.allocation(&job.id).is_some() {
+                    waiting.remove(number);
+                    placed_ids.push(job.id.clone());
+                    preempted_by.remove(&job.id);
+                }
+            }
+            let earlier: Vec<_> = pass.evictions.iter().filter(|e| e.job.is_none()).collect();
+            for eviction in &earlier {
+                let by = &workload.jobs[eviction.by];
+                assert!(by.priority > eviction.priority, "round {round}: evicted by an equal or lower priority");
+                preempted_by.insert(eviction.id.clone(), by.id.clone());
+                placed_ids.retain(|id| id != &eviction.id);
+                let number = service.job(&eviction.id).unwrap().submitted as usize;
+                waiting.insert(number, service.submitted_job(&eviction.id).expect("a known job").clone());
+            }
+            evictions += pass.evictions.len();
+            if earlier.is_empty() {
+                break;
+            }
+            rounds_after_evictions += 1;
+        }
+        assert_eq!(service.scheduler().ledger().state(), mirror.ledger().state(), "round {round}");
+        for view in all_views(&service) {
+            match mirror.allocation(&view.id) {
+                Some(allocation) => {
+                    assert_eq!(view.state, JobState::Placed, "round {round}: {}", view.id);
+                    let placed = view.placement.as_ref().unwrap();
+                    let expected = gpuplace::engine::PlacedOn::new(mirror.fleet(), allocation, placed.score);
+                    assert_eq!(placed, &expected, "round {round}: {}", view.id);
+                }
+                None => match preempted_by.get(&view.id) {
+                    Some(by) => {
+                        assert_eq!(view.state, JobState::Preempted, "round {round}: {}", view.id);
+                        let reason = view.reason.clone().unwrap_or_default();
+                        assert!(reason.contains(&format!("by job `{by}`")), "round {round}: {reason}");
+                    }
+                    None => assert_ne!(view.state, JobState::Placed, "round {round}: {}", view.id),
+                },
+            }
+        }
+        if round % 10 == 9 {
+            let before: Vec<_> = all_views(&service).into_iter().map(|v| (v.id, v.state, v.placement)).collect();
+            drop(service);
+            service = open_with(dir.path(), None, true).unwrap();
+            while service.round_needed() {
+                service.run_round().unwrap();
+            }
+            let after: Vec<_> = all_views(&service).into_iter().map(|v| (v.id, v.state, v.placement)).collect();
+            assert_eq!(after, before, "round {round}: the restart changed something");
+        }
+    }
+    let preempted = service.list(Some(JobState::Preempted), None, usize::MAX).0;
+    for view in &preempted {
+        assert!(view.reason.as_deref().is_some_and(|r| !r.is_empty()), "{} says why", view.id);
+    }
+    println!(
+        "evictions {evictions}, rounds after evictions {rounds_after_evictions}, preempted now {}",
+        preempted.len()
+    );
+    assert!(evictions >= 5 && rounds_after_evictions >= 2, "too few evictions to tell ({evictions})");
 }
 
 #[test]

@@ -76,18 +76,27 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
         Command::Generate { count, seed, fleet, at, output } => {
             complete(generate::run(count, seed, fleet.as_deref(), at.as_deref(), &output))
         }
-        Command::Serve { fleet, policy, policy_preset, state, listen, token_file, batch_window_ms, backend } => {
-            complete(serve::run(serve::ServeArgs {
-                fleet: fleet.as_deref(),
-                policy: policy.as_deref(),
-                policy_preset: policy_preset.as_deref(),
-                state: &state,
-                listen: &listen,
-                token_file: token_file.as_deref(),
-                batch_window_ms,
-                backend,
-            }))
-        }
+        Command::Serve {
+            fleet,
+            policy,
+            policy_preset,
+            state,
+            listen,
+            token_file,
+            batch_window_ms,
+            backend,
+            preemption,
+        } => complete(serve::run(serve::ServeArgs {
+            fleet: fleet.as_deref(),
+            policy: policy.as_deref(),
+            policy_preset: policy_preset.as_deref(),
+            state: &state,
+            listen: &listen,
+            token_file: token_file.as_deref(),
+            batch_window_ms,
+            backend,
+            preemption,
+        })),
         Command::Submit { file, server } => complete(serve::submit(&file, &server)),
         Command::Status { id, explain, state_filter, after, limit, server } => {
             complete(serve::status(id.as_deref(), explain, state_filter.as_deref(), after, limit, &server))

@@ -21,6 +21,7 @@ pub struct ServeArgs<'a> {
     pub token_file: Option<&'a Path>,
     pub batch_window_ms: u64,
     pub backend: BackendArg,
+    pub preemption: bool,
 }
 
 /// Serves until SIGTERM or SIGINT.
@@ -41,6 +42,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         policy,
         backend: args.backend.choice(),
         state_dir: args.state.to_path_buf(),
+        preemption: args.preemption,
     })?;
     for notice in service.scheduler().notices() {
         note(notice);
