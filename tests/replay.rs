@@ -107,7 +107,12 @@ fn replay_invariants_hold_at_every_interval() {
     on_every_backend("replay_invariants_hold_at_every_interval", |name, mut backend| {
         for seed in 0..40 {
             let (fleet, workload, policy) = problem(seed);
-            let config = ReplayConfig { interval_s: [60, 300, 7][seed as usize % 3], max_wait_s: None, start: at() };
+            let config = ReplayConfig {
+                interval_s: [60, 300, 7][seed as usize % 3],
+                max_wait_s: None,
+                start: at(),
+                preemption: false,
+            };
             let (report, returned) = checked_replay(&fleet, &workload, &policy, config, backend);
             backend = returned;
             // Every job accounted for: placed or rejected, never both, never lost.
@@ -129,7 +134,7 @@ fn replay_invariants_hold_at_every_interval() {
 #[test]
 fn replay_is_deterministic_and_the_same_on_every_backend() {
     let (fleet, workload, policy) = problem(99);
-    let config = ReplayConfig { interval_s: 60, max_wait_s: Some(1800), start: at() };
+    let config = ReplayConfig { interval_s: 60, max_wait_s: Some(1800), start: at(), preemption: false };
     let (a, _) = checked_replay(&fleet, &workload, &policy, config, Backend::cpu());
     on_every_backend("replay_is_deterministic_and_the_same_on_every_backend", |name, backend| {
         let (b, _) = checked_replay(&fleet, &workload, &policy, config, backend);
@@ -145,7 +150,7 @@ fn max_wait_rejects_jobs_that_waited_too_long() {
         let mut saw_rejection = false;
         for seed in 200..230 {
             let (fleet, workload, policy) = problem(seed);
-            let config = ReplayConfig { interval_s: 60, max_wait_s: Some(600), start: at() };
+            let config = ReplayConfig { interval_s: 60, max_wait_s: Some(600), start: at(), preemption: false };
             let (report, returned) = checked_replay(&fleet, &workload, &policy, config, backend);
             backend = returned;
             for (job, fate) in workload.jobs.iter().zip(&report.fates) {
@@ -185,15 +190,15 @@ fn extreme_times_end_quickly() {
     workload.jobs[0].submit_s = Some(last);
     workload.jobs[0].gpus = 60_000; // never fits: waits until max-wait or forever
     for (interval_s, max_wait_s) in [(1, Some(last)), (last, None), (last, Some(last)), (7, Some(0))] {
-        let config = ReplayConfig { interval_s, max_wait_s, start: gpuplace::Day::MAX };
+        let config = ReplayConfig { interval_s, max_wait_s, start: gpuplace::Day::MAX, preemption: false };
         let (report, _) = checked_replay(&fleet, &workload, &policy, config, Backend::cpu());
         assert_eq!(report.fates.len(), workload.jobs.len());
         assert!(matches!(report.fates[0], JobFate::Rejected { .. }));
     }
     for bad in [
-        ReplayConfig { interval_s: 0, max_wait_s: None, start: at() },
-        ReplayConfig { interval_s: last + 1, max_wait_s: None, start: at() },
-        ReplayConfig { interval_s: 60, max_wait_s: Some(last + 1), start: at() },
+        ReplayConfig { interval_s: 0, max_wait_s: None, start: at(), preemption: false },
+        ReplayConfig { interval_s: last + 1, max_wait_s: None, start: at(), preemption: false },
+        ReplayConfig { interval_s: 60, max_wait_s: Some(last + 1), start: at(), preemption: false },
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
     }
@@ -281,8 +286,12 @@ fn alibaba_trace_imports_and_replays_when_present() {
     let (fleet_file, _) = alibaba_nodes(&nodes, "nodes", true).unwrap();
     let fleet = Fleet::from_file(fleet_file, "nodes").unwrap();
     assert_eq!(fleet.racks.len(), 1213);
-    let config =
-        ReplayConfig { interval_s: 3600, max_wait_s: None, start: gpuplace::Day::parse("2023-01-01").unwrap() };
+    let config = ReplayConfig {
+        interval_s: 3600,
+        max_wait_s: None,
+        start: gpuplace::Day::parse("2023-01-01").unwrap(),
+        preemption: false,
+    };
     let (report, _) = checked_replay(&fleet, &workload, &Policy::default(), config, Backend::cpu());
     assert_eq!(report.kinds.iter().map(|k| k.placed + k.rejected).sum::<usize>(), workload.jobs.len());
 }
@@ -313,7 +322,7 @@ fn replay_waits_for_capacity_to_come_online_and_for_not_before() {
     };
     let workload = Workload::from_jobs(vec![job("now", None), job("day1", Some(1)), job("day3", Some(3))], "<test>");
     on_every_backend("replay_waits_for_capacity_to_come_online", |name, backend| {
-        let config = ReplayConfig { interval_s: 3600, max_wait_s: None, start };
+        let config = ReplayConfig { interval_s: 3600, max_wait_s: None, start, preemption: false };
         let (report, _) = checked_replay(&fleet, &workload, &Policy::default(), config, backend);
         let started: Vec<(u64, u64)> = report
             .fates
@@ -336,8 +345,8 @@ fn retrying_waiting_jobs_only_when_capacity_grew_changes_no_decision() {
     let mut consolidation_mattered = 0;
     for seed in 400..430 {
         let (fleet, workload, policy) = problem(seed);
-        for max_wait_s in [None, Some(900)] {
-            let config = ReplayConfig { interval_s: [60, 7][seed as usize % 2], max_wait_s, start: at() };
+        for (max_wait_s, preemption) in [(None, false), (Some(900), false), (None, true), (Some(900), true)] {
+            let config = ReplayConfig { interval_s: [60, 7][seed as usize % 2], max_wait_s, start: at(), preemption };
             if policy.consolidate {
                 let mut plain = policy;
                 plain.consolidate = false;
@@ -362,4 +371,70 @@ fn retrying_waiting_jobs_only_when_capacity_grew_changes_no_decision() {
         }
     }
     assert!(consolidation_mattered > 0, "consolidation changed no replay");
+}
+
+/// With preemption: the invariants of every interval hold (evicted jobs give back exactly what
+/// they held), every job ends placed or rejected with its whole duration run at its last start,
+/// and after every interval no waiting job could run by evicting every running job of lower
+/// priority. Preemption must happen, and change fates, or the test says nothing.
+#[test]
+fn replay_with_preemption_keeps_the_invariants_and_the_guarantee() {
+    let (mut preemptions, mut changed, mut checked) = (0, 0, 0);
+    for seed in 500..530 {
+        let (fleet, workload, policy) = problem(seed);
+        let config =
+            ReplayConfig { interval_s: [60, 300][seed as usize % 2], max_wait_s: None, start: at(), preemption: true };
+        let (report, _) = checked_replay(&fleet, &workload, &policy, config, Backend::cpu());
+        preemptions += report.preemptions;
+        assert_eq!(report.preemptions == 0, report.preempted_gpu_hours == 0.0, "seed {seed}");
+        for (job, fate) in workload.jobs.iter().zip(&report.fates) {
+            if let JobFate::Placed { start_s, end_s, .. } = fate {
+                assert_eq!(end_s - start_s, job.duration_s.unwrap(), "seed {seed}: {} ran its whole duration", job.id);
+            }
+        }
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu()).unwrap();
+        let without = replay(
+            &mut scheduler,
+            &workload,
+            ReplayConfig { preemption: false, ..config },
+            &mut |_, _| {},
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        changed += usize::from(without.fates != report.fates);
+        // The guarantee, after every interval.
+        let jobs = workload.compile(&fleet, &policy, config.start).unwrap();
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu()).unwrap();
+        replay(&mut scheduler, &workload, config, &mut |_, _| {}, &mut |t, scheduler, fates| {
+            let today = config.start.saturating_add(t / 86_400);
+            let priority_of = |id: &str| workload.jobs.iter().find(|j| j.id == id).unwrap().priority;
+            for (j, fate) in fates.iter().enumerate() {
+                // It arrives at its submit time, or at the start of its `not_before` day if later.
+                let arrives = workload.jobs[j]
+                    .submit_s
+                    .unwrap()
+                    .max(u64::from(jobs[j].ready_day.saturating_sub(config.start.0)) * 86_400);
+                if fate.is_some() || arrives > t {
+                    continue;
+                }
+                let priority = workload.jobs[j].priority;
+                let mut ledger = scheduler.ledger().clone();
+                for (id, allocation) in scheduler.placed() {
+                    if priority_of(id) < priority {
+                        ledger.release(allocation);
+                    }
+                }
+                let job = gpuplace::kernel::score::JobGpu { ready_day: today.0, ..jobs[j] };
+                let relaxed = gpuplace::kernel::score::JobGpu { block_rule: gpuplace::kernel::score::BLOCK_ANY, ..job };
+                let fits = ledger.best_rack(&job).is_some()
+                    || (job.block_rule == gpuplace::kernel::score::BLOCK_PREFERRED
+                        && ledger.best_rack(&relaxed).is_some());
+                assert!(!fits, "seed {seed} t={t}: {} waits behind jobs of lower priority", workload.jobs[j].id);
+                checked += 1;
+            }
+        })
+        .unwrap();
+    }
+    println!("preemptions {preemptions}, replays changed {changed}, waiting jobs checked {checked}");
+    assert!(preemptions >= 20 && changed >= 5 && checked >= 100, "too little preemption to tell");
 }

@@ -75,6 +75,7 @@ pub enum Command {
     #[command(after_help = "Examples:
   gpuplace replay --count 20000 --span-h 48
   gpuplace replay --count 2000 --max-wait 3600 --json replay.jsonl --plot replay.svg
+  gpuplace replay --count 500 --span-h 2 --preemption
   gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv \\
       --fleet-out openb-fleet.json --out openb-jobs.json
   gpuplace replay --fleet openb-fleet.json --jobs openb-jobs.json --interval 600 --json replay.json --plot replay.svg
@@ -405,6 +406,11 @@ pub struct ReplayArgs {
     /// For generated workloads (no --jobs): spread arrivals evenly over this many hours.
     #[arg(long, default_value_t = 24.0)]
     pub span_h: f64,
+    /// After each interval's placement, let waiting jobs evict running jobs of strictly lower
+    /// priority (the rule of `serve --preemption`); evicted jobs wait again and restart from
+    /// scratch.
+    #[arg(long)]
+    pub preemption: bool,
 }
 
 #[derive(Subcommand)]

@@ -405,7 +405,7 @@ mod tests {
         let mut workload = generate::generate(&fleet, 400, 5, at).unwrap();
         generate::spread_arrivals(&mut workload, 2.0).unwrap();
         let mut scheduler = Scheduler::new(fleet, Policy::default(), BackendChoice::Cpu).unwrap();
-        let config = ReplayConfig { interval_s: 600, max_wait_s: None, start: at };
+        let config = ReplayConfig { interval_s: 600, max_wait_s: None, start: at, preemption: false };
         let report = replay(&mut scheduler, &workload, config, &mut |_, _| {}, &mut |_, _, _| {}).unwrap();
         (report, workload)
     }

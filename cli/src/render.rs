@@ -106,6 +106,13 @@ pub fn replay(report: &ReplayReport, backend: &str, wall: Duration) -> String {
         report.carbon_kg,
         report.latency_violations
     );
+    if report.preemptions > 0 {
+        let _ = writeln!(
+            text,
+            "preemptions {}: evicted jobs had run {:.1} GPU-hours, to be run again",
+            report.preemptions, report.preempted_gpu_hours
+        );
+    }
     let _ = writeln!(
         text,
         "scheduling per interval p50 {:.3} ms, p99 {:.3} ms, total {:.3} s; backend: {backend}; wall time {:.3} s",

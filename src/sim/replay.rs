@@ -46,6 +46,10 @@ pub struct ReplayConfig {
     pub max_wait_s: Option<u64>,
     /// The date at trace time 0.
     pub start: Day,
+    /// After each interval's placement, the jobs left waiting may evict running jobs of strictly
+    /// lower priority ([`crate::Scheduler::preempt`]). An evicted job waits again and, placed
+    /// again, runs its whole duration from the start (no checkpoint is assumed).
+    pub preemption: bool,
 }
 
 impl ReplayConfig {
@@ -249,6 +253,13 @@ pub struct ReplayReport {
     pub carbon_kg: f64,
     /// Placed jobs further from their users than their latency bound (must be 0).
     pub latency_violations: u64,
+    /// Evictions by preemption (a job evicted twice counts twice; 0 without preemption).
+    #[serde(default)]
+    pub preemptions: u64,
+    /// GPU-hours that evicted jobs had run before their eviction: work lost, to be run again.
+    /// Their energy and carbon are in `energy_usd` and `carbon_kg`.
+    #[serde(default)]
+    pub preempted_gpu_hours: f64,
     /// Mean stranded GPUs over the samples.
     pub stranded_gpus_mean: f64,
     /// Largest stranded GPUs.
@@ -340,6 +351,9 @@ fn replay_with(
     let last_arrival = arrivals.last().map_or(0, |&j| submit[j]);
 
     let mut fates: Vec<Option<JobFate>> = vec![None; n];
+    // Preemption: evictions, the GPU-thousandth-seconds evicted jobs had run, and what each such
+    // run held and for how long (its energy counts).
+    let (mut preemptions, mut preempted_gpu_s, mut lost_runs) = (0u64, 0u128, Vec::new());
     let mut running: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     let mut waiting: Vec<usize> = Vec::new();
     let mut next_arrival = 0usize;
@@ -392,6 +406,7 @@ fn replay_with(
             running.pop();
             scheduler.release(&workload.jobs[j].id)?;
             capacity_grew = true;
+            drop_evicted(&mut running, &fates);
         }
         while next_arrival < n && submit[arrivals[next_arrival]] <= t {
             waiting.push(arrivals[next_arrival]);
@@ -404,9 +419,13 @@ fn replay_with(
         last_today = Some(today);
         let first = if capacity_grew { 0 } else { tried_since };
         let mut retry_next = false;
-        if first < waiting.len() {
+        // With preemption, the jobs not tried again take part in the pass: an eviction can free
+        // more than the evicting job takes, so they may fit or evict in turn (trying every
+        // waiting job would also bring them there, unplaced, in the same order).
+        if first < waiting.len() || (config.preemption && !waiting.is_empty()) {
             let to_place = waiting.split_off(first);
-            for &j in &to_place {
+            let not_tried = if config.preemption { std::mem::take(&mut waiting) } else { Vec::new() };
+            for &j in to_place.iter().chain(&not_tried) {
                 compiled.jobs[j].ready_day = today.0;
             }
             let (decisions, _, consolidation) =
@@ -416,6 +435,32 @@ fn replay_with(
             // make room for one either (what it frees is no more than that final state had free).
             // A pass that ran out of work has not checked them all: try every waiting job next time.
             retry_next = consolidation.exhausted;
+            let mut decisions = decisions;
+            if config.preemption {
+                let mut unplaced: Vec<usize> =
+                    decisions.iter().filter(|d| matches!(d.outcome, Outcome::Unplaced { .. })).map(|d| d.job).collect();
+                unplaced.extend(&not_tried);
+                if !unplaced.is_empty() {
+                    let pass = scheduler.preempt(&compiled, &unplaced, Reasons::Skipped)?;
+                    // Every job of the workload is compiled, so each victim is decided again in
+                    // the pass (its final outcome is among the pass's decisions).
+                    for eviction in &pass.evictions {
+                        let v = eviction.job.expect("a running job belongs to the replayed workload");
+                        if let Some(JobFate::Placed { start_s, allocation, .. }) = fates[v].take() {
+                            preempted_gpu_s += u128::from(t - start_s) * u128::from(workload.jobs[v].gpu_milli_held());
+                            lost_runs.push((allocation, t - start_s));
+                        }
+                        preemptions += 1;
+                    }
+                    // What an eviction frees beyond what the evicting job takes is capacity that
+                    // grew: every waiting job is tried again at the next interval.
+                    retry_next |= !pass.evictions.is_empty();
+                    let again: std::collections::HashSet<usize> = pass.decisions.iter().map(|d| d.job).collect();
+                    decisions.retain(|d| !again.contains(&d.job));
+                    decisions.extend(pass.decisions);
+                    drop_evicted(&mut running, &fates);
+                }
+            }
             for decision in decisions {
                 let j = decision.job;
                 match decision.outcome {
@@ -428,6 +473,7 @@ fn replay_with(
                     Outcome::Unplaced { .. } => waiting.push(j),
                 }
             }
+            drop_evicted(&mut running, &fates);
         }
         tried_since = waiting.len();
         capacity_grew = retry_next;
@@ -440,7 +486,7 @@ fn replay_with(
             it_mw: site_power_drawn_w(fleet, state).into_iter().map(|w| w as f64 / 1e6).collect(),
             stranded_gpus: stranded_gpus(state),
             waiting: waiting.len(),
-            running: running.len(),
+            running: scheduler.running(),
         });
         check_after(t, scheduler, &fates);
         progress(t.min(last_arrival), last_arrival);
@@ -482,7 +528,23 @@ fn replay_with(
     }
 
     let fates: Vec<JobFate> = fates.into_iter().map(|f| f.expect("every job ends placed or rejected")).collect();
-    Ok(summarize(scheduler, workload, interval, timeline, scheduling, fates))
+    let mut report = summarize(scheduler, workload, interval, timeline, scheduling, fates, &lost_runs);
+    report.preemptions = preemptions;
+    report.preempted_gpu_hours = preempted_gpu_s as f64 / 1000.0 / 3600.0;
+    Ok(report)
+}
+
+/// Drops the entries at the top of `running` whose job no longer runs until that time (evicted,
+/// or evicted and placed again with another end), so that its top is always a live end.
+fn drop_evicted(running: &mut BinaryHeap<Reverse<(u64, usize)>>, fates: &[Option<JobFate>]) {
+    while let Some(&Reverse((end, j))) = running.peek() {
+        match &fates[j] {
+            Some(JobFate::Placed { end_s, .. }) if *end_s == end => break,
+            _ => {
+                running.pop();
+            }
+        }
+    }
 }
 
 /// Why waiting job `j` is not placed now. Every waiting job was tried at an interval since which
@@ -501,6 +563,7 @@ fn summarize(
     timeline: Vec<Sample>,
     scheduling: Vec<Duration>,
     fates: Vec<JobFate>,
+    lost_runs: &[(Allocation, u64)],
 ) -> ReplayReport {
     let fleet = scheduler.fleet();
     let mut delays: Vec<Vec<u64>> = vec![Vec::new(); JobKind::ALL.len()];
@@ -533,6 +596,9 @@ fn summarize(
             JobFate::Rejected { .. } => kinds[kind].rejected += 1,
         }
     }
+    for (allocation, seconds) in lost_runs {
+        energy.add(fleet, allocation, *seconds);
+    }
     for (kind, mut d) in kinds.iter_mut().zip(delays) {
         d.sort_unstable();
         kind.delay_p50_s = percentile(&d, 50.0);
@@ -552,6 +618,8 @@ fn summarize(
         energy_usd: energy.usd(),
         carbon_kg: energy.kg_co2(),
         latency_violations: violations,
+        preemptions: 0,
+        preempted_gpu_hours: 0.0,
         stranded_gpus_mean: if stranded.is_empty() {
             0.0
         } else {

@@ -23,6 +23,7 @@ pub fn prepare_replay(inputs: &Inputs, args: &ReplayArgs) -> anyhow::Result<(Pre
         interval_s: args.interval,
         max_wait_s: args.max_wait,
         start: prepared.scheduler.placement_date(prepared.at),
+        preemption: args.preemption,
     };
     config.validate()?;
     Ok((prepared, config))
