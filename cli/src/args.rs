@@ -240,6 +240,7 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
   gpuplace serve --state /var/lib/gpuplace
   gpuplace serve --fleet fleet.json --policy policy.json --state state --listen 127.0.0.1:7070
   gpuplace serve --fleet fleet.json --state state --preemption
+  gpuplace serve --state state --kube-api http://127.0.0.1:8001
   gpuplace submit jobs.json && gpuplace status --state-filter waiting && gpuplace finish job-1")]
     Serve {
         /// Fleet JSON file to start a new state directory with (default: the built-in fleet). A
@@ -274,6 +275,14 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// then the lowest priorities, then the fewest GPUs); they wait again as `preempted`.
         #[arg(long)]
         preemption: bool,
+        /// The Kubernetes API server on which the scheduler extender's bind creates each pod's
+        /// Binding (e.g. http://127.0.0.1:8001, a `kubectl proxy` beside the server); see
+        /// docs/KUBERNETES.md.
+        #[arg(long, value_name = "URL")]
+        kube_api: Option<String>,
+        /// File holding a bearer token for --kube-api.
+        #[arg(long, value_name = "FILE", requires = "kube_api")]
+        kube_token_file: Option<PathBuf>,
     },
     /// Submit jobs (a jobs file, JSON) to a running `gpuplace serve`; prints each job's state.
     #[command(after_help = "Examples:

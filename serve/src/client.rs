@@ -163,3 +163,37 @@ fn encode_segment(id: &str) -> String {
     }
     out
 }
+
+/// Creates the Binding of the pod of `args` to its node on the Kubernetes API server at `api`
+/// (`POST /api/v1/namespaces/{namespace}/pods/{name}/binding`, as kube-scheduler's own binder
+/// does), sending `token` as a bearer token when given. The error is one line saying why.
+pub fn create_binding(api: &str, token: Option<&str>, args: &crate::kube::ExtenderBindingArgs) -> Result<(), String> {
+    let url = format!(
+        "{}/api/v1/namespaces/{}/pods/{}/binding",
+        api.trim_end_matches('/'),
+        encode_segment(&args.pod_namespace),
+        encode_segment(&args.pod_name)
+    );
+    let body = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": { "name": args.pod_name, "namespace": args.pod_namespace, "uid": args.pod_uid },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": args.node },
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.post(&url).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request.send(body.to_string()).map_err(|e| format!("binding on {url}: {e}"))?;
+    if response.status().is_success() {
+        return Ok(());
+    }
+    let status = response.status().as_u16();
+    let text = response.body_mut().with_config().limit(64 << 10).read_to_string().unwrap_or_default();
+    Err(format!("binding on {url}: {status}: {}", text.replace('\n', " ").trim()))
+}

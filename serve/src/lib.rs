@@ -9,11 +9,13 @@
 //! - [`server`]: the routes and the core thread that batches requests, places and commits;
 //! - [`client`]: a blocking client;
 //! - [`load`]: the load generator (`gpuplace load`);
-//! - [`api`]: the bodies of the API (docs/API.md).
+//! - [`api`]: the bodies of the API (docs/API.md);
+//! - [`kube`]: the Kubernetes scheduler-extender protocol (docs/KUBERNETES.md).
 
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod kube;
 pub mod load;
 pub mod schema;
 pub mod server;

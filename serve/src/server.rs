@@ -69,6 +69,11 @@ pub struct ServerConfig {
     /// Whether SIGTERM and SIGINT stop the server (the command sets it; a program embedding the
     /// server may keep its own handlers and call [`Server::stop`]).
     pub stop_on_signals: bool,
+    /// The Kubernetes API server the extender's bind creates each pod's Binding on (for example
+    /// `http://127.0.0.1:8001`, a `kubectl proxy` beside the server), with the bearer token to
+    /// send, if any. None: bind holds the pod's GPUs in gpuplace and answers with an error saying
+    /// no API server is set, so that kube-scheduler does not take the pod as bound.
+    pub kube_api: Option<(String, Option<String>)>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +83,7 @@ impl Default for ServerConfig {
             batch_window: Duration::ZERO,
             token: None,
             stop_on_signals: false,
+            kube_api: None,
         }
     }
 }
@@ -92,6 +98,9 @@ enum Op {
     List { state: Option<JobState>, after: Option<u64>, limit: usize },
     Metrics,
     Health,
+    KubeFilter(crate::kube::ExtenderArgs),
+    KubePrioritize(crate::kube::ExtenderArgs),
+    KubeBind(crate::kube::ExtenderBindingArgs),
 }
 
 enum Answer {
@@ -110,6 +119,7 @@ struct AppState {
     core: mpsc::Sender<Message>,
     token: Option<Arc<str>>,
     submissions: Arc<Semaphore>,
+    kube_api: Option<Arc<(String, Option<String>)>>,
 }
 
 /// A running server: its address, and the way to stop it.
@@ -161,6 +171,7 @@ impl Server {
             core: sender,
             token: config.token.map(|t| Arc::from(t.as_str())),
             submissions: Arc::new(Semaphore::new(SUBMISSIONS_AT_ONCE)),
+            kube_api: config.kube_api.map(Arc::new),
         };
         let app = Router::new()
             .route("/v1/jobs", post(submit).get(list))
@@ -171,6 +182,9 @@ impl Server {
             .route("/v1/fleet/events", post(events))
             .route("/metrics", get(metrics))
             .route("/healthz", get(health))
+            .route("/kube/v1/filter", post(kube_filter))
+            .route("/kube/v1/prioritize", post(kube_prioritize))
+            .route("/kube/v1/bind", post(kube_bind))
             .fallback(|| async { error(ApiError::new(404, "no such route (see docs/API.md)")) })
             .method_not_allowed_fallback(|| async { error(ApiError::new(405, "this route does not take this method")) })
             .with_state(state);
@@ -316,6 +330,13 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
                 Op::Submit(workload) => service.submit_workload(workload).map(Pending::Jobs),
                 Op::Finish(id) => service.finish(&id).map(Pending::Job),
                 Op::Events(events) => service.apply_events(&events).map(|n| Pending::Events(events.len() as u64, n)),
+                // The extender's reads are answered from the state as the batch's earlier
+                // requests left it; a bind is a change, answered after the commit.
+                Op::KubeFilter(args) => Ok(Pending::Ready(json(StatusCode::OK, &service.kube_filter(args)))),
+                Op::KubePrioritize(args) => {
+                    service.kube_prioritize(args).map(|list| Pending::Ready(json(StatusCode::OK, &list)))
+                }
+                Op::KubeBind(args) => service.kube_bind(&args).map(|_| Pending::Bound),
                 read => Ok(Pending::Read(read)),
             });
         }
@@ -341,6 +362,8 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
 }
 
 enum Pending {
+    Ready(Answer),
+    Bound,
     Jobs(Vec<usize>),
     Events(u64, Vec<usize>),
     Job(usize),
@@ -353,6 +376,8 @@ fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Answer {
 
 fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answer, ApiError> {
     Ok(match pending {
+        Pending::Ready(answer) => answer,
+        Pending::Bound => json(StatusCode::OK, &crate::kube::ExtenderBindingResult::default()),
         Pending::Jobs(numbers) => json(
             StatusCode::OK,
             &JobsResponse { jobs: numbers.into_iter().map(|n| service.view(n)).collect(), total: None },
@@ -371,7 +396,9 @@ fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answ
         }
         Pending::Read(Op::Metrics) => Answer::Text(metrics.render(service)),
         Pending::Read(Op::Health) => Answer::Text("ok\n".into()),
-        Pending::Read(Op::Submit(_) | Op::Finish(_) | Op::Events(_)) => unreachable!("mutations are pending as jobs"),
+        Pending::Read(
+            Op::Submit(_) | Op::Finish(_) | Op::Events(_) | Op::KubeFilter(_) | Op::KubePrioritize(_) | Op::KubeBind(_),
+        ) => unreachable!("mutations and the extender's requests are pending otherwise"),
     })
 }
 
@@ -628,4 +655,92 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 
 async fn health(State(state): State<AppState>) -> Response {
     call(&state, Op::Health).await
+}
+
+/// Reads an extender request's body (JSON of `T`), after the token; the error answer otherwise.
+async fn kube_body<T: serde::de::DeserializeOwned + Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, Response> {
+    if let Some(refusal) = refused(state, headers) {
+        return Err(refusal);
+    }
+    let Ok(_turn) = state.submissions.acquire().await else {
+        return Err(error(ApiError::new(503, "the server is stopping")));
+    };
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        error(ApiError::new(413, format!("request: the body is over {} MiB, or was cut off", MAX_BODY_BYTES >> 20)))
+    })?;
+    let parsed = tokio::task::spawn_blocking(move || serde_json::from_slice::<T>(&bytes))
+        .await
+        .map_err(|_| error(ApiError::new(500, "request: parsing the body failed")))?;
+    parsed.map_err(|e| error(ApiError::new(400, format!("request: {}", e.to_string().replace('\n', " ")))))
+}
+
+async fn kube_filter(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match kube_body(&state, &headers, body).await {
+        Ok(args) => call(&state, Op::KubeFilter(args)).await,
+        Err(response) => response,
+    }
+}
+
+async fn kube_prioritize(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match kube_body(&state, &headers, body).await {
+        Ok(args) => call(&state, Op::KubePrioritize(args)).await,
+        Err(response) => response,
+    }
+}
+
+/// The extender's bind: the pod's GPUs held in gpuplace (durably), then its Binding created on
+/// the API server; when that fails the hold is given back and the answer says why. Failures are
+/// answered as kube-scheduler expects, 200 with `Error` set.
+async fn kube_bind(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let args: crate::kube::ExtenderBindingArgs = match kube_body(&state, &headers, body).await {
+        Ok(args) => args,
+        Err(response) => return response,
+    };
+    // kube-scheduler reads a bind's failure from `Error`, with 200; empty is success.
+    let result = |message: String| {
+        let body = crate::kube::ExtenderBindingResult { error: message };
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&body).expect("serializes"),
+        )
+            .into_response()
+    };
+    let (reply, answer) = oneshot::channel();
+    let message = Message { op: Op::KubeBind(args.clone()), arrived: Instant::now(), reply };
+    if state.core.send(message).await.is_err() {
+        return result("the gpuplace server is stopping".into());
+    }
+    match answer.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return result(e.message),
+        Err(_) => return result("the gpuplace server is stopping".into()),
+    }
+    let id = format!("{}/{}/{}", args.pod_namespace, args.pod_name, args.pod_uid);
+    let outcome = match state.kube_api.clone() {
+        None => Err("gpuplace holds the pod's GPUs, but no Kubernetes API server is set (serve --kube-api) to bind it"
+            .to_string()),
+        Some(api) => {
+            let args = args.clone();
+            tokio::task::spawn_blocking(move || crate::client::create_binding(&api.0, api.1.as_deref(), &args))
+                .await
+                .unwrap_or_else(|_| Err("creating the Binding failed".into()))
+        }
+    };
+    match outcome {
+        Ok(()) => result(String::new()),
+        Err(message) => {
+            // Give the hold back (a pod without GPUs holds nothing: its finish finds no job).
+            let (reply, answer) = oneshot::channel();
+            let message_back = Message { op: Op::Finish(id), arrived: Instant::now(), reply };
+            if state.core.send(message_back).await.is_ok() {
+                let _ = answer.await;
+            }
+            result(message)
+        }
+    }
 }

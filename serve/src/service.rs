@@ -121,7 +121,25 @@ pub struct Service {
     initial_nodes: Vec<NodeState>,
     /// See [`ServiceConfig::preemption`].
     preemption: bool,
+    /// What the Kubernetes extender learned from requests: pods by UID, nodes' trays by name.
+    kube: KubeCache,
+    /// The pods of each gang bound through the extender (submission numbers), by group.
+    groups: HashMap<String, BTreeSet<usize>>,
 }
+
+/// Pods seen by the extender's filter (bind names only the pod), most recent last, and the
+/// trays of nodes seen whole (a request that names nodes only finds them here).
+#[derive(Default)]
+struct KubeCache {
+    pods: HashMap<String, crate::kube::PodJob>,
+    order: std::collections::VecDeque<String>,
+    nodes: HashMap<String, Result<crate::kube::Tray, String>>,
+}
+
+/// Pods the extender remembers between filter and bind (the oldest forgotten first).
+const KUBE_PODS_KEPT: usize = 65_536;
+/// Node names the extender remembers.
+const KUBE_NODES_KEPT: usize = 1_000_000;
 
 impl Service {
     /// Opens the state directory and restores what it holds: every job with its state, and the
@@ -206,6 +224,8 @@ impl Service {
             overrides,
             initial_nodes,
             preemption: config.preemption,
+            kube: KubeCache::default(),
+            groups: HashMap::new(),
         };
         service.restore()?;
         apply_overrides(&mut service.scheduler, &service.overrides, &service.initial_nodes, true)
@@ -217,7 +237,7 @@ impl Service {
     }
 
     fn restore(&mut self) -> Result<(), ServeError> {
-        let Service { store, entries, by_id, by_state, counts, scheduler, round, .. } = self;
+        let Service { store, entries, by_id, by_state, counts, scheduler, round, groups, .. } = self;
         let fleet_regions = scheduler.fleet().regions.clone();
         store.load_jobs(|number, stored| {
             if number != entries.len() as u64 {
@@ -235,10 +255,16 @@ impl Service {
                     scheduler
                         .restore(&id, allocation.clone(), stored.job.priority)
                         .map_err(|e| format!("its placement: {e}"))?;
+                    if stored.node.is_some() {
+                        scheduler.pin(&id).map_err(|e| format!("its placement: {e}"))?;
+                    }
                 }
                 (JobState::Placed, None) => return Err("is placed but holds nothing".into()),
                 (_, Some(_)) => return Err(format!("is {} but holds a placement", stored.state.name())),
                 (_, None) => {}
+            }
+            if let (JobState::Placed, Some(group)) = (stored.state, &stored.group) {
+                groups.entry(group.clone()).or_default().insert(entries.len());
             }
             by_state[state_index(stored.state)].insert(entries.len());
             counts[state_index(stored.state)][kind_index(stored.job.kind)] += 1;
@@ -317,6 +343,17 @@ impl Service {
     fn set_state(&mut self, number: usize, state: JobState) {
         let entry = &mut self.entries[number];
         let (old, kind) = (entry.stored.state, kind_index(entry.stored.job.kind));
+        if let Some(group) = &entry.stored.group {
+            let members = self.groups.entry(group.clone()).or_default();
+            if state == JobState::Placed {
+                members.insert(number);
+            } else {
+                members.remove(&number);
+                if members.is_empty() {
+                    self.groups.remove(group);
+                }
+            }
+        }
         self.by_state[state_index(old)].remove(&number);
         self.counts[state_index(old)][kind] -= 1;
         entry.stored.state = state;
@@ -385,10 +422,20 @@ impl Service {
                     placed: None,
                     round: None,
                     reason: Some("no cluster of the fleet could ever hold it (GPU model, HBM, trays, jurisdiction, provider or latency)".into()),
+                    group: None,
+                    node: None,
                 }
             } else {
                 self.round_needed = true;
-                StoredJob { job, state: JobState::Waiting, placed: None, round: None, reason: None }
+                StoredJob {
+                    job,
+                    state: JobState::Waiting,
+                    placed: None,
+                    round: None,
+                    reason: None,
+                    group: None,
+                    node: None,
+                }
             };
             self.by_id.insert(stored.job.id.clone(), number);
             self.by_state[state_index(stored.state)].insert(number);
@@ -538,6 +585,16 @@ impl Service {
     fn requeue(&mut self, number: usize, reason: String) {
         let id = self.entries[number].stored.job.id.clone();
         self.scheduler.release(&id).expect("a placed job is running");
+        if self.entries[number].stored.node.is_some() {
+            // A pod Kubernetes runs: gpuplace cannot move it; Kubernetes reschedules it.
+            self.set_state(number, JobState::Finished);
+            let entry = &mut self.entries[number];
+            entry.stored.placed = None;
+            entry.stored.round = None;
+            entry.stored.reason = Some(format!("{reason}; a pod bound through Kubernetes: finished here"));
+            self.round_needed |= self.waiting_count() > 0;
+            return;
+        }
         self.set_state(number, JobState::Waiting);
         let entry = &mut self.entries[number];
         entry.stored.placed = None;
@@ -859,6 +916,290 @@ enum Resolved {
 /// every tray that is cordoned now — by an event or by the fleet file — is made ready, because pods
 /// placed before a cordon stay on the cordoned tray and a placement is restored only on ready
 /// trays. After (`after` true): those trays are cordoned again.
+/// A candidate node of an extender request: its name, its tray or why it has none, and the
+/// object as sent (whole-node requests).
+struct Candidate {
+    name: String,
+    tray: Result<crate::kube::Tray, String>,
+    object: Option<serde_json::Value>,
+}
+
+/// The extender's view of one request: the pod's job compiled (None for a pod without GPUs), its
+/// gang, and the candidates.
+struct KubeRequest {
+    job: Option<(gpuplace::kernel::score::JobGpu, gpuplace::Job)>,
+    group: Option<(String, u32)>,
+    candidates: Vec<Candidate>,
+    whole_nodes: bool,
+}
+
+impl Service {
+    /// Reads an extender request: remembers the pod (bind names only its UID) and the trays of
+    /// whole nodes, resolves named ones from what it saw, compiles the pod's job.
+    fn kube_request(&mut self, args: crate::kube::ExtenderArgs) -> Result<KubeRequest, ApiError> {
+        use crate::kube::{CLIQUE_LABEL, node_meta, pod_job, tray_of};
+        let pod = args.pod.ok_or_else(|| ApiError::new(400, "request: Pod: missing"))?;
+        let fleet = self.scheduler.fleet();
+        let pod_job = pod_job(fleet, &pod)?;
+        let mut candidates = Vec::new();
+        let whole_nodes = args.nodes.is_some();
+        if let Some(list) = args.nodes {
+            // Nodes of one NVLink domain (NVIDIA's clique label) must name one rack.
+            let mut cliques: HashMap<String, u32> = HashMap::new();
+            for object in list.items {
+                let meta = node_meta(&object).map_err(|m| ApiError::new(400, format!("request: Nodes: {m}")))?;
+                let mut tray = tray_of(fleet, &meta.labels);
+                if let (Ok(t), Some(clique)) = (&tray, meta.labels.get(CLIQUE_LABEL)) {
+                    let rack = *cliques.entry(clique.clone()).or_insert(t.rack);
+                    if rack != t.rack {
+                        tray = Err(format!(
+                            "its NVLink clique `{clique}` is another node's rack too: label the domain's nodes with one rack"
+                        ));
+                    }
+                }
+                if self.kube.nodes.len() < KUBE_NODES_KEPT || self.kube.nodes.contains_key(&meta.name) {
+                    self.kube.nodes.insert(meta.name.clone(), tray.clone());
+                }
+                candidates.push(Candidate { name: meta.name, tray, object: Some(object) });
+            }
+        } else {
+            for name in args.node_names.unwrap_or_default() {
+                let tray = self.kube.nodes.get(&name).cloned().unwrap_or_else(|| {
+                    Err("gpuplace has not seen this node's labels: configure the extender with nodeCacheCapable: false".into())
+                });
+                candidates.push(Candidate { name, tray, object: None });
+            }
+        }
+        let uid = pod.metadata.uid.clone();
+        if !uid.is_empty() && !self.kube.pods.contains_key(&uid) {
+            self.kube.order.push_back(uid.clone());
+            if self.kube.order.len() > KUBE_PODS_KEPT
+                && let Some(old) = self.kube.order.pop_front()
+            {
+                self.kube.pods.remove(&old);
+            }
+        }
+        let group = pod_job.group.clone();
+        let job = match &pod_job.job {
+            None => None,
+            Some(job) => {
+                let source = format!("pod `{}`", job.id.escape_debug());
+                let workload = Workload::from_jobs(vec![job.clone()], &source);
+                let compiled =
+                    self.scheduler.compile(&workload, self.date()).map_err(|e| ApiError::new(422, e.to_string()))?;
+                Some((compiled.jobs[0], job.clone()))
+            }
+        };
+        if !uid.is_empty() {
+            self.kube.pods.insert(uid, pod_job);
+        }
+        Ok(KubeRequest { job, group, candidates, whole_nodes })
+    }
+
+    /// The racks a gang's next pod may use: those of its pods already bound (the same rack when
+    /// the gang fits one NVLink domain, else the same cluster), or, before the first, racks where
+    /// all of its pods fit now. None when any rack will do (no gang).
+    fn group_racks(&self, job: &gpuplace::Job, group: &Option<(String, u32)>) -> Option<BTreeSet<u32>> {
+        let (name, size) = group.as_ref()?;
+        let fleet = self.scheduler.fleet();
+        let bound: Vec<u32> = self
+            .groups
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|&n| self.entries[n].stored.placed.as_ref().map(|(a, _)| a.anchor()))
+            .collect();
+        let rack_gpus = |r: u32| {
+            let cluster = &fleet.clusters[fleet.racks[r as usize].cluster as usize];
+            fleet.rack_types[cluster.rack_type].gpus
+        };
+        if let Some(&first) = bound.first() {
+            if u64::from(*size) * u64::from(job.gpus) <= u64::from(rack_gpus(first)) {
+                return Some(bound.into_iter().collect());
+            }
+            let cluster = fleet.racks[first as usize].cluster;
+            let racks = &fleet.clusters[cluster as usize].racks;
+            return Some((racks.start as u32..racks.end as u32).collect());
+        }
+        // Before the first pod: where the whole gang fits now, as one job of its pods.
+        let mut whole = job.clone();
+        whole.gpus = job.gpus.saturating_mul(*size);
+        whole.pods = Some(*size);
+        let workload = Workload::from_jobs(vec![whole], "<gang>");
+        let Ok(compiled) = self.scheduler.compile(&workload, self.date()) else { return Some(BTreeSet::new()) };
+        let state = self.scheduler.ledger().state();
+        Some((0..state.racks.len() as u32).filter(|&r| state.check(&compiled.jobs[0], r as usize) == 0).collect())
+    }
+
+    /// The extender's filter: the candidate nodes that can take the pod now (see
+    /// docs/KUBERNETES.md); the others with why, as failed (capacity: preemption may help) or
+    /// unresolvable (not a gpuplace tray, or a constraint of the pod no eviction changes).
+    pub fn kube_filter(&mut self, args: crate::kube::ExtenderArgs) -> crate::kube::ExtenderFilterResult {
+        use crate::kube::{ExtenderFilterResult, NodeList};
+        let request = match self.kube_request(args) {
+            Ok(request) => request,
+            Err(e) => return ExtenderFilterResult { error: e.message, ..ExtenderFilterResult::default() },
+        };
+        let mut result = ExtenderFilterResult::default();
+        let (mut names, mut objects) = (Vec::new(), Vec::new());
+        let allowed = request.job.as_ref().and_then(|(_, job)| self.group_racks(job, &request.group));
+        let state = self.scheduler.ledger().state();
+        for candidate in request.candidates {
+            let verdict = match (&request.job, &candidate.tray) {
+                (None, _) => Ok(()),
+                (Some(_), Err(why)) => Err((true, why.clone())),
+                (Some((record, _)), Ok(tray)) => {
+                    if allowed.as_ref().is_some_and(|racks| !racks.contains(&tray.rack)) {
+                        Err((false, "its rack is not where the pod's gang is (or fits) now".to_string()))
+                    } else {
+                        let never =
+                            state.check(record, tray.rack as usize) & gpuplace::kernel::score::STATIC_REJECTS != 0;
+                        self.scheduler.check_node(record, tray.rack, tray.tray).map_err(|m| (never, m))
+                    }
+                }
+            };
+            match verdict {
+                Ok(()) => {
+                    names.push(candidate.name);
+                    objects.extend(candidate.object);
+                }
+                Err((true, why)) => {
+                    result.failed_and_unresolvable_nodes.insert(candidate.name, why);
+                }
+                Err((false, why)) => {
+                    result.failed_nodes.insert(candidate.name, why);
+                }
+            }
+        }
+        if request.whole_nodes {
+            result.nodes = Some(NodeList { items: objects });
+        } else {
+            result.node_names = Some(names);
+        }
+        result
+    }
+
+    /// The extender's prioritize: each candidate node's score, 0 to 10: up to 8 for its rack's
+    /// score by the policy (the best candidate rack 8, the others in proportion, rounded down),
+    /// plus 2 for the candidate trays of a rack with the fewest free GPUs (best fit within the
+    /// rack). Nodes that cannot take the pod score 0; a pod without GPUs scores 0 everywhere.
+    pub fn kube_prioritize(
+        &mut self,
+        args: crate::kube::ExtenderArgs,
+    ) -> Result<Vec<crate::kube::HostPriority>, ApiError> {
+        use crate::kube::{HostPriority, MAX_EXTENDER_PRIORITY};
+        let request = self.kube_request(args)?;
+        let Some((record, job)) = &request.job else {
+            return Ok(request.candidates.into_iter().map(|c| HostPriority { host: c.name, score: 0 }).collect());
+        };
+        let allowed = self.group_racks(job, &request.group);
+        let state = self.scheduler.ledger().state();
+        // Each feasible candidate: its rack's score and its tray's free GPUs.
+        let feasible: Vec<Option<(u32, u32, u32)>> = request
+            .candidates
+            .iter()
+            .map(|c| {
+                let tray = c.tray.as_ref().ok()?;
+                if allowed.as_ref().is_some_and(|racks| !racks.contains(&tray.rack)) {
+                    return None;
+                }
+                self.scheduler.check_node(record, tray.rack, tray.tray).ok()?;
+                let free =
+                    state.node_table[(state.racks[tray.rack as usize].first_node + tray.tray) as usize].free_gpus;
+                Some((tray.rack, self.scheduler.rack_score(record, tray.rack), free))
+            })
+            .collect();
+        let best = feasible.iter().flatten().map(|&(_, score, _)| score).max().unwrap_or(0);
+        let mut tightest: HashMap<u32, u32> = HashMap::new();
+        for &(rack, _, free) in feasible.iter().flatten() {
+            let least = tightest.entry(rack).or_insert(free);
+            *least = (*least).min(free);
+        }
+        Ok(request
+            .candidates
+            .into_iter()
+            .zip(feasible)
+            .map(|(c, f)| {
+                let score = f.map_or(0, |(rack, score, free)| {
+                    let rack_part = if best == 0 { 8 } else { u64::from(score) * 8 / u64::from(best) } as i64;
+                    rack_part + if tightest[&rack] == free { 2 } else { 0 }
+                });
+                HostPriority { host: c.name, score: score.min(MAX_EXTENDER_PRIORITY) }
+            })
+            .collect())
+    }
+
+    /// The extender's bind, in gpuplace: the pod (seen by an earlier filter or prioritize) holds
+    /// its GPUs on the node from now on, as placed job `NAMESPACE/NAME/UID`, never moved or evicted
+    /// by gpuplace; finish it when the pod ends. 404 for a pod not seen, 409 for one bound already,
+    /// 422 when the node cannot take it now. Returns the job's submission number, or None for a
+    /// pod without GPUs (nothing to hold). The caller then binds the pod in Kubernetes.
+    pub fn kube_bind(&mut self, args: &crate::kube::ExtenderBindingArgs) -> Result<Option<usize>, ApiError> {
+        // The UID becomes part of the job's id: a UUID, as the API server makes them.
+        let uid = &args.pod_uid;
+        if uid.is_empty() || uid.len() > 128 || !uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ApiError::new(422, format!("request: PodUID: `{}` is not a UID", uid.escape_debug())));
+        }
+        let pod = self.kube.pods.get(&args.pod_uid).cloned().ok_or_else(|| {
+            ApiError::new(
+                404,
+                format!(
+                    "pod `{}/{}` (UID {}): not seen by filter or prioritize",
+                    args.pod_namespace.escape_debug(),
+                    args.pod_name.escape_debug(),
+                    args.pod_uid.escape_debug()
+                ),
+            )
+        })?;
+        let Some(mut job) = pod.job else { return Ok(None) };
+        job.id = format!("{}/{}", job.id, args.pod_uid);
+        if self.by_id.contains_key(&job.id) {
+            return Err(ApiError::new(409, format!("job `{}`: the pod is bound already", job.id.escape_debug())));
+        }
+        let tray = self
+            .kube
+            .nodes
+            .get(&args.node)
+            .cloned()
+            .unwrap_or_else(|| Err("gpuplace has not seen this node's labels".into()))
+            .map_err(|m| ApiError::new(422, format!("node `{}`: {m}", args.node.escape_debug())))?;
+        if let Some(racks) = self.group_racks(&job, &pod.group)
+            && !racks.contains(&tray.rack)
+        {
+            return Err(ApiError::new(
+                422,
+                format!("node `{}`: its rack is not where the pod's gang is (or fits) now", args.node.escape_debug()),
+            ));
+        }
+        let workload = Workload::from_jobs(vec![job.clone()], "<pod>");
+        let compiled = self.scheduler.compile(&workload, self.date()).map_err(|e| ApiError::new(422, e.to_string()))?;
+        let allocation = self
+            .scheduler
+            .place_on_node(&compiled, 0, tray.rack, tray.tray)
+            .map_err(|e| ApiError::new(422, e.to_string()))?;
+        let score = self.scheduler.rack_score(&compiled.jobs[0], tray.rack);
+        let number = self.entries.len();
+        let stored = StoredJob {
+            job,
+            state: JobState::Placed,
+            placed: Some((allocation, score)),
+            round: Some(self.round),
+            reason: None,
+            group: pod.group.map(|(name, _)| name),
+            node: Some(args.node.clone()),
+        };
+        self.by_id.insert(stored.job.id.clone(), number);
+        self.by_state[state_index(JobState::Placed)].insert(number);
+        self.counts[state_index(JobState::Placed)][kind_index(stored.job.kind)] += 1;
+        if let Some(group) = &stored.group {
+            self.groups.entry(group.clone()).or_default().insert(number);
+        }
+        self.entries.push(Entry { stored, waiting_reason: None });
+        self.dirty.insert(number);
+        Ok(Some(number))
+    }
+}
+
 fn apply_overrides(
     scheduler: &mut Scheduler,
     overrides: &Overrides,

@@ -53,6 +53,13 @@ pub struct StoredJob {
     /// Why it was rejected or preempted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a pod bound through the Kubernetes extender, its gang (`NAMESPACE/GROUP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// For a pod bound through the Kubernetes extender, its node: gpuplace neither moves nor
+    /// evicts it (Kubernetes runs it), and a fleet event that takes its tray finishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The open store.

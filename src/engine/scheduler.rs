@@ -43,6 +43,8 @@ pub struct Compiled<'w> {
 struct Running {
     allocation: Allocation,
     priority: i32,
+    /// Never evicted by preemption ([`Scheduler::pin`]).
+    pinned: bool,
 }
 
 /// Places workloads on a fleet under a policy with a backend, keeping the fleet's live capacity:
@@ -149,7 +151,17 @@ impl Scheduler {
         }
         self.ledger.check_allocation(&allocation).map_err(refuse)?;
         self.ledger.apply(&allocation);
-        self.running.insert(id.to_string(), Running { allocation, priority });
+        self.running.insert(id.to_string(), Running { allocation, priority, pinned: false });
+        Ok(())
+    }
+
+    /// Marks placed job `id` as never evicted by preemption (a pod another system runs, which
+    /// gpuplace cannot stop). An input error if no placed job has this id.
+    pub fn pin(&mut self, id: &str) -> Result<()> {
+        let running = self.running.get_mut(id).ok_or_else(|| {
+            InputError::new("<api>", format!("job `{id}`"), "id", "no placed job has this id (or it was released)")
+        })?;
+        running.pinned = true;
         Ok(())
     }
 
@@ -264,7 +276,7 @@ impl Scheduler {
                 let priority = workload.jobs[decision.job].priority;
                 self.running.insert(
                     workload.jobs[decision.job].id.clone(),
-                    Running { allocation: allocation.clone(), priority },
+                    Running { allocation: allocation.clone(), priority, pinned: false },
                 );
             }
         }
@@ -342,7 +354,7 @@ impl Scheduler {
                 if !hopeless.1.contains(&need) {
                     let victims = {
                         let mut ids: Vec<(&String, &Running)> =
-                            self.running.iter().filter(|(_, r)| r.priority < priority).collect();
+                            self.running.iter().filter(|(_, r)| r.priority < priority && !r.pinned).collect();
                         ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
                         let holders: Vec<Holder> = ids
                             .iter()
@@ -391,8 +403,10 @@ impl Scheduler {
             let outcome = match best {
                 Some(best) => {
                     let allocation = self.ledger.commit(&job, best.rack);
-                    self.running
-                        .insert(workload.jobs[j].id.clone(), Running { allocation: allocation.clone(), priority });
+                    self.running.insert(
+                        workload.jobs[j].id.clone(),
+                        Running { allocation: allocation.clone(), priority, pinned: false },
+                    );
                     Outcome::Placed { allocation, score: best.score }
                 }
                 None => Outcome::Unplaced { reason: reason_cache.reason(&self.ledger, &job) },
@@ -407,6 +421,89 @@ impl Scheduler {
             }
         }
         Ok(pass)
+    }
+
+    /// Why node `node` of rack `rack` (global index) cannot take `job` now — a job of one pod of
+    /// whole GPUs, compiled by [`Scheduler::compile`] — or Ok when it can: the rack passes every
+    /// constraint of the job but where its free GPUs are (HBM, jurisdiction, provider, latency,
+    /// GPU model, online day, site power), and this node is ready with the pod's GPUs, CPU and
+    /// memory free. What an orchestrator that picks the node itself (a Kubernetes scheduler
+    /// calling gpuplace as its extender) asks of a candidate.
+    pub fn check_node(&self, job: &JobGpu, rack: u32, node: u32) -> std::result::Result<(), String> {
+        use crate::kernel::score::{REJECT_GPUS, REJECT_NAMES};
+        let state = self.ledger.state();
+        if job.pods != 1 || job.gpu_milli != 0 {
+            return Err("only a job of one pod of whole GPUs is placed on a node named for it".into());
+        }
+        let Some(r) = state.racks.get(rack as usize) else { return Err(format!("rack {rack} does not exist")) };
+        if node >= r.nodes {
+            return Err(format!("rack {rack} has no node {node} (it has {})", r.nodes));
+        }
+        let rejects = state.check(job, rack as usize) & !REJECT_GPUS;
+        if rejects != 0 {
+            let names: Vec<&str> =
+                REJECT_NAMES.iter().enumerate().filter(|(i, _)| rejects & (1 << i) != 0).map(|(_, n)| *n).collect();
+            return Err(format!("its rack fails: {}", names.join(", ")));
+        }
+        let at = (r.first_node + node) as usize;
+        let cell = &state.nodes[at];
+        if cell.state != crate::kernel::state::NodeState::Ready {
+            return Err(format!("the node is {}", cell.state.name()));
+        }
+        let free = r.node_gpus - (cell.used.count_ones());
+        let table = &state.node_table[at];
+        if free < job.gpus {
+            return Err(format!("the node has {free} free GPUs; the pod needs {}", job.gpus));
+        }
+        if table.free_cpu_milli < job.pod_cpu_milli || table.free_memory_mib < job.pod_memory_mib {
+            return Err("the node lacks the pod's CPU or memory".into());
+        }
+        Ok(())
+    }
+
+    /// The score of `job` (compiled by [`Scheduler::compile`]) on rack `rack` now, by the policy
+    /// (higher is better; what placement ranks racks by).
+    pub fn rack_score(&self, job: &JobGpu, rack: u32) -> u32 {
+        self.ledger.state().score(job, rack as usize)
+    }
+
+    /// Places job `job` of `compiled` — one pod of whole GPUs — on node `node` of rack `rack`,
+    /// which [`Scheduler::check_node`] must accept: its lowest-numbered free GPUs there, held
+    /// until [`Scheduler::release`]. An input error, with nothing taken, otherwise.
+    pub fn place_on_node(&mut self, compiled: &Compiled, job: usize, rack: u32, node: u32) -> Result<Allocation> {
+        self.check_subset(compiled, &[job])?;
+        let record = compiled.jobs[job];
+        let id = &compiled.workload.jobs[job].id;
+        self.check_node(&record, rack, node).map_err(|m| {
+            InputError::new("<api>", format!("job `{id}`"), "node", format!("rack {rack} node {node}: {m}"))
+        })?;
+        let state = self.ledger.state();
+        let r = state.racks[rack as usize];
+        let busy = state.nodes[(r.first_node + node) as usize].used;
+        let mut mask = 0u8;
+        for bit in (0..8).filter(|b| busy & (1 << b) == 0).take(record.gpus as usize) {
+            mask |= 1 << bit;
+        }
+        let allocation = Allocation {
+            racks: vec![crate::kernel::shape::RackShare { rack, gpus: record.gpus }],
+            pods: vec![crate::engine::ledger::PodSlot {
+                rack,
+                node,
+                gpus: mask,
+                cpu_milli: record.pod_cpu_milli,
+                memory_mib: record.pod_memory_mib,
+                gpu_milli: 0,
+            }],
+            site: r.site,
+            power_w: crate::kernel::score::job_watts(&record, r.gpu_watts),
+        };
+        self.ledger
+            .check_allocation(&allocation)
+            .map_err(|m| InputError::new("<api>", format!("job `{id}`"), "node", m))?;
+        self.ledger.apply(&allocation);
+        let priority = compiled.workload.jobs[job].priority;
+        self.running.insert(id.clone(), Running { allocation: allocation.clone(), priority, pinned: true });
+        Ok(allocation)
     }
 
     /// Places every job of `workload` on the live capacity on the date `at` (default: the fleet's

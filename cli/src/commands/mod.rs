@@ -86,6 +86,8 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             batch_window_ms,
             backend,
             preemption,
+            kube_api,
+            kube_token_file,
         } => complete(serve::run(serve::ServeArgs {
             fleet: fleet.as_deref(),
             policy: policy.as_deref(),
@@ -96,6 +98,8 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             batch_window_ms,
             backend,
             preemption,
+            kube_api: kube_api.as_deref(),
+            kube_token_file: kube_token_file.as_deref(),
         })),
         Command::Submit { file, server } => complete(serve::submit(&file, &server)),
         Command::Status { id, explain, state_filter, after, limit, server } => {

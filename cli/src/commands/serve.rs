@@ -22,6 +22,8 @@ pub struct ServeArgs<'a> {
     pub batch_window_ms: u64,
     pub backend: BackendArg,
     pub preemption: bool,
+    pub kube_api: Option<&'a str>,
+    pub kube_token_file: Option<&'a Path>,
 }
 
 /// Serves until SIGTERM or SIGINT.
@@ -55,6 +57,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         batch_window: Duration::from_millis(args.batch_window_ms),
         token,
         stop_on_signals: true,
+        kube_api: args
+            .kube_api
+            .map(|url| Ok::<_, anyhow::Error>((url.to_string(), args.kube_token_file.map(read_token).transpose()?)))
+            .transpose()?,
     };
     let server = Server::start(service, config)?;
     note(&format!(

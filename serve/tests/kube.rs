@@ -1,0 +1,407 @@
+//! The Kubernetes scheduler extender, with request bodies written as kube-scheduler sends them
+//! (the upstream Go types have no JSON tags: `Pod`, `Nodes`, `NodeNames`, `PodName`, …; the Pod and
+//! Node objects as the API server serves them): filter and prioritize at tray level, bind holding
+//! the pod's GPUs and creating its Binding on an API server (a fake one here), gangs kept in one
+//! NVLink domain, bound pods surviving restarts and never evicted.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
+use gpuplace::{BackendChoice, Day, Fleet, Job, JobKind};
+use gpuplace_serve::api::JobState;
+use gpuplace_serve::kube::{ExtenderArgs, ExtenderBindingArgs, ExtenderFilterResult, HostPriority};
+use gpuplace_serve::{Server, ServerConfig, Service, ServiceConfig};
+use serde_json::{Value, json};
+
+/// Two GB300 NVL72 racks at one site (18 trays of 4 GPUs each), and one 8-GPU server elsewhere.
+fn fleet() -> Fleet {
+    FleetFile::new(["us"])
+        .with_as_of(Day(20_300))
+        .with_rack_type("nvl72", RackTypeFile::new("GB300", 72, 288, 135.0))
+        .with_rack_type("hgx", RackTypeFile::new("H100", 8, 80, 10.0))
+        .with_site(
+            SiteFile::new("texas", "IREN", "US", "US", 20.0, Day(0))
+                .with_latency_ms("us", 5)
+                .with_cluster(ClusterFile::new("t1", "nvl72", 2)),
+        )
+        .with_site(
+            SiteFile::new("sines", "Nscale", "PT", "EU", 20.0, Day(0))
+                .with_latency_ms("us", 90)
+                .with_cluster(ClusterFile::new("s1", "hgx", 1)),
+        )
+        .build("<kube fleet>")
+        .unwrap()
+}
+
+fn open(dir: &Path, fleet: Option<Fleet>, preemption: bool) -> Service {
+    Service::open(ServiceConfig {
+        fleet,
+        policy: None,
+        backend: BackendChoice::Cpu,
+        state_dir: dir.to_path_buf(),
+        preemption,
+    })
+    .unwrap()
+}
+
+/// A Node object as the API server serves it, labelled as a tray of `rack` (`SITE/CLUSTER/N`).
+fn node(name: &str, rack: Option<(&str, u32)>, clique: Option<&str>) -> Value {
+    let mut labels = json!({
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "node.kubernetes.io/instance-type": "gb300-tray",
+    });
+    if let Some((rack, tray)) = rack {
+        labels["gpuplace.io/rack"] = rack.into();
+        labels["gpuplace.io/tray"] = tray.to_string().into();
+    }
+    if let Some(clique) = clique {
+        labels["nvidia.com/gpu.clique"] = clique.into();
+    }
+    json!({
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": format!("uid-{name}"),
+            "resourceVersion": "123456",
+            "creationTimestamp": "2026-11-01T00:00:00Z",
+            "labels": labels,
+            "annotations": { "node.alpha.kubernetes.io/ttl": "0" }
+        },
+        "spec": { "podCIDR": "10.0.1.0/24", "providerID": "nvidia://tray" },
+        "status": {
+            "capacity": { "cpu": "144", "memory": "950Gi", "nvidia.com/gpu": "4", "pods": "110" },
+            "allocatable": { "cpu": "136", "memory": "896Gi", "nvidia.com/gpu": "4", "pods": "110" },
+            "conditions": [ { "type": "Ready", "status": "True", "lastHeartbeatTime": "2026-11-28T00:00:00Z" } ],
+            "nodeInfo": { "kubeletVersion": "v1.34.1", "architecture": "arm64" }
+        }
+    })
+}
+
+/// A Pod object as kube-scheduler has it, asking for `gpus` whole GPUs.
+fn pod(name: &str, uid: &str, gpus: u32, priority: i32, annotations: Value) -> Value {
+    json!({
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "uid": uid,
+            "resourceVersion": "42",
+            "creationTimestamp": "2026-11-28T08:00:00Z",
+            "labels": { "app": "trainer" },
+            "annotations": annotations,
+            "ownerReferences": [ { "apiVersion": "batch/v1", "kind": "Job", "name": "trainer", "uid": "j-1", "controller": true } ]
+        },
+        "spec": {
+            "schedulerName": "default-scheduler",
+            "priorityClassName": "high",
+            "priority": priority,
+            "containers": [ {
+                "name": "main",
+                "image": "nvcr.io/nvidia/pytorch:25.10-py3",
+                "resources": {
+                    "limits": { "nvidia.com/gpu": gpus.to_string(), "memory": "64Gi" },
+                    "requests": { "nvidia.com/gpu": gpus.to_string(), "cpu": "8", "memory": "64Gi" }
+                }
+            } ],
+            "tolerations": [ { "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" } ]
+        },
+        "status": { "phase": "Pending", "qosClass": "Burstable" }
+    })
+}
+
+/// Every tray of the two NVL72 racks as nodes (`r{rack}-t{tray}`), with NVIDIA's clique labels,
+/// plus a CPU node with no gpuplace labels.
+fn all_nodes() -> Vec<Value> {
+    let mut nodes = Vec::new();
+    for rack in 0..2u32 {
+        let label = format!("texas/t1/{rack}");
+        let clique = format!("c0ffee.{rack}");
+        for tray in 0..18 {
+            nodes.push(node(&format!("r{rack}-t{tray}"), Some((&label, tray)), Some(&clique)));
+        }
+    }
+    nodes.push(node("cpu-0", None, None));
+    nodes
+}
+
+/// `ExtenderArgs` with whole nodes (`nodeCacheCapable: false`), as kube-scheduler marshals it.
+fn args(pod: &Value, nodes: &[Value]) -> ExtenderArgs {
+    let body = json!({ "Pod": pod, "Nodes": { "metadata": {}, "items": nodes }, "NodeNames": null });
+    serde_json::from_value(body).unwrap()
+}
+
+fn names(result: &ExtenderFilterResult) -> Vec<String> {
+    result.nodes.as_ref().unwrap().items.iter().map(|n| n["metadata"]["name"].as_str().unwrap().to_string()).collect()
+}
+
+fn bind(service: &mut Service, name: &str, uid: &str, node: &str) -> Result<Option<usize>, String> {
+    let args: ExtenderBindingArgs = serde_json::from_value(json!({
+        "PodName": name, "PodNamespace": "ml", "PodUID": uid, "Node": node
+    }))
+    .unwrap();
+    let bound = service.kube_bind(&args).map_err(|e| e.message);
+    service.commit().unwrap();
+    bound
+}
+
+#[test]
+fn filter_prioritize_and_bind_work_at_tray_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet()), false);
+    let nodes = all_nodes();
+    // A 4-GPU pod: every tray passes; the CPU node cannot hold GPUs (unresolvable).
+    let four = pod("a", "uid-a", 4, 10, json!({}));
+    let result = service.kube_filter(args(&four, &nodes));
+    assert_eq!(result.error, "");
+    assert_eq!(names(&result).len(), 36);
+    assert!(result.failed_and_unresolvable_nodes["cpu-0"].contains("gpuplace.io/rack"), "{result:?}");
+    // Returned untouched: the objects are the request's own.
+    assert_eq!(result.nodes.as_ref().unwrap().items[0], nodes[0]);
+    // Prioritize: 0 to 10, the best rack's tightest trays 10.
+    let scores: Vec<HostPriority> = service.kube_prioritize(args(&four, &nodes)).unwrap();
+    assert_eq!(scores.len(), nodes.len());
+    assert!(scores.iter().all(|s| (0..=10).contains(&s.score)));
+    assert_eq!(scores.iter().find(|s| s.host == "cpu-0").unwrap().score, 0);
+    assert_eq!(scores.iter().map(|s| s.score).max(), Some(10));
+    // Bind on r0-t3: gpuplace holds its 4 GPUs as a placed, pinned job.
+    let number = bind(&mut service, "a", "uid-a", "r0-t3").unwrap().expect("a GPU pod is held");
+    let view = service.job("ml/a/uid-a").unwrap();
+    assert_eq!((view.state, view.submitted), (JobState::Placed, number as u64));
+    let placement = view.placement.unwrap();
+    assert_eq!((placement.racks[0].rack, placement.pods[0].node, placement.pods[0].gpus.len()), (0, 3, 4));
+    // The tray is full now: a second 4-GPU pod fails there (capacity: FailedNodes), passes elsewhere.
+    let other = pod("b", "uid-b", 4, 10, json!({}));
+    let result = service.kube_filter(args(&other, &nodes));
+    assert!(result.failed_nodes["r0-t3"].contains("free GPUs"), "{result:?}");
+    assert_eq!(names(&result).len(), 35);
+    // A pod of 2 GPUs: prioritize prefers the half-used tray of rack 0 over empty ones once it exists.
+    bind(&mut service, "b", "uid-b", "r0-t4").unwrap();
+    let small = pod("c", "uid-c", 2, 10, json!({}));
+    service.kube_filter(args(&small, &nodes));
+    bind(&mut service, "c", "uid-c", "r0-t5").unwrap();
+    let small2 = pod("d", "uid-d", 2, 10, json!({}));
+    let scores = service.kube_prioritize(args(&small2, &nodes)).unwrap();
+    let best: Vec<&str> = scores.iter().filter(|s| s.score == 10).map(|s| s.host.as_str()).collect();
+    assert_eq!(best, vec!["r0-t5"], "best fit within the best rack: {scores:?}");
+    // Binding twice, an unseen pod, an unknown node: errors, nothing held.
+    assert!(bind(&mut service, "a", "uid-a", "r0-t7").unwrap_err().contains("bound already"));
+    assert!(bind(&mut service, "zz", "uid-zz", "r0-t7").unwrap_err().contains("not seen"));
+    assert!(bind(&mut service, "d", "uid-d", "nowhere").unwrap_err().contains("not seen this node"));
+    // Binding on a full tray fails, holding nothing.
+    assert!(bind(&mut service, "d", "uid-d", "r0-t3").unwrap_err().contains("free GPUs"));
+    assert_eq!(service.scheduler().running(), 3);
+    // A pod without GPUs: every node passes, scores 0, bind holds nothing.
+    let plain = json!({"metadata": {"name": "web", "namespace": "ml", "uid": "uid-web"}, "spec": {"containers": [{"name": "c"}]}});
+    assert_eq!(names(&service.kube_filter(args(&plain, &nodes))).len(), nodes.len());
+    assert_eq!(bind(&mut service, "web", "uid-web", "cpu-0").unwrap(), None);
+    // Finishing a bound pod gives its GPUs back.
+    service.finish("ml/a/uid-a").unwrap();
+    service.commit().unwrap();
+    assert!(!service.kube_filter(args(&other, &nodes)).failed_nodes.contains_key("r0-t3"));
+}
+
+#[test]
+fn requests_read_upstream_names_and_lowercase_ones_and_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet()), false);
+    let nodes = all_nodes();
+    // Names only (`nodeCacheCapable: true`): resolved from nodes seen whole before.
+    let named: ExtenderArgs =
+        serde_json::from_value(json!({"Pod": pod("a", "uid-a", 4, 0, json!({})), "NodeNames": ["r1-t0", "ghost"]}))
+            .unwrap();
+    let result = service.kube_filter(named.clone());
+    assert!(result.failed_and_unresolvable_nodes.contains_key("r1-t0"), "not seen yet: {result:?}");
+    service.kube_filter(args(&pod("a", "uid-a", 4, 0, json!({})), &nodes));
+    let result = service.kube_filter(named);
+    assert_eq!(result.node_names, Some(vec!["r1-t0".to_string()]));
+    assert!(result.failed_and_unresolvable_nodes["ghost"].contains("nodeCacheCapable"));
+    // Lower-case keys (older copies of the types) read the same.
+    let lower: ExtenderArgs =
+        serde_json::from_value(json!({"pod": pod("a", "uid-a", 4, 0, json!({})), "nodenames": ["r1-t0"]})).unwrap();
+    assert_eq!(service.kube_filter(lower).node_names, Some(vec!["r1-t0".to_string()]));
+    // Bad labels and values name what is wrong; a clique split over two racks is refused there.
+    let mut odd = vec![
+        node("bad-rack", Some(("texas/t9/0", 0)), None),
+        node("bad-tray", Some(("texas/t1/0", 18)), None),
+        node("split", Some(("texas/t1/1", 0)), Some("c0ffee.0")),
+    ];
+    odd.insert(0, node("first", Some(("texas/t1/0", 1)), Some("c0ffee.0")));
+    let result = service.kube_filter(args(&pod("a", "uid-a", 4, 0, json!({})), &odd));
+    let failed = &result.failed_and_unresolvable_nodes;
+    assert!(failed["bad-rack"].contains("no cluster `t9`"), "{failed:?}");
+    assert!(failed["bad-tray"].contains("18 trays"), "{failed:?}");
+    assert!(failed["split"].contains("clique"), "{failed:?}");
+    let bad = |annotations: Value, gpus: &str| {
+        let mut p = pod("x", "uid-x", 1, 0, annotations);
+        p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = gpus.into();
+        p["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = gpus.into();
+        p
+    };
+    for (p, expected) in [
+        (bad(json!({}), "1.5"), "nvidia.com/gpu"),
+        (bad(json!({"gpuplace.io/kind": "batch"}), "1"), "kind"),
+        (bad(json!({"gpuplace.io/region": "mars"}), "1"), "mars"),
+        (bad(json!({"gpuplace.io/max-latency-ms": "soon"}), "1"), "max-latency-ms"),
+        (bad(json!({"gpuplace.io/pod-group": "g"}), "1"), "pod-group-size"),
+        (bad(json!({}), "100000000000"), "gpus"),
+    ] {
+        let result = service.kube_filter(args(&p, &nodes));
+        assert!(result.error.contains(expected), "{expected}: {}", result.error);
+        assert!(!result.error.contains('\n'));
+    }
+    // A request without a pod says so.
+    let empty: ExtenderArgs = serde_json::from_value(json!({"Nodes": {"items": []}})).unwrap();
+    assert!(service.kube_filter(empty).error.contains("Pod"));
+}
+
+#[test]
+fn a_gang_stays_in_one_nvlink_domain_and_bound_pods_survive_restarts_unevicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet()), true);
+    let nodes = all_nodes();
+    // Rack 0 is partly used, so a gang of 18 pods × 4 GPUs fits only rack 1.
+    service.kube_filter(args(&pod("lone", "uid-lone", 4, 0, json!({})), &nodes));
+    bind(&mut service, "lone", "uid-lone", "r0-t0").unwrap();
+    let gang = |i: u32| {
+        pod(
+            &format!("g-{i}"),
+            &format!("uid-g{i}"),
+            4,
+            5,
+            json!({"gpuplace.io/pod-group": "g", "gpuplace.io/pod-group-size": "18"}),
+        )
+    };
+    let first = service.kube_filter(args(&gang(0), &nodes));
+    assert!(names(&first).iter().all(|n| n.starts_with("r1-")), "{:?}", names(&first));
+    assert_eq!(names(&first).len(), 18);
+    bind(&mut service, "g-0", "uid-g0", "r1-t0").unwrap();
+    // Later members: only the gang's rack (its free trays).
+    let next = service.kube_filter(args(&gang(1), &nodes));
+    assert_eq!(names(&next).len(), 17);
+    assert!(names(&next).iter().all(|n| n.starts_with("r1-")));
+    // Binding a member elsewhere is refused.
+    service.kube_filter(args(&gang(2), &nodes));
+    assert!(bind(&mut service, "g-2", "uid-g2", "r0-t9").unwrap_err().contains("gang"));
+    bind(&mut service, "g-1", "uid-g1", "r1-t1").unwrap();
+    let held = service.scheduler().ledger().state().clone();
+    // A restart: the same holds; the gang's later members still go to its rack.
+    drop(service);
+    let mut service = open(dir.path(), None, true);
+    assert_eq!(service.scheduler().ledger().state(), &held);
+    service.kube_filter(args(&gang(2), &nodes));
+    assert!(bind(&mut service, "g-2", "uid-g2", "r0-t9").unwrap_err().contains("gang"));
+    bind(&mut service, "g-2", "uid-g2", "r1-t2").unwrap();
+    // Preemption never evicts a bound pod (Kubernetes runs it): an urgent job that only eviction
+    // could place waits.
+    let urgent = Job::new("urgent", JobKind::Training, 72, "us").with_priority(1000).with_duration_h(1.0);
+    service.submit(&serde_json::to_vec(&[urgent]).unwrap()).unwrap();
+    while service.round_needed() {
+        service.run_round().unwrap();
+    }
+    service.commit().unwrap();
+    assert_eq!(service.job("urgent").unwrap().state, JobState::Waiting);
+    assert_eq!(service.counters().preempted, 0);
+    assert_eq!(service.job("ml/lone/uid-lone").unwrap().state, JobState::Placed);
+}
+
+/// A fake API server: answers each request with `status`, sending what it received (request line
+/// and body) over the channel.
+fn fake_api(status: u16) -> (String, std::sync::mpsc::Receiver<(String, String, Option<String>)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let (mut length, mut auth) = (0usize, None);
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                let lower = header.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if lower.starts_with("authorization:") {
+                    auth = Some(header["authorization:".len()..].trim().to_string());
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+            stream.write_all(answer.as_bytes()).unwrap();
+            let _ = sender.send((line.trim().to_string(), String::from_utf8(body).unwrap(), auth));
+        }
+    });
+    (format!("http://{address}"), receiver)
+}
+
+fn post(base: &str, path: &str, body: &Value) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent.post(&format!("{base}{path}")).send(body.to_string()).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[test]
+fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, seen) = fake_api(201);
+    let service = open(dir.path(), Some(fleet()), false);
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        kube_api: Some((api, Some("sekret".into()))),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(service, config).unwrap();
+    let base = format!("http://{}", server.address());
+    let nodes = all_nodes();
+    let body = json!({"Pod": pod("a", "uid-a", 4, 0, json!({})), "Nodes": {"metadata": {}, "items": nodes}, "NodeNames": null});
+    let (status, filter) = post(&base, "/kube/v1/filter", &body);
+    assert_eq!(status, 200);
+    // Upstream names in the answer.
+    assert!(filter.get("Nodes").is_some() && filter.get("FailedAndUnresolvableNodes").is_some(), "{filter}");
+    let (status, scores) = post(&base, "/kube/v1/prioritize", &body);
+    assert_eq!(status, 200);
+    assert_eq!(scores.as_array().unwrap()[0].as_object().unwrap().keys().collect::<Vec<_>>(), ["Host", "Score"]);
+    let binding = json!({"PodName": "a", "PodNamespace": "ml", "PodUID": "uid-a", "Node": "r1-t2"});
+    let (status, result) = post(&base, "/kube/v1/bind", &binding);
+    assert_eq!((status, result.clone()), (200, json!({"Error": ""})), "{result}");
+    let (line, sent, auth) = seen.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(line, "POST /api/v1/namespaces/ml/pods/a/binding HTTP/1.1");
+    assert_eq!(auth.as_deref(), Some("Bearer sekret"));
+    let sent: Value = serde_json::from_str(&sent).unwrap();
+    assert_eq!(sent["kind"], "Binding");
+    assert_eq!(sent["target"], json!({"apiVersion": "v1", "kind": "Node", "name": "r1-t2"}));
+    assert_eq!(sent["metadata"]["uid"], "uid-a");
+    // Malformed bodies: 400 with one line, the server goes on.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let response = agent.post(&format!("{base}/kube/v1/filter")).send("{\"Pod\": 7").unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    server.stop().unwrap();
+
+    // An API server that refuses: the answer says why and the hold is given back.
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _seen) = fake_api(409);
+    let service = open(dir.path(), Some(fleet()), false);
+    let config = ServerConfig { listen: "127.0.0.1:0".into(), kube_api: Some((api, None)), ..ServerConfig::default() };
+    let server = Server::start(service, config).unwrap();
+    let base = format!("http://{}", server.address());
+    post(&base, "/kube/v1/filter", &body);
+    let (status, result) = post(&base, "/kube/v1/bind", &binding);
+    assert_eq!(status, 200);
+    assert!(result["Error"].as_str().unwrap().contains("409"), "{result}");
+    let client = gpuplace_serve::Client::new(&base, None);
+    assert_eq!(client.job("ml/a/uid-a").unwrap().state, JobState::Finished);
+    server.stop().unwrap();
+}
