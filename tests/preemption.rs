@@ -12,6 +12,7 @@ use gpuplace::engine::place::{Outcome, Reasons};
 use gpuplace::engine::preempt::{Holder, MAX_TRIALS, choose_victims};
 use gpuplace::engine::{Allocation, Ledger};
 use gpuplace::kernel::score::{BLOCK_ANY, BLOCK_PREFERRED, JobGpu};
+use gpuplace::kernel::state::NodeState;
 use gpuplace::sim::generate::SplitMix64;
 use gpuplace::{BackendChoice, Fleet, Job, JobKind, Scheduler, Workload};
 
@@ -42,9 +43,11 @@ fn rule_key(set: &[&(String, i32, Allocation)]) -> RuleKey {
     (set.len(), priorities, set.iter().map(|h| u64::from(h.2.gpus())).sum(), ids)
 }
 
-/// A scheduler on a small random fleet holding a first batch of jobs (priorities 0 to 5), and a
-/// second batch of more urgent jobs (priorities 3 to 8) compiled for it.
-fn contended(seed: u64) -> (Fleet, Scheduler, HashMap<String, i32>, Workload) {
+/// A scheduler on a small random fleet holding a first batch of jobs (priorities 0 to 5), some of
+/// their trays then cordoned (their pods keep running: they stay candidates, but their trays take
+/// no new pod), and a second batch of more urgent jobs (priorities 3 to 8); and the cordoned
+/// trays.
+fn contended(seed: u64) -> (Fleet, Scheduler, HashMap<String, i32>, Workload, Vec<(u32, u32)>) {
     let mut rng = SplitMix64::new(seed ^ 0x009E_E397);
     let shape = Shape { max_sites: 2, max_clusters: 2, max_racks: 4, occupancy_percent: 10, ..Shape::default() };
     let fleet = random_fleet(&mut rng, shape);
@@ -53,16 +56,27 @@ fn contended(seed: u64) -> (Fleet, Scheduler, HashMap<String, i32>, Workload) {
     let mut scheduler = Scheduler::new(fleet.clone(), policy, BackendChoice::Cpu).unwrap();
     let first = Workload::from_jobs(workload.jobs[..30].to_vec(), "<first>");
     scheduler.place(&first, Some(at())).unwrap();
+    let mut cordoned = Vec::new();
+    let mut held: Vec<(u32, u32)> =
+        scheduler.placed().flat_map(|(_, a)| a.pods.iter().map(|p| (p.rack, p.node))).collect();
+    held.sort_unstable();
+    held.dedup();
+    for (rack, node) in held {
+        if rng.percent(15) {
+            scheduler.set_node_state(rack, node, NodeState::Cordoned).unwrap();
+            cordoned.push((rack, node));
+        }
+    }
     let priorities: HashMap<String, i32> = first.jobs.iter().map(|j| (j.id.clone(), j.priority)).collect();
     let second = workload.jobs[30..].iter().map(|j| j.clone().with_priority(j.priority + 3)).collect();
-    (fleet, scheduler, priorities, Workload::from_jobs(second, "<second>"))
+    (fleet, scheduler, priorities, Workload::from_jobs(second, "<second>"), cordoned)
 }
 
 #[test]
 fn victims_are_the_least_set_by_the_rule() {
-    let (mut cases, mut chosen, mut several, mut ties) = (0, 0, 0, 0);
+    let (mut cases, mut chosen, mut several, mut ties, mut deep_ties) = (0, 0, 0, 0, 0);
     for seed in 0..150u64 {
-        let (fleet, scheduler, priorities, second) = contended(seed);
+        let (fleet, scheduler, priorities, second, _) = contended(seed);
         let jobs = second.compile(&fleet, scheduler.policy(), at()).unwrap();
         let held: Vec<(String, i32, Allocation)> = {
             let mut held: Vec<_> =
@@ -83,6 +97,7 @@ fn victims_are_the_least_set_by_the_rule() {
             // The oracle: every subset of the lower-priority jobs, the least feasible one by the key.
             let mut best: Option<(RuleKey, u32)> = None;
             let mut feasible_by_size = vec![0u32; lower.len() + 1];
+            let mut feasible_keys: Vec<RuleKey> = Vec::new();
             for mask in 1u32..(1 << lower.len()) {
                 let set: Vec<&(String, i32, Allocation)> =
                     (0..lower.len()).filter(|i| mask & (1 << i) != 0).map(|i| lower[i]).collect();
@@ -90,6 +105,7 @@ fn victims_are_the_least_set_by_the_rule() {
                 if fits_without(scheduler.ledger(), job, &allocations) {
                     feasible_by_size[set.len()] += 1;
                     let key = rule_key(&set);
+                    feasible_keys.push(key.clone());
                     if best.as_ref().is_none_or(|(b, _)| key < *b) {
                         best = Some((key, mask));
                     }
@@ -119,13 +135,18 @@ fn victims_are_the_least_set_by_the_rule() {
                 chosen += 1;
                 several += usize::from(key.0 >= 2);
                 ties += usize::from(feasible_by_size[key.0] >= 2);
+                // Sets equal to the best in size and priorities: the GPUs and ids decided.
+                let alike = feasible_keys.iter().filter(|k| k.0 == key.0 && k.1 == key.1).count();
+                deep_ties += usize::from(alike >= 2);
             }
         }
     }
     // The check has power: many searches, many with an answer, some needing several victims and
     // some where the tie-breaks of the rule (not just the size) chose among feasible sets.
-    println!("cases {cases}, with victims {chosen}, several victims {several}, ties on size {ties}");
-    assert!(cases >= 200 && chosen >= 60 && several >= 10 && ties >= 20, "too few telling cases");
+    println!(
+        "cases {cases}, with victims {chosen}, several victims {several}, ties on size {ties}, on size and priorities {deep_ties}"
+    );
+    assert!(cases >= 200 && chosen >= 60 && several >= 10 && ties >= 20 && deep_ties >= 5, "too few telling cases");
 }
 
 /// The pass's guarantee, its rule on priorities, and the ledger's bookkeeping after it.
@@ -133,7 +154,7 @@ fn victims_are_the_least_set_by_the_rule() {
 fn no_job_waits_while_lower_priority_jobs_hold_what_would_let_it_run() {
     let (mut violations_without, mut evictions, mut waiting) = (0, 0, 0);
     for seed in 0..120u64 {
-        let (fleet, mut scheduler, mut priorities, second) = contended(seed);
+        let (fleet, mut scheduler, mut priorities, second, cordoned) = contended(seed);
         let compiled = scheduler.compile(&second, at()).unwrap();
         let all: Vec<usize> = (0..second.jobs.len()).collect();
         let (decisions, _, _) = scheduler.place_compiled(&compiled, &all, Reasons::Worded, &mut |_, _| {}).unwrap();
@@ -192,6 +213,9 @@ fn no_job_waits_while_lower_priority_jobs_hold_what_would_let_it_run() {
         for (_, allocation) in scheduler.placed() {
             ledger.apply(allocation);
         }
+        for &(rack, node) in &cordoned {
+            ledger.set_node_state(rack, node, NodeState::Cordoned).unwrap();
+        }
         assert_eq!(ledger.state(), scheduler.ledger().state(), "seed {seed}: the ledger lost track");
     }
     println!("blocked before the pass {violations_without}, evictions {evictions}, waiting after {waiting}");
@@ -204,7 +228,7 @@ fn no_job_waits_while_lower_priority_jobs_hold_what_would_let_it_run() {
 fn a_job_of_the_same_pass_evicted_is_decided_again() {
     let mut again = 0;
     for seed in 0..120u64 {
-        let (_, mut scheduler, _, second) = contended(seed);
+        let (_, mut scheduler, _, second, _) = contended(seed);
         // Both batches in one workload, the first placed alone, then the pass over the second.
         let mut jobs: Vec<Job> = second.jobs.clone();
         jobs.extend(second.jobs.iter().map(|j| {

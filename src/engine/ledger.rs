@@ -430,6 +430,17 @@ impl Ledger {
     /// Takes exactly what `allocation` holds (a recorded commit, replayed). Panics if the capacity
     /// is not there: an allocation is applied only to the state it was committed in.
     pub fn apply(&mut self, allocation: &Allocation) {
+        self.apply_on(allocation, false);
+    }
+
+    /// Takes back what [`Ledger::release`] just gave back for `allocation` (preemption's trials
+    /// of victim sets): [`Ledger::apply`], except that its nodes may be cordoned, as the nodes of
+    /// running jobs may be (a cordon stops new pods, not the ones there).
+    pub(crate) fn take_back(&mut self, allocation: &Allocation) {
+        self.apply_on(allocation, true);
+    }
+
+    fn apply_on(&mut self, allocation: &Allocation, cordoned_too: bool) {
         self.version += 1;
         for pod in &allocation.pods {
             let first = self.state.racks[pod.rack as usize].first_node;
@@ -445,8 +456,9 @@ impl Ledger {
                 } else {
                     shared + pod.gpu_milli <= GPU_MILLI
                 };
+                let open = node.state == NodeState::Ready || (cordoned_too && node.state == NodeState::Cordoned);
                 assert!(
-                    node.state == NodeState::Ready && pod.gpus.count_ones() == 1 && room,
+                    open && pod.gpus.count_ones() == 1 && room,
                     "rack {} node {} cannot take {} thousandths of GPU {g}",
                     pod.rack,
                     pod.node,
@@ -455,8 +467,9 @@ impl Ledger {
                 shares[g] = (shared + pod.gpu_milli) as u16;
                 node.shared |= pod.gpus;
             } else {
+                let open = node.state == NodeState::Ready || (cordoned_too && node.state == NodeState::Cordoned);
                 assert!(
-                    node.state == NodeState::Ready && node.used & pod.gpus == 0,
+                    open && node.used & pod.gpus == 0,
                     "rack {} node {} cannot take GPUs {:#b}",
                     pod.rack,
                     pod.node,

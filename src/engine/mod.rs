@@ -20,7 +20,8 @@
 //! replay do, after each placement): jobs left unplaced are decided again in the same order, each
 //! evicting placed jobs of strictly lower priority when that lets it run, by the rule of
 //! [`preempt`]. Afterwards no job waits while evicting every job of lower priority would let it
-//! run; a job of equal or higher priority is never evicted.
+//! run (pinned jobs, which another system runs, are never evicted and count as higher); a job of
+//! equal or higher priority is never evicted.
 //!
 //! [`place::place_reference`] is that definition written as plainly as possible: for each job,
 //! scan every rack ([`Ledger::best_rack`]). [`place::place_batched`] is the production path and

@@ -99,7 +99,7 @@ fn fits_without(ledger: &mut Ledger, job: &JobGpu, holders: &[Holder], set: &[us
     }
     let fits = fits(ledger, job);
     for &h in set.iter().rev() {
-        ledger.apply(holders[h].allocation);
+        ledger.take_back(holders[h].allocation);
     }
     fits
 }
@@ -169,7 +169,7 @@ pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders:
     }
     let mut victims = Vec::new();
     for &h in pool.iter().rev() {
-        ledger.apply(holders[h].allocation);
+        ledger.take_back(holders[h].allocation);
         trials += 1;
         if !fits(ledger, job) {
             ledger.release(holders[h].allocation);
@@ -177,7 +177,7 @@ pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders:
         }
     }
     for &h in &victims {
-        ledger.apply(holders[h].allocation);
+        ledger.take_back(holders[h].allocation);
     }
     victims.sort_unstable();
     Some(VictimChoice { victims, exact: false, trials })

@@ -323,7 +323,8 @@ impl Scheduler {
     /// `compiled` that it evicts is decided again later in the same pass (it comes later in the
     /// order); a job placed by an earlier call and evicted is only released: the caller queues it
     /// again. Afterwards no job the pass left unplaced could be placed by evicting every placed job
-    /// of lower priority. Input errors as for [`Scheduler::place_compiled`].
+    /// of lower priority that is not pinned ([`Scheduler::pin`]). Input errors as for
+    /// [`Scheduler::place_compiled`].
     pub fn preempt(
         &mut self,
         compiled: &Compiled,
@@ -368,6 +369,9 @@ impl Scheduler {
                     };
                     match victims {
                         None => {
+                            // The search's trials released and took back, so the version moved
+                            // but the capacity is as it was: what was hopeless still is.
+                            hopeless.0 = self.ledger.version();
                             hopeless.1.insert(need);
                         }
                         Some(victims) => {
