@@ -47,7 +47,9 @@ fn rule_key(set: &[&(String, i32, Allocation)]) -> RuleKey {
 /// their trays then cordoned (their pods keep running: they stay candidates, but their trays take
 /// no new pod), and a second batch of more urgent jobs (priorities 3 to 8); and the cordoned
 /// trays.
-fn contended(seed: u64) -> (Fleet, Scheduler, HashMap<String, i32>, Workload, Vec<(u32, u32)>) {
+type Contended = (Fleet, Scheduler, HashMap<String, i32>, Workload, Vec<(u32, u32)>);
+
+fn contended(seed: u64) -> Contended {
     let mut rng = SplitMix64::new(seed ^ 0x009E_E397);
     let shape = Shape { max_sites: 2, max_clusters: 2, max_racks: 4, occupancy_percent: 10, ..Shape::default() };
     let fleet = random_fleet(&mut rng, shape);

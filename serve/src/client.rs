@@ -164,10 +164,32 @@ fn encode_segment(id: &str) -> String {
     out
 }
 
+/// Why creating a Binding failed: the API server's status when it answered, and the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingFailure {
+    /// The status the API server answered with; None when it did not answer (the request may
+    /// still have been applied).
+    pub status: Option<u16>,
+    /// One line saying why.
+    pub message: String,
+}
+
+/// Each request to the API server gives up after this long: less than the extender's
+/// `httpTimeout` in docs/KUBERNETES.md (10 s), so that gpuplace answers kube-scheduler itself.
+const API_TIMEOUT: Duration = Duration::from_secs(4);
+
+fn api_agent() -> ureq::Agent {
+    ureq::Agent::config_builder().timeout_global(Some(API_TIMEOUT)).http_status_as_error(false).build().into()
+}
+
 /// Creates the Binding of the pod of `args` to its node on the Kubernetes API server at `api`
 /// (`POST /api/v1/namespaces/{namespace}/pods/{name}/binding`, as kube-scheduler's own binder
-/// does), sending `token` as a bearer token when given. The error is one line saying why.
-pub fn create_binding(api: &str, token: Option<&str>, args: &crate::kube::ExtenderBindingArgs) -> Result<(), String> {
+/// does), sending `token` as a bearer token when given.
+pub fn create_binding(
+    api: &str,
+    token: Option<&str>,
+    args: &crate::kube::ExtenderBindingArgs,
+) -> Result<(), BindingFailure> {
     let url = format!(
         "{}/api/v1/namespaces/{}/pods/{}/binding",
         api.trim_end_matches('/'),
@@ -180,20 +202,48 @@ pub fn create_binding(api: &str, token: Option<&str>, args: &crate::kube::Extend
         "metadata": { "name": args.pod_name, "namespace": args.pod_namespace, "uid": args.pod_uid },
         "target": { "apiVersion": "v1", "kind": "Node", "name": args.node },
     });
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent.post(&url).header("Content-Type", "application/json");
+    let mut request = api_agent().post(&url).header("Content-Type", "application/json");
     if let Some(token) = token {
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
-    let mut response = request.send(body.to_string()).map_err(|e| format!("binding on {url}: {e}"))?;
+    let mut response = request
+        .send(body.to_string())
+        .map_err(|e| BindingFailure { status: None, message: format!("binding on {url}: {e}") })?;
     if response.status().is_success() {
         return Ok(());
     }
     let status = response.status().as_u16();
     let text = response.body_mut().with_config().limit(64 << 10).read_to_string().unwrap_or_default();
-    Err(format!("binding on {url}: {status}: {}", text.replace('\n', " ").trim()))
+    Err(BindingFailure {
+        status: Some(status),
+        message: format!("binding on {url}: {status}: {}", text.replace('\n', " ").trim()),
+    })
+}
+
+/// The node the pod is bound to on the API server at `api` (`spec.nodeName`; None while it is
+/// not bound), or why it could not be read.
+pub fn pod_node(api: &str, token: Option<&str>, namespace: &str, name: &str) -> Result<Option<String>, String> {
+    let url = format!(
+        "{}/api/v1/namespaces/{}/pods/{}",
+        api.trim_end_matches('/'),
+        encode_segment(namespace),
+        encode_segment(name)
+    );
+    let mut request = api_agent().get(&url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request.call().map_err(|e| format!("reading {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .map_err(|e| format!("reading {url}: {e}"))?;
+    if status != 200 {
+        return Err(format!("reading {url}: {status}"));
+    }
+    let pod: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("reading {url}: {e}"))?;
+    Ok(pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string))
 }

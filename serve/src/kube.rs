@@ -200,8 +200,8 @@ pub fn node_meta(node: &serde_json::Value) -> Result<ObjectMeta, String> {
         metadata: ObjectMeta,
     }
     let node: Node = serde_json::from_value(node.clone()).map_err(|e| format!("a node object does not read: {e}"))?;
-    if node.metadata.name.is_empty() {
-        return Err("a node object has no metadata.name".into());
+    if node.metadata.name.is_empty() || node.metadata.name.len() > 253 {
+        return Err("a node object has no metadata.name, or one longer than Kubernetes allows".into());
     }
     Ok(node.metadata)
 }
@@ -319,13 +319,23 @@ pub fn pod_job(fleet: &gpuplace::Fleet, pod: &Pod) -> Result<PodJob, ApiError> {
     if meta.name.is_empty() {
         return Err(ApiError::new(422, "request: Pod: metadata.name is missing"));
     }
+    // Kubernetes' own limits (names of 253, namespaces of 63): what the extender keeps between
+    // requests stays small.
+    if meta.name.len() > 253 || namespace.len() > 63 {
+        return Err(ApiError::new(422, "request: Pod: metadata.name or namespace longer than Kubernetes allows"));
+    }
+    if let Some((key, _)) = meta.annotations.iter().find(|(k, v)| k.starts_with("gpuplace.io/") && v.len() > 1024) {
+        return Err(refuse(key, "longer than 1024 bytes".into()));
+    }
     let (mut gpus, mut cpu, mut memory) = (0u64, 0.0f64, 0.0f64);
     for (i, container) in pod.spec.containers.iter().enumerate() {
         let field = format!("spec.containers[{i}].resources");
         let limits = &container.resources.limits;
         let requests = &container.resources.requests;
         if let Some(q) = limits.get(GPU_RESOURCE).or_else(|| requests.get(GPU_RESOURCE)) {
-            gpus += whole(q, GPU_RESOURCE).map_err(|m| refuse(&field, m))?;
+            gpus = gpus
+                .checked_add(whole(q, GPU_RESOURCE).map_err(|m| refuse(&field, m))?)
+                .ok_or_else(|| refuse(&field, format!("{GPU_RESOURCE}: too many")))?;
         }
         if let Some(q) = requests.get("cpu").or_else(|| limits.get("cpu")) {
             cpu += cores(q).map_err(|m| refuse(&field, m))?;

@@ -101,6 +101,7 @@ enum Op {
     KubeFilter(crate::kube::ExtenderArgs),
     KubePrioritize(crate::kube::ExtenderArgs),
     KubeBind(crate::kube::ExtenderBindingArgs),
+    KubeUnbind(crate::kube::ExtenderBindingArgs),
 }
 
 enum Answer {
@@ -337,6 +338,7 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
                     service.kube_prioritize(args).map(|list| Pending::Ready(json(StatusCode::OK, &list)))
                 }
                 Op::KubeBind(args) => service.kube_bind(&args).map(|_| Pending::Bound),
+                Op::KubeUnbind(args) => service.kube_unbind(&args).map(|()| Pending::Bound),
                 read => Ok(Pending::Read(read)),
             });
         }
@@ -397,7 +399,13 @@ fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answ
         Pending::Read(Op::Metrics) => Answer::Text(metrics.render(service)),
         Pending::Read(Op::Health) => Answer::Text("ok\n".into()),
         Pending::Read(
-            Op::Submit(_) | Op::Finish(_) | Op::Events(_) | Op::KubeFilter(_) | Op::KubePrioritize(_) | Op::KubeBind(_),
+            Op::Submit(_)
+            | Op::Finish(_)
+            | Op::Events(_)
+            | Op::KubeFilter(_)
+            | Op::KubePrioritize(_)
+            | Op::KubeBind(_)
+            | Op::KubeUnbind(_),
         ) => unreachable!("mutations and the extender's requests are pending otherwise"),
     })
 }
@@ -720,25 +728,45 @@ async fn kube_bind(State(state): State<AppState>, headers: HeaderMap, body: Body
         Ok(Err(e)) => return result(e.message),
         Err(_) => return result("the gpuplace server is stopping".into()),
     }
-    let id = format!("{}/{}/{}", args.pod_namespace, args.pod_name, args.pod_uid);
     let outcome = match state.kube_api.clone() {
-        None => Err("gpuplace holds the pod's GPUs, but no Kubernetes API server is set (serve --kube-api) to bind it"
-            .to_string()),
+        None => Err((
+            true,
+            "gpuplace holds the pod's GPUs, but no Kubernetes API server is set (serve --kube-api) to bind it"
+                .to_string(),
+        )),
         Some(api) => {
             let args = args.clone();
-            tokio::task::spawn_blocking(move || crate::client::create_binding(&api.0, api.1.as_deref(), &args))
-                .await
-                .unwrap_or_else(|_| Err("creating the Binding failed".into()))
+            tokio::task::spawn_blocking(move || {
+                let (url, token) = (&api.0, api.1.as_deref());
+                match crate::client::create_binding(url, token, &args) {
+                    Ok(()) => Ok(()),
+                    // A conflict (bound already: an earlier try went through?) or no answer at all
+                    // (it may have been applied): the pod's node on the API server says.
+                    Err(failure) if failure.status.is_none() || failure.status == Some(409) => {
+                        match crate::client::pod_node(url, token, &args.pod_namespace, &args.pod_name) {
+                            Ok(Some(node)) if node == args.node => Ok(()),
+                            Ok(_) => Err((true, failure.message)),
+                            // Unknown: keep the hold (a retry finds it; a double booking is worse
+                            // than GPUs held until the pod is finished).
+                            Err(why) => Err((false, format!("{}; {why}; the pod's GPUs stay held", failure.message))),
+                        }
+                    }
+                    Err(failure) => Err((true, failure.message)),
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err((false, "creating the Binding failed".into())))
         }
     };
     match outcome {
         Ok(()) => result(String::new()),
-        Err(message) => {
-            // Give the hold back (a pod without GPUs holds nothing: its finish finds no job).
-            let (reply, answer) = oneshot::channel();
-            let message_back = Message { op: Op::Finish(id), arrived: Instant::now(), reply };
-            if state.core.send(message_back).await.is_ok() {
-                let _ = answer.await;
+        Err((give_back, message)) => {
+            if give_back {
+                let (reply, answer) = oneshot::channel();
+                let back = Message { op: Op::KubeUnbind(args), arrived: Instant::now(), reply };
+                if state.core.send(back).await.is_ok() {
+                    let _ = answer.await;
+                }
             }
             result(message)
         }

@@ -1129,6 +1129,20 @@ impl Service {
             .collect())
     }
 
+    /// Gives back what the bind of `args` holds (its Binding could not be created): the job is
+    /// finished; a later bind of the pod holds again. Nothing when it holds nothing there.
+    pub fn kube_unbind(&mut self, args: &crate::kube::ExtenderBindingArgs) -> Result<(), ApiError> {
+        let Some(job) = self.kube.pods.get(&args.pod_uid).and_then(|p| p.job.as_ref()) else { return Ok(()) };
+        let id = format!("{}/{}", job.id, args.pod_uid);
+        let Some(&number) = self.by_id.get(&id) else { return Ok(()) };
+        let stored = &self.entries[number].stored;
+        if stored.state == JobState::Placed && stored.node.as_deref() == Some(args.node.as_str()) {
+            self.finish(&id)?;
+            self.entries[number].stored.reason = Some("its Binding could not be created".into());
+        }
+        Ok(())
+    }
+
     /// The extender's bind, in gpuplace: the pod (seen by an earlier filter or prioritize) holds
     /// its GPUs on the node from now on, as placed job `NAMESPACE/NAME/UID`, never moved or evicted
     /// by gpuplace; finish it when the pod ends. 404 for a pod not seen, 409 for one bound already,
@@ -1153,8 +1167,21 @@ impl Service {
         })?;
         let Some(mut job) = pod.job else { return Ok(None) };
         job.id = format!("{}/{}", job.id, args.pod_uid);
-        if self.by_id.contains_key(&job.id) {
-            return Err(ApiError::new(409, format!("job `{}`: the pod is bound already", job.id.escape_debug())));
+        // Known already: a retry of a bind that holds (it answers as the first did), a bind again
+        // after a hold was given back (the same entry holds again), else a conflict.
+        let mut again = None;
+        if let Some(&number) = self.by_id.get(&job.id) {
+            let stored = &self.entries[number].stored;
+            match (stored.state, &stored.node) {
+                (JobState::Placed, Some(node)) if *node == args.node => return Ok(Some(number)),
+                (JobState::Finished, Some(_)) => again = Some(number),
+                _ => {
+                    return Err(ApiError::new(
+                        409,
+                        format!("job `{}`: the pod is bound already, to another node", job.id.escape_debug()),
+                    ));
+                }
+            }
         }
         let tray = self
             .kube
@@ -1178,6 +1205,15 @@ impl Service {
             .place_on_node(&compiled, 0, tray.rack, tray.tray)
             .map_err(|e| ApiError::new(422, e.to_string()))?;
         let score = self.scheduler.rack_score(&compiled.jobs[0], tray.rack);
+        if let Some(number) = again {
+            let entry = &mut self.entries[number];
+            entry.stored.placed = Some((allocation, score));
+            entry.stored.round = Some(self.round);
+            entry.stored.reason = None;
+            entry.stored.node = Some(args.node.clone());
+            self.set_state(number, JobState::Placed);
+            return Ok(Some(number));
+        }
         let number = self.entries.len();
         let stored = StoredJob {
             job,

@@ -308,9 +308,11 @@ fn a_gang_stays_in_one_nvlink_domain_and_bound_pods_survive_restarts_unevicted()
     assert_eq!(service.job("ml/lone/uid-lone").unwrap().state, JobState::Placed);
 }
 
-/// A fake API server: answers each request with `status`, sending what it received (request line
-/// and body) over the channel.
-fn fake_api(status: u16) -> (String, std::sync::mpsc::Receiver<(String, String, Option<String>)>) {
+/// A fake API server: answers each request as `answer(request line)` says (status, body), sending
+/// what it received (request line, body, Authorization) over the channel.
+type Answerer = dyn Fn(&str) -> (u16, String) + Send + Sync;
+
+fn fake_api(answer: std::sync::Arc<Answerer>) -> (String, std::sync::mpsc::Receiver<(String, String, Option<String>)>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
@@ -337,8 +339,10 @@ fn fake_api(status: u16) -> (String, std::sync::mpsc::Receiver<(String, String, 
             }
             let mut body = vec![0u8; length];
             reader.read_exact(&mut body).unwrap();
-            let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
-            stream.write_all(answer.as_bytes()).unwrap();
+            let (status, text) = answer(line.trim());
+            let reply =
+                format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+            stream.write_all(reply.as_bytes()).unwrap();
             let _ = sender.send((line.trim().to_string(), String::from_utf8(body).unwrap(), auth));
         }
     });
@@ -355,8 +359,24 @@ fn post(base: &str, path: &str, body: &Value) -> (u16, Value) {
 
 #[test]
 fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // What the fake API server does: 0 binds (201); 1 refuses (500); 2 says conflict (409) and
+    // the pod is on r1-t2 (an earlier try went through); 3 says conflict and the pod is elsewhere.
+    let mode = Arc::new(AtomicU32::new(0));
+    let seen_mode = Arc::clone(&mode);
+    let (api, seen) = fake_api(Arc::new(move |line: &str| {
+        let get = line.starts_with("GET ");
+        match (seen_mode.load(Ordering::SeqCst), get) {
+            (0, false) => (201, "{}".into()),
+            (1, false) => (500, "{\"message\":\"etcd is away\"}".into()),
+            (2 | 3, false) => (409, "{\"message\":\"pod is already assigned\"}".into()),
+            (2, true) => (200, json!({"spec": {"nodeName": "r1-t2"}}).to_string()),
+            (_, true) => (200, json!({"spec": {"nodeName": "elsewhere"}}).to_string()),
+            _ => (404, "{}".into()),
+        }
+    }));
     let dir = tempfile::tempdir().unwrap();
-    let (api, seen) = fake_api(201);
     let service = open(dir.path(), Some(fleet()), false);
     let config = ServerConfig {
         listen: "127.0.0.1:0".into(),
@@ -365,6 +385,7 @@ fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back()
     };
     let server = Server::start(service, config).unwrap();
     let base = format!("http://{}", server.address());
+    let client = gpuplace_serve::Client::new(&base, None);
     let nodes = all_nodes();
     let body = json!({"Pod": pod("a", "uid-a", 4, 0, json!({})), "Nodes": {"metadata": {}, "items": nodes}, "NodeNames": null});
     let (status, filter) = post(&base, "/kube/v1/filter", &body);
@@ -375,8 +396,18 @@ fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back()
     assert_eq!(status, 200);
     assert_eq!(scores.as_array().unwrap()[0].as_object().unwrap().keys().collect::<Vec<_>>(), ["Host", "Score"]);
     let binding = json!({"PodName": "a", "PodNamespace": "ml", "PodUID": "uid-a", "Node": "r1-t2"});
+    // Refused: the hold is given back and the answer says why.
+    mode.store(1, Ordering::SeqCst);
+    let (status, result) = post(&base, "/kube/v1/bind", &binding);
+    assert_eq!(status, 200);
+    assert!(result["Error"].as_str().unwrap().contains("500"), "{result}");
+    assert_eq!(client.job("ml/a/uid-a").unwrap().state, JobState::Finished);
+    seen.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    // kube-scheduler tries again: the same entry holds again, and the Binding is created.
+    mode.store(0, Ordering::SeqCst);
     let (status, result) = post(&base, "/kube/v1/bind", &binding);
     assert_eq!((status, result.clone()), (200, json!({"Error": ""})), "{result}");
+    assert_eq!(client.job("ml/a/uid-a").unwrap().state, JobState::Placed);
     let (line, sent, auth) = seen.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     assert_eq!(line, "POST /api/v1/namespaces/ml/pods/a/binding HTTP/1.1");
     assert_eq!(auth.as_deref(), Some("Bearer sekret"));
@@ -384,23 +415,39 @@ fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back()
     assert_eq!(sent["kind"], "Binding");
     assert_eq!(sent["target"], json!({"apiVersion": "v1", "kind": "Node", "name": "r1-t2"}));
     assert_eq!(sent["metadata"]["uid"], "uid-a");
+    // The same bind again (kube-scheduler's retry after a timeout): the API server says
+    // conflict, the pod is on that node already: success, still held once.
+    mode.store(2, Ordering::SeqCst);
+    let (_, result) = post(&base, "/kube/v1/bind", &binding);
+    assert_eq!(result, json!({"Error": ""}));
+    assert_eq!(client.job("ml/a/uid-a").unwrap().state, JobState::Placed);
+    // Another pod: conflict, and the API server has it elsewhere: given back.
+    let body_b = json!({"Pod": pod("b", "uid-b", 4, 0, json!({})), "Nodes": {"items": all_nodes()}});
+    post(&base, "/kube/v1/filter", &body_b);
+    mode.store(3, Ordering::SeqCst);
+    let (_, result) = post(
+        &base,
+        "/kube/v1/bind",
+        &json!({"PodName": "b", "PodNamespace": "ml", "PodUID": "uid-b", "Node": "r1-t3"}),
+    );
+    assert!(result["Error"].as_str().unwrap().contains("409"), "{result}");
+    assert_eq!(client.job("ml/b/uid-b").unwrap().state, JobState::Finished);
     // Malformed bodies: 400 with one line, the server goes on.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let response = agent.post(&format!("{base}/kube/v1/filter")).send("{\"Pod\": 7").unwrap();
     assert_eq!(response.status().as_u16(), 400);
     server.stop().unwrap();
 
-    // An API server that refuses: the answer says why and the hold is given back.
+    // No API server set: the answer says so and nothing stays held.
     let dir = tempfile::tempdir().unwrap();
-    let (api, _seen) = fake_api(409);
     let service = open(dir.path(), Some(fleet()), false);
-    let config = ServerConfig { listen: "127.0.0.1:0".into(), kube_api: Some((api, None)), ..ServerConfig::default() };
-    let server = Server::start(service, config).unwrap();
+    let server =
+        Server::start(service, ServerConfig { listen: "127.0.0.1:0".into(), ..ServerConfig::default() }).unwrap();
     let base = format!("http://{}", server.address());
     post(&base, "/kube/v1/filter", &body);
     let (status, result) = post(&base, "/kube/v1/bind", &binding);
     assert_eq!(status, 200);
-    assert!(result["Error"].as_str().unwrap().contains("409"), "{result}");
+    assert!(result["Error"].as_str().unwrap().contains("--kube-api"), "{result}");
     let client = gpuplace_serve::Client::new(&base, None);
     assert_eq!(client.job("ml/a/uid-a").unwrap().state, JobState::Finished);
     server.stop().unwrap();

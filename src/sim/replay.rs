@@ -47,8 +47,9 @@ pub struct ReplayConfig {
     /// The date at trace time 0.
     pub start: Day,
     /// After each interval's placement, the jobs left waiting may evict running jobs of strictly
-    /// lower priority ([`crate::Scheduler::preempt`]). An evicted job waits again and, placed
-    /// again, runs its whole duration from the start (no checkpoint is assumed).
+    /// lower priority ([`crate::Scheduler::preempt`]). An evicted job waits again (`max_wait_s`
+    /// counting from its eviction) and, placed again, runs its whole duration from the start (no
+    /// checkpoint is assumed).
     pub preemption: bool,
 }
 
@@ -351,6 +352,8 @@ fn replay_with(
     let last_arrival = arrivals.last().map_or(0, |&j| submit[j]);
 
     let mut fates: Vec<Option<JobFate>> = vec![None; n];
+    // When each job began to wait: its arrival, or its eviction (what --max-wait counts from).
+    let mut waiting_since: Vec<u64> = submit.clone();
     // Preemption: evictions, the GPU-thousandth-seconds evicted jobs had run, and what each such
     // run held and for how long (its energy counts).
     let (mut preemptions, mut preempted_gpu_s, mut lost_runs) = (0u64, 0u128, Vec::new());
@@ -378,7 +381,7 @@ fn replay_with(
             let tried = tried_since;
             let mut expired = Vec::new();
             waiting.retain(|&j| {
-                let expires = t - submit[j] > max_wait;
+                let expires = t - waiting_since[j] > max_wait;
                 if expires {
                     expired.push(j);
                     if position < tried {
@@ -441,6 +444,10 @@ fn replay_with(
                     decisions.iter().filter(|d| matches!(d.outcome, Outcome::Unplaced { .. })).map(|d| d.job).collect();
                 unplaced.extend(&not_tried);
                 if !unplaced.is_empty() {
+                    // A running job evicted in the pass is decided again there, on today's date.
+                    for &Reverse((_, j)) in running.iter() {
+                        compiled.jobs[j].ready_day = today.0;
+                    }
                     let pass = scheduler.preempt(&compiled, &unplaced, Reasons::Skipped)?;
                     // Every job of the workload is compiled, so each victim is decided again in
                     // the pass (its final outcome is among the pass's decisions).
@@ -451,6 +458,7 @@ fn replay_with(
                             lost_runs.push((allocation, t - start_s));
                         }
                         preemptions += 1;
+                        waiting_since[v] = t;
                     }
                     // What an eviction frees beyond what the evicting job takes is capacity that
                     // grew: every waiting job is tried again at the next interval.
@@ -501,7 +509,7 @@ fn replay_with(
         }
         if let Some(max_wait) = config.max_wait_s {
             for &j in &waiting {
-                next = next.min(boundary(submit[j] + max_wait + 1, interval));
+                next = next.min(boundary(waiting_since[j] + max_wait + 1, interval));
             }
         }
         if !waiting.is_empty()
