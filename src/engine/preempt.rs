@@ -33,7 +33,8 @@
 
 use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::place::best_with_relaxing;
-use crate::kernel::score::{JobGpu, STATIC_REJECTS};
+use crate::kernel::score::{JobGpu, STATIC_REJECTS, job_watts};
+use crate::kernel::shape::spans_racks;
 
 /// A placed job preemption may evict: its id, priority and what it holds.
 #[derive(Debug, Clone, Copy)]
@@ -47,10 +48,10 @@ pub struct Holder<'a> {
 }
 
 /// The most victim sets one search looks at (comparing their keys) before it settles.
-pub const MAX_SETS: usize = 1 << 16;
+pub const MAX_SETS: usize = 8192;
 
 /// The most victim sets one search tries on the ledger before it settles.
-pub const MAX_TRIALS: usize = 4096;
+pub const MAX_TRIALS: usize = 1024;
 
 /// The victims chosen for a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,16 +111,64 @@ fn fits_without(ledger: &mut Ledger, job: &JobGpu, holders: &[Holder], set: &[us
 /// was (sets are tried on it and taken back); nothing is evicted here.
 pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders: &[Holder]) -> Option<VictimChoice> {
     let state = ledger.state();
+    let fleet = ledger.fleet();
     let mut usable_site = vec![false; state.sites.len()];
-    for (r, rack) in state.racks.iter().enumerate() {
-        if !usable_site[rack.site as usize] && state.check(job, r) & STATIC_REJECTS == 0 {
-            usable_site[rack.site as usize] = true;
+    let mut usable_cluster = vec![false; fleet.clusters.len()];
+    // Whether `job` can only come to fit on a rack whose trays a victim frees: it takes one rack
+    // wherever it may go, and no usable site is short of power for it (else releasing any job
+    // there could make room); and it takes whole GPUs (the bound below counts them). Every
+    // constraint but capacity is the same for all racks of a cluster, so one rack of each says.
+    let mut rack_local = job.gpu_milli == 0;
+    for (c, cluster) in fleet.clusters.iter().enumerate() {
+        let Some(r) = cluster.racks.clone().next() else { continue };
+        if state.check(job, r) & STATIC_REJECTS != 0 {
+            continue;
+        }
+        usable_cluster[c] = true;
+        let rack = &state.racks[r];
+        usable_site[rack.site as usize] = true;
+        let (shape, per_rack) = job.shape_on(rack);
+        if spans_racks(shape, per_rack) || job_watts(job, rack.gpu_watts) > state.sites[rack.site as usize].power_free_w
+        {
+            rack_local = false;
         }
     }
+    // The racks holders hold GPUs on: whether the job may use each, and its free GPUs now (each
+    // trial leaves the ledger as it found it, so these stay true).
+    let racks: rustc_hash::FxHashMap<u32, (bool, u32)> = holders
+        .iter()
+        .flat_map(|h| &h.allocation.racks)
+        .map(|s| {
+            let rack = &state.racks[s.rack as usize];
+            (s.rack, (usable_cluster[rack.cluster as usize], rack.free_gpus))
+        })
+        .collect();
+    let usable_rack = |r: u32| racks[&r].0;
+    // A set can only help a rack-local job if, on some usable rack, the GPUs free there and the
+    // set's there add up to the job's: a necessary condition, checked before any trial.
+    let could_fit = |set: &[usize]| -> bool {
+        !rack_local
+            || set.iter().flat_map(|&h| &holders[h].allocation.racks).any(|share| {
+                usable_rack(share.rack) && {
+                    let freed: u32 = set
+                        .iter()
+                        .flat_map(|&h| &holders[h].allocation.racks)
+                        .filter(|s| s.rack == share.rack)
+                        .map(|s| s.gpus)
+                        .sum();
+                    racks[&share.rack].1 + freed >= job.gpus
+                }
+            })
+    };
     // Candidates, cheapest first (lowest priority, fewest GPUs, lowest id): the first set of each
     // size is then the least by priority and the greedy reprieve keeps the dearest.
     let mut pool: Vec<usize> = (0..holders.len())
-        .filter(|&h| holders[h].priority < priority && usable_site[holders[h].allocation.site as usize])
+        .filter(|&h| {
+            let allocation = holders[h].allocation;
+            holders[h].priority < priority
+                && usable_site[allocation.site as usize]
+                && (!rack_local || allocation.racks.iter().any(|s| usable_rack(s.rack)))
+        })
         .collect();
     pool.sort_unstable_by(|&a, &b| {
         let (a, b) = (&holders[a], &holders[b]);
@@ -138,12 +187,25 @@ pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders:
             if sets > MAX_SETS || trials >= MAX_TRIALS {
                 break 'sizes;
             }
+            // Positions ascend, so the set's highest priority is its last member's: once that is
+            // above the best set's highest, no set with this prefix and a later last member is
+            // better.
+            if let Some((b, _)) = &best
+                && holders[pool[at[size - 1]]].priority > b.priorities_desc[0]
+            {
+                at[size - 1] = pool.len() - 1;
+            }
             let set: Vec<usize> = at.iter().map(|&i| pool[i]).collect();
             let candidate = key(holders, &set);
-            if best.as_ref().is_none_or(|(b, _)| candidate < *b) {
+            if best.as_ref().is_none_or(|(b, _)| candidate < *b) && could_fit(&set) {
                 trials += 1;
                 if fits_without(ledger, job, holders, &set) {
                     best = Some((candidate, set));
+                    // Single victims come in the order of their keys: the first that makes room is
+                    // the least.
+                    if size == 1 {
+                        break;
+                    }
                 }
             }
             // The next combination of `size` of the pool's positions, in lexicographic order.

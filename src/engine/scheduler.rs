@@ -58,6 +58,58 @@ pub struct Scheduler {
     /// What each placed job holds, and its priority, by id, until it is released.
     running: HashMap<String, Running>,
     limits: RoundLimits,
+    /// Needs that no eviction can place, kept across preemption passes.
+    hopeless: Hopeless,
+}
+
+/// The needs (at a priority) that would not fit even were every unpinned placed job of lower
+/// priority evicted: the capacity free or held by such jobs, C(p), did not hold them. Placing or
+/// releasing jobs below p only moves capacity within C(p), and placing jobs at p or above only
+/// shrinks it, so an entry stays true until a job at p or above gives capacity back (a release,
+/// an eviction) or the fleet may have grown (a fleet event, a consolidation move); each such event
+/// is numbered, and an entry is believed only if none came after it. The preemption pass of a
+/// replay or a service then costs a lookup for each job that waits hopelessly, instead of a
+/// search.
+#[derive(Debug, Default)]
+struct Hopeless {
+    /// Events so far.
+    seq: u64,
+    /// By priority (pinned jobs: `i32::MAX`), the last event that gave capacity back.
+    released: std::collections::BTreeMap<i32, u64>,
+    /// The last event that may have added capacity of any kind.
+    grew: u64,
+    /// Need and priority → the event count when it was found hopeless.
+    needs: rustc_hash::FxHashMap<(JobGpu, i32), u64>,
+}
+
+impl Hopeless {
+    /// The most entries kept (a replay of many distinct needs starts over past it).
+    const MAX: usize = 1 << 20;
+
+    fn holds(&self, need: &(JobGpu, i32)) -> bool {
+        self.needs
+            .get(need)
+            .is_some_and(|&at| self.grew <= at && self.released.range(need.1..).all(|(_, &event)| event <= at))
+    }
+
+    fn insert(&mut self, need: (JobGpu, i32)) {
+        if self.needs.len() >= Self::MAX {
+            self.needs.clear();
+        }
+        self.needs.insert(need, self.seq);
+    }
+
+    /// A job of `priority` gave its capacity back.
+    fn released(&mut self, priority: i32) {
+        self.seq += 1;
+        self.released.insert(priority, self.seq);
+    }
+
+    /// Capacity of any kind may have come back.
+    fn grew(&mut self) {
+        self.seq += 1;
+        self.grew = self.seq;
+    }
 }
 
 impl Scheduler {
@@ -75,7 +127,15 @@ impl Scheduler {
         policy.validate("<policy>")?;
         let fleet = Arc::new(fleet);
         let ledger = Ledger::new(Arc::clone(&fleet));
-        Ok(Scheduler { fleet, policy, backend, ledger, running: HashMap::new(), limits: RoundLimits::default() })
+        Ok(Scheduler {
+            fleet,
+            policy,
+            backend,
+            ledger,
+            running: HashMap::new(),
+            limits: RoundLimits::default(),
+            hopeless: Hopeless::default(),
+        })
     }
 
     /// The fleet.
@@ -129,6 +189,7 @@ impl Scheduler {
     pub fn reset(&mut self) {
         self.ledger = Ledger::new(Arc::clone(&self.fleet));
         self.running.clear();
+        self.hopeless.grew();
     }
 
     /// Gives back what job `id` holds. An input error if no placed job has this id.
@@ -137,6 +198,7 @@ impl Scheduler {
             InputError::new("<api>", format!("job `{id}`"), "id", "no placed job has this id (or it was released)")
         })?;
         self.ledger.release(&running.allocation);
+        self.hopeless.released(if running.pinned { i32::MAX } else { running.priority });
         Ok(())
     }
 
@@ -206,6 +268,7 @@ impl Scheduler {
                 return Err(InputError::new("<api>", format!("rack {rack} node {node}"), "state", message).into());
             }
         }
+        self.hopeless.grew();
         self.ledger
             .set_node_state(rack, node, state)
             .map_err(|m| InputError::new("<api>", format!("rack {rack}"), "node", m).into())
@@ -214,6 +277,7 @@ impl Scheduler {
     /// Sets a site's IT power capacity, W ([`Ledger::set_site_power`]). An input error when the
     /// site does not exist or draws more now.
     pub fn set_site_power(&mut self, site: u32, watts: u32) -> Result<()> {
+        self.hopeless.grew();
         self.ledger
             .set_site_power(site, watts)
             .map_err(|m| InputError::new("<api>", format!("site {site}"), "power", m).into())
@@ -221,6 +285,7 @@ impl Scheduler {
 
     /// Sets the day a cluster comes online ([`Ledger::set_cluster_online`]).
     pub fn set_cluster_online(&mut self, cluster: u32, day: Day) -> Result<()> {
+        self.hopeless.grew();
         self.ledger
             .set_cluster_online(cluster, day)
             .map_err(|m| InputError::new("<api>", format!("cluster {cluster}"), "online", m).into())
@@ -271,6 +336,10 @@ impl Scheduler {
         };
         stats.consolidated = consolidation.placed.len() as u64;
         stats.moves = consolidation.moves.len() as u64;
+        if !consolidation.moves.is_empty() {
+            // Moves rearrange what jobs hold: what did not fit before may now.
+            self.hopeless.grew();
+        }
         for decision in &decisions {
             if let Outcome::Placed { allocation, .. } = &decision.outcome {
                 let priority = workload.jobs[decision.job].priority;
@@ -341,22 +410,25 @@ impl Scheduler {
         let mut index_of: Option<Map<&str, usize>> = None;
         let mut reason_cache =
             if reasons == Reasons::Worded { ReasonCache::default() } else { ReasonCache::skipping() };
-        // Needs (at a priority) that no eviction can help, at the ledger's version.
-        let mut hopeless: (u64, rustc_hash::FxHashSet<(JobGpu, i32)>) = (self.ledger.version(), Default::default());
         while let Some((_, j)) = queue.pop_first() {
             let priority = workload.jobs[j].priority;
             let (mut job, mut best) =
                 best_with_relaxing(&compiled.jobs[j], &self.ledger, |job, ledger| ledger.best_rack_by_class(job));
             if best.is_none() {
-                if hopeless.0 != self.ledger.version() {
-                    hopeless = (self.ledger.version(), Default::default());
-                }
                 let need = (need_of(&compiled.jobs[j]), priority);
-                if !hopeless.1.contains(&need) {
+                // A job no cluster may take now (its day has not come, its constraints) has no
+                // victims: told apart by one rack of each cluster (every constraint but capacity
+                // is the same for all racks of a cluster), before gathering the candidates.
+                let state = self.ledger.state();
+                let usable = self.fleet.clusters.iter().any(|c| {
+                    !c.racks.is_empty()
+                        && state.check(&compiled.jobs[j], c.racks.start) & crate::kernel::score::STATIC_REJECTS == 0
+                });
+                if usable && !self.hopeless.holds(&need) {
                     let victims = {
-                        let mut ids: Vec<(&String, &Running)> =
+                        // In any order: the rule orders them (a total order), not this list.
+                        let ids: Vec<(&String, &Running)> =
                             self.running.iter().filter(|(_, r)| r.priority < priority && !r.pinned).collect();
-                        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
                         let holders: Vec<Holder> = ids
                             .iter()
                             .map(|(id, r)| Holder { id, priority: r.priority, allocation: &r.allocation })
@@ -368,16 +440,12 @@ impl Scheduler {
                         })
                     };
                     match victims {
-                        None => {
-                            // The search's trials released and took back, so the version moved
-                            // but the capacity is as it was: what was hopeless still is.
-                            hopeless.0 = self.ledger.version();
-                            hopeless.1.insert(need);
-                        }
+                        None => self.hopeless.insert(need),
                         Some(victims) => {
                             pass.preempting += 1;
                             for id in victims {
                                 let running = self.running.remove(&id).expect("a victim is placed");
+                                self.hopeless.released(running.priority);
                                 self.ledger.release(&running.allocation);
                                 let index = index_of
                                     .get_or_insert_with(|| {
