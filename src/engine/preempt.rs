@@ -21,7 +21,12 @@
 //! does not let `J` fit, no set does and the search ends at once. Otherwise sets are tried by
 //! size, 1, 2, …: every set of a size is looked at and the least feasible one by the rule is the
 //! answer ([`VictimChoice::exact`]). A set is tried (released, `J` checked, taken back: exact
-//! inverses on the ledger) only when it would beat the best of its size so far.
+//! inverses on the ledger) only when it would beat the best of its size so far and, for a job
+//! that takes one rack and is short of no site's power, when some rack it may use would have its
+//! GPUs free with the set gone (a necessary condition; then only jobs on such racks are
+//! candidates). Sets are looked at in the order of the candidates' positions (cheapest first), so
+//! the first single victim that makes room is the least, and a set whose last member is above the
+//! best set's highest priority ends its prefix.
 //!
 //! The number of sets grows combinatorially, so one search looks at most [`MAX_SETS`] sets and
 //! tries at most [`MAX_TRIALS`]. When either runs out the answer is the least set found so far
