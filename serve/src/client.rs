@@ -220,9 +220,10 @@ pub fn create_binding(
     })
 }
 
-/// The node the pod is bound to on the API server at `api` (`spec.nodeName`; None while it is
-/// not bound), or why it could not be read.
-pub fn pod_node(api: &str, token: Option<&str>, namespace: &str, name: &str) -> Result<Option<String>, String> {
+/// What the API server at `api` says of a pod: gone (404, or another pod of that name now: its
+/// UID differs from `uid`), or there with the node it is bound to (`spec.nodeName`; None while it
+/// is not bound); or why it could not be read.
+pub fn pod_node(api: &str, token: Option<&str>, namespace: &str, name: &str, uid: &str) -> Result<PodOnServer, String> {
     let url = format!(
         "{}/api/v1/namespaces/{}/pods/{}",
         api.trim_end_matches('/'),
@@ -241,9 +242,24 @@ pub fn pod_node(api: &str, token: Option<&str>, namespace: &str, name: &str) -> 
         .limit(16 << 20)
         .read_to_string()
         .map_err(|e| format!("reading {url}: {e}"))?;
+    if status == 404 {
+        return Ok(PodOnServer::Gone);
+    }
     if status != 200 {
         return Err(format!("reading {url}: {status}"));
     }
     let pod: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("reading {url}: {e}"))?;
-    Ok(pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string))
+    if pod["metadata"]["uid"].as_str() != Some(uid) {
+        return Ok(PodOnServer::Gone);
+    }
+    Ok(PodOnServer::Bound(pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string)))
+}
+
+/// What [`pod_node`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodOnServer {
+    /// No pod of that name and UID.
+    Gone,
+    /// The pod, bound to that node (None: not bound).
+    Bound(Option<String>),
 }

@@ -738,20 +738,30 @@ async fn kube_bind(State(state): State<AppState>, headers: HeaderMap, body: Body
             let args = args.clone();
             tokio::task::spawn_blocking(move || {
                 let (url, token) = (&api.0, api.1.as_deref());
+                use crate::client::PodOnServer;
                 match crate::client::create_binding(url, token, &args) {
                     Ok(()) => Ok(()),
-                    // A conflict (bound already: an earlier try went through?) or no answer at all
-                    // (it may have been applied): the pod's node on the API server says.
-                    Err(failure) if failure.status.is_none() || failure.status == Some(409) => {
-                        match crate::client::pod_node(url, token, &args.pod_namespace, &args.pod_name) {
-                            Ok(Some(node)) if node == args.node => Ok(()),
-                            Ok(_) => Err((true, failure.message)),
-                            // Unknown: keep the hold (a retry finds it; a double booking is worse
-                            // than GPUs held until the pod is finished).
+                    // A refusal that applied nothing: give the hold back.
+                    Err(failure) if failure.status.is_some_and(|s| (400..500).contains(&s) && s != 409) => {
+                        Err((true, failure.message))
+                    }
+                    // A conflict (bound already: an earlier try went through?), no answer, or a
+                    // server error (it may still commit): the pod on the API server says.
+                    Err(failure) => {
+                        match crate::client::pod_node(url, token, &args.pod_namespace, &args.pod_name, &args.pod_uid) {
+                            Ok(PodOnServer::Bound(Some(node))) if node == args.node => Ok(()),
+                            Ok(PodOnServer::Gone) | Ok(PodOnServer::Bound(Some(_))) => Err((true, failure.message)),
+                            // Unbound for now, but the Binding may still land (a timeout, a 5xx), or
+                            // unreadable: keep the hold (a double booking is worse than GPUs held until
+                            // a retry moves the hold or the pod is finished).
+                            Ok(PodOnServer::Bound(None)) if failure.status == Some(409) => Err((true, failure.message)),
+                            Ok(PodOnServer::Bound(None)) => Err((
+                                false,
+                                format!("{}; the pod is not bound yet; its GPUs stay held", failure.message),
+                            )),
                             Err(why) => Err((false, format!("{}; {why}; the pod's GPUs stay held", failure.message))),
                         }
                     }
-                    Err(failure) => Err((true, failure.message)),
                 }
             })
             .await

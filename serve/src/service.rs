@@ -1132,8 +1132,14 @@ impl Service {
     /// Gives back what the bind of `args` holds (its Binding could not be created): the job is
     /// finished; a later bind of the pod holds again. Nothing when it holds nothing there.
     pub fn kube_unbind(&mut self, args: &crate::kube::ExtenderBindingArgs) -> Result<(), ApiError> {
-        let Some(job) = self.kube.pods.get(&args.pod_uid).and_then(|p| p.job.as_ref()) else { return Ok(()) };
-        let id = format!("{}/{}", job.id, args.pod_uid);
+        // The job's id from the pod seen, or (forgotten since) from the binding's names.
+        let id = match self.kube.pods.get(&args.pod_uid) {
+            Some(pod) => match &pod.job {
+                Some(job) => format!("{}/{}", job.id, args.pod_uid),
+                None => return Ok(()),
+            },
+            None => format!("{}/{}/{}", args.pod_namespace, args.pod_name, args.pod_uid),
+        };
         let Some(&number) = self.by_id.get(&id) else { return Ok(()) };
         let stored = &self.entries[number].stored;
         if stored.state == JobState::Placed && stored.node.as_deref() == Some(args.node.as_str()) {
@@ -1169,42 +1175,77 @@ impl Service {
         job.id = format!("{}/{}", job.id, args.pod_uid);
         // Known already: a retry of a bind that holds (it answers as the first did), a bind again
         // after a hold was given back (the same entry holds again), else a conflict.
+        // A hold kept on another node (its Binding's outcome was unknown): kube-scheduler binds
+        // the pod again, so it is not bound there; the hold moves (given back here, taken below,
+        // or restored if the new node cannot take it).
         let mut again = None;
+        let mut moved_from: Option<(gpuplace::engine::Allocation, u32, String)> = None;
         if let Some(&number) = self.by_id.get(&job.id) {
             let stored = &self.entries[number].stored;
             match (stored.state, &stored.node) {
                 (JobState::Placed, Some(node)) if *node == args.node => return Ok(Some(number)),
+                (JobState::Placed, Some(node)) => {
+                    let (allocation, score) = stored.placed.clone().expect("a placed job holds");
+                    moved_from = Some((allocation, score, node.clone()));
+                    again = Some(number);
+                }
                 (JobState::Finished, Some(_)) => again = Some(number),
                 _ => {
                     return Err(ApiError::new(
                         409,
-                        format!("job `{}`: the pod is bound already, to another node", job.id.escape_debug()),
+                        format!("job `{}`: the pod is known already", job.id.escape_debug()),
                     ));
                 }
             }
         }
-        let tray = self
-            .kube
-            .nodes
-            .get(&args.node)
-            .cloned()
-            .unwrap_or_else(|| Err("gpuplace has not seen this node's labels".into()))
-            .map_err(|m| ApiError::new(422, format!("node `{}`: {m}", args.node.escape_debug())))?;
-        if let Some(racks) = self.group_racks(&job, &pod.group)
-            && !racks.contains(&tray.rack)
-        {
-            return Err(ApiError::new(
-                422,
-                format!("node `{}`: its rack is not where the pod's gang is (or fits) now", args.node.escape_debug()),
-            ));
+        if moved_from.is_some() {
+            self.scheduler.release(&job.id).map_err(|e| ApiError::new(500, e.to_string()))?;
         }
-        let workload = Workload::from_jobs(vec![job.clone()], "<pod>");
-        let compiled = self.scheduler.compile(&workload, self.date()).map_err(|e| ApiError::new(422, e.to_string()))?;
-        let allocation = self
-            .scheduler
-            .place_on_node(&compiled, 0, tray.rack, tray.tray)
-            .map_err(|e| ApiError::new(422, e.to_string()))?;
-        let score = self.scheduler.rack_score(&compiled.jobs[0], tray.rack);
+        let restore_old = |service: &mut Service| {
+            if let Some((allocation, _, _)) = &moved_from {
+                let priority = service.entries[again.expect("moved")].stored.job.priority;
+                service
+                    .scheduler
+                    .restore(&job.id, allocation.clone(), priority)
+                    .expect("its capacity was just given back");
+                service.scheduler.pin(&job.id).expect("restored");
+            }
+        };
+        let held = (|| {
+            let tray = self
+                .kube
+                .nodes
+                .get(&args.node)
+                .cloned()
+                .unwrap_or_else(|| Err("gpuplace has not seen this node's labels".into()))
+                .map_err(|m| ApiError::new(422, format!("node `{}`: {m}", args.node.escape_debug())))?;
+            if let Some(racks) = self.group_racks(&job, &pod.group)
+                && !racks.contains(&tray.rack)
+            {
+                return Err(ApiError::new(
+                    422,
+                    format!(
+                        "node `{}`: its rack is not where the pod's gang is (or fits) now",
+                        args.node.escape_debug()
+                    ),
+                ));
+            }
+            let workload = Workload::from_jobs(vec![job.clone()], "<pod>");
+            let compiled =
+                self.scheduler.compile(&workload, self.date()).map_err(|e| ApiError::new(422, e.to_string()))?;
+            let allocation = self
+                .scheduler
+                .place_on_node(&compiled, 0, tray.rack, tray.tray)
+                .map_err(|e| ApiError::new(422, e.to_string()))?;
+            Ok((allocation, self.scheduler.rack_score(&compiled.jobs[0], tray.rack)))
+        })();
+        let (allocation, score) = match held {
+            Ok(held) => held,
+            Err(e) => {
+                restore_old(self);
+                return Err(e);
+            }
+        };
         if let Some(number) = again {
             let entry = &mut self.entries[number];
             entry.stored.placed = Some((allocation, score));

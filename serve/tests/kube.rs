@@ -187,8 +187,19 @@ fn filter_prioritize_and_bind_work_at_tray_level() {
     let scores = service.kube_prioritize(args(&small2, &nodes)).unwrap();
     let best: Vec<&str> = scores.iter().filter(|s| s.score == 10).map(|s| s.host.as_str()).collect();
     assert_eq!(best, vec!["r0-t5"], "best fit within the best rack: {scores:?}");
-    // Binding twice, an unseen pod, an unknown node: errors, nothing held.
-    assert!(bind(&mut service, "a", "uid-a", "r0-t7").unwrap_err().contains("bound already"));
+    // Binding again on the same node answers as the first; on another node the hold moves (a
+    // bind whose outcome was unknown, retried by kube-scheduler elsewhere); a node that cannot
+    // take it keeps the hold where it was.
+    let state = service.scheduler().ledger().state().clone();
+    assert_eq!(bind(&mut service, "a", "uid-a", "r0-t3").unwrap(), Some(number));
+    assert_eq!(service.scheduler().ledger().state(), &state);
+    bind(&mut service, "a", "uid-a", "r0-t7").unwrap();
+    assert_eq!(service.job("ml/a/uid-a").unwrap().placement.unwrap().pods[0].node, 7);
+    assert!(bind(&mut service, "a", "uid-a", "r0-t4").unwrap_err().contains("free GPUs"));
+    assert_eq!(service.job("ml/a/uid-a").unwrap().placement.unwrap().pods[0].node, 7);
+    bind(&mut service, "a", "uid-a", "r0-t3").unwrap();
+    assert_eq!(service.scheduler().ledger().state(), &state);
+    // An unseen pod, an unknown node: errors, nothing held.
     assert!(bind(&mut service, "zz", "uid-zz", "r0-t7").unwrap_err().contains("not seen"));
     assert!(bind(&mut service, "d", "uid-d", "nowhere").unwrap_err().contains("not seen this node"));
     // Binding on a full tray fails, holding nothing.
@@ -361,18 +372,22 @@ fn post(base: &str, path: &str, body: &Value) -> (u16, Value) {
 fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
-    // What the fake API server does: 0 binds (201); 1 refuses (500); 2 says conflict (409) and
-    // the pod is on r1-t2 (an earlier try went through); 3 says conflict and the pod is elsewhere.
+    // What the fake API server does: 0 binds (201); 1 refuses (403); 2 says conflict (409) and
+    // the pod is on r1-t2 (an earlier try went through); 3 says conflict and the pod is elsewhere;
+    // 4 fails (500: it may still commit) and the pod is not bound yet; 5 says conflict and no such
+    // pod (404).
     let mode = Arc::new(AtomicU32::new(0));
     let seen_mode = Arc::clone(&mode);
     let (api, seen) = fake_api(Arc::new(move |line: &str| {
         let get = line.starts_with("GET ");
         match (seen_mode.load(Ordering::SeqCst), get) {
             (0, false) => (201, "{}".into()),
-            (1, false) => (500, "{\"message\":\"etcd is away\"}".into()),
-            (2 | 3, false) => (409, "{\"message\":\"pod is already assigned\"}".into()),
-            (2, true) => (200, json!({"spec": {"nodeName": "r1-t2"}}).to_string()),
-            (_, true) => (200, json!({"spec": {"nodeName": "elsewhere"}}).to_string()),
+            (1, false) => (403, "{\"message\":\"forbidden\"}".into()),
+            (2 | 3 | 5, false) => (409, "{\"message\":\"pod is already assigned\"}".into()),
+            (4, false) => (500, "{\"message\":\"etcdserver: request timed out\"}".into()),
+            (2, true) => (200, json!({"metadata": {"uid": "uid-a"}, "spec": {"nodeName": "r1-t2"}}).to_string()),
+            (3, true) => (200, json!({"metadata": {"uid": "uid-b"}, "spec": {"nodeName": "elsewhere"}}).to_string()),
+            (4, true) => (200, json!({"metadata": {"uid": "uid-c"}, "spec": {}}).to_string()),
             _ => (404, "{}".into()),
         }
     }));
@@ -400,7 +415,7 @@ fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back()
     mode.store(1, Ordering::SeqCst);
     let (status, result) = post(&base, "/kube/v1/bind", &binding);
     assert_eq!(status, 200);
-    assert!(result["Error"].as_str().unwrap().contains("500"), "{result}");
+    assert!(result["Error"].as_str().unwrap().contains("403"), "{result}");
     assert_eq!(client.job("ml/a/uid-a").unwrap().state, JobState::Finished);
     seen.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     // kube-scheduler tries again: the same entry holds again, and the Binding is created.
@@ -432,6 +447,35 @@ fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back()
     );
     assert!(result["Error"].as_str().unwrap().contains("409"), "{result}");
     assert_eq!(client.job("ml/b/uid-b").unwrap().state, JobState::Finished);
+    // A server error with the pod not bound yet: the Binding may still land, so the hold stays;
+    // kube-scheduler's next bind of the pod, on another node, moves the hold there.
+    let body_c = json!({"Pod": pod("c", "uid-c", 4, 0, json!({})), "Nodes": {"items": all_nodes()}});
+    post(&base, "/kube/v1/filter", &body_c);
+    mode.store(4, Ordering::SeqCst);
+    let bind_c = |node: &str| json!({"PodName": "c", "PodNamespace": "ml", "PodUID": "uid-c", "Node": node});
+    let (_, result) = post(&base, "/kube/v1/bind", &bind_c("r1-t4"));
+    assert!(result["Error"].as_str().unwrap().contains("stay held"), "{result}");
+    let held = client.job("ml/c/uid-c").unwrap();
+    assert_eq!((held.state, held.placement.as_ref().unwrap().pods[0].node), (JobState::Placed, 4));
+    mode.store(0, Ordering::SeqCst);
+    let (_, result) = post(&base, "/kube/v1/bind", &bind_c("r1-t5"));
+    assert_eq!(result, json!({"Error": ""}));
+    let moved = client.job("ml/c/uid-c").unwrap();
+    assert_eq!((moved.state, moved.placement.as_ref().unwrap().pods[0].node), (JobState::Placed, 5));
+    let fleet_view = client.fleet().unwrap();
+    let texas_used: u64 = fleet_view.sites.iter().filter(|s| s.name == "texas").map(|s| s.gpus_used).sum();
+    assert_eq!(texas_used, 8, "a and c hold 4 GPUs each, the old hold of c is gone");
+    // A conflict and the pod gone (404): given back.
+    let body_d = json!({"Pod": pod("d", "uid-d", 4, 0, json!({})), "Nodes": {"items": all_nodes()}});
+    post(&base, "/kube/v1/filter", &body_d);
+    mode.store(5, Ordering::SeqCst);
+    let (_, result) = post(
+        &base,
+        "/kube/v1/bind",
+        &json!({"PodName": "d", "PodNamespace": "ml", "PodUID": "uid-d", "Node": "r1-t6"}),
+    );
+    assert!(result["Error"].as_str().unwrap().contains("409"), "{result}");
+    assert_eq!(client.job("ml/d/uid-d").unwrap().state, JobState::Finished);
     // Malformed bodies: 400 with one line, the server goes on.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let response = agent.post(&format!("{base}/kube/v1/filter")).send("{\"Pod\": 7").unwrap();
