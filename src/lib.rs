@@ -43,6 +43,7 @@ pub use model::fleet::Fleet;
 pub use model::jobs::{Job, Workload};
 pub use model::kind::JobKind;
 pub use model::policy::{Policy, Weights};
+pub use model::tenants::{Tenant, Tenants};
 pub use model::{builtin, date};
 pub use sim::{generate, import, replay};
 /// The README's Rust snippet, compiled and run as a doctest so that it stays true.

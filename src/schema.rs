@@ -8,6 +8,7 @@ use crate::engine::explain::Explanation;
 use crate::model::fleet::FleetFile;
 use crate::model::jobs::{Job, JobsFile};
 use crate::model::policy::Policy;
+use crate::model::tenants::TenantsFile;
 use crate::report::Versioned;
 use crate::report::out::{OutFile, OutLine};
 use crate::sim::bench::BenchReport;
@@ -68,6 +69,7 @@ pub fn formats() -> Vec<Format> {
             schema_of::<JobsInput>("gpuplace jobs"),
         ),
         format("policy", "--policy (read)", schema_of::<Policy>("gpuplace policy")),
+        format("tenants", "--tenants (read)", schema_of::<TenantsFile>("gpuplace tenants")),
         format("place", "place --out (written)", schema_of::<OutFile>("gpuplace placement")),
         format(
             "place-line",

@@ -438,3 +438,66 @@ fn replay_with_preemption_keeps_the_invariants_and_the_guarantee() {
     println!("preemptions {preemptions}, replays changed {changed}, waiting jobs checked {checked}");
     assert!(preemptions >= 20 && changed >= 5 && checked >= 100, "too little preemption to tell");
 }
+
+/// Three tenants over a random problem's fleet (quotas sharing 40–90% of its GPUs, random limits
+/// and weights), the jobs spread over them.
+fn with_tenants(seed: u64, fleet: &Fleet, workload: &mut Workload) -> gpuplace::Tenants {
+    let mut rng = SplitMix64::new(seed ^ 0x7E4A);
+    let total: u64 = fleet.initial_state().racks.iter().map(|r| u64::from(r.gpus)).sum();
+    let share = total * rng.between(40, 90) / 100;
+    let tenants = (0..3)
+        .map(|t| {
+            let tenant =
+                gpuplace::Tenant::new(format!("t{t}"), (share / 3) as u32).with_weight(rng.between(1, 3) as u32);
+            if rng.percent(50) { tenant.with_borrow_limit(rng.between(0, share / 3) as u32) } else { tenant }
+        })
+        .collect();
+    for job in &mut workload.jobs {
+        job.tenant = Some(format!("t{}", rng.below(3)));
+    }
+    gpuplace::Tenants::new(tenants, "<tenants>").unwrap()
+}
+
+/// With tenants: at every interval no tenant holds more than its limit and what each holds is
+/// what its running jobs hold; the waiting-job shortcut still changes no decision; reclaim
+/// happens and quotas change fates (or the test says nothing).
+#[test]
+fn replay_with_tenants_keeps_quotas_and_the_shortcut_stays_exact() {
+    let (mut reclaims, mut changed) = (0, 0);
+    for seed in 600..624 {
+        let (fleet, mut workload, policy) = problem(seed);
+        let tenants = with_tenants(seed, &fleet, &mut workload);
+        for (max_wait_s, preemption) in [(None, false), (Some(900), true)] {
+            let config = ReplayConfig { interval_s: [60, 7][seed as usize % 2], max_wait_s, start: at(), preemption };
+            let scheduler = |tenants: Option<gpuplace::Tenants>| {
+                let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, Backend::cpu()).unwrap();
+                scheduler.set_tenants(tenants).unwrap();
+                scheduler
+            };
+            let mut checked = scheduler(Some(tenants.clone()));
+            let report = replay(&mut checked, &workload, config, &mut |_, _| {}, &mut |t, scheduler, _| {
+                scheduler.ledger().check_consistency().unwrap_or_else(|e| panic!("seed {seed} t={t}: {e}"));
+                let mut held = vec![0u64; 3];
+                for (id, _) in scheduler.placed() {
+                    let job = workload.jobs.iter().find(|j| j.id == id).unwrap();
+                    held[tenants.tenant_of(job).unwrap() as usize] += job.gpu_milli_held();
+                }
+                assert_eq!(held, scheduler.tenant_held_milli(), "seed {seed} t={t}");
+                for (u, tenant) in tenants.tenants().iter().enumerate() {
+                    assert!(tenant.limit_milli().is_none_or(|limit| held[u] <= limit), "seed {seed} t={t}: t{u}");
+                }
+            })
+            .unwrap();
+            reclaims += report.preemptions;
+            let definition =
+                gpuplace::replay::replay_retrying_every_job(&mut scheduler(Some(tenants.clone())), &workload, config)
+                    .unwrap();
+            assert_eq!(report.fates, definition.fates, "seed {seed}, max-wait {max_wait_s:?}");
+            assert_eq!(report.timeline, definition.timeline, "seed {seed}");
+            let without = replay(&mut scheduler(None), &workload, config, &mut |_, _| {}, &mut |_, _, _| {}).unwrap();
+            changed += usize::from(without.fates != report.fates);
+        }
+    }
+    println!("evictions {reclaims}, replays changed by quotas {changed}");
+    assert!(reclaims >= 10 && changed >= 10, "quotas did too little to tell");
+}

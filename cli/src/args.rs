@@ -53,6 +53,8 @@ pub enum Command {
   gpuplace policy --preset best-fit > policy.json
   gpuplace place --fleet fleet.json --jobs jobs.json --policy policy.json --at 2026-12-01 --out out.jsonl
   gpuplace place --jobs jobs.json --out out.json --fail-on-unplaced || echo \"exit $?: some jobs were not placed\"
+  echo '{\"tenants\": [{\"name\": \"prod\", \"quota_gpus\": 20000, \"kinds\": [\"inference\"]}, {\"name\": \"default\", \"quota_gpus\": 5000}]}' > tenants.json
+  gpuplace place --count 2000 --tenants tenants.json
   gpuplace generate --count 100 --jobs-format csv | gpuplace place --jobs - --out - > out.json")]
     Place {
         #[command(flatten)]
@@ -76,6 +78,8 @@ pub enum Command {
   gpuplace replay --count 20000 --span-h 48
   gpuplace replay --count 2000 --max-wait 3600 --json replay.jsonl --plot replay.svg
   gpuplace replay --count 500 --span-h 2 --preemption
+  echo '{\"tenants\": [{\"name\": \"prod\", \"quota_gpus\": 20000, \"kinds\": [\"inference\"]}, {\"name\": \"default\", \"quota_gpus\": 5000}]}' > tenants.json
+  gpuplace replay --count 2000 --span-h 2 --tenants tenants.json --preemption
   gpuplace import alibaba openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv \\
       --fleet-out openb-fleet.json --out openb-jobs.json
   gpuplace replay --fleet openb-fleet.json --jobs openb-jobs.json --interval 600 --json replay.json --plot replay.svg
@@ -240,6 +244,7 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
   gpuplace serve --state /var/lib/gpuplace
   gpuplace serve --fleet fleet.json --policy policy.json --state state --listen 127.0.0.1:7070
   gpuplace serve --fleet fleet.json --state state --preemption
+  gpuplace serve --fleet fleet.json --state state --tenants tenants.json
   gpuplace serve --state state --kube-api http://127.0.0.1:8001
   gpuplace submit jobs.json && gpuplace status --state-filter waiting && gpuplace finish job-1")]
     Serve {
@@ -275,6 +280,11 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// then the lowest priorities, then the fewest GPUs); they wait again as `preempted`.
         #[arg(long)]
         preemption: bool,
+        /// Tenants JSON file: GPU quotas, borrowing limits and fair-share weights that placement
+        /// keeps (docs/QUOTAS.md); a job within its tenant's quota takes back what others borrow.
+        /// Kept in the state directory; given again, it replaces the stored tenants.
+        #[arg(long, value_name = "FILE")]
+        tenants: Option<PathBuf>,
         /// The Kubernetes API server on which the scheduler extender's bind creates each pod's
         /// Binding (e.g. http://127.0.0.1:8001, a `kubectl proxy` beside the server); see
         /// docs/KUBERNETES.md.
@@ -522,6 +532,11 @@ pub struct Inputs {
     /// Seed of the random term (the `random` preset).
     #[arg(long, default_value_t = 1)]
     pub policy_seed: u64,
+    /// Tenants JSON file: each tenant's GPU quota, borrowing limit and fair-share weight, which
+    /// placement then keeps (docs/QUOTAS.md). Jobs count against their `tenant`, else the tenant
+    /// their kind is given to, else the tenant named `default`.
+    #[arg(long, value_name = "FILE")]
+    pub tenants: Option<PathBuf>,
     /// Jobs to generate when --jobs is not given.
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,

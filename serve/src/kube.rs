@@ -39,6 +39,8 @@ pub const JURISDICTIONS_ANNOTATION: &str = "gpuplace.io/jurisdictions";
 pub const HBM_ANNOTATION: &str = "gpuplace.io/hbm-gb-per-gpu";
 /// The expected run time, hours (default 1: it only weighs energy and carbon in the reports).
 pub const DURATION_ANNOTATION: &str = "gpuplace.io/duration-h";
+/// The tenant whose quota the pod counts against (`docs/QUOTAS.md`; default: its kind's tenant).
+pub const TENANT_ANNOTATION: &str = "gpuplace.io/tenant";
 /// The pod's gang (its pod group's name, within the pod's namespace).
 pub const POD_GROUP_ANNOTATION: &str = "gpuplace.io/pod-group";
 /// The gang's pods, all alike (what the group needs at once).
@@ -390,6 +392,9 @@ pub fn pod_job(fleet: &gpuplace::Fleet, pod: &Pod) -> Result<PodJob, ApiError> {
     }
     if let Some(list) = annotations.get(JURISDICTIONS_ANNOTATION) {
         object["jurisdictions"] = list.split(',').map(str::trim).collect::<Vec<_>>().into();
+    }
+    if let Some(tenant) = annotations.get(TENANT_ANNOTATION) {
+        object["tenant"] = tenant.as_str().into();
     }
     if cpu > 0.0 || memory > 0.0 {
         object["cpu"] = cpu.into();

@@ -104,6 +104,7 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         backend: config.backend,
         state_dir: dir.path().to_path_buf(),
         preemption: false,
+        tenants: None,
     })?;
     let backend = service.scheduler().backend().describe();
     log(&format!("filling the server with {} jobs ({backend})", config.in_system));

@@ -419,6 +419,7 @@ struct Metrics {
     queue: Gauge,
     decisions: Counter,
     preemptions: Gauge,
+    tenant_gpus: Family<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>,
     rounds: Gauge,
     round_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     latency: Histogram,
@@ -437,6 +438,12 @@ impl Metrics {
         registry.register("decisions", "Jobs placed by scheduling rounds", decisions.clone());
         let preemptions = Gauge::default();
         registry.register("preemptions", "Jobs evicted by preemption since start", preemptions.clone());
+        let tenant_gpus = Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "tenant_gpus",
+            "With tenants: GPUs each tenant's placed jobs hold (what=held), its quota and its borrowing limit",
+            tenant_gpus.clone(),
+        );
         let rounds = Gauge::default();
         registry.register("rounds", "Scheduling rounds run since start", rounds.clone());
         let round_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -452,7 +459,7 @@ impl Metrics {
             "From a request's arrival at the core (its body read and parsed) to its answer, for answers that are not errors: batching, placing, the durable commit",
             latency.clone(),
         );
-        Metrics { registry, jobs, gpus, queue, decisions, preemptions, rounds, round_seconds, latency }
+        Metrics { registry, jobs, gpus, queue, decisions, preemptions, tenant_gpus, rounds, round_seconds, latency }
     }
 
     fn render(&self, service: &Service) -> String {
@@ -473,6 +480,21 @@ impl Metrics {
             for (what, value) in [("used", used[s]), ("free", free[s])] {
                 let labels = vec![("site".to_string(), site.name.clone()), ("state".to_string(), what.to_string())];
                 self.gpus.get_or_create(&labels).set(value as i64);
+            }
+        }
+        if let Some(tenants) = service.scheduler().tenants() {
+            let held = service.scheduler().tenant_held_milli();
+            for (t, tenant) in tenants.tenants().iter().enumerate() {
+                let set = |what: &str, gpus: f64| {
+                    let labels =
+                        vec![("tenant".to_string(), tenant.name.clone()), ("what".to_string(), what.to_string())];
+                    self.tenant_gpus.get_or_create(&labels).set(gpus);
+                };
+                set("held", held[t] as f64 / 1000.0);
+                set("quota", f64::from(tenant.quota_gpus));
+                if let Some(borrow) = tenant.borrow_limit_gpus {
+                    set("borrow_limit", f64::from(borrow));
+                }
             }
         }
         self.queue.set(service.waiting_count() as i64);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use gpuplace::engine::place::{Outcome, usable_gpus};
 use gpuplace::engine::{PlacedOn, Reason};
 use gpuplace::kernel::state::NodeState;
-use gpuplace::{BackendChoice, Day, Fleet, InputError, JobKind, Policy, Scheduler, Workload};
+use gpuplace::{BackendChoice, Day, Fleet, InputError, JobKind, Policy, Scheduler, Tenants, Workload};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, FleetEvent, FleetView, JobState, JobView, NodeStateName, NodeView, SiteView};
@@ -43,6 +43,10 @@ pub struct ServiceConfig {
     /// Whether a job that does not fit may evict placed jobs of strictly lower priority
     /// ([`gpuplace::Scheduler::preempt`]): they go back to the queue as `preempted`.
     pub preemption: bool,
+    /// Tenants and their quotas (`docs/QUOTAS.md`); None: the state directory's, if it has any.
+    /// Given, they replace the stored ones for later decisions (jobs placed keep their places, and
+    /// every stored job must name a tenant of them).
+    pub tenants: Option<Tenants>,
 }
 
 /// What fleet events changed, kept in the store's metadata and applied again at a restart before
@@ -163,7 +167,13 @@ impl Service {
                 let policy = config.policy.unwrap_or_default();
                 let overrides_json = serde_json::to_string(&Overrides::default()).expect("serializes");
                 (
-                    Meta { fleet_json: fleet.to_json(), policy_json: policy.to_json(), round: 0, overrides_json },
+                    Meta {
+                        fleet_json: fleet.to_json(),
+                        policy_json: policy.to_json(),
+                        round: 0,
+                        overrides_json,
+                        tenants_json: config.tenants.as_ref().map(Tenants::to_json),
+                    },
                     true,
                     None,
                 )
@@ -177,14 +187,15 @@ impl Service {
                         "the state directory was started with another fleet; start a new state directory for this one, or leave out --fleet".into(),
                     ));
                 }
-                // A policy given again replaces the stored one for later decisions.
-                match config.policy {
-                    Some(policy) if policy.to_json() != meta.policy_json => {
-                        let pending = Meta { policy_json: policy.to_json(), ..meta.clone() };
-                        (pending.clone(), false, Some(pending))
-                    }
-                    _ => (meta, false, None),
+                // A policy or tenants given again replace the stored ones for later decisions.
+                let mut pending = meta.clone();
+                if let Some(policy) = config.policy {
+                    pending.policy_json = policy.to_json();
                 }
+                if let Some(tenants) = &config.tenants {
+                    pending.tenants_json = Some(tenants.to_json());
+                }
+                if pending != meta { (pending.clone(), false, Some(pending)) } else { (meta, false, None) }
             }
         };
         // Always the fleet and policy as stored (read back from their JSON), so that a first run
@@ -195,10 +206,18 @@ impl Service {
         let source = format!("{}: meta policy", path.display());
         let policy = Policy::from_json(&meta.policy_json, &source)
             .map_err(|e| state_error("meta policy", format!("does not read back: {e}")))?;
+        let source = format!("{}: meta tenants", path.display());
+        let tenants = meta
+            .tenants_json
+            .as_deref()
+            .map(|json| Tenants::from_json(json, &source))
+            .transpose()
+            .map_err(|e| state_error("meta tenants", format!("does not read back: {e}")))?;
         let overrides: Overrides = serde_json::from_str(&meta.overrides_json)
             .map_err(|e| state_error("meta overrides", format!("does not read back: {e}")))?;
         let initial_nodes = fleet.initial_state().nodes.iter().map(|n| n.state).collect();
         let mut scheduler = Scheduler::new(fleet, policy, config.backend)?;
+        scheduler.set_tenants(tenants)?;
         let initial_nodes: Vec<NodeState> = initial_nodes;
         apply_overrides(&mut scheduler, &overrides, &initial_nodes, false)
             .map_err(|m| state_error("meta overrides", m))?;
@@ -253,7 +272,7 @@ impl Service {
             match (stored.state, &stored.placed) {
                 (JobState::Placed, Some((allocation, _))) => {
                     scheduler
-                        .restore(&id, allocation.clone(), stored.job.priority)
+                        .restore_job(&stored.job, allocation.clone())
                         .map_err(|e| format!("its placement: {e}"))?;
                     if stored.node.is_some() {
                         scheduler.pin(&id).map_err(|e| format!("its placement: {e}"))?;
@@ -398,6 +417,9 @@ impl Service {
         let compiled = workload
             .compile(self.scheduler.fleet(), self.scheduler.policy(), at)
             .map_err(|e| ApiError::new(422, e.to_string()))?;
+        if let Some(tenants) = self.scheduler.tenants() {
+            tenants.tenants_of(&workload).map_err(|e| ApiError::new(422, e.to_string()))?;
+        }
         let usable: Vec<u64> = compiled
             .iter()
             .map(|record| usable_gpus(record, self.scheduler.fleet(), self.scheduler.ledger().state()))
@@ -500,11 +522,18 @@ impl Service {
         let (mut decisions, _, _) =
             self.scheduler.place_compiled(&compiled, &all, gpuplace::engine::place::Reasons::Worded, &mut |_, _| {})?;
         let mut evicted = Vec::new();
-        if self.preemption {
+        // Evictions by priority when asked for; with tenants, always those that take back what
+        // a tenant borrowed for a job within its quota.
+        if self.preemption || self.scheduler.tenants().is_some() {
             let unplaced: Vec<usize> =
                 decisions.iter().filter(|d| matches!(d.outcome, Outcome::Unplaced { .. })).map(|d| d.job).collect();
             if !unplaced.is_empty() {
-                let pass = self.scheduler.preempt(&compiled, &unplaced, gpuplace::engine::place::Reasons::Worded)?;
+                let reasons = gpuplace::engine::place::Reasons::Worded;
+                let pass = if self.preemption {
+                    self.scheduler.preempt(&compiled, &unplaced, reasons)?
+                } else {
+                    self.scheduler.reclaim(&compiled, &unplaced, reasons)?
+                };
                 // The pass's decisions are the final ones of the jobs it decided (the order of
                 // `decisions` does not matter below).
                 let again: std::collections::HashSet<usize> = pass.decisions.iter().map(|d| d.job).collect();
@@ -538,8 +567,14 @@ impl Service {
             let entry = &mut self.entries[number];
             entry.stored.placed = None;
             entry.stored.round = None;
-            entry.stored.reason =
-                Some(format!("preempted in round {} by job `{}` (priority {})", self.round, by.id, by.priority));
+            entry.stored.reason = Some(if eviction.reclaim {
+                format!(
+                    "preempted in round {} by job `{}`, within its tenant's quota: this job's tenant held more than its quota",
+                    self.round, by.id
+                )
+            } else {
+                format!("preempted in round {} by job `{}` (priority {})", self.round, by.id, by.priority)
+            });
             entry.waiting_reason = None;
             self.counters.preempted += 1;
             self.round_needed = true;
@@ -1203,11 +1238,8 @@ impl Service {
         }
         let restore_old = |service: &mut Service| {
             if let Some((allocation, _, _)) = &moved_from {
-                let priority = service.entries[again.expect("moved")].stored.job.priority;
-                service
-                    .scheduler
-                    .restore(&job.id, allocation.clone(), priority)
-                    .expect("its capacity was just given back");
+                let stored = service.entries[again.expect("moved")].stored.job.clone();
+                service.scheduler.restore_job(&stored, allocation.clone()).expect("its capacity was just given back");
                 service.scheduler.pin(&job.id).expect("restored");
             }
         };

@@ -34,6 +34,8 @@ pub struct Meta {
     /// What fleet events changed (node states, site power, online days), as JSON
     /// (`crate::service::Overrides`).
     pub overrides_json: String,
+    /// The tenants, as `Tenants::to_json` writes them; None: no quotas.
+    pub tenants_json: Option<String>,
 }
 
 /// A job as the store keeps it.
@@ -166,6 +168,9 @@ impl Store {
             policy_json: text("policy")?,
             round,
             overrides_json: text("overrides")?,
+            tenants_json: get("tenants")?
+                .map(|bytes| String::from_utf8(bytes).map_err(|_| self.state_error("meta tenants", "is not UTF-8")))
+                .transpose()?,
         }))
     }
 
@@ -217,6 +222,14 @@ impl Store {
                     ("overrides", meta.overrides_json.clone()),
                 ] {
                     table.insert(key, value.as_bytes()).map_err(|e| self.store_error(e))?;
+                }
+                match &meta.tenants_json {
+                    Some(json) => {
+                        table.insert("tenants", json.as_bytes()).map_err(|e| self.store_error(e))?;
+                    }
+                    None => {
+                        table.remove("tenants").map_err(|e| self.store_error(e))?;
+                    }
                 }
             }
             table.insert("round", round.to_string().as_bytes()).map_err(|e| self.store_error(e))?;

@@ -42,6 +42,7 @@ fn open(dir: &Path) -> Service {
         backend: BackendChoice::Cpu,
         state_dir: dir.to_path_buf(),
         preemption: true,
+        tenants: None,
     })
     .unwrap()
 }

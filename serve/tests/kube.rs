@@ -41,6 +41,7 @@ fn open(dir: &Path, fleet: Option<Fleet>, preemption: bool) -> Service {
         backend: BackendChoice::Cpu,
         state_dir: dir.to_path_buf(),
         preemption,
+        tenants: None,
     })
     .unwrap()
 }

@@ -40,12 +40,22 @@ fn open(dir: &Path, fleet: Option<Fleet>) -> Result<Service, ServeError> {
 }
 
 fn open_with(dir: &Path, fleet: Option<Fleet>, preemption: bool) -> Result<Service, ServeError> {
+    open_with_tenants(dir, fleet, preemption, None)
+}
+
+fn open_with_tenants(
+    dir: &Path,
+    fleet: Option<Fleet>,
+    preemption: bool,
+    tenants: Option<gpuplace::Tenants>,
+) -> Result<Service, ServeError> {
     Service::open(ServiceConfig {
         fleet,
         policy: None,
         backend: BackendChoice::Cpu,
         state_dir: dir.to_path_buf(),
         preemption,
+        tenants,
     })
 }
 
@@ -140,9 +150,33 @@ fn each_round_decides_as_the_batch_engine_on_the_same_state() {
 /// restores it all.
 #[test]
 fn with_preemption_rounds_decide_as_the_library_and_restart_exactly() {
+    rounds_decide_as_the_library_and_restart_exactly(true, None);
+}
+
+/// The same with tenants (three, their quotas 40% of the fleet's GPUs, one of them borrowing at
+/// most 8): rounds decide in the phases of the quotas and reclaim what is borrowed, with and
+/// without preemption; the tenants survive the restarts (given only at the first start).
+#[test]
+fn with_tenants_rounds_decide_as_the_library_and_restart_exactly() {
+    let tenants = gpuplace::Tenants::new(
+        vec![
+            gpuplace::Tenant::new("a", 40).with_weight(2),
+            gpuplace::Tenant::new("b", 40).with_borrow_limit(8),
+            gpuplace::Tenant::new("c", 40),
+        ],
+        "<tenants>",
+    )
+    .unwrap();
+    for preemption in [false, true] {
+        rounds_decide_as_the_library_and_restart_exactly(preemption, Some(tenants.clone()));
+    }
+}
+
+fn rounds_decide_as_the_library_and_restart_exactly(preemption: bool, tenants: Option<gpuplace::Tenants>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut service = open_with(dir.path(), Some(fleet()), true).unwrap();
+    let mut service = open_with_tenants(dir.path(), Some(fleet()), preemption, tenants.clone()).unwrap();
     let mut mirror = Scheduler::new(fleet(), Policy::default(), BackendChoice::Cpu).unwrap();
+    mirror.set_tenants(tenants.clone()).unwrap();
     // What the mirror waits on, by submission number (the service's round order).
     let mut waiting: std::collections::BTreeMap<usize, Job> = Default::default();
     let mut submitted = 0usize;
@@ -155,10 +189,19 @@ fn with_preemption_rounds_decide_as_the_library_and_restart_exactly() {
         seed >> 33
     };
     let date = Day::today().max(DAY);
-    let (mut evictions, mut rounds_after_evictions) = (0, 0);
+    let (mut evictions, mut rounds_after_evictions, mut reclaims) = (0, 0, 0);
     for round in 0..40 {
         let jobs: Vec<Job> = (0..1 + next() % 5)
-            .map(|i| job(&format!("r{round}-{i}"), [1, 4, 8, 16, 72][(next() % 5) as usize], (next() % 6) as i32))
+            .map(|i| {
+                let job = job(&format!("r{round}-{i}"), [1, 4, 8, 16, 72][(next() % 5) as usize], (next() % 6) as i32);
+                // With tenants, "a" submits early and much (it borrows), "b" and "c" later.
+                let tenant = if round < 12 {
+                    ["a", "a", "b"][(next() % 3) as usize]
+                } else {
+                    ["a", "b", "c"][(next() % 3) as usize]
+                };
+                if tenants.is_some() { job.with_tenant(tenant) } else { job }
+            })
             .collect();
         let finish: Vec<String> = if round % 4 == 3 && !placed_ids.is_empty() {
             let k = (next() as usize) % placed_ids.len();
@@ -194,7 +237,12 @@ fn with_preemption_rounds_decide_as_the_library_and_restart_exactly() {
                 .unwrap();
             let unplaced: Vec<usize> =
                 decisions.iter().filter(|d| matches!(d.outcome, Outcome::Unplaced { .. })).map(|d| d.job).collect();
-            let pass = mirror.preempt(&compiled, &unplaced, gpuplace::engine::place::Reasons::Worded).unwrap();
+            let reasons = gpuplace::engine::place::Reasons::Worded;
+            let pass = if preemption {
+                mirror.preempt(&compiled, &unplaced, reasons).unwrap()
+            } else {
+                mirror.reclaim(&compiled, &unplaced, reasons).unwrap()
+            };
             for (job, number) in workload.jobs.iter().zip(&numbers) {
                 if mirror.allocation(&job.id).is_some() {
                     waiting.remove(number);
@@ -205,7 +253,11 @@ fn with_preemption_rounds_decide_as_the_library_and_restart_exactly() {
             let earlier: Vec<_> = pass.evictions.iter().filter(|e| e.job.is_none()).collect();
             for eviction in &earlier {
                 let by = &workload.jobs[eviction.by];
-                assert!(by.priority > eviction.priority, "round {round}: evicted by an equal or lower priority");
+                assert!(
+                    eviction.reclaim || by.priority > eviction.priority,
+                    "round {round}: evicted by an equal or lower priority"
+                );
+                reclaims += usize::from(eviction.reclaim);
                 preempted_by.insert(eviction.id.clone(), by.id.clone());
                 placed_ids.retain(|id| id != &eviction.id);
                 let number = service.job(&eviction.id).unwrap().submitted as usize;
@@ -239,7 +291,8 @@ fn with_preemption_rounds_decide_as_the_library_and_restart_exactly() {
         if round % 10 == 9 {
             let before: Vec<_> = all_views(&service).into_iter().map(|v| (v.id, v.state, v.placement)).collect();
             drop(service);
-            service = open_with(dir.path(), None, true).unwrap();
+            service = open_with(dir.path(), None, preemption).unwrap();
+            assert_eq!(service.scheduler().tenants(), tenants.as_ref(), "round {round}: the tenants are kept");
             while service.round_needed() {
                 service.run_round().unwrap();
             }
@@ -252,10 +305,14 @@ fn with_preemption_rounds_decide_as_the_library_and_restart_exactly() {
         assert!(view.reason.as_deref().is_some_and(|r| !r.is_empty()), "{} says why", view.id);
     }
     println!(
-        "evictions {evictions}, rounds after evictions {rounds_after_evictions}, preempted now {}",
+        "evictions {evictions} ({reclaims} reclaims), rounds after evictions {rounds_after_evictions}, preempted now {}",
         preempted.len()
     );
     assert!(evictions >= 5 && rounds_after_evictions >= 2, "too few evictions to tell ({evictions})");
+    if tenants.is_some() {
+        assert!(reclaims >= 3, "too few reclaims to tell ({reclaims})");
+        assert_eq!(service.scheduler().tenant_held_milli(), mirror.tenant_held_milli());
+    }
 }
 
 #[test]

@@ -115,6 +115,22 @@ fn fits_without(ledger: &mut Ledger, job: &JobGpu, holders: &[Holder], set: &[us
 /// docs, or None when no set of holders of lower priority lets it fit. The ledger is left as it
 /// was (sets are tried on it and taken back); nothing is evicted here.
 pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders: &[Holder]) -> Option<VictimChoice> {
+    choose_victims_among(ledger, job, holders, &|h| holders[h].priority < priority, &|_| true)
+}
+
+/// [`choose_victims`] with the candidates given: the holders `eligible` accepts (by index) may be
+/// victims, and a set of them is a victim set only if `admissible` accepts it (indices into
+/// `holders`, in no particular order). `admissible` must be closed under subsets (a subset of an
+/// admissible set is admissible), as the quota rule of reclaiming borrowed capacity is; the
+/// search then stays exact, and a greedy set that is not admissible gives None (the choice is
+/// then not known to be the rule's: a bound ran out).
+pub fn choose_victims_among(
+    ledger: &mut Ledger,
+    job: &JobGpu,
+    holders: &[Holder],
+    eligible: &dyn Fn(usize) -> bool,
+    admissible: &dyn Fn(&[usize]) -> bool,
+) -> Option<VictimChoice> {
     let state = ledger.state();
     let fleet = ledger.fleet();
     let mut usable_site = vec![false; state.sites.len()];
@@ -170,7 +186,7 @@ pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders:
     let mut pool: Vec<usize> = (0..holders.len())
         .filter(|&h| {
             let allocation = holders[h].allocation;
-            holders[h].priority < priority
+            eligible(h)
                 && usable_site[allocation.site as usize]
                 && (!rack_local || allocation.racks.iter().any(|s| usable_rack(s.rack)))
         })
@@ -202,7 +218,7 @@ pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders:
             }
             let set: Vec<usize> = at.iter().map(|&i| pool[i]).collect();
             let candidate = key(holders, &set);
-            if best.as_ref().is_none_or(|(b, _)| candidate < *b) && could_fit(&set) {
+            if best.as_ref().is_none_or(|(b, _)| candidate < *b) && could_fit(&set) && admissible(&set) {
                 trials += 1;
                 if fits_without(ledger, job, holders, &set) {
                     best = Some((candidate, set));
@@ -247,6 +263,9 @@ pub fn choose_victims(ledger: &mut Ledger, job: &JobGpu, priority: i32, holders:
         ledger.take_back(holders[h].allocation);
     }
     victims.sort_unstable();
+    if !admissible(&victims) {
+        return None;
+    }
     Some(VictimChoice { victims, exact: false, trials })
 }
 
@@ -262,6 +281,9 @@ pub struct Eviction {
     pub priority: i32,
     /// What it held.
     pub allocation: Allocation,
+    /// Evicted to give back capacity its tenant borrowed, for a job within its tenant's quota
+    /// (see `docs/QUOTAS.md`); false for an eviction by priority.
+    pub reclaim: bool,
     /// Its index in the pass's workload when it belongs to it (it was then decided again in the
     /// same pass: see [`PreemptionPass::decisions`]); None for a job placed by an earlier call,
     /// which the caller queues again.

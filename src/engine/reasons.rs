@@ -200,6 +200,18 @@ pub enum Cause {
         /// The most GPUs on one tray of those racks.
         tray_gpus: u32,
     },
+    /// The job's tenant would hold more than its quota and borrowing limit allow
+    /// ([`crate::Scheduler::set_tenants`]), in thousandths of a GPU.
+    Quota {
+        /// The tenant.
+        tenant: String,
+        /// What its placed jobs hold now.
+        held_milli: u64,
+        /// What this job would add.
+        job_milli: u64,
+        /// Its quota plus its borrowing limit.
+        limit_milli: u64,
+    },
     /// The placement was asked not to work out why ([`crate::engine::place::Reasons::Skipped`]).
     NotEvaluated,
 }
@@ -215,6 +227,7 @@ impl Cause {
             Cause::PodTooLarge { .. } => "pod_too_large",
             Cause::TrayResources { .. } => "tray_resources",
             Cause::GpuShares { .. } => "gpu_shares",
+            Cause::Quota { .. } => "quota",
             Cause::NotEvaluated => "not_evaluated",
         }
     }
@@ -266,6 +279,20 @@ pub struct Reason {
 }
 
 impl Reason {
+    /// The reason of a job whose tenant is at its limit (see [`Cause::Quota`]).
+    pub fn quota(tenant: &crate::model::tenants::Tenant, held_milli: u64, job_milli: u64) -> Self {
+        let limit_milli = tenant.limit_milli().unwrap_or(u64::MAX);
+        let text = format!(
+            "tenant `{}` holds {} GPUs of its quota of {} plus borrowing limit of {}; the job would add {}",
+            tenant.name,
+            gpus_of_milli(held_milli),
+            tenant.quota_gpus,
+            tenant.borrow_limit_gpus.unwrap_or(0),
+            gpus_of_milli(job_milli),
+        );
+        Reason { cause: Cause::Quota { tenant: tenant.name.clone(), held_milli, job_milli, limit_milli }, text }
+    }
+
     /// The reason of a placement that did not work reasons out.
     pub fn not_evaluated() -> Self {
         Reason { cause: Cause::NotEvaluated, text: "no feasible rack (reason not evaluated)".into() }
@@ -276,6 +303,12 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// Thousandths of a GPU as GPUs: `12`, `12.5`, `0.125`.
+pub(crate) fn gpus_of_milli(milli: u64) -> String {
+    let (whole, part) = (milli / 1000, milli % 1000);
+    if part == 0 { whole.to_string() } else { format!("{whole}.{part:03}").trim_end_matches('0').to_string() }
 }
 
 /// Why `job` has no feasible rack in the ledger's state. Names the closest thing to a fit.

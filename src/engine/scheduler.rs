@@ -20,6 +20,7 @@ use crate::model::date::Day;
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Workload;
 use crate::model::policy::Policy;
+use crate::model::tenants::Tenants;
 
 /// A workload validated against a scheduler's fleet and compiled for the scorer at a placement
 /// date ([`Scheduler::compile`]); [`Scheduler::place_compiled`] places any subset of it. The
@@ -36,6 +37,8 @@ pub struct Compiled<'w> {
     rank: Vec<u32>,
     /// The fleet the records index (its racks, regions, tags).
     fleet: Arc<Fleet>,
+    /// With tenants set: the tenants compiled against, and each job's tenant.
+    tenants: Option<(Arc<Tenants>, Vec<u32>)>,
 }
 
 /// A placed job: what it holds and its priority (what preemption weighs).
@@ -45,6 +48,40 @@ struct Running {
     priority: i32,
     /// Never evicted by preemption ([`Scheduler::pin`]).
     pinned: bool,
+    /// With tenants set, the tenant it counts against (None: it counts against none, as a job
+    /// [`Scheduler::restore`]d without one).
+    tenant: Option<u32>,
+    /// What it holds, in thousandths of a GPU ([`crate::Job::gpu_milli_held`]).
+    milli: u64,
+}
+
+/// The tenants set ([`Scheduler::set_tenants`]) and what each holds.
+#[derive(Debug, Clone)]
+struct Quotas {
+    tenants: Arc<Tenants>,
+    /// By tenant, what its placed jobs hold, in thousandths of a GPU.
+    held: Vec<u64>,
+}
+
+impl Quotas {
+    /// Whether tenant `t` holds more than its quota.
+    fn borrowing(&self, t: u32) -> bool {
+        self.held[t as usize] > self.tenants.tenants()[t as usize].quota_milli()
+    }
+
+    /// What tenant `t` holds beyond its quota.
+    fn borrowed(&self, t: u32) -> u64 {
+        self.held[t as usize].saturating_sub(self.tenants.tenants()[t as usize].quota_milli())
+    }
+}
+
+/// What a decision pass may evict for a job that does not fit.
+#[derive(Debug, Clone, Copy)]
+struct Evict {
+    /// Placed jobs of strictly lower priority (of the job's own tenant, with tenants set).
+    priority: bool,
+    /// With tenants set, for a job within its tenant's quota: what other tenants borrow.
+    reclaim: bool,
 }
 
 /// Places workloads on a fleet under a policy with a backend, keeping the fleet's live capacity:
@@ -60,6 +97,8 @@ pub struct Scheduler {
     limits: RoundLimits,
     /// Needs that no eviction can place, kept across preemption passes.
     hopeless: Hopeless,
+    /// Tenants and their quotas, when set.
+    quotas: Option<Quotas>,
 }
 
 /// The needs (at a priority) that would not fit even were every unpinned placed job of lower
@@ -112,6 +151,17 @@ impl Hopeless {
     }
 }
 
+/// Keeps `decision` as the final outcome of its job: in place of an earlier one, else appended.
+fn record(pass: &mut crate::engine::preempt::PreemptionPass, position: &mut HashMap<usize, usize>, decision: Decision) {
+    match position.get(&decision.job) {
+        Some(&at) => pass.decisions[at] = decision,
+        None => {
+            position.insert(decision.job, pass.decisions.len());
+            pass.decisions.push(decision);
+        }
+    }
+}
+
 impl Scheduler {
     /// A scheduler with the chosen backend, at the fleet file's occupancy. With
     /// [`BackendChoice::Auto`] and no usable adapter the CPU is used and [`Scheduler::notices`] says
@@ -135,6 +185,7 @@ impl Scheduler {
             running: HashMap::new(),
             limits: RoundLimits::default(),
             hopeless: Hopeless::default(),
+            quotas: None,
         })
     }
 
@@ -189,12 +240,15 @@ impl Scheduler {
     pub fn reset(&mut self) {
         self.ledger = Ledger::new(Arc::clone(&self.fleet));
         self.running.clear();
+        if let Some(quotas) = &mut self.quotas {
+            quotas.held.fill(0);
+        }
         self.hopeless.grew();
     }
 
     /// Gives back what job `id` holds. An input error if no placed job has this id.
     pub fn release(&mut self, id: &str) -> Result<()> {
-        let running = self.running.remove(id).ok_or_else(|| {
+        let running = self.unhold(id).ok_or_else(|| {
             InputError::new("<api>", format!("job `{id}`"), "id", "no placed job has this id (or it was released)")
         })?;
         self.ledger.release(&running.allocation);
@@ -206,15 +260,85 @@ impl Scheduler {
     /// service restoring what its jobs held before a restart). An input error, with nothing taken, if a job with this id is
     /// placed or the allocation cannot be applied to the live capacity (another fleet's, damaged,
     /// or overlapping what others hold); see [`Ledger::check_allocation`].
+    /// The job counts against no tenant's quota; see [`Scheduler::restore_job`].
     pub fn restore(&mut self, id: &str, allocation: Allocation, priority: i32) -> Result<()> {
+        let milli = u64::from(allocation.gpus()) * 1000;
+        self.restore_as(id, allocation, priority, None, milli)
+    }
+
+    /// [`Scheduler::restore`] for `job`: its priority, and with tenants set its tenant's quota
+    /// counts what it holds (an input error if it has no tenant there).
+    pub fn restore_job(&mut self, job: &crate::model::jobs::Job, allocation: Allocation) -> Result<()> {
+        let tenant = match &self.quotas {
+            Some(quotas) => Some(quotas.tenants.tenant_of(job).map_err(|m| {
+                InputError::new("<api>", format!("job `{}`", crate::model::json::shown(&job.id)), "tenant", m)
+            })?),
+            None => None,
+        };
+        self.restore_as(&job.id, allocation, job.priority, tenant, job.gpu_milli_held())
+    }
+
+    fn restore_as(
+        &mut self,
+        id: &str,
+        allocation: Allocation,
+        priority: i32,
+        tenant: Option<u32>,
+        milli: u64,
+    ) -> Result<()> {
         let refuse = |message: String| InputError::new("<api>", format!("job `{id}`"), "allocation", message);
         if self.running.contains_key(id) {
             return Err(refuse("a job with this id is already placed".into()).into());
         }
         self.ledger.check_allocation(&allocation).map_err(refuse)?;
         self.ledger.apply(&allocation);
-        self.running.insert(id.to_string(), Running { allocation, priority, pinned: false });
+        self.hold(id.to_string(), Running { allocation, priority, pinned: false, tenant, milli });
         Ok(())
+    }
+
+    /// Records that `id` holds `running`, counting it against its tenant.
+    fn hold(&mut self, id: String, running: Running) {
+        if let (Some(quotas), Some(t)) = (&mut self.quotas, running.tenant) {
+            quotas.held[t as usize] += running.milli;
+        }
+        self.running.insert(id, running);
+    }
+
+    /// Forgets what `id` holds (the ledger is the caller's), and its tenant's count of it.
+    fn unhold(&mut self, id: &str) -> Option<Running> {
+        let running = self.running.remove(id)?;
+        if let (Some(quotas), Some(t)) = (&mut self.quotas, running.tenant) {
+            quotas.held[t as usize] -= running.milli;
+        }
+        Some(running)
+    }
+
+    /// Sets the tenants whose quotas placement then keeps (see `docs/QUOTAS.md`), or none. Only
+    /// with no job placed (an input error otherwise): what placed jobs hold is counted as they are
+    /// placed or restored.
+    pub fn set_tenants(&mut self, tenants: Option<Tenants>) -> Result<()> {
+        if !self.running.is_empty() {
+            return Err(InputError::new(
+                "<tenants>",
+                "document",
+                "tenants",
+                "tenants are set before any job is placed or restored",
+            )
+            .into());
+        }
+        self.quotas =
+            tenants.map(|tenants| Quotas { held: vec![0; tenants.tenants().len()], tenants: Arc::new(tenants) });
+        Ok(())
+    }
+
+    /// The tenants set, if any.
+    pub fn tenants(&self) -> Option<&Tenants> {
+        self.quotas.as_ref().map(|q| &*q.tenants)
+    }
+
+    /// With tenants set, what each holds (thousandths of a GPU), in the tenants' order.
+    pub fn tenant_held_milli(&self) -> &[u64] {
+        self.quotas.as_ref().map_or(&[], |q| &q.held)
     }
 
     /// Marks placed job `id` as never evicted by preemption (a pod another system runs, which
@@ -304,7 +428,11 @@ impl Scheduler {
         {
             rank[j] = position as u32;
         }
-        Ok(Compiled { workload, jobs, at, rank, fleet: Arc::clone(&self.fleet) })
+        let tenants = match &self.quotas {
+            Some(quotas) => Some((Arc::clone(&quotas.tenants), quotas.tenants.tenants_of(workload)?)),
+            None => None,
+        };
+        Ok(Compiled { workload, jobs, at, rank, fleet: Arc::clone(&self.fleet), tenants })
     }
 
     /// Places the jobs `subset` (indices into the workload, in any order, each once) of `compiled`
@@ -322,6 +450,13 @@ impl Scheduler {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<Decision>, EngineStats, Consolidation)> {
         self.check_subset(compiled, subset)?;
+        if self.quotas.is_some() {
+            // Quotas make each decision depend on what the ones before took from each tenant's
+            // quota: decided one by one, in the phases of `docs/QUOTAS.md`, without evicting.
+            let pass = self.pass(compiled, subset, reasons, Evict { priority: false, reclaim: false });
+            progress(subset.len(), subset.len());
+            return Ok((pass.decisions, EngineStats::default(), Consolidation::default()));
+        }
         let workload = compiled.workload;
         let mut order = subset.to_vec();
         order.sort_unstable_by_key(|&j| compiled.rank[j]);
@@ -342,11 +477,15 @@ impl Scheduler {
         }
         for decision in &decisions {
             if let Outcome::Placed { allocation, .. } = &decision.outcome {
-                let priority = workload.jobs[decision.job].priority;
-                self.running.insert(
-                    workload.jobs[decision.job].id.clone(),
-                    Running { allocation: allocation.clone(), priority, pinned: false },
-                );
+                let job = &workload.jobs[decision.job];
+                let running = Running {
+                    allocation: allocation.clone(),
+                    priority: job.priority,
+                    pinned: false,
+                    tenant: None,
+                    milli: job.gpu_milli_held(),
+                };
+                self.hold(job.id.clone(), running);
             }
         }
         Ok((decisions, stats, consolidation))
@@ -362,6 +501,14 @@ impl Scheduler {
         };
         if !Arc::ptr_eq(&compiled.fleet, &self.fleet) {
             return Err(refuse(0, "the workload was compiled by a scheduler of another fleet"));
+        }
+        let same_tenants = match (&compiled.tenants, &self.quotas) {
+            (None, None) => true,
+            (Some((compiled, _)), Some(quotas)) => Arc::ptr_eq(compiled, &quotas.tenants),
+            _ => false,
+        };
+        if !same_tenants {
+            return Err(refuse(0, "the workload was compiled before the scheduler's tenants were set"));
         }
         let mut seen = vec![false; workload.jobs.len()];
         for &j in subset {
@@ -394,105 +541,251 @@ impl Scheduler {
     /// again. Afterwards no job the pass left unplaced could be placed by evicting every placed job
     /// of lower priority that is not pinned ([`Scheduler::pin`]). Input errors as for
     /// [`Scheduler::place_compiled`].
+    ///
+    /// With tenants set ([`Scheduler::set_tenants`]) the jobs are decided in the phases of
+    /// `docs/QUOTAS.md`: a job within its tenant's quota first takes back what other tenants
+    /// borrow ([`Scheduler::reclaim`]), and only then evicts jobs of lower priority, of its own
+    /// tenant only.
     pub fn preempt(
         &mut self,
         compiled: &Compiled,
         subset: &[usize],
         reasons: Reasons,
     ) -> Result<crate::engine::preempt::PreemptionPass> {
-        use crate::engine::preempt::{Eviction, Holder, PreemptionPass, choose_victims};
-        use std::collections::{BTreeSet, HashMap as Map};
         self.check_subset(compiled, subset)?;
-        let workload = compiled.workload;
+        let reclaim = self.quotas.is_some();
+        Ok(self.pass(compiled, subset, reasons, Evict { priority: true, reclaim }))
+    }
+
+    /// The reclaim pass, with tenants set: decides the unplaced jobs `subset` of `compiled` as
+    /// [`Scheduler::place_compiled`] does, but a job within its tenant's quota that does not fit
+    /// may evict jobs of tenants holding more than their quotas: borrowed capacity is given back
+    /// (`docs/QUOTAS.md` states the rule). Nothing is evicted by priority. Without tenants, the
+    /// jobs are decided without evicting. Evictions are reported as by [`Scheduler::preempt`].
+    pub fn reclaim(
+        &mut self,
+        compiled: &Compiled,
+        subset: &[usize],
+        reasons: Reasons,
+    ) -> Result<crate::engine::preempt::PreemptionPass> {
+        self.check_subset(compiled, subset)?;
+        let reclaim = self.quotas.is_some();
+        Ok(self.pass(compiled, subset, reasons, Evict { priority: false, reclaim }))
+    }
+
+    /// Decides `subset` (checked) one job at a time, evicting as `evict` allows. Without tenants:
+    /// in decision order. With tenants, in phases: the jobs within their tenants' quotas in
+    /// decision order, then the borrowing ones, a tenant at a time, the tenant borrowing least for
+    /// its weight first (fair share), each tenant's in decision order; jobs evicted in the pass
+    /// are decided again the same way.
+    fn pass(
+        &mut self,
+        compiled: &Compiled,
+        subset: &[usize],
+        reasons: Reasons,
+        evict: Evict,
+    ) -> crate::engine::preempt::PreemptionPass {
+        use crate::engine::preempt::PreemptionPass;
+        use std::collections::{BTreeSet, HashMap as Map};
         let mut pass = PreemptionPass::default();
         let mut queue: BTreeSet<(u32, usize)> = subset.iter().map(|&j| (compiled.rank[j], j)).collect();
+        let tenant_count = self.quotas.as_ref().map_or(0, |q| q.held.len());
+        // By tenant, its jobs that would borrow, in decision order.
+        let mut borrowing: Vec<BTreeSet<(u32, usize)>> = vec![BTreeSet::new(); tenant_count];
         let mut position: Map<usize, usize> = Map::new();
         let mut index_of: Option<Map<&str, usize>> = None;
         let mut reason_cache =
             if reasons == Reasons::Worded { ReasonCache::default() } else { ReasonCache::skipping() };
-        while let Some((_, j)) = queue.pop_first() {
-            let priority = workload.jobs[j].priority;
-            let (mut job, mut best) =
-                best_with_relaxing(&compiled.jobs[j], &self.ledger, |job, ledger| ledger.best_rack_by_class(job));
-            if best.is_none() {
-                let need = (need_of(&compiled.jobs[j]), priority);
-                // A job no cluster may take now (its day has not come, its constraints) has no
-                // victims: told apart by one rack of each cluster (every constraint but capacity
-                // is the same for all racks of a cluster), before gathering the candidates.
-                let state = self.ledger.state();
-                let usable = self.fleet.clusters.iter().any(|c| {
-                    !c.racks.is_empty()
-                        && state.check(&compiled.jobs[j], c.racks.start) & crate::kernel::score::STATIC_REJECTS == 0
-                });
-                if usable && !self.hopeless.holds(&need) {
-                    let victims = {
-                        // In any order: the rule orders them (a total order), not this list.
-                        let ids: Vec<(&String, &Running)> =
-                            self.running.iter().filter(|(_, r)| r.priority < priority && !r.pinned).collect();
-                        let holders: Vec<Holder> = ids
-                            .iter()
-                            .map(|(id, r)| Holder { id, priority: r.priority, allocation: &r.allocation })
-                            .collect();
-                        choose_victims(&mut self.ledger, &compiled.jobs[j], priority, &holders).map(|c| {
-                            pass.trials += c.trials as u64;
-                            pass.inexact += u64::from(!c.exact);
-                            c.victims.iter().map(|&h| ids[h].0.clone()).collect::<Vec<String>>()
+        loop {
+            while let Some((rank, j)) = queue.pop_first() {
+                if let (Some(quotas), Some((_, tenants))) = (&self.quotas, &compiled.tenants) {
+                    let t = tenants[j];
+                    let tenant = &quotas.tenants.tenants()[t as usize];
+                    if quotas.held[t as usize] + compiled.workload.jobs[j].gpu_milli_held() > tenant.quota_milli() {
+                        borrowing[t as usize].insert((rank, j));
+                        continue;
+                    }
+                }
+                let decision = self.decide(compiled, j, evict, &mut pass, &mut queue, &mut index_of, &mut reason_cache);
+                record(&mut pass, &mut position, decision);
+            }
+            // Borrowers, fair share first: the tenant borrowing least for its weight (ties: the
+            // first in the file), its first job in decision order.
+            let next = self.quotas.as_ref().and_then(|quotas| {
+                (0..tenant_count as u32).filter(|&t| !borrowing[t as usize].is_empty()).min_by(|&a, &b| {
+                    let weight = |t: u32| u128::from(quotas.tenants.tenants()[t as usize].weight);
+                    (u128::from(quotas.borrowed(a)) * weight(b)).cmp(&(u128::from(quotas.borrowed(b)) * weight(a)))
+                })
+            });
+            let Some(t) = next else {
+                if queue.is_empty() {
+                    break;
+                }
+                continue;
+            };
+            let (_, j) = borrowing[t as usize].pop_first().expect("a tenant with borrowing jobs");
+            let decision = self.decide(compiled, j, evict, &mut pass, &mut queue, &mut index_of, &mut reason_cache);
+            record(&mut pass, &mut position, decision);
+        }
+        pass
+    }
+
+    /// Decides job `j` of `compiled`: placed where a rack is free for it, else by evicting as
+    /// `evict` allows (victims of the workload go back to `queue`), else unplaced.
+    #[allow(clippy::too_many_arguments)]
+    fn decide<'c>(
+        &mut self,
+        compiled: &'c Compiled,
+        j: usize,
+        evict: Evict,
+        pass: &mut crate::engine::preempt::PreemptionPass,
+        queue: &mut std::collections::BTreeSet<(u32, usize)>,
+        index_of: &mut Option<HashMap<&'c str, usize>>,
+        reason_cache: &mut ReasonCache,
+    ) -> Decision {
+        use crate::engine::preempt::{Eviction, Holder, choose_victims_among};
+        let workload = compiled.workload;
+        let priority = workload.jobs[j].priority;
+        let milli = workload.jobs[j].gpu_milli_held();
+        let tenant = compiled.tenants.as_ref().map(|(_, tenants)| tenants[j]);
+        // Within its tenant's quota (or no tenants), and under its limit.
+        let (within, over_limit) = match (&self.quotas, tenant) {
+            (Some(quotas), Some(t)) => {
+                let spec = &quotas.tenants.tenants()[t as usize];
+                let held = quotas.held[t as usize] + milli;
+                (held <= spec.quota_milli(), spec.limit_milli().is_some_and(|limit| held > limit))
+            }
+            _ => (true, false),
+        };
+        if over_limit {
+            let quotas = self.quotas.as_ref().expect("tenants set");
+            let t = tenant.expect("tenants compiled") as usize;
+            let reason = Reason::quota(&quotas.tenants.tenants()[t], quotas.held[t], milli);
+            return Decision { job: j, outcome: Outcome::Unplaced { reason: Arc::new(reason) } };
+        }
+        let (mut job, mut best) =
+            best_with_relaxing(&compiled.jobs[j], &self.ledger, |job, ledger| ledger.best_rack_by_class(job));
+        // What may be evicted, in the order tried: with tenants, borrowed capacity first (for a job
+        // within quota), then its own tenant's jobs of lower priority; without, lower priority.
+        let mut stages: Vec<bool> = Vec::new(); // true: reclaim
+        if evict.reclaim && within && self.quotas.is_some() {
+            stages.push(true);
+        }
+        if evict.priority {
+            stages.push(false);
+        }
+        if best.is_none() && !stages.is_empty() {
+            let need = (need_of(&compiled.jobs[j]), priority);
+            // A job no cluster may take now (its day has not come, its constraints) has no
+            // victims: told apart by one rack of each cluster (every constraint but capacity is
+            // the same for all racks of a cluster), before gathering the candidates.
+            let state = self.ledger.state();
+            let usable = self.fleet.clusters.iter().any(|c| {
+                !c.racks.is_empty()
+                    && state.check(&compiled.jobs[j], c.racks.start) & crate::kernel::score::STATIC_REJECTS == 0
+            });
+            // The cache of hopeless needs holds for priority preemption without tenants only.
+            let cached = self.quotas.is_none();
+            if usable && !(cached && self.hopeless.holds(&need)) {
+                let mut found: Option<(Vec<String>, bool)> = None;
+                for reclaim in stages {
+                    // In any order: the rule orders them (a total order), not this list.
+                    let ids: Vec<(&String, &Running)> = self
+                        .running
+                        .iter()
+                        .filter(|(_, r)| {
+                            !r.pinned
+                                && if reclaim {
+                                    r.tenant.is_some_and(|u| {
+                                        Some(u) != tenant && self.quotas.as_ref().is_some_and(|q| q.borrowing(u))
+                                    })
+                                } else {
+                                    r.priority < priority && (self.quotas.is_none() || r.tenant == tenant)
+                                }
+                        })
+                        .collect();
+                    let holders: Vec<Holder> = ids
+                        .iter()
+                        .map(|(id, r)| Holder { id, priority: r.priority, allocation: &r.allocation })
+                        .collect();
+                    // Reclaiming from a tenant stops once it no longer borrows: its victims, the
+                    // largest last, are each taken while it holds more than its quota.
+                    let quotas = self.quotas.as_ref();
+                    let admissible = |set: &[usize]| -> bool {
+                        let Some(quotas) = quotas.filter(|_| reclaim) else { return true };
+                        let mut by_tenant: Vec<(u32, u64, u64)> = Vec::new(); // tenant, sum, max
+                        for &h in set {
+                            let r = ids[h].1;
+                            let u = r.tenant.expect("a reclaim candidate has a tenant");
+                            match by_tenant.iter_mut().find(|(t, _, _)| *t == u) {
+                                Some(entry) => {
+                                    entry.1 += r.milli;
+                                    entry.2 = entry.2.max(r.milli);
+                                }
+                                None => by_tenant.push((u, r.milli, r.milli)),
+                            }
+                        }
+                        by_tenant.iter().all(|&(u, sum, max)| {
+                            quotas.held[u as usize] - sum + max > quotas.tenants.tenants()[u as usize].quota_milli()
                         })
                     };
-                    match victims {
-                        None => self.hopeless.insert(need),
-                        Some(victims) => {
-                            pass.preempting += 1;
-                            for id in victims {
-                                let running = self.running.remove(&id).expect("a victim is placed");
-                                self.hopeless.released(running.priority);
-                                self.ledger.release(&running.allocation);
-                                let index = index_of
-                                    .get_or_insert_with(|| {
-                                        workload.jobs.iter().enumerate().map(|(i, job)| (job.id.as_str(), i)).collect()
-                                    })
-                                    .get(id.as_str())
-                                    .copied();
-                                if let Some(v) = index {
-                                    queue.insert((compiled.rank[v], v));
-                                }
-                                pass.evictions.push(Eviction {
-                                    by: j,
-                                    id,
-                                    priority: running.priority,
-                                    allocation: running.allocation,
-                                    job: index,
-                                });
-                            }
-                            (job, best) = best_with_relaxing(&compiled.jobs[j], &self.ledger, |job, ledger| {
-                                ledger.best_rack_by_class(job)
-                            });
-                            assert!(best.is_some(), "the victims' release was tried: the job fits");
+                    let choice =
+                        choose_victims_among(&mut self.ledger, &compiled.jobs[j], &holders, &|_| true, &admissible);
+                    if let Some(choice) = choice {
+                        pass.trials += choice.trials as u64;
+                        pass.inexact += u64::from(!choice.exact);
+                        found = Some((choice.victims.iter().map(|&h| ids[h].0.clone()).collect(), reclaim));
+                        break;
+                    }
+                }
+                match found {
+                    None => {
+                        if cached {
+                            self.hopeless.insert(need);
                         }
+                    }
+                    Some((victims, reclaim)) => {
+                        pass.preempting += 1;
+                        for id in victims {
+                            let running = self.unhold(&id).expect("a victim is placed");
+                            self.hopeless.released(running.priority);
+                            self.ledger.release(&running.allocation);
+                            let index = index_of
+                                .get_or_insert_with(|| {
+                                    workload.jobs.iter().enumerate().map(|(i, job)| (job.id.as_str(), i)).collect()
+                                })
+                                .get(id.as_str())
+                                .copied();
+                            if let Some(v) = index {
+                                queue.insert((compiled.rank[v], v));
+                            }
+                            pass.evictions.push(Eviction {
+                                by: j,
+                                id,
+                                priority: running.priority,
+                                allocation: running.allocation,
+                                reclaim,
+                                job: index,
+                            });
+                        }
+                        (job, best) = best_with_relaxing(&compiled.jobs[j], &self.ledger, |job, ledger| {
+                            ledger.best_rack_by_class(job)
+                        });
+                        assert!(best.is_some(), "the victims' release was tried: the job fits");
                     }
                 }
             }
-            let outcome = match best {
-                Some(best) => {
-                    let allocation = self.ledger.commit(&job, best.rack);
-                    self.running.insert(
-                        workload.jobs[j].id.clone(),
-                        Running { allocation: allocation.clone(), priority, pinned: false },
-                    );
-                    Outcome::Placed { allocation, score: best.score }
-                }
-                None => Outcome::Unplaced { reason: reason_cache.reason(&self.ledger, &job) },
-            };
-            let decision = Decision { job: j, outcome };
-            match position.get(&j) {
-                Some(&at) => pass.decisions[at] = decision,
-                None => {
-                    position.insert(j, pass.decisions.len());
-                    pass.decisions.push(decision);
-                }
-            }
         }
-        Ok(pass)
+        let outcome = match best {
+            Some(best) => {
+                let allocation = self.ledger.commit(&job, best.rack);
+                let running = Running { allocation: allocation.clone(), priority, pinned: false, tenant, milli };
+                self.hold(workload.jobs[j].id.clone(), running);
+                Outcome::Placed { allocation, score: best.score }
+            }
+            None => Outcome::Unplaced { reason: reason_cache.reason(&self.ledger, &job) },
+        };
+        Decision { job: j, outcome }
     }
 
     /// Why node `node` of rack `rack` (global index) cannot take `job` now — a job of one pod of
@@ -572,9 +865,19 @@ impl Scheduler {
         self.ledger
             .check_allocation(&allocation)
             .map_err(|m| InputError::new("<api>", format!("job `{id}`"), "node", m))?;
+        let (tenant, milli) =
+            (compiled.tenants.as_ref().map(|(_, t)| t[job]), compiled.workload.jobs[job].gpu_milli_held());
+        if let (Some(quotas), Some(t)) = (&self.quotas, tenant) {
+            let spec = &quotas.tenants.tenants()[t as usize];
+            if spec.limit_milli().is_some_and(|limit| quotas.held[t as usize] + milli > limit) {
+                let reason = Reason::quota(spec, quotas.held[t as usize], milli);
+                return Err(InputError::new("<api>", format!("job `{id}`"), "tenant", reason.text).into());
+            }
+        }
         self.ledger.apply(&allocation);
         let priority = compiled.workload.jobs[job].priority;
-        self.running.insert(id.clone(), Running { allocation: allocation.clone(), priority, pinned: true });
+        let running = Running { allocation: allocation.clone(), priority, pinned: true, tenant, milli };
+        self.hold(id.clone(), running);
         Ok(allocation)
     }
 

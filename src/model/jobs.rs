@@ -112,6 +112,10 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 999))]
     pub gpu_milli: Option<u32>,
+    /// The tenant (team, queue) whose GPU quota the job counts against, when a tenants file is
+    /// given (see `docs/QUOTAS.md`); absent: the tenant its kind is assigned to there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// How a job spanning racks treats topology blocks (as Kueue's required and preferred topology).
@@ -167,7 +171,14 @@ impl Job {
             cpu: None,
             memory_gb: None,
             gpu_milli: None,
+            tenant: None,
         }
+    }
+
+    /// Counting against tenant `name`'s quota.
+    pub fn with_tenant(mut self, name: impl Into<String>) -> Job {
+        self.tenant = Some(name.into());
+        self
     }
 
     /// Pods of `milli` thousandths of one GPU each: its `gpus` become that many pods of one shared
@@ -286,6 +297,9 @@ impl Job {
     /// Checks every value that does not depend on a fleet; returns the field and what is wrong.
     fn check(&self) -> std::result::Result<(), (&'static str, String)> {
         check_name(&self.id, false).map_err(|m| ("id", m))?;
+        if let Some(tenant) = &self.tenant {
+            check_name(tenant, false).map_err(|m| ("tenant", m))?;
+        }
         if self.gpus == 0 || self.gpus > MAX_JOB_GPUS {
             return Err(("gpus", format!("{} is out of range: must be between 1 and {MAX_JOB_GPUS}", self.gpus)));
         }
@@ -445,7 +459,7 @@ impl JobsFormat {
 }
 
 /// The field names of the CSV format, in the order `generate` writes them.
-pub const CSV_FIELDS: [&str; 18] = [
+pub const CSV_FIELDS: [&str; 19] = [
     "id",
     "kind",
     "gpus",
@@ -464,6 +478,7 @@ pub const CSV_FIELDS: [&str; 18] = [
     "cpu",
     "memory_gb",
     "gpu_milli",
+    "tenant",
 ];
 
 /// Columns a CSV jobs file must have (indices into [`CSV_FIELDS`]).
@@ -678,6 +693,7 @@ impl Workload {
                     .map(|text| text.parse::<f64>().map_err(|_| err(16, format!("`{}` is not a number", shown(text)))))
                     .transpose()?,
                 gpu_milli: optional(17).map(|_| parse_u32(17)).transpose()?,
+                tenant: optional(18).map(str::to_string),
             };
             jobs.push(job);
             lines.push(line);
@@ -750,6 +766,7 @@ impl Workload {
                 &job.cpu.map_or(String::new(), |v| v.to_string()),
                 &job.memory_gb.map_or(String::new(), |v| v.to_string()),
                 &number(job.gpu_milli.map(u64::from)),
+                job.tenant.as_deref().unwrap_or(""),
             ])?;
         }
         writer.flush()
@@ -768,7 +785,7 @@ impl Workload {
     }
 
     /// The name of job `i` in errors: `job `a` (record 3)`, or the bare record when the id is unusable.
-    fn error_record(&self, i: usize) -> String {
+    pub(crate) fn error_record(&self, i: usize) -> String {
         let record = self.record_name(i);
         let id = &self.jobs[i].id;
         if check_name(id, false).is_ok() { format!("job `{}` ({record})", shown(id)) } else { record }

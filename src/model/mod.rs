@@ -9,5 +9,6 @@ pub mod jobs;
 pub(crate) mod json;
 pub mod kind;
 pub mod policy;
+pub mod tenants;
 
 pub use json::FORMAT_VERSION;

@@ -161,6 +161,7 @@ pub fn generate(fleet: &Fleet, count: usize, seed: u64, today: Day) -> Result<Wo
             cpu: None,
             memory_gb: None,
             gpu_milli: None,
+            tenant: None,
             id: format!("{}-{:0width$}", kind.name(), n),
             kind,
             gpus,

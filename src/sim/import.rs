@@ -285,6 +285,7 @@ pub fn alibaba_pods(
             not_before: None,
             submit_s: Some(creation),
             duration_s: Some((deletion - creation).max(1)),
+            tenant: None,
         });
         Ok(())
     })?;
@@ -645,6 +646,7 @@ pub fn azure(
                     cpu: None,
                     memory_gb: None,
                     gpu_milli: None,
+                    tenant: None,
                     id: format!("{name}-w{window:05}-r{replica:04}"),
                     kind: trace.kind,
                     gpus: options.replica_gpus,

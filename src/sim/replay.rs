@@ -254,7 +254,7 @@ pub struct ReplayReport {
     pub carbon_kg: f64,
     /// Placed jobs further from their users than their latency bound (must be 0).
     pub latency_violations: u64,
-    /// Evictions by preemption (a job evicted twice counts twice; 0 without preemption).
+    /// Evictions, by priority (`--preemption`) or to take back what a tenant borrowed (`--tenants`); a job evicted twice counts twice.
     #[serde(default)]
     pub preemptions: u64,
     /// GPU-hours that evicted jobs had run before their eviction: work lost, to be run again.
@@ -369,6 +369,9 @@ fn replay_with(
     // place them: commits only take capacity, so each would be decided unplaced at its turn and
     // change nothing. Only the jobs that arrived since are placed then, with the same decisions.
     let mut tried_since = 0usize;
+    // Whether jobs left waiting may evict: by priority (`preemption`), or, with tenants set, to
+    // take back what other tenants borrow (always: it is what a quota guarantees).
+    let evicting = config.preemption || scheduler.tenants().is_some();
     let mut capacity_grew = true;
     let mut last_today = None;
 
@@ -422,12 +425,12 @@ fn replay_with(
         last_today = Some(today);
         let first = if capacity_grew { 0 } else { tried_since };
         let mut retry_next = false;
-        // With preemption, the jobs not tried again take part in the pass: an eviction can free
+        // With evictions, the jobs not tried again take part in the pass: an eviction can free
         // more than the evicting job takes, so they may fit or evict in turn (trying every
         // waiting job would also bring them there, unplaced, in the same order).
-        if first < waiting.len() || (config.preemption && !waiting.is_empty()) {
+        if first < waiting.len() || (evicting && !waiting.is_empty()) {
             let to_place = waiting.split_off(first);
-            let not_tried = if config.preemption { std::mem::take(&mut waiting) } else { Vec::new() };
+            let not_tried = if evicting { std::mem::take(&mut waiting) } else { Vec::new() };
             for &j in to_place.iter().chain(&not_tried) {
                 compiled.jobs[j].ready_day = today.0;
             }
@@ -439,7 +442,7 @@ fn replay_with(
             // A pass that ran out of work has not checked them all: try every waiting job next time.
             retry_next = consolidation.exhausted;
             let mut decisions = decisions;
-            if config.preemption {
+            if evicting {
                 let mut unplaced: Vec<usize> =
                     decisions.iter().filter(|d| matches!(d.outcome, Outcome::Unplaced { .. })).map(|d| d.job).collect();
                 unplaced.extend(&not_tried);
@@ -448,7 +451,11 @@ fn replay_with(
                     for &Reverse((_, j)) in running.iter() {
                         compiled.jobs[j].ready_day = today.0;
                     }
-                    let pass = scheduler.preempt(&compiled, &unplaced, Reasons::Skipped)?;
+                    let pass = if config.preemption {
+                        scheduler.preempt(&compiled, &unplaced, Reasons::Skipped)?
+                    } else {
+                        scheduler.reclaim(&compiled, &unplaced, Reasons::Skipped)?
+                    };
                     // Every job of the workload is compiled, so each victim is decided again in
                     // the pass (its final outcome is among the pass's decisions).
                     for eviction in &pass.evictions {

@@ -6,6 +6,16 @@ use crate::output::print;
 use crate::render;
 
 pub fn run(inputs: &Inputs, job: &str, json: bool) -> anyhow::Result<()> {
+    if inputs.tenants.is_some() {
+        // Quotas decide jobs in phases, not in the decision order the explanation replays.
+        return Err(gpuplace::InputError::new(
+            "command line",
+            "--tenants",
+            "tenants",
+            "explain does not take tenants yet: it explains the decision order without quotas",
+        )
+        .into());
+    }
     let mut prepared = prepare(inputs)?;
     if !prepared.workload.jobs.iter().any(|j| j.id == job) {
         return Err(gpuplace::InputError::new(

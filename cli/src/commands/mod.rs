@@ -86,6 +86,7 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             batch_window_ms,
             backend,
             preemption,
+            tenants,
             kube_api,
             kube_token_file,
         } => complete(serve::run(serve::ServeArgs {
@@ -98,6 +99,7 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             batch_window_ms,
             backend,
             preemption,
+            tenants: tenants.as_deref(),
             kube_api: kube_api.as_deref(),
             kube_token_file: kube_token_file.as_deref(),
         })),
@@ -164,7 +166,7 @@ pub fn parse_at(at: Option<&str>) -> anyhow::Result<Option<Day>> {
 
 /// The files `inputs` reads (outputs must not name them); not standard input.
 pub fn input_paths(inputs: &Inputs) -> Vec<&Path> {
-    [&inputs.fleet, &inputs.jobs, &inputs.policy]
+    [&inputs.fleet, &inputs.jobs, &inputs.policy, &inputs.tenants]
         .into_iter()
         .filter_map(|p| p.as_deref())
         .filter(|p| !is_std(p))
@@ -199,7 +201,13 @@ pub fn prepare(inputs: &Inputs) -> anyhow::Result<Prepared> {
             gpuplace::generate::generate(&fleet, inputs.count, inputs.seed, base)?
         }
     };
-    let scheduler = Scheduler::new(fleet, policy, inputs.backend.choice())?;
+    let tenants = inputs.tenants.as_deref().map(gpuplace::Tenants::from_path).transpose()?;
+    if let Some(tenants) = &tenants {
+        // Every job must have a tenant: said now, before opening a device, naming the job.
+        tenants.tenants_of(&workload)?;
+    }
+    let mut scheduler = Scheduler::new(fleet, policy, inputs.backend.choice())?;
+    scheduler.set_tenants(tenants)?;
     for notice in scheduler.notices() {
         note(notice);
     }

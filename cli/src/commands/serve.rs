@@ -22,6 +22,7 @@ pub struct ServeArgs<'a> {
     pub batch_window_ms: u64,
     pub backend: BackendArg,
     pub preemption: bool,
+    pub tenants: Option<&'a Path>,
     pub kube_api: Option<&'a str>,
     pub kube_token_file: Option<&'a Path>,
 }
@@ -45,6 +46,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         backend: args.backend.choice(),
         state_dir: args.state.to_path_buf(),
         preemption: args.preemption,
+        tenants: args.tenants.map(gpuplace::Tenants::from_path).transpose()?,
     })?;
     for notice in service.scheduler().notices() {
         note(notice);
