@@ -22,6 +22,18 @@ pub fn note(line: &str) {
     let _ = writeln!(stderr, "{line}");
 }
 
+/// `place --tenants`: what each tenant holds against its quota and borrowing limit, a line each
+/// after a header.
+pub fn tenants(tenants: &gpuplace::Tenants, held_milli: &[u64]) -> String {
+    let mut text = format!("\n\n{:<20} {:>12} {:>10} {:>14}", "tenant", "GPUs held", "quota", "borrow limit");
+    for (tenant, &held) in tenants.tenants().iter().zip(held_milli) {
+        let limit = tenant.borrow_limit_gpus.map_or_else(|| "none".to_string(), |b| b.to_string());
+        let held = held as f64 / 1000.0;
+        text.push_str(&format!("\n{:<20} {held:>12} {:>10} {limit:>14}", tenant.name, tenant.quota_gpus));
+    }
+    text
+}
+
 /// `place`: the summary.
 pub fn summary(out: &OutFile, placement: &Placement, wall: Duration) -> String {
     let s = &out.summary;

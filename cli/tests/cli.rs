@@ -512,6 +512,66 @@ fn other_bad_inputs() {
 }
 
 #[test]
+fn bad_tenants_are_reported_precisely() {
+    assert_bad_input(
+        "tenants-weight",
+        &[("tenants.json", r#"{"tenants": [{"name": "default", "quota_gpus": 8, "weight": 0}]}"#)],
+        &["--tenants", "{dir}/tenants.json"],
+        &["tenants.json", "tenant `default`", "weight"],
+    );
+    assert_bad_input(
+        "tenants-not-json",
+        &[("tenants.json", "quota: 8")],
+        &["--tenants", "{dir}/tenants.json"],
+        &["tenants.json"],
+    );
+    // Generated jobs name no tenant: without a `default` tenant or their kind's, each is refused.
+    assert_bad_input(
+        "tenants-no-default",
+        &[("tenants.json", r#"{"tenants": [{"name": "prod", "quota_gpus": 8, "kinds": ["inference"]}]}"#)],
+        &["--tenants", "{dir}/tenants.json"],
+        &["tenant", "names no tenant"],
+    );
+    assert_bad_input(
+        "tenants-unknown",
+        &[
+            ("tenants.json", r#"{"tenants": [{"name": "default", "quota_gpus": 8}]}"#),
+            ("jobs.json", &jobs_json(&[&GOOD_JOB.replace("\"id\": \"a\"", "\"id\": \"a\", \"tenant\": \"ghost\"")])),
+        ],
+        &["--tenants", "{dir}/tenants.json", "--jobs", "{dir}/jobs.json"],
+        &["jobs.json", "job `a`", "tenant", "unknown tenant `ghost`"],
+    );
+}
+
+/// `place --tenants` on the worked example of docs/QUOTAS.md: the placements it describes, in
+/// the --out file.
+#[test]
+fn place_keeps_the_quotas_of_the_worked_example() {
+    let dir = temp_dir("quota-example");
+    let out = path(&dir, "out.json");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples");
+    let arg = |name: &str| examples.join(name).display().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_gpuplace"))
+        .args(["place", "--backend", "cpu", "--fleet", &arg("quota-fleet.json"), "--jobs", &arg("quota-jobs.json")])
+        .args(["--tenants", &arg("tenants.json"), "--out", &out])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let document: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let mut placed: Vec<&str> =
+        document["placements"].as_array().unwrap().iter().map(|p| p["job"].as_str().unwrap()).collect();
+    placed.sort_unstable();
+    assert_eq!(
+        placed,
+        ["batch-1", "batch-2", "batch-3", "prod-1", "prod-2", "prod-3", "prod-4", "prod-5", "research-1", "research-2"]
+    );
+    let quota_waits = document["unplaced"].as_array().unwrap().iter().filter(|u| u["cause"]["code"] == "quota");
+    let mut quota_waits: Vec<&str> = quota_waits.map(|u| u["job"].as_str().unwrap()).collect();
+    quota_waits.sort_unstable();
+    assert_eq!(quota_waits, ["prod-6", "prod-7", "prod-8"], "{}", document["unplaced"]);
+}
+
+#[test]
 fn no_adapter_auto_falls_back_and_gpu_fails_cleanly() {
     // Restricting wgpu to a backend this platform lacks leaves no adapter on any machine.
     let backend = if cfg!(target_os = "macos") { "dx12" } else { "metal" };

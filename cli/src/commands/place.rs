@@ -46,6 +46,9 @@ pub fn run(
     }
     let output = output_started.elapsed();
     let mut text = render::summary(&document, &placement, started.elapsed());
+    if let Some(tenants) = prepared.scheduler.tenants() {
+        text.push_str(&render::tenants(tenants, prepared.scheduler.tenant_held_milli()));
+    }
     text.push('\n');
     if timings {
         let source = if inputs.jobs.is_some() {
