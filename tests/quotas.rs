@@ -92,7 +92,7 @@ fn blocked_by_borrowing(
     if candidates.len() > 12 {
         return None;
     }
-    for mask in 1u32..(1 << candidates.len()) {
+    for mask in 0u32..(1 << candidates.len()) {
         let set: Vec<&(usize, u64, &Allocation)> =
             (0..candidates.len()).filter(|i| mask & (1 << i) != 0).map(|i| &candidates[i]).collect();
         let admissible = (0..tenants.tenants().len()).all(|u| {
@@ -129,6 +129,7 @@ fn a_tenant_within_quota_is_never_blocked_by_borrowing() {
             .count();
         let held_before = held_by_tenant(&scheduler, &jobs, &tenants);
         let pass = scheduler.reclaim(&compiled, &unplaced, Reasons::Worded).unwrap();
+        assert!(!pass.unsettled, "seed {seed}: the pass did not settle");
         scheduler.ledger().check_consistency().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         // Reclaim takes only from tenants above their quotas, each victim while its tenant is.
         let mut taken: HashMap<(usize, usize), Vec<u64>> = HashMap::new();
@@ -181,7 +182,7 @@ fn a_tenant_within_quota_is_never_blocked_by_borrowing() {
 /// capacity goes first.
 #[test]
 fn priority_preemption_stays_within_a_tenant() {
-    let (mut by_priority, mut by_reclaim) = (0, 0);
+    let (mut by_priority, mut by_reclaim, mut checked) = (0, 0, 0);
     for seed in 0..120u64 {
         let (_, mut scheduler, tenants, first, second) = contended(seed);
         let second =
@@ -206,9 +207,19 @@ fn priority_preemption_stays_within_a_tenant() {
         }
         let held = held_by_tenant(&scheduler, &jobs, &tenants);
         assert_eq!(held, scheduler.tenant_held_milli(), "seed {seed}: what tenants hold");
+        // The quota guarantee holds after a preemption pass too.
+        assert!(!pass.unsettled, "seed {seed}: the pass did not settle");
+        let records = second.compile(scheduler.fleet(), scheduler.policy(), at()).unwrap();
+        for decision in &pass.decisions {
+            if matches!(decision.outcome, Outcome::Unplaced { .. }) {
+                let verdict = blocked_by_borrowing(&scheduler, &records, &second, decision.job, &jobs, &tenants);
+                checked += usize::from(verdict.is_some());
+                assert_ne!(verdict, Some(true), "seed {seed}: `{}` within quota waits", second.jobs[decision.job].id);
+            }
+        }
     }
-    println!("evictions by priority {by_priority}, by reclaim {by_reclaim}");
-    assert!(by_priority >= 5 && by_reclaim >= 5, "too few telling cases");
+    println!("evictions by priority {by_priority}, by reclaim {by_reclaim}, waiting within quota checked {checked}");
+    assert!(by_priority >= 5 && by_reclaim >= 5 && checked >= 50, "too few telling cases");
 }
 
 /// The worked example of `docs/QUOTAS.md`, from its files: what each tenant gets, then what a
@@ -316,4 +327,83 @@ fn the_tenant_round_trips_through_json_and_csv() {
     // A tenant's name is checked as every name is.
     let bad = Workload::from_jobs(vec![Job::new("a", JobKind::Training, 8, "us-east").with_tenant("")], "<jobs>");
     assert!(bad.validate().unwrap_err().to_string().contains("tenant"));
+}
+
+/// Two one-server clusters at one site: `h200` (8 GPUs of 141 GB) and `a100` (8 GPUs of 80 GB).
+fn two_servers() -> Fleet {
+    use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
+    FleetFile::new(["us"])
+        .with_as_of(at())
+        .with_rack_type("h200", RackTypeFile::new("H200", 8, 141, 10.0))
+        .with_rack_type("a100", RackTypeFile::new("A100", 8, 80, 10.0))
+        .with_site(
+            SiteFile::new("lab", "own", "US", "US", 1.0, gpuplace::Day(0))
+                .with_latency_ms("us", 5)
+                .with_cluster(ClusterFile::new("h", "h200", 1))
+                .with_cluster(ClusterFile::new("a", "a100", 1)),
+        )
+        .build("<two servers>")
+        .unwrap()
+}
+
+fn placed_ids(scheduler: &Scheduler) -> Vec<String> {
+    let mut ids: Vec<String> = scheduler.placed().map(|(id, _)| id.to_string()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// A borrower placed late in a pass makes its tenant's jobs reclaimable for a job within quota
+/// decided before it: the pass decides that job again (review finding: it used to wait).
+#[test]
+fn a_borrower_placed_later_in_the_pass_can_be_reclaimed_by_a_job_decided_before_it() {
+    let tenants = Tenants::new(
+        vec![Tenant::new("a", 8), Tenant::new("b", 4), Tenant::new("c", 4), Tenant::new("z", 0)],
+        "<tenants>",
+    )
+    .unwrap();
+    let mut scheduler = Scheduler::new(two_servers(), gpuplace::Policy::default(), BackendChoice::Cpu).unwrap();
+    scheduler.set_tenants(Some(tenants)).unwrap();
+    let job = |id: &str, gpus: u32, hbm: u32, priority: i32, tenant: &str| {
+        Job::new(id, JobKind::Training, gpus, "us").with_hbm_gb_per_gpu(hbm).with_priority(priority).with_tenant(tenant)
+    };
+    // Y (b, within its quota) and z1 (z, borrowing) fill the H200 server; z2 (z) the A100 one.
+    let first = Workload::from_jobs(
+        vec![job("y", 4, 100, 1, "b"), job("z1", 4, 100, 5, "z"), job("z2", 8, 0, 0, "z")],
+        "<first>",
+    );
+    scheduler.place(&first, Some(at())).unwrap();
+    assert_eq!(placed_ids(&scheduler), ["y", "z1", "z2"]);
+    // J (a, within quota) needs the H200 server; K (c, within quota) and b2 (b, borrowing) any.
+    let second = Workload::from_jobs(
+        vec![job("j", 8, 100, 10, "a"), job("k", 4, 0, 1, "c"), job("b2", 4, 0, 1, "b")],
+        "<second>",
+    );
+    let compiled = scheduler.compile(&second, at()).unwrap();
+    let (decisions, _, _) = scheduler.place_compiled(&compiled, &[0, 1, 2], Reasons::Worded, &mut |_, _| {}).unwrap();
+    assert!(decisions.iter().all(|d| matches!(d.outcome, Outcome::Unplaced { .. })), "nothing is free");
+    let pass = scheduler.reclaim(&compiled, &[0, 1, 2], Reasons::Worded).unwrap();
+    // K takes z2's server and b2 the rest of it; then b borrows, and J takes y and z1's server.
+    assert_eq!(placed_ids(&scheduler), ["b2", "j", "k"], "{:?}", pass.decisions);
+    let mut evicted: Vec<&str> = pass.evictions.iter().map(|e| e.id.as_str()).collect();
+    evicted.sort_unstable();
+    assert_eq!(evicted, ["y", "z1", "z2"]);
+    assert!(!pass.unsettled);
+}
+
+/// A borrower evicting by priority within its tenant leaves GPUs free that a job within quota,
+/// decided before it, can use: the pass decides that job again.
+#[test]
+fn capacity_a_borrower_frees_goes_to_a_job_within_quota_decided_before_it() {
+    let tenants = Tenants::new(vec![Tenant::new("a", 8), Tenant::new("b", 8)], "<tenants>").unwrap();
+    let mut scheduler = Scheduler::new(two_servers(), gpuplace::Policy::default(), BackendChoice::Cpu).unwrap();
+    scheduler.set_tenants(Some(tenants)).unwrap();
+    let job = |id: &str, gpus: u32, priority: i32, tenant: &str| {
+        Job::new(id, JobKind::Training, gpus, "us").with_hbm_gb_per_gpu(100).with_priority(priority).with_tenant(tenant)
+    };
+    scheduler.place(&Workload::from_jobs(vec![job("l", 8, 0, "b")], "<first>"), Some(at())).unwrap();
+    let second = Workload::from_jobs(vec![job("j", 4, 0, "a"), job("h", 4, 10, "b")], "<second>");
+    let compiled = scheduler.compile(&second, at()).unwrap();
+    let pass = scheduler.preempt(&compiled, &[0, 1], Reasons::Worded).unwrap();
+    assert_eq!(placed_ids(&scheduler), ["h", "j"], "{:?}", pass.decisions);
+    assert_eq!(pass.evictions.iter().map(|e| (e.id.as_str(), e.reclaim)).collect::<Vec<_>>(), [("l", false)]);
 }

@@ -305,6 +305,14 @@ impl Service {
                     message: format!("a waiting job no longer compiles: {e}"),
                 });
             }
+            // And have a tenant, when tenants are set (they may have been given anew).
+            if let Some(Err(e)) = self.scheduler.tenants().map(|t| t.tenants_of(&workload)) {
+                return Err(ServeError::State {
+                    path: self.store.path().to_path_buf(),
+                    record: "jobs".into(),
+                    message: format!("a waiting job has no tenant of the tenants given: {e}"),
+                });
+            }
         }
         Ok(())
     }
@@ -417,14 +425,32 @@ impl Service {
         let compiled = workload
             .compile(self.scheduler.fleet(), self.scheduler.policy(), at)
             .map_err(|e| ApiError::new(422, e.to_string()))?;
-        if let Some(tenants) = self.scheduler.tenants() {
-            tenants.tenants_of(&workload).map_err(|e| ApiError::new(422, e.to_string()))?;
-        }
-        let usable: Vec<u64> = compiled
+        // Why each job can never run, if it cannot: no cluster could ever hold it, or it is larger
+        // than its tenant's quota plus borrowing limit.
+        let mut never: Vec<Option<String>> = compiled
             .iter()
-            .map(|record| usable_gpus(record, self.scheduler.fleet(), self.scheduler.ledger().state()))
+            .map(|record| {
+                (usable_gpus(record, self.scheduler.fleet(), self.scheduler.ledger().state()) == 0).then(|| {
+                    "no cluster of the fleet could ever hold it (GPU model, HBM, trays, jurisdiction, provider or latency)"
+                        .to_string()
+                })
+            })
             .collect();
-        let waiting = self.waiting_count() + usable.iter().filter(|&&u| u > 0).count();
+        if let Some(tenants) = self.scheduler.tenants() {
+            let of = tenants.tenants_of(&workload).map_err(|e| ApiError::new(422, e.to_string()))?;
+            for ((job, t), why) in workload.jobs.iter().zip(of).zip(&mut never) {
+                let tenant = &tenants.tenants()[t as usize];
+                if why.is_none() && tenant.limit_milli().is_some_and(|limit| job.gpu_milli_held() > limit) {
+                    *why = Some(format!(
+                        "it needs more GPUs than tenant `{}` may hold: its quota of {} plus borrowing limit of {}",
+                        tenant.name,
+                        tenant.quota_gpus,
+                        tenant.borrow_limit_gpus.unwrap_or(0)
+                    ));
+                }
+            }
+        }
+        let waiting = self.waiting_count() + never.iter().filter(|why| why.is_none()).count();
         if waiting > MAX_WAITING {
             return Err(ApiError::new(
                 429,
@@ -435,15 +461,15 @@ impl Service {
             ));
         }
         let mut numbers = Vec::with_capacity(workload.jobs.len());
-        for (job, usable) in workload.jobs.into_iter().zip(usable) {
+        for (job, never) in workload.jobs.into_iter().zip(never) {
             let number = self.entries.len();
-            let stored = if usable == 0 {
+            let stored = if let Some(why) = never {
                 StoredJob {
                     job,
                     state: JobState::Rejected,
                     placed: None,
                     round: None,
-                    reason: Some("no cluster of the fleet could ever hold it (GPU model, HBM, trays, jurisdiction, provider or latency)".into()),
+                    reason: Some(why),
                     group: None,
                     node: None,
                 }
@@ -1078,11 +1104,14 @@ impl Service {
         let mut result = ExtenderFilterResult::default();
         let (mut names, mut objects) = (Vec::new(), Vec::new());
         let allowed = request.job.as_ref().and_then(|(_, job)| self.group_racks(job, &request.group));
+        let quota = request.job.as_ref().and_then(|(_, job)| self.quota_refusal(job));
         let state = self.scheduler.ledger().state();
         for candidate in request.candidates {
             let verdict = match (&request.job, &candidate.tray) {
                 (None, _) => Ok(()),
                 (Some(_), Err(why)) => Err((true, why.clone())),
+                // Its tenant at its limit: no node now, but one may be once its jobs end.
+                (Some(_), Ok(_)) if quota.is_some() => Err((false, quota.clone().expect("checked"))),
                 (Some((record, _)), Ok(tray)) => {
                     if allowed.as_ref().is_some_and(|racks| !racks.contains(&tray.rack)) {
                         Err((false, "its rack is not where the pod's gang is (or fits) now".to_string()))
@@ -1112,6 +1141,19 @@ impl Service {
             result.node_names = Some(names);
         }
         result
+    }
+
+    /// Why `job` may not be placed now for its tenant's quota (its tenant would pass its quota
+    /// plus borrowing limit), with tenants set; None otherwise.
+    fn quota_refusal(&self, job: &gpuplace::Job) -> Option<String> {
+        let tenants = self.scheduler.tenants()?;
+        let t = match tenants.tenant_of(job) {
+            Ok(t) => t as usize,
+            Err(why) => return Some(why),
+        };
+        let (spec, held, milli) = (&tenants.tenants()[t], self.scheduler.tenant_held_milli()[t], job.gpu_milli_held());
+        let over = spec.limit_milli().is_some_and(|limit| held + milli > limit);
+        over.then(|| Reason::quota(spec, held, milli).text)
     }
 
     /// The extender's prioritize: each candidate node's score, 0 to 10: up to 8 for its rack's

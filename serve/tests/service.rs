@@ -777,3 +777,45 @@ fn restarts_after_every_kind_of_tray_history_restore_the_same_ledger() {
     let service = check_restart(service, "power raised, used and lowered");
     service.scheduler().ledger().check_consistency().unwrap();
 }
+
+/// With tenants: a job naming an unknown tenant is refused (422, naming it); one larger than its
+/// tenant's quota plus borrowing limit is rejected at once, saying so; a tenant at its limit
+/// leaves its next job waiting with cause `quota`; and a restart with tenants that lack a stored
+/// job's tenant is refused (a state error naming the jobs), not run into.
+#[test]
+fn tenants_refuse_what_can_never_run_and_a_restart_with_other_tenants_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants =
+        gpuplace::Tenants::new(vec![gpuplace::Tenant::new("a", 8).with_borrow_limit(8)], "<tenants>").unwrap();
+    let mut service = open_with_tenants(dir.path(), Some(fleet()), false, Some(tenants)).unwrap();
+    let error = service.submit(&body(&[job("x", 8, 0).with_tenant("ghost")])).unwrap_err();
+    assert_eq!(error.status, 422);
+    assert!(error.message.contains("job `x`") && error.message.contains("unknown tenant `ghost`"), "{}", error.message);
+    service.submit(&body(&[job("huge", 72, 0).with_tenant("a")])).unwrap();
+    service.submit(&body(&[job("a1", 8, 0).with_tenant("a"), job("a2", 8, 0).with_tenant("a")])).unwrap();
+    service.submit(&body(&[job("a3", 8, 0).with_tenant("a")])).unwrap();
+    while service.round_needed() {
+        service.run_round().unwrap();
+    }
+    service.commit().unwrap();
+    let huge = service.job("huge").unwrap();
+    assert_eq!(huge.state, JobState::Rejected);
+    assert!(huge.reason.unwrap().contains("more GPUs than tenant `a` may hold"));
+    assert_eq!(service.job("a1").unwrap().state, JobState::Placed);
+    assert_eq!(service.job("a2").unwrap().state, JobState::Placed);
+    let a3 = service.job("a3").unwrap();
+    assert_eq!(a3.state, JobState::Waiting);
+    assert!(a3.reason.unwrap().contains("plus borrowing limit of 8"), "the quota is why it waits");
+    drop(service);
+    // Restarted with tenants that do not have `a`: refused, naming the state's jobs.
+    let other = gpuplace::Tenants::new(vec![gpuplace::Tenant::new("b", 8)], "<tenants>").unwrap();
+    match open_with_tenants(dir.path(), None, false, Some(other)) {
+        Err(ServeError::State { message, .. }) => assert!(message.contains("tenant"), "{message}"),
+        Err(other) => panic!("expected a state error, got {other}"),
+        Ok(_) => panic!("a restart with tenants lacking a stored job's tenant was accepted"),
+    }
+    // Restarted as it was: as before.
+    let service = open(dir.path(), None).unwrap();
+    assert_eq!(service.job("a3").unwrap().state, JobState::Waiting);
+    assert_eq!(service.scheduler().tenant_held_milli(), &[16_000]);
+}

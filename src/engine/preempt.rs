@@ -306,4 +306,8 @@ pub struct PreemptionPass {
     /// Victim choices that are not the rule's least set because a bound of the search ran out
     /// ([`VictimChoice::exact`]).
     pub inexact: u64,
+    /// With tenants: the pass stopped deciding its unplaced jobs within quota again (after
+    /// borrowers were placed or jobs evicted) at its bound, with something changed since; the
+    /// quota guarantee may then not hold until the next pass.
+    pub unsettled: bool,
 }

@@ -151,6 +151,10 @@ impl Hopeless {
     }
 }
 
+/// The most times one pass decides its unplaced jobs within quota again after later decisions
+/// changed the fleet ([`crate::engine::preempt::PreemptionPass::unsettled`]).
+const MAX_SETTLE_PASSES: usize = 8;
+
 /// Keeps `decision` as the final outcome of its job: in place of an earlier one, else appended.
 fn record(pass: &mut crate::engine::preempt::PreemptionPass, position: &mut HashMap<usize, usize>, decision: Decision) {
     match position.get(&decision.job) {
@@ -596,6 +600,11 @@ impl Scheduler {
         let mut index_of: Option<Map<&str, usize>> = None;
         let mut reason_cache =
             if reasons == Reasons::Worded { ReasonCache::default() } else { ReasonCache::skipping() };
+        // With tenants: the jobs within quota left unplaced (to decide again when borrowers or
+        // evictions changed the fleet after them), whether anything changed since they were last
+        // decided, and how often they were.
+        let mut unplaced_within: BTreeSet<(u32, usize)> = BTreeSet::new();
+        let (mut changed, mut settled) = (false, 0usize);
         loop {
             while let Some((rank, j)) = queue.pop_first() {
                 if let (Some(quotas), Some((_, tenants))) = (&self.quotas, &compiled.tenants) {
@@ -606,7 +615,14 @@ impl Scheduler {
                         continue;
                     }
                 }
+                let evictions = pass.evictions.len();
                 let decision = self.decide(compiled, j, evict, &mut pass, &mut queue, &mut index_of, &mut reason_cache);
+                changed |= pass.evictions.len() > evictions;
+                if matches!(decision.outcome, Outcome::Unplaced { .. }) {
+                    unplaced_within.insert((rank, j));
+                } else {
+                    unplaced_within.remove(&(rank, j));
+                }
                 record(&mut pass, &mut position, decision);
             }
             // Borrowers, fair share first: the tenant borrowing least for its weight (ties: the
@@ -618,13 +634,33 @@ impl Scheduler {
                 })
             });
             let Some(t) = next else {
-                if queue.is_empty() {
-                    break;
+                // A borrower placed, or an eviction, may have made room for (or made reclaimable
+                // what would make room for) a job within quota decided before it: decide those
+                // again, a bounded number of times.
+                if self.quotas.is_some() && changed && !unplaced_within.is_empty() {
+                    if settled == MAX_SETTLE_PASSES {
+                        pass.unsettled = true;
+                        break;
+                    }
+                    settled += 1;
+                    changed = false;
+                    queue.append(&mut unplaced_within);
+                    continue;
                 }
-                continue;
+                break;
             };
-            let (_, j) = borrowing[t as usize].pop_first().expect("a tenant with borrowing jobs");
+            let (rank, j) = borrowing[t as usize].pop_first().expect("a tenant with borrowing jobs");
+            let quotas = self.quotas.as_ref().expect("borrowers only with tenants");
+            if quotas.held[t as usize] + compiled.workload.jobs[j].gpu_milli_held()
+                <= quotas.tenants.tenants()[t as usize].quota_milli()
+            {
+                // Within quota now (evictions of its tenant's jobs): decided with those.
+                queue.insert((rank, j));
+                continue;
+            }
+            let evictions = pass.evictions.len();
             let decision = self.decide(compiled, j, evict, &mut pass, &mut queue, &mut index_of, &mut reason_cache);
+            changed |= pass.evictions.len() > evictions || matches!(decision.outcome, Outcome::Placed { .. });
             record(&mut pass, &mut position, decision);
         }
         pass
@@ -924,7 +960,8 @@ impl Scheduler {
     }
 
     /// Why job `job` of `compiled` cannot be placed on the live capacity now (as placement words
-    /// it; see [`crate::engine::reasons`]), or None when a rack is free for it. An input error if
+    /// it; see [`crate::engine::reasons`]; with tenants, first whether its tenant is at its
+    /// limit), or None when a rack is free for it. An input error if
     /// `compiled` came from a scheduler of another fleet or has no job `job`.
     pub fn unplaced_reason(&self, compiled: &Compiled, job: usize) -> Result<Option<Reason>> {
         let refuse =
@@ -933,6 +970,17 @@ impl Scheduler {
             return Err(refuse("the workload was compiled by a scheduler of another fleet").into());
         }
         let record = compiled.jobs.get(job).ok_or_else(|| refuse("no job has this index in the workload"))?;
+        // Its tenant at its limit comes first: no rack would be given it.
+        if let (Some(quotas), Some((tenants, of))) = (&self.quotas, &compiled.tenants)
+            && Arc::ptr_eq(tenants, &quotas.tenants)
+        {
+            let t = of[job] as usize;
+            let spec = &quotas.tenants.tenants()[t];
+            let milli = compiled.workload.jobs[job].gpu_milli_held();
+            if spec.limit_milli().is_some_and(|limit| quotas.held[t] + milli > limit) {
+                return Ok(Some(Reason::quota(spec, quotas.held[t], milli)));
+            }
+        }
         let (record, best) =
             crate::engine::place::best_with_relaxing(record, &self.ledger, |job, ledger| ledger.best_rack(job));
         if best.is_some() {
