@@ -246,6 +246,7 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
   gpuplace serve --fleet fleet.json --state state --preemption
   gpuplace serve --fleet fleet.json --state state --tenants tenants.json
   gpuplace serve --state state --kube-api http://127.0.0.1:8001
+  gpuplace serve --state state --kube-api http://127.0.0.1:8001 --kube-sync-s 10
   gpuplace submit jobs.json && gpuplace status --state-filter waiting && gpuplace finish job-1")]
     Serve {
         /// Fleet JSON file to start a new state directory with (default: the built-in fleet). A
@@ -293,6 +294,10 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// File holding a bearer token for --kube-api.
         #[arg(long, value_name = "FILE", requires = "kube_api")]
         kube_token_file: Option<PathBuf>,
+        /// How often to list the pods on --kube-api and finish the jobs of pods bound through the
+        /// extender that ended (deleted, replaced, Succeeded or Failed), seconds; 0: never.
+        #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+        kube_sync_s: u64,
     },
     /// Submit jobs (a jobs file, JSON) to a running `gpuplace serve`; prints each job's state.
     #[command(after_help = "Examples:

@@ -255,6 +255,68 @@ pub fn pod_node(api: &str, token: Option<&str>, namespace: &str, name: &str, uid
     Ok(PodOnServer::Bound(pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string)))
 }
 
+/// A pod as [`list_pods`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSeen {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its UID.
+    pub uid: String,
+    /// `status.phase`: `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
+    pub phase: String,
+}
+
+/// The most pages one listing reads (500 pods each): 5,000,000 pods, past any cluster.
+const MAX_LIST_PAGES: usize = 10_000;
+
+/// Every pod on the Kubernetes API server at `api` (`GET /api/v1/pods`, 500 at a time, following
+/// `metadata.continue`), read from etcd (no `resourceVersion`: a consistent read, so a pod bound
+/// before the listing began is in it unless it is gone). Why not, when a page cannot be read.
+pub fn list_pods(api: &str, token: Option<&str>) -> Result<Vec<PodSeen>, String> {
+    let base = format!("{}/api/v1/pods?limit=500", api.trim_end_matches('/'));
+    let mut pods = Vec::new();
+    let mut next: Option<String> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let url = match &next {
+            Some(token) => format!("{base}&continue={}", encode_segment(token)),
+            None => base.clone(),
+        };
+        let mut request = api_agent().get(&url);
+        if let Some(token) = token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.call().map_err(|e| format!("listing pods on {url}: {e}"))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(format!("listing pods on {url}: {status}"));
+        }
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| format!("listing pods on {url}: {e}"))?;
+        let page: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("listing pods on {url}: {e}"))?;
+        let items = page["items"].as_array().ok_or_else(|| format!("listing pods on {url}: no `items`"))?;
+        for item in items {
+            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
+            pods.push(PodSeen {
+                namespace: text(&item["metadata"]["namespace"]),
+                name: text(&item["metadata"]["name"]),
+                uid: text(&item["metadata"]["uid"]),
+                phase: text(&item["status"]["phase"]),
+            });
+        }
+        next = page["metadata"]["continue"].as_str().filter(|c| !c.is_empty()).map(str::to_string);
+        if next.is_none() {
+            return Ok(pods);
+        }
+    }
+    Err(format!("listing pods on {base}: more than {MAX_LIST_PAGES} pages"))
+}
+
 /// What [`pod_node`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodOnServer {

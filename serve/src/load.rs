@@ -138,6 +138,7 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
             token: None,
             stop_on_signals: false,
             kube_api: None,
+            kube_sync: None,
         },
     )?;
     let url = format!("http://{}", server.address());

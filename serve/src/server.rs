@@ -74,6 +74,10 @@ pub struct ServerConfig {
     /// send, if any. None: bind holds the pod's GPUs in gpuplace and answers with an error saying
     /// no API server is set, so that kube-scheduler does not take the pod as bound.
     pub kube_api: Option<(String, Option<String>)>,
+    /// With `kube_api`, how often the server lists the API server's pods and finishes the jobs of
+    /// pods bound through the extender that ended (deleted, replaced, `Succeeded` or `Failed`);
+    /// None: never (something else must finish them).
+    pub kube_sync: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             token: None,
             stop_on_signals: false,
             kube_api: None,
+            kube_sync: None,
         }
     }
 }
@@ -95,18 +100,28 @@ enum Op {
     Finish(String),
     Get(String),
     Explain(String),
-    List { state: Option<JobState>, after: Option<u64>, limit: usize },
+    List {
+        state: Option<JobState>,
+        after: Option<u64>,
+        limit: usize,
+    },
     Metrics,
     Health,
     KubeFilter(crate::kube::ExtenderArgs),
     KubePrioritize(crate::kube::ExtenderArgs),
     KubeBind(crate::kube::ExtenderBindingArgs),
     KubeUnbind(crate::kube::ExtenderBindingArgs),
+    /// The pods bound through the extender now (the sync task's first step).
+    KubeBound,
+    /// Finish the jobs of those pods that the listing says ended.
+    KubeSync(Vec<String>, Vec<crate::client::PodSeen>),
 }
 
 enum Answer {
     Json(StatusCode, String),
     Text(String),
+    /// Ids, for the server's own tasks (never an HTTP answer).
+    Ids(Vec<String>),
 }
 
 struct Message {
@@ -168,6 +183,9 @@ impl Server {
                 run_core(service, receiver, window)
             })
             .map_err(|e| listen_error(format!("cannot start the core thread: {e}")))?;
+        if let (Some(api), Some(every)) = (config.kube_api.clone(), config.kube_sync) {
+            runtime.spawn(kube_sync(sender.clone(), api, every));
+        }
         let state = AppState {
             core: sender,
             token: config.token.map(|t| Arc::from(t.as_str())),
@@ -339,6 +357,8 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
                 }
                 Op::KubeBind(args) => service.kube_bind(&args).map(|_| Pending::Bound),
                 Op::KubeUnbind(args) => service.kube_unbind(&args).map(|()| Pending::Bound),
+                Op::KubeBound => Ok(Pending::Ready(Answer::Ids(service.kube_bound()))),
+                Op::KubeSync(bound, pods) => service.kube_sync(&bound, &pods).map(Pending::Jobs),
                 read => Ok(Pending::Read(read)),
             });
         }
@@ -405,7 +425,9 @@ fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answ
             | Op::KubeFilter(_)
             | Op::KubePrioritize(_)
             | Op::KubeBind(_)
-            | Op::KubeUnbind(_),
+            | Op::KubeUnbind(_)
+            | Op::KubeBound
+            | Op::KubeSync(..),
         ) => unreachable!("mutations and the extender's requests are pending otherwise"),
     })
 }
@@ -507,6 +529,40 @@ impl Metrics {
     }
 }
 
+/// Every `every`: the pods bound through the extender, then the API server's pods (listed after,
+/// so that a pod bound before the listing is in it unless it is gone), then the jobs of those that
+/// ended finished. A listing that fails is tried again at the next tick. Ends with the core.
+async fn kube_sync(core: mpsc::Sender<Message>, api: (String, Option<String>), every: Duration) {
+    let api = Arc::new(api);
+    let ask = |op: Op| {
+        let core = core.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            core.send(Message { op, arrived: Instant::now(), reply }).await.ok()?;
+            answer.await.ok()
+        }
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let bound = match ask(Op::KubeBound).await {
+            Some(Ok(Answer::Ids(ids))) => ids,
+            None => return,
+            Some(_) => continue,
+        };
+        if bound.is_empty() {
+            continue;
+        }
+        let listing = Arc::clone(&api);
+        let pods =
+            tokio::task::spawn_blocking(move || crate::client::list_pods(&listing.0, listing.1.as_deref())).await;
+        if let Ok(Ok(pods)) = pods
+            && ask(Op::KubeSync(bound, pods)).await.is_none()
+        {
+            return;
+        }
+    }
+}
+
 // Routes. Each checks the token before it reads anything else of the request.
 
 /// The 401 answer when a token is set and the request does not carry it.
@@ -530,6 +586,7 @@ async fn call(state: &AppState, op: Op) -> Response {
         Ok(Ok(Answer::Text(body))) => {
             (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
         }
+        Ok(Ok(Answer::Ids(_))) => error(ApiError::new(500, "an internal answer reached a route")),
         Ok(Err(e)) => error(e),
         Err(_) => error(ApiError::new(503, "the server is stopping")),
     }

@@ -1143,6 +1143,51 @@ impl Service {
         result
     }
 
+    /// The jobs of pods bound through the extender and placed now, by id (`NAMESPACE/NAME/UID`).
+    pub fn kube_bound(&self) -> Vec<String> {
+        self.by_state[state_index(JobState::Placed)]
+            .iter()
+            .map(|&n| &self.entries[n].stored)
+            .filter(|stored| stored.node.is_some())
+            .map(|stored| stored.job.id.clone())
+            .collect()
+    }
+
+    /// Finishes the jobs `bound` names (ids from [`Service::kube_bound`], taken before `pods` was
+    /// listed) whose pods ended: not in `pods` (deleted), in it under another UID (a new pod of
+    /// that name), or in phase `Succeeded` or `Failed`. A job no longer placed, or one whose pod
+    /// runs, is left as it is. Returns the submission numbers finished.
+    pub fn kube_sync(&mut self, bound: &[String], pods: &[crate::client::PodSeen]) -> Result<Vec<usize>, ApiError> {
+        let seen: HashMap<(&str, &str), &crate::client::PodSeen> =
+            pods.iter().map(|p| ((p.namespace.as_str(), p.name.as_str()), p)).collect();
+        let mut finished = Vec::new();
+        for id in bound {
+            let Some(&number) = self.by_id.get(id) else { continue };
+            let stored = &self.entries[number].stored;
+            if stored.state != JobState::Placed || stored.node.is_none() {
+                continue;
+            }
+            let mut parts = id.splitn(3, '/');
+            let (Some(namespace), Some(name), Some(uid)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let why = match seen.get(&(namespace, name)) {
+                None => "its pod is gone from the Kubernetes API server".to_string(),
+                Some(pod) if pod.uid != uid => {
+                    "its pod is gone from the Kubernetes API server (a new pod has its name)".to_string()
+                }
+                Some(pod) if matches!(pod.phase.as_str(), "Succeeded" | "Failed") => {
+                    format!("its pod ended ({})", pod.phase)
+                }
+                Some(_) => continue,
+            };
+            self.finish(id)?;
+            self.entries[number].stored.reason = Some(why);
+            finished.push(number);
+        }
+        Ok(finished)
+    }
+
     /// Why `job` may not be placed now for its tenant's quota (its tenant would pass its quota
     /// plus borrowing limit), with tenants set; None otherwise.
     fn quota_refusal(&self, job: &gpuplace::Job) -> Option<String> {

@@ -497,3 +497,66 @@ fn over_http_bind_creates_the_binding_on_the_api_server_or_gives_the_hold_back()
     assert_eq!(client.job("ml/a/uid-a").unwrap().state, JobState::Finished);
     server.stop().unwrap();
 }
+
+/// The sync (`serve --kube-sync-s`): the API server's pods are listed (page by page, with the
+/// token), and the jobs of bound pods that ended are finished: deleted, replaced by a pod of the
+/// same name, Succeeded or Failed; a running pod's job stays placed.
+#[test]
+fn the_sync_finishes_the_jobs_of_pods_that_ended() {
+    use std::sync::Arc;
+    let item = |name: &str, uid: &str, phase: &str| json!({"metadata": {"namespace": "ml", "name": name, "uid": uid}, "status": {"phase": phase}});
+    let first = json!({"metadata": {"continue": "page 2"}, "items": [item("a", "uid-a", "Running"), item("b", "uid-b", "Succeeded"), item("e", "uid-e", "Failed")]});
+    let second = json!({"metadata": {}, "items": [item("d", "uid-d-new", "Running")]});
+    let (api, seen) = fake_api(Arc::new(move |line: &str| {
+        if line.starts_with("POST ") {
+            (201, "{}".into())
+        } else if line.starts_with("GET /api/v1/pods?limit=500&continue=page%202 ") {
+            (200, second.to_string())
+        } else if line.starts_with("GET /api/v1/pods?limit=500 ") {
+            (200, first.to_string())
+        } else {
+            (404, "{}".into())
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let service = open(dir.path(), Some(fleet()), false);
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        kube_api: Some((api, Some("sekret".into()))),
+        kube_sync: Some(std::time::Duration::from_millis(100)),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(service, config).unwrap();
+    let base = format!("http://{}", server.address());
+    let client = gpuplace_serve::Client::new(&base, None);
+    for (n, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        let uid = format!("uid-{name}");
+        let body = json!({"Pod": pod(name, &uid, 4, 0, json!({})), "Nodes": {"items": all_nodes()}});
+        post(&base, "/kube/v1/filter", &body);
+        let binding = json!({"PodName": name, "PodNamespace": "ml", "PodUID": uid, "Node": format!("r1-t{}", n + 1)});
+        assert_eq!(post(&base, "/kube/v1/bind", &binding).1, json!({"Error": ""}), "{name}");
+    }
+    let state = |name: &str| client.job(&format!("ml/{name}/uid-{name}")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ["b", "c", "d", "e"].iter().any(|n| state(n).state != JobState::Finished) {
+        assert!(std::time::Instant::now() < deadline, "the sync did not finish the ended pods' jobs");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(state("a").state, JobState::Placed, "a running pod's job stays placed");
+    for (name, says) in
+        [("b", "ended (Succeeded)"), ("c", "gone"), ("d", "a new pod has its name"), ("e", "ended (Failed)")]
+    {
+        let reason = state(name).reason.unwrap_or_default();
+        assert!(reason.contains(says), "{name}: {reason}");
+    }
+    // The listing read both pages, with the token.
+    let requests: Vec<(String, String, Option<String>)> = seen.try_iter().collect();
+    let pages: Vec<&(String, String, Option<String>)> =
+        requests.iter().filter(|(line, _, _)| line.starts_with("GET /api/v1/pods")).collect();
+    assert!(pages.iter().any(|(line, _, _)| line.contains("continue=page%202")), "{requests:?}");
+    assert!(pages.iter().all(|(_, _, auth)| auth.as_deref() == Some("Bearer sekret")), "{requests:?}");
+    // What the ended pods held is free again: only a's 4 GPUs are held at texas.
+    let used: u64 = client.fleet().unwrap().sites.iter().filter(|s| s.name == "texas").map(|s| s.gpus_used).sum();
+    assert_eq!(used, 4);
+    server.stop().unwrap();
+}

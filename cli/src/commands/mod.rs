@@ -89,6 +89,7 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             tenants,
             kube_api,
             kube_token_file,
+            kube_sync_s,
         } => complete(serve::run(serve::ServeArgs {
             fleet: fleet.as_deref(),
             policy: policy.as_deref(),
@@ -102,6 +103,7 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             tenants: tenants.as_deref(),
             kube_api: kube_api.as_deref(),
             kube_token_file: kube_token_file.as_deref(),
+            kube_sync_s,
         })),
         Command::Submit { file, server } => complete(serve::submit(&file, &server)),
         Command::Status { id, explain, state_filter, after, limit, server } => {

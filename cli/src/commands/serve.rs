@@ -25,6 +25,7 @@ pub struct ServeArgs<'a> {
     pub tenants: Option<&'a Path>,
     pub kube_api: Option<&'a str>,
     pub kube_token_file: Option<&'a Path>,
+    pub kube_sync_s: u64,
 }
 
 /// Serves until SIGTERM or SIGINT.
@@ -63,6 +64,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .kube_api
             .map(|url| Ok::<_, anyhow::Error>((url.to_string(), args.kube_token_file.map(read_token).transpose()?)))
             .transpose()?,
+        kube_sync: (args.kube_sync_s > 0).then(|| Duration::from_secs(args.kube_sync_s)),
     };
     let server = Server::start(service, config)?;
     note(&format!(
