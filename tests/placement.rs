@@ -432,8 +432,15 @@ fn batched_engine_equals_oracle_when_everything_ties() {
 #[test]
 fn batched_engine_equals_oracle_under_heavy_contention() {
     // Few racks, many jobs, much occupancy: most jobs end unplaced, candidate lists run dry.
-    let shape =
-        Shape { max_sites: 2, max_clusters: 2, max_racks: 4, jobs: 150, occupancy_percent: 70, all_ties: false };
+    let shape = Shape {
+        max_sites: 2,
+        max_clusters: 2,
+        max_racks: 4,
+        jobs: 150,
+        occupancy_percent: 70,
+        all_ties: false,
+        power_tight: false,
+    };
     run_cases("batched_engine_equals_oracle_under_heavy_contention", 2000..2060, shape);
 }
 
@@ -507,6 +514,7 @@ fn the_cross_check_stops_a_broken_engine() {
                     jobs: 150,
                     occupancy_percent: 70,
                     all_ties: false,
+                    power_tight: false,
                 },
             );
             let workload = random_workload(&mut rng, &fleet, 150);
@@ -1059,8 +1067,15 @@ fn consolidation_moves_a_job_to_make_room_and_never_unplaces_one() {
 fn consolidation_places_more_and_never_unplaces_on_random_problems() {
     // Heavy contention on random fleets, CPU only (the pass runs on the host): over the seeds it
     // must place some job, and on every seed it must keep every job placed before it ran.
-    let shape =
-        Shape { max_sites: 2, max_clusters: 2, max_racks: 6, jobs: 120, occupancy_percent: 40, all_ties: false };
+    let shape = Shape {
+        max_sites: 2,
+        max_clusters: 2,
+        max_racks: 6,
+        jobs: 120,
+        occupancy_percent: 40,
+        all_ties: false,
+        power_tight: false,
+    };
     let mut gained = 0;
     for seed in 3000..3060 {
         let mut rng = SplitMix64::new(seed);
@@ -1155,8 +1170,15 @@ fn consolidation_empties_racks_for_a_job_that_spans_them() {
 fn verify_log_catches_a_wrong_log() {
     // Negative controls for `verify_log`: a placement consolidation did not log, and a move whose
     // chain is broken, must be caught.
-    let shape =
-        Shape { max_sites: 2, max_clusters: 2, max_racks: 6, jobs: 120, occupancy_percent: 40, all_ties: false };
+    let shape = Shape {
+        max_sites: 2,
+        max_clusters: 2,
+        max_racks: 6,
+        jobs: 120,
+        occupancy_percent: 40,
+        all_ties: false,
+        power_tight: false,
+    };
     for seed in 3000..3060 {
         let mut rng = SplitMix64::new(seed);
         let fleet = random_fleet(&mut rng, shape);

@@ -50,8 +50,15 @@ fn rule_key(set: &[&(String, i32, Allocation)]) -> RuleKey {
 type Contended = (Fleet, Scheduler, HashMap<String, i32>, Workload, Vec<(u32, u32)>);
 
 fn contended(seed: u64) -> Contended {
+    contended_with(seed, false)
+}
+
+/// [`contended`], on a fleet whose sites have 0.1 to 1 MW when `power_tight`, so that power binds
+/// and evicting a job elsewhere at a site can be what makes room.
+fn contended_with(seed: u64, power_tight: bool) -> Contended {
     let mut rng = SplitMix64::new(seed ^ 0x009E_E397);
-    let shape = Shape { max_sites: 2, max_clusters: 2, max_racks: 4, occupancy_percent: 10, ..Shape::default() };
+    let shape =
+        Shape { max_sites: 2, max_clusters: 2, max_racks: 4, occupancy_percent: 10, power_tight, ..Shape::default() };
     let fleet = random_fleet(&mut rng, shape);
     let workload = random_workload(&mut rng, &fleet, 50);
     let policy = random_policy(&mut rng, false);
@@ -77,8 +84,8 @@ fn contended(seed: u64) -> Contended {
 #[test]
 fn victims_are_the_least_set_by_the_rule() {
     let (mut cases, mut chosen, mut several, mut ties, mut deep_ties) = (0, 0, 0, 0, 0);
-    for seed in 0..150u64 {
-        let (fleet, scheduler, priorities, second, _) = contended(seed);
+    for (seed, power_tight) in (0..150u64).map(|s| (s, false)).chain((0..150u64).map(|s| (s, true))) {
+        let (fleet, scheduler, priorities, second, _) = contended_with(seed, power_tight);
         let jobs = second.compile(&fleet, scheduler.policy(), at()).unwrap();
         let held: Vec<(String, i32, Allocation)> = {
             let mut held: Vec<_> =
@@ -310,4 +317,40 @@ fn a_bounded_search_still_gives_a_feasible_minimal_set() {
         }
     }
     assert!(bounded >= 3, "the bounds never ran out: {bounded}");
+}
+
+/// A job short of its site's power may need a victim on a rack it cannot use itself: the one
+/// whose power it takes. One site of 12.5 kW: rack `r1` (80 GB GPUs) holds `a` (4 GPUs), rack
+/// `r2` (40 GB GPUs) holds `b` (6 GPUs); `j` needs 8 GPUs of 80 GB (10 kW). Evicting `a` frees
+/// `r1` but only 5 kW; `b`, on a rack `j` cannot use, must go too.
+#[test]
+fn a_victim_elsewhere_at_the_site_can_be_what_gives_the_power() {
+    use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
+    let fleet = FleetFile::new(["us"])
+        .with_as_of(at())
+        .with_rack_type("big", RackTypeFile::new("H100", 8, 80, 10.0))
+        .with_rack_type("small", RackTypeFile::new("L40", 8, 40, 10.0))
+        .with_site(
+            SiteFile::new("lab", "own", "US", "US", 0.0125, gpuplace::Day(0))
+                .with_latency_ms("us", 5)
+                .with_cluster(ClusterFile::new("r1", "big", 1))
+                .with_cluster(ClusterFile::new("r2", "small", 1)),
+        )
+        .build("<one site>")
+        .unwrap();
+    let mut scheduler = Scheduler::new(fleet, gpuplace::Policy::default(), BackendChoice::Cpu).unwrap();
+    let job = |id: &str, gpus: u32, hbm: u32, priority: i32| {
+        Job::new(id, JobKind::Training, gpus, "us").with_hbm_gb_per_gpu(hbm).with_priority(priority)
+    };
+    let first = Workload::from_jobs(vec![job("a", 4, 80, 0), job("b", 6, 0, 0)], "<first>");
+    let placement = scheduler.place(&first, Some(at())).unwrap();
+    assert_eq!(placement.placed_count(), 2);
+    assert_eq!(scheduler.allocation("b").unwrap().racks[0].rack, 1, "b is on r2");
+    let second = Workload::from_jobs(vec![job("j", 8, 80, 5)], "<second>");
+    let compiled = scheduler.compile(&second, at()).unwrap();
+    let pass = scheduler.preempt(&compiled, &[0], Reasons::Worded).unwrap();
+    let mut evicted: Vec<&str> = pass.evictions.iter().map(|e| e.id.as_str()).collect();
+    evicted.sort_unstable();
+    assert_eq!(evicted, ["a", "b"]);
+    assert!(scheduler.allocation("j").is_some());
 }

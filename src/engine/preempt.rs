@@ -17,7 +17,15 @@
 //!
 //! # The search, and its bound
 //! Only jobs at a site where `J` could ever run (some rack passes every check but free GPUs and
-//! power) are candidates: a job elsewhere frees nothing `J` can use. If releasing all candidates
+//! power) are candidates: a job elsewhere frees nothing `J` can use. Fewer still when `J` takes
+//! one rack wherever it may go: only racks whose free GPUs plus the candidates' there reach `J`'s,
+//! at a site whose free power plus the candidates' there covers `J`'s draw, can take it (none: no
+//! set helps); the least set holds only jobs on one such rack and, when its site is short of
+//! power for `J`, jobs elsewhere at that site. When `J` spans racks wherever it may go: only racks
+//! the candidates' release would leave whole count, in clusters where those and the racks whole
+//! now are as many as `J` needs; the candidates are the jobs on them and, at sites short of power,
+//! the jobs elsewhere there. (`tests/preemption.rs` checks each against its brute-force oracle,
+//! on fleets where power binds too.) If releasing all candidates
 //! does not let `J` fit, no set does and the search ends at once. Otherwise sets are tried by
 //! size, 1, 2, …: every set of a size is looked at and the least feasible one by the rule is the
 //! answer ([`VictimChoice::exact`]). A set is tried (released, `J` checked, taken back: exact
@@ -139,7 +147,14 @@ pub fn choose_victims_among(
     // wherever it may go, and no usable site is short of power for it (else releasing any job
     // there could make room); and it takes whole GPUs (the bound below counts them). Every
     // constraint but capacity is the same for all racks of a cluster, so one rack of each says.
-    let mut rack_local = job.gpu_milli == 0;
+    // `single_rack`: it takes one rack of whole GPUs wherever it may go (power aside), so it only
+    // comes to fit on a rack where its GPUs would be free; `short`: the usable sites without the
+    // power for it now, where releasing any job may be what makes room.
+    let mut single_rack = job.gpu_milli == 0;
+    // `all_span`: it takes whole racks wherever it may go; with each usable cluster, the racks.
+    let mut all_span = job.gpu_milli == 0;
+    let mut needed_racks: Vec<(usize, u32)> = Vec::new();
+    let mut short = vec![false; state.sites.len()];
     for (c, cluster) in fleet.clusters.iter().enumerate() {
         let Some(r) = cluster.racks.clone().next() else { continue };
         if state.check(job, r) & STATIC_REJECTS != 0 {
@@ -149,11 +164,16 @@ pub fn choose_victims_among(
         let rack = &state.racks[r];
         usable_site[rack.site as usize] = true;
         let (shape, per_rack) = job.shape_on(rack);
-        if spans_racks(shape, per_rack) || job_watts(job, rack.gpu_watts) > state.sites[rack.site as usize].power_free_w
-        {
-            rack_local = false;
+        single_rack &= !spans_racks(shape, per_rack);
+        all_span &= spans_racks(shape, per_rack);
+        // No rack of the cluster holds one of its pods: it never fits there.
+        let needed = if per_rack == 0 { u32::MAX } else { crate::kernel::shape::racks_needed(shape, per_rack) };
+        needed_racks.push((c, needed));
+        if job_watts(job, rack.gpu_watts) > state.sites[rack.site as usize].power_free_w {
+            short[rack.site as usize] = true;
         }
     }
+    let rack_local = single_rack && !short.contains(&true);
     // The racks holders hold GPUs on: whether the job may use each, and its free GPUs now (each
     // trial leaves the ledger as it found it, so these stay true).
     let racks: rustc_hash::FxHashMap<u32, (bool, u32)> = holders
@@ -181,6 +201,68 @@ pub fn choose_victims_among(
                 }
             })
     };
+    // For a single-rack job, the racks where it could come to fit: those it may use whose free
+    // GPUs and the GPUs eligible holders have there add up to its own (none: no set helps). It
+    // lands on one such rack R, so a least set holds only jobs on R and, when R's site is short
+    // of power for it, jobs elsewhere at that site (any other victim would be one too many): only
+    // those are candidates, in a full fleet far fewer than all.
+    // The same for a job spanning racks wherever it may go: it takes whole racks, so only racks
+    // that the eligible holders' release would leave whole count, and only in a cluster where
+    // those and the racks whole now are as many as it needs (power aside: at a site short of it,
+    // every holder there stays a candidate, below).
+    let restricted = single_rack || all_span;
+    let promising: rustc_hash::FxHashSet<u32> = if restricted {
+        let mut freed: rustc_hash::FxHashMap<u32, u32> = rustc_hash::FxHashMap::default();
+        for h in (0..holders.len()).filter(|&h| eligible(h)) {
+            for share in holders[h].allocation.racks.iter().filter(|s| usable_rack(s.rack)) {
+                *freed.entry(share.rack).or_default() += share.gpus;
+            }
+        }
+        if single_rack {
+            // And at its site, the power free and the eligible holders' there cover the job's draw.
+            let mut site_watts = vec![0u64; state.sites.len()];
+            for h in (0..holders.len()).filter(|&h| eligible(h)) {
+                site_watts[holders[h].allocation.site as usize] += u64::from(holders[h].allocation.power_w);
+            }
+            freed
+                .into_iter()
+                .filter(|&(rack, gpus)| {
+                    let r = &state.racks[rack as usize];
+                    let site = r.site as usize;
+                    racks[&rack].1 + gpus >= job.gpus
+                        && u64::from(state.sites[site].power_free_w) + site_watts[site]
+                            >= u64::from(job_watts(job, r.gpu_watts))
+                })
+                .map(|(rack, _)| rack)
+                .collect()
+        } else {
+            let freeable: Vec<u32> = freed
+                .into_iter()
+                .filter(|&(rack, gpus)| racks[&rack].1 + gpus == state.racks[rack as usize].gpus)
+                .map(|(rack, _)| rack)
+                .collect();
+            let enough: Vec<usize> = needed_racks
+                .iter()
+                .filter(|&&(c, needed)| {
+                    let freeable_here =
+                        freeable.iter().filter(|&&r| state.racks[r as usize].cluster as usize == c).count();
+                    (ledger.classes().whole_racks(c).count() + freeable_here) as u64 >= u64::from(needed)
+                })
+                .map(|&(c, _)| c)
+                .collect();
+            freeable.into_iter().filter(|&r| enough.contains(&(state.racks[r as usize].cluster as usize))).collect()
+        }
+    } else {
+        rustc_hash::FxHashSet::default()
+    };
+    if restricted && promising.is_empty() {
+        return None;
+    }
+    let mut short_and_promising = vec![false; state.sites.len()];
+    for &rack in &promising {
+        let site = state.racks[rack as usize].site as usize;
+        short_and_promising[site] = short[site];
+    }
     // Candidates, cheapest first (lowest priority, fewest GPUs, lowest id): the first set of each
     // size is then the least by priority and the greedy reprieve keeps the dearest.
     let mut pool: Vec<usize> = (0..holders.len())
@@ -188,7 +270,9 @@ pub fn choose_victims_among(
             let allocation = holders[h].allocation;
             eligible(h)
                 && usable_site[allocation.site as usize]
-                && (!rack_local || allocation.racks.iter().any(|s| usable_rack(s.rack)))
+                && (!restricted
+                    || short_and_promising[allocation.site as usize]
+                    || allocation.racks.iter().any(|s| promising.contains(&s.rack)))
         })
         .collect();
     pool.sort_unstable_by(|&a, &b| {

@@ -94,6 +94,10 @@ pub struct Scheduler {
     ledger: Ledger,
     /// What each placed job holds, and its priority, by id, until it is released.
     running: HashMap<String, Running>,
+    /// The placed jobs by priority, then id: a job's candidate victims of lower priority are a
+    /// range, not a scan of every placed job (a replay keeps tens of thousands placed, and asks
+    /// for the few below a waiting job's priority at every interval).
+    by_priority: std::collections::BTreeSet<(i32, String)>,
     limits: RoundLimits,
     /// Needs that no eviction can place, kept across preemption passes.
     hopeless: Hopeless,
@@ -187,6 +191,7 @@ impl Scheduler {
             backend,
             ledger,
             running: HashMap::new(),
+            by_priority: std::collections::BTreeSet::new(),
             limits: RoundLimits::default(),
             hopeless: Hopeless::default(),
             quotas: None,
@@ -244,6 +249,7 @@ impl Scheduler {
     pub fn reset(&mut self) {
         self.ledger = Ledger::new(Arc::clone(&self.fleet));
         self.running.clear();
+        self.by_priority.clear();
         if let Some(quotas) = &mut self.quotas {
             quotas.held.fill(0);
         }
@@ -305,12 +311,14 @@ impl Scheduler {
         if let (Some(quotas), Some(t)) = (&mut self.quotas, running.tenant) {
             quotas.held[t as usize] += running.milli;
         }
+        self.by_priority.insert((running.priority, id.clone()));
         self.running.insert(id, running);
     }
 
     /// Forgets what `id` holds (the ledger is the caller's), and its tenant's count of it.
     fn unhold(&mut self, id: &str) -> Option<Running> {
         let running = self.running.remove(id)?;
+        self.by_priority.remove(&(running.priority, id.to_string()));
         if let (Some(quotas), Some(t)) = (&mut self.quotas, running.tenant) {
             quotas.held[t as usize] -= running.milli;
         }
@@ -726,20 +734,23 @@ impl Scheduler {
                 let mut found: Option<(Vec<String>, bool)> = None;
                 for reclaim in stages {
                     // In any order: the rule orders them (a total order), not this list.
-                    let ids: Vec<(&String, &Running)> = self
-                        .running
-                        .iter()
-                        .filter(|(_, r)| {
-                            !r.pinned
-                                && if reclaim {
-                                    r.tenant.is_some_and(|u| {
+                    let ids: Vec<(&String, &Running)> = if reclaim {
+                        self.running
+                            .iter()
+                            .filter(|(_, r)| {
+                                !r.pinned
+                                    && r.tenant.is_some_and(|u| {
                                         Some(u) != tenant && self.quotas.as_ref().is_some_and(|q| q.borrowing(u))
                                     })
-                                } else {
-                                    r.priority < priority && (self.quotas.is_none() || r.tenant == tenant)
-                                }
-                        })
-                        .collect();
+                            })
+                            .collect()
+                    } else {
+                        self.by_priority
+                            .range(..(priority, String::new()))
+                            .map(|(_, id)| self.running.get_key_value(id).expect("indexed jobs are placed"))
+                            .filter(|(_, r)| !r.pinned && (self.quotas.is_none() || r.tenant == tenant))
+                            .collect()
+                    };
                     let holders: Vec<Holder> = ids
                         .iter()
                         .map(|(id, r)| Holder { id, priority: r.priority, allocation: &r.allocation })

@@ -118,11 +118,22 @@ pub struct Shape {
     pub occupancy_percent: u64,
     /// When true every policy weight is zero, so every feasible pair ties at score 0.
     pub all_ties: bool,
+    /// When true every site has 0.1 to 1 MW, so that power binds often (drawn as before, then
+    /// overridden: seeds give the same problems otherwise).
+    pub power_tight: bool,
 }
 
 impl Default for Shape {
     fn default() -> Self {
-        Shape { max_sites: 4, max_clusters: 3, max_racks: 12, jobs: 60, occupancy_percent: 30, all_ties: false }
+        Shape {
+            max_sites: 4,
+            max_clusters: 3,
+            max_racks: 12,
+            jobs: 60,
+            occupancy_percent: 30,
+            all_ties: false,
+            power_tight: false,
+        }
     }
 }
 
@@ -247,6 +258,7 @@ pub fn random_fleet(rng: &mut SplitMix64, shape: Shape) -> Fleet {
             let jurisdiction = JURISDICTIONS[rng.below(3) as usize];
             // Sometimes tight, so that power binds; always enough for the stated occupancy.
             let power_mw = if rng.percent(30) { rng.between(1, 40) as f64 / 10.0 } else { 100.0 };
+            let power_mw = if shape.power_tight { 0.1 + (power_mw * 7.0) % 0.9 } else { power_mw };
             let pue = 1.0 + rng.below(50) as f64 / 100.0;
             let (price, carbon) = (rng.between(10, 250) as f64, rng.between(0, 900) as f64);
             let online = Day(at().0 + rng.between(0, 60) as u32 - 40);
