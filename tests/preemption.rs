@@ -162,8 +162,8 @@ fn victims_are_the_least_set_by_the_rule() {
 #[test]
 fn no_job_waits_while_lower_priority_jobs_hold_what_would_let_it_run() {
     let (mut violations_without, mut evictions, mut waiting) = (0, 0, 0);
-    for seed in 0..120u64 {
-        let (fleet, mut scheduler, mut priorities, second, cordoned) = contended(seed);
+    for (seed, power_tight) in (0..120u64).map(|s| (s, false)).chain((0..60u64).map(|s| (s, true))) {
+        let (fleet, mut scheduler, mut priorities, second, cordoned) = contended_with(seed, power_tight);
         let compiled = scheduler.compile(&second, at()).unwrap();
         let all: Vec<usize> = (0..second.jobs.len()).collect();
         let (decisions, _, _) = scheduler.place_compiled(&compiled, &all, Reasons::Worded, &mut |_, _| {}).unwrap();
@@ -352,5 +352,36 @@ fn a_victim_elsewhere_at_the_site_can_be_what_gives_the_power() {
     let mut evicted: Vec<&str> = pass.evictions.iter().map(|e| e.id.as_str()).collect();
     evicted.sort_unstable();
     assert_eq!(evicted, ["a", "b"]);
+    assert!(scheduler.allocation("j").is_some());
+}
+
+/// A job short only of power: its rack has the GPUs free, and the only victim that helps is on a
+/// rack it cannot use (review finding: the pruned search lost it).
+#[test]
+fn a_job_short_only_of_power_finds_its_victim_elsewhere_at_the_site() {
+    use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
+    let fleet = FleetFile::new(["us"])
+        .with_as_of(at())
+        .with_rack_type("big", RackTypeFile::new("H100", 8, 80, 10.0))
+        .with_rack_type("small", RackTypeFile::new("L40", 8, 40, 10.0))
+        .with_site(
+            SiteFile::new("lab", "own", "US", "US", 0.0125, gpuplace::Day(0))
+                .with_latency_ms("us", 5)
+                .with_cluster(ClusterFile::new("r1", "big", 1))
+                .with_cluster(ClusterFile::new("r2", "small", 1)),
+        )
+        .build("<one site>")
+        .unwrap();
+    let mut scheduler = Scheduler::new(fleet, gpuplace::Policy::default(), BackendChoice::Cpu).unwrap();
+    let job = |id: &str, gpus: u32, hbm: u32, priority: i32| {
+        Job::new(id, JobKind::Training, gpus, "us").with_hbm_gb_per_gpu(hbm).with_priority(priority)
+    };
+    scheduler.place(&Workload::from_jobs(vec![job("a", 4, 80, 10)], "<a>"), Some(at())).unwrap();
+    scheduler.place(&Workload::from_jobs(vec![job("b", 6, 0, 0)], "<b>"), Some(at())).unwrap();
+    assert_eq!(scheduler.allocation("b").unwrap().racks[0].rack, 1, "b is on r2");
+    let second = Workload::from_jobs(vec![job("j", 4, 80, 5)], "<second>");
+    let compiled = scheduler.compile(&second, at()).unwrap();
+    let pass = scheduler.preempt(&compiled, &[0], Reasons::Worded).unwrap();
+    assert_eq!(pass.evictions.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b"]);
     assert!(scheduler.allocation("j").is_some());
 }

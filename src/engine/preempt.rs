@@ -19,12 +19,12 @@
 //! Only jobs at a site where `J` could ever run (some rack passes every check but free GPUs and
 //! power) are candidates: a job elsewhere frees nothing `J` can use. Fewer still when `J` takes
 //! one rack wherever it may go: only racks whose free GPUs plus the candidates' there reach `J`'s,
-//! at a site whose free power plus the candidates' there covers `J`'s draw, can take it (none: no
-//! set helps); the least set holds only jobs on one such rack and, when its site is short of
-//! power for `J`, jobs elsewhere at that site. When `J` spans racks wherever it may go: only racks
-//! the candidates' release would leave whole count, in clusters where those and the racks whole
-//! now are as many as `J` needs; the candidates are the jobs on them and, at sites short of power,
-//! the jobs elsewhere there. (`tests/preemption.rs` checks each against its brute-force oracle,
+//! at a site whose free power plus the candidates' there covers `J`'s draw, can take it; the
+//! least set holds only jobs on one such rack or, when its site is short of power for `J`, any
+//! job at that site (every one there stays a candidate). When `J` spans racks wherever it may go:
+//! only racks the candidates' release would leave whole count, in clusters where those and the
+//! racks whole now are as many as `J` needs; the candidates are the jobs on them and, at sites
+//! short of power, every job there. With no such rack and no site short of power, no set helps. (`tests/preemption.rs` checks each against its brute-force oracle,
 //! on fleets where power binds too.) If releasing all candidates
 //! does not let `J` fit, no set does and the search ends at once. Otherwise sets are tried by
 //! size, 1, 2, …: every set of a size is looked at and the least feasible one by the rule is the
@@ -238,7 +238,8 @@ pub fn choose_victims_among(
         } else {
             let freeable: Vec<u32> = freed
                 .into_iter()
-                .filter(|&(rack, gpus)| racks[&rack].1 + gpus == state.racks[rack as usize].gpus)
+                // At least (not equal): holders sharing a GPU each count it.
+                .filter(|&(rack, gpus)| racks[&rack].1 + gpus >= state.racks[rack as usize].gpus)
                 .map(|(rack, _)| rack)
                 .collect();
             let enough: Vec<usize> = needed_racks
@@ -255,14 +256,13 @@ pub fn choose_victims_among(
     } else {
         rustc_hash::FxHashSet::default()
     };
-    if restricted && promising.is_empty() {
+    // At a site short of power for the job, it may land on a rack that needs no victim there for
+    // GPUs (free enough, or whole, already) but power from any job at the site: every holder there
+    // stays a candidate, and such a site alone keeps the search going.
+    if restricted && promising.is_empty() && !short.contains(&true) {
         return None;
     }
-    let mut short_and_promising = vec![false; state.sites.len()];
-    for &rack in &promising {
-        let site = state.racks[rack as usize].site as usize;
-        short_and_promising[site] = short[site];
-    }
+    let short_and_promising = &short;
     // Candidates, cheapest first (lowest priority, fewest GPUs, lowest id): the first set of each
     // size is then the least by priority and the greedy reprieve keeps the dearest.
     let mut pool: Vec<usize> = (0..holders.len())
