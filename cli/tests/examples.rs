@@ -84,7 +84,10 @@ fn commands_in(lines: &[&str]) -> Vec<String> {
         let line = line.strip_prefix("$ ").unwrap_or(line);
         let line = match line.strip_prefix("cargo run --release -- ") {
             Some(rest) => format!("gpuplace {rest}"),
-            None if line.starts_with("gpuplace ") || line == "gpuplace" => line.to_string(),
+            // `echo '…' > FILE` writes an input file the next examples read (a tenants file).
+            None if line.starts_with("gpuplace ") || line == "gpuplace" || line.starts_with("echo ") => {
+                line.to_string()
+            }
             None => continue,
         };
         if line.ends_with('\\') {
