@@ -319,12 +319,9 @@ fn a_bounded_search_still_gives_a_feasible_minimal_set() {
     assert!(bounded >= 3, "the bounds never ran out: {bounded}");
 }
 
-/// A job short of its site's power may need a victim on a rack it cannot use itself: the one
-/// whose power it takes. One site of 12.5 kW: rack `r1` (80 GB GPUs) holds `a` (4 GPUs), rack
-/// `r2` (40 GB GPUs) holds `b` (6 GPUs); `j` needs 8 GPUs of 80 GB (10 kW). Evicting `a` frees
-/// `r1` but only 5 kW; `b`, on a rack `j` cannot use, must go too.
-#[test]
-fn a_victim_elsewhere_at_the_site_can_be_what_gives_the_power() {
+/// A scheduler on one site of 12.5 kW: rack `r1` of 8 GPUs of 80 GB, rack `r2` of 8 GPUs of
+/// 40 GB, 1.25 kW per GPU.
+fn one_short_site() -> Scheduler {
     use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
     let fleet = FleetFile::new(["us"])
         .with_as_of(at())
@@ -338,10 +335,21 @@ fn a_victim_elsewhere_at_the_site_can_be_what_gives_the_power() {
         )
         .build("<one site>")
         .unwrap();
-    let mut scheduler = Scheduler::new(fleet, gpuplace::Policy::default(), BackendChoice::Cpu).unwrap();
-    let job = |id: &str, gpus: u32, hbm: u32, priority: i32| {
-        Job::new(id, JobKind::Training, gpus, "us").with_hbm_gb_per_gpu(hbm).with_priority(priority)
-    };
+    Scheduler::new(fleet, gpuplace::Policy::default(), BackendChoice::Cpu).unwrap()
+}
+
+/// A training job of `gpus` GPUs needing `hbm` GB each, at `priority`.
+fn job(id: &str, gpus: u32, hbm: u32, priority: i32) -> Job {
+    Job::new(id, JobKind::Training, gpus, "us").with_hbm_gb_per_gpu(hbm).with_priority(priority)
+}
+
+/// A job short of its site's power may need a victim on a rack it cannot use itself: the one
+/// whose power it takes. One site of 12.5 kW: rack `r1` (80 GB GPUs) holds `a` (4 GPUs), rack
+/// `r2` (40 GB GPUs) holds `b` (6 GPUs); `j` needs 8 GPUs of 80 GB (10 kW). Evicting `a` frees
+/// `r1` but only 5 kW; `b`, on a rack `j` cannot use, must go too.
+#[test]
+fn a_victim_elsewhere_at_the_site_can_be_what_gives_the_power() {
+    let mut scheduler = one_short_site();
     let first = Workload::from_jobs(vec![job("a", 4, 80, 0), job("b", 6, 0, 0)], "<first>");
     let placement = scheduler.place(&first, Some(at())).unwrap();
     assert_eq!(placement.placed_count(), 2);
@@ -359,23 +367,7 @@ fn a_victim_elsewhere_at_the_site_can_be_what_gives_the_power() {
 /// rack it cannot use (review finding: the pruned search lost it).
 #[test]
 fn a_job_short_only_of_power_finds_its_victim_elsewhere_at_the_site() {
-    use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
-    let fleet = FleetFile::new(["us"])
-        .with_as_of(at())
-        .with_rack_type("big", RackTypeFile::new("H100", 8, 80, 10.0))
-        .with_rack_type("small", RackTypeFile::new("L40", 8, 40, 10.0))
-        .with_site(
-            SiteFile::new("lab", "own", "US", "US", 0.0125, gpuplace::Day(0))
-                .with_latency_ms("us", 5)
-                .with_cluster(ClusterFile::new("r1", "big", 1))
-                .with_cluster(ClusterFile::new("r2", "small", 1)),
-        )
-        .build("<one site>")
-        .unwrap();
-    let mut scheduler = Scheduler::new(fleet, gpuplace::Policy::default(), BackendChoice::Cpu).unwrap();
-    let job = |id: &str, gpus: u32, hbm: u32, priority: i32| {
-        Job::new(id, JobKind::Training, gpus, "us").with_hbm_gb_per_gpu(hbm).with_priority(priority)
-    };
+    let mut scheduler = one_short_site();
     scheduler.place(&Workload::from_jobs(vec![job("a", 4, 80, 10)], "<a>"), Some(at())).unwrap();
     scheduler.place(&Workload::from_jobs(vec![job("b", 6, 0, 0)], "<b>"), Some(at())).unwrap();
     assert_eq!(scheduler.allocation("b").unwrap().racks[0].rack, 1, "b is on r2");
