@@ -96,8 +96,9 @@ pub struct Scheduler {
     running: HashMap<String, Running>,
     /// The placed jobs by priority, then id: a job's candidate victims of lower priority are a
     /// range, not a scan of every placed job (a replay keeps tens of thousands placed, and asks
-    /// for the few below a waiting job's priority at every interval).
-    by_priority: std::collections::BTreeSet<(i32, String)>,
+    /// for the few below a waiting job's priority at every interval). Built by the first search
+    /// that needs it and kept from then on: placement alone never pays for it.
+    by_priority: Option<std::collections::BTreeSet<(i32, String)>>,
     limits: RoundLimits,
     /// Needs that no eviction can place, kept across preemption passes.
     hopeless: Hopeless,
@@ -191,7 +192,7 @@ impl Scheduler {
             backend,
             ledger,
             running: HashMap::new(),
-            by_priority: std::collections::BTreeSet::new(),
+            by_priority: None,
             limits: RoundLimits::default(),
             hopeless: Hopeless::default(),
             quotas: None,
@@ -249,7 +250,7 @@ impl Scheduler {
     pub fn reset(&mut self) {
         self.ledger = Ledger::new(Arc::clone(&self.fleet));
         self.running.clear();
-        self.by_priority.clear();
+        self.by_priority = None;
         if let Some(quotas) = &mut self.quotas {
             quotas.held.fill(0);
         }
@@ -311,14 +312,18 @@ impl Scheduler {
         if let (Some(quotas), Some(t)) = (&mut self.quotas, running.tenant) {
             quotas.held[t as usize] += running.milli;
         }
-        self.by_priority.insert((running.priority, id.clone()));
+        if let Some(index) = &mut self.by_priority {
+            index.insert((running.priority, id.clone()));
+        }
         self.running.insert(id, running);
     }
 
     /// Forgets what `id` holds (the ledger is the caller's), and its tenant's count of it.
     fn unhold(&mut self, id: &str) -> Option<Running> {
         let running = self.running.remove(id)?;
-        self.by_priority.remove(&(running.priority, id.to_string()));
+        if let Some(index) = &mut self.by_priority {
+            index.remove(&(running.priority, id.to_string()));
+        }
         if let (Some(quotas), Some(t)) = (&mut self.quotas, running.tenant) {
             quotas.held[t as usize] -= running.milli;
         }
@@ -746,6 +751,9 @@ impl Scheduler {
                             .collect()
                     } else {
                         self.by_priority
+                            .get_or_insert_with(|| {
+                                self.running.iter().map(|(id, r)| (r.priority, id.clone())).collect()
+                            })
                             .range(..(priority, String::new()))
                             .map(|(_, id)| self.running.get_key_value(id).expect("indexed jobs are placed"))
                             .filter(|(_, r)| !r.pinned && (self.quotas.is_none() || r.tenant == tenant))
