@@ -20,8 +20,16 @@ impl Client {
     /// A client of the server at `base` (`http://127.0.0.1:7070`), sending `token` as a bearer
     /// token when given.
     pub fn new(base: &str, token: Option<String>) -> Client {
+        // Each phase of a request has its limit, but name resolution has none: with a limit,
+        // ureq resolves in a new thread for every request (its connection pool is looked up
+        // after), which under load costs more than the request. The system resolver has its own.
+        let long = Some(Duration::from_secs(600));
         let config = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(600)))
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_send_request(long)
+            .timeout_send_body(long)
+            .timeout_recv_response(long)
+            .timeout_recv_body(long)
             .http_status_as_error(false)
             .build();
         Client { base: base.trim_end_matches('/').to_string(), token, agent: config.into() }

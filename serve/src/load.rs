@@ -74,6 +74,14 @@ pub struct LoadReport {
     pub decisions_per_s: f64,
     /// Requests (submissions and finishes) answered per second.
     pub requests_per_s: f64,
+    /// Scheduling rounds the server ran in the measured phase (`gpuplace_rounds`).
+    pub rounds: u64,
+    /// Seconds the server spent in those rounds (`gpuplace_round_seconds`).
+    pub round_s: f64,
+    /// Durable commits in the measured phase (`gpuplace_commits`).
+    pub commits: u64,
+    /// Seconds the server spent writing and syncing them (`gpuplace_commit_seconds`).
+    pub commit_s: f64,
     /// Submission latency percentiles, ms: p50, p99, max.
     pub submit_ms: [f64; 3],
     /// Finish latency percentiles, ms: p50, p99, max.
@@ -143,16 +151,25 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
     )?;
     let url = format!("http://{}", server.address());
     // Placements are counted by the server (a job that waited and was placed by a later round
-    // counts too).
-    let decided = |client: &Client| -> Result<u64, ServeError> {
+    // counts too), and so are its rounds and commits.
+    let counters = |client: &Client| -> Result<[f64; 5], ServeError> {
         let text = client.metrics()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("gpuplace_decisions_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| load_error("the server's /metrics has no gpuplace_decisions_total"))
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .ok_or_else(|| load_error(format!("the server's /metrics has no {name}")))
+        };
+        Ok([
+            value("gpuplace_decisions_total")?,
+            value("gpuplace_rounds")?,
+            value("gpuplace_round_seconds")?,
+            value("gpuplace_commits")?,
+            value("gpuplace_commit_seconds")?,
+        ])
     };
     let observer = Client::new(&url, None);
-    let decided_before = decided(&observer)?;
+    let before = counters(&observer)?;
     let per_client: Vec<usize> = (0..config.clients)
         .map(|c| config.requests / config.clients + usize::from(c < config.requests % config.clients))
         .collect();
@@ -197,12 +214,14 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let decided_after = if failure.is_none() { decided(&observer)? } else { decided_before };
+    let after = if failure.is_none() { counters(&observer)? } else { before };
     server.stop()?;
     if let Some(e) = failure {
         return Err(e);
     }
-    let decisions = decided_after - decided_before;
+    let delta = |i: usize| after[i] - before[i];
+    // Counts in a gauge are whole numbers well below 2^53.
+    let decisions = delta(0) as u64;
     debug_assert!(decisions >= placed_in_answers, "every job an answer showed placed was counted");
     let percentiles = |values: &mut Vec<f64>| -> [f64; 3] {
         values.sort_by(f64::total_cmp);
@@ -224,6 +243,10 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         seconds,
         decisions_per_s: decisions as f64 / seconds,
         requests_per_s: (submits.len() + finishes.len()) as f64 / seconds,
+        rounds: delta(1) as u64,
+        round_s: delta(2),
+        commits: delta(3) as u64,
+        commit_s: delta(4),
         submit_ms: percentiles(&mut submits),
         finish_ms: percentiles(&mut finishes),
     })

@@ -1,9 +1,12 @@
 //! The HTTP server: axum routes on a tokio runtime in front of one core thread that owns the
 //! [`Service`]. Handlers send requests to the core and await its answer. The core takes requests
 //! in batches — everything that arrives within the batch window after the first — applies them in
-//! arrival order, runs one scheduling round, commits the batch's changes durably in one
-//! transaction (group commit: one fsync for the whole batch), and only then answers them. So an
-//! answer is never given for a change that a crash could lose, and reads see only durable state.
+//! arrival order, runs one scheduling round, makes the answers, and hands them with the batch's
+//! changes to the committer thread. The committer writes the changes durably, in order, all the
+//! batches handed over while it synced the last write in one transaction (group commit: one fsync
+//! for many batches), and only then sends their answers. So an answer is never given for a change
+//! that a crash could lose, and reads see only durable state; the core places the next batch while
+//! the disk syncs this one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,9 +36,16 @@ use crate::service::{Service, parse_jobs};
 /// The largest request body, bytes (a submission of [`crate::service::MAX_SUBMISSION_JOBS`]
 /// pretty-printed jobs fits); a larger one is refused with 413 as soon as it passes the limit.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
-/// Submissions whose bodies are read and parsed at once; more wait for a turn, so that bodies in
-/// memory stay under this many times [`MAX_BODY_BYTES`].
+/// Submissions of the largest size whose bodies are held at once; more wait for a turn, so that
+/// submissions in memory (read, parsed, or waiting for the core) stay under this many times
+/// [`MAX_BODY_BYTES`]. Turns are counted in [`BODY_UNIT`]s of the declared body size, so that
+/// many small submissions go at once.
 pub const SUBMISSIONS_AT_ONCE: usize = 8;
+/// The unit of the submissions' memory budget, bytes: a body takes its size in units, at least one
+/// (a body of unknown size takes [`MAX_BODY_BYTES`]).
+pub const BODY_UNIT: usize = 64 << 10;
+/// Bodies up to this size are parsed on the HTTP worker itself; larger ones on a blocking thread.
+const PARSE_INLINE_BYTES: usize = 16 << 10;
 /// The most requests one batch takes, so that one batch's answers wait for a bounded amount of
 /// work.
 pub const MAX_BATCH_REQUESTS: usize = 4096;
@@ -127,8 +137,11 @@ enum Answer {
 struct Message {
     op: Op,
     arrived: Instant,
-    reply: oneshot::Sender<Result<Answer, ApiError>>,
+    reply: Reply,
 }
+
+/// Where a request's answer goes.
+type Reply = oneshot::Sender<Result<Answer, ApiError>>;
 
 #[derive(Clone)]
 struct AppState {
@@ -189,7 +202,7 @@ impl Server {
         let state = AppState {
             core: sender,
             token: config.token.map(|t| Arc::from(t.as_str())),
-            submissions: Arc::new(Semaphore::new(SUBMISSIONS_AT_ONCE)),
+            submissions: Arc::new(Semaphore::new(SUBMISSIONS_AT_ONCE * MAX_BODY_BYTES / BODY_UNIT)),
             kube_api: config.kube_api.map(Arc::new),
         };
         let app = Router::new()
@@ -302,8 +315,11 @@ async fn termination(signals: bool) {
     }
 }
 
-/// The core loop: batches, applies, places, commits, answers. Ends when every sender is gone, or
-/// with the store's error (the server then stops: memory is ahead of the store).
+/// The core loop: batches, applies, places, then hands the batch's changes and answers to the
+/// committer, which makes them durable and only then answers. While one write is synced the core
+/// already applies and places the next batches (at most [`COMMIT_GROUP`] ahead), so the disk's sync
+/// time and the core's work overlap. Ends when every sender is gone, or with the store's error (the server
+/// then stops: memory is ahead of the store).
 fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window: Duration) -> Result<(), ServeError> {
     // A small runtime of the core's own, for receiving with a deadline.
     let clock = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| ServeError::Store {
@@ -311,17 +327,33 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
         message: format!("cannot start the core's timer: {e}"),
     })?;
     let metrics = Metrics::new();
+    let committer = Committer::start(service.store(), metrics.decisions.clone(), metrics.latency.clone())?;
+    let outcome = core_loop(&mut service, &mut receiver, window, &clock, &metrics, &committer);
+    // Everything handed over is written (or refused) and answered before the core ends.
+    let committed = committer.finish();
+    outcome.and(committed).and_then(|()| service.commit())
+}
+
+fn core_loop(
+    service: &mut Service,
+    receiver: &mut mpsc::Receiver<Message>,
+    window: Duration,
+    clock: &tokio::runtime::Runtime,
+    metrics: &Metrics,
+    committer: &Committer,
+) -> Result<(), ServeError> {
     loop {
+        committer.check()?;
         if service.round_needed() {
             // After a restart (reasons of the waiting jobs), or the date moved on while idle.
             let placed_before = service.counters().placed;
             service.run_round()?;
-            service.commit()?;
-            metrics.decisions.inc_by(service.counters().placed - placed_before);
+            let decisions = service.counters().placed - placed_before;
+            committer.hand(Held { batch: service.take_commit()?, replies: Vec::new(), decisions })?;
         }
         let first = match clock.block_on(async { tokio::time::timeout(TICK, receiver.recv()).await }) {
             Ok(Some(first)) => first,
-            Ok(None) => break,
+            Ok(None) => return Ok(()),
             Err(_) => continue,
         };
         let deadline = first.arrived + window;
@@ -363,24 +395,147 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
             });
         }
         let placed_before = service.counters().placed;
-        let outcome = if service.round_needed() { service.run_round() } else { Ok(()) }.and_then(|()| service.commit());
-        if let Err(error) = outcome {
-            for message in batch {
-                let _ =
-                    message.reply.send(Err(ApiError::new(503, format!("the store failed; the server stops: {error}"))));
+        let taken =
+            if service.round_needed() { service.run_round() } else { Ok(()) }.and_then(|()| service.take_commit());
+        let write = match taken {
+            Ok(write) => write,
+            Err(error) => {
+                // Batches handed over before are still written and answered; this one is not.
+                for message in batch {
+                    let _ = message
+                        .reply
+                        .send(Err(ApiError::new(503, format!("the store failed; the server stops: {error}"))));
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-        metrics.decisions.inc_by(service.counters().placed - placed_before);
-        for (message, result) in batch.into_iter().zip(results) {
-            let answer = result.and_then(|pending| answer(&service, &metrics, pending));
-            if answer.is_ok() {
-                metrics.latency.observe(message.arrived.elapsed().as_secs_f64());
-            }
-            let _ = message.reply.send(answer);
+        };
+        let decisions = service.counters().placed - placed_before;
+        // Answers are made now, from the state as this batch left it (the batch's own changes are
+        // in the write handed over with them), and sent once that write is durable.
+        let replies = batch
+            .into_iter()
+            .zip(results)
+            .map(|(message, result)| {
+                (message.reply, result.and_then(|pending| answer(service, metrics, pending)), message.arrived)
+            })
+            .collect();
+        committer.hand(Held { batch: write, replies, decisions })?;
+    }
+}
+
+/// The most batches of the core written in one transaction, and the most the core runs ahead of
+/// the store.
+const COMMIT_GROUP: usize = 64;
+
+/// A batch's changes on their way to the store, with the answers they hold back.
+struct Held {
+    batch: Option<crate::store::Batch>,
+    /// Each request's reply channel, its answer, and when it arrived.
+    replies: Vec<(Reply, Result<Answer, ApiError>, Instant)>,
+    decisions: u64,
+}
+
+/// The thread that writes batches in the order the core hands them over and then sends their
+/// answers. After a failed write it answers 503 to that batch and every later one, writes nothing
+/// more, and keeps the error for the core.
+struct Committer {
+    sender: Option<std::sync::mpsc::SyncSender<Held>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    failed: Arc<std::sync::Mutex<Option<ServeError>>>,
+}
+
+impl Committer {
+    fn start(store: Arc<crate::store::Store>, decisions: Counter, latency: Histogram) -> Result<Committer, ServeError> {
+        // Room for COMMIT_GROUP batches while another is written: the core runs ahead at most
+        // that far (then waits), and the next write takes all of them.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Held>(COMMIT_GROUP);
+        let failed = Arc::new(std::sync::Mutex::new(None::<ServeError>));
+        let failure = Arc::clone(&failed);
+        let path = store.path().to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("gpuplace-commit".into())
+            .spawn(move || {
+                let mut broken: Option<String> = None;
+                while let Ok(first) = receiver.recv() {
+                    // Group commit: what the core handed over while the last write was synced
+                    // is written in one transaction (later records of a job replace earlier ones).
+                    let mut group = vec![first];
+                    while group.len() < COMMIT_GROUP
+                        && let Ok(more) = receiver.try_recv()
+                    {
+                        group.push(more);
+                    }
+                    let mut batch: Option<crate::store::Batch> = None;
+                    for held in &mut group {
+                        if let Some(next) = held.batch.take() {
+                            match &mut batch {
+                                Some(batch) => batch.absorb(next),
+                                None => batch = Some(next),
+                            }
+                        }
+                    }
+                    if broken.is_none()
+                        && let Some(batch) = &batch
+                        && let Err(error) = store.write_batch(batch)
+                    {
+                        broken = Some(error.to_string());
+                        *failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+                    }
+                    for held in group {
+                        if let Some(error) = &broken {
+                            for (reply, _, _) in held.replies {
+                                let message = format!("the store failed; the server stops: {error}");
+                                let _ = reply.send(Err(ApiError::new(503, message)));
+                            }
+                            continue;
+                        }
+                        decisions.inc_by(held.decisions);
+                        for (reply, answer, arrived) in held.replies {
+                            if answer.is_ok() {
+                                latency.observe(arrived.elapsed().as_secs_f64());
+                            }
+                            let _ = reply.send(answer);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| ServeError::Store { path, message: format!("cannot start the committer: {e}") })?;
+        Ok(Committer { sender: Some(sender), thread: Some(thread), failed })
+    }
+
+    /// The error of a failed write, if one failed.
+    fn check(&self) -> Result<(), ServeError> {
+        match self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
-    service.commit()
+
+    /// Hands `held` over (waiting while the committer is a batch behind).
+    fn hand(&self, held: Held) -> Result<(), ServeError> {
+        if held.batch.is_none() && held.replies.is_empty() {
+            return self.check();
+        }
+        let sender = self.sender.as_ref().expect("handed over before finishing");
+        if sender.send(held).is_err() {
+            return Err(ServeError::Store { path: "(committer)".into(), message: "the committer thread ended".into() });
+        }
+        self.check()
+    }
+
+    /// Waits for every batch handed over to be written and answered; the error of a failed write.
+    fn finish(mut self) -> Result<(), ServeError> {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            return Err(ServeError::Store {
+                path: "(committer)".into(),
+                message: "the committer thread panicked".into(),
+            });
+        }
+        self.check()
+    }
 }
 
 enum Pending {
@@ -444,6 +599,8 @@ struct Metrics {
     tenant_gpus: Family<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>,
     rounds: Gauge,
     round_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    commits: Gauge,
+    commit_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     latency: Histogram,
 }
 
@@ -474,6 +631,18 @@ impl Metrics {
             "Time spent in scheduling rounds since start, seconds",
             round_seconds.clone(),
         );
+        let commits = Gauge::default();
+        registry.register(
+            "commits",
+            "Durable commits of the store since start (one per batch that changed state)",
+            commits.clone(),
+        );
+        let commit_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "commit_seconds",
+            "Time spent writing and syncing the store since start, seconds",
+            commit_seconds.clone(),
+        );
         // 0.25 ms to about 4 s.
         let latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 15));
         registry.register(
@@ -481,7 +650,20 @@ impl Metrics {
             "From a request's arrival at the core (its body read and parsed) to its answer, for answers that are not errors: batching, placing, the durable commit",
             latency.clone(),
         );
-        Metrics { registry, jobs, gpus, queue, decisions, preemptions, tenant_gpus, rounds, round_seconds, latency }
+        Metrics {
+            registry,
+            jobs,
+            gpus,
+            queue,
+            decisions,
+            preemptions,
+            tenant_gpus,
+            rounds,
+            round_seconds,
+            commits,
+            commit_seconds,
+            latency,
+        }
     }
 
     fn render(&self, service: &Service) -> String {
@@ -523,6 +705,9 @@ impl Metrics {
         self.rounds.set(service.counters().rounds as i64);
         self.preemptions.set(service.counters().preempted as i64);
         self.round_seconds.set(service.counters().round_time.as_secs_f64());
+        let (commits, commit_time) = service.store().commit_counts();
+        self.commits.set(commits as i64);
+        self.commit_seconds.set(commit_time.as_secs_f64());
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
@@ -602,22 +787,38 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
-    // Bodies are read and parsed a few at a time, off the core thread.
-    let Ok(_turn) = state.submissions.acquire().await else {
+    // A turn by the declared size, held until the answer: what submissions hold in memory stays
+    // bounded. A body larger than it declared is refused as one over the limit.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n <= MAX_BODY_BYTES);
+    let limit = declared.unwrap_or(MAX_BODY_BYTES);
+    let units = u32::try_from(limit.div_ceil(BODY_UNIT).max(1)).expect("at most MAX_BODY_BYTES / BODY_UNIT");
+    let Ok(_turn) = state.submissions.acquire_many(units).await else {
         return error(ApiError::new(503, "the server is stopping"));
     };
-    let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return error(ApiError::new(
                 413,
-                format!("request: the body is over {} MiB, or was cut off", MAX_BODY_BYTES >> 20),
+                format!(
+                    "request: the body is over {} MiB, over its Content-Length, or was cut off",
+                    MAX_BODY_BYTES >> 20
+                ),
             ));
         }
     };
-    let parsed = match tokio::task::spawn_blocking(move || parse_jobs(&bytes)).await {
-        Ok(parsed) => parsed,
-        Err(_) => return error(ApiError::new(500, "request: parsing the body failed")),
+    // Small bodies are parsed here; larger ones off the HTTP workers.
+    let parsed = if bytes.len() <= PARSE_INLINE_BYTES {
+        parse_jobs(&bytes)
+    } else {
+        match tokio::task::spawn_blocking(move || parse_jobs(&bytes)).await {
+            Ok(parsed) => parsed,
+            Err(_) => return error(ApiError::new(500, "request: parsing the body failed")),
+        }
     };
     match parsed {
         Ok(workload) => call(&state, Op::Submit(workload)).await,

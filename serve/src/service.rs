@@ -97,7 +97,7 @@ fn kind_index(kind: JobKind) -> usize {
 /// The service's state.
 pub struct Service {
     scheduler: Scheduler,
-    store: Store,
+    store: Arc<Store>,
     entries: Vec<Entry>,
     by_id: HashMap<String, usize>,
     /// Submission numbers by state (index: [`JobState::ALL`]).
@@ -227,7 +227,7 @@ impl Service {
         }
         let mut service = Service {
             scheduler,
-            store,
+            store: Arc::new(store),
             entries: Vec::new(),
             by_id: HashMap::new(),
             by_state: Default::default(),
@@ -613,8 +613,20 @@ impl Service {
     /// Writes every change since the last commit in one durable transaction. After an error the
     /// service must stop: what it holds in memory is ahead of the store.
     pub fn commit(&mut self) -> Result<(), ServeError> {
+        match self.take_commit()? {
+            Some(batch) => self.store.write_batch(&batch),
+            None => Ok(()),
+        }
+    }
+
+    /// Every change since the last commit, serialized as one batch for [`Store::write_batch`]
+    /// (None when nothing changed), and forgotten here: the caller must write it, in the order
+    /// batches were taken, before answering any request that saw those changes. The server's
+    /// core takes a batch and hands it to its committer thread, so that the next batch is placed
+    /// while this one is synced. An error (only the test hook's) means the service must stop.
+    pub fn take_commit(&mut self) -> Result<Option<crate::store::Batch>, ServeError> {
         if self.dirty.is_empty() && self.meta_pending.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         if let Some(left) = self.fail_after_commits.as_mut() {
             if *left == 0 {
@@ -626,14 +638,19 @@ impl Service {
             *left -= 1;
         }
         let entries = &self.entries;
-        self.store.write(
+        let batch = self.store.prepare(
             self.meta_pending.as_ref(),
             self.round,
             self.dirty.iter().map(|&n| (n as u64, &entries[n].stored)),
         )?;
         self.dirty.clear();
         self.meta_pending = None;
-        Ok(())
+        Ok(Some(batch))
+    }
+
+    /// The store, for a thread that writes the batches of [`Service::take_commit`].
+    pub fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
     }
 
     /// Test hook: the commit after the next `commits` ones fails, as a full disk would make it.

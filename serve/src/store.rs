@@ -5,6 +5,8 @@
 //! fsync before `commit` returns) before any request of the batch is answered.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use gpuplace::engine::Allocation;
 use gpuplace::model::jobs::Job;
@@ -64,10 +66,35 @@ pub struct StoredJob {
     pub node: Option<String>,
 }
 
-/// The open store.
+/// The open store. It is shared (`Arc`) between the service, which prepares each batch's write,
+/// and the server's committer thread, which writes it while the core goes on with the next batch.
 pub struct Store {
     db: Database,
     path: PathBuf,
+    commits: AtomicU64,
+    commit_nanos: AtomicU64,
+}
+
+/// One transaction's content, serialized: what a batch changed, ready to be written by
+/// [`Store::write_batch`] on any thread.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    meta: Option<Meta>,
+    round: u64,
+    jobs: Vec<(u64, Vec<u8>)>,
+}
+
+impl Batch {
+    /// Adds `later`, a batch prepared after this one: one transaction that leaves the store as
+    /// writing both in order would (its metadata and round replace these; a job's later record
+    /// is inserted after, and so replaces, its earlier one).
+    pub fn absorb(&mut self, later: Batch) {
+        if later.meta.is_some() {
+            self.meta = later.meta;
+        }
+        self.round = later.round;
+        self.jobs.extend(later.jobs);
+    }
 }
 
 impl Store {
@@ -105,7 +132,7 @@ impl Store {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| state_error("(directory)", format!("cannot be synced: {e}")))?;
         }
-        let store = Store { db, path: path.clone() };
+        let store = Store { db, path: path.clone(), commits: AtomicU64::new(0), commit_nanos: AtomicU64::new(0) };
         let meta = store.read_meta()?;
         if existed && meta.is_none() {
             // redb initializes an empty file; a file that held something else does not open.
@@ -203,6 +230,20 @@ impl Store {
         Ok(())
     }
 
+    /// Serializes `meta` (when given), the round number and `jobs` into one batch to write.
+    pub fn prepare<'a>(
+        &self,
+        meta: Option<&Meta>,
+        round: u64,
+        jobs: impl IntoIterator<Item = (u64, &'a StoredJob)>,
+    ) -> Result<Batch, ServeError> {
+        let jobs = jobs
+            .into_iter()
+            .map(|(number, job)| serde_json::to_vec(job).map(|bytes| (number, bytes)).map_err(|e| self.store_error(e)))
+            .collect::<Result<_, _>>()?;
+        Ok(Batch { meta: meta.cloned(), round, jobs })
+    }
+
     /// Writes `meta` (when given), the round number and `jobs` in one transaction, durable when
     /// this returns Ok.
     pub fn write<'a>(
@@ -211,10 +252,17 @@ impl Store {
         round: u64,
         jobs: impl IntoIterator<Item = (u64, &'a StoredJob)>,
     ) -> Result<(), ServeError> {
+        self.write_batch(&self.prepare(meta, round, jobs)?)
+    }
+
+    /// Writes `batch` in one transaction, durable when this returns Ok. Batches are written in the
+    /// order they were prepared (one writer at a time: redb serializes write transactions).
+    pub fn write_batch(&self, batch: &Batch) -> Result<(), ServeError> {
+        let started = Instant::now();
         let write = self.db.begin_write().map_err(|e| self.store_error(e))?;
         {
             let mut table = write.open_table(META).map_err(|e| self.store_error(e))?;
-            if let Some(meta) = meta {
+            if let Some(meta) = &batch.meta {
                 for (key, value) in [
                     ("format", STORE_FORMAT.to_string()),
                     ("fleet", meta.fleet_json.clone()),
@@ -232,17 +280,23 @@ impl Store {
                     }
                 }
             }
-            table.insert("round", round.to_string().as_bytes()).map_err(|e| self.store_error(e))?;
+            table.insert("round", batch.round.to_string().as_bytes()).map_err(|e| self.store_error(e))?;
             drop(table);
             let mut table = write.open_table(JOBS).map_err(|e| self.store_error(e))?;
-            let mut buffer = Vec::new();
-            for (number, job) in jobs {
-                buffer.clear();
-                serde_json::to_writer(&mut buffer, job).map_err(|e| self.store_error(e))?;
-                table.insert(number, buffer.as_slice()).map_err(|e| self.store_error(e))?;
+            for (number, bytes) in &batch.jobs {
+                table.insert(*number, bytes.as_slice()).map_err(|e| self.store_error(e))?;
             }
         }
-        write.commit().map_err(|e| self.store_error(e))
+        write.commit().map_err(|e| self.store_error(e))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Durable commits written since the store was opened, and the time spent writing them.
+    pub fn commit_counts(&self) -> (u64, Duration) {
+        (self.commits.load(Ordering::Relaxed), Duration::from_nanos(self.commit_nanos.load(Ordering::Relaxed)))
     }
 }
 

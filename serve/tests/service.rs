@@ -819,3 +819,56 @@ fn tenants_refuse_what_can_never_run_and_a_restart_with_other_tenants_is_checked
     assert_eq!(service.job("a3").unwrap().state, JobState::Waiting);
     assert_eq!(service.scheduler().tenant_held_milli(), &[16_000]);
 }
+
+#[test]
+fn batches_written_as_one_group_leave_the_store_as_writing_them_in_order_would() {
+    use gpuplace_serve::store::{Batch, Store, StoredJob};
+    let record = |id: &str, state: JobState| StoredJob {
+        job: job(id, 1, 1),
+        state,
+        placed: None,
+        round: None,
+        reason: None,
+        group: None,
+        node: None,
+    };
+    let jobs_of = |store: &Store| {
+        let mut jobs = Vec::new();
+        store
+            .load_jobs(|number, job| {
+                jobs.push((number, job.job.id, job.state));
+                Ok(())
+            })
+            .unwrap();
+        jobs
+    };
+    let (x_waits, y_waits, x_ends) =
+        (record("x", JobState::Waiting), record("y", JobState::Waiting), record("x", JobState::Finished));
+    let batches = |store: &Store| -> (Batch, Batch) {
+        (
+            store.prepare(None, 1, [(0, &x_waits), (1, &y_waits)]).unwrap(),
+            store.prepare(None, 2, [(0, &x_ends)]).unwrap(),
+        )
+    };
+    let in_order = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(in_order.path()).unwrap();
+    let (first, second) = batches(&store);
+    store.write_batch(&first).unwrap();
+    store.write_batch(&second).unwrap();
+    let expected = jobs_of(&store);
+    assert_eq!(expected[0], (0, "x".to_string(), JobState::Finished));
+    let grouped = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(grouped.path()).unwrap();
+    let mut group = first.clone();
+    group.absorb(second.clone());
+    store.write_batch(&group).unwrap();
+    assert_eq!(jobs_of(&store), expected);
+    assert_eq!(store.commit_counts().0, 1, "one transaction");
+    // Negative control: absorbed the wrong way round, the earlier record wins.
+    let reversed = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(reversed.path()).unwrap();
+    let mut group = second;
+    group.absorb(first);
+    store.write_batch(&group).unwrap();
+    assert_ne!(jobs_of(&store), expected);
+}

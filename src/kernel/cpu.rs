@@ -191,21 +191,28 @@ pub fn score_batch_pruned(jobs: &[JobGpu], state: &FleetState, k: usize) -> Scor
 fn score_batch_with(jobs: &[JobGpu], state: &FleetState, k: usize, prune: bool) -> ScoreOutput {
     let columns = RackColumns::new(state, jobs);
     let mut out = ScoreOutput { k, candidates: vec![Candidate::NONE; jobs.len() * k], feasible: vec![0; jobs.len()] };
-    out.candidates
-        .par_chunks_mut(JOBS_PER_TASK * k)
-        .zip(out.feasible.par_chunks_mut(JOBS_PER_TASK))
-        .zip(jobs.par_chunks(JOBS_PER_TASK))
-        .for_each(|((top_chunk, feasible_chunk), job_chunk)| {
-            for ((job, top), feasible) in job_chunk.iter().zip(top_chunk.chunks_mut(k)).zip(feasible_chunk.iter_mut()) {
-                // A job asking for CPU or memory, or sharing GPUs, may need its racks' nodes
-                // counted one by one, which the columns do not hold: it is scored rack by rack.
-                *feasible = if job.needs_node_table() {
-                    if prune { score_job_pruned(job, state, &columns.runs, top) } else { score_job(job, state, top) }
-                } else {
-                    score_job_columns(job, &columns, top, prune)
-                };
-            }
-        });
+    let chunk = |((top_chunk, feasible_chunk), job_chunk): ((&mut [Candidate], &mut [u32]), &[JobGpu])| {
+        for ((job, top), feasible) in job_chunk.iter().zip(top_chunk.chunks_mut(k)).zip(feasible_chunk.iter_mut()) {
+            // A job asking for CPU or memory, or sharing GPUs, may need its racks' nodes
+            // counted one by one, which the columns do not hold: it is scored rack by rack.
+            *feasible = if job.needs_node_table() {
+                if prune { score_job_pruned(job, state, &columns.runs, top) } else { score_job(job, state, top) }
+            } else {
+                score_job_columns(job, &columns, top, prune)
+            };
+        }
+    };
+    if jobs.len() <= JOBS_PER_TASK {
+        // One task: run it here. Handing it to the pool and waiting costs more than it scores
+        // for the few jobs of a service's round.
+        chunk(((&mut out.candidates, &mut out.feasible), jobs));
+    } else {
+        out.candidates
+            .par_chunks_mut(JOBS_PER_TASK * k)
+            .zip(out.feasible.par_chunks_mut(JOBS_PER_TASK))
+            .zip(jobs.par_chunks(JOBS_PER_TASK))
+            .for_each(chunk);
+    }
     out
 }
 

@@ -200,6 +200,19 @@ pub fn load(config: &gpuplace_serve::load::LoadConfig, json: Option<&Path>) -> a
         r.finish_ms[1],
         r.finish_ms[2],
     );
+    // Where the server's core spent the phase: rounds and durable commits (the rest is batching,
+    // applying requests and answering them, while HTTP and the clients share the cores).
+    let per = |seconds: f64, count: u64| if count == 0 { 0.0 } else { seconds * 1e3 / count as f64 };
+    let text = format!(
+        "{text}server: {} rounds, {:.2} s ({:.3} ms each); {} commits, {:.2} s ({:.3} ms each); phase {:.2} s\n",
+        r.rounds,
+        r.round_s,
+        per(r.round_s, r.rounds),
+        r.commits,
+        r.commit_s,
+        per(r.commit_s, r.commits),
+        r.seconds,
+    );
     if let Some(id) = json_id {
         outputs.write(vec![(id, crate::output::json_content(gpuplace::report::Versioned::new(report)))])?;
     }
