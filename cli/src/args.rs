@@ -343,10 +343,11 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         server: ServerArgs,
     },
     /// Measure the service: start one on loopback over a temporary state directory, fill it with
-    /// jobs, then submit and finish jobs from client threads; decisions per second and latency.
+    /// jobs, then submit and finish jobs from clients; decisions per second and latency.
     #[command(after_help = "Examples:
   gpuplace load --in-system 2000 --requests 500
-  gpuplace load --in-system 100000 --requests 2000 --clients 8 --batch 10 --json load.json")]
+  gpuplace load --in-system 100000 --requests 2000 --clients 8 --batch 10 --json load.json
+  gpuplace load --in-system 2000 --requests 1000 --clients 16 --rate 2000")]
     Load {
         /// Job records in the server before measuring (one tray each on the built-in fleet).
         #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
@@ -357,9 +358,14 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// Submissions to make while measuring, all clients together.
         #[arg(long, value_name = "N", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         requests: u64,
-        /// Client threads.
+        /// Clients, each with its own connection (tasks on one thread of the load generator).
         #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
         clients: u64,
+        /// Open loop: submissions per second, all clients together, each due at its time and its
+        /// latency counted from then (default: closed loop, each client submits again once
+        /// answered).
+        #[arg(long, value_name = "PER_S", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        rate: Option<u64>,
         /// Jobs per submission.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         batch: u64,

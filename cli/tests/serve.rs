@@ -302,6 +302,19 @@ fn the_load_generator_measures_and_its_json_reads_back() {
             && report.submit_ms[0] <= report.submit_ms[1]
             && report.submit_ms[1] <= report.submit_ms[2]
     );
+    // The server's side: rounds placed the jobs, commits made them durable.
+    assert!(report.rounds >= 1 && report.commits >= 1 && report.round_s > 0.0 && report.commit_s > 0.0, "{report:?}");
+    assert_eq!(report.rate, None);
     // The same text table on standard output.
     assert!(String::from_utf8_lossy(&output.stdout).contains("decisions/s"));
+    // The open loop: submissions due at a rate, the rate asked for in the report. 40 submissions
+    // at 200 per second take at least the 0.195 s until the last is due.
+    let output =
+        run(&["load", "--in-system", "50", "--requests", "40", "--clients", "3", "--rate", "200", "--json", "-"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: gpuplace::report::Versioned<gpuplace_serve::load::LoadReport> =
+        serde_json::from_slice(&output.stdout).unwrap();
+    let report = report.body;
+    assert_eq!((report.rate, report.submissions, report.decisions), (Some(200.0), 40, 40));
+    assert!(report.seconds >= 39.0 / 200.0, "{report:?}");
 }

@@ -10,10 +10,20 @@
 //!   cancelled, so that the server holds `in_system` job records, at most `keep_placed` of them
 //!   placed, and an empty queue (the measured phase then sees the cost of a large state, not of a
 //!   long queue: every round places the whole queue).
-//! - **Measured phase**: `clients` threads, each with its own connection, loop: submit `batch`
-//!   new jobs of one tray (one request), then finish them (one request each), until `requests`
-//!   submissions were made in all. Latency is per request, measured by the client (loopback
-//!   HTTP, queueing, batching, the round and the synced commit).
+//! - **Measured phase**: `clients` clients, each with its own HTTP/1.1 connection, loop: submit
+//!   `batch` new jobs of one tray (one request), then finish them (one request each), until
+//!   `requests` submissions were made in all. Latency is per request, measured by the client
+//!   (loopback HTTP, queueing, batching, the round and the synced commit).
+//!   - **Closed loop** (no `rate`): each client submits again as soon as its finishes are
+//!     answered, so the server is as busy as `clients` outstanding requests make it.
+//!   - **Open loop** (`rate`: submissions per second, all clients together): submission `i` is
+//!     due at `i / rate` seconds after the start (clients take turns), and its latency counts
+//!     from when it was due, not from when it was sent: a client that falls behind shows it in
+//!     the latencies (no coordinated omission), and the rate reached is reported beside the one
+//!     asked for.
+//!
+//!   The clients are tasks on one thread of their own (hyper's HTTP/1.1 client), so that they
+//!   take at most one of the cores the server is measured on, with few context switches.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +53,8 @@ pub struct LoadConfig {
     pub window: Duration,
     /// The scoring backend.
     pub backend: BackendChoice,
+    /// Open loop: submissions per second, all clients together; None: closed loop.
+    pub rate: Option<f64>,
 }
 
 /// What a load run measured.
@@ -60,6 +72,9 @@ pub struct LoadReport {
     pub batch: u64,
     /// The server's batch window, ms.
     pub window_ms: f64,
+    /// Open loop: the submissions per second asked for (None: closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
     /// Seconds to fill the server.
     pub fill_s: f64,
     /// Submissions made in the measured phase.
@@ -72,17 +87,24 @@ pub struct LoadReport {
     pub seconds: f64,
     /// Jobs placed per second.
     pub decisions_per_s: f64,
+    /// Submissions made per second (in the open loop, compare with `rate`).
+    #[serde(default)]
+    pub submissions_per_s: f64,
     /// Requests (submissions and finishes) answered per second.
     pub requests_per_s: f64,
     /// Scheduling rounds the server ran in the measured phase (`gpuplace_rounds`).
+    #[serde(default)]
     pub rounds: u64,
     /// Seconds the server spent in those rounds (`gpuplace_round_seconds`).
+    #[serde(default)]
     pub round_s: f64,
     /// Durable commits in the measured phase (`gpuplace_commits`).
+    #[serde(default)]
     pub commits: u64,
     /// Seconds the server spent writing and syncing them (`gpuplace_commit_seconds`).
+    #[serde(default)]
     pub commit_s: f64,
-    /// Submission latency percentiles, ms: p50, p99, max.
+    /// Submission latency percentiles, ms: p50, p99, max (open loop: from when it was due).
     pub submit_ms: [f64; 3],
     /// Finish latency percentiles, ms: p50, p99, max.
     pub finish_ms: [f64; 3],
@@ -90,6 +112,8 @@ pub struct LoadReport {
 
 /// The largest `in_system`.
 pub const MAX_IN_SYSTEM: usize = 10_000_000;
+/// The largest open-loop `rate`, submissions per second.
+pub const MAX_RATE: f64 = 1_000_000.0;
 
 fn tray_job(id: String) -> Job {
     Job::new(id, JobKind::Inference, 4, "us-east").with_priority(10).with_duration_h(1.0)
@@ -104,6 +128,9 @@ fn load_error(message: impl Into<String>) -> ServeError {
 pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Result<LoadReport, ServeError> {
     if config.clients == 0 || config.batch == 0 || config.requests == 0 || config.in_system > MAX_IN_SYSTEM {
         return Err(load_error("clients, batch and requests must be at least 1, in_system at most 10,000,000"));
+    }
+    if config.rate.is_some_and(|rate| !(rate.is_finite() && (1.0..=MAX_RATE).contains(&rate))) {
+        return Err(load_error("rate must be 1 to 1,000,000 submissions per second"));
     }
     let dir = tempfile::tempdir().map_err(|e| load_error(format!("cannot make a state directory: {e}")))?;
     let mut service = Service::open(ServiceConfig {
@@ -170,49 +197,35 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
     };
     let observer = Client::new(&url, None);
     let before = counters(&observer)?;
-    let per_client: Vec<usize> = (0..config.clients)
-        .map(|c| config.requests / config.clients + usize::from(c < config.requests % config.clients))
-        .collect();
+    let clients = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| load_error(format!("cannot start the clients' runtime: {e}")))?;
+    let (address, clients_n, batch) = (server.address(), config.clients, config.batch);
+    let interval = config.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
     let started = Instant::now();
-    let threads: Vec<_> = per_client
-        .into_iter()
-        .enumerate()
-        .map(|(c, count)| {
-            let (url, batch) = (url.clone(), config.batch);
-            std::thread::spawn(move || -> Result<(Vec<f64>, Vec<f64>, u64), ServeError> {
-                let client = Client::new(&url, None);
-                let (mut submits, mut finishes, mut placed) = (Vec::with_capacity(count), Vec::new(), 0u64);
-                for r in 0..count {
-                    let ids: Vec<String> = (0..batch).map(|b| format!("load-{c}-{r}-{b}")).collect();
-                    let body = serde_json::to_vec(&ids.iter().cloned().map(tray_job).collect::<Vec<_>>())
-                        .expect("jobs serialize");
-                    let t = Instant::now();
-                    let answer = client.submit(&body)?;
-                    submits.push(t.elapsed().as_secs_f64() * 1e3);
-                    for job in &answer.jobs {
-                        placed += u64::from(job.state == crate::api::JobState::Placed);
-                        let t = Instant::now();
-                        client.finish_job(&job.id)?;
-                        finishes.push(t.elapsed().as_secs_f64() * 1e3);
-                    }
-                }
-                Ok((submits, finishes, placed))
-            })
-        })
-        .collect();
-    let (mut submits, mut finishes, mut placed_in_answers) = (Vec::new(), Vec::new(), 0u64);
-    let mut failure = None;
-    for thread in threads {
-        match thread.join() {
-            Ok(Ok((s, f, p))) => {
-                submits.extend(s);
-                finishes.extend(f);
-                placed_in_answers += p;
-            }
-            Ok(Err(e)) => failure = Some(e),
-            Err(_) => failure = Some(load_error("a client thread panicked")),
+    let outcome = clients.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..clients_n {
+            let count = config.requests / clients_n + usize::from(c < config.requests % clients_n);
+            tasks.spawn(client_loop(address, c, clients_n, count, batch, interval, started));
         }
-    }
+        let (mut submits, mut finishes, mut placed) = (Vec::new(), Vec::new(), 0u64);
+        let mut failure = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok((s, f, p))) => {
+                    submits.extend(s);
+                    finishes.extend(f);
+                    placed += p;
+                }
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some(load_error("a client task panicked")),
+            }
+        }
+        (submits, finishes, placed, failure)
+    });
+    let (mut submits, mut finishes, placed_in_answers, failure) = outcome;
     let seconds = started.elapsed().as_secs_f64();
     let after = if failure.is_none() { counters(&observer)? } else { before };
     server.stop()?;
@@ -236,12 +249,14 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         clients: config.clients as u64,
         batch: config.batch as u64,
         window_ms: config.window.as_secs_f64() * 1e3,
+        rate: config.rate,
         fill_s,
         submissions: submits.len() as u64,
         finishes: finishes.len() as u64,
         decisions,
         seconds,
         decisions_per_s: decisions as f64 / seconds,
+        submissions_per_s: submits.len() as f64 / seconds,
         requests_per_s: (submits.len() + finishes.len()) as f64 / seconds,
         rounds: delta(1) as u64,
         round_s: delta(2),
@@ -250,4 +265,83 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         submit_ms: percentiles(&mut submits),
         finish_ms: percentiles(&mut finishes),
     })
+}
+
+/// One client: its connection, and its share of the submissions (submission `r` of client `c` is
+/// the `r * clients + c`-th overall, due then in the open loop). Returns the submissions' and
+/// finishes' latencies, ms, and how many jobs its answers showed placed.
+async fn client_loop(
+    address: std::net::SocketAddr,
+    c: usize,
+    clients: usize,
+    count: usize,
+    batch: usize,
+    interval: Option<Duration>,
+    started: Instant,
+) -> Result<(Vec<f64>, Vec<f64>, u64), ServeError> {
+    let mut connection = Connection::open(address).await?;
+    let (mut submits, mut finishes, mut placed) = (Vec::with_capacity(count), Vec::new(), 0u64);
+    for r in 0..count {
+        let due = interval.map(|every| started + every.mul_f64((r * clients + c) as f64));
+        if let Some(due) = due {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let ids: Vec<String> = (0..batch).map(|b| format!("load-{c}-{r}-{b}")).collect();
+        let body = serde_json::to_vec(&ids.iter().cloned().map(tray_job).collect::<Vec<_>>()).expect("jobs serialize");
+        let sent = due.unwrap_or_else(Instant::now);
+        let answer = connection.post("/v1/jobs", body).await?;
+        submits.push(sent.elapsed().as_secs_f64() * 1e3);
+        let answer: crate::api::JobsResponse = serde_json::from_slice(&answer)
+            .map_err(|e| load_error(format!("a submission's answer does not read: {e}")))?;
+        for job in &answer.jobs {
+            placed += u64::from(job.state == crate::api::JobState::Placed);
+            let t = Instant::now();
+            // The ids are made here of letters, digits and `-`: nothing to escape in the path.
+            connection.post(&format!("/v1/jobs/{}/finish", job.id), Vec::new()).await?;
+            finishes.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok((submits, finishes, placed))
+}
+
+/// One HTTP/1.1 connection to the server, kept alive.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    async fn open(address: std::net::SocketAddr) -> Result<Connection, ServeError> {
+        let fail = |e: &dyn std::fmt::Display| load_error(format!("cannot connect to {address}: {e}"));
+        let stream = tokio::net::TcpStream::connect(address).await.map_err(|e| fail(&e))?;
+        stream.set_nodelay(true).map_err(|e| fail(&e))?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| fail(&e))?;
+        // The connection is driven by a task of its own; it ends when the sender is dropped.
+        tokio::spawn(connection);
+        Ok(Connection { sender, host: address.to_string() })
+    }
+
+    /// POSTs `body` to `path`; the answer's body, or an error naming the status and the answer.
+    async fn post(&mut self, path: &str, body: Vec<u8>) -> Result<hyper::body::Bytes, ServeError> {
+        use http_body_util::BodyExt;
+        let fail = |message: String| ServeError::Client { url: path.to_string(), status: None, message };
+        let request = hyper::Request::post(path)
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+            .map_err(|e| fail(e.to_string()))?;
+        self.sender.ready().await.map_err(|e| fail(e.to_string()))?;
+        let response = self.sender.send_request(request).await.map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map_err(|e| fail(e.to_string()))?.to_bytes();
+        if !status.is_success() {
+            return Err(ServeError::Client {
+                url: path.to_string(),
+                status: Some(status.as_u16()),
+                message: format!("{}: {}", status.as_u16(), String::from_utf8_lossy(&bytes).trim()),
+            });
+        }
+        Ok(bytes)
+    }
 }

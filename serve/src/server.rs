@@ -36,11 +36,11 @@ use crate::service::{Service, parse_jobs};
 /// The largest request body, bytes (a submission of [`crate::service::MAX_SUBMISSION_JOBS`]
 /// pretty-printed jobs fits); a larger one is refused with 413 as soon as it passes the limit.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
-/// Submissions of the largest size whose bodies are held at once; more wait for a turn, so that
-/// submissions in memory (read, parsed, or waiting for the core) stay under this many times
-/// [`MAX_BODY_BYTES`]. Turns are counted in [`BODY_UNIT`]s of the declared body size, so that
-/// many small submissions go at once.
-pub const SUBMISSIONS_AT_ONCE: usize = 8;
+/// Request bodies of the largest size held at once; more wait for a turn, so that bodies in memory
+/// (read, parsed, or on their way to the core) stay under this many times [`MAX_BODY_BYTES`].
+/// Turns are counted in [`BODY_UNIT`]s of the body's declared size, so that many small requests
+/// go at once; a turn is given back when the core has applied the request.
+pub const BODIES_AT_ONCE: usize = 8;
 /// The unit of the submissions' memory budget, bytes: a body takes its size in units, at least one
 /// (a body of unknown size takes [`MAX_BODY_BYTES`]).
 pub const BODY_UNIT: usize = 64 << 10;
@@ -138,6 +138,8 @@ struct Message {
     op: Op,
     arrived: Instant,
     reply: Reply,
+    /// The request body's share of the memory budget, given back when the core has applied it.
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Where a request's answer goes.
@@ -147,7 +149,8 @@ type Reply = oneshot::Sender<Result<Answer, ApiError>>;
 struct AppState {
     core: mpsc::Sender<Message>,
     token: Option<Arc<str>>,
-    submissions: Arc<Semaphore>,
+    /// The memory budget of request bodies read, parsed, or on their way to the core.
+    bodies: Arc<Semaphore>,
     kube_api: Option<Arc<(String, Option<String>)>>,
 }
 
@@ -202,7 +205,7 @@ impl Server {
         let state = AppState {
             core: sender,
             token: config.token.map(|t| Arc::from(t.as_str())),
-            submissions: Arc::new(Semaphore::new(SUBMISSIONS_AT_ONCE * MAX_BODY_BYTES / BODY_UNIT)),
+            bodies: Arc::new(Semaphore::new(BODIES_AT_ONCE * MAX_BODY_BYTES / BODY_UNIT)),
             kube_api: config.kube_api.map(Arc::new),
         };
         let app = Router::new()
@@ -317,8 +320,8 @@ async fn termination(signals: bool) {
 
 /// The core loop: batches, applies, places, then hands the batch's changes and answers to the
 /// committer, which makes them durable and only then answers. While one write is synced the core
-/// already applies and places the next batches (at most [`COMMIT_GROUP`] ahead), so the disk's sync
-/// time and the core's work overlap. Ends when every sender is gone, or with the store's error (the server
+/// already applies and places the next batches ([`COMMIT_GROUP`] may wait while as many are
+/// written), so the disk's sync time and the core's work overlap. Ends when every sender is gone, or with the store's error (the server
 /// then stops: memory is ahead of the store).
 fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window: Duration) -> Result<(), ServeError> {
     // A small runtime of the core's own, for receiving with a deadline.
@@ -327,7 +330,7 @@ fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window:
         message: format!("cannot start the core's timer: {e}"),
     })?;
     let metrics = Metrics::new();
-    let committer = Committer::start(service.store(), metrics.decisions.clone(), metrics.latency.clone())?;
+    let committer = Committer::start(service.store(), metrics.latency.clone())?;
     let outcome = core_loop(&mut service, &mut receiver, window, &clock, &metrics, &committer);
     // Everything handed over is written (or refused) and answered before the core ends.
     let committed = committer.finish();
@@ -348,13 +351,22 @@ fn core_loop(
             // After a restart (reasons of the waiting jobs), or the date moved on while idle.
             let placed_before = service.counters().placed;
             service.run_round()?;
-            let decisions = service.counters().placed - placed_before;
-            committer.hand(Held { batch: service.take_commit()?, replies: Vec::new(), decisions })?;
+            metrics.decisions.inc_by(service.counters().placed - placed_before);
+            committer.hand(Held { batch: service.take_commit()?, replies: Vec::new() })?;
         }
-        let first = match clock.block_on(async { tokio::time::timeout(TICK, receiver.recv()).await }) {
-            Ok(Some(first)) => first,
-            Ok(None) => return Ok(()),
-            Err(_) => continue,
+        // Waits for a request, the tick, or the committer's failure (the server then stops at
+        // once, even when no request comes).
+        let received = clock.block_on(async {
+            tokio::select! {
+                received = tokio::time::timeout(TICK, receiver.recv()) => Some(received),
+                () = committer.failed.notified() => None,
+            }
+        });
+        let first = match received {
+            Some(Ok(Some(first))) => first,
+            Some(Ok(None)) => return Ok(()),
+            Some(Err(_)) => continue,
+            None => return committer.check(),
         };
         let deadline = first.arrived + window;
         let mut batch = vec![first];
@@ -377,6 +389,8 @@ fn core_loop(
         let mut results = Vec::with_capacity(batch.len());
         for message in &mut batch {
             let op = std::mem::replace(&mut message.op, Op::Health);
+            // Applied below: what the body held is the service's now (bounded by its own limits).
+            let _turn = message.turn.take();
             results.push(match op {
                 Op::Submit(workload) => service.submit_workload(workload).map(Pending::Jobs),
                 Op::Finish(id) => service.finish(&id).map(Pending::Job),
@@ -409,7 +423,8 @@ fn core_loop(
                 return Err(error);
             }
         };
-        let decisions = service.counters().placed - placed_before;
+        // Counted now, so that a `/metrics` answer of this batch agrees with its other figures.
+        metrics.decisions.inc_by(service.counters().placed - placed_before);
         // Answers are made now, from the state as this batch left it (the batch's own changes are
         // in the write handed over with them), and sent once that write is durable.
         let replies = batch
@@ -419,11 +434,12 @@ fn core_loop(
                 (message.reply, result.and_then(|pending| answer(service, metrics, pending)), message.arrived)
             })
             .collect();
-        committer.hand(Held { batch: write, replies, decisions })?;
+        committer.hand(Held { batch: write, replies })?;
     }
 }
 
-/// The most batches of the core written in one transaction, and the most the core runs ahead of
+/// The most batches of the core written in one transaction, and the most that wait for the
+/// committer (the core then waits): the core runs at most about twice this many batches ahead of
 /// the store.
 const COMMIT_GROUP: usize = 64;
 
@@ -432,7 +448,6 @@ struct Held {
     batch: Option<crate::store::Batch>,
     /// Each request's reply channel, its answer, and when it arrived.
     replies: Vec<(Reply, Result<Answer, ApiError>, Instant)>,
-    decisions: u64,
 }
 
 /// The thread that writes batches in the order the core hands them over and then sends their
@@ -441,16 +456,20 @@ struct Held {
 struct Committer {
     sender: Option<std::sync::mpsc::SyncSender<Held>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    failed: Arc<std::sync::Mutex<Option<ServeError>>>,
+    error: Arc<std::sync::Mutex<Option<ServeError>>>,
+    /// Notified when a write failed (after `error` is set).
+    failed: Arc<Notify>,
 }
 
 impl Committer {
-    fn start(store: Arc<crate::store::Store>, decisions: Counter, latency: Histogram) -> Result<Committer, ServeError> {
+    fn start(store: Arc<crate::store::Store>, latency: Histogram) -> Result<Committer, ServeError> {
         // Room for COMMIT_GROUP batches while another is written: the core runs ahead at most
         // that far (then waits), and the next write takes all of them.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Held>(COMMIT_GROUP);
-        let failed = Arc::new(std::sync::Mutex::new(None::<ServeError>));
-        let failure = Arc::clone(&failed);
+        let error = Arc::new(std::sync::Mutex::new(None::<ServeError>));
+        let failure = Arc::clone(&error);
+        let failed = Arc::new(Notify::new());
+        let signal = Arc::clone(&failed);
         let path = store.path().to_path_buf();
         let thread = std::thread::Builder::new()
             .name("gpuplace-commit".into())
@@ -480,6 +499,8 @@ impl Committer {
                     {
                         broken = Some(error.to_string());
                         *failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+                        // Kept as a permit if the core is not waiting now.
+                        signal.notify_one();
                     }
                     for held in group {
                         if let Some(error) = &broken {
@@ -489,7 +510,6 @@ impl Committer {
                             }
                             continue;
                         }
-                        decisions.inc_by(held.decisions);
                         for (reply, answer, arrived) in held.replies {
                             if answer.is_ok() {
                                 latency.observe(arrived.elapsed().as_secs_f64());
@@ -500,18 +520,18 @@ impl Committer {
                 }
             })
             .map_err(|e| ServeError::Store { path, message: format!("cannot start the committer: {e}") })?;
-        Ok(Committer { sender: Some(sender), thread: Some(thread), failed })
+        Ok(Committer { sender: Some(sender), thread: Some(thread), error, failed })
     }
 
     /// The error of a failed write, if one failed.
     fn check(&self) -> Result<(), ServeError> {
-        match self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        match self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             Some(error) => Err(error),
             None => Ok(()),
         }
     }
 
-    /// Hands `held` over (waiting while the committer is a batch behind).
+    /// Hands `held` over (waiting while [`COMMIT_GROUP`] batches wait for the committer already).
     fn hand(&self, held: Held) -> Result<(), ServeError> {
         if held.batch.is_none() && held.replies.is_empty() {
             return self.check();
@@ -634,7 +654,7 @@ impl Metrics {
         let commits = Gauge::default();
         registry.register(
             "commits",
-            "Durable commits of the store since start (one per batch that changed state)",
+            "Durable commits of the store since start (one holds every batch handed over while the last was synced)",
             commits.clone(),
         );
         let commit_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -723,7 +743,7 @@ async fn kube_sync(core: mpsc::Sender<Message>, api: (String, Option<String>), e
         let core = core.clone();
         async move {
             let (reply, answer) = oneshot::channel();
-            core.send(Message { op, arrived: Instant::now(), reply }).await.ok()?;
+            core.send(Message { op, arrived: Instant::now(), reply, turn: None }).await.ok()?;
             answer.await.ok()
         }
     };
@@ -759,8 +779,14 @@ fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
 }
 
 async fn call(state: &AppState, op: Op) -> Response {
+    call_holding(state, op, None).await
+}
+
+/// [`call`] for a request parsed from a body: `turn` (its share of the memory budget) goes with it
+/// to the core, which gives it back once the request is applied.
+async fn call_holding(state: &AppState, op: Op, turn: Option<tokio::sync::OwnedSemaphorePermit>) -> Response {
     let (reply, answer) = oneshot::channel();
-    let message = Message { op, arrived: Instant::now(), reply };
+    let message = Message { op, arrived: Instant::now(), reply, turn };
     if state.core.send(message).await.is_err() {
         return error(ApiError::new(503, "the server is stopping"));
     }
@@ -783,33 +809,36 @@ fn error(e: ApiError) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// Reads a request body of at most `max` bytes within the bodies' memory budget: its share (its
+/// exact length as the HTTP layer knows it, from `Content-Length`, in [`BODY_UNIT`]s, at least
+/// one; `max` when unknown) is taken before reading and returned with the bytes, to be held until
+/// the core has applied the request. A body over `max` is refused (413).
+async fn read_body(
+    state: &AppState,
+    body: Body,
+    max: usize,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), Response> {
+    let too_large =
+        || error(ApiError::new(413, format!("request: the body is over {} MiB, or was cut off", max >> 20)));
+    // A body declared larger than `max` is read up to `max` all the same and then refused, so
+    // that a client that does not wait for `100 Continue` reads the 413 instead of a reset.
+    let declared = axum::body::HttpBody::size_hint(&body).exact();
+    let limit = declared.map_or(max, |n| usize::try_from(n).unwrap_or(usize::MAX).min(max));
+    let units = u32::try_from(limit.div_ceil(BODY_UNIT).max(1)).expect("bodies are at most MAX_BODY_BYTES");
+    let Ok(turn) = Arc::clone(&state.bodies).acquire_many_owned(units).await else {
+        return Err(error(ApiError::new(503, "the server is stopping")));
+    };
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    Ok((bytes, turn))
+}
+
 async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
-    // A turn by the declared size, held until the answer: what submissions hold in memory stays
-    // bounded. A body larger than it declared is refused as one over the limit.
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n <= MAX_BODY_BYTES);
-    let limit = declared.unwrap_or(MAX_BODY_BYTES);
-    let units = u32::try_from(limit.div_ceil(BODY_UNIT).max(1)).expect("at most MAX_BODY_BYTES / BODY_UNIT");
-    let Ok(_turn) = state.submissions.acquire_many(units).await else {
-        return error(ApiError::new(503, "the server is stopping"));
-    };
-    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return error(ApiError::new(
-                413,
-                format!(
-                    "request: the body is over {} MiB, over its Content-Length, or was cut off",
-                    MAX_BODY_BYTES >> 20
-                ),
-            ));
-        }
+    let (bytes, turn) = match read_body(&state, body, MAX_BODY_BYTES).await {
+        Ok(read) => read,
+        Err(refusal) => return refusal,
     };
     // Small bodies are parsed here; larger ones off the HTTP workers.
     let parsed = if bytes.len() <= PARSE_INLINE_BYTES {
@@ -821,7 +850,7 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         }
     };
     match parsed {
-        Ok(workload) => call(&state, Op::Submit(workload)).await,
+        Ok(workload) => call_holding(&state, Op::Submit(workload), Some(turn)).await,
         Err(e) => error(e),
     }
 }
@@ -905,14 +934,9 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, MAX_EVENTS_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return error(ApiError::new(
-                413,
-                format!("request: the body is over {} MiB, or was cut off", MAX_EVENTS_BYTES >> 20),
-            ));
-        }
+    let (bytes, turn) = match read_body(&state, body, MAX_EVENTS_BYTES).await {
+        Ok(read) => read,
+        Err(refusal) => return refusal,
     };
     // One event, or an array of them.
     let array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
@@ -922,7 +946,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         serde_json::from_slice::<FleetEvent>(&bytes).map(|e| vec![e])
     };
     match parsed {
-        Ok(events) => call(&state, Op::Events(events)).await,
+        Ok(events) => call_holding(&state, Op::Events(events), Some(turn)).await,
         Err(e) => error(ApiError::new(400, format!("request: events: {}", e.to_string().replace('\n', " ")))),
     }
 }
@@ -945,37 +969,35 @@ async fn health(State(state): State<AppState>) -> Response {
     call(&state, Op::Health).await
 }
 
-/// Reads an extender request's body (JSON of `T`), after the token; the error answer otherwise.
+/// Reads an extender request's body (JSON of `T`), after the token, with its share of the memory
+/// budget; the error answer otherwise.
 async fn kube_body<T: serde::de::DeserializeOwned + Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<T, Response> {
+) -> Result<(T, tokio::sync::OwnedSemaphorePermit), Response> {
     if let Some(refusal) = refused(state, headers) {
         return Err(refusal);
     }
-    let Ok(_turn) = state.submissions.acquire().await else {
-        return Err(error(ApiError::new(503, "the server is stopping")));
-    };
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        error(ApiError::new(413, format!("request: the body is over {} MiB, or was cut off", MAX_BODY_BYTES >> 20)))
-    })?;
+    let (bytes, turn) = read_body(state, body, MAX_BODY_BYTES).await?;
     let parsed = tokio::task::spawn_blocking(move || serde_json::from_slice::<T>(&bytes))
         .await
         .map_err(|_| error(ApiError::new(500, "request: parsing the body failed")))?;
-    parsed.map_err(|e| error(ApiError::new(400, format!("request: {}", e.to_string().replace('\n', " ")))))
+    parsed
+        .map(|args| (args, turn))
+        .map_err(|e| error(ApiError::new(400, format!("request: {}", e.to_string().replace('\n', " ")))))
 }
 
 async fn kube_filter(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match kube_body(&state, &headers, body).await {
-        Ok(args) => call(&state, Op::KubeFilter(args)).await,
+        Ok((args, turn)) => call_holding(&state, Op::KubeFilter(args), Some(turn)).await,
         Err(response) => response,
     }
 }
 
 async fn kube_prioritize(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match kube_body(&state, &headers, body).await {
-        Ok(args) => call(&state, Op::KubePrioritize(args)).await,
+        Ok((args, turn)) => call_holding(&state, Op::KubePrioritize(args), Some(turn)).await,
         Err(response) => response,
     }
 }
@@ -984,8 +1006,8 @@ async fn kube_prioritize(State(state): State<AppState>, headers: HeaderMap, body
 /// the API server; when that fails the hold is given back and the answer says why. Failures are
 /// answered as kube-scheduler expects, 200 with `Error` set.
 async fn kube_bind(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let args: crate::kube::ExtenderBindingArgs = match kube_body(&state, &headers, body).await {
-        Ok(args) => args,
+    let (args, turn): (crate::kube::ExtenderBindingArgs, _) = match kube_body(&state, &headers, body).await {
+        Ok(read) => read,
         Err(response) => return response,
     };
     // kube-scheduler reads a bind's failure from `Error`, with 200; empty is success.
@@ -999,7 +1021,7 @@ async fn kube_bind(State(state): State<AppState>, headers: HeaderMap, body: Body
             .into_response()
     };
     let (reply, answer) = oneshot::channel();
-    let message = Message { op: Op::KubeBind(args.clone()), arrived: Instant::now(), reply };
+    let message = Message { op: Op::KubeBind(args.clone()), arrived: Instant::now(), reply, turn: Some(turn) };
     if state.core.send(message).await.is_err() {
         return result("the gpuplace server is stopping".into());
     }
@@ -1053,7 +1075,7 @@ async fn kube_bind(State(state): State<AppState>, headers: HeaderMap, body: Body
         Err((give_back, message)) => {
             if give_back {
                 let (reply, answer) = oneshot::channel();
-                let back = Message { op: Op::KubeUnbind(args), arrived: Instant::now(), reply };
+                let back = Message { op: Op::KubeUnbind(args), arrived: Instant::now(), reply, turn: None };
                 if state.core.send(back).await.is_ok() {
                     let _ = answer.await;
                 }

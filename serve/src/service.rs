@@ -115,8 +115,6 @@ pub struct Service {
     last_round_date: Option<Day>,
     round: u64,
     counters: Counters,
-    /// Test hook: commits left before the store is made to fail (None: never).
-    fail_after_commits: Option<u64>,
     /// The metadata as stored (with the latest overrides).
     meta: Meta,
     /// What fleet events changed.
@@ -238,7 +236,6 @@ impl Service {
             last_round_date: None,
             round: meta.round,
             counters: Counters::default(),
-            fail_after_commits: None,
             meta,
             overrides,
             initial_nodes,
@@ -623,19 +620,11 @@ impl Service {
     /// (None when nothing changed), and forgotten here: the caller must write it, in the order
     /// batches were taken, before answering any request that saw those changes. The server's
     /// core takes a batch and hands it to its committer thread, so that the next batch is placed
-    /// while this one is synced. An error (only the test hook's) means the service must stop.
+    /// while this one is synced. An error (a record that does not serialize) means the service
+    /// must stop.
     pub fn take_commit(&mut self) -> Result<Option<crate::store::Batch>, ServeError> {
         if self.dirty.is_empty() && self.meta_pending.is_none() {
             return Ok(None);
-        }
-        if let Some(left) = self.fail_after_commits.as_mut() {
-            if *left == 0 {
-                return Err(ServeError::Store {
-                    path: self.store.path().to_path_buf(),
-                    message: "made to fail (test hook)".into(),
-                });
-            }
-            *left -= 1;
         }
         let entries = &self.entries;
         let batch = self.store.prepare(
@@ -653,10 +642,11 @@ impl Service {
         Arc::clone(&self.store)
     }
 
-    /// Test hook: the commit after the next `commits` ones fails, as a full disk would make it.
+    /// Test hook: the store's write after the next `commits` ones fails, as a full disk would
+    /// make it (in the server, on its committer thread).
     #[doc(hidden)]
     pub fn fail_after_commits(&mut self, commits: u64) {
-        self.fail_after_commits = Some(commits);
+        self.store.fail_after_writes(commits);
     }
 
     /// Gives back what placed job `number` holds and puts it back in the queue, saying why.

@@ -1,8 +1,9 @@
 //! The durable state: one redb file in the state directory. A table of jobs by submission number
 //! (each job's record: the job as submitted, its state, what it holds when placed) and a table of
-//! metadata (the format, the fleet and the policy the server runs). Every change of a batch of
-//! requests is one write transaction, committed durably (redb's default, `Durability::Immediate`:
-//! fsync before `commit` returns) before any request of the batch is answered.
+//! metadata (the format, the fleet and the policy the server runs). The changes of one or more
+//! batches of requests are one write transaction, committed durably (redb's default,
+//! `Durability::Immediate`: fsync before `commit` returns) before any request of those batches is
+//! answered.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +74,8 @@ pub struct Store {
     path: PathBuf,
     commits: AtomicU64,
     commit_nanos: AtomicU64,
+    /// Test hook: writes left before they fail (`u64::MAX`: never).
+    fail_after: AtomicU64,
 }
 
 /// One transaction's content, serialized: what a batch changed, ready to be written by
@@ -132,7 +135,13 @@ impl Store {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| state_error("(directory)", format!("cannot be synced: {e}")))?;
         }
-        let store = Store { db, path: path.clone(), commits: AtomicU64::new(0), commit_nanos: AtomicU64::new(0) };
+        let store = Store {
+            db,
+            path: path.clone(),
+            commits: AtomicU64::new(0),
+            commit_nanos: AtomicU64::new(0),
+            fail_after: AtomicU64::new(u64::MAX),
+        };
         let meta = store.read_meta()?;
         if existed && meta.is_none() {
             // redb initializes an empty file; a file that held something else does not open.
@@ -255,9 +264,14 @@ impl Store {
         self.write_batch(&self.prepare(meta, round, jobs)?)
     }
 
-    /// Writes `batch` in one transaction, durable when this returns Ok. Batches are written in the
-    /// order they were prepared (one writer at a time: redb serializes write transactions).
+    /// Writes `batch` in one transaction, durable when this returns Ok. The caller writes batches
+    /// in the order they were prepared (the server: its one committer thread).
     pub fn write_batch(&self, batch: &Batch) -> Result<(), ServeError> {
+        match self.fail_after.load(Ordering::Relaxed) {
+            u64::MAX => {}
+            0 => return Err(self.store_error("made to fail (test hook)")),
+            left => self.fail_after.store(left - 1, Ordering::Relaxed),
+        }
         let started = Instant::now();
         let write = self.db.begin_write().map_err(|e| self.store_error(e))?;
         {
@@ -292,6 +306,12 @@ impl Store {
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Test hook: the write after the next `writes` ones fails, as a full disk would make it.
+    #[doc(hidden)]
+    pub fn fail_after_writes(&self, writes: u64) {
+        self.fail_after.store(writes, Ordering::Relaxed);
     }
 
     /// Durable commits written since the store was opened, and the time spent writing them.

@@ -548,7 +548,7 @@ fn a_store_that_fails_stops_the_server_and_nothing_unwritten_is_answered() {
     let client = Client::new(&format!("http://{}", server.address()), None);
     client.submit(&body(&[job("first", 1, 1)])).unwrap();
     assert_eq!(status_of(client.submit(&body(&[job("second", 1, 1)]))), 503);
-    // The server stops by itself, with the store's error.
+    // The server stops by itself, with the store's error, though no request comes after.
     let (done, waited) = std::sync::mpsc::channel();
     std::thread::spawn(move || done.send(server.wait()).unwrap());
     let result = waited.recv_timeout(std::time::Duration::from_secs(30)).expect("the server did not stop by itself");
@@ -557,6 +557,43 @@ fn a_store_that_fails_stops_the_server_and_nothing_unwritten_is_answered() {
     let reopened = open(dir.path(), None).unwrap();
     assert!(reopened.job("first").is_ok());
     assert!(reopened.job("second").is_err());
+}
+
+#[test]
+fn a_failed_write_of_several_batches_answers_none_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet())).unwrap();
+    service.fail_after_commits(1);
+    let config = ServerConfig { listen: "127.0.0.1:0".into(), ..ServerConfig::default() };
+    let server = Server::start(service, config).unwrap();
+    let url = format!("http://{}", server.address());
+    Client::new(&url, None).submit(&body(&[job("first", 1, 1)])).unwrap();
+    // Several at once, so that the failing write may hold more than one batch (the committer
+    // groups what arrives while it writes): none is answered as accepted.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..6)
+            .map(|n| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    match Client::new(&url, None).submit(&body(&[job(&format!("second-{n}"), 1, 1)])) {
+                        Ok(answer) => panic!("accepted after the store failed: {answer:?}"),
+                        Err(ServeError::Client { status: Some(status), .. }) => status,
+                        // The server had stopped already: no answer at all.
+                        Err(_) => 0,
+                    }
+                })
+            })
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|&s| s == 503 || s == 0), "{statuses:?}");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(matches!(server.wait(), Err(ServeError::Store { .. })));
+    let reopened = open(dir.path(), None).unwrap();
+    assert!(reopened.job("first").is_ok());
+    for n in 0..6 {
+        assert!(reopened.job(&format!("second-{n}")).is_err());
+    }
 }
 
 #[test]

@@ -170,13 +170,17 @@ pub fn load(config: &gpuplace_serve::load::LoadConfig, json: Option<&Path>) -> a
     })?;
     let r = &report;
     let text = format!(
-        "backend {}; {} jobs in the system ({} placed); {} clients, {} jobs per submission, batch window {} ms\n\
+        "backend {}; {} jobs in the system ({} placed); {} clients, {}, {} jobs per submission, batch window {} ms\n\
          {:>10} {:>10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n\
          {:>10} {:>10} {:>12.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}\n",
         r.backend,
         r.in_system,
         r.placed_before,
         r.clients,
+        match r.rate {
+            Some(rate) => format!("open loop at {rate:.0} submissions/s (reached {:.0}/s)", r.submissions_per_s),
+            None => "closed loop".to_string(),
+        },
         r.batch,
         r.window_ms,
         "submits",
