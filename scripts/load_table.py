@@ -3,14 +3,18 @@
 import json
 import sys
 
-print("| jobs in the system | placed before | clients | jobs per submission | submissions | jobs placed | decisions/s | requests/s | submit p50 ms | submit p99 ms | submit max ms | finish p50 ms | finish p99 ms |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| jobs in the system | placed before | clients | loop | jobs per submission | submissions | jobs placed | decisions/s | requests/s | submit p50 ms | submit p99 ms | submit max ms | finish p50 ms | finish p99 ms | rounds | commits |")
+print("|---:|---:|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for path in sys.argv[1:]:
     r = json.load(open(path))
+    r = r.get("body", r)
+    loop = f"open, {r['rate']:,.0f}/s asked" if r.get("rate") else "closed"
     print(
-        f"| {r['in_system']:,} | {r['placed_before']:,} | {r['clients']} | {r['batch']} | {r['submissions']:,} | {r['decisions']:,} "
+        f"| {r['in_system']:,} | {r['placed_before']:,} | {r['clients']} | {loop} | {r['batch']} | {r['submissions']:,} | {r['decisions']:,} "
         f"| {r['decisions_per_s']:,.0f} | {r['requests_per_s']:,.0f} | {r['submit_ms'][0]:.2f} | {r['submit_ms'][1]:.2f} "
-        f"| {r['submit_ms'][2]:.2f} | {r['finish_ms'][0]:.2f} | {r['finish_ms'][1]:.2f} |"
+        f"| {r['submit_ms'][2]:.2f} | {r['finish_ms'][0]:.2f} | {r['finish_ms'][1]:.2f} | {r.get('rounds', 0):,} | {r.get('commits', 0):,} |"
     )
 print()
-print(f"Backend: {json.load(open(sys.argv[1]))['backend']}; batch window {json.load(open(sys.argv[1]))['window_ms']:.0f} ms.")
+first = json.load(open(sys.argv[1]))
+first = first.get("body", first)
+print(f"Backend: {first['backend']}; batch window {first['window_ms']:.0f} ms.")
