@@ -48,7 +48,9 @@ pub struct InputError {
 }
 
 impl InputError {
-    /// Builds an input error.
+    /// Builds an input error. Control characters and line separators in any part (a field name
+    /// or a value quoted from the input may hold them) are written as escapes, so that the error
+    /// stays one line.
     pub fn new(
         source_name: impl Into<String>,
         record: impl Into<String>,
@@ -56,12 +58,21 @@ impl InputError {
         message: impl Into<String>,
     ) -> Self {
         InputError {
-            source_name: source_name.into(),
-            record: record.into(),
-            field: field.into(),
-            message: message.into(),
+            source_name: one_line(source_name.into()),
+            record: one_line(record.into()),
+            field: one_line(field.into()),
+            message: one_line(message.into()),
         }
     }
+}
+
+/// `text` with its control characters and line or paragraph separators escaped (`\n`, `\u{2028}`).
+fn one_line(text: String) -> String {
+    let breaks = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.contains(breaks) {
+        return text;
+    }
+    text.chars().map(|c| if breaks(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Why a scoring backend cannot be opened or go on. The CPU backend never fails; every variant
@@ -105,3 +116,19 @@ pub enum ScoreError {
 
 /// Shorthand for the library's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_input_error_stays_one_line_whatever_the_input_holds() {
+        // A field name with an escaped newline, as JSON allows: `"ki\nd"`.
+        let error = crate::Workload::from_json(r#"[{"ki\nd": 1}]"#, "jobs.json").unwrap_err().to_string();
+        assert!(!error.contains('\n') && error.contains(r"ki\nd"), "{error}");
+        let error = InputError::new("a\u{2028}b", "record\r", "f\u{0}", "x\ty").to_string();
+        assert_eq!(error, r"a\u{2028}b: record\r: field `f\u{0}`: x\ty");
+        // Nothing to escape: unchanged.
+        assert_eq!(InputError::new("s", "r", "f", "m").to_string(), "s: r: field `f`: m");
+    }
+}
