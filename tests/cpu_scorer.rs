@@ -23,3 +23,31 @@ fn fast_cpu_path_matches_the_plain_twin() {
         compare(&score_batch_pruned(&jobs, &state, k), &plain).unwrap_or_else(|d| panic!("seed {seed}, pruned: {d}"));
     }
 }
+
+#[test]
+fn the_backend_scores_repeated_jobs_once_with_the_same_result() {
+    use gpuplace::Backend;
+    use gpuplace::kernel::score::{JobGpu, TERM_RANDOM};
+    let (mut weighed, mut shared) = (0, 0);
+    for seed in 0..150 {
+        let (jobs, state, k) = random_problem(seed);
+        // Each job twice, the copy with another seed of the random term: the same job when that
+        // term weighs nothing, another one when it weighs.
+        let repeated: Vec<JobGpu> = jobs
+            .iter()
+            .flat_map(|job| {
+                let mut copy = *job;
+                copy.random_salt ^= 0x9E37_79B9;
+                [*job, copy]
+            })
+            .collect();
+        for job in &jobs {
+            if job.weights[TERM_RANDOM as usize] == 0 { shared += 1 } else { weighed += 1 }
+        }
+        let expected = score_batch(&repeated, &state, k);
+        let got = Backend::cpu().score(&repeated, &state, k).unwrap();
+        compare(&got, &expected).unwrap_or_else(|d| panic!("seed {seed}: {d}"));
+    }
+    // Both cases occur, so that a rule ignoring the seed when the term weighs would fail above.
+    assert!(weighed > 0 && shared > 0, "{weighed} {shared}");
+}

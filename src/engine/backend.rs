@@ -30,6 +30,38 @@ enum Kind {
     Gpu(Box<GpuScorer>),
 }
 
+/// The largest batch in which identical jobs are looked for (hashing every job of a batch of a
+/// million would cost a tenth of a second on one core, for batches that rarely repeat a job).
+pub const DISTINCT_JOBS_UP_TO: usize = 4096;
+
+/// The distinct jobs of `jobs` and, for each job, the index of its equal among them; None when
+/// the batch is too large to look, or every job is distinct. The random term's seed is ignored
+/// when that term weighs nothing (it is then never read).
+fn distinct_jobs(jobs: &[JobGpu]) -> Option<(Vec<JobGpu>, Vec<usize>)> {
+    if jobs.len() < 2 || jobs.len() > DISTINCT_JOBS_UP_TO {
+        return None;
+    }
+    let key = |job: &JobGpu| {
+        let mut key = *job;
+        if key.weights[crate::kernel::score::TERM_RANDOM as usize] == 0 {
+            key.random_salt = 0;
+        }
+        key
+    };
+    let mut seen: std::collections::HashMap<JobGpu, usize> = std::collections::HashMap::with_capacity(jobs.len());
+    let mut distinct = Vec::new();
+    let of: Vec<usize> = jobs
+        .iter()
+        .map(|job| {
+            *seen.entry(key(job)).or_insert_with(|| {
+                distinct.push(*job);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct.len() < jobs.len()).then_some((distinct, of))
+}
+
 /// A scoring backend. Both kinds return identical results; a GPU that fails mid-run (device lost,
 /// out of memory) hands over to the CPU for good, with a notice, unless fallback was turned off.
 pub struct Backend {
@@ -159,9 +191,23 @@ impl Backend {
 
     /// Scores `jobs` against `state`, keeping `k` (1..=16) candidates per job. On the CPU, clusters
     /// that cannot host a job are skipped, with the same result as scoring every rack.
+    ///
+    /// In a batch of at most [`DISTINCT_JOBS_UP_TO`] jobs, identical jobs (the replicas of one
+    /// pod, common in a service's rounds) are scored once: a job's candidates depend only on the
+    /// job's record and the state, so the output is the same as scoring each.
     pub fn score(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, ScoreError> {
         let started = std::time::Instant::now();
-        let result = self.score_now(jobs, state, k);
+        let result = match distinct_jobs(jobs) {
+            Some((distinct, of)) => self.score_now(&distinct, state, k).map(|out| {
+                let mut all = ScoreOutput { k, candidates: Vec::with_capacity(jobs.len() * k), feasible: Vec::new() };
+                for &d in &of {
+                    all.candidates.extend_from_slice(out.candidates_of(d));
+                    all.feasible.push(out.feasible[d]);
+                }
+                all
+            }),
+            None => self.score_now(jobs, state, k),
+        };
         self.elapsed += started.elapsed();
         result
     }
