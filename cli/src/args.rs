@@ -347,7 +347,7 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
     #[command(after_help = "Examples:
   gpuplace load --in-system 2000 --requests 500
   gpuplace load --in-system 100000 --requests 2000 --clients 8 --batch 10 --json load.json
-  gpuplace load --in-system 2000 --requests 1000 --clients 16 --rate 2000")]
+  gpuplace load --in-system 2000 --requests 1000 --clients 16 --rate 2000 --varied")]
     Load {
         /// Job records in the server before measuring (one tray each on the built-in fleet).
         #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
@@ -366,6 +366,10 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// answered).
         #[arg(long, value_name = "PER_S", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         rate: Option<u64>,
+        /// The measured jobs vary: kind, 1, 2 or 4 GPUs, latency bound (default: all one tray of
+        /// inference, which a round scores once).
+        #[arg(long)]
+        varied: bool,
         /// Jobs per submission.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         batch: u64,

@@ -315,6 +315,6 @@ fn the_load_generator_measures_and_its_json_reads_back() {
     let report: gpuplace::report::Versioned<gpuplace_serve::load::LoadReport> =
         serde_json::from_slice(&output.stdout).unwrap();
     let report = report.body;
-    assert_eq!((report.rate, report.submissions, report.decisions), (Some(200.0), 40, 40));
+    assert_eq!((report.rate, report.varied, report.submissions, report.decisions), (Some(200.0), true, 40, 40));
     assert!(report.seconds >= 39.0 / 200.0, "{report:?}");
 }

@@ -11,7 +11,8 @@
 //!   placed, and an empty queue (the measured phase then sees the cost of a large state, not of a
 //!   long queue: every round places the whole queue).
 //! - **Measured phase**: `clients` clients, each with its own HTTP/1.1 connection, loop: submit
-//!   `batch` new jobs of one tray (one request), then finish them (one request each), until
+//!   `batch` new jobs of one tray (with `varied`, of 36 shapes: kind, 1, 2 or 4 GPUs, latency
+//!   bound) in one request, then finish them (one request each), until
 //!   `requests` submissions were made in all. Latency is per request, measured by the client
 //!   (loopback HTTP, queueing, batching, the round and the synced commit).
 //!   - **Closed loop** (no `rate`): each client submits again as soon as its finishes are
@@ -55,6 +56,8 @@ pub struct LoadConfig {
     pub backend: BackendChoice,
     /// Open loop: submissions per second, all clients together; None: closed loop.
     pub rate: Option<f64>,
+    /// The measured phase's jobs vary in shape (else they are all one tray of inference).
+    pub varied: bool,
 }
 
 /// What a load run measured.
@@ -75,6 +78,9 @@ pub struct LoadReport {
     /// Open loop: the submissions per second asked for (None: closed loop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// Whether the measured phase's jobs varied in shape.
+    #[serde(default)]
+    pub varied: bool,
     /// Seconds to fill the server.
     pub fill_s: f64,
     /// Submissions made in the measured phase.
@@ -114,6 +120,28 @@ pub struct LoadReport {
 pub const MAX_IN_SYSTEM: usize = 10_000_000;
 /// The largest open-loop `rate`, submissions per second.
 pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// A job of the measured phase: one tray, or with `varied` one of 36 shapes (kind, 1, 2 or 4
+/// GPUs, a latency bound of none, 40 or 80 ms) chosen by its number, so that a round rarely holds
+/// two identical jobs (identical jobs are scored once).
+fn measured_job(id: String, number: usize, varied: bool) -> Job {
+    if !varied {
+        return tray_job(id);
+    }
+    // A fixed mix of the number's bits (splitmix64's finalizer), so that runs are comparable.
+    let mut z = (number as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let kind = JobKind::ALL[(z % 4) as usize];
+    let gpus = [1, 2, 4][((z >> 8) % 3) as usize];
+    let job = Job::new(id, kind, gpus, "us-east").with_priority(10).with_duration_h(1.0);
+    match (z >> 16) % 4 {
+        0 => job.with_max_latency_ms(40),
+        1 => job.with_max_latency_ms(80),
+        _ => job,
+    }
+}
 
 fn tray_job(id: String) -> Job {
     Job::new(id, JobKind::Inference, 4, "us-east").with_priority(10).with_duration_h(1.0)
@@ -201,14 +229,21 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         .enable_all()
         .build()
         .map_err(|e| load_error(format!("cannot start the clients' runtime: {e}")))?;
-    let (address, clients_n, batch) = (server.address(), config.clients, config.batch);
-    let interval = config.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
+    let clients_n = config.clients;
     let started = Instant::now();
+    let plan = Plan {
+        address: server.address(),
+        clients: clients_n,
+        batch: config.batch,
+        interval: config.rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
+        started,
+        varied: config.varied,
+    };
     let outcome = clients.block_on(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for c in 0..clients_n {
             let count = config.requests / clients_n + usize::from(c < config.requests % clients_n);
-            tasks.spawn(client_loop(address, c, clients_n, count, batch, interval, started));
+            tasks.spawn(client_loop(plan, c, count));
         }
         let (mut submits, mut finishes, mut placed) = (Vec::new(), Vec::new(), 0u64);
         let mut failure = None;
@@ -250,6 +285,7 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         batch: config.batch as u64,
         window_ms: config.window.as_secs_f64() * 1e3,
         rate: config.rate,
+        varied: config.varied,
         fill_s,
         submissions: submits.len() as u64,
         finishes: finishes.len() as u64,
@@ -267,18 +303,23 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
     })
 }
 
+/// What every client of a run shares.
+#[derive(Clone, Copy)]
+struct Plan {
+    address: std::net::SocketAddr,
+    clients: usize,
+    batch: usize,
+    /// Open loop: the time between two submissions, all clients together.
+    interval: Option<Duration>,
+    started: Instant,
+    varied: bool,
+}
+
 /// One client: its connection, and its share of the submissions (submission `r` of client `c` is
 /// the `r * clients + c`-th overall, due then in the open loop). Returns the submissions' and
 /// finishes' latencies, ms, and how many jobs its answers showed placed.
-async fn client_loop(
-    address: std::net::SocketAddr,
-    c: usize,
-    clients: usize,
-    count: usize,
-    batch: usize,
-    interval: Option<Duration>,
-    started: Instant,
-) -> Result<(Vec<f64>, Vec<f64>, u64), ServeError> {
+async fn client_loop(plan: Plan, c: usize, count: usize) -> Result<(Vec<f64>, Vec<f64>, u64), ServeError> {
+    let Plan { address, clients, batch, interval, started, varied } = plan;
     let mut connection = Connection::open(address).await?;
     let (mut submits, mut finishes, mut placed) = (Vec::with_capacity(count), Vec::new(), 0u64);
     for r in 0..count {
@@ -287,7 +328,12 @@ async fn client_loop(
             tokio::time::sleep_until(due.into()).await;
         }
         let ids: Vec<String> = (0..batch).map(|b| format!("load-{c}-{r}-{b}")).collect();
-        let body = serde_json::to_vec(&ids.iter().cloned().map(tray_job).collect::<Vec<_>>()).expect("jobs serialize");
+        let jobs: Vec<Job> = ids
+            .iter()
+            .enumerate()
+            .map(|(b, id)| measured_job(id.clone(), (r * clients + c) * batch + b, varied))
+            .collect();
+        let body = serde_json::to_vec(&jobs).expect("jobs serialize");
         let sent = due.unwrap_or_else(Instant::now);
         let answer = connection.post("/v1/jobs", body).await?;
         submits.push(sent.elapsed().as_secs_f64() * 1e3);

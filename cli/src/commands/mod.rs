@@ -110,7 +110,18 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
             complete(serve::status(id.as_deref(), explain, state_filter.as_deref(), after, limit, &server))
         }
         Command::Finish { id, server } => complete(serve::finish(&id, &server)),
-        Command::Load { in_system, keep_placed, requests, clients, rate, batch, batch_window_ms, backend, json } => {
+        Command::Load {
+            in_system,
+            keep_placed,
+            requests,
+            clients,
+            rate,
+            varied,
+            batch,
+            batch_window_ms,
+            backend,
+            json,
+        } => {
             let config = gpuplace_serve::load::LoadConfig {
                 in_system: in_system as usize,
                 keep_placed: keep_placed as usize,
@@ -120,6 +131,7 @@ pub fn run(command: Command) -> anyhow::Result<Done> {
                 window: std::time::Duration::from_millis(batch_window_ms),
                 backend: backend.choice(),
                 rate: rate.map(|r| r as f64),
+                varied,
             };
             complete(serve::load(&config, json.as_deref()))
         }

@@ -170,7 +170,7 @@ pub fn load(config: &gpuplace_serve::load::LoadConfig, json: Option<&Path>) -> a
     })?;
     let r = &report;
     let text = format!(
-        "backend {}; {} jobs in the system ({} placed); {} clients, {}, {} jobs per submission, batch window {} ms\n\
+        "backend {}; {} jobs in the system ({} placed); {} clients, {}, {} {}jobs per submission, batch window {} ms\n\
          {:>10} {:>10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n\
          {:>10} {:>10} {:>12.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}\n",
         r.backend,
@@ -182,6 +182,7 @@ pub fn load(config: &gpuplace_serve::load::LoadConfig, json: Option<&Path>) -> a
             None => "closed loop".to_string(),
         },
         r.batch,
+        if r.varied { "varied " } else { "" },
         r.window_ms,
         "submits",
         "placed",
