@@ -309,8 +309,20 @@ fn the_load_generator_measures_and_its_json_reads_back() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("decisions/s"));
     // The open loop: submissions due at a rate, the rate asked for in the report. 40 submissions
     // at 200 per second take at least the 0.195 s until the last is due.
-    let output =
-        run(&["load", "--in-system", "50", "--requests", "40", "--clients", "3", "--rate", "200", "--json", "-"]);
+    let output = run(&[
+        "load",
+        "--in-system",
+        "50",
+        "--requests",
+        "40",
+        "--clients",
+        "3",
+        "--rate",
+        "200",
+        "--varied",
+        "--json",
+        "-",
+    ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: gpuplace::report::Versioned<gpuplace_serve::load::LoadReport> =
         serde_json::from_slice(&output.stdout).unwrap();
