@@ -283,6 +283,36 @@ const MAX_LIST_PAGES: usize = 10_000;
 /// `metadata.continue`), read from etcd (no `resourceVersion`: a consistent read, so a pod bound
 /// before the listing began is in it unless it is gone). Why not, when a page cannot be read.
 pub fn list_pods(api: &str, token: Option<&str>) -> Result<Vec<PodSeen>, String> {
+    // The fields read of a `PodList` page (the API server's `v1.PodList`); others are ignored.
+    #[derive(serde::Deserialize)]
+    struct PodList {
+        #[serde(default)]
+        metadata: ListMeta,
+        items: Vec<Pod>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct ListMeta {
+        #[serde(default, rename = "continue")]
+        next: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Pod {
+        metadata: PodMeta,
+        #[serde(default)]
+        status: PodStatus,
+    }
+    #[derive(serde::Deserialize)]
+    struct PodMeta {
+        #[serde(default)]
+        namespace: String,
+        name: String,
+        uid: String,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct PodStatus {
+        #[serde(default)]
+        phase: String,
+    }
     let base = format!("{}/api/v1/pods?limit=500", api.trim_end_matches('/'));
     let mut pods = Vec::new();
     let mut next: Option<String> = None;
@@ -306,20 +336,22 @@ pub fn list_pods(api: &str, token: Option<&str>) -> Result<Vec<PodSeen>, String>
             .limit(64 << 20)
             .read_to_string()
             .map_err(|e| format!("listing pods on {url}: {e}"))?;
-        let page: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("listing pods on {url}: {e}"))?;
-        let items = page["items"].as_array().ok_or_else(|| format!("listing pods on {url}: no `items`"))?;
-        for item in items {
-            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
-            pods.push(PodSeen {
-                namespace: text(&item["metadata"]["namespace"]),
-                name: text(&item["metadata"]["name"]),
-                uid: text(&item["metadata"]["uid"]),
-                phase: text(&item["status"]["phase"]),
-            });
-        }
-        next = page["metadata"]["continue"].as_str().filter(|c| !c.is_empty()).map(str::to_string);
-        if next.is_none() {
-            return Ok(pods);
+        let page: PodList = serde_json::from_str(&text)
+            .map_err(|e| format!("listing pods on {url}: not a pod list: {}", e.to_string().replace('\n', " ")))?;
+        pods.extend(page.items.into_iter().map(|pod| PodSeen {
+            namespace: pod.metadata.namespace,
+            name: pod.metadata.name,
+            uid: pod.metadata.uid,
+            phase: pod.status.phase,
+        }));
+        let following = page.metadata.next.filter(|c| !c.is_empty());
+        match following {
+            None => return Ok(pods),
+            // A server that hands back the token it was given would page forever.
+            Some(token) if next.as_ref() == Some(&token) => {
+                return Err(format!("listing pods on {url}: the API server gave back the same continue token"));
+            }
+            Some(token) => next = Some(token),
         }
     }
     Err(format!("listing pods on {base}: more than {MAX_LIST_PAGES} pages"))

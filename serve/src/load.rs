@@ -202,6 +202,7 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
             stop_on_signals: false,
             kube_api: None,
             kube_sync: None,
+            warn: None,
         },
     )?;
     let url = format!("http://{}", server.address());

@@ -88,6 +88,26 @@ pub struct ServerConfig {
     /// pods bound through the extender that ended (deleted, replaced, `Succeeded` or `Failed`);
     /// None: never (something else must finish them).
     pub kube_sync: Option<Duration>,
+    /// Told each warning the server has for its operator, one line each (a pod listing that
+    /// failed); None: warnings are only counted in `/metrics`.
+    pub warn: Option<Warn>,
+}
+
+/// Where the server's warnings go (see [`ServerConfig::warn`]).
+#[derive(Clone)]
+pub struct Warn(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Warn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Warn(..)")
+    }
+}
+
+/// What the pod sync tells `/metrics`: listings that failed, and when one last succeeded.
+#[derive(Clone, Default)]
+struct SyncMetrics {
+    failures: Counter,
+    last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +119,7 @@ impl Default for ServerConfig {
             stop_on_signals: false,
             kube_api: None,
             kube_sync: None,
+            warn: None,
         }
     }
 }
@@ -182,6 +203,10 @@ impl Server {
         // Bounded: when the core falls behind, handlers wait for room instead of piling up memory.
         let (sender, receiver) = mpsc::channel::<Message>(QUEUE_REQUESTS);
         let window = config.batch_window;
+        // Registered in `/metrics` only when the pods are synced.
+        let sync_metrics = SyncMetrics::default();
+        let sync_for_core =
+            config.kube_api.is_some().then_some(config.kube_sync).flatten().map(|_| sync_metrics.clone());
         // When the core ends for any reason (its store failed), the server stops too.
         let core_ended = Arc::new(Notify::new());
         let ended = Arc::clone(&core_ended);
@@ -196,11 +221,11 @@ impl Server {
                     }
                 }
                 let _ended = Ended(ended);
-                run_core(service, receiver, window)
+                run_core(service, receiver, window, sync_for_core)
             })
             .map_err(|e| listen_error(format!("cannot start the core thread: {e}")))?;
         if let (Some(api), Some(every)) = (config.kube_api.clone(), config.kube_sync) {
-            runtime.spawn(kube_sync(sender.clone(), api, every));
+            runtime.spawn(kube_sync(sender.clone(), api, every, sync_metrics, config.warn.clone()));
         }
         let state = AppState {
             core: sender,
@@ -323,13 +348,18 @@ async fn termination(signals: bool) {
 /// already applies and places the next batches ([`COMMIT_GROUP`] may wait while as many are
 /// written), so the disk's sync time and the core's work overlap. Ends when every sender is gone, or with the store's error (the server
 /// then stops: memory is ahead of the store).
-fn run_core(mut service: Service, mut receiver: mpsc::Receiver<Message>, window: Duration) -> Result<(), ServeError> {
+fn run_core(
+    mut service: Service,
+    mut receiver: mpsc::Receiver<Message>,
+    window: Duration,
+    sync: Option<SyncMetrics>,
+) -> Result<(), ServeError> {
     // A small runtime of the core's own, for receiving with a deadline.
     let clock = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| ServeError::Store {
         path: "(core)".into(),
         message: format!("cannot start the core's timer: {e}"),
     })?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(sync);
     let committer = Committer::start(service.store(), metrics.latency.clone())?;
     let outcome = core_loop(&mut service, &mut receiver, window, &clock, &metrics, &committer);
     // Everything handed over is written (or refused) and answered before the core ends.
@@ -625,8 +655,20 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new() -> Metrics {
+    fn new(sync: Option<SyncMetrics>) -> Metrics {
         let mut registry = Registry::with_prefix("gpuplace");
+        if let Some(sync) = sync {
+            registry.register(
+                "kube_sync_failures",
+                "Listings of the Kubernetes API server's pods that failed (each is tried again at the next tick)",
+                sync.failures,
+            );
+            registry.register(
+                "kube_sync_last_success_seconds",
+                "When a listing of the API server's pods last succeeded and its ended pods' jobs were finished, Unix time (0: never)",
+                sync.last_success,
+            );
+        }
         let jobs = Family::<Vec<(String, String)>, Gauge>::default();
         registry.register("jobs", "Jobs the server knows, by state and kind", jobs.clone());
         let gpus = Family::<Vec<(String, String)>, Gauge>::default();
@@ -737,7 +779,13 @@ impl Metrics {
 /// Every `every`: the pods bound through the extender, then the API server's pods (listed after,
 /// so that a pod bound before the listing is in it unless it is gone), then the jobs of those that
 /// ended finished. A listing that fails is tried again at the next tick. Ends with the core.
-async fn kube_sync(core: mpsc::Sender<Message>, api: (String, Option<String>), every: Duration) {
+async fn kube_sync(
+    core: mpsc::Sender<Message>,
+    api: (String, Option<String>),
+    every: Duration,
+    metrics: SyncMetrics,
+    warn: Option<Warn>,
+) {
     let api = Arc::new(api);
     let ask = |op: Op| {
         let core = core.clone();
@@ -745,6 +793,16 @@ async fn kube_sync(core: mpsc::Sender<Message>, api: (String, Option<String>), e
             let (reply, answer) = oneshot::channel();
             core.send(Message { op, arrived: Instant::now(), reply, turn: None }).await.ok()?;
             answer.await.ok()
+        }
+    };
+    let succeeded = || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        metrics.last_success.set(now.as_secs_f64());
+    };
+    let failed = |why: &str| {
+        metrics.failures.inc();
+        if let Some(Warn(warn)) = &warn {
+            warn(&format!("kube sync: {why}; trying again in {} s", every.as_secs_f64()));
         }
     };
     loop {
@@ -755,15 +813,20 @@ async fn kube_sync(core: mpsc::Sender<Message>, api: (String, Option<String>), e
             Some(_) => continue,
         };
         if bound.is_empty() {
+            succeeded();
             continue;
         }
         let listing = Arc::clone(&api);
         let pods =
             tokio::task::spawn_blocking(move || crate::client::list_pods(&listing.0, listing.1.as_deref())).await;
-        if let Ok(Ok(pods)) = pods
-            && ask(Op::KubeSync(bound, pods)).await.is_none()
-        {
-            return;
+        match pods {
+            Ok(Ok(pods)) => match ask(Op::KubeSync(bound, pods)).await {
+                None => return,
+                Some(Ok(_)) => succeeded(),
+                Some(Err(e)) => failed(&e.message),
+            },
+            Ok(Err(why)) => failed(&why),
+            Err(_) => failed("the listing's thread failed"),
         }
     }
 }

@@ -1170,11 +1170,13 @@ impl Service {
     /// Finishes the jobs `bound` names (ids from [`Service::kube_bound`], taken before `pods` was
     /// listed) whose pods ended: not in `pods` (deleted), in it under another UID (a new pod of
     /// that name), or in phase `Succeeded` or `Failed`. A job no longer placed, or one whose pod
-    /// runs, is left as it is. Returns the submission numbers finished.
+    /// runs, is left as it is. Returns the submission numbers finished, or the first error of a
+    /// job that could not be finished (the others are finished all the same).
     pub fn kube_sync(&mut self, bound: &[String], pods: &[crate::client::PodSeen]) -> Result<Vec<usize>, ApiError> {
         let seen: HashMap<(&str, &str), &crate::client::PodSeen> =
             pods.iter().map(|p| ((p.namespace.as_str(), p.name.as_str()), p)).collect();
         let mut finished = Vec::new();
+        let mut failure = None;
         for id in bound {
             let Some(&number) = self.by_id.get(id) else { continue };
             let stored = &self.entries[number].stored;
@@ -1195,11 +1197,18 @@ impl Service {
                 }
                 Some(_) => continue,
             };
-            self.finish(id)?;
-            self.entries[number].stored.reason = Some(why);
-            finished.push(number);
+            // One job that cannot be finished does not keep the others placed.
+            match self.finish(id) {
+                Ok(_) => {
+                    self.entries[number].stored.reason = Some(why);
+                    finished.push(number);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        Ok(finished)
+        failure.map_or(Ok(finished), Err)
     }
 
     /// Why `job` may not be placed now for its tenant's quota (its tenant would pass its quota

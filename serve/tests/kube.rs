@@ -507,9 +507,13 @@ fn the_sync_finishes_the_jobs_of_pods_that_ended() {
     let item = |name: &str, uid: &str, phase: &str| json!({"metadata": {"namespace": "ml", "name": name, "uid": uid}, "status": {"phase": phase}});
     let first = json!({"metadata": {"continue": "page 2"}, "items": [item("a", "uid-a", "Running"), item("b", "uid-b", "Succeeded"), item("e", "uid-e", "Failed")]});
     let second = json!({"metadata": {}, "items": [item("d", "uid-d-new", "Running")]});
+    // The first listing fails: it is counted, told, and tried again at the next tick.
+    let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (api, seen) = fake_api(Arc::new(move |line: &str| {
         if line.starts_with("POST ") {
             (201, "{}".into())
+        } else if line.starts_with("GET /api/v1/pods") && !failed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            (500, "{}".into())
         } else if line.starts_with("GET /api/v1/pods?limit=500&continue=page%202 ") {
             (200, second.to_string())
         } else if line.starts_with("GET /api/v1/pods?limit=500 ") {
@@ -520,10 +524,15 @@ fn the_sync_finishes_the_jobs_of_pods_that_ended() {
     }));
     let dir = tempfile::tempdir().unwrap();
     let service = open(dir.path(), Some(fleet()), false);
+    let warnings = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let config = ServerConfig {
         listen: "127.0.0.1:0".into(),
         kube_api: Some((api, Some("sekret".into()))),
         kube_sync: Some(std::time::Duration::from_millis(100)),
+        warn: Some(gpuplace_serve::server::Warn(Arc::new({
+            let warnings = Arc::clone(&warnings);
+            move |line: &str| warnings.lock().unwrap().push(line.to_string())
+        }))),
         ..ServerConfig::default()
     };
     let server = Server::start(service, config).unwrap();
@@ -555,8 +564,30 @@ fn the_sync_finishes_the_jobs_of_pods_that_ended() {
         requests.iter().filter(|(line, _, _)| line.starts_with("GET /api/v1/pods")).collect();
     assert!(pages.iter().any(|(line, _, _)| line.contains("continue=page%202")), "{requests:?}");
     assert!(pages.iter().all(|(_, _, auth)| auth.as_deref() == Some("Bearer sekret")), "{requests:?}");
+    // The failed listing was told once, in one line naming what failed, and counted.
+    let warnings = warnings.lock().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("listing pods on") && warnings[0].contains("500") && !warnings[0].contains('\n'));
+    let metrics = client.metrics().unwrap();
+    assert!(metrics.lines().any(|l| l == "gpuplace_kube_sync_failures_total 1"), "{metrics}");
+    let last = metrics.lines().find_map(|l| l.strip_prefix("gpuplace_kube_sync_last_success_seconds ")).unwrap();
+    assert!(last.parse::<f64>().unwrap() > 1.7e9, "{last}");
     // What the ended pods held is free again: only a's 4 GPUs are held at texas.
     let used: u64 = client.fleet().unwrap().sites.iter().filter(|s| s.name == "texas").map(|s| s.gpus_used).sum();
     assert_eq!(used, 4);
     server.stop().unwrap();
+}
+
+/// A listing whose API server hands back the continue token it was given ends with an error
+/// instead of paging forever; a page that is not a pod list is an error naming the URL.
+#[test]
+fn a_listing_that_would_not_end_or_does_not_read_is_an_error() {
+    use std::sync::Arc;
+    let (api, _) =
+        fake_api(Arc::new(|_: &str| (200, json!({"metadata": {"continue": "again"}, "items": []}).to_string())));
+    let error = gpuplace_serve::client::list_pods(&api, None).unwrap_err();
+    assert!(error.contains("same continue token"), "{error}");
+    let (api, _) = fake_api(Arc::new(|_: &str| (200, json!({"items": [{"metadata": {"name": 5}}]}).to_string())));
+    let error = gpuplace_serve::client::list_pods(&api, None).unwrap_err();
+    assert!(error.contains("not a pod list") && error.contains("/api/v1/pods"), "{error}");
 }

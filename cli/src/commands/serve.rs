@@ -65,6 +65,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map(|url| Ok::<_, anyhow::Error>((url.to_string(), args.kube_token_file.map(read_token).transpose()?)))
             .transpose()?,
         kube_sync: (args.kube_sync_s > 0).then(|| Duration::from_secs(args.kube_sync_s)),
+        warn: Some(gpuplace_serve::server::Warn(std::sync::Arc::new(|line: &str| {
+            eprintln!("gpuplace serve: warning: {line}")
+        }))),
     };
     let server = Server::start(service, config)?;
     note(&format!(
