@@ -58,19 +58,20 @@ impl InputError {
         message: impl Into<String>,
     ) -> Self {
         InputError {
-            source_name: one_line(source_name.into()),
-            record: one_line(record.into()),
-            field: one_line(field.into()),
-            message: one_line(message.into()),
+            source_name: one_line(&source_name.into()),
+            record: one_line(&record.into()),
+            field: one_line(&field.into()),
+            message: one_line(&message.into()),
         }
     }
 }
 
-/// `text` with its control characters and line or paragraph separators escaped (`\n`, `\u{2028}`).
-fn one_line(text: String) -> String {
+/// `text` with its control characters and line or paragraph separators escaped (`\n`, `\u{2028}`),
+/// so that a message quoting input stays one line.
+pub fn one_line(text: &str) -> String {
     let breaks = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
     if !text.contains(breaks) {
-        return text;
+        return text.to_string();
     }
     text.chars().map(|c| if breaks(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
 }

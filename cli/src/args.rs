@@ -366,8 +366,8 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         /// answered).
         #[arg(long, value_name = "PER_S", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         rate: Option<u64>,
-        /// The measured jobs vary: kind, 1, 2 or 4 GPUs, latency bound (default: all one tray of
-        /// inference, which a round scores once).
+        /// The measured jobs vary: kind, 1, 2 or 4 GPUs, latency bound (24,000 shapes; default:
+        /// all one tray of inference, which a round scores once).
         #[arg(long)]
         varied: bool,
         /// Jobs per submission.

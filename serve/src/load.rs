@@ -11,8 +11,8 @@
 //!   placed, and an empty queue (the measured phase then sees the cost of a large state, not of a
 //!   long queue: every round places the whole queue).
 //! - **Measured phase**: `clients` clients, each with its own HTTP/1.1 connection, loop: submit
-//!   `batch` new jobs of one tray (with `varied`, of 36 shapes: kind, 1, 2 or 4 GPUs, latency
-//!   bound) in one request, then finish them (one request each), until
+//!   `batch` new jobs of one tray (with `varied`, of 24,000 shapes: kind, 1, 2 or 4 GPUs,
+//!   latency bound) in one request, then finish them (one request each), until
 //!   `requests` submissions were made in all. Latency is per request, measured by the client
 //!   (loopback HTTP, queueing, batching, the round and the synced commit).
 //!   - **Closed loop** (no `rate`): each client submits again as soon as its finishes are
@@ -112,6 +112,10 @@ pub struct LoadReport {
     pub commit_s: f64,
     /// Submission latency percentiles, ms: p50, p99, max (open loop: from when it was due).
     pub submit_ms: [f64; 3],
+    /// Open loop: how late the load generator sent submissions after they were due, ms: p50, p99,
+    /// max (its own delay, counted in the submission latencies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_ms: Option<[f64; 3]>,
     /// Finish latency percentiles, ms: p50, p99, max.
     pub finish_ms: [f64; 3],
 }
@@ -121,9 +125,9 @@ pub const MAX_IN_SYSTEM: usize = 10_000_000;
 /// The largest open-loop `rate`, submissions per second.
 pub const MAX_RATE: f64 = 1_000_000.0;
 
-/// A job of the measured phase: one tray, or with `varied` one of 36 shapes (kind, 1, 2 or 4
-/// GPUs, a latency bound of none, 40 or 80 ms) chosen by its number, so that a round rarely holds
-/// two identical jobs (identical jobs are scored once).
+/// A job of the measured phase: one tray, or with `varied` one of 24,000 shapes (kind, 1, 2 or 4
+/// GPUs, a latency bound of 40 to 2,039 ms) chosen by its number, so that a round rarely holds two
+/// identical jobs (identical jobs are scored once).
 fn measured_job(id: String, number: usize, varied: bool) -> Job {
     if !varied {
         return tray_job(id);
@@ -135,12 +139,8 @@ fn measured_job(id: String, number: usize, varied: bool) -> Job {
     z ^= z >> 31;
     let kind = JobKind::ALL[(z % 4) as usize];
     let gpus = [1, 2, 4][((z >> 8) % 3) as usize];
-    let job = Job::new(id, kind, gpus, "us-east").with_priority(10).with_duration_h(1.0);
-    match (z >> 16) % 4 {
-        0 => job.with_max_latency_ms(40),
-        1 => job.with_max_latency_ms(80),
-        _ => job,
-    }
+    let latency_ms = 40 + ((z >> 16) % 2000) as u32;
+    Job::new(id, kind, gpus, "us-east").with_priority(10).with_duration_h(1.0).with_max_latency_ms(latency_ms)
 }
 
 fn tray_job(id: String) -> Job {
@@ -231,43 +231,52 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         .build()
         .map_err(|e| load_error(format!("cannot start the clients' runtime: {e}")))?;
     let clients_n = config.clients;
-    let started = Instant::now();
-    let plan = Plan {
-        address: server.address(),
-        clients: clients_n,
-        batch: config.batch,
-        interval: config.rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
-        started,
-        varied: config.varied,
-    };
+    let address = server.address();
     let outcome = clients.block_on(async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for c in 0..clients_n {
-            let count = config.requests / clients_n + usize::from(c < config.requests % clients_n);
-            tasks.spawn(client_loop(plan, c, count));
+        // Every client connects before the clock starts.
+        let mut connections = Vec::with_capacity(clients_n);
+        for _ in 0..clients_n {
+            connections.push(Connection::open(address).await?);
         }
-        let (mut submits, mut finishes, mut placed) = (Vec::new(), Vec::new(), 0u64);
-        let mut failure = None;
+        let started = Instant::now();
+        let plan = Plan {
+            clients: clients_n,
+            batch: config.batch,
+            interval: config.rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
+            started,
+            varied: config.varied,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for (c, connection) in connections.into_iter().enumerate() {
+            let count = config.requests / clients_n + usize::from(c < config.requests % clients_n);
+            tasks.spawn(client_loop(plan, connection, c, count));
+        }
+        let mut measured = Measured::default();
         while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok((s, f, p))) => {
-                    submits.extend(s);
-                    finishes.extend(f);
-                    placed += p;
+            let done = joined.map_err(|_| load_error("a client task panicked")).and_then(|result| result);
+            match done {
+                Ok(one) => measured.absorb(one),
+                Err(e) => {
+                    // The first failure is the one to report: the others follow from it.
+                    tasks.abort_all();
+                    return Err(e);
                 }
-                Ok(Err(e)) => failure = Some(e),
-                Err(_) => failure = Some(load_error("a client task panicked")),
             }
         }
-        (submits, finishes, placed, failure)
+        Ok((measured, started))
     });
-    let (mut submits, mut finishes, placed_in_answers, failure) = outcome;
+    let (mut measured, started) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            // The server's own error, if it stopped, says more than the client's.
+            server.stop()?;
+            return Err(e);
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
-    let after = if failure.is_none() { counters(&observer)? } else { before };
+    let after = counters(&observer)?;
     server.stop()?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let placed_in_answers = measured.placed;
     let delta = |i: usize| after[i] - before[i];
     // Counts in a gauge are whole numbers well below 2^53.
     let decisions = delta(0) as u64;
@@ -288,26 +297,26 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
         rate: config.rate,
         varied: config.varied,
         fill_s,
-        submissions: submits.len() as u64,
-        finishes: finishes.len() as u64,
+        submissions: measured.submits.len() as u64,
+        finishes: measured.finishes.len() as u64,
         decisions,
         seconds,
         decisions_per_s: decisions as f64 / seconds,
-        submissions_per_s: submits.len() as f64 / seconds,
-        requests_per_s: (submits.len() + finishes.len()) as f64 / seconds,
+        submissions_per_s: measured.submits.len() as f64 / seconds,
+        requests_per_s: (measured.submits.len() + measured.finishes.len()) as f64 / seconds,
         rounds: delta(1) as u64,
         round_s: delta(2),
         commits: delta(3) as u64,
         commit_s: delta(4),
-        submit_ms: percentiles(&mut submits),
-        finish_ms: percentiles(&mut finishes),
+        submit_ms: percentiles(&mut measured.submits),
+        finish_ms: percentiles(&mut measured.finishes),
+        send_lag_ms: config.rate.map(|_| percentiles(&mut measured.lags)),
     })
 }
 
 /// What every client of a run shares.
 #[derive(Clone, Copy)]
 struct Plan {
-    address: std::net::SocketAddr,
     clients: usize,
     batch: usize,
     /// Open loop: the time between two submissions, all clients together.
@@ -316,13 +325,30 @@ struct Plan {
     varied: bool,
 }
 
+/// What the clients measured: latencies, ms, and jobs their answers showed placed.
+#[derive(Default)]
+struct Measured {
+    submits: Vec<f64>,
+    finishes: Vec<f64>,
+    /// Open loop: how late each submission was sent after it was due (the generator's own delay).
+    lags: Vec<f64>,
+    placed: u64,
+}
+
+impl Measured {
+    fn absorb(&mut self, other: Measured) {
+        self.submits.extend(other.submits);
+        self.finishes.extend(other.finishes);
+        self.lags.extend(other.lags);
+        self.placed += other.placed;
+    }
+}
+
 /// One client: its connection, and its share of the submissions (submission `r` of client `c` is
-/// the `r * clients + c`-th overall, due then in the open loop). Returns the submissions' and
-/// finishes' latencies, ms, and how many jobs its answers showed placed.
-async fn client_loop(plan: Plan, c: usize, count: usize) -> Result<(Vec<f64>, Vec<f64>, u64), ServeError> {
-    let Plan { address, clients, batch, interval, started, varied } = plan;
-    let mut connection = Connection::open(address).await?;
-    let (mut submits, mut finishes, mut placed) = (Vec::with_capacity(count), Vec::new(), 0u64);
+/// the `r * clients + c`-th overall, due then in the open loop).
+async fn client_loop(plan: Plan, mut connection: Connection, c: usize, count: usize) -> Result<Measured, ServeError> {
+    let Plan { clients, batch, interval, started, varied } = plan;
+    let mut measured = Measured { submits: Vec::with_capacity(count), ..Measured::default() };
     for r in 0..count {
         let due = interval.map(|every| started + every.mul_f64((r * clients + c) as f64));
         if let Some(due) = due {
@@ -335,20 +361,25 @@ async fn client_loop(plan: Plan, c: usize, count: usize) -> Result<(Vec<f64>, Ve
             .map(|(b, id)| measured_job(id.clone(), (r * clients + c) * batch + b, varied))
             .collect();
         let body = serde_json::to_vec(&jobs).expect("jobs serialize");
-        let sent = due.unwrap_or_else(Instant::now);
+        let now = Instant::now();
+        if let Some(due) = due {
+            measured.lags.push(now.saturating_duration_since(due).as_secs_f64() * 1e3);
+        }
+        // The open loop counts from when the submission was due, late or not.
+        let from = due.unwrap_or(now);
         let answer = connection.post("/v1/jobs", body).await?;
-        submits.push(sent.elapsed().as_secs_f64() * 1e3);
+        measured.submits.push(from.elapsed().as_secs_f64() * 1e3);
         let answer: crate::api::JobsResponse = serde_json::from_slice(&answer)
             .map_err(|e| load_error(format!("a submission's answer does not read: {e}")))?;
         for job in &answer.jobs {
-            placed += u64::from(job.state == crate::api::JobState::Placed);
+            measured.placed += u64::from(job.state == crate::api::JobState::Placed);
             let t = Instant::now();
             // The ids are made here of letters, digits and `-`: nothing to escape in the path.
             connection.post(&format!("/v1/jobs/{}/finish", job.id), Vec::new()).await?;
-            finishes.push(t.elapsed().as_secs_f64() * 1e3);
+            measured.finishes.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    Ok((submits, finishes, placed))
+    Ok(measured)
 }
 
 /// One HTTP/1.1 connection to the server, kept alive.

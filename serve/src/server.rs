@@ -904,8 +904,11 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         Err(refusal) => return refusal,
     };
     // Small bodies are parsed here; larger ones off the HTTP workers.
+    // The bytes are gone once parsed: only the turn is held while the request waits.
     let parsed = if bytes.len() <= PARSE_INLINE_BYTES {
-        parse_jobs(&bytes)
+        let parsed = parse_jobs(&bytes);
+        drop(bytes);
+        parsed
     } else {
         match tokio::task::spawn_blocking(move || parse_jobs(&bytes)).await {
             Ok(parsed) => parsed,
@@ -1008,9 +1011,11 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     } else {
         serde_json::from_slice::<FleetEvent>(&bytes).map(|e| vec![e])
     };
+    // The bytes are gone once parsed: only the turn is held while the request waits.
+    drop(bytes);
     match parsed {
         Ok(events) => call_holding(&state, Op::Events(events), Some(turn)).await,
-        Err(e) => error(ApiError::new(400, format!("request: events: {}", e.to_string().replace('\n', " ")))),
+        Err(e) => error(ApiError::new(400, gpuplace::error::one_line(&format!("request: events: {e}")))),
     }
 }
 
@@ -1048,7 +1053,7 @@ async fn kube_body<T: serde::de::DeserializeOwned + Send + 'static>(
         .map_err(|_| error(ApiError::new(500, "request: parsing the body failed")))?;
     parsed
         .map(|args| (args, turn))
-        .map_err(|e| error(ApiError::new(400, format!("request: {}", e.to_string().replace('\n', " ")))))
+        .map_err(|e| error(ApiError::new(400, gpuplace::error::one_line(&format!("request: {e}")))))
 }
 
 async fn kube_filter(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {

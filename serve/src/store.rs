@@ -76,6 +76,8 @@ pub struct Store {
     commit_nanos: AtomicU64,
     /// Test hook: writes left before they fail (`u64::MAX`: never).
     fail_after: AtomicU64,
+    /// Test hook: how long each write waits before it begins, ns.
+    delay_nanos: AtomicU64,
 }
 
 /// One transaction's content, serialized: what a batch changed, ready to be written by
@@ -141,6 +143,7 @@ impl Store {
             commits: AtomicU64::new(0),
             commit_nanos: AtomicU64::new(0),
             fail_after: AtomicU64::new(u64::MAX),
+            delay_nanos: AtomicU64::new(0),
         };
         let meta = store.read_meta()?;
         if existed && meta.is_none() {
@@ -267,6 +270,10 @@ impl Store {
     /// Writes `batch` in one transaction, durable when this returns Ok. The caller writes batches
     /// in the order they were prepared (the server: its one committer thread).
     pub fn write_batch(&self, batch: &Batch) -> Result<(), ServeError> {
+        match self.delay_nanos.load(Ordering::Relaxed) {
+            0 => {}
+            nanos => std::thread::sleep(Duration::from_nanos(nanos)),
+        }
         match self.fail_after.load(Ordering::Relaxed) {
             u64::MAX => {}
             0 => return Err(self.store_error("made to fail (test hook)")),
@@ -312,6 +319,12 @@ impl Store {
     #[doc(hidden)]
     pub fn fail_after_writes(&self, writes: u64) {
         self.fail_after.store(writes, Ordering::Relaxed);
+    }
+
+    /// Test hook: each write waits `delay` before it begins, as a slow disk would make it.
+    #[doc(hidden)]
+    pub fn delay_writes(&self, delay: Duration) {
+        self.delay_nanos.store(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Durable commits written since the store was opened, and the time spent writing them.

@@ -564,30 +564,29 @@ fn a_failed_write_of_several_batches_answers_none_of_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut service = open(dir.path(), Some(fleet())).unwrap();
     service.fail_after_commits(1);
+    // Slow writes: the submissions below arrive while the first one's write waits, each is its
+    // own batch, and the committer writes them together, in the write that fails.
+    service.store().delay_writes(std::time::Duration::from_millis(300));
     let config = ServerConfig { listen: "127.0.0.1:0".into(), ..ServerConfig::default() };
     let server = Server::start(service, config).unwrap();
     let url = format!("http://{}", server.address());
-    Client::new(&url, None).submit(&body(&[job("first", 1, 1)])).unwrap();
-    // Several at once, so that the failing write may hold more than one batch (the committer
-    // groups what arrives while it writes): none is answered as accepted.
     let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let first = scope.spawn(|| Client::new(&url, None).submit(&body(&[job("first", 1, 1)])).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(100));
         let senders: Vec<_> = (0..6)
             .map(|n| {
                 let url = url.clone();
-                scope.spawn(move || {
-                    match Client::new(&url, None).submit(&body(&[job(&format!("second-{n}"), 1, 1)])) {
-                        Ok(answer) => panic!("accepted after the store failed: {answer:?}"),
-                        Err(ServeError::Client { status: Some(status), .. }) => status,
-                        // The server had stopped already: no answer at all.
-                        Err(_) => 0,
-                    }
+                scope.spawn(move || match Client::new(&url, None).submit(&body(&[job(&format!("second-{n}"), 1, 1)])) {
+                    Ok(answer) => panic!("accepted after the store failed: {answer:?}"),
+                    Err(ServeError::Client { status: Some(status), .. }) => status,
+                    Err(other) => panic!("no answer: {other}"),
                 })
             })
             .collect();
+        first.join().unwrap();
         senders.into_iter().map(|s| s.join().unwrap()).collect()
     });
-    assert!(statuses.iter().all(|&s| s == 503 || s == 0), "{statuses:?}");
-    assert!(statuses.contains(&503), "{statuses:?}");
+    assert_eq!(statuses, vec![503; 6]);
     assert!(matches!(server.wait(), Err(ServeError::Store { .. })));
     let reopened = open(dir.path(), None).unwrap();
     assert!(reopened.job("first").is_ok());

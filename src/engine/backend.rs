@@ -48,7 +48,8 @@ fn distinct_jobs(jobs: &[JobGpu]) -> Option<(Vec<JobGpu>, Vec<usize>)> {
         }
         key
     };
-    let mut seen: std::collections::HashMap<JobGpu, usize> = std::collections::HashMap::with_capacity(jobs.len());
+    let mut seen: rustc_hash::FxHashMap<JobGpu, usize> =
+        rustc_hash::FxHashMap::with_capacity_and_hasher(jobs.len(), Default::default());
     let mut distinct = Vec::new();
     let of: Vec<usize> = jobs
         .iter()
@@ -70,12 +71,20 @@ pub struct Backend {
     notices: Vec<String>,
     /// Time spent in [`Backend::score`], for `--timings`.
     elapsed: std::time::Duration,
+    /// The distinct jobs the last [`Backend::score`] scored.
+    last_scored: usize,
 }
 
 impl Backend {
     /// The CPU backend.
     pub fn cpu() -> Backend {
-        Backend { kind: Kind::Cpu, fallback: true, notices: Vec::new(), elapsed: std::time::Duration::ZERO }
+        Backend {
+            kind: Kind::Cpu,
+            fallback: true,
+            notices: Vec::new(),
+            elapsed: std::time::Duration::ZERO,
+            last_scored: 0,
+        }
     }
 
     /// The GPU backend on `scorer`, falling back to the CPU if the device fails.
@@ -86,6 +95,7 @@ impl Backend {
             fallback: true,
             notices: Vec::new(),
             elapsed: std::time::Duration::ZERO,
+            last_scored: 0,
         }
     }
 
@@ -184,6 +194,11 @@ impl Backend {
         &self.notices
     }
 
+    /// How many jobs the last [`Backend::score`] scored: its batch's distinct jobs.
+    pub fn last_scored_jobs(&self) -> usize {
+        self.last_scored
+    }
+
     /// Time spent scoring so far.
     pub fn scoring_time(&self) -> std::time::Duration {
         self.elapsed
@@ -197,7 +212,9 @@ impl Backend {
     /// job's record and the state, so the output is the same as scoring each.
     pub fn score(&mut self, jobs: &[JobGpu], state: &FleetState, k: usize) -> Result<ScoreOutput, ScoreError> {
         let started = std::time::Instant::now();
-        let result = match distinct_jobs(jobs) {
+        let distinct = distinct_jobs(jobs);
+        self.last_scored = distinct.as_ref().map_or(jobs.len(), |(distinct, _)| distinct.len());
+        let result = match distinct {
             Some((distinct, of)) => self.score_now(&distinct, state, k).map(|out| {
                 let mut all = ScoreOutput { k, candidates: Vec::with_capacity(jobs.len() * k), feasible: Vec::new() };
                 for &d in &of {

@@ -82,7 +82,7 @@ pub struct Consolidation {
 pub struct EngineStats {
     /// Scoring passes (each over the jobs of one round).
     pub rounds: u32,
-    /// Job × rack pairs scored by the backend.
+    /// Job × rack pairs scored by the backend (identical jobs of a round count once).
     pub scored_pairs: u64,
     /// Jobs decided from their candidate list (plus changed racks).
     pub from_candidates: u64,
@@ -427,7 +427,8 @@ pub(crate) fn place_batched_with(
             }
         };
         stats.rounds += 1;
-        stats.scored_pairs += batch.len() as u64 * ledger.state().racks.len() as u64;
+        // Identical jobs of a round are scored once (`Backend::score`): count what was scored.
+        stats.scored_pairs += backend.last_scored_jobs() as u64 * ledger.state().racks.len() as u64;
         dirty.clear();
         let round_start = position;
         while position < round_end {

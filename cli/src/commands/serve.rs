@@ -221,6 +221,24 @@ pub fn load(config: &gpuplace_serve::load::LoadConfig, json: Option<&Path>) -> a
         per(r.commit_s, r.commits),
         r.seconds,
     );
+    // An open loop that did not keep its rate measured clients that fell behind, not the rate.
+    let text = match (r.rate, r.send_lag_ms) {
+        (Some(rate), Some(lag)) => {
+            let behind = if r.submissions_per_s < 0.95 * rate {
+                format!(
+                    "; note: only {:.0} of {rate:.0} submissions/s went out (the clients fell behind)",
+                    r.submissions_per_s
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "{text}load generator: sent after due p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{behind}\n",
+                lag[0], lag[1], lag[2]
+            )
+        }
+        _ => text,
+    };
     if let Some(id) = json_id {
         outputs.write(vec![(id, crate::output::json_content(gpuplace::report::Versioned::new(report)))])?;
     }
