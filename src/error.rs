@@ -117,19 +117,3 @@ pub enum ScoreError {
 
 /// Shorthand for the library's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_input_error_stays_one_line_whatever_the_input_holds() {
-        // A field name with an escaped newline, as JSON allows: `"ki\nd"`.
-        let error = crate::Workload::from_json(r#"[{"ki\nd": 1}]"#, "jobs.json").unwrap_err().to_string();
-        assert!(!error.contains('\n') && error.contains(r"ki\nd"), "{error}");
-        let error = InputError::new("a\u{2028}b", "record\r", "f\u{0}", "x\ty").to_string();
-        assert_eq!(error, r"a\u{2028}b: record\r: field `f\u{0}`: x\ty");
-        // Nothing to escape: unchanged.
-        assert_eq!(InputError::new("s", "r", "f", "m").to_string(), "s: r: field `f`: m");
-    }
-}

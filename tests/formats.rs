@@ -386,3 +386,15 @@ fn compiling_reports_the_first_bad_job_in_file_order() {
         assert!(e.to_string().contains("record 9001") && e.to_string().contains("providers"), "{e}");
     }
 }
+
+#[test]
+fn an_input_error_stays_one_line_whatever_the_input_holds() {
+    use gpuplace::error::InputError;
+    // A field name with an escaped newline, as JSON allows: `"ki\nd"`.
+    let error = gpuplace::Workload::from_json(r#"[{"ki\nd": 1}]"#, "jobs.json").unwrap_err().to_string();
+    assert!(!error.contains('\n') && error.contains(r"ki\nd"), "{error}");
+    let error = InputError::new("a\u{2028}b", "record\r", "f\u{0}", "x\ty").to_string();
+    assert_eq!(error, r"a\u{2028}b: record\r: field `f\u{0}`: x\ty");
+    // Nothing to escape: unchanged.
+    assert_eq!(InputError::new("s", "r", "f", "m").to_string(), "s: r: field `f`: m");
+}
