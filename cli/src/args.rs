@@ -271,7 +271,8 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
         /// How long to gather requests after the first of a batch, ms (0..=1000). With 0, a batch
-        /// is what arrived while the previous one was placed and committed.
+        /// is what arrived while the core applied and placed the previous one (it does not wait
+        /// for the previous one's commit).
         #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
         batch_window_ms: u64,
         /// Scoring backend.
@@ -362,8 +363,8 @@ cluster-trace-gpu-v2023/csv); any pod list of its format is accepted.")]
         #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
         clients: u64,
         /// Open loop: submissions per second, all clients together, each due at its time and its
-        /// latency counted from then (default: closed loop, each client submits again once
-        /// answered).
+        /// latency counted from then (default: closed loop, each client submits again once its
+        /// submission and finishes are answered).
         #[arg(long, value_name = "PER_S", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         rate: Option<u64>,
         /// The measured jobs vary: kind, 1, 2 or 4 GPUs, latency bound (24,000 shapes; default:

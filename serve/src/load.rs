@@ -1,5 +1,5 @@
 //! A bounded load generator for the service (`gpuplace load`): it starts a server of its own on
-//! loopback over a temporary state directory, fills it with jobs, then has client threads submit
+//! loopback over a temporary state directory, fills it with jobs, then has clients submit
 //! and finish jobs over HTTP for a fixed number of requests, and reports decisions per second and
 //! latency percentiles. It stops by itself and removes its state directory.
 //!
@@ -46,7 +46,7 @@ pub struct LoadConfig {
     pub keep_placed: usize,
     /// Submissions in the measured phase, all clients together.
     pub requests: usize,
-    /// Client threads.
+    /// Clients: HTTP/1.1 connections, tasks on one thread.
     pub clients: usize,
     /// Jobs per submission.
     pub batch: usize,
@@ -69,7 +69,7 @@ pub struct LoadReport {
     pub in_system: u64,
     /// Jobs placed before the measured phase.
     pub placed_before: u64,
-    /// Client threads.
+    /// Clients: HTTP/1.1 connections, tasks on one thread.
     pub clients: u64,
     /// Jobs per submission.
     pub batch: u64,
@@ -112,8 +112,10 @@ pub struct LoadReport {
     pub commit_s: f64,
     /// Submission latency percentiles, ms: p50, p99, max (open loop: from when it was due).
     pub submit_ms: [f64; 3],
-    /// Open loop: how late the load generator sent submissions after they were due, ms: p50, p99,
-    /// max (its own delay, counted in the submission latencies).
+    /// Open loop: how late submissions went out after they were due, ms: p50, p99, max (counted in
+    /// the submission latencies). A client sends its next submission once the last one and its
+    /// finishes are answered, so this is the generator's own delay (its timer, its thread) plus
+    /// any time a client still waited on the server past the next due time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_lag_ms: Option<[f64; 3]>,
     /// Finish latency percentiles, ms: p50, p99, max.

@@ -70,7 +70,7 @@ pub struct ServerConfig {
     /// The address to listen on (`127.0.0.1:7070`; port 0 picks a free one).
     pub listen: String,
     /// How long the core waits, after a batch's first request, for more to batch with it. Zero
-    /// (the default) batches what arrived while the previous batch was placed and committed:
+    /// (the default) batches what arrived while the core applied and placed the previous batch:
     /// measured on 2 cores, a wait only added latency (BENCHMARKS.md, "The service").
     pub batch_window: Duration,
     /// When set, every route but `/healthz` asks for `Authorization: Bearer <token>`. Required to
@@ -660,12 +660,12 @@ impl Metrics {
         if let Some(sync) = sync {
             registry.register(
                 "kube_sync_failures",
-                "Listings of the Kubernetes API server's pods that failed (each is tried again at the next tick)",
+                "Pod syncs that failed: a listing of the Kubernetes API server's pods, or finishing an ended pod's job (tried again at the next tick)",
                 sync.failures,
             );
             registry.register(
                 "kube_sync_last_success_seconds",
-                "When a listing of the API server's pods last succeeded and its ended pods' jobs were finished, Unix time (0: never)",
+                "When a pod sync last went through, Unix time (0: never): a listing that succeeded and finished the ended pods' jobs, or a tick with no pod bound (then nothing is listed)",
                 sync.last_success,
             );
         }
