@@ -1063,19 +1063,22 @@ fn consolidation_moves_a_job_to_make_room_and_never_unplaces_one() {
     });
 }
 
+/// Small, heavily contended random fleets: the consolidation tests and their negative control.
+const CONTENDED: Shape = Shape {
+    max_sites: 2,
+    max_clusters: 2,
+    max_racks: 6,
+    jobs: 120,
+    occupancy_percent: 40,
+    all_ties: false,
+    power_tight: false,
+};
+
 #[test]
 fn consolidation_places_more_and_never_unplaces_on_random_problems() {
     // Heavy contention on random fleets, CPU only (the pass runs on the host): over the seeds it
     // must place some job, and on every seed it must keep every job placed before it ran.
-    let shape = Shape {
-        max_sites: 2,
-        max_clusters: 2,
-        max_racks: 6,
-        jobs: 120,
-        occupancy_percent: 40,
-        all_ties: false,
-        power_tight: false,
-    };
+    let shape = CONTENDED;
     let mut gained = 0;
     for seed in 3000..3060 {
         let mut rng = SplitMix64::new(seed);
@@ -1170,15 +1173,7 @@ fn consolidation_empties_racks_for_a_job_that_spans_them() {
 fn verify_log_catches_a_wrong_log() {
     // Negative controls for `verify_log`: a placement consolidation did not log, and a move whose
     // chain is broken, must be caught.
-    let shape = Shape {
-        max_sites: 2,
-        max_clusters: 2,
-        max_racks: 6,
-        jobs: 120,
-        occupancy_percent: 40,
-        all_ties: false,
-        power_tight: false,
-    };
+    let shape = CONTENDED;
     for seed in 3000..3060 {
         let mut rng = SplitMix64::new(seed);
         let fleet = random_fleet(&mut rng, shape);

@@ -205,8 +205,8 @@ impl Server {
         let window = config.batch_window;
         // Registered in `/metrics` only when the pods are synced.
         let sync_metrics = SyncMetrics::default();
-        let sync_for_core =
-            config.kube_api.is_some().then_some(config.kube_sync).flatten().map(|_| sync_metrics.clone());
+        let syncing = config.kube_api.is_some() && config.kube_sync.is_some();
+        let sync_for_core = syncing.then(|| sync_metrics.clone());
         // When the core ends for any reason (its store failed), the server stops too.
         let core_ended = Arc::new(Notify::new());
         let ended = Arc::clone(&core_ended);
