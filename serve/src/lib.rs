@@ -7,6 +7,7 @@
 //!   store;
 //! - [`store`]: the durable state;
 //! - [`server`]: the routes and the core thread that batches requests, places and commits;
+//! - [`listen`]: accepting connections (how many, how long a request head may take);
 //! - [`client`]: a blocking client;
 //! - [`load`]: the load generator (`gpuplace load`);
 //! - [`api`]: the bodies of the API (docs/API.md);
@@ -16,6 +17,7 @@ pub mod api;
 pub mod client;
 pub mod error;
 pub mod kube;
+pub mod listen;
 pub mod load;
 pub mod schema;
 pub mod server;

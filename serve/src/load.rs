@@ -197,15 +197,7 @@ pub fn run(fleet: Fleet, config: &LoadConfig, log: &mut dyn FnMut(&str)) -> Resu
     log(&format!("filled in {fill_s:.1} s: {placed_before} placed; measuring {} submissions", config.requests));
     let server = Server::start(
         service,
-        ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            batch_window: config.window,
-            token: None,
-            stop_on_signals: false,
-            kube_api: None,
-            kube_sync: None,
-            warn: None,
-        },
+        ServerConfig { listen: "127.0.0.1:0".into(), batch_window: config.window, ..ServerConfig::default() },
     )?;
     let url = format!("http://{}", server.address());
     // Placements are counted by the server (a job that waited and was placed by a later round

@@ -63,6 +63,12 @@ pub const TICK: Duration = Duration::from_secs(60);
 /// After a stop is asked (SIGTERM, SIGINT, [`Server::stop`]), how long requests in flight get to
 /// finish before their connections are dropped. The core still commits what it answered.
 pub const GRACE: Duration = Duration::from_secs(10);
+/// The default [`ServerConfig::head_timeout`].
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`ServerConfig::body_timeout`]: the largest body ([`MAX_BODY_BYTES`]) then needs
+/// at least 2.2 MB/s, which any link between a scheduler's clients and the scheduler has; a
+/// slower client could otherwise hold a share of the bodies' budget for as long as it liked.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the server listens and batches.
 #[derive(Debug, Clone)]
@@ -91,6 +97,14 @@ pub struct ServerConfig {
     /// Told each warning the server has for its operator, one line each (a pod listing that
     /// failed); None: warnings are only counted in `/metrics`.
     pub warn: Option<Warn>,
+    /// How long a request's head (request line and headers) may take to arrive, counted from when
+    /// the connection opened or its last answer went out; then the connection is closed. So an
+    /// idle keep-alive connection is also closed after it. Default [`HEAD_TIMEOUT`].
+    pub head_timeout: Duration,
+    /// How long a request's body may take to arrive once its turn in the bodies' memory budget
+    /// came; a body still arriving then is refused (408) and its turn given back. Default
+    /// [`BODY_TIMEOUT`].
+    pub body_timeout: Duration,
 }
 
 /// Where the server's warnings go (see [`ServerConfig::warn`]).
@@ -120,6 +134,8 @@ impl Default for ServerConfig {
             kube_api: None,
             kube_sync: None,
             warn: None,
+            head_timeout: HEAD_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
         }
     }
 }
@@ -172,6 +188,7 @@ struct AppState {
     token: Option<Arc<str>>,
     /// The memory budget of request bodies read, parsed, or on their way to the core.
     bodies: Arc<Semaphore>,
+    body_timeout: Duration,
     kube_api: Option<Arc<(String, Option<String>)>>,
 }
 
@@ -231,6 +248,7 @@ impl Server {
             core: sender,
             token: config.token.map(|t| Arc::from(t.as_str())),
             bodies: Arc::new(Semaphore::new(BODIES_AT_ONCE * MAX_BODY_BYTES / BODY_UNIT)),
+            body_timeout: config.body_timeout,
             kube_api: config.kube_api.map(Arc::new),
         };
         let app = Router::new()
@@ -250,8 +268,7 @@ impl Server {
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
         let signals = config.stop_on_signals;
-        let asked = Arc::new(Notify::new());
-        let asked_too = Arc::clone(&asked);
+        let head_timeout = config.head_timeout;
         let served = runtime.spawn(async move {
             let shutdown = async move {
                 tokio::select! {
@@ -259,14 +276,9 @@ impl Server {
                     _ = core_ended.notified() => {}
                     _ = termination(signals) => {}
                 }
-                asked_too.notify_one();
             };
             // Serving ends on a stop; requests in flight get GRACE to finish.
-            let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-            tokio::select! {
-                _ = graceful => {}
-                _ = async { asked.notified().await; tokio::time::sleep(GRACE).await } => {}
-            }
+            crate::listen::serve(listener, app, head_timeout, GRACE, shutdown).await;
         });
         Ok(Server { address, runtime: Some(runtime), stop: Some(stop), served: Some(served), core: Some(core) })
     }
@@ -891,7 +903,11 @@ async fn read_body(
     let Ok(turn) = Arc::clone(&state.bodies).acquire_many_owned(units).await else {
         return Err(error(ApiError::new(503, "the server is stopping")));
     };
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let Ok(read) = tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit)).await else {
+        let message = format!("request: the body did not arrive within {} s", state.body_timeout.as_secs_f64());
+        return Err(error(ApiError::new(408, message)));
+    };
+    let bytes = read.map_err(|_| too_large())?;
     Ok((bytes, turn))
 }
 

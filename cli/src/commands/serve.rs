@@ -68,6 +68,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         warn: Some(gpuplace_serve::server::Warn(std::sync::Arc::new(|line: &str| {
             eprintln!("gpuplace serve: warning: {line}")
         }))),
+        ..ServerConfig::default()
     };
     let server = Server::start(service, config)?;
     note(&format!(
