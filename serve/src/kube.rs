@@ -185,6 +185,61 @@ pub struct ExtenderBindingResult {
     pub error: String,
 }
 
+/// `Victims`: the pods kube-scheduler would evict on one node (`nodeCacheCapable: false`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Victims {
+    /// The pods, whole.
+    #[serde(rename = "Pods", alias = "pods", default)]
+    pub pods: Vec<Pod>,
+    /// How many PodDisruptionBudgets evicting them violates.
+    #[serde(rename = "NumPDBViolations", alias = "numPDBViolations", default)]
+    pub num_pdb_violations: i64,
+}
+
+/// `MetaPod`: a pod by UID.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MetaPod {
+    /// The pod's UID.
+    #[serde(rename = "UID", alias = "uid", default)]
+    pub uid: String,
+}
+
+/// `MetaVictims`: the pods to evict on one node, by UID.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MetaVictims {
+    /// The pods.
+    #[serde(rename = "Pods", alias = "pods", default)]
+    pub pods: Vec<MetaPod>,
+    /// How many PodDisruptionBudgets evicting them violates.
+    #[serde(rename = "NumPDBViolations", alias = "numPDBViolations", default)]
+    pub num_pdb_violations: i64,
+}
+
+/// `ExtenderPreemptionArgs`: the nodes where kube-scheduler could make room for a pod by
+/// evicting pods of lower priority, with those victims; whole pods (`nodeCacheCapable: false`)
+/// or UIDs (`true`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExtenderPreemptionArgs {
+    /// The pod that does not fit.
+    #[serde(rename = "Pod", alias = "pod")]
+    pub pod: Option<Pod>,
+    /// The victims by node, whole pods.
+    #[serde(rename = "NodeNameToVictims", alias = "nodeNameToVictims", default)]
+    pub node_name_to_victims: Option<BTreeMap<String, Victims>>,
+    /// The victims by node, UIDs.
+    #[serde(rename = "NodeNameToMetaVictims", alias = "nodeNameToMetaVictims", default)]
+    pub node_name_to_meta_victims: Option<BTreeMap<String, MetaVictims>>,
+}
+
+/// `ExtenderPreemptionResult`: the nodes the extender lets kube-scheduler preempt on, with their
+/// victims (each node's victims as it was given them, never none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExtenderPreemptionResult {
+    /// The victims by node.
+    #[serde(rename = "NodeNameToMetaVictims", alias = "nodeNameToMetaVictims", default)]
+    pub node_name_to_meta_victims: BTreeMap<String, MetaVictims>,
+}
+
 /// A node of the fleet, as its labels name it: the rack's global index and the tray.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tray {

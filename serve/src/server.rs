@@ -156,6 +156,7 @@ enum Op {
     Health,
     KubeFilter(crate::kube::ExtenderArgs),
     KubePrioritize(crate::kube::ExtenderArgs),
+    KubePreempt(crate::kube::ExtenderPreemptionArgs),
     KubeBind(crate::kube::ExtenderBindingArgs),
     KubeUnbind(crate::kube::ExtenderBindingArgs),
     /// The pods bound through the extender now (the sync task's first step).
@@ -262,6 +263,7 @@ impl Server {
             .route("/healthz", get(health))
             .route("/kube/v1/filter", post(kube_filter))
             .route("/kube/v1/prioritize", post(kube_prioritize))
+            .route("/kube/v1/preempt", post(kube_preempt))
             .route("/kube/v1/bind", post(kube_bind))
             .fallback(|| async { error(ApiError::new(404, "no such route (see docs/API.md)")) })
             .method_not_allowed_fallback(|| async { error(ApiError::new(405, "this route does not take this method")) })
@@ -442,6 +444,9 @@ fn core_loop(
                 Op::KubeFilter(args) => Ok(Pending::Ready(json(StatusCode::OK, &service.kube_filter(args)))),
                 Op::KubePrioritize(args) => {
                     service.kube_prioritize(args).map(|list| Pending::Ready(json(StatusCode::OK, &list)))
+                }
+                Op::KubePreempt(args) => {
+                    service.kube_preempt(args).map(|result| Pending::Ready(json(StatusCode::OK, &result)))
                 }
                 Op::KubeBind(args) => service.kube_bind(&args).map(|_| Pending::Bound),
                 Op::KubeUnbind(args) => service.kube_unbind(&args).map(|()| Pending::Bound),
@@ -640,6 +645,7 @@ fn answer(service: &Service, metrics: &Metrics, pending: Pending) -> Result<Answ
             | Op::Finish(_)
             | Op::Events(_)
             | Op::KubeFilter(_)
+            | Op::KubePreempt(_)
             | Op::KubePrioritize(_)
             | Op::KubeBind(_)
             | Op::KubeUnbind(_)
@@ -1082,6 +1088,13 @@ async fn kube_filter(State(state): State<AppState>, headers: HeaderMap, body: Bo
 async fn kube_prioritize(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match kube_body(&state, &headers, body).await {
         Ok((args, turn)) => call_holding(&state, Op::KubePrioritize(args), Some(turn)).await,
+        Err(response) => response,
+    }
+}
+
+async fn kube_preempt(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match kube_body(&state, &headers, body).await {
+        Ok((args, turn)) => call_holding(&state, Op::KubePreempt(args), Some(turn)).await,
         Err(response) => response,
     }
 }

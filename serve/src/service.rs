@@ -1119,22 +1119,11 @@ impl Service {
         let (mut names, mut objects) = (Vec::new(), Vec::new());
         let allowed = request.job.as_ref().and_then(|(_, job)| self.group_racks(job, &request.group));
         let quota = request.job.as_ref().and_then(|(_, job)| self.quota_refusal(job));
-        let state = self.scheduler.ledger().state();
         for candidate in request.candidates {
             let verdict = match (&request.job, &candidate.tray) {
                 (None, _) => Ok(()),
                 (Some(_), Err(why)) => Err((true, why.clone())),
-                // Its tenant at its limit: no node now, but one may be once its jobs end.
-                (Some(_), Ok(_)) if quota.is_some() => Err((false, quota.clone().expect("checked"))),
-                (Some((record, _)), Ok(tray)) => {
-                    if allowed.as_ref().is_some_and(|racks| !racks.contains(&tray.rack)) {
-                        Err((false, "its rack is not where the pod's gang is (or fits) now".to_string()))
-                    } else {
-                        let never =
-                            state.check(record, tray.rack as usize) & gpuplace::kernel::score::STATIC_REJECTS != 0;
-                        self.scheduler.check_node(record, tray.rack, tray.tray).map_err(|m| (never, m))
-                    }
-                }
+                (Some((record, _)), Ok(tray)) => self.node_verdict(record, allowed.as_ref(), quota.as_ref(), *tray),
             };
             match verdict {
                 Ok(()) => {
@@ -1155,6 +1144,180 @@ impl Service {
             result.node_names = Some(names);
         }
         result
+    }
+
+    /// Whether `tray` can take the pod compiled as `record` now: Ok, or why not, and whether no
+    /// eviction changes that (true: unresolvable). `allowed` and `quota` are
+    /// [`Service::group_racks`] and [`Service::quota_refusal`] of the pod's job now.
+    fn node_verdict(
+        &self,
+        record: &gpuplace::kernel::score::JobGpu,
+        allowed: Option<&BTreeSet<u32>>,
+        quota: Option<&String>,
+        tray: crate::kube::Tray,
+    ) -> Result<(), (bool, String)> {
+        // Its tenant at its limit: no node now, but one may be once its jobs end.
+        if let Some(quota) = quota {
+            return Err((false, quota.clone()));
+        }
+        if allowed.is_some_and(|racks| !racks.contains(&tray.rack)) {
+            return Err((false, "its rack is not where the pod's gang is (or fits) now".to_string()));
+        }
+        let state = self.scheduler.ledger().state();
+        let never = state.check(record, tray.rack as usize) & gpuplace::kernel::score::STATIC_REJECTS != 0;
+        self.scheduler.check_node(record, tray.rack, tray.tray).map_err(|m| (never, m))
+    }
+
+    /// The extender's preempt (docs/KUBERNETES.md): of the nodes where kube-scheduler would make
+    /// room for the pod by evicting the victims it names, those gpuplace agrees to, each with its
+    /// victims as given. A node is dropped when it is not a gpuplace tray; when a victim has the
+    /// pod's priority or higher; or when, with the victims gpuplace placed there given back, the
+    /// pod still could not go there (the filter's checks: its rack's constraints, the site's
+    /// power, the tray's GPUs, CPU and memory, the gang's rack, the tenant's limit). Of the
+    /// others only the least harmful are kept, compared in this order: fewer PodDisruptionBudgets
+    /// violated, fewer jobs ended (a victim of a gang ends every placed pod of its gang), the
+    /// highest victim priority lower, fewer GPUs given back; kube-scheduler picks among them.
+    /// The state is as it was after: victims are given back only to check, then held again.
+    pub fn kube_preempt(
+        &mut self,
+        args: crate::kube::ExtenderPreemptionArgs,
+    ) -> Result<crate::kube::ExtenderPreemptionResult, ApiError> {
+        use crate::kube::{ExtenderArgs, ExtenderPreemptionResult, MetaPod, MetaVictims};
+        /// A victim: its UID, its gpuplace job id when the pod came whole, its priority if known.
+        struct Victim {
+            uid: String,
+            id: Option<String>,
+            priority: Option<i32>,
+        }
+        let mut offered: Vec<(String, Vec<Victim>, i64)> = Vec::new();
+        if let Some(map) = args.node_name_to_victims {
+            for (node, victims) in map {
+                let pods = victims.pods.into_iter().map(|pod| {
+                    let m = pod.metadata;
+                    let id = format!("{}/{}/{}", m.namespace, m.name, m.uid);
+                    Victim { uid: m.uid, id: Some(id), priority: pod.spec.priority }
+                });
+                offered.push((node, pods.collect(), victims.num_pdb_violations));
+            }
+        } else if let Some(map) = args.node_name_to_meta_victims {
+            for (node, victims) in map {
+                let pods = victims.pods.into_iter().map(|pod| Victim { uid: pod.uid, id: None, priority: None });
+                offered.push((node, pods.collect(), victims.num_pdb_violations));
+            }
+        }
+        let as_given = |victims: &[Victim], pdb: i64| MetaVictims {
+            pods: victims.iter().map(|v| MetaPod { uid: v.uid.clone() }).collect(),
+            num_pdb_violations: pdb,
+        };
+        // kube-scheduler refuses a node answered with no victims.
+        offered.retain(|(_, victims, _)| !victims.is_empty());
+        let names = offered.iter().map(|(node, _, _)| node.clone()).collect();
+        let request = self.kube_request(ExtenderArgs { pod: args.pod, nodes: None, node_names: Some(names) })?;
+        let Some((record, job)) = request.job.clone() else {
+            // A pod without GPUs: gpuplace has no say.
+            let all = offered.iter().map(|(node, victims, pdb)| (node.clone(), as_given(victims, *pdb)));
+            return Ok(ExtenderPreemptionResult { node_name_to_meta_victims: all.collect() });
+        };
+        // Pods bound through the extender by UID, for victims named by UID only.
+        let by_uid: HashMap<String, usize> = if offered.iter().flat_map(|o| &o.1).any(|v| v.id.is_none()) {
+            self.by_state[state_index(JobState::Placed)]
+                .iter()
+                .filter(|&&n| self.entries[n].stored.node.is_some())
+                .filter_map(|&n| Some((self.entries[n].stored.job.id.rsplit('/').next()?.to_string(), n)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        /// PodDisruptionBudgets violated, jobs ended, the highest victim priority, GPUs given back.
+        type Harm = (i64, u64, i64, u64);
+        let mut kept: Vec<(Harm, String, MetaVictims)> = Vec::new();
+        for ((node, victims, pdb), candidate) in offered.iter().zip(&request.candidates) {
+            let Ok(tray) = candidate.tray else { continue };
+            let mut known = Vec::new();
+            let (mut ended, mut top, mut gpus) = (0u64, i64::MIN, 0u64);
+            let mut gangs = BTreeSet::new();
+            let mut too_high = false;
+            let mut seen = BTreeSet::new();
+            // A pod named twice is one victim.
+            for victim in victims.iter().filter(|v| seen.insert(v.uid.as_str())) {
+                let number = victim
+                    .id
+                    .as_ref()
+                    .and_then(|id| self.by_id.get(id))
+                    .or_else(|| by_uid.get(&victim.uid))
+                    .copied()
+                    .filter(|&n| {
+                        let stored = &self.entries[n].stored;
+                        stored.state == JobState::Placed && stored.node.as_deref() == Some(node.as_str())
+                    });
+                let priority = number.map(|n| self.entries[n].stored.job.priority).or(victim.priority);
+                if priority.is_some_and(|p| p >= job.priority) {
+                    too_high = true;
+                    break;
+                }
+                let Some(n) = number else {
+                    // Not a pod gpuplace placed: one eviction, no GPUs of gpuplace's.
+                    ended += 1;
+                    top = top.max(priority.map_or(i64::MIN, i64::from));
+                    continue;
+                };
+                known.push(n);
+                let stored = &self.entries[n].stored;
+                let members: Vec<usize> = match &stored.group {
+                    Some(group) if gangs.insert(group.clone()) => self.groups[group]
+                        .iter()
+                        .copied()
+                        .filter(|&m| self.entries[m].stored.state == JobState::Placed)
+                        .collect(),
+                    Some(_) => Vec::new(),
+                    None => vec![n],
+                };
+                for m in members {
+                    let member = &self.entries[m].stored;
+                    ended += 1;
+                    top = top.max(i64::from(member.job.priority));
+                    gpus += member.placed.as_ref().map_or(0, |(a, _)| u64::from(a.gpus()));
+                }
+            }
+            if too_high {
+                continue;
+            }
+            // What the victims gpuplace placed there hold is given back to check, then held again.
+            let mut released = Vec::new();
+            let mut failed = None;
+            for &n in &known {
+                let stored = &self.entries[n].stored;
+                let allocation = stored.placed.as_ref().expect("a placed job holds").0.clone();
+                match self.scheduler.release(&stored.job.id) {
+                    Ok(()) => released.push((n, allocation)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let verdict = if failed.is_none() {
+                let allowed = self.group_racks(&job, &request.group);
+                let quota = self.quota_refusal(&job);
+                self.node_verdict(&record, allowed.as_ref(), quota.as_ref(), tray)
+            } else {
+                Ok(())
+            };
+            for (n, allocation) in released {
+                let stored = self.entries[n].stored.job.clone();
+                self.scheduler.restore_job(&stored, allocation).expect("its capacity was just given back");
+                self.scheduler.pin(&stored.id).expect("restored");
+            }
+            if let Some(e) = failed {
+                return Err(ApiError::new(500, e.to_string()));
+            }
+            if verdict.is_ok() {
+                kept.push(((*pdb, ended, top, gpus), node.clone(), as_given(victims, *pdb)));
+            }
+        }
+        let least = kept.iter().map(|(harm, _, _)| *harm).min();
+        let chosen = kept.into_iter().filter(|(harm, _, _)| Some(*harm) == least).map(|(_, node, v)| (node, v));
+        Ok(ExtenderPreemptionResult { node_name_to_meta_victims: chosen.collect() })
     }
 
     /// The jobs of pods bound through the extender and placed now, by id (`NAMESPACE/NAME/UID`).

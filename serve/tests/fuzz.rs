@@ -9,7 +9,7 @@ use std::path::Path;
 use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
 use gpuplace::{BackendChoice, Day, Fleet};
 use gpuplace_serve::api::FleetEvent;
-use gpuplace_serve::kube::{ExtenderArgs, ExtenderBindingArgs};
+use gpuplace_serve::kube::{ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs};
 use gpuplace_serve::service::parse_jobs;
 use gpuplace_serve::{Server, ServerConfig, Service, ServiceConfig};
 use proptest::prelude::*;
@@ -56,6 +56,7 @@ fn seeds() -> Vec<(&'static str, String)> {
     };
     let pod = r#"{"metadata":{"name":"p","namespace":"ml","uid":"u-1","annotations":{"gpuplace.io/kind":"training","gpuplace.io/pod-group":"g","gpuplace.io/pod-group-size":"2","gpuplace.io/max-latency-ms":"50"}},"spec":{"priority":7,"containers":[{"resources":{"limits":{"nvidia.com/gpu":"4","memory":"64Gi"},"requests":{"cpu":"8"}}}]}}"#;
     let nodes = [node("a", 0, 0), node("b", 0, 1), node("c", 1, 0)].join(",");
+    let urgent = r#"{"metadata":{"name":"q","namespace":"ml","uid":"u-2"},"spec":{"priority":9,"containers":[{"resources":{"limits":{"nvidia.com/gpu":"4"}}}]}}"#;
     vec![
         ("jobs", r#"[{"id":"j1","kind":"training","gpus":72,"hbm_gb_per_gpu":100,"priority":5,"duration_h":2,"region":"us","block":"preferred"},{"id":"j2","kind":"inference","gpus":1,"pods":1,"gpu_milli":250,"cpu":2,"memory_gb":8,"hbm_gb_per_gpu":0,"priority":1,"duration_h":1,"region":"eu","max_latency_ms":20,"jurisdictions":["EU"]}]"#.into()),
         ("jobs", r#"{"format_version":1,"jobs":[{"id":"j3","kind":"agentic","gpus":8,"hbm_gb_per_gpu":0,"priority":9,"duration_s":60,"region":"us","not_before":"2025-01-01"}]}"#.into()),
@@ -64,6 +65,8 @@ fn seeds() -> Vec<(&'static str, String)> {
         ("filter", format!(r#"{{"Pod":{pod},"Nodes":{{"items":[{nodes}]}},"NodeNames":null}}"#)),
         ("prioritize", format!(r#"{{"Pod":{pod},"NodeNames":["a","b","zz"]}}"#)),
         ("bind", r#"{"PodName":"p","PodNamespace":"ml","PodUID":"u-1","Node":"a"}"#.into()),
+        // After the bind: a pod of higher priority that would evict the bound one.
+        ("preempt", format!(r#"{{"Pod":{urgent},"NodeNameToVictims":{{"a":{{"Pods":[{pod}],"NumPDBViolations":0}},"b":{{"Pods":[{pod}],"NumPDBViolations":1}}}}}}"#)),
     ]
 }
 
@@ -147,6 +150,15 @@ fn feed(service: &mut Service, route: &str, bytes: &[u8]) {
                 }
             }
         }
+        "preempt" => {
+            if let Ok(args) = serde_json::from_slice::<ExtenderPreemptionArgs>(bytes) {
+                let before = service.scheduler().ledger().state().clone();
+                if let Err(e) = service.kube_preempt(args) {
+                    one_line_4xx(e.status, &e.message, "preempt");
+                }
+                assert_eq!(service.scheduler().ledger().state(), &before, "preempt changed the capacity");
+            }
+        }
         _ => {
             if let Ok(args) = serde_json::from_slice::<ExtenderBindingArgs>(bytes)
                 && let Err(e) = service.kube_bind(&args)
@@ -162,7 +174,7 @@ proptest! {
 
     #[test]
     fn mutated_requests_never_panic_and_are_refused_in_one_line(
-        picks in proptest::collection::vec((0usize..7, proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 0..6)), 1..8)
+        picks in proptest::collection::vec((0usize..8, proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 0..6)), 1..8)
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut service = open(dir.path());
@@ -197,6 +209,12 @@ fn the_seeds_are_valid_requests() {
                 assert_eq!(service.kube_filter(args.clone()).error, "");
                 service.kube_prioritize(args).unwrap();
             }
+            "preempt" => {
+                let args: ExtenderPreemptionArgs = serde_json::from_str(&body).unwrap();
+                let kept = service.kube_preempt(args).unwrap();
+                // Node a: its victim gives back the 4 GPUs the pod needs (b violates a budget).
+                assert_eq!(kept.node_name_to_meta_victims.keys().collect::<Vec<_>>(), ["a"]);
+            }
             _ => {
                 service.kube_bind(&serde_json::from_str::<ExtenderBindingArgs>(&body).unwrap()).unwrap();
             }
@@ -218,6 +236,7 @@ fn over_http_mutated_bodies_get_a_status_and_the_server_stays_up() {
         "events" => "/v1/fleet/events",
         "filter" => "/kube/v1/filter",
         "prioritize" => "/kube/v1/prioritize",
+        "preempt" => "/kube/v1/preempt",
         _ => "/kube/v1/bind",
     };
     let mut rng = gpuplace::sim::generate::SplitMix64::new(99);

@@ -10,7 +10,10 @@ use std::path::Path;
 use gpuplace::model::fleet::{ClusterFile, FleetFile, RackTypeFile, SiteFile};
 use gpuplace::{BackendChoice, Day, Fleet, Job, JobKind};
 use gpuplace_serve::api::JobState;
-use gpuplace_serve::kube::{ExtenderArgs, ExtenderBindingArgs, ExtenderFilterResult, HostPriority};
+use gpuplace_serve::kube::{
+    ExtenderArgs, ExtenderBindingArgs, ExtenderFilterResult, ExtenderPreemptionArgs, ExtenderPreemptionResult,
+    HostPriority,
+};
 use gpuplace_serve::{Server, ServerConfig, Service, ServiceConfig};
 use serde_json::{Value, json};
 
@@ -590,4 +593,132 @@ fn a_listing_that_would_not_end_or_does_not_read_is_an_error() {
     let (api, _) = fake_api(Arc::new(|_: &str| (200, json!({"items": [{"metadata": {"name": 5}}]}).to_string())));
     let error = gpuplace_serve::client::list_pods(&api, None).unwrap_err();
     assert!(error.contains("not a pod list") && error.contains("/api/v1/pods"), "{error}");
+}
+
+/// `ExtenderPreemptionArgs` as kube-scheduler marshals it with whole pods
+/// (`nodeCacheCapable: false`): each node's victims and PodDisruptionBudgets violated.
+fn preemption_args(pod: &Value, victims: &[(&str, Vec<Value>, i64)]) -> ExtenderPreemptionArgs {
+    let map: serde_json::Map<String, Value> = victims
+        .iter()
+        .map(|(node, pods, pdb)| (node.to_string(), json!({ "Pods": pods, "NumPDBViolations": pdb })))
+        .collect();
+    serde_json::from_value(json!({ "Pod": pod, "NodeNameToVictims": map, "NodeNameToMetaVictims": null })).unwrap()
+}
+
+/// The same by UID (`nodeCacheCapable: true`).
+fn meta_preemption_args(pod: &Value, victims: &[(&str, Vec<&str>)]) -> ExtenderPreemptionArgs {
+    let map: serde_json::Map<String, Value> = victims
+        .iter()
+        .map(|(node, uids)| {
+            let pods: Vec<Value> = uids.iter().map(|uid| json!({ "UID": uid })).collect();
+            (node.to_string(), json!({ "Pods": pods, "NumPDBViolations": 0 }))
+        })
+        .collect();
+    serde_json::from_value(json!({ "Pod": pod, "NodeNameToVictims": null, "NodeNameToMetaVictims": map })).unwrap()
+}
+
+fn kept(result: &ExtenderPreemptionResult) -> Vec<&str> {
+    result.node_name_to_meta_victims.keys().map(String::as_str).collect()
+}
+
+#[test]
+fn preempt_keeps_the_nodes_where_eviction_makes_room_and_the_least_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = open(dir.path(), Some(fleet()), false);
+    let nodes = all_nodes();
+    let gang = |i: u32| {
+        pod(
+            &format!("g-{i}"),
+            &format!("uid-g{i}"),
+            4,
+            1,
+            json!({"gpuplace.io/pod-group": "g", "gpuplace.io/pod-group-size": "2"}),
+        )
+    };
+    // Bound through the extender, all of priority 1 but `high`: a lone pod, a gang of two, a
+    // pod of priority 9, and a tray shared by a pod of 1 GPU and one of 3.
+    let bound = [
+        (pod("low", "uid-low", 4, 1, json!({})), "r0-t0"),
+        (gang(0), "r0-t1"),
+        (gang(1), "r0-t2"),
+        (pod("high", "uid-high", 4, 9, json!({})), "r0-t3"),
+        (pod("small", "uid-small", 1, 1, json!({})), "r0-t4"),
+        (pod("other", "uid-other", 3, 1, json!({})), "r0-t4"),
+    ];
+    for (pod, node) in &bound {
+        service.kube_filter(args(pod, &nodes));
+        let (name, uid) = (pod["metadata"]["name"].as_str().unwrap(), pod["metadata"]["uid"].as_str().unwrap());
+        bind(&mut service, name, uid, node).unwrap().expect("held");
+    }
+    let victim = |i: usize| bound[i].0.clone();
+    // A pod gpuplace did not place (its GPUs are not gpuplace's), of priority 3.
+    let stranger = pod("stranger", "uid-stranger", 1, 3, json!({}));
+    let urgent = pod("urgent", "uid-urgent", 4, 5, json!({}));
+    service.kube_filter(args(&urgent, &nodes));
+    let offered = |pdb_low: i64| {
+        vec![
+            ("r0-t0", vec![victim(0)], pdb_low),
+            ("r0-t1", vec![victim(1)], 0),
+            ("r0-t3", vec![victim(3)], 0),
+            ("r0-t4", vec![victim(4)], 0),
+            ("r0-t5", vec![stranger.clone()], 0),
+            ("r0-t6", vec![], 0),
+            ("cpu-0", vec![stranger.clone()], 0),
+        ]
+    };
+    let before = service.scheduler().ledger().state().clone();
+    // r0-t3: its victim outranks the pod. r0-t4: evicting `small` frees 1 GPU of 4. r0-t6: no
+    // victims. cpu-0: not a tray. Of the rest, r0-t0 ends one job of priority 1; r0-t1 ends
+    // the gang's two; r0-t5 one of priority 3.
+    let result = service.kube_preempt(preemption_args(&urgent, &offered(0))).unwrap();
+    assert_eq!(kept(&result), vec!["r0-t0"], "{result:?}");
+    assert_eq!(result.node_name_to_meta_victims["r0-t0"].pods[0].uid, "uid-low");
+    assert_eq!(service.scheduler().ledger().state(), &before, "the check left the capacity as it was");
+    // A PodDisruptionBudget on r0-t0 weighs first: then r0-t5, one eviction, over the gang.
+    let result = service.kube_preempt(preemption_args(&urgent, &offered(1))).unwrap();
+    assert_eq!(kept(&result), vec!["r0-t5"], "{result:?}");
+    assert_eq!(result.node_name_to_meta_victims["r0-t5"].num_pdb_violations, 0);
+    // Without r0-t0 and r0-t5, the gang's tray is what is left, and kept.
+    let gang_only: Vec<_> = offered(0).into_iter().filter(|(n, _, _)| !["r0-t0", "r0-t5"].contains(n)).collect();
+    assert_eq!(kept(&service.kube_preempt(preemption_args(&urgent, &gang_only)).unwrap()), vec!["r0-t1"]);
+    // Both victims of r0-t4 make room (one named twice is one victim).
+    let both = [("r0-t4", vec![victim(4), victim(5), victim(4)], 0)];
+    assert_eq!(kept(&service.kube_preempt(preemption_args(&urgent, &both)).unwrap()), vec!["r0-t4"]);
+    // By UID only: the same verdicts on the pods gpuplace placed (their priorities are its own).
+    let meta = [
+        ("r0-t0", vec!["uid-low"]),
+        ("r0-t1", vec!["uid-g0"]),
+        ("r0-t3", vec!["uid-high"]),
+        ("r0-t4", vec!["uid-small"]),
+    ];
+    assert_eq!(kept(&service.kube_preempt(meta_preemption_args(&urgent, &meta)).unwrap()), vec!["r0-t0"]);
+    // A pod of priority 1 may evict none of them.
+    let peer = pod("peer", "uid-peer", 4, 1, json!({}));
+    assert!(kept(&service.kube_preempt(preemption_args(&peer, &offered(0))).unwrap()).is_empty());
+    // A pod without GPUs: gpuplace has no say; every node with victims comes back as given.
+    let plain = json!({"metadata": {"name": "web", "namespace": "ml", "uid": "uid-web"}, "spec": {"containers": [{"name": "c"}]}});
+    let all = service.kube_preempt(preemption_args(&plain, &offered(0))).unwrap();
+    assert_eq!(kept(&all), vec!["cpu-0", "r0-t0", "r0-t1", "r0-t3", "r0-t4", "r0-t5"]);
+    assert_eq!(service.scheduler().ledger().state(), &before);
+    // Nothing was evicted in gpuplace: kube-scheduler evicts, and the sync or a finish follows.
+    assert_eq!(service.scheduler().running(), 6);
+
+    // Over HTTP, with the upstream names.
+    drop(service);
+    let server = Server::start(
+        open(dir.path(), None, false),
+        ServerConfig { listen: "127.0.0.1:0".into(), ..ServerConfig::default() },
+    )
+    .unwrap();
+    let base = format!("http://{}", server.address());
+    let (status, _) = post(&base, "/kube/v1/filter", &json!({ "Pod": urgent, "Nodes": { "items": nodes } }));
+    assert_eq!(status, 200);
+    let body = json!({ "Pod": urgent, "NodeNameToVictims": { "r0-t0": { "Pods": [victim(0)], "NumPDBViolations": 0 }, "r0-t3": { "Pods": [victim(3)], "NumPDBViolations": 0 } } });
+    let (status, answer) = post(&base, "/kube/v1/preempt", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({ "NodeNameToMetaVictims": { "r0-t0": { "Pods": [{ "UID": "uid-low" }], "NumPDBViolations": 0 } } })
+    );
+    server.stop().unwrap();
 }
