@@ -141,3 +141,52 @@ fn a_ledger_checks_an_allocation_against_the_capacity_left() {
         assert!(scheduler.ledger().check_allocation(allocation).is_err(), "{id}: held, yet it applies again");
     }
 }
+
+/// `Scheduler::with_released` shows the capacity as it would be without the named jobs (their
+/// GPUs free, as releasing them would leave it) and leaves everything as it was after: the same
+/// ledger, the same running jobs, and the same later decisions. Ids not placed or named twice are
+/// refused with nothing changed.
+#[test]
+fn a_trial_release_shows_the_capacity_without_the_jobs_and_changes_nothing() {
+    let mut trials = 0;
+    for seed in 0..40u64 {
+        let mut rng = SplitMix64::new(seed ^ 0x7A1A1);
+        let fleet = random_fleet(&mut rng, Shape { occupancy_percent: 20, ..Shape::default() });
+        let workload = random_workload(&mut rng, &fleet, 60);
+        let policy = random_policy(&mut rng, false);
+        let (mut scheduler, held) = placed_half(&fleet, policy, &workload);
+        let (mut twin, _) = placed_half(&fleet, policy, &workload);
+        if held.len() < 2 {
+            continue;
+        }
+        let before = scheduler.ledger().state().clone();
+        let chosen: Vec<&str> = held.iter().filter(|_| rng.below(3) == 0).map(|(id, _)| id.as_str()).collect();
+        // What releasing them for good leaves: the trial must see exactly that.
+        let mut released = Scheduler::new(fleet.clone(), policy, BackendChoice::Cpu).unwrap();
+        for (id, allocation) in &held {
+            if !chosen.contains(&id.as_str()) {
+                released.restore(id, allocation.clone(), 0).unwrap();
+            }
+        }
+        let seen = scheduler.with_released(&chosen, |s| s.ledger().state().clone()).unwrap();
+        assert_eq!(&seen, released.ledger().state(), "seed {seed}: the trial's capacity differs");
+        if !chosen.is_empty() {
+            assert_ne!(seen, before, "seed {seed}: the trial released nothing");
+        }
+        assert_eq!(scheduler.ledger().state(), &before, "seed {seed}: the capacity changed");
+        scheduler.ledger().check_consistency().unwrap();
+        assert_eq!(scheduler.running(), held.len());
+        // Refused with nothing changed.
+        let twice = [held[0].0.as_str(), held[0].0.as_str()];
+        assert!(scheduler.with_released(&twice, |_| ()).is_err());
+        assert!(scheduler.with_released(&[held[0].0.as_str(), "nobody"], |_| ()).is_err());
+        assert_eq!(scheduler.ledger().state(), &before);
+        // The same later decisions as a scheduler that never tried.
+        let rest = Workload::from_jobs(workload.jobs[workload.jobs.len() / 2..].to_vec(), "<rest>");
+        let a = scheduler.place(&rest, Some(at())).unwrap();
+        let b = twin.place(&rest, Some(at())).unwrap();
+        assert_eq!(a.decisions, b.decisions, "seed {seed}: decisions after the trial differ");
+        trials += 1;
+    }
+    assert!(trials > 20, "only {trials} instances had jobs to release");
+}

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    AT, assert_fails_cleanly, assert_output_fails, gpu_available, gpuplace, gpuplace_env, path, skip_notice, stderr,
-    stdout, temp_dir,
+    AT, assert_fails_cleanly, assert_output_fails, gpu_available, gpuplace, gpuplace_env, path, stderr, stdout,
+    temp_dir,
 };
 
 /// Temporary files (`.NAME.XXXXXX.tmp`) left in `dir`.
@@ -631,7 +631,7 @@ fn every_adapter_places_exactly_as_the_cpu_and_auto_skips_software() {
             );
             if !output.status.success() && !required.contains(api) {
                 assert!(stderr(&output).contains("no GPU adapter"), "{api}: {}", stderr(&output));
-                skip_notice(
+                common::skip_notice(
                     "every_adapter_places_exactly_as_the_cpu_and_auto_skips_software",
                     &format!("{api}: no adapter on this machine"),
                 );

@@ -1,5 +1,5 @@
-//! Accepting connections: how many at once, how long a request's head may take to arrive,
-//! `TCP_NODELAY`, and the graceful end.
+//! Accepting connections: how many at once, how long a request's head may take to arrive, how
+//! long an answer may wait for the client to read it, `TCP_NODELAY`, and the graceful end.
 //!
 //! Written here rather than taken from `axum::serve` because that sets no timer on hyper's
 //! connections, so hyper's header-read timeout never fires: a client sending a request head a
@@ -32,11 +32,15 @@ pub const MAX_HEAD_BYTES: usize = 64 << 10;
 /// Serves `app` on the connections `listener` accepts until `stop` completes; then accepts no
 /// more, lets requests in flight finish for up to `grace` (idle connections close at once), and
 /// returns. A connection whose next request head has not fully arrived `head_timeout` after it
-/// was opened or after its last answer is closed: this also ends idle keep-alive connections.
+/// was opened or after its last answer is closed: this also ends idle keep-alive connections. A
+/// connection whose client has read nothing of an answer for `write_timeout` is closed too (a
+/// client that pipelines requests and never reads would otherwise hold its slot for good: hyper's
+/// head timer does not run while an answer waits to be written).
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     head_timeout: Duration,
+    write_timeout: Duration,
     grace: Duration,
     stop: impl Future<Output = ()>,
 ) {
@@ -75,7 +79,9 @@ pub(crate) async fn serve(
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.oneshot(request.map(Body::new)).await.unwrap_or_else(|e| match e {})) }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(write_timeout));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(Box::pin(stream)), service));
         tokio::spawn(async move {
             // A connection's errors (reset, timed out, malformed head) end that connection only;
             // hyper has already answered what it could.

@@ -69,6 +69,8 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// at least 2.2 MB/s, which any link between a scheduler's clients and the scheduler has; a
 /// slower client could otherwise hold a share of the bodies' budget for as long as it liked.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`ServerConfig::write_timeout`].
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the server listens and batches.
 #[derive(Debug, Clone)]
@@ -105,6 +107,9 @@ pub struct ServerConfig {
     /// came; a body still arriving then is refused (408) and its turn given back. Default
     /// [`BODY_TIMEOUT`].
     pub body_timeout: Duration,
+    /// How long an answer may wait for the client to read any of it; then the connection is
+    /// closed. Default [`WRITE_TIMEOUT`].
+    pub write_timeout: Duration,
 }
 
 /// Where the server's warnings go (see [`ServerConfig::warn`]).
@@ -136,6 +141,7 @@ impl Default for ServerConfig {
             warn: None,
             head_timeout: HEAD_TIMEOUT,
             body_timeout: BODY_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }
@@ -270,7 +276,7 @@ impl Server {
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
         let signals = config.stop_on_signals;
-        let head_timeout = config.head_timeout;
+        let (head_timeout, write_timeout) = (config.head_timeout, config.write_timeout);
         let served = runtime.spawn(async move {
             let shutdown = async move {
                 tokio::select! {
@@ -280,7 +286,7 @@ impl Server {
                 }
             };
             // Serving ends on a stop; requests in flight get GRACE to finish.
-            crate::listen::serve(listener, app, head_timeout, GRACE, shutdown).await;
+            crate::listen::serve(listener, app, head_timeout, write_timeout, GRACE, shutdown).await;
         });
         Ok(Server { address, runtime: Some(runtime), stop: Some(stop), served: Some(served), core: Some(core) })
     }

@@ -133,16 +133,18 @@ pub struct Service {
     /// What the Kubernetes extender learned from requests: pods by UID, nodes' trays by name.
     kube: KubeCache,
     /// The pods of each gang bound through the extender (submission numbers), by group.
-    groups: HashMap<String, BTreeSet<usize>>,
+    groups: BTreeMap<String, BTreeSet<usize>>,
 }
 
 /// Pods seen by the extender's filter (bind names only the pod), most recent last, and the
-/// trays of nodes seen whole (a request that names nodes only finds them here).
+/// trays of nodes seen whole (a request that names nodes only finds them here). B-trees, not hash
+/// maps: a hash map's growth rehashes every key at once (at a million node names, a stall of the
+/// whole server), a B-tree grows a node at a time.
 #[derive(Default)]
 struct KubeCache {
-    pods: HashMap<String, crate::kube::PodJob>,
+    pods: BTreeMap<String, crate::kube::PodJob>,
     order: std::collections::VecDeque<String>,
-    nodes: HashMap<String, Result<crate::kube::Tray, String>>,
+    nodes: BTreeMap<String, Result<crate::kube::Tray, String>>,
 }
 
 /// Pods the extender remembers between filter and bind (the oldest forgotten first).
@@ -248,7 +250,7 @@ impl Service {
             initial_nodes,
             preemption: config.preemption,
             kube: KubeCache::default(),
-            groups: HashMap::new(),
+            groups: BTreeMap::new(),
         };
         service.restore()?;
         apply_overrides(&mut service.scheduler, &service.overrides, &service.initial_nodes, true)
@@ -1008,6 +1010,36 @@ struct KubeRequest {
     whole_nodes: bool,
 }
 
+/// Whether `tray` can take the pod compiled as `record` on `scheduler`'s capacity: Ok, or why not,
+/// and whether no eviction changes that (true: unresolvable). `in_gang_rack`: the tray's rack is
+/// one the pod's gang may use; `quota`: why its tenant may not take more now.
+fn node_verdict(
+    scheduler: &gpuplace::Scheduler,
+    record: &gpuplace::kernel::score::JobGpu,
+    in_gang_rack: bool,
+    quota: Option<&String>,
+    tray: crate::kube::Tray,
+) -> Result<(), (bool, String)> {
+    // Its tenant at its limit: no node now, but one may be once its jobs end.
+    if let Some(quota) = quota {
+        return Err((false, quota.clone()));
+    }
+    if !in_gang_rack {
+        return Err((false, "its rack is not where the pod's gang is (or fits) now".to_string()));
+    }
+    let state = scheduler.ledger().state();
+    let never = state.check(record, tray.rack as usize) & gpuplace::kernel::score::STATIC_REJECTS != 0;
+    scheduler.check_node(record, tray.rack, tray.tray).map_err(|m| (never, m))
+}
+
+/// Where a gang's next pod may go.
+enum GangRule {
+    /// These racks (where its bound pods are).
+    Racks(BTreeSet<u32>),
+    /// Racks where the whole gang, compiled as one job of its pods, fits (None: it never does).
+    Fits(Option<gpuplace::kernel::score::JobGpu>),
+}
+
 impl Service {
     /// Reads an extender request: remembers the pod (bind names only its UID) and the trays of
     /// whole nodes, resolves named ones from what it saw, compiles the pod's job.
@@ -1075,6 +1107,18 @@ impl Service {
     /// the gang fits one NVLink domain, else the same cluster), or, before the first, racks where
     /// all of its pods fit now. None when any rack will do (no gang).
     fn group_racks(&self, job: &gpuplace::Job, group: &Option<(String, u32)>) -> Option<BTreeSet<u32>> {
+        match self.gang_rule(job, group)? {
+            GangRule::Racks(racks) => Some(racks),
+            GangRule::Fits(None) => Some(BTreeSet::new()),
+            GangRule::Fits(Some(whole)) => {
+                let state = self.scheduler.ledger().state();
+                Some((0..state.racks.len() as u32).filter(|&r| state.check(&whole, r as usize) == 0).collect())
+            }
+        }
+    }
+
+    /// Where a gang's next pod may go (see [`Service::group_racks`]); None for a pod of no gang.
+    fn gang_rule(&self, job: &gpuplace::Job, group: &Option<(String, u32)>) -> Option<GangRule> {
         let (name, size) = group.as_ref()?;
         let fleet = self.scheduler.fleet();
         let bound: Vec<u32> = self
@@ -1090,20 +1134,18 @@ impl Service {
         };
         if let Some(&first) = bound.first() {
             if u64::from(*size) * u64::from(job.gpus) <= u64::from(rack_gpus(first)) {
-                return Some(bound.into_iter().collect());
+                return Some(GangRule::Racks(bound.into_iter().collect()));
             }
             let cluster = fleet.racks[first as usize].cluster;
             let racks = &fleet.clusters[cluster as usize].racks;
-            return Some((racks.start as u32..racks.end as u32).collect());
+            return Some(GangRule::Racks((racks.start as u32..racks.end as u32).collect()));
         }
-        // Before the first pod: where the whole gang fits now, as one job of its pods.
+        // Before the first pod: where the whole gang fits, as one job of its pods.
         let mut whole = job.clone();
         whole.gpus = job.gpus.saturating_mul(*size);
         whole.pods = Some(*size);
         let workload = Workload::from_jobs(vec![whole], "<gang>");
-        let Ok(compiled) = self.scheduler.compile(&workload, self.date()) else { return Some(BTreeSet::new()) };
-        let state = self.scheduler.ledger().state();
-        Some((0..state.racks.len() as u32).filter(|&r| state.check(&compiled.jobs[0], r as usize) == 0).collect())
+        Some(GangRule::Fits(self.scheduler.compile(&workload, self.date()).ok().map(|compiled| compiled.jobs[0])))
     }
 
     /// The extender's filter: the candidate nodes that can take the pod now (see
@@ -1123,7 +1165,10 @@ impl Service {
             let verdict = match (&request.job, &candidate.tray) {
                 (None, _) => Ok(()),
                 (Some(_), Err(why)) => Err((true, why.clone())),
-                (Some((record, _)), Ok(tray)) => self.node_verdict(record, allowed.as_ref(), quota.as_ref(), *tray),
+                (Some((record, _)), Ok(tray)) => {
+                    let in_gang_rack = allowed.as_ref().is_none_or(|racks| racks.contains(&tray.rack));
+                    node_verdict(&self.scheduler, record, in_gang_rack, quota.as_ref(), *tray)
+                }
             };
             match verdict {
                 Ok(()) => {
@@ -1146,38 +1191,19 @@ impl Service {
         result
     }
 
-    /// Whether `tray` can take the pod compiled as `record` now: Ok, or why not, and whether no
-    /// eviction changes that (true: unresolvable). `allowed` and `quota` are
-    /// [`Service::group_racks`] and [`Service::quota_refusal`] of the pod's job now.
-    fn node_verdict(
-        &self,
-        record: &gpuplace::kernel::score::JobGpu,
-        allowed: Option<&BTreeSet<u32>>,
-        quota: Option<&String>,
-        tray: crate::kube::Tray,
-    ) -> Result<(), (bool, String)> {
-        // Its tenant at its limit: no node now, but one may be once its jobs end.
-        if let Some(quota) = quota {
-            return Err((false, quota.clone()));
-        }
-        if allowed.is_some_and(|racks| !racks.contains(&tray.rack)) {
-            return Err((false, "its rack is not where the pod's gang is (or fits) now".to_string()));
-        }
-        let state = self.scheduler.ledger().state();
-        let never = state.check(record, tray.rack as usize) & gpuplace::kernel::score::STATIC_REJECTS != 0;
-        self.scheduler.check_node(record, tray.rack, tray.tray).map_err(|m| (never, m))
-    }
-
     /// The extender's preempt (docs/KUBERNETES.md): of the nodes where kube-scheduler would make
     /// room for the pod by evicting the victims it names, those gpuplace agrees to, each with its
     /// victims as given. A node is dropped when it is not a gpuplace tray; when a victim has the
     /// pod's priority or higher; or when, with the victims gpuplace placed there given back, the
     /// pod still could not go there (the filter's checks: its rack's constraints, the site's
-    /// power, the tray's GPUs, CPU and memory, the gang's rack, the tenant's limit). Of the
-    /// others only the least harmful are kept, compared in this order: fewer PodDisruptionBudgets
-    /// violated, fewer jobs ended (a victim of a gang ends every placed pod of its gang), the
-    /// highest victim priority lower, fewer GPUs given back; kube-scheduler picks among them.
-    /// The state is as it was after: victims are given back only to check, then held again.
+    /// power, the tray's GPUs, CPU and memory, the gang's rack, the tenant's limit once the
+    /// victims of its tenant are gone). Of the others only the least harmful are kept (the rule
+    /// of gpuplace's own preemption, after kube-scheduler's first), compared in this order: fewer
+    /// PodDisruptionBudgets violated, fewer jobs ended (a victim of a gang ends every placed pod
+    /// of its gang), the highest victim priority lower, fewer GPUs given back; kube-scheduler
+    /// picks among them.
+    /// Nothing changes: what the victims hold is given back in the ledger only while the checks
+    /// run ([`gpuplace::Scheduler::with_released`]).
     pub fn kube_preempt(
         &mut self,
         args: crate::kube::ExtenderPreemptionArgs,
@@ -1231,9 +1257,13 @@ impl Service {
         /// PodDisruptionBudgets violated, jobs ended, the highest victim priority, GPUs given back.
         type Harm = (i64, u64, i64, u64);
         let mut kept: Vec<(Harm, String, MetaVictims)> = Vec::new();
+        // Where the pod's gang may go, worked out once; and, for nodes where no victim is one
+        // gpuplace placed, the filter's gang racks and quota verdict, once when first needed.
+        let gang = self.gang_rule(&job, &request.group);
+        let mut unvictimized: Option<(Option<BTreeSet<u32>>, Option<String>)> = None;
         for ((node, victims, pdb), candidate) in offered.iter().zip(&request.candidates) {
             let Ok(tray) = candidate.tray else { continue };
-            let mut known = Vec::new();
+            let mut known: Vec<usize> = Vec::new();
             let (mut ended, mut top, mut gpus) = (0u64, i64::MIN, 0u64);
             let mut gangs = BTreeSet::new();
             let mut too_high = false;
@@ -1261,6 +1291,9 @@ impl Service {
                     top = top.max(priority.map_or(i64::MIN, i64::from));
                     continue;
                 };
+                if known.contains(&n) {
+                    continue;
+                }
                 known.push(n);
                 let stored = &self.entries[n].stored;
                 let members: Vec<usize> = match &stored.group {
@@ -1282,35 +1315,32 @@ impl Service {
             if too_high {
                 continue;
             }
-            // What the victims gpuplace placed there hold is given back to check, then held again.
-            let mut released = Vec::new();
-            let mut failed = None;
-            for &n in &known {
-                let stored = &self.entries[n].stored;
-                let allocation = stored.placed.as_ref().expect("a placed job holds").0.clone();
-                match self.scheduler.release(&stored.job.id) {
-                    Ok(()) => released.push((n, allocation)),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            let verdict = if failed.is_none() {
-                let allowed = self.group_racks(&job, &request.group);
-                let quota = self.quota_refusal(&job);
-                self.node_verdict(&record, allowed.as_ref(), quota.as_ref(), tray)
+            // Without victims gpuplace placed, the filter's verdict; with them, the same checks
+            // on the capacity as it would be without them (the scheduler gives it back and takes
+            // it back: nothing else changes).
+            let verdict = if known.is_empty() {
+                let allowed = unvictimized
+                    .get_or_insert_with(|| (self.group_racks(&job, &request.group), self.quota_refusal(&job)));
+                let in_gang_rack = allowed.0.as_ref().is_none_or(|racks| racks.contains(&tray.rack));
+                node_verdict(&self.scheduler, &record, in_gang_rack, allowed.1.as_ref(), tray)
             } else {
-                Ok(())
+                let quota = self.quota_refusal_after(&job, &known);
+                let ids: Vec<String> = known.iter().map(|&n| self.entries[n].stored.job.id.clone()).collect();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                self.scheduler
+                    .with_released(&ids, |scheduler| {
+                        let in_gang_rack = match &gang {
+                            None => true,
+                            Some(GangRule::Racks(racks)) => racks.contains(&tray.rack),
+                            Some(GangRule::Fits(None)) => false,
+                            Some(GangRule::Fits(Some(whole))) => {
+                                scheduler.ledger().state().check(whole, tray.rack as usize) == 0
+                            }
+                        };
+                        node_verdict(scheduler, &record, in_gang_rack, quota.as_ref(), tray)
+                    })
+                    .map_err(|e| ApiError::new(500, e.to_string()))?
             };
-            for (n, allocation) in released {
-                let stored = self.entries[n].stored.job.clone();
-                self.scheduler.restore_job(&stored, allocation).expect("its capacity was just given back");
-                self.scheduler.pin(&stored.id).expect("restored");
-            }
-            if let Some(e) = failed {
-                return Err(ApiError::new(500, e.to_string()));
-            }
             if verdict.is_ok() {
                 kept.push(((*pdb, ended, top, gpus), node.clone(), as_given(victims, *pdb)));
             }
@@ -1377,12 +1407,25 @@ impl Service {
     /// Why `job` may not be placed now for its tenant's quota (its tenant would pass its quota
     /// plus borrowing limit), with tenants set; None otherwise.
     fn quota_refusal(&self, job: &gpuplace::Job) -> Option<String> {
+        self.quota_refusal_after(job, &[])
+    }
+
+    /// [`Service::quota_refusal`] once the placed jobs `evicted` (submission numbers) gave back
+    /// what they hold: those of the job's tenant count no more.
+    fn quota_refusal_after(&self, job: &gpuplace::Job, evicted: &[usize]) -> Option<String> {
         let tenants = self.scheduler.tenants()?;
         let t = match tenants.tenant_of(job) {
             Ok(t) => t as usize,
             Err(why) => return Some(why),
         };
-        let (spec, held, milli) = (&tenants.tenants()[t], self.scheduler.tenant_held_milli()[t], job.gpu_milli_held());
+        let freed: u64 = evicted
+            .iter()
+            .map(|&n| &self.entries[n].stored.job)
+            .filter(|victim| tenants.tenant_of(victim).is_ok_and(|v| v as usize == t))
+            .map(gpuplace::Job::gpu_milli_held)
+            .sum();
+        let held = self.scheduler.tenant_held_milli()[t].saturating_sub(freed);
+        let (spec, milli) = (&tenants.tenants()[t], job.gpu_milli_held());
         let over = spec.limit_milli().is_some_and(|limit| held + milli > limit);
         over.then(|| Reason::quota(spec, held, milli).text)
     }
@@ -1512,7 +1555,8 @@ impl Service {
         let restore_old = |service: &mut Service| {
             if let Some((allocation, _, _)) = &moved_from {
                 let stored = service.entries[again.expect("moved")].stored.job.clone();
-                service.scheduler.restore_job(&stored, allocation.clone()).expect("its capacity was just given back");
+                // Its tray may have been cordoned since: a cordon stops new pods, not this hold.
+                service.scheduler.take_back_job(&stored, allocation.clone()).expect("its capacity was just given back");
                 service.scheduler.pin(&job.id).expect("restored");
             }
         };

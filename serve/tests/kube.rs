@@ -702,8 +702,24 @@ fn preempt_keeps_the_nodes_where_eviction_makes_room_and_the_least_harm() {
     assert_eq!(service.scheduler().ledger().state(), &before);
     // Nothing was evicted in gpuplace: kube-scheduler evicts, and the sync or a finish follows.
     assert_eq!(service.scheduler().running(), 6);
+    // A cordoned tray takes no new pod, so evicting there makes no room; its victim keeps its
+    // hold through the check (a cordon stops new pods, not the ones there).
+    let cordon: Vec<gpuplace_serve::api::FleetEvent> =
+        serde_json::from_value(json!([{"event": "node", "cluster": "t1", "rack": 0, "node": 0, "state": "cordoned"}]))
+            .unwrap();
+    service.apply_events(&cordon).unwrap();
+    service.commit().unwrap();
+    let cordoned = service.scheduler().ledger().state().clone();
+    let result = service.kube_preempt(preemption_args(&urgent, &offered(0))).unwrap();
+    assert_eq!(kept(&result), vec!["r0-t5"], "{result:?}");
+    assert_eq!(service.scheduler().ledger().state(), &cordoned);
+    // A bind moved off the cordoned tray to one that cannot take it keeps its hold where it was.
+    service.kube_filter(args(&victim(0), &nodes));
+    assert!(bind(&mut service, "low", "uid-low", "r0-t3").unwrap_err().contains("free GPUs"));
+    assert_eq!(service.job("ml/low/uid-low").unwrap().placement.unwrap().pods[0].node, 0);
+    assert_eq!(service.scheduler().ledger().state(), &cordoned);
 
-    // Over HTTP, with the upstream names.
+    // Over HTTP, with the upstream names (r0-t0 is cordoned now).
     drop(service);
     let server = Server::start(
         open(dir.path(), None, false),
@@ -713,12 +729,12 @@ fn preempt_keeps_the_nodes_where_eviction_makes_room_and_the_least_harm() {
     let base = format!("http://{}", server.address());
     let (status, _) = post(&base, "/kube/v1/filter", &json!({ "Pod": urgent, "Nodes": { "items": nodes } }));
     assert_eq!(status, 200);
-    let body = json!({ "Pod": urgent, "NodeNameToVictims": { "r0-t0": { "Pods": [victim(0)], "NumPDBViolations": 0 }, "r0-t3": { "Pods": [victim(3)], "NumPDBViolations": 0 } } });
+    let body = json!({ "Pod": urgent, "NodeNameToVictims": { "r0-t1": { "Pods": [victim(1)], "NumPDBViolations": 0 }, "r0-t3": { "Pods": [victim(3)], "NumPDBViolations": 0 } } });
     let (status, answer) = post(&base, "/kube/v1/preempt", &body);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         answer,
-        json!({ "NodeNameToMetaVictims": { "r0-t0": { "Pods": [{ "UID": "uid-low" }], "NumPDBViolations": 0 } } })
+        json!({ "NodeNameToMetaVictims": { "r0-t1": { "Pods": [{ "UID": "uid-g0" }], "NumPDBViolations": 0 } } })
     );
     server.stop().unwrap();
 }

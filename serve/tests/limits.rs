@@ -122,3 +122,51 @@ fn bodies_that_stop_arriving_are_refused_and_give_their_budget_back() {
     }
     assert!(server.stop().is_ok());
 }
+
+/// Pipelines `count` requests for `/metrics` without reading, waits `pause`, then reads what
+/// comes: the answers read, and whether the server closed the connection.
+fn pipeline_unread(address: SocketAddr, count: usize, pause: Duration) -> (usize, bool) {
+    let request = "GET /metrics HTTP/1.1\r\nHost: gpuplace\r\n\r\n".repeat(count);
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(pause);
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mut read, mut buffer) = (Vec::new(), vec![0u8; 1 << 16]);
+    let closed = loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break true,
+            Ok(n) => read.extend_from_slice(&buffer[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break false,
+            Err(_) => break true,
+        }
+    };
+    let answers = read.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    (answers, closed)
+}
+
+#[test]
+fn a_client_that_stops_reading_answers_is_cut_off() {
+    // Enough answers to fill both sides' socket buffers many times over.
+    let count = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        write_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(open(dir.path()), config).unwrap();
+    let (answers, closed) = pipeline_unread(server.address(), count, Duration::from_secs(3));
+    assert!(closed && answers < count, "{answers} answers, closed: {closed}");
+    // The server still serves others.
+    let client = Client::new(&format!("http://{}", server.address()), None);
+    assert!(client.metrics().is_ok());
+    server.stop().unwrap();
+
+    // The negative control: with a write timeout longer than the pause, every answer comes once
+    // the client reads, and the connection stays open.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Duration::from_secs(30), Duration::from_secs(30));
+    let (answers, closed) = pipeline_unread(server.address(), count, Duration::from_secs(1));
+    assert!(!closed && answers == count, "{answers} answers, closed: {closed}");
+    server.stop().unwrap();
+}

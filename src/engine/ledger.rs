@@ -313,6 +313,12 @@ impl Ledger {
     /// GPU, and the CPU, memory and power). For allocations read back from storage, which may
     /// come from another fleet or be damaged.
     pub fn check_allocation(&self, allocation: &Allocation) -> Result<(), String> {
+        self.check_allocation_on(allocation, false)
+    }
+
+    /// [`Ledger::check_allocation`]; with `cordoned_too`, its nodes may be cordoned (a job taking
+    /// back what it held: a cordon stops new pods, not the ones there).
+    pub(crate) fn check_allocation_on(&self, allocation: &Allocation, cordoned_too: bool) -> Result<(), String> {
         let state = &self.state;
         let site = allocation.site as usize;
         if site >= state.sites.len() {
@@ -393,7 +399,7 @@ impl Ledger {
         for &(at, whole, milli, cpu, memory) in &taken {
             let node = state.nodes[at as usize];
             let where_ = || format!("node {at}");
-            if node.state != NodeState::Ready {
+            if node.state != NodeState::Ready && !(cordoned_too && node.state == NodeState::Cordoned) {
                 return Err(format!("{} is not ready", where_()));
             }
             if node.used & whole != 0 {

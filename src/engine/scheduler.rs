@@ -274,19 +274,57 @@ impl Scheduler {
     /// The job counts against no tenant's quota; see [`Scheduler::restore_job`].
     pub fn restore(&mut self, id: &str, allocation: Allocation, priority: i32) -> Result<()> {
         let milli = u64::from(allocation.gpus()) * 1000;
-        self.restore_as(id, allocation, priority, None, milli)
+        self.restore_as(id, allocation, priority, None, milli, false)
     }
 
     /// [`Scheduler::restore`] for `job`: its priority, and with tenants set its tenant's quota
     /// counts what it holds (an input error if it has no tenant there).
     pub fn restore_job(&mut self, job: &crate::model::jobs::Job, allocation: Allocation) -> Result<()> {
-        let tenant = match &self.quotas {
-            Some(quotas) => Some(quotas.tenants.tenant_of(job).map_err(|m| {
-                InputError::new("<api>", format!("job `{}`", crate::model::json::shown(&job.id)), "tenant", m)
-            })?),
-            None => None,
-        };
-        self.restore_as(&job.id, allocation, job.priority, tenant, job.gpu_milli_held())
+        let tenant = self.tenant_for(job)?;
+        self.restore_as(&job.id, allocation, job.priority, tenant, job.gpu_milli_held(), false)
+    }
+
+    /// With tenants set, `job`'s tenant (an input error if it has none there).
+    fn tenant_for(&self, job: &crate::model::jobs::Job) -> Result<Option<u32>> {
+        let Some(quotas) = &self.quotas else { return Ok(None) };
+        let tenant = quotas.tenants.tenant_of(job).map_err(|m| {
+            InputError::new("<api>", format!("job `{}`", crate::model::json::shown(&job.id)), "tenant", m)
+        })?;
+        Ok(Some(tenant))
+    }
+
+    /// [`Scheduler::restore_job`] for a job taking back what it held just before it was released
+    /// (an orchestrator's move of a pod that did not go through): its nodes may have been
+    /// cordoned since it was placed, as the nodes of running pods may be.
+    pub fn take_back_job(&mut self, job: &crate::model::jobs::Job, allocation: Allocation) -> Result<()> {
+        let tenant = self.tenant_for(job)?;
+        self.restore_as(&job.id, allocation, job.priority, tenant, job.gpu_milli_held(), true)
+    }
+
+    /// Runs `check` on the capacity as it would be if the placed jobs `ids` gave back what they
+    /// hold, then takes it back. What an orchestrator that evicts pods itself asks before it does
+    /// (a Kubernetes scheduler's preemption). After, the capacity, the running jobs, the tenants'
+    /// counts and what the scheduler learnt of hopeless jobs are as they were: only the ledger
+    /// gives back and takes back, in reverse order. An input error, with nothing changed, if an id
+    /// is not placed or is named twice.
+    pub fn with_released<R>(&mut self, ids: &[&str], check: impl FnOnce(&Scheduler) -> R) -> Result<R> {
+        let mut allocations = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let refuse = |message: &str| InputError::new("<api>", format!("job `{id}`"), "id", message);
+            if ids[..i].contains(id) {
+                return Err(refuse("named twice").into());
+            }
+            let running = self.running.get(*id).ok_or_else(|| refuse("no placed job has this id"))?;
+            allocations.push(running.allocation.clone());
+        }
+        for allocation in &allocations {
+            self.ledger.release(allocation);
+        }
+        let result = check(self);
+        for allocation in allocations.iter().rev() {
+            self.ledger.take_back(allocation);
+        }
+        Ok(result)
     }
 
     fn restore_as(
@@ -296,13 +334,18 @@ impl Scheduler {
         priority: i32,
         tenant: Option<u32>,
         milli: u64,
+        cordoned_too: bool,
     ) -> Result<()> {
         let refuse = |message: String| InputError::new("<api>", format!("job `{id}`"), "allocation", message);
         if self.running.contains_key(id) {
             return Err(refuse("a job with this id is already placed".into()).into());
         }
-        self.ledger.check_allocation(&allocation).map_err(refuse)?;
-        self.ledger.apply(&allocation);
+        self.ledger.check_allocation_on(&allocation, cordoned_too).map_err(refuse)?;
+        if cordoned_too {
+            self.ledger.take_back(&allocation);
+        } else {
+            self.ledger.apply(&allocation);
+        }
         self.hold(id.to_string(), Running { allocation, priority, pinned: false, tenant, milli });
         Ok(())
     }
