@@ -912,8 +912,19 @@ async fn read_body(
     let declared = axum::body::HttpBody::size_hint(&body).exact();
     let limit = declared.map_or(max, |n| usize::try_from(n).unwrap_or(usize::MAX).min(max));
     let units = u32::try_from(limit.div_ceil(BODY_UNIT).max(1)).expect("bodies are at most MAX_BODY_BYTES");
-    let Ok(turn) = Arc::clone(&state.bodies).acquire_many_owned(units).await else {
-        return Err(error(ApiError::new(503, "the server is stopping")));
+    // A wait for a turn is bounded too, so that slow uploads cannot park everyone else's
+    // connections behind them for good.
+    let turn = match tokio::time::timeout(state.body_timeout, Arc::clone(&state.bodies).acquire_many_owned(units)).await
+    {
+        Ok(Ok(turn)) => turn,
+        Ok(Err(_)) => return Err(error(ApiError::new(503, "the server is stopping"))),
+        Err(_) => {
+            let message = format!(
+                "request: other request bodies held the server's body memory for {} s: try again",
+                state.body_timeout.as_secs_f64()
+            );
+            return Err(error(ApiError::new(503, message)));
+        }
     };
     let Ok(read) = tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit)).await else {
         let message = format!("request: the body did not arrive within {} s", state.body_timeout.as_secs_f64());

@@ -108,8 +108,9 @@ fn bodies_that_stop_arriving_are_refused_and_give_their_budget_back() {
         let slow: Vec<_> = (0..BODIES_AT_ONCE)
             .map(|_| scope.spawn(|| send_and_read(address, stalled.as_bytes(), Duration::from_secs(20))))
             .collect();
-        // Meanwhile a whole submission waits for a share and is placed once the slow ones are cut.
-        std::thread::sleep(Duration::from_millis(200));
+        // Meanwhile a whole submission waits for a share and is placed once the slow ones are cut
+        // (its own wait for a turn is bounded by the same 0.5 s, counted from 0.3 s on).
+        std::thread::sleep(Duration::from_millis(300));
         let client = Client::new(&format!("http://{address}"), None);
         let body = br#"{"id":"on-time","kind":"inference","gpus":4,"hbm_gb_per_gpu":0,"priority":1,"duration_h":1,"region":"us"}"#;
         let answer = client.submit(body).expect("a whole body was refused");
