@@ -181,6 +181,12 @@ fn a_trial_release_shows_the_capacity_without_the_jobs_and_changes_nothing() {
         assert!(scheduler.with_released(&twice, |_| ()).is_err());
         assert!(scheduler.with_released(&[held[0].0.as_str(), "nobody"], |_| ()).is_err());
         assert_eq!(scheduler.ledger().state(), &before);
+        // A check that panics leaves the capacity as it was too.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = scheduler.with_released(&chosen, |_| panic!("a check that fails"));
+        }));
+        assert!(caught.is_err());
+        assert_eq!(scheduler.ledger().state(), &before, "seed {seed}: a panicking check left the capacity changed");
         // The same later decisions as a scheduler that never tried.
         let rest = Workload::from_jobs(workload.jobs[workload.jobs.len() / 2..].to_vec(), "<rest>");
         let a = scheduler.place(&rest, Some(at())).unwrap();

@@ -919,6 +919,9 @@ async fn read_body(
         Ok(Ok(turn)) => turn,
         Ok(Err(_)) => return Err(error(ApiError::new(503, "the server is stopping"))),
         Err(_) => {
+            // What the client sends is read and dropped (within the route's limit and the body
+            // timeout), so that it reads this answer rather than a reset.
+            let _ = tokio::time::timeout(state.body_timeout, drain(body, limit)).await;
             let message = format!(
                 "request: other request bodies held the server's body memory for {} s: try again",
                 state.body_timeout.as_secs_f64()
@@ -932,6 +935,16 @@ async fn read_body(
     };
     let bytes = read.map_err(|_| too_large())?;
     Ok((bytes, turn))
+}
+
+/// Reads `body` to its end, or to `limit` bytes, keeping none of it.
+async fn drain(mut body: Body, mut limit: usize) {
+    use http_body_util::BodyExt;
+    while let Some(Ok(frame)) = body.frame().await {
+        let Some(data) = frame.data_ref() else { continue };
+        let Some(left) = limit.checked_sub(data.len()) else { return };
+        limit = left;
+    }
 }
 
 async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {

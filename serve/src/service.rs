@@ -1220,7 +1220,9 @@ impl Service {
             for (node, victims) in map {
                 let pods = victims.pods.into_iter().map(|pod| {
                     let m = pod.metadata;
-                    let id = format!("{}/{}/{}", m.namespace, m.name, m.uid);
+                    // As a bound pod's job is named (`pod_job`): no namespace is `default`.
+                    let namespace = if m.namespace.is_empty() { "default" } else { m.namespace.as_str() };
+                    let id = format!("{namespace}/{}/{}", m.name, m.uid);
                     Victim { uid: m.uid, id: Some(id), priority: pod.spec.priority }
                 });
                 offered.push((node, pods.collect(), victims.num_pdb_violations));
@@ -1244,16 +1246,6 @@ impl Service {
             let all = offered.iter().map(|(node, victims, pdb)| (node.clone(), as_given(victims, *pdb)));
             return Ok(ExtenderPreemptionResult { node_name_to_meta_victims: all.collect() });
         };
-        // Pods bound through the extender by UID, for victims named by UID only.
-        let by_uid: HashMap<String, usize> = if offered.iter().flat_map(|o| &o.1).any(|v| v.id.is_none()) {
-            self.by_state[state_index(JobState::Placed)]
-                .iter()
-                .filter(|&&n| self.entries[n].stored.node.is_some())
-                .filter_map(|&n| Some((self.entries[n].stored.job.id.rsplit('/').next()?.to_string(), n)))
-                .collect()
-        } else {
-            HashMap::new()
-        };
         /// PodDisruptionBudgets violated, jobs ended, the highest victim priority, GPUs given back.
         type Harm = (i64, u64, i64, u64);
         let mut kept: Vec<(Harm, String, MetaVictims)> = Vec::new();
@@ -1261,6 +1253,8 @@ impl Service {
         // gpuplace placed, the filter's gang racks and quota verdict, once when first needed.
         let gang = self.gang_rule(&job, &request.group);
         let mut unvictimized: Option<(Option<BTreeSet<u32>>, Option<String>)> = None;
+        // A gang's harm: its placed pods, their highest priority, their GPUs.
+        let mut gang_harm: BTreeMap<String, (u64, i64, u64)> = BTreeMap::new();
         for ((node, victims, pdb), candidate) in offered.iter().zip(&request.candidates) {
             let Ok(tray) = candidate.tray else { continue };
             let mut known: Vec<usize> = Vec::new();
@@ -1270,16 +1264,15 @@ impl Service {
             let mut seen = BTreeSet::new();
             // A pod named twice is one victim.
             for victim in victims.iter().filter(|v| seen.insert(v.uid.as_str())) {
-                let number = victim
-                    .id
-                    .as_ref()
-                    .and_then(|id| self.by_id.get(id))
-                    .or_else(|| by_uid.get(&victim.uid))
-                    .copied()
-                    .filter(|&n| {
-                        let stored = &self.entries[n].stored;
-                        stored.state == JobState::Placed && stored.node.as_deref() == Some(node.as_str())
-                    });
+                // A victim named by UID only is found through the pods the extender remembers.
+                let id = victim.id.clone().or_else(|| {
+                    let pod = self.kube.pods.get(&victim.uid)?.job.as_ref()?;
+                    Some(format!("{}/{}", pod.id, victim.uid))
+                });
+                let number = id.and_then(|id| self.by_id.get(&id).copied()).filter(|&n| {
+                    let stored = &self.entries[n].stored;
+                    stored.state == JobState::Placed && stored.node.as_deref() == Some(node.as_str())
+                });
                 let priority = number.map(|n| self.entries[n].stored.job.priority).or(victim.priority);
                 if priority.is_some_and(|p| p >= job.priority) {
                     too_high = true;
@@ -1296,21 +1289,30 @@ impl Service {
                 }
                 known.push(n);
                 let stored = &self.entries[n].stored;
-                let members: Vec<usize> = match &stored.group {
-                    Some(group) if gangs.insert(group.clone()) => self.groups[group]
-                        .iter()
-                        .copied()
-                        .filter(|&m| self.entries[m].stored.state == JobState::Placed)
-                        .collect(),
-                    Some(_) => Vec::new(),
-                    None => vec![n],
+                let (jobs, highest, held) = match &stored.group {
+                    Some(group) if gangs.insert(group.clone()) => {
+                        // Worked out once per request, however many nodes name the gang.
+                        *gang_harm.entry(group.clone()).or_insert_with(|| {
+                            let members = self.groups[group]
+                                .iter()
+                                .map(|&m| &self.entries[m].stored)
+                                .filter(|member| member.state == JobState::Placed);
+                            members.fold((0, i64::MIN, 0), |(jobs, highest, held), member| {
+                                let gpus = member.placed.as_ref().map_or(0, |(a, _)| u64::from(a.gpus()));
+                                (jobs + 1, highest.max(i64::from(member.job.priority)), held + gpus)
+                            })
+                        })
+                    }
+                    Some(_) => (0, i64::MIN, 0),
+                    None => (
+                        1,
+                        i64::from(stored.job.priority),
+                        stored.placed.as_ref().map_or(0, |(a, _)| u64::from(a.gpus())),
+                    ),
                 };
-                for m in members {
-                    let member = &self.entries[m].stored;
-                    ended += 1;
-                    top = top.max(i64::from(member.job.priority));
-                    gpus += member.placed.as_ref().map_or(0, |(a, _)| u64::from(a.gpus()));
-                }
+                ended += jobs;
+                top = top.max(highest);
+                gpus += held;
             }
             if too_high {
                 continue;
@@ -1515,7 +1517,7 @@ impl Service {
             ApiError::new(
                 404,
                 format!(
-                    "pod `{}/{}` (UID {}): not seen by filter or prioritize",
+                    "pod `{}/{}` (UID {}): not seen by filter, prioritize or preempt",
                     args.pod_namespace.escape_debug(),
                     args.pod_name.escape_debug(),
                     args.pod_uid.escape_debug()

@@ -702,6 +702,15 @@ fn preempt_keeps_the_nodes_where_eviction_makes_room_and_the_least_harm() {
     assert_eq!(service.scheduler().ledger().state(), &before);
     // Nothing was evicted in gpuplace: kube-scheduler evicts, and the sync or a finish follows.
     assert_eq!(service.scheduler().running(), 6);
+    // A pod with no namespace is `default`'s, as kube-scheduler's own objects may leave it.
+    let mut plain_ns = pod("nons", "uid-nons", 4, 1, json!({}));
+    plain_ns["metadata"].as_object_mut().unwrap().remove("namespace");
+    service.kube_filter(args(&plain_ns, &nodes));
+    bind(&mut service, "nons", "uid-nons", "r0-t6").unwrap().expect("held");
+    let result = service.kube_preempt(preemption_args(&urgent, &[("r0-t6", vec![plain_ns.clone()], 0)])).unwrap();
+    assert_eq!(kept(&result), vec!["r0-t6"], "the victim was not recognised: {result:?}");
+    service.finish("default/nons/uid-nons").unwrap();
+    service.commit().unwrap();
     // A cordoned tray takes no new pod, so evicting there makes no room; its victim keeps its
     // hold through the check (a cordon stops new pods, not the ones there).
     let cordon: Vec<gpuplace_serve::api::FleetEvent> =

@@ -320,11 +320,16 @@ impl Scheduler {
         for allocation in &allocations {
             self.ledger.release(allocation);
         }
-        let result = check(self);
+        // Taken back even if `check` panics, so that a caller that catches the panic finds the
+        // capacity as it was.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(self)));
         for allocation in allocations.iter().rev() {
             self.ledger.take_back(allocation);
         }
-        Ok(result)
+        match result {
+            Ok(result) => Ok(result),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     fn restore_as(
