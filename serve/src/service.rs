@@ -1040,6 +1040,17 @@ enum GangRule {
     Fits(Option<gpuplace::kernel::score::JobGpu>),
 }
 
+impl GangRule {
+    /// Whether the gang's next pod may go to `rack` on the capacity `state`.
+    fn allows(&self, state: &gpuplace::kernel::state::FleetState, rack: u32) -> bool {
+        match self {
+            GangRule::Racks(racks) => racks.contains(&rack),
+            GangRule::Fits(None) => false,
+            GangRule::Fits(Some(whole)) => state.check(whole, rack as usize) == 0,
+        }
+    }
+}
+
 impl Service {
     /// Reads an extender request: remembers the pod (bind names only its UID) and the trays of
     /// whole nodes, resolves named ones from what it saw, compiles the pod's job.
@@ -1107,14 +1118,12 @@ impl Service {
     /// the gang fits one NVLink domain, else the same cluster), or, before the first, racks where
     /// all of its pods fit now. None when any rack will do (no gang).
     fn group_racks(&self, job: &gpuplace::Job, group: &Option<(String, u32)>) -> Option<BTreeSet<u32>> {
-        match self.gang_rule(job, group)? {
-            GangRule::Racks(racks) => Some(racks),
-            GangRule::Fits(None) => Some(BTreeSet::new()),
-            GangRule::Fits(Some(whole)) => {
-                let state = self.scheduler.ledger().state();
-                Some((0..state.racks.len() as u32).filter(|&r| state.check(&whole, r as usize) == 0).collect())
-            }
+        let rule = self.gang_rule(job, group)?;
+        if let GangRule::Racks(racks) = rule {
+            return Some(racks);
         }
+        let state = self.scheduler.ledger().state();
+        Some((0..state.racks.len() as u32).filter(|&r| rule.allows(state, r)).collect())
     }
 
     /// Where a gang's next pod may go (see [`Service::group_racks`]); None for a pod of no gang.
@@ -1249,10 +1258,8 @@ impl Service {
         /// PodDisruptionBudgets violated, jobs ended, the highest victim priority, GPUs given back.
         type Harm = (i64, u64, i64, u64);
         let mut kept: Vec<(Harm, String, MetaVictims)> = Vec::new();
-        // Where the pod's gang may go, worked out once; and, for nodes where no victim is one
-        // gpuplace placed, the filter's gang racks and quota verdict, once when first needed.
+        // Where the pod's gang may go, worked out once.
         let gang = self.gang_rule(&job, &request.group);
-        let mut unvictimized: Option<(Option<BTreeSet<u32>>, Option<String>)> = None;
         // A gang's harm: its placed pods, their highest priority, their GPUs.
         let mut gang_harm: BTreeMap<String, (u64, i64, u64)> = BTreeMap::new();
         for ((node, victims, pdb), candidate) in offered.iter().zip(&request.candidates) {
@@ -1317,32 +1324,19 @@ impl Service {
             if too_high {
                 continue;
             }
-            // Without victims gpuplace placed, the filter's verdict; with them, the same checks
-            // on the capacity as it would be without them (the scheduler gives it back and takes
-            // it back: nothing else changes).
-            let verdict = if known.is_empty() {
-                let allowed = unvictimized
-                    .get_or_insert_with(|| (self.group_racks(&job, &request.group), self.quota_refusal(&job)));
-                let in_gang_rack = allowed.0.as_ref().is_none_or(|racks| racks.contains(&tray.rack));
-                node_verdict(&self.scheduler, &record, in_gang_rack, allowed.1.as_ref(), tray)
-            } else {
-                let quota = self.quota_refusal_after(&job, &known);
-                let ids: Vec<String> = known.iter().map(|&n| self.entries[n].stored.job.id.clone()).collect();
-                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                self.scheduler
-                    .with_released(&ids, |scheduler| {
-                        let in_gang_rack = match &gang {
-                            None => true,
-                            Some(GangRule::Racks(racks)) => racks.contains(&tray.rack),
-                            Some(GangRule::Fits(None)) => false,
-                            Some(GangRule::Fits(Some(whole))) => {
-                                scheduler.ledger().state().check(whole, tray.rack as usize) == 0
-                            }
-                        };
-                        node_verdict(scheduler, &record, in_gang_rack, quota.as_ref(), tray)
-                    })
-                    .map_err(|e| ApiError::new(500, e.to_string()))?
-            };
+            // The filter's checks on the capacity as it would be without the victims gpuplace
+            // placed there (the scheduler gives it back and takes it back: nothing else changes).
+            let quota = self.quota_refusal_after(&job, &known);
+            let ids: Vec<String> = known.iter().map(|&n| self.entries[n].stored.job.id.clone()).collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let verdict = self
+                .scheduler
+                .with_released(&ids, |scheduler| {
+                    let state = scheduler.ledger().state();
+                    let in_gang_rack = gang.as_ref().is_none_or(|rule| rule.allows(state, tray.rack));
+                    node_verdict(scheduler, &record, in_gang_rack, quota.as_ref(), tray)
+                })
+                .map_err(|e| ApiError::new(500, e.to_string()))?;
             if verdict.is_ok() {
                 kept.push(((*pdb, ended, top, gpus), node.clone(), as_given(victims, *pdb)));
             }
