@@ -34,6 +34,8 @@ const BLOCK_ANY: u32 = 0u;
 const BLOCK_REQUIRED: u32 = 1u;
 const BLOCK_PREFERRED: u32 = 2u;
 
+const ONE_DOMAIN_PREFERRED: u32 = 1u;
+
 const REJECT_GPUS: u32 = 1u;
 const REJECT_HBM: u32 = 2u;
 const REJECT_JURISDICTION: u32 = 4u;
@@ -60,6 +62,7 @@ struct Job {
     ready_day: u32,
     random_salt: u32,
     block_rule: u32,
+    one_domain: u32,
     frag_mix: array<u32, 3>,
     pod_cpu_milli: u32,
     pod_memory_mib: u32,
@@ -261,8 +264,10 @@ fn check(job: Job, rack: Rack, site: Site, cluster: Cluster, block: Block, laten
     let packed = job_shape(job, rack.node_gpus);
     let pod_shape = unpack_shape(packed);
     let per_rack = rack_pods(job, rack, packed);
-    // A job kept to one block counts that block's whole racks, any other the cluster's.
-    let whole_racks = select(block.free_racks, cluster.free_racks, job.block_rule == BLOCK_ANY);
+    // A job kept to one block counts that block's whole racks, any other the cluster's; a job kept
+    // to one NVLink domain none (it may not span racks).
+    let whole_racks = select(select(block.free_racks, cluster.free_racks, job.block_rule == BLOCK_ANY), 0u,
+                             job.one_domain == ONE_DOMAIN_PREFERRED);
     let here = pods_here(job, rack, pod_shape.y);
     if (!fits(pod_shape, per_rack, rack.free_gpus, rack.gpus, rack.summary, whole_racks, here)) {
         reject |= REJECT_GPUS;

@@ -25,6 +25,7 @@ fn kernel_matches_cpu_on_600_random_problems() {
         let mut feasible = 0u64;
         let mut frag_decides = 0u32;
         let mut shares_decide = 0u32;
+        let mut one_domain_decides = 0u32;
         for seed in 0..600 {
             let (jobs, state, k) = random_problem(seed);
             let cpu = score_batch(&jobs, &state, k);
@@ -47,6 +48,9 @@ fn kernel_matches_cpu_on_600_random_problems() {
             let mut unshared = state.clone();
             unshared.node_table.iter_mut().for_each(|n| n.shared_free = [0; 3]);
             shares_decide += u32::from(score_batch(&jobs, &unshared, k).feasible != cpu.feasible);
+            // And the one-NVLink-domain rule: without it, jobs that prefer one domain may span racks.
+            let spanning: Vec<JobGpu> = jobs.iter().map(|j| JobGpu { one_domain: 0, ..*j }).collect();
+            one_domain_decides += u32::from(score_batch(&spanning, &state, k).feasible != cpu.feasible);
             pairs += (jobs.len() * state.racks.len()) as u64;
             feasible += cpu.feasible.iter().map(|&f| u64::from(f)).sum::<u64>();
         }
@@ -54,6 +58,7 @@ fn kernel_matches_cpu_on_600_random_problems() {
         assert!(feasible > 0 && feasible < pairs, "{feasible} feasible of {pairs} pairs");
         assert!(frag_decides > 100, "the fragmentation term changed {frag_decides} of 600 problems only");
         assert!(shares_decide > 20, "shared GPUs changed {shares_decide} of 600 problems only");
+        assert!(one_domain_decides > 20, "the one-domain rule changed {one_domain_decides} of 600 problems only");
     }
 }
 

@@ -11,7 +11,8 @@ use common::{Shape, at, on_every_backend, random_fleet, random_policy, random_wo
 use gpuplace::engine::place::{Decision, Outcome, decision_order, usable_gpus};
 use gpuplace::engine::{Allocation, Cause, Ledger, NamedOutcome, Reason, RejectCounts};
 use gpuplace::kernel::score::{
-    BLOCK_ANY, BLOCK_PREFERRED, BLOCK_REQUIRED, Candidate, JobGpu, STATIC_REJECTS, better, check, score,
+    BLOCK_ANY, BLOCK_PREFERRED, BLOCK_REQUIRED, Candidate, JobGpu, ONE_DOMAIN_PREFERRED, STATIC_REJECTS, better, check,
+    score,
 };
 use gpuplace::kernel::shape::{racks_needed, spans_racks};
 use gpuplace::kernel::state::{FleetState, NodeState};
@@ -145,6 +146,9 @@ pub fn verify_log(
             ledger.release(a);
         }
         let mut job = jobs[j];
+        if ledger.state().check(&job, own.anchor() as usize) != 0 && job.one_domain == ONE_DOMAIN_PREFERRED {
+            job.one_domain = 0;
+        }
         if ledger.state().check(&job, own.anchor() as usize) != 0 && job.block_rule == BLOCK_PREFERRED {
             job.block_rule = BLOCK_ANY;
         }
@@ -201,9 +205,14 @@ fn verify_with(fleet: &Fleet, workload: &Workload, policy: &Policy, decisions: &
             }
             best
         };
-        // A job preferring one block is decided without the rule when no rack is feasible with it.
+        // A job preferring one NVLink domain, then one preferring one block, is decided without the
+        // preference when no rack is feasible with it.
         let mut job = jobs[decision.job];
         let mut best = best_for(&job, &state);
+        if best.is_none() && job.one_domain == ONE_DOMAIN_PREFERRED {
+            job.one_domain = 0;
+            best = best_for(&job, &state);
+        }
         if best.is_none() && job.block_rule == BLOCK_PREFERRED {
             job.block_rule = BLOCK_ANY;
             best = best_for(&job, &state);
@@ -1167,6 +1176,61 @@ fn consolidation_empties_racks_for_a_job_that_spans_them() {
         scheduler.reset();
         assert_eq!(scheduler.place_reference(&workload, Some(at())).unwrap(), placement.decisions, "{name}");
     });
+}
+
+#[test]
+fn a_policy_preferring_one_nvlink_domain_keeps_a_job_on_one_rack_when_one_has_room() {
+    const TEST: &str = "a_policy_preferring_one_nvlink_domain_keeps_a_job_on_one_rack_when_one_has_room";
+    // Cluster a: two 8-GPU servers (one tray each); cluster b: one rack of four 4-GPU trays. A
+    // 12-GPU job spans a's two servers (a pod of 8 and one of 4) or takes three trays of b's rack.
+    // Best fit prefers a (its anchor is full, b's would be three-quarters); preferring one NVLink
+    // domain takes b. With b's rack partly in use (two trays), only a can hold the job: the
+    // preference is dropped and the job spans a's servers.
+    let fleet_with = |b_nodes: &str| {
+        Fleet::from_json(
+            &format!(
+                r#"{{"regions": ["r"],
+                "rack_types": {{"t8": {{"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 1}},
+                               "t16": {{"gpu_model": "X", "gpus": 16, "hbm_gb_per_gpu": 100, "kw": 16, "nodes": 4}}}},
+                "sites": [
+                  {{"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1, "pue": 1.2,
+                   "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {{"r": 10}},
+                   "clusters": [{{"name": "a", "rack_type": "t8", "racks": 2}},
+                                {{"name": "b", "rack_type": "t16", "racks": 1{b_nodes}}}]}}]}}"#
+            ),
+            "<fleet>",
+        )
+        .unwrap()
+    };
+    let free = fleet_with("");
+    let busy =
+        fleet_with(r#", "nodes": [{"rack": 0, "node": 0, "used_gpus": 4}, {"rack": 0, "node": 1, "used_gpus": 4}]"#);
+    let workload = Workload::from_json(
+        r#"[{"id": "j", "kind": "training", "gpus": 12, "hbm_gb_per_gpu": 0, "priority": 50, "duration_h": 1, "region": "r"}]"#,
+        "<jobs>",
+    )
+    .unwrap();
+    let best_fit = gpuplace::model::policy::Preset::BestFit.policy(0);
+    let mut preferring = best_fit;
+    preferring.prefer_one_domain = true;
+    for (fleet, policy, racks, what) in [
+        (&free, best_fit, vec![0, 1], "without the preference: across a's two servers"),
+        (&free, preferring, vec![2], "with it: on b's one rack"),
+        (&busy, preferring, vec![0, 1], "with it, b full: relaxed, across a's servers"),
+    ] {
+        on_every_backend(TEST, |name, backend| {
+            let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, backend).unwrap();
+            let placement = scheduler.place(&workload, Some(at())).unwrap();
+            match &placement.decisions[0].outcome {
+                Outcome::Placed { allocation, .. } => {
+                    assert_eq!(allocation.racks.iter().map(|s| s.rack).collect::<Vec<_>>(), racks, "{name}: {what}")
+                }
+                other => panic!("{name}: {what}: {other:?}"),
+            }
+            scheduler.reset();
+            assert_eq!(scheduler.place_reference(&workload, Some(at())).unwrap(), placement.decisions, "{name}");
+        });
+    }
 }
 
 #[test]

@@ -19,8 +19,10 @@ use gpuplace::{BackendChoice, Fleet, Job, JobKind, Scheduler, Workload};
 /// Whether `job` fits on `ledger` by the reference rule (every rack scanned; a preferred block
 /// relaxed as placement relaxes it): written apart from the library's own check.
 fn fits_reference(ledger: &Ledger, job: &JobGpu) -> bool {
+    let spans = JobGpu { one_domain: 0, ..*job };
     ledger.best_rack(job).is_some()
-        || (job.block_rule == BLOCK_PREFERRED && ledger.best_rack(&JobGpu { block_rule: BLOCK_ANY, ..*job }).is_some())
+        || ledger.best_rack(&spans).is_some()
+        || (job.block_rule == BLOCK_PREFERRED && ledger.best_rack(&JobGpu { block_rule: BLOCK_ANY, ..spans }).is_some())
 }
 
 /// Whether `job` fits once `set` is released from a copy of `ledger`.

@@ -280,7 +280,8 @@ fn make_whole_racks(
     done: &mut Consolidation,
     work: &mut Work,
 ) -> Option<bool> {
-    let job = jobs[decisions[position].job];
+    // Whole racks are for a job spanning racks: one preferring one NVLink domain found none.
+    let job = JobGpu { one_domain: 0, ..jobs[decisions[position].job] };
     let tries: Vec<(JobGpu, bool)> = match job.block_rule {
         BLOCK_ANY => vec![(job, false)],
         BLOCK_PREFERRED => vec![(job, true), (JobGpu { block_rule: BLOCK_ANY, ..job }, false)],

@@ -11,8 +11,8 @@ use crate::engine::ledger::{Allocation, Ledger};
 use crate::engine::reasons::{Reason, unplaced_reason};
 use crate::error::ScoreError;
 use crate::kernel::score::{
-    BLOCK_ANY, BLOCK_PREFERRED, Candidate, JobGpu, MAX_CANDIDATES, NO_RACK, REJECT_ONLINE, STATIC_REJECTS, TERM_COUNT,
-    better,
+    BLOCK_ANY, BLOCK_PREFERRED, Candidate, JobGpu, MAX_CANDIDATES, NO_RACK, ONE_DOMAIN_PREFERRED, REJECT_ONLINE,
+    STATIC_REJECTS, TERM_COUNT, better,
 };
 use crate::kernel::state::FleetState;
 use crate::model::date::Day;
@@ -345,20 +345,37 @@ pub fn place_reference(ledger: &mut Ledger, jobs: &[JobGpu], order: &[usize]) ->
         .collect()
 }
 
-/// A job that prefers one topology block is decided as if it required one; when no rack is
-/// feasible so, it is decided again without the rule ([`BLOCK_PREFERRED`]). Returns the job as
-/// decided (the relaxed one when it was relaxed) and its best rack by `best`.
+/// A job that prefers one NVLink domain ([`ONE_DOMAIN_PREFERRED`]) is decided first on racks that
+/// hold all its pods; one that prefers one topology block, as if it required one. When no rack is
+/// feasible so, it is decided again without the preference: first the domain's, then the block's
+/// ([`relaxed`]). Returns the job as decided (the last relaxed one when it was relaxed, which is
+/// also the one an unplaced job's reason speaks of) and its best rack by `best`.
 pub(crate) fn best_with_relaxing(
     job: &JobGpu,
     ledger: &Ledger,
     best: impl Fn(&JobGpu, &Ledger) -> Option<Candidate>,
 ) -> (JobGpu, Option<Candidate>) {
-    match best(job, ledger) {
-        None if job.block_rule == BLOCK_PREFERRED => {
-            let relaxed = JobGpu { block_rule: BLOCK_ANY, ..*job };
-            (relaxed, best(&relaxed, ledger))
+    let mut job = *job;
+    loop {
+        match best(&job, ledger) {
+            None => match relaxed(&job) {
+                Some(next) => job = next,
+                None => return (job, None),
+            },
+            found => return (job, found),
         }
-        found => (*job, found),
+    }
+}
+
+/// The job with its next preference dropped: one NVLink domain first, then one topology block;
+/// None when it states none.
+pub(crate) fn relaxed(job: &JobGpu) -> Option<JobGpu> {
+    if job.one_domain == ONE_DOMAIN_PREFERRED {
+        Some(JobGpu { one_domain: 0, ..*job })
+    } else if job.block_rule == BLOCK_PREFERRED {
+        Some(JobGpu { block_rule: BLOCK_ANY, ..*job })
+    } else {
+        None
     }
 }
 
@@ -460,13 +477,13 @@ pub(crate) fn place_batched_with(
                     }
                 }
             };
-            // A job preferring one block with nothing feasible in one: decided again without the rule,
-            // on the host from scratch, as the reference does.
-            let (job, best) = match best {
-                None if job.block_rule == BLOCK_PREFERRED => best_with_relaxing(job, ledger, |job, ledger| {
-                    if job.block_rule == BLOCK_PREFERRED { None } else { ledger.classes().best(job, ledger.state()) }
-                }),
-                found => (*job, found),
+            // A job preferring one NVLink domain or one block with nothing feasible so: decided again
+            // without the preference, on the host from scratch, as the reference does.
+            let (job, best) = match (best, relaxed(job)) {
+                (None, Some(next)) => {
+                    best_with_relaxing(&next, ledger, |job, ledger| ledger.classes().best(job, ledger.state()))
+                }
+                (found, _) => (*job, found),
             };
             let job = &job;
             if cross_check {

@@ -179,6 +179,7 @@ pub(super) fn problem() -> (Vec<JobGpu>, FleetState) {
                 provider_mask: if draw(20, j, 5) == 0 { 1 } else { u32::MAX },
                 ready_day: 20_000 + draw(22, j, 40),
                 block_rule: draw(27, j, 3),
+                one_domain: draw(40, j, 2),
                 random_salt: mix(j),
                 // A third of the jobs with pods ask for CPU and memory per pod, up to a whole tray's.
                 pod_cpu_milli: if pod_gpus != 0 && draw(31, j, 3) == 0 { 1 + draw(32, j, 80_000) } else { 0 },

@@ -116,6 +116,11 @@ pub const BLOCK_REQUIRED: u32 = 1;
 /// A job spanning racks takes one block's whole racks when any block has enough, else any.
 pub const BLOCK_PREFERRED: u32 = 2;
 
+/// [`JobGpu::one_domain`]: the job's pods fit one NVLink domain of some rack type of the fleet
+/// and span racks on another, so it is decided first on racks that hold them all, and only when none
+/// is feasible across whole racks (a job on one NVLink domain talks over NVLink, not the network).
+pub const ONE_DOMAIN_PREFERRED: u32 = 1;
+
 /// Reject bit: the rack's usable nodes cannot hold the job's pods (see [`crate::kernel::shape`]).
 pub const REJECT_GPUS: u32 = 1;
 /// Reject bit: the rack's HBM per GPU is below the job's need.
@@ -240,6 +245,9 @@ pub struct JobGpu {
     /// Topology rule of a job spanning racks: [`BLOCK_ANY`], [`BLOCK_REQUIRED`] or
     /// [`BLOCK_PREFERRED`] (scored as required; the engine relaxes it when nothing is feasible).
     pub block_rule: u32,
+    /// 1 when the job is first decided on racks that hold all its pods (one NVLink domain), 0 when
+    /// it may span racks ([`ONE_DOMAIN_PREFERRED`]: the engine relaxes it when nothing is feasible).
+    pub one_domain: u32,
     /// The fragmentation term's table of typical pods: the share in thousandths of pods of 1..=8
     /// GPUs and of larger shorthand jobs ([`FRAG_BUCKETS`]), 10 bits each, three to a word
     /// ([`pack_frag_mix`]); the same for every job of a workload.
@@ -421,7 +429,7 @@ pub struct Params {
 
 // Storage-buffer records are arrays of 4-byte scalars (WGSL aligns them to 4); the uniform `Params`
 // is padded to a multiple of 16 bytes. `tests/shader.rs` checks these sizes against naga's pod_shape.
-const _: () = assert!(size_of::<JobGpu>() == (13 + 8 + 3 + 4 + TERM_COUNT) * 4);
+const _: () = assert!(size_of::<JobGpu>() == (14 + 8 + 3 + 4 + TERM_COUNT) * 4);
 const _: () = assert!(size_of::<RackGpu>() == 88);
 const _: () = assert!(size_of::<NodeGpu>() == NODE_WORDS as usize * 4);
 const _: () = assert!(size_of::<BlockGpu>() == 4);
@@ -476,15 +484,22 @@ pub fn job_shape(job: &JobGpu, node_gpus: u32) -> u32 {
 /// of each of its GPUs. *Twin.*
 #[inline(always)]
 pub fn rack_pods(job: &JobGpu, rack: &RackGpu, packed: u32) -> u32 {
-    let per_node = if job.pods_per_gpu != 0 { rack.node_gpus * job.pods_per_gpu } else { pods_per_node(packed) };
-    pods_per_rack(
-        per_node,
-        rack.nodes,
-        job.pod_cpu_milli,
-        job.pod_memory_mib,
-        rack.node_cpu_milli,
-        rack.node_memory_mib,
-    )
+    pods_on_rack_of(job, packed, rack.node_gpus, rack.nodes, rack.node_cpu_milli, rack.node_memory_mib)
+}
+
+/// [`rack_pods`] on a rack given by its nodes: `nodes` of `node_gpus` GPUs, `node_cpu_milli` and
+/// `node_memory_mib` each (the host also asks it of a rack type, before any rack exists).
+#[inline(always)]
+pub fn pods_on_rack_of(
+    job: &JobGpu,
+    packed: u32,
+    node_gpus: u32,
+    nodes: u32,
+    node_cpu_milli: u32,
+    node_memory_mib: u32,
+) -> u32 {
+    let per_node = if job.pods_per_gpu != 0 { node_gpus * job.pods_per_gpu } else { pods_per_node(packed) };
+    pods_per_rack(per_node, nodes, job.pod_cpu_milli, job.pod_memory_mib, node_cpu_milli, node_memory_mib)
 }
 
 /// The free thousandths of GPU `gpu` (0..=7) of a node, when it is shared ([`NodeGpu::shared_free`]).
@@ -582,8 +597,15 @@ pub(crate) fn check_of<const SUMMARY_ONLY: bool>(
     } else {
         rack_pods(job, rack, packed)
     };
-    // A job kept to one block counts that block's whole racks, any other the cluster's.
-    let whole_racks = if job.block_rule == BLOCK_ANY { cluster.free_racks } else { block.free_racks };
+    // A job kept to one block counts that block's whole racks, any other the cluster's; a job kept
+    // to one NVLink domain none (it may not span racks).
+    let whole_racks = if job.one_domain == ONE_DOMAIN_PREFERRED {
+        0
+    } else if job.block_rule == BLOCK_ANY {
+        cluster.free_racks
+    } else {
+        block.free_racks
+    };
     let here = if SUMMARY_ONLY {
         pods_fit(rack.summary, pod_shape[1].max(1))
     } else {

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{InputError, Result};
 use crate::kernel::limits::{MAX_HBM_GB, MAX_JOB_GPUS, MAX_LATENCY_MS, MAX_NODE_GPUS};
-use crate::kernel::score::{FRAG_BUCKETS, GPU_MILLI, JobGpu, frag_bucket, inv_q16, mix, pack_frag_mix};
-use crate::kernel::shape::job_tables;
+use crate::kernel::score::{
+    FRAG_BUCKETS, GPU_MILLI, JobGpu, ONE_DOMAIN_PREFERRED, frag_bucket, inv_q16, job_shape, mix, pack_frag_mix,
+    pods_on_rack_of,
+};
+use crate::kernel::shape::{job_tables, spans_racks, unpack_shape};
 use crate::model::date::Day;
 use crate::model::fleet::{Fleet, MAX_CPU_CORES, MAX_MEMORY_GB, cpu_milli, memory_mib};
 use crate::model::json::{Expect, MAX_JOBS_BYTES, check_name, read_input, read_input_from, shown, shown_number};
@@ -527,6 +530,31 @@ impl<'a> LineCounter<'a> {
     }
 }
 
+/// [`ONE_DOMAIN_PREFERRED`] when the job's pods fit one rack (one NVLink domain) of some rack type
+/// of the fleet's clusters and span racks on another, else 0 (where it may go, its shape alone
+/// decides). From the rack types' nominal nodes, whatever is in use or needed otherwise (HBM,
+/// latency …): a job whose only one-domain racks it cannot use is relaxed at once.
+fn one_domain_rule(job: &JobGpu, fleet: &Fleet) -> u32 {
+    let (mut one, mut spans) = (false, false);
+    for cluster in &fleet.clusters {
+        let t = &fleet.rack_types[cluster.rack_type];
+        let packed = job_shape(job, t.node_gpus);
+        let per_rack = pods_on_rack_of(job, packed, t.node_gpus, t.nodes, t.node_cpu_milli, t.node_memory_mib);
+        if per_rack == 0 {
+            continue;
+        }
+        if spans_racks(unpack_shape(packed), per_rack) {
+            spans = true;
+        } else {
+            one = true;
+        }
+        if one && spans {
+            return ONE_DOMAIN_PREFERRED;
+        }
+    }
+    0
+}
+
 impl Workload {
     /// Wraps jobs built in Rust.
     pub fn from_jobs(jobs: Vec<Job>, source_name: &str) -> Workload {
@@ -865,7 +893,7 @@ impl Workload {
                 };
                 let shapes = job_tables(job.gpus, job.pods.unwrap_or(0), job.pod_gpus());
                 let gpu_milli = job.gpu_milli.unwrap_or(0);
-                Ok(JobGpu {
+                let mut compiled = JobGpu {
                     gpus: job.gpus_held(),
                     pods: job.pods.unwrap_or(0),
                     pod_gpus: job.pod_gpus(),
@@ -885,8 +913,13 @@ impl Workload {
                     pod_memory_mib: job.pod_resources()[1],
                     gpu_milli,
                     pods_per_gpu: GPU_MILLI.checked_div(gpu_milli).unwrap_or(0),
+                    one_domain: 0,
                     weights,
-                })
+                };
+                if policy.prefer_one_domain {
+                    compiled.one_domain = one_domain_rule(&compiled, fleet);
+                }
+                Ok(compiled)
             })
             .collect();
         compiled.into_iter().collect()

@@ -154,6 +154,13 @@ pub struct Policy {
     /// the baseline presets do not. Default when absent: true.
     #[serde(default = "yes")]
     pub consolidate: bool,
+    /// Keep each job within one NVLink domain when the fleet has a rack type whose racks hold all
+    /// its pods: such a job is decided first on racks that hold them all, and across whole racks
+    /// only when none of those is feasible (as Kueue TAS's preferred level, at the rack). Pods on one
+    /// NVLink domain talk over NVLink rather than the network; the price is packing (a 16-GPU job
+    /// takes a whole 16-GPU rack that a larger gang may need). Default when absent: false.
+    #[serde(default)]
+    pub prefer_one_domain: bool,
 }
 
 fn yes() -> bool {
@@ -257,6 +264,7 @@ impl Default for Policy {
             candidates: default_candidates(),
             seed: 0,
             consolidate: true,
+            prefer_one_domain: false,
             format_version: None,
         }
     }

@@ -374,6 +374,7 @@ pub fn random_policy(rng: &mut SplitMix64, all_ties: bool) -> gpuplace::Policy {
     policy.seed = rng.next_u64();
     // From the seed, not the generator, so that old seeds keep their problems.
     policy.consolidate = policy.seed % 4 != 0;
+    policy.prefer_one_domain = (policy.seed >> 2) % 2 == 0;
     policy
 }
 
@@ -450,6 +451,7 @@ pub fn plain_job(gpus: u32, pods: u32, pod_gpus: u32) -> JobGpu {
         ready_day: 0,
         random_salt: 0,
         block_rule: 0,
+        one_domain: 0,
         frag_mix: [0; 3],
         pod_cpu_milli: 0,
         pod_memory_mib: 0,
