@@ -21,11 +21,6 @@ const TINY_BINDING: u64 = 2048;
 #[test]
 fn kernel_matches_cpu_on_600_random_problems() {
     for (name, mut gpu) in gpu_scorers("kernel_matches_cpu_on_600_random_problems") {
-        let mut pairs = 0u64;
-        let mut feasible = 0u64;
-        let mut frag_decides = 0u32;
-        let mut shares_decide = 0u32;
-        let mut one_domain_decides = 0u32;
         for seed in 0..600 {
             let (jobs, state, k) = random_problem(seed);
             let cpu = score_batch(&jobs, &state, k);
@@ -33,33 +28,48 @@ fn kernel_matches_cpu_on_600_random_problems() {
             if let Err(difference) = compare(&out, &cpu) {
                 panic!("{name}, seed {seed} ({} jobs × {} racks, k={k}): {difference}", jobs.len(), state.racks.len());
             }
-            // The fragmentation term (the kernel's longest) must matter in these problems.
-            let without_frag: Vec<JobGpu> = jobs
-                .iter()
-                .map(|j| {
-                    let mut j = *j;
-                    j.weights[TERM_FRAG as usize] = 0;
-                    j
-                })
-                .collect();
-            frag_decides += u32::from(compare(&score_batch(&without_frag, &state, k), &cpu).is_err());
-            // And the shared GPUs' free thousandths on trays (the node table's last words): zeroed,
-            // the feasible racks of pods sharing GPUs change.
-            let mut unshared = state.clone();
-            unshared.node_table.iter_mut().for_each(|n| n.shared_free = [0; 3]);
-            shares_decide += u32::from(score_batch(&jobs, &unshared, k).feasible != cpu.feasible);
-            // And the one-NVLink-domain rule: without it, jobs that prefer one domain may span racks.
-            let spanning: Vec<JobGpu> = jobs.iter().map(|j| JobGpu { one_domain: 0, ..*j }).collect();
-            one_domain_decides += u32::from(score_batch(&spanning, &state, k).feasible != cpu.feasible);
-            pairs += (jobs.len() * state.racks.len()) as u64;
-            feasible += cpu.feasible.iter().map(|&f| u64::from(f)).sum::<u64>();
         }
-        // The problems must exercise both outcomes, or parity would be trivial.
-        assert!(feasible > 0 && feasible < pairs, "{feasible} feasible of {pairs} pairs");
-        assert!(frag_decides > 100, "the fragmentation term changed {frag_decides} of 600 problems only");
-        assert!(shares_decide > 20, "shared GPUs changed {shares_decide} of 600 problems only");
-        assert!(one_domain_decides > 20, "the one-domain rule changed {one_domain_decides} of 600 problems only");
     }
+}
+
+/// The problems of [`kernel_matches_cpu_on_600_random_problems`] exercise what the kernel decides,
+/// or parity on them would be trivial; on the CPU alone, so that it holds on machines without a GPU.
+#[test]
+fn the_600_random_problems_exercise_every_branch_parity_covers() {
+    let mut pairs = 0u64;
+    let mut feasible = 0u64;
+    let mut frag_decides = 0u32;
+    let mut shares_decide = 0u32;
+    let mut one_domain_decides = 0u32;
+    for seed in 0..600 {
+        let (jobs, state, k) = random_problem(seed);
+        let cpu = score_batch(&jobs, &state, k);
+        // The fragmentation term (the kernel's longest) must matter in these problems.
+        let without_frag: Vec<JobGpu> = jobs
+            .iter()
+            .map(|j| {
+                let mut j = *j;
+                j.weights[TERM_FRAG as usize] = 0;
+                j
+            })
+            .collect();
+        frag_decides += u32::from(compare(&score_batch(&without_frag, &state, k), &cpu).is_err());
+        // And the shared GPUs' free thousandths on trays (the node table's last words): zeroed,
+        // the feasible racks of pods sharing GPUs change.
+        let mut unshared = state.clone();
+        unshared.node_table.iter_mut().for_each(|n| n.shared_free = [0; 3]);
+        shares_decide += u32::from(score_batch(&jobs, &unshared, k).feasible != cpu.feasible);
+        // And the one-NVLink-domain rule: without it, jobs that prefer one domain may span racks.
+        let spanning: Vec<JobGpu> = jobs.iter().map(|j| JobGpu { one_domain: 0, ..*j }).collect();
+        one_domain_decides += u32::from(score_batch(&spanning, &state, k).feasible != cpu.feasible);
+        pairs += (jobs.len() * state.racks.len()) as u64;
+        feasible += cpu.feasible.iter().map(|&f| u64::from(f)).sum::<u64>();
+    }
+    // Both outcomes, or parity would be trivial.
+    assert!(feasible > 0 && feasible < pairs, "{feasible} feasible of {pairs} pairs");
+    assert!(frag_decides > 100, "the fragmentation term changed {frag_decides} of 600 problems only");
+    assert!(shares_decide > 20, "shared GPUs changed {shares_decide} of 600 problems only");
+    assert!(one_domain_decides > 20, "the one-domain rule changed {one_domain_decides} of 600 problems only");
 }
 
 #[test]

@@ -1234,6 +1234,68 @@ fn a_policy_preferring_one_nvlink_domain_keeps_a_job_on_one_rack_when_one_has_ro
 }
 
 #[test]
+fn consolidation_keeps_a_job_preferring_one_nvlink_domain_to_one_rack_when_moves_make_room() {
+    const TEST: &str = "consolidation_keeps_a_job_preferring_one_nvlink_domain_to_one_rack_when_moves_make_room";
+    // Site s: cluster a, two 8-GPU servers; site s2, nearer the users: cluster b, one rack of four
+    // 4-GPU trays. bD and bC (one 4-GPU pod each, steered by latency) take two of b's trays; bA
+    // and bB (1 GPU each, spread) one server each. j12 (12 GPUs, last) then fits neither one rack
+    // nor a's two servers whole: unplaced at its turn. Consolidation can move bA and bB and span
+    // a's servers, or move a 4-GPU pod to a server and give j12 three trays of b: preferring one
+    // NVLink domain, it must do the latter (a review found it did the former).
+    let fleet = Fleet::from_json(
+        r#"{"regions": ["r"],
+        "rack_types": {"t8": {"gpu_model": "X", "gpus": 8, "hbm_gb_per_gpu": 100, "kw": 8, "nodes": 1},
+                       "t16": {"gpu_model": "X", "gpus": 16, "hbm_gb_per_gpu": 100, "kw": 16, "nodes": 4}},
+        "sites": [
+          {"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1, "pue": 1.2,
+           "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 50},
+           "clusters": [{"name": "a", "rack_type": "t8", "racks": 2}]},
+          {"name": "s2", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1, "pue": 1.2,
+           "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {"r": 1},
+           "clusters": [{"name": "b", "rack_type": "t16", "racks": 1}]}]}"#,
+        "<fleet>",
+    )
+    .unwrap();
+    let workload = Workload::from_json(
+        r#"[{"id": "bD", "kind": "inference", "hbm_gb_per_gpu": 0, "priority": 95, "duration_h": 1, "region": "r", "gpus": 4, "pods": 1, "max_latency_ms": 60},
+            {"id": "bC", "kind": "inference", "hbm_gb_per_gpu": 0, "priority": 94, "duration_h": 1, "region": "r", "gpus": 4, "pods": 1, "max_latency_ms": 60},
+            {"id": "bA", "kind": "agentic", "hbm_gb_per_gpu": 0, "priority": 93, "duration_h": 1, "region": "r", "gpus": 1},
+            {"id": "bB", "kind": "agentic", "hbm_gb_per_gpu": 0, "priority": 92, "duration_h": 1, "region": "r", "gpus": 1},
+            {"id": "j12", "kind": "training", "hbm_gb_per_gpu": 0, "priority": 10, "duration_h": 1, "region": "r", "gpus": 12}]"#,
+        "<jobs>",
+    )
+    .unwrap();
+    use gpuplace::kernel::score::Term;
+    use gpuplace::model::policy::PerTerm;
+    let mut policy = Policy::default();
+    policy.inference = PerTerm::only(Term::Latency, 1000);
+    policy.agentic = PerTerm::only(Term::Spread, 1000);
+    policy.prefer_one_domain = true;
+    let main = Scheduler::with_backend(fleet.clone(), without_consolidation(&policy), Backend::cpu())
+        .unwrap()
+        .place_reference(&workload, Some(at()))
+        .unwrap();
+    on_every_backend(TEST, |name, backend| {
+        let mut scheduler = Scheduler::with_backend(fleet.clone(), policy, backend).unwrap();
+        let placement = scheduler.place(&workload, Some(at())).unwrap();
+        scheduler.ledger().check_consistency().unwrap();
+        let racks_of = |decisions: &[Decision], id: &str| -> Vec<u32> {
+            let d = decisions.iter().find(|d| workload.jobs[d.job].id == id).unwrap();
+            match &d.outcome {
+                Outcome::Placed { allocation, .. } => allocation.racks.iter().map(|s| s.rack).collect(),
+                _ => Vec::new(),
+            }
+        };
+        assert_eq!(racks_of(&main, "j12"), Vec::<u32>::new(), "{name}: j12 has no room at its turn");
+        assert_eq!(racks_of(&placement.decisions, "j12"), [2], "{name}: j12 on b's one rack, not across a's servers");
+        verify_consolidated(&fleet, &workload, &policy, &main, &placement.decisions);
+        verify_log(&fleet, &workload, &policy, &main, &placement.decisions, &placement.consolidation);
+        scheduler.reset();
+        assert_eq!(scheduler.place_reference(&workload, Some(at())).unwrap(), placement.decisions, "{name}");
+    });
+}
+
+#[test]
 fn verify_log_catches_a_wrong_log() {
     // Negative controls for `verify_log`: a placement consolidation did not log, and a move whose
     // chain is broken, must be caught.

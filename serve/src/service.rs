@@ -1041,12 +1041,18 @@ enum GangRule {
 }
 
 impl GangRule {
-    /// Whether the gang's next pod may go to `rack` on the capacity `state`.
-    fn allows(&self, state: &gpuplace::kernel::state::FleetState, rack: u32) -> bool {
+    /// Whether the gang's next pod may go to `rack` on `ledger`'s capacity. A gang not yet bound
+    /// goes where placement would put it as one job: with its preferences (one NVLink domain, one
+    /// block) while some rack meets them, else relaxed ([`gpuplace::engine::place::as_decided`]),
+    /// so that the extender takes what `place` would.
+    fn allows(&self, ledger: &gpuplace::engine::Ledger, rack: u32) -> bool {
         match self {
             GangRule::Racks(racks) => racks.contains(&rack),
             GangRule::Fits(None) => false,
-            GangRule::Fits(Some(whole)) => state.check(whole, rack as usize) == 0,
+            GangRule::Fits(Some(whole)) => {
+                let decided = gpuplace::engine::place::as_decided(whole, ledger);
+                ledger.state().check(&decided, rack as usize) == 0
+            }
         }
     }
 }
@@ -1118,12 +1124,17 @@ impl Service {
     /// the gang fits one NVLink domain, else the same cluster), or, before the first, racks where
     /// all of its pods fit now. None when any rack will do (no gang).
     fn group_racks(&self, job: &gpuplace::Job, group: &Option<(String, u32)>) -> Option<BTreeSet<u32>> {
-        let rule = self.gang_rule(job, group)?;
-        if let GangRule::Racks(racks) = rule {
-            return Some(racks);
+        let ledger = self.scheduler.ledger();
+        match self.gang_rule(job, group)? {
+            GangRule::Racks(racks) => Some(racks),
+            GangRule::Fits(None) => Some(BTreeSet::new()),
+            GangRule::Fits(Some(whole)) => {
+                // Relaxed once for all racks, as `GangRule::allows` would for each.
+                let decided = gpuplace::engine::place::as_decided(&whole, ledger);
+                let state = ledger.state();
+                Some((0..state.racks.len() as u32).filter(|&r| state.check(&decided, r as usize) == 0).collect())
+            }
         }
-        let state = self.scheduler.ledger().state();
-        Some((0..state.racks.len() as u32).filter(|&r| rule.allows(state, r)).collect())
     }
 
     /// Where a gang's next pod may go (see [`Service::group_racks`]); None for a pod of no gang.
@@ -1332,8 +1343,7 @@ impl Service {
             let verdict = self
                 .scheduler
                 .with_released(&ids, |scheduler| {
-                    let state = scheduler.ledger().state();
-                    let in_gang_rack = gang.as_ref().is_none_or(|rule| rule.allows(state, tray.rack));
+                    let in_gang_rack = gang.as_ref().is_none_or(|rule| rule.allows(scheduler.ledger(), tray.rack));
                     node_verdict(scheduler, &record, in_gang_rack, quota.as_ref(), tray)
                 })
                 .map_err(|e| ApiError::new(500, e.to_string()))?;

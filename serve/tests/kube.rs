@@ -747,3 +747,55 @@ fn preempt_keeps_the_nodes_where_eviction_makes_room_and_the_least_harm() {
     );
     server.stop().unwrap();
 }
+
+#[test]
+fn a_gang_preferring_one_nvlink_domain_is_filtered_where_place_would_put_it() {
+    // Cluster a: two 8-GPU servers; cluster b: one rack of four 4-GPU trays. A gang of three 4-GPU
+    // pods fits b's rack alone, or spans a's two servers. With the policy's `prefer_one_domain`,
+    // the filter keeps it to b while b has three free trays, and lets it span a's servers once b
+    // has not (a review found the filter then refused every node, the preference never dropped).
+    let fleet_with = |b_nodes: &str| {
+        Fleet::from_json(
+            &format!(
+                r#"{{"regions": ["us"],
+                "rack_types": {{"t8": {{"gpu_model": "H100", "gpus": 8, "hbm_gb_per_gpu": 80, "kw": 10, "nodes": 1}},
+                               "t16": {{"gpu_model": "GB300", "gpus": 16, "hbm_gb_per_gpu": 288, "kw": 30, "nodes": 4}}}},
+                "sites": [
+                  {{"name": "s", "provider": "P", "country": "US", "jurisdiction": "US", "power_mw": 1, "pue": 1.2,
+                   "price_usd_per_mwh": 50, "carbon_g_per_kwh": 300, "online": "2020-01-01", "latency_ms": {{"us": 10}},
+                   "clusters": [{{"name": "a", "rack_type": "t8", "racks": 2}},
+                                {{"name": "b", "rack_type": "t16", "racks": 1{b_nodes}}}]}}]}}"#
+            ),
+            "<fleet>",
+        )
+        .unwrap()
+    };
+    let mut policy = gpuplace::Policy::default();
+    policy.prefer_one_domain = true;
+    let nodes = vec![
+        node("a0", Some(("s/a/0", 0)), None),
+        node("a1", Some(("s/a/1", 0)), None),
+        node("b-t3", Some(("s/b/0", 3)), None),
+    ];
+    let gang = pod("g-0", "uid-g0", 4, 5, json!({"gpuplace.io/pod-group": "g", "gpuplace.io/pod-group-size": "3"}));
+    for (b_nodes, passing) in [
+        ("", vec!["b-t3"]),
+        (
+            r#", "nodes": [{"rack": 0, "node": 0, "used_gpus": 4}, {"rack": 0, "node": 1, "used_gpus": 4}]"#,
+            vec!["a0", "a1"],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut service = Service::open(ServiceConfig {
+            fleet: Some(fleet_with(b_nodes)),
+            policy: Some(policy),
+            backend: BackendChoice::Cpu,
+            state_dir: dir.path().to_path_buf(),
+            preemption: false,
+            tenants: None,
+        })
+        .unwrap();
+        let filtered = service.kube_filter(args(&gang, &nodes));
+        assert_eq!(names(&filtered), passing, "{b_nodes:?}: {:?}", filtered.failed_nodes);
+    }
+}

@@ -22,6 +22,9 @@
 //!    released job again, in decision order, on its best feasible rack. If one of them finds no
 //!    rack, everything is put back as it was and the next rack is tried.
 //!
+//! A job preferring one NVLink domain (a policy's `prefer_one_domain`) is tried at step 3 before
+//! step 2, as placement decides it: across whole racks only when no one rack can be made room in.
+//!
 //! After each job it places, the pass starts again from the first job left unplaced (a move can
 //! open room for a job passed over earlier), so room that moves opened goes to the job decided
 //! first among those it fits. Every step is deterministic, and the pass does the same on any
@@ -40,7 +43,7 @@ use rustc_hash::FxHashMap;
 use crate::engine::ledger::{Allocation, Ledger};
 pub use crate::engine::place::{Consolidation, Move};
 use crate::engine::place::{Decision, Outcome, best_with_relaxing, need_of};
-use crate::kernel::score::{BLOCK_ANY, BLOCK_PREFERRED, JobGpu, REJECT_GPUS, REJECT_POWER};
+use crate::kernel::score::{BLOCK_ANY, BLOCK_PREFERRED, JobGpu, ONE_DOMAIN_PREFERRED, REJECT_GPUS, REJECT_POWER};
 use crate::kernel::shape::{racks_needed, spans_racks};
 use crate::kernel::state::NodeState;
 
@@ -236,9 +239,33 @@ fn make_room(
     if !work.take(holders.occupied.len() + ledger.fleet().clusters.len()) {
         return None;
     }
+    // A job preferring one NVLink domain is given one rack first, as placement decides it; any
+    // other is given whole racks first (where it spans racks, its pods fit no one rack).
+    if job.one_domain == ONE_DOMAIN_PREFERRED {
+        if room_in_one_rack(ledger, jobs, decisions, holders, position, done, work)? {
+            return Some(true);
+        }
+        return make_whole_racks(ledger, jobs, decisions, holders, position, done, work);
+    }
     if make_whole_racks(ledger, jobs, decisions, holders, position, done, work)? {
         return Some(true);
     }
+    room_in_one_rack(ledger, jobs, decisions, holders, position, done, work)
+}
+
+/// Step 3 of the pass: racks where only GPUs or power are short and where the free GPUs plus those
+/// of movable jobs reach the job's GPUs, tried with [`try_rack`]. Some(true) when it placed the
+/// job, None when the work ran out.
+fn room_in_one_rack(
+    ledger: &mut Ledger,
+    jobs: &[JobGpu],
+    decisions: &mut [Decision],
+    holders: &mut Holders,
+    position: usize,
+    done: &mut Consolidation,
+    work: &mut Work,
+) -> Option<bool> {
+    let job = jobs[decisions[position].job];
     let state = ledger.state();
     let mut racks: Vec<(u32, usize)> = holders
         .occupied

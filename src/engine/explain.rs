@@ -10,7 +10,7 @@ use crate::engine::reasons::{Reason, RejectCounts, describe_need};
 use crate::engine::view::PlacedOn;
 use crate::error::{InputError, Result};
 use crate::kernel::cpu::score_job;
-use crate::kernel::score::{Candidate, JobGpu, NO_RACK, REJECT_KINDS, terms};
+use crate::kernel::score::{Candidate, JobGpu, NO_RACK, ONE_DOMAIN_PREFERRED, REJECT_KINDS, terms};
 use crate::model::fleet::Fleet;
 use crate::model::jobs::Workload;
 use crate::model::policy::{PerTerm, Policy};
@@ -71,6 +71,25 @@ pub struct Explanation {
     pub placed_on: Option<PlacedOn>,
     /// Why placement did not place it, if it did not.
     pub reason: Option<Reason>,
+}
+
+/// [`describe_need`] of `decided` (the job `given` as placement decided it), saying how the
+/// policy's preference for one NVLink domain (`prefer_one_domain`) shaped it: the racks it would
+/// span count as rejected for GPUs while the preference holds, and it was dropped when no rack held
+/// all its pods.
+fn need_as_decided(fleet: &Fleet, given: &JobGpu, decided: &JobGpu) -> String {
+    let need = describe_need(fleet, decided);
+    match (given.one_domain == ONE_DOMAIN_PREFERRED, decided.one_domain == ONE_DOMAIN_PREFERRED) {
+        (true, true) => format!(
+            "{need}; the policy keeps it to one NVLink domain while a rack holds all its pods (racks it \
+             would span count as rejected for gpus)"
+        ),
+        (true, false) => format!(
+            "{need}; no rack held all its pods, so the policy's preference for one NVLink domain was \
+             dropped and whole racks of one cluster allowed"
+        ),
+        _ => need,
+    }
 }
 
 /// The best `count` feasible racks for `job` in the ledger's state, with their terms, and the
@@ -216,7 +235,7 @@ pub fn explain(
     };
     Ok(Explanation {
         job: id.to_string(),
-        need: describe_need(fleet, &job),
+        need: need_as_decided(fleet, &compiled[index], &job),
         decided_before: rank,
         candidates,
         feasible_racks,
@@ -234,6 +253,7 @@ pub fn explain(
 /// differ from a round's; which racks are feasible cannot.
 pub fn explain_now(ledger: &Ledger, policy: &Policy, job: &JobGpu, id: &str) -> Explanation {
     let fleet = ledger.fleet();
+    let given = *job;
     let (job, best) = crate::engine::place::best_with_relaxing(job, ledger, |job, ledger| ledger.best_rack(job));
     let (candidates, feasible_racks) = candidates(ledger, &job, policy.candidates as usize);
     let (decision, reason) = match best {
@@ -253,7 +273,7 @@ pub fn explain_now(ledger: &Ledger, policy: &Policy, job: &JobGpu, id: &str) -> 
     };
     Explanation {
         job: id.to_string(),
-        need: describe_need(fleet, &job),
+        need: need_as_decided(fleet, &given, &job),
         decided_before: 0,
         candidates,
         feasible_racks,

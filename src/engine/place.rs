@@ -367,6 +367,13 @@ pub(crate) fn best_with_relaxing(
     }
 }
 
+/// `job` as placement decides it on `ledger` now: with its preferences (one NVLink domain, one
+/// topology block) while some rack meets them, else without them, as [`place_reference`] relaxes
+/// them. For callers that test racks one by one (a scheduler extender's filter).
+pub fn as_decided(job: &JobGpu, ledger: &Ledger) -> JobGpu {
+    best_with_relaxing(job, ledger, |job, ledger| ledger.best_rack_by_class(job)).0
+}
+
 /// The job with its next preference dropped: one NVLink domain first, then one topology block;
 /// None when it states none.
 pub(crate) fn relaxed(job: &JobGpu) -> Option<JobGpu> {
